@@ -1,0 +1,51 @@
+"""Shared fixtures. Every test gets its own data folder through RLHF_DESKTOP_HOME."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+SECRET_VARS = (
+    "AZURE_OPENAI_ENDPOINT",
+    "AZURE_OPENAI_API_KEY",
+    "AZURE_OPENAI_DEPLOYMENT_NAME",
+    "AZURE_OPENAI_API_VERSION",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "OPENAI_MODEL",
+    "RLHF_DESKTOP_PROVIDER",
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HH_DATA = REPO_ROOT.parent / "shared" / "data" / "hh-harmless-dev.jsonl"
+
+
+@pytest.fixture(autouse=True)
+def data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh data folder, no credentials from the developer's shell, and no stray .env."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("RLHF_DESKTOP_HOME", str(home))
+    for name in SECRET_VARS:
+        monkeypatch.delenv(name, raising=False)
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    # keyring: never touch the developer's real keyring from tests.
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    yield home
+
+
+@pytest.fixture(scope="session")
+def hh_data() -> Path:
+    """The real human preference pairs in ../shared/data (never copied into the repo)."""
+    if not HH_DATA.exists():
+        pytest.skip(f"{HH_DATA} is not present")
+    return HH_DATA
