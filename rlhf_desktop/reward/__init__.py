@@ -1,0 +1,1 @@
+"""The reward model: embeddings, TinyRewardModel (Bradley-Terry), training."""

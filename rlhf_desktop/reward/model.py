@@ -1,0 +1,184 @@
+"""TinyRewardModel: a Bradley-Terry reward model on MiniLM embeddings.
+
+score(prompt, reply) = w · f(prompt, reply), and P(a preferred over b) = sigmoid(s_a − s_b).
+The reply is always embedded on its own, so a long prompt never truncates it away.
+
+Persistence: ``save(dir)`` writes ``reward_model.joblib`` (plain numbers, lists and strings)
+and ``reward_model.joblib.sig``, an HMAC-SHA256 of the file's bytes under this installation's
+key. ``load(dir)`` verifies the signature *before* unpickling and refuses anything else, so a
+file this installation did not write never runs as code.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+
+from rlhf_desktop import config
+from rlhf_desktop.reward import signing
+from rlhf_desktop.reward.embedder import Embedder
+
+MODEL_FILENAME = "reward_model.joblib"
+SIGNATURE_FILENAME = MODEL_FILENAME + ".sig"
+FORMAT = "rlhf-desktop/reward-model/1"
+
+# Feature blocks: "reply" (the reply's embedding), "prompt_x_reply" (element-wise product of
+# the last user turn's embedding and the reply's: relevance), "length" (log word count).
+KNOWN_FEATURES: tuple[str, ...] = ("reply", "prompt_x_reply", "length")
+DEFAULT_FEATURES: tuple[str, ...] = ("reply", "prompt_x_reply", "length")
+
+
+class ModelFileError(Exception):
+    """A model file that must not or cannot be loaded; the message says why."""
+
+
+def length_feature(texts: Sequence[str]) -> np.ndarray:
+    """log(1 + words) per text, as a column."""
+    return np.log1p([len(t.split()) for t in texts]).astype(np.float32).reshape(-1, 1)
+
+
+def featurize(
+    features: Sequence[str],
+    prompt_vecs: np.ndarray,
+    reply_vecs: np.ndarray,
+    replies: Sequence[str],
+) -> np.ndarray:
+    """The feature rows of (prompt, reply) pairs; ``prompt_vecs`` broadcast when one row."""
+    blocks: list[np.ndarray] = []
+    for name in features:
+        if name == "reply":
+            blocks.append(reply_vecs)
+        elif name == "prompt_x_reply":
+            blocks.append(prompt_vecs * reply_vecs)
+        elif name == "length":
+            blocks.append(length_feature(replies))
+        else:
+            raise ValueError(f"unknown feature {name!r}; known: {', '.join(KNOWN_FEATURES)}")
+    return np.hstack(blocks).astype(np.float64, copy=False)
+
+
+@dataclass
+class TinyRewardModel:
+    """Scores replies to a prompt; untrained (all scores 0) until :func:`training.train`."""
+
+    weights: np.ndarray | None = None
+    features: tuple[str, ...] = DEFAULT_FEATURES
+    embedder_id: str = ""
+    version: int | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    embedder: Embedder | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def trained(self) -> bool:
+        """Whether the model has weights."""
+        return self.weights is not None
+
+    def _embedder(self) -> Embedder:
+        if self.embedder is None:
+            self.embedder = Embedder()
+        return self.embedder
+
+    def score_vectors(
+        self, prompt_vec: np.ndarray, reply_vecs: np.ndarray, replies: Sequence[str]
+    ) -> list[float]:
+        """Scores from embeddings already computed (no I/O, no network)."""
+        if self.weights is None or len(replies) == 0:
+            return [0.0] * len(replies)
+        prompt = np.broadcast_to(prompt_vec.reshape(1, -1), reply_vecs.shape)
+        x = featurize(self.features, prompt, reply_vecs, replies)
+        return [float(v) for v in x @ self.weights]
+
+    def score(self, prompt: str, responses: Sequence[str]) -> list[float]:
+        """One score per response (higher is better). All 0 when untrained."""
+        if self.weights is None or not responses:
+            return [0.0] * len(responses)
+        vecs = self._embedder().embed([prompt, *responses])
+        return self.score_vectors(vecs[0], vecs[1:], responses)
+
+    def prob_preferred(self, prompt: str, a: str, b: str) -> float:
+        """P(``a`` is preferred over ``b``) under the Bradley-Terry model."""
+        sa, sb = self.score(prompt, [a, b])
+        return 1.0 / (1.0 + math.exp(-(sa - sb)))
+
+    def rank(self, prompt: str, responses: Sequence[str]) -> list[tuple[int, float]]:
+        """(index, score), best first; ties (and the untrained model) keep the given order."""
+        scores = self.score(prompt, responses)
+        return sorted(enumerate(scores), key=lambda item: -item[1])
+
+    # ------------------------------------------------------------------ persistence
+
+    def _payload(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "weights": None if self.weights is None else [float(v) for v in self.weights],
+            "features": list(self.features),
+            "embedder_id": self.embedder_id,
+            "version": self.version,
+            "metrics_json": json.dumps(self.metrics),
+        }
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``reward_model.joblib`` and its signature into ``directory`` atomically."""
+        folder = Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        joblib.dump(self._payload(), buffer)
+        data = buffer.getvalue()
+        key = signing.load_key(create=True)
+        assert key is not None
+        path = folder / MODEL_FILENAME
+        config.atomic_write_bytes(path, data)
+        config.atomic_write_bytes(folder / SIGNATURE_FILENAME, signing.sign(data, key).encode())
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path, embedder: Embedder | None = None) -> TinyRewardModel:
+        """Load a model this installation saved; refuse unsigned or altered files."""
+        folder = Path(directory)
+        path = folder / MODEL_FILENAME
+        if not path.exists():
+            raise ModelFileError(f"no reward model in {folder} ({MODEL_FILENAME} is missing)")
+        data = path.read_bytes()
+        sig_path = folder / SIGNATURE_FILENAME
+        key = signing.load_key(create=False)
+        if key is None:
+            raise ModelFileError(
+                f"refusing {path}: this installation has no signing key, so the file cannot be "
+                "verified. Retrain with `rlhf-desktop train`."
+            )
+        if not sig_path.exists():
+            raise ModelFileError(
+                f"refusing {path}: it is not signed by this installation (no "
+                f"{SIGNATURE_FILENAME}). Model files are code; only files written here load."
+            )
+        if not signing.verify(data, sig_path.read_text(errors="replace"), key):
+            raise ModelFileError(
+                f"refusing {path}: its signature does not match (the file was altered or "
+                "written by another installation). Retrain with `rlhf-desktop train`."
+            )
+        payload = joblib.load(io.BytesIO(data))
+        return cls._from_payload(payload, path, embedder)
+
+    @classmethod
+    def _from_payload(
+        cls, payload: Any, path: Path, embedder: Embedder | None
+    ) -> TinyRewardModel:
+        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+            raise ModelFileError(f"{path} is not an rlhf-desktop reward model")
+        weights = payload.get("weights")
+        return cls(
+            weights=None if weights is None else np.asarray(weights, dtype=np.float64),
+            features=tuple(payload.get("features") or DEFAULT_FEATURES),
+            embedder_id=str(payload.get("embedder_id", "")),
+            version=payload.get("version"),
+            metrics=json.loads(payload.get("metrics_json") or "{}"),
+            embedder=embedder,
+        )

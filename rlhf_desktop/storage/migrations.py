@@ -1,0 +1,88 @@
+"""Numbered schema migrations. Append new ones; never edit one that has landed."""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "initial schema",
+        """
+        CREATE TABLE conversations (
+            id          INTEGER PRIMARY KEY,
+            title       TEXT NOT NULL DEFAULT 'New chat',
+            created_at  REAL NOT NULL,
+            updated_at  REAL NOT NULL
+        );
+
+        CREATE TABLE turns (
+            id              INTEGER PRIMARY KEY,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            messages_json   TEXT NOT NULL,
+            provider        TEXT NOT NULL,
+            model           TEXT NOT NULL,
+            params_json     TEXT NOT NULL,
+            created_at      REAL NOT NULL
+        );
+        CREATE INDEX turns_by_conversation ON turns(conversation_id, id);
+
+        CREATE TABLE candidates (
+            id                INTEGER PRIMARY KEY,
+            turn_id           INTEGER NOT NULL REFERENCES turns(id) ON DELETE CASCADE,
+            idx               INTEGER NOT NULL,
+            text              TEXT NOT NULL,
+            finish_reason     TEXT,
+            latency_s         REAL,
+            ttft_s            REAL,
+            prompt_tokens     INTEGER,
+            completion_tokens INTEGER,
+            score             REAL,
+            model_version     INTEGER,
+            error             TEXT,
+            UNIQUE (turn_id, idx)
+        );
+
+        -- One thumbs-up pick (or one imported preference) = one label = its pairs.
+        CREATE TABLE labels (
+            id                     INTEGER PRIMARY KEY,
+            created_at             REAL NOT NULL,
+            source                 TEXT NOT NULL CHECK (source IN ('pick', 'import', 'edit')),
+            turn_id                INTEGER REFERENCES turns(id) ON DELETE SET NULL,
+            chosen_candidate_id    INTEGER REFERENCES candidates(id) ON DELETE SET NULL,
+            model_top_candidate_id INTEGER REFERENCES candidates(id) ON DELETE SET NULL,
+            reason                 TEXT
+        );
+        CREATE INDEX labels_by_turn ON labels(turn_id);
+
+        CREATE TABLE pairs (
+            id                    INTEGER PRIMARY KEY,
+            label_id              INTEGER NOT NULL REFERENCES labels(id) ON DELETE CASCADE,
+            prompt_json           TEXT NOT NULL,
+            chosen                TEXT NOT NULL,
+            rejected              TEXT NOT NULL,
+            chosen_candidate_id   INTEGER REFERENCES candidates(id) ON DELETE SET NULL,
+            rejected_candidate_id INTEGER REFERENCES candidates(id) ON DELETE SET NULL,
+            reason                TEXT,
+            source                TEXT NOT NULL CHECK (source IN ('pick', 'import', 'edit')),
+            created_at            REAL NOT NULL
+        );
+        CREATE INDEX pairs_by_label ON pairs(label_id);
+
+        CREATE TABLE model_versions (
+            version      INTEGER PRIMARY KEY,
+            created_at   REAL NOT NULL,
+            path         TEXT NOT NULL,
+            metrics_json TEXT NOT NULL,
+            pairs        INTEGER NOT NULL,
+            labels       INTEGER NOT NULL
+        );
+
+        CREATE TABLE embeddings (
+            embedder_id TEXT NOT NULL,
+            text_hash   BLOB NOT NULL,
+            dim         INTEGER NOT NULL,
+            vector      BLOB NOT NULL,
+            PRIMARY KEY (embedder_id, text_hash)
+        ) WITHOUT ROWID;
+        """,
+    ),
+]
