@@ -1,0 +1,514 @@
+"""Azure OpenAI, OpenAI and OpenAI-compatible servers through the ``openai`` client.
+
+One request asks for all N candidates with ``n`` and the choices are streamed by index.
+When the server returns fewer choices than asked (llama.cpp's server and Ollama ignore
+``n``), the missing candidates are requested as concurrent single-choice requests with
+distinct seeds, and later turns on the same provider go straight to single-choice
+requests.
+
+The client's own retries are off (``max_retries=0``); :class:`RetryPolicy` decides here:
+429 waits ``Retry-After`` (bounded), 5xx, connection errors and timeouts back off
+exponentially (bounded), and nothing is retried once text has arrived for that request.
+Connect and read timeouts are explicit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from rlhf_desktop.config import Settings
+from rlhf_desktop.domain import Message, SamplingParams
+from rlhf_desktop.providers.base import (
+    CANCELLED,
+    ERROR,
+    BaseProvider,
+    CandidateTracker,
+    Delta,
+    Done,
+    StreamEvent,
+    build_messages,
+)
+from rlhf_desktop.providers.errors import InvalidRequestError, ProviderError, StreamInterrupted
+from rlhf_desktop.providers.openai_errors import (
+    RETRY_BACKOFF,
+    RETRY_RATE,
+    Classified,
+    Target,
+    classify,
+    content_filter_categories,
+    redact_secret,
+)
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+
+log = logging.getLogger(__name__)
+
+OK_FINISH = frozenset({"stop", "length", "tool_calls", "function_call", "eos", "end_turn"})
+NO_KEY = "not-needed"  # OpenAI-compatible servers without auth still need a non-empty key
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries done by the provider (the ``openai`` client's are off)."""
+
+    max_retries: int = 3
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 8.0
+    max_retry_after_s: float = 30.0
+    """A 429 asking for a longer wait fails at once, telling the user how long to wait."""
+
+    def backoff(self, attempt: int) -> float:
+        """Delay before retry ``attempt`` (0-based), with a little jitter."""
+        delay = min(self.backoff_max_s, self.backoff_base_s * (2**attempt))
+        return delay * (0.8 + 0.4 * random.random())
+
+
+@dataclass
+class _Request:
+    """One HTTP request: server choice ``i`` is candidate ``indices[i]``."""
+
+    indices: list[int]
+    seed: int | None
+    fallback: bool = False
+    seen: set[int] = field(default_factory=set)
+    error: ProviderError | None = None
+
+
+@dataclass(frozen=True)
+class _End:
+    request: _Request
+
+
+_CANCEL = object()
+
+
+def make_timeout(settings: Settings) -> Any:
+    """``openai.Timeout`` with explicit connect and read limits from the settings."""
+    import openai
+
+    return openai.Timeout(settings.request_timeout_s, connect=settings.connect_timeout_s)
+
+
+class OpenAIChatProvider(BaseProvider):
+    """Chat completions over the OpenAI protocol (Azure, OpenAI or a compatible server).
+
+    Build it with :meth:`from_azure` or :meth:`from_openai` (OpenAI or a compatible
+    server, by ``base_url``). ``streaming=False``
+    uses non-streamed requests (each candidate then arrives as one ``Delta``).
+    """
+
+    def __init__(
+        self,
+        client: AsyncOpenAI,
+        target: Target,
+        *,
+        secret: str | None,
+        retry: RetryPolicy | None = None,
+        streaming: bool = True,
+        include_usage: bool = True,
+    ) -> None:
+        self._client = client
+        self.target = target
+        self.name = target.kind
+        self.model = target.model
+        self._secret = secret
+        self.retry = retry or RetryPolicy()
+        self.streaming = streaming
+        self._include_usage = include_usage
+        self.n_supported: bool | None = None
+        """None until known; False once the server returned fewer choices than asked."""
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_azure(
+        cls,
+        *,
+        endpoint: str,
+        api_key: str,
+        deployment: str,
+        api_version: str,
+        settings: Settings | None = None,
+        retry: RetryPolicy | None = None,
+        streaming: bool = True,
+    ) -> OpenAIChatProvider:
+        """Azure OpenAI: ``AsyncAzureOpenAI(azure_endpoint, api_key, api_version, deployment)``."""
+        import openai
+
+        settings = settings or Settings()
+        client = openai.AsyncAzureOpenAI(
+            azure_endpoint=endpoint,
+            api_key=api_key,
+            api_version=api_version,
+            azure_deployment=deployment,
+            timeout=make_timeout(settings),
+            max_retries=0,
+        )
+        target = Target(
+            kind="azure", label="Azure OpenAI", url=endpoint, model=deployment,
+            key_setting="AZURE_OPENAI_API_KEY", model_setting="AZURE_OPENAI_DEPLOYMENT_NAME",
+            url_setting="AZURE_OPENAI_ENDPOINT", version_setting="AZURE_OPENAI_API_VERSION",
+        )
+        return cls(client, target, secret=api_key, streaming=streaming,
+                   retry=retry or RetryPolicy(max_retries=settings.max_retries))
+
+    @classmethod
+    def from_openai(
+        cls,
+        *,
+        api_key: str | None,
+        model: str,
+        base_url: str | None = None,
+        settings: Settings | None = None,
+        retry: RetryPolicy | None = None,
+        streaming: bool = True,
+    ) -> OpenAIChatProvider:
+        """OpenAI itself, or any OpenAI-compatible server when ``base_url`` is given."""
+        import openai
+
+        settings = settings or Settings()
+        compatible = bool(base_url)
+        url = (base_url or "https://api.openai.com/v1").rstrip("/")
+        client = openai.AsyncOpenAI(
+            api_key=api_key or NO_KEY,
+            base_url=url,
+            timeout=make_timeout(settings),
+            max_retries=0,
+        )
+        target = Target(
+            kind="compatible" if compatible else "openai",
+            label=f"the OpenAI-compatible server at {url}" if compatible else "OpenAI",
+            url=url, model=model, key_setting="OPENAI_API_KEY",
+            model_setting="OPENAI_MODEL (or the openai_model setting)",
+            url_setting="OPENAI_BASE_URL (or the openai_base_url setting)",
+        )
+        return cls(client, target, secret=api_key, streaming=streaming,
+                   retry=retry or RetryPolicy(max_retries=settings.max_retries))
+
+    def describe(self) -> str:
+        """E.g. ``Azure OpenAI: deployment 'gpt-4o' at https://x.openai.azure.com``."""
+        where = "" if self.target.kind == "compatible" else f" at {self.target.url}"
+        return f"{self.target.label}: {self.target.what}{where}"
+
+    async def aclose(self) -> None:
+        """Close the HTTP connection pool."""
+        await self._client.close()
+
+    # ------------------------------------------------------------------ streaming
+
+    async def stream(
+        self,
+        messages: list[Message],
+        params: SamplingParams,
+        cancel: asyncio.Event | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        """Stream ``params.n`` candidates (rules in :mod:`rlhf_desktop.providers.base`)."""
+        n = max(1, params.n)
+        tracker = CandidateTracker(n)
+        wire_messages = build_messages(messages, params)
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        tasks: set[asyncio.Task[None]] = set()
+        failures: dict[int, ProviderError] = {}
+        first_failure: ProviderError | None = None
+        seed_base = params.seed if params.seed is not None else random.randrange(1, 2**30)
+        outstanding = 0
+
+        def launch(indices: list[int], seed: int | None, fallback: bool) -> None:
+            nonlocal outstanding
+            request = _Request(indices=indices, seed=seed, fallback=fallback)
+            task = asyncio.create_task(
+                self._run_request(request, wire_messages, params, tracker, queue)
+            )
+            tasks.add(task)
+            outstanding += 1
+
+        def launch_singles(indices: list[int]) -> None:
+            for i in indices:
+                launch([i], seed_base + i, True)
+
+        if n == 1:
+            launch([0], params.seed, False)
+        elif self.n_supported is False:
+            launch_singles(list(range(n)))
+        else:
+            launch(list(range(n)), params.seed, False)
+
+        watcher: asyncio.Task[None] | None = None
+        if cancel is not None:
+            watcher = asyncio.create_task(_put_on_set(cancel, queue))
+        cancelled = False
+        try:
+            while outstanding:
+                item = await queue.get()
+                if item is _CANCEL:
+                    cancelled = True
+                    break
+                if isinstance(item, (Delta, Done)):
+                    yield item
+                    continue
+                assert isinstance(item, _End)
+                outstanding -= 1
+                request = item.request
+                lost = [i for i in request.indices if i not in tracker.finished]
+                if request.error is not None:
+                    first_failure = first_failure or request.error
+                    for i in lost:
+                        failures[i] = request.error
+                    continue
+                missing = [request.indices[c] for c in range(len(request.indices))
+                           if c not in request.seen]
+                if len(request.indices) > 1:
+                    self.n_supported = not missing
+                    if missing:
+                        log.info("%s returned %d of %d choices; requesting %d more one by one",
+                                 self.target.label, n - len(missing), n, len(missing))
+                        launch_singles(missing)
+                    lost = [i for i in lost if i not in missing]
+                for i in lost:
+                    interrupted = _interrupted(self.target.label, seen=i not in missing)
+                    first_failure = first_failure or interrupted
+                    failures[i] = interrupted
+            if cancelled:
+                await _cancel_all(tasks)
+                while not queue.empty():  # text that arrived before the cancel
+                    item = queue.get_nowait()
+                    if isinstance(item, (Delta, Done)):
+                        yield item
+                for i in tracker.unfinished():
+                    done = tracker.finish(i, CANCELLED)
+                    if done is not None:
+                        yield done
+                return
+            if first_failure is not None and not tracker.finished:
+                for i, error in failures.items():
+                    tracker.finish(i, ERROR, error=error.message)
+                first_failure.partial = tracker.snapshot()
+                raise first_failure
+            for i in sorted(failures):
+                done = tracker.finish(i, ERROR, error=failures[i].message)
+                if done is not None:
+                    yield done
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            await _cancel_all(tasks | ({watcher} if watcher else set()))
+
+    async def _run_request(
+        self,
+        request: _Request,
+        messages: list[dict[str, str]],
+        params: SamplingParams,
+        tracker: CandidateTracker,
+        queue: asyncio.Queue[object],
+    ) -> None:
+        """One request with bounded retries; always ends by queueing ``_End(request)``."""
+        attempt = 0
+        try:
+            while True:
+                streamed = False
+                try:
+                    if self.streaming:
+                        async for got_text in self._stream_once(request, messages, params,
+                                                                tracker, queue):
+                            streamed = streamed or got_text
+                    else:
+                        await self._complete_once(request, messages, params, tracker, queue)
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    result = classify(exc, self.target, self._secret, streamed=streamed)
+                    if self._drop_usage_option(result):
+                        continue
+                    delay = self._retry_delay(result, attempt, streamed)
+                    log.log(logging.INFO if delay is not None else logging.WARNING,
+                            "%s request failed: %s%s", self.target.label,
+                            type(result.error).__name__,
+                            f"; retry {attempt + 1} in {delay:.2f} s" if delay is not None else "")
+                    if delay is None:
+                        request.error = result.error
+                        return
+                    attempt += 1
+                    await asyncio.sleep(delay)
+        finally:
+            queue.put_nowait(_End(request))
+
+    def _drop_usage_option(self, result: Classified) -> bool:
+        """Older Azure API versions reject ``stream_options``: retry once without it."""
+        if (self._include_usage and isinstance(result.error, InvalidRequestError)
+                and "stream_options" in result.error.message):
+            log.info("%s does not accept stream_options; usage will not be reported",
+                     self.target.label)
+            self._include_usage = False
+            return True
+        return False
+
+    def _retry_delay(self, result: Classified, attempt: int, streamed: bool) -> float | None:
+        """Seconds to wait before retrying, or None when the error is final."""
+        if streamed or attempt >= self.retry.max_retries:
+            return None
+        if result.retry == RETRY_RATE:
+            wait = result.retry_after
+            if wait is None:
+                return self.retry.backoff(attempt)
+            return wait if wait <= self.retry.max_retry_after_s else None
+        if result.retry == RETRY_BACKOFF:
+            return self.retry.backoff(attempt)
+        return None
+
+    def _request_kwargs(
+        self, request: _Request, messages: list[dict[str, str]], params: SamplingParams
+    ) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": params.max_tokens,
+        }
+        if len(request.indices) > 1:
+            kwargs["n"] = len(request.indices)
+        if request.seed is not None:
+            kwargs["seed"] = request.seed
+        return kwargs
+
+    async def _stream_once(
+        self,
+        request: _Request,
+        messages: list[dict[str, str]],
+        params: SamplingParams,
+        tracker: CandidateTracker,
+        queue: asyncio.Queue[object],
+    ) -> AsyncIterator[bool]:
+        """One streamed attempt; yields True each time text arrived (for the retry rule)."""
+        kwargs = self._request_kwargs(request, messages, params)
+        if self._include_usage:
+            kwargs["stream_options"] = {"include_usage": True}
+        held: list[Done] = []  # single-choice Done waits for the usage chunk
+        try:
+            async for got_text in self._read_stream(request, kwargs, tracker, queue, held):
+                yield got_text
+        finally:
+            for done in held:
+                queue.put_nowait(done)
+
+    async def _read_stream(
+        self,
+        request: _Request,
+        kwargs: dict[str, Any],
+        tracker: CandidateTracker,
+        queue: asyncio.Queue[object],
+        held: list[Done],
+    ) -> AsyncIterator[bool]:
+        single = len(request.indices) == 1
+        stream = await self._client.chat.completions.create(stream=True, **kwargs)
+        async for chunk in stream:
+            usage = getattr(chunk, "usage", None)
+            if usage is not None:
+                for done in held:
+                    _apply_usage(tracker, done, usage, with_completion=single)
+            for choice in chunk.choices or []:
+                pos = choice.index
+                if not 0 <= pos < len(request.indices):
+                    continue
+                request.seen.add(pos)
+                index = request.indices[pos]
+                delta = getattr(choice, "delta", None)
+                text = getattr(delta, "content", None) if delta is not None else None
+                event = tracker.add(index, text) if text else None
+                if event is not None:
+                    queue.put_nowait(event)
+                    yield True
+                if choice.finish_reason:
+                    finished = self._finish_choice(tracker, index, choice)
+                    if finished is not None:
+                        if single:
+                            held.append(finished)
+                        else:
+                            queue.put_nowait(finished)
+
+    async def _complete_once(
+        self,
+        request: _Request,
+        messages: list[dict[str, str]],
+        params: SamplingParams,
+        tracker: CandidateTracker,
+        queue: asyncio.Queue[object],
+    ) -> None:
+        """One non-streamed attempt: each choice becomes one ``Delta`` and its ``Done``."""
+        kwargs = self._request_kwargs(request, messages, params)
+        response = await self._client.chat.completions.create(stream=False, **kwargs)
+        choices = response.choices or []
+        for choice in choices:
+            pos = choice.index
+            if not 0 <= pos < len(request.indices):
+                continue
+            request.seen.add(pos)
+            index = request.indices[pos]
+            event = tracker.add(index, choice.message.content or "")
+            if event is not None:
+                queue.put_nowait(event)
+            done = self._finish_choice(tracker, index, choice)
+            if done is not None:
+                if response.usage is not None:
+                    _apply_usage(tracker, done, response.usage, with_completion=len(choices) == 1)
+                queue.put_nowait(done)
+
+    def _finish_choice(self, tracker: CandidateTracker, index: int, choice: Any) -> Done | None:
+        """Finish a candidate with the server's reason; filtered or failed choices get ``error``."""
+        reason = str(choice.finish_reason or "stop")
+        extra = getattr(choice, "model_extra", None) or {}
+        error: str | None = None
+        if reason == "content_filter":
+            cats = content_filter_categories(extra.get("content_filter_results"))
+            why = f" (flagged: {', '.join(cats)})" if cats else ""
+            error = (f"{self.target.label}'s content filter stopped this reply{why}; the "
+                     "text before it is kept.")
+        elif reason not in OK_FINISH:
+            detail = extra.get("error")
+            message = detail.get("message") if isinstance(detail, dict) else None
+            error = f"{self.target.label} ended this reply with an error ({reason})"
+            if isinstance(message, str) and message:
+                error += f": {redact_secret(message, self._secret)[:300]}"
+        return tracker.finish(index, reason, error=error)
+
+
+def _apply_usage(
+    tracker: CandidateTracker, done: Done, usage: Any, *, with_completion: bool
+) -> None:
+    """Copy reported token usage onto a finished candidate."""
+    prompt = getattr(usage, "prompt_tokens", None)
+    completion = getattr(usage, "completion_tokens", None) if with_completion else None
+    for cand in (done.candidate, tracker.candidates[done.index]):
+        if isinstance(prompt, int):
+            cand.prompt_tokens = prompt
+        if isinstance(completion, int):
+            cand.completion_tokens = completion
+
+
+def _interrupted(label: str, *, seen: bool) -> StreamInterrupted:
+    if seen:
+        message = (f"The reply from {label} stopped before it was finished (the stream ended "
+                   "without a finish reason); the text so far is kept. Send again to retry.")
+    else:
+        message = f"{label} ended the stream without sending this reply. Send again to retry."
+    return StreamInterrupted(message)
+
+
+async def _put_on_set(event: asyncio.Event, queue: asyncio.Queue[object]) -> None:
+    await event.wait()
+    queue.put_nowait(_CANCEL)
+
+
+async def _cancel_all(tasks: set[asyncio.Task[None]]) -> None:
+    pending = [t for t in tasks if not t.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)

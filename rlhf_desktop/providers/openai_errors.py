@@ -1,0 +1,231 @@
+"""Turning ``openai`` exceptions into typed, user-actionable provider errors.
+
+Messages are written here from the status code, the error ``code`` and the endpoint's
+description; the server's own message is appended only after the API key is redacted.
+The ``openai`` package is imported inside functions so that importing the providers
+package stays fast.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from rlhf_desktop.providers.errors import (
+    AuthError,
+    ContentFilterError,
+    InvalidRequestError,
+    NotFoundError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderTimeoutError,
+    RateLimitError,
+    ServerError,
+    StreamInterrupted,
+)
+
+# How a failed attempt may be retried.
+RETRY_NONE = "none"
+RETRY_RATE = "rate"  # 429: wait Retry-After
+RETRY_BACKOFF = "backoff"  # 5xx, connection, timeout: exponential backoff
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where requests go, described for error messages (never holds the key)."""
+
+    kind: str
+    """``azure``, ``openai`` or ``compatible``."""
+    label: str
+    """``Azure OpenAI``, ``OpenAI`` or ``the OpenAI-compatible server``."""
+    url: str
+    model: str
+    key_setting: str
+    model_setting: str
+    url_setting: str
+    version_setting: str = ""
+
+    @property
+    def what(self) -> str:
+        """``deployment 'x'`` on Azure, else ``model 'x'``."""
+        noun = "deployment" if self.kind == "azure" else "model"
+        return f"{noun} '{self.model}'"
+
+
+@dataclass(frozen=True)
+class Classified:
+    """A mapped error and how the attempt may be retried."""
+
+    error: ProviderError
+    retry: str = RETRY_NONE
+    retry_after: float | None = None
+
+
+def redact_secret(text: str, secret: str | None) -> str:
+    """``text`` with ``secret`` (when at least 4 characters) replaced by ``***``."""
+    if secret and len(secret) >= 4:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _error_body(exc: Any) -> dict[str, Any]:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error")
+        return inner if isinstance(inner, dict) else body
+    return {}
+
+
+def _server_message(exc: Any, secret: str | None, limit: int = 300) -> str:
+    body = _error_body(exc)
+    message = body.get("message")
+    if not isinstance(message, str) or not message.strip():
+        return ""
+    message = redact_secret(message.strip(), secret)
+    if len(message) > limit:
+        message = message[: limit - 1] + "…"
+    return message
+
+
+def parse_retry_after(headers: Any) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
+    if headers is None:
+        return None
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return max(0.0, float(raw_ms) / 1000.0)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def content_filter_categories(data: Any) -> list[str]:
+    """Names of the filtered categories in an Azure ``content_filter_result(s)`` mapping."""
+    if not isinstance(data, dict):
+        return []
+    return sorted(
+        name
+        for name, value in data.items()
+        if isinstance(value, dict) and value.get("filtered") is True
+    )
+
+
+def _with_detail(message: str, detail: str) -> str:
+    return f"{message} (server said: {detail})" if detail else message
+
+
+def classify(
+    exc: BaseException, target: Target, secret: str | None, *, streamed: bool
+) -> Classified:
+    """Map an exception raised by the ``openai`` client to a typed error and retry kind.
+
+    ``streamed`` is True when text had already arrived for this request: the failure is
+    then a :class:`StreamInterrupted` and is never retried.
+    """
+    import openai
+
+    label, status = target.label, getattr(exc, "status_code", None)
+    if streamed and not isinstance(exc, openai.APIStatusError):
+        detail = _server_message(exc, secret) if isinstance(exc, openai.APIError) else ""
+        return Classified(StreamInterrupted(
+            _with_detail(f"The connection to {label} broke in the middle of a reply; the "
+                         "text so far is kept. Send the message again to retry.", detail),
+            provider=target.kind,
+        ))
+    if isinstance(exc, openai.APITimeoutError):
+        return Classified(ProviderTimeoutError(
+            f"{label} did not answer in time ({target.url}). Try again, or raise "
+            "request_timeout_s / connect_timeout_s in Settings.",
+            provider=target.kind,
+        ), RETRY_BACKOFF)
+    if isinstance(exc, openai.APIConnectionError):
+        return Classified(ProviderConnectionError(
+            f"Could not connect to {label} at {target.url}. Check your network connection "
+            f"and {target.url_setting}.",
+            provider=target.kind,
+        ), RETRY_BACKOFF)
+    if not isinstance(exc, openai.APIStatusError) or status is None:
+        if isinstance(exc, openai.APIError):
+            # An error event inside an SSE stream before any text.
+            return Classified(ServerError(
+                _with_detail(f"{label} reported an error while streaming.",
+                             _server_message(exc, secret)),
+                provider=target.kind,
+            ), RETRY_BACKOFF)
+        return Classified(ProviderError(
+            f"Unexpected error talking to {label}: {type(exc).__name__}.",
+            provider=target.kind,
+        ))
+    detail = _server_message(exc, secret)
+    body = _error_body(exc)
+    code = str(body.get("code") or "")
+    if status in (401, 403):
+        what = "rejected the API key" if status == 401 else "refused access with this key"
+        return Classified(AuthError(
+            f"{label} {what} ({status}). Check {target.key_setting} in your environment or "
+            f".env file (or the key stored in Settings)"
+            + (f", and that it belongs to {target.url}." if target.kind == "azure" else "."),
+            setting=target.key_setting, provider=target.kind, status_code=status,
+        ))
+    if status == 404:
+        if target.kind == "azure" and code == "DeploymentNotFound":
+            message = (f"Azure OpenAI has no {target.what} at {target.url} (404). Check "
+                       f"{target.model_setting}; a deployment created in the last few minutes "
+                       "may not be ready yet.")
+        elif target.kind == "azure":
+            message = (f"Azure OpenAI answered 404 for {target.what} at {target.url}. Check "
+                       f"{target.url_setting}, {target.model_setting} and "
+                       f"{target.version_setting}.")
+        else:
+            message = (f"{label} has no {target.what} (404). Check {target.model_setting}"
+                       + (f" and {target.url_setting}." if target.kind == "compatible" else "."))
+        return Classified(NotFoundError(
+            _with_detail(message, detail), target=target.model, provider=target.kind,
+            status_code=status,
+        ))
+    if status == 429:
+        wait = parse_retry_after(exc.response.headers)
+        when = "Wait a moment and try again"
+        if wait is not None:
+            when = f"Wait {wait:.0f} s and try again"
+        return Classified(RateLimitError(
+            f"{label} is rate limiting {target.what} (429). {when}, or ask for fewer "
+            "candidates per turn.",
+            retry_after=wait, provider=target.kind, status_code=status,
+        ), RETRY_RATE, wait)
+    if status >= 500:
+        return Classified(ServerError(
+            _with_detail(f"{label} had a server error ({status}). Try again in a moment.",
+                         detail),
+            provider=target.kind, status_code=status,
+        ), RETRY_BACKOFF)
+    if code == "content_filter":
+        inner = body.get("innererror") if isinstance(body.get("innererror"), dict) else {}
+        cats = content_filter_categories((inner or {}).get("content_filter_result"))
+        why = f" (flagged: {', '.join(cats)})" if cats else ""
+        return Classified(ContentFilterError(
+            f"{label}'s content filter blocked this prompt{why}. Rephrase the message and "
+            "send it again.",
+            provider=target.kind, status_code=status,
+        ))
+    hint = ""
+    if target.version_setting and "api version" in detail.lower():
+        hint = f" Check {target.version_setting}."
+    return Classified(InvalidRequestError(
+        _with_detail(f"{label} refused the request ({status}).{hint}", detail),
+        provider=target.kind, status_code=status,
+    ))

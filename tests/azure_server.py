@@ -1,0 +1,562 @@
+"""A small local server that speaks Azure OpenAI's (and OpenAI's) chat protocol, with faults.
+
+Real sockets, real HTTP/1.1, Server-Sent Events with chunked transfer encoding, so the
+``openai`` client runs exactly as it does against Azure. It checks requests as Azure does,
+so a client bug fails the test:
+
+* ``POST /openai/deployments/{deployment}/chat/completions?api-version=...`` with an
+  ``api-key`` header (Azure), or ``POST /v1/chat/completions`` with ``Authorization:
+  Bearer`` (OpenAI); ``GET /v1/models``;
+* an unknown path or a missing ``api-version`` -> 404 ``Resource not found``; an unknown
+  API version -> 400 ``API version not supported``; a wrong key -> 401; an unknown
+  deployment -> 404 ``DeploymentNotFound``; an unknown OpenAI model -> 404
+  ``model_not_found``; ``stream_options`` with an API version older than
+  2024-09-01-preview -> 400 ``Unrecognized request argument supplied: stream_options``.
+
+Replies are deterministic: choice ``i`` says ``Reply i: w1 w2 ...`` (``Reply i seed s: ...``
+when a seed is sent), one word per SSE chunk, the choices interleaved, with a short delay.
+
+Faults, for the next request(s): ``server.inject(name, times=1, **options)`` (with
+``match_seed=S`` only requests with that seed are hit), or a magic
+word in the last user message, ``[[fault:name]]`` or ``[[fault:name*K]]`` (the first K
+requests with that exact text fail). Names (options in brackets):
+
+``auth`` 401, ``forbidden`` 403, ``not_found`` 404 DeploymentNotFound,
+``rate_limit`` 429 with Retry-After [retry_after=1], ``server_error`` 500, ``drop``
+(close the connection before answering), ``slow`` (no byte for [delay=2.0] s),
+``truncate`` (end the stream cleanly after [after=2] words with no finish reason and no
+``[DONE]``), ``drop_mid`` (cut the connection after [after=2] words), ``sse_error``
+(an ``error`` event after [after=2] words), ``content_filter`` (request-level 400 with code
+``content_filter`` and ``innererror``), ``choice_filter`` (choice [choice=1] ends with
+``finish_reason`` ``content_filter`` after [after=2] words), ``choice_error`` (choice
+[choice=1] ends with finish_reason ``error`` and an ``error`` object), ``ignore_n`` (answer
+with one choice, as llama.cpp's server does).
+
+``server.ignore_n = True`` makes ``ignore_n`` permanent. Run standalone with
+``python -m tests.azure_server --port 8123``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import socket
+import struct
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+SUPPORTED_API_VERSIONS = (
+    "2023-05-15", "2023-12-01-preview", "2024-02-01", "2024-02-15-preview",
+    "2024-05-01-preview", "2024-06-01", "2024-08-01-preview", "2024-09-01-preview",
+    "2024-10-01-preview", "2024-10-21", "2024-12-01-preview", "2025-01-01-preview",
+    "2025-03-01-preview", "2025-04-01-preview",
+)
+STREAM_OPTIONS_SINCE = "2024-09-01-preview"
+WORDS = ("sun", "river", "stone", "light", "cloud", "garden", "bridge", "window",
+         "music", "forest", "candle", "harbor", "meadow", "lantern", "valley", "echo")
+FAULTS = ("auth", "forbidden", "not_found", "rate_limit", "server_error", "drop", "slow",
+          "truncate", "drop_mid", "sse_error", "content_filter", "choice_filter",
+          "choice_error", "ignore_n")
+MAGIC = re.compile(r"\[\[fault:([a-z_]+)(?:\*(\d+))?\]\]")
+AZURE_PATH = re.compile(r"^/openai/deployments/([^/]+)/chat/completions$")
+SAFE_FILTER = {name: {"filtered": False, "severity": "safe"}
+               for name in ("hate", "self_harm", "sexual", "violence")}
+
+
+@dataclass
+class Fault:
+    """One injected fault and how many more requests it applies to."""
+
+    name: str
+    times: int = 1
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Recorded:
+    """A request as the server saw it."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    """Lower-case names."""
+    body: dict[str, Any] | None
+    fault: str | None = None
+
+
+def reply_tokens(index: int, seed: int | None, length: int) -> list[str]:
+    """The deterministic words (one per chunk) of choice ``index``."""
+    label = f" {index}" if seed is None else f" {index} seed {seed}"
+    offset = index * 5 + (seed or 0)
+    words = [f" {WORDS[(offset + k) % len(WORDS)]}" for k in range(max(0, length - 2))]
+    return ["Reply", f"{label}:", *words]
+
+
+class AzureServer:
+    """The server; use as a context manager or call :meth:`start` / :meth:`stop`."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str = "test-azure-key-0123456789",
+        deployment: str = "gpt-test",
+        model: str = "gpt-test-model",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        chunk_delay_s: float = 0.002,
+        reply_length: int = 8,
+        api_versions: tuple[str, ...] = SUPPORTED_API_VERSIONS,
+    ) -> None:
+        self.api_key = api_key
+        self.deployment = deployment
+        self.model = model
+        self.chunk_delay_s = chunk_delay_s
+        self.reply_length = reply_length
+        self.api_versions = api_versions
+        self.ignore_n = False
+        self.requests: list[Recorded] = []
+        self._faults: list[Fault] = []
+        self._magic_counts: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+        self.stopping = threading.Event()
+        self._httpd = ThreadingHTTPServer((host, port), _make_handler(self))
+        self._httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ control
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        return int(self._httpd.server_address[1])
+
+    @property
+    def endpoint(self) -> str:
+        """The Azure endpoint (``AZURE_OPENAI_ENDPOINT``)."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI base URL (``OPENAI_BASE_URL``)."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> AzureServer:
+        """Serve in a daemon thread."""
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
+                                        name="azure-test-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self.stopping.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> AzureServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def inject(self, name: str, times: int = 1, **options: Any) -> None:
+        """Apply fault ``name`` to the next ``times`` requests."""
+        if name not in FAULTS:
+            raise ValueError(f"unknown fault {name!r}; one of {', '.join(FAULTS)}")
+        with self._lock:
+            self._faults.append(Fault(name, times, options))
+
+    def reset(self) -> None:
+        """Forget faults, recorded requests and ``ignore_n``."""
+        with self._lock:
+            self._faults.clear()
+            self._magic_counts.clear()
+            self.requests.clear()
+            self.ignore_n = False
+
+    def take_fault(self, body: dict[str, Any] | None) -> Fault | None:
+        """The fault for this request: an injected one first, else a magic word."""
+        with self._lock:
+            seed = (body or {}).get("seed")
+            for pos, fault in enumerate(self._faults):
+                if "match_seed" in fault.options and fault.options["match_seed"] != seed:
+                    continue
+                fault.times -= 1
+                if fault.times <= 0:
+                    self._faults.pop(pos)
+                return fault
+            text = _last_user_text(body)
+            match = MAGIC.search(text)
+            if match is None or match.group(1) not in FAULTS:
+                return None
+            name, limit = match.group(1), int(match.group(2) or 1_000_000)
+            used = self._magic_counts.get((name, text), 0)
+            if used >= limit:
+                return None
+            self._magic_counts[(name, text)] = used + 1
+            return Fault(name)
+
+    def record(self, item: Recorded) -> None:
+        """Keep a request for the test to inspect."""
+        with self._lock:
+            self.requests.append(item)
+
+
+def _last_user_text(body: dict[str, Any] | None) -> str:
+    messages = (body or {}).get("messages")
+    if not isinstance(messages, list):
+        return ""
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return str(message.get("content") or "")
+    return ""
+
+
+def _error(code: Any, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, **extra}}
+
+
+def _make_handler(server: AzureServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(_Handler):
+        state = server
+
+    return Handler
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    state: AzureServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        """Quiet."""
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _send_json(self, status: int, payload: dict[str, Any],
+                   headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("apim-request-id", str(uuid.uuid4()))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+        self.wfile.flush()
+
+    def _chunk(self, text: str) -> None:
+        data = text.encode()
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _event(self, payload: dict[str, Any] | str) -> None:
+        data = payload if isinstance(payload, str) else json.dumps(payload)
+        self._chunk(f"data: {data}\n\n")
+
+    def _abort(self) -> None:
+        """Cut the connection without a proper end (RST where possible)."""
+        try:
+            self.wfile.flush()
+        except OSError:
+            pass
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.connection.close()
+        self.close_connection = True
+
+    def _read_body(self) -> dict[str, Any] | None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            data = json.loads(raw or b"null")
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    # ------------------------------------------------------------------ routes
+
+    def do_GET(self) -> None:
+        """``/v1/models`` (OpenAI mode)."""
+        self.close_connection = True
+        if urlsplit(self.path).path == "/v1/models":
+            self._send_json(200, {"object": "list", "data": [
+                {"id": self.state.model, "object": "model", "owned_by": "test"}]})
+            return
+        self._send_json(404, _error("404", "Resource not found"))
+
+    def do_POST(self) -> None:
+        """Chat completions, Azure or OpenAI style."""
+        self.close_connection = True
+        parts = urlsplit(self.path)
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        body = self._read_body()
+        record = Recorded("POST", parts.path, query,
+                          {k.lower(): v for k, v in self.headers.items()}, body)
+        self.state.record(record)
+        azure = AZURE_PATH.match(parts.path)
+        if azure:
+            if not self._check_azure(azure.group(1), query):
+                return
+            version = query["api-version"]
+        elif parts.path == "/v1/chat/completions":
+            if not self._check_openai(body):
+                return
+            version = "openai"
+        else:
+            self._send_json(404, _error("404", "Resource not found"))
+            return
+        if not self._check_body(body, version):
+            return
+        assert body is not None
+        fault = self.state.take_fault(body)
+        record.fault = fault.name if fault else None
+        if fault is not None and self._request_fault(fault):
+            return
+        self._answer(body, fault, version)
+
+    def _check_azure(self, deployment: str, query: dict[str, str]) -> bool:
+        version = query.get("api-version")
+        if not version:
+            self._send_json(404, _error("404", "Resource not found"))
+            return False
+        if self.headers.get("api-key") != self.state.api_key:
+            self._send_json(401, _error("401", (
+                "Access denied due to invalid subscription key or wrong API endpoint. Make "
+                "sure to provide a valid key for an active subscription and use a correct "
+                "regional API endpoint for your resource.")))
+            return False
+        if version not in self.state.api_versions:
+            self._send_json(400, _error("BadRequest", "API version not supported"))
+            return False
+        if deployment != self.state.deployment:
+            self._send_json(404, _error("DeploymentNotFound", (
+                "The API deployment for this resource does not exist. If you created the "
+                "deployment within the last 5 minutes, please wait a moment and try again.")))
+            return False
+        return True
+
+    def _check_openai(self, body: dict[str, Any] | None) -> bool:
+        auth = self.headers.get("Authorization", "")
+        given = auth.removeprefix("Bearer ").strip()
+        if given != self.state.api_key:
+            self._send_json(401, _error("invalid_api_key", (
+                f"Incorrect API key provided: {given}. You can find your API key at "
+                "https://platform.openai.com/account/api-keys."),
+                type="invalid_request_error", param=None))
+            return False
+        model = (body or {}).get("model")
+        if model != self.state.model:
+            self._send_json(404, _error("model_not_found", (
+                f"The model `{model}` does not exist or you do not have access to it."),
+                type="invalid_request_error", param=None))
+            return False
+        return True
+
+    def _check_body(self, body: dict[str, Any] | None, version: str) -> bool:
+        def bad(message: str, param: str | None = None) -> bool:
+            self._send_json(400, _error(None, message, param=param,
+                                        type="invalid_request_error"))
+            return False
+
+        if body is None:
+            return bad("We could not parse the JSON body of your request.")
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return bad("'messages' is a required property", "messages")
+        for message in messages:
+            if (not isinstance(message, dict) or message.get("role") not in
+                    ("system", "user", "assistant", "developer", "tool")
+                    or not isinstance(message.get("content"), str)):
+                return bad("Invalid message in 'messages'", "messages")
+        n = body.get("n", 1)
+        if not isinstance(n, int) or not 1 <= n <= 128:
+            return bad("n must be an integer between 1 and 128", "n")
+        if "stream_options" in body:
+            if not body.get("stream"):
+                return bad("The 'stream_options' parameter is only allowed when 'stream' "
+                           "is enabled.", "stream_options")
+            if version != "openai" and version < STREAM_OPTIONS_SINCE:
+                return bad("Unrecognized request argument supplied: stream_options")
+        max_tokens = body.get("max_tokens")
+        if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
+            return bad("max_tokens must be a positive integer", "max_tokens")
+        return True
+
+    def _request_fault(self, fault: Fault) -> bool:
+        """Faults that replace the whole answer; True when the request was handled."""
+        opts, name = fault.options, fault.name
+        if name == "auth":
+            self._send_json(401, _error("401", "Access denied due to invalid subscription key."))
+        elif name == "forbidden":
+            self._send_json(403, _error("403", "Public access is disabled."))
+        elif name == "not_found":
+            self._send_json(404, _error("DeploymentNotFound",
+                                        "The API deployment for this resource does not exist."))
+        elif name == "rate_limit":
+            wait = opts.get("retry_after", 1)
+            self._send_json(429, _error("429", (
+                "Requests to the ChatCompletions_Create Operation have exceeded token rate "
+                f"limit of your current OpenAI S0 pricing tier. Please retry after {wait} "
+                "seconds.")), headers={"Retry-After": str(wait)})
+        elif name == "server_error":
+            self._send_json(500, _error("InternalServerError", (
+                "The server had an error while processing your request. Sorry about that!")))
+        elif name == "content_filter":
+            self._send_json(400, {"error": {
+                "message": ("The response was filtered due to the prompt triggering Azure "
+                            "OpenAI's content management policy."),
+                "type": None, "param": "prompt", "code": "content_filter", "status": 400,
+                "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": {
+                    **SAFE_FILTER, "violence": {"filtered": True, "severity": "medium"}}}}})
+        elif name == "drop":
+            self._abort()
+        elif name == "slow":
+            self.state.stopping.wait(float(opts.get("delay", 2.0)))
+            return False
+        else:
+            return False
+        return True
+
+    # ------------------------------------------------------------------ answers
+
+    def _answer(self, body: dict[str, Any], fault: Fault | None, version: str) -> None:
+        n = int(body.get("n", 1))
+        if self.state.ignore_n or (fault is not None and fault.name == "ignore_n"):
+            n = 1
+        seed = body.get("seed") if isinstance(body.get("seed"), int) else None
+        max_tokens = body.get("max_tokens") or 10_000
+        replies = []
+        for i in range(n):
+            full = reply_tokens(i, seed, self.state.reply_length + i)
+            replies.append((full[:max_tokens], "length" if len(full) > max_tokens else "stop"))
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) + 4
+                            for m in body["messages"])
+        meta = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()),
+                "model": "gpt-4o-2024-08-06", "system_fingerprint": "fp_test"}
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            self._stream(replies, fault, meta, prompt_tokens, include_usage, version)
+            return
+        choices = [{"index": i, "finish_reason": reason, "logprobs": None,
+                    "message": {"role": "assistant", "content": "".join(tokens)},
+                    "content_filter_results": SAFE_FILTER}
+                   for i, (tokens, reason) in enumerate(replies)]
+        completion = sum(len(t) for t, _ in replies)
+        self._send_json(200, {**meta, "object": "chat.completion", "choices": choices,
+                              "usage": {"prompt_tokens": prompt_tokens,
+                                        "completion_tokens": completion,
+                                        "total_tokens": prompt_tokens + completion}})
+
+    def _stream(self, replies: list[tuple[list[str], str]], fault: Fault | None,
+                meta: dict[str, Any], prompt_tokens: int, include_usage: bool,
+                version: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Cache-Control", "no-cache")
+        self.end_headers()
+        name = fault.name if fault else ""
+        opts = fault.options if fault else {}
+        after = int(opts.get("after", 2))
+        special = int(opts.get("choice", 1))
+
+        def chunk(choices: list[dict[str, Any]], **extra: Any) -> None:
+            self._event({**meta, "object": "chat.completion.chunk", "choices": choices,
+                         **extra})
+
+        if version != "openai":
+            self._event({"id": "", "object": "", "created": 0, "model": "", "choices": [],
+                         "prompt_filter_results": [{"prompt_index": 0,
+                                                    "content_filter_results": SAFE_FILTER}]})
+        chunk([{"index": i, "delta": {"role": "assistant", "content": ""},
+                "finish_reason": None} for i in range(len(replies))])
+        live = {i: 0 for i in range(len(replies))}
+        sent = 0
+        rounds = 0
+        while live:
+            if self.state.stopping.is_set():
+                self._abort()
+                return
+            if rounds == after and name in ("truncate", "drop_mid", "sse_error"):
+                if name == "drop_mid":
+                    self._abort()
+                    return
+                if name == "sse_error":
+                    self._event({"error": {"message": "The server had an error while "
+                                           "processing your request.", "code": "server_error"}})
+                self._chunk("")  # terminating chunk: a clean end with no [DONE]
+                return
+            for i in list(live):
+                tokens, reason = replies[i]
+                pos = live[i]
+                if rounds == after and i == special and name in ("choice_filter",
+                                                                  "choice_error"):
+                    if name == "choice_filter":
+                        chunk([{"index": i, "delta": {}, "finish_reason": "content_filter",
+                                "content_filter_results": {
+                                    **SAFE_FILTER,
+                                    "violence": {"filtered": True, "severity": "high"}}}])
+                    else:
+                        chunk([{"index": i, "delta": {}, "finish_reason": "error",
+                                "error": {"code": "model_error",
+                                          "message": "The model failed on this choice."}}])
+                    del live[i]
+                    continue
+                if pos < len(tokens):
+                    chunk([{"index": i, "delta": {"content": tokens[pos]},
+                            "finish_reason": None, "content_filter_results": SAFE_FILTER}])
+                    live[i] = pos + 1
+                    sent += 1
+                else:
+                    chunk([{"index": i, "delta": {}, "finish_reason": reason}])
+                    del live[i]
+            rounds += 1
+            if self.state.chunk_delay_s:
+                time.sleep(self.state.chunk_delay_s)
+        if include_usage:
+            chunk([], usage={"prompt_tokens": prompt_tokens, "completion_tokens": sent,
+                             "total_tokens": prompt_tokens + sent})
+        self._event("[DONE]")
+        self._chunk("")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve until interrupted, printing the variables to point the app at it."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--port", type=int, default=8123)
+    parser.add_argument("--key", default="test-azure-key-0123456789")
+    parser.add_argument("--deployment", default="gpt-test")
+    parser.add_argument("--delay", type=float, default=0.05, help="seconds between words")
+    parser.add_argument("--length", type=int, default=24, help="words per reply")
+    args = parser.parse_args(argv)
+    server = AzureServer(api_key=args.key, deployment=args.deployment, port=args.port,
+                         chunk_delay_s=args.delay, reply_length=args.length).start()
+    print(f"AZURE_OPENAI_ENDPOINT={server.endpoint}")
+    print(f"AZURE_OPENAI_API_KEY={server.api_key}")
+    print(f"AZURE_OPENAI_DEPLOYMENT_NAME={server.deployment}")
+    print("AZURE_OPENAI_API_VERSION=2024-10-21")
+    print(f"# OpenAI mode: OPENAI_BASE_URL={server.base_url} OPENAI_MODEL={server.model}")
+    print("# faults: put [[fault:NAME]] in a message; NAME in " + ", ".join(FAULTS))
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
