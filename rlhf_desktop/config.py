@@ -391,3 +391,57 @@ def fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+# --------------------------------------------------------------------------- logging
+
+
+class RedactingFilter(logging.Filter):
+    """Replaces every configured secret in log records by ``***``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._secrets: list[str] | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Render the message, redact it, keep the record."""
+        if self._secrets is None:
+            self._secrets = known_secret_values()
+        if self._secrets:
+            message = record.getMessage()
+            record.msg = redact(message, self._secrets)
+            record.args = None
+        return True
+
+
+def setup_logging(level: str | None = None, to_file: bool = True) -> Path | None:
+    """Log to stderr and (optionally) ``logs/rlhf-desktop.log``, secrets redacted."""
+    chosen = (level or os.environ.get("RLHF_DESKTOP_LOG_LEVEL") or "WARNING").upper()
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG)
+    for handler in list(root.handlers):
+        if getattr(handler, "_rlhf", False):
+            root.removeHandler(handler)
+    redactor = RedactingFilter()
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    console = logging.StreamHandler()
+    console.setLevel(chosen)
+    console.setFormatter(fmt)
+    console.addFilter(redactor)
+    console._rlhf = True  # type: ignore[attr-defined]
+    root.addHandler(console)
+    path: Path | None = None
+    if to_file:
+        from logging.handlers import RotatingFileHandler
+
+        path = logs_dir() / "rlhf-desktop.log"
+        file_handler = RotatingFileHandler(path, maxBytes=2_000_000, backupCount=3,
+                                           encoding="utf-8")
+        file_handler.setLevel(logging.INFO)
+        file_handler.setFormatter(fmt)
+        file_handler.addFilter(redactor)
+        file_handler._rlhf = True  # type: ignore[attr-defined]
+        root.addHandler(file_handler)
+    for noisy in ("httpx", "httpcore", "sentence_transformers", "transformers", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return path

@@ -155,13 +155,18 @@ class ParsedFile:
     lines: int
 
 
-def parse_lines(raw_lines: Iterable[bytes]) -> ParsedFile:
+def parse_lines(raw_lines: Iterable[bytes], max_line_bytes: int = 0) -> ParsedFile:
     """Parse JSONL bytes; every bad line is reported with its 1-based number."""
     pairs: list[PreferencePair] = []
     errors: list[LineError] = []
     count = 0
     for number, raw in enumerate(raw_lines, start=1):
         count = number
+        if max_line_bytes and len(raw) > max_line_bytes:
+            size = len(raw) / (1024 * 1024)
+            errors.append(LineError(number, f"line of {size:.0f} MB is over the "
+                                            f"{max_line_bytes // (1024 * 1024)} MB limit"))
+            continue
         try:
             text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
         except UnicodeDecodeError as exc:

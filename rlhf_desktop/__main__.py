@@ -1,0 +1,29 @@
+"""``python -m rlhf_desktop`` and the ``rlhf-desktop`` script: a command, or the window."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a CLI command; with none, open the main window."""
+    from rlhf_desktop import cli
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = cli.build_parser().parse_args(argv)
+    if args.command is not None:
+        return cli.run(args)
+    import importlib
+
+    try:
+        app = importlib.import_module("rlhf_desktop.app")
+    except ImportError as exc:  # the window has not landed, or PySide6 is missing
+        print(f"The window is not available ({exc}); commands:\n", file=sys.stderr)
+        cli.build_parser().print_help()
+        return 0
+    return int(app.main(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,305 @@
+"""The command line: ``rlhf-desktop <command>`` (with no command, __main__ opens the window)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rlhf_desktop import __version__, config
+
+log = logging.getLogger(__name__)
+
+EPILOG = """\
+With no command, rlhf-desktop opens the chat window.
+Data folder: $RLHF_DESKTOP_HOME or --data-dir, else the platform's user data folder.
+"""
+
+
+class CliError(Exception):
+    """A failure to report in one line on stderr (exit status 2)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used by __main__ to decide window vs command)."""
+    parser = argparse.ArgumentParser(
+        prog="rlhf-desktop",
+        description="Chat with several replies per turn; your picks train a reward model.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"rlhf-desktop {__version__}")
+    parser.add_argument("--data-dir", metavar="DIR", help="use DIR as the data folder")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a new reward-model version on every stored pair")
+    p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+
+    p = sub.add_parser("eval", help="pairwise accuracy of the current model on a JSONL file")
+    p.add_argument("--data", required=True, metavar="FILE", help="pairs in any import format")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("score", help="score replies to a prompt with the current model")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("responses", nargs="+", metavar="RESPONSE")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("stats", help="counts of chats, labels, pairs and models")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("export", help="export the preference pairs")
+    p.add_argument("--format", default="jsonl",
+                   choices=["jsonl", "trl", "trl-conversational", "hh", "csv"])
+    p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+
+    p = sub.add_parser("import", help="import preference pairs from a JSONL file")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--dry-run", action="store_true", help="check the file, store nothing")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="import the good lines even when some lines are bad")
+
+    p = sub.add_parser("chat", help="send one prompt and print the ranked replies")
+    p.add_argument("prompt")
+    p.add_argument("-n", type=int, default=None, help="candidates (1-8; default: settings)")
+    p.add_argument("--provider", choices=list(config.PROVIDERS), default=None)
+    p.add_argument("--max-tokens", type=int, default=None)
+    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+def _emit(data: dict[str, Any], as_json: bool, lines: Sequence[str]) -> None:
+    if as_json:
+        print(json.dumps(data, ensure_ascii=False))
+    else:
+        print("\n".join(lines))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a new version."""
+    from rlhf_desktop.reward.training import TrainingError
+    from rlhf_desktop.services.rewards import RewardService
+
+    service = RewardService()
+
+    def progress(fraction: float, stage: str) -> None:
+        if args.verbose:
+            print(f"\r{stage} {fraction * 100:5.1f} %", end="", file=sys.stderr, flush=True)
+
+    try:
+        record = service.train_now(progress=progress)
+    except TrainingError as exc:
+        raise CliError(str(exc)) from exc
+    if args.verbose:
+        print(file=sys.stderr)
+    m = record.metrics
+    acc = m.get("cv_accuracy")
+    acc_text = "n/a (too few pairs)" if acc is None else f"{acc * 100:.1f} %"
+    _emit(
+        {"version": record.version, "path": record.path, **m},
+        args.json,
+        [
+            f"model v{record.version} · CV accuracy {acc_text} · {m['pairs']} pairs "
+            f"· {m['labels']} labels · {m['seconds']:.1f} s",
+            f"saved in {record.path}",
+        ],
+    )
+    return 0
+
+
+def _current_model() -> Any:
+    from rlhf_desktop.services.rewards import RewardService
+    from rlhf_desktop.storage.repo import Repository
+
+    service = RewardService()
+    repo = Repository.open()
+    try:
+        service.load_current(repo)
+    finally:
+        repo.close()
+    for warning in service.load_warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return service
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Pairwise accuracy on a file."""
+    import numpy as np
+
+    from rlhf_desktop.reward.training import pair_matrix, pairwise_accuracy
+    from rlhf_desktop.services.formats import parse_lines
+
+    service = _current_model()
+    model = service.model
+    if not model.trained:
+        raise CliError("no trained reward model yet: import or label pairs, then run `train`")
+    path = Path(args.data)
+    if not path.is_file():
+        raise CliError(f"{path} does not exist")
+    with path.open("rb") as fh:
+        parsed = parse_lines(fh)
+    for error in parsed.errors:
+        print(f"{path}:{error.line}: skipped: {error.message}", file=sys.stderr)
+    if not parsed.pairs:
+        raise CliError(f"{path} holds no usable pairs")
+    diffs = pair_matrix(parsed.pairs, model.features, service.embedder).diffs
+    margins = diffs @ model.weights
+    result = {
+        "pairs": len(parsed.pairs),
+        "accuracy": pairwise_accuracy(margins),
+        "ties": int(np.sum(margins == 0)),
+        "mean_margin": float(np.mean(margins)),
+        "skipped_lines": len(parsed.errors),
+        "model_version": model.version,
+    }
+    _emit(result, args.json, [
+        f"model v{model.version}: pairwise accuracy {result['accuracy'] * 100:.1f} % "
+        f"on {result['pairs']} pairs ({result['ties']} ties)",
+    ])
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """Score replies."""
+    service = _current_model()
+    ranked = service.rank(args.prompt, args.responses)
+    order = sorted(range(len(args.responses)), key=lambda i: -ranked.scores[i])
+    data = {
+        "model_version": ranked.version,
+        "scores": ranked.scores,
+        "ranking": order,
+    }
+    version = "untrained (all scores 0)" if ranked.version is None else f"v{ranked.version}"
+    lines = [f"model {version}"]
+    for rank, i in enumerate(order, start=1):
+        lines.append(f"{rank}. [{ranked.scores[i]:+.3f}] {args.responses[i]}")
+    _emit(data, args.json, lines)
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    """Counts."""
+    from rlhf_desktop.storage.repo import Repository
+
+    repo = Repository.open()
+    try:
+        stats = repo.stats()
+    finally:
+        repo.close()
+    stats["data_dir"] = str(config.data_dir())
+    metrics = stats.get("model_metrics") or {}
+    acc = metrics.get("cv_accuracy")
+    _emit(stats, args.json, [
+        f"data folder   {stats['data_dir']}",
+        f"chats         {stats['conversations']} ({stats['turns']} turns)",
+        f"labels        {stats['labels']}",
+        f"pairs         {stats['pairs']} {stats['pairs_by_source'] or ''}".rstrip(),
+        "model         " + ("none yet" if stats["model_version"] is None else
+                            f"v{stats['model_version']}"
+                            + ("" if acc is None else f" · CV accuracy {acc * 100:.1f} %")),
+    ])
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export pairs."""
+    from rlhf_desktop.services.datasets import export, export_to_file
+    from rlhf_desktop.storage.repo import Repository
+
+    repo = Repository.open()
+    try:
+        if args.output:
+            count = export_to_file(repo, args.format, args.output)
+            print(f"exported {count} pairs to {args.output} ({args.format})", file=sys.stderr)
+        else:
+            export(repo, args.format, sys.stdout)
+    finally:
+        repo.close()
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Import pairs."""
+    from rlhf_desktop.services.datasets import ImportFileError, import_file
+    from rlhf_desktop.storage.repo import Repository
+
+    repo = Repository.open()
+    try:
+        report = import_file(repo, args.file, dry_run=args.dry_run, skip_bad=args.skip_bad)
+    except ImportFileError as exc:
+        raise CliError(str(exc)) from exc
+    finally:
+        repo.close()
+    for error in report.errors:
+        print(f"{args.file}:{error.line}: {error.message}", file=sys.stderr)
+    new = report.parsed - report.duplicates
+    summary = (f"{report.parsed} pairs read from {report.lines} lines, "
+               f"{report.duplicates} already stored, {len(report.errors)} bad lines")
+    if args.dry_run:
+        print(f"dry run: {summary}; {new} would be imported")
+        return 1 if report.errors else 0
+    if report.errors and not args.skip_bad:
+        print(f"{summary}.\nNothing was imported because {len(report.errors)} lines are bad "
+              f"(listed above). Fix them, or run again with --skip-bad to import the "
+              f"{new} good pairs.", file=sys.stderr)
+        return 2
+    print(f"imported {report.imported} pairs ({summary})")
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    """One headless chat turn."""
+    from rlhf_desktop.services.headless import run_chat
+
+    return run_chat(args)
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "score": cmd_score,
+    "stats": cmd_stats,
+    "export": cmd_export,
+    "import": cmd_import,
+    "chat": cmd_chat,
+}
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a parsed command; errors become one line on stderr and exit status 2."""
+    from rlhf_desktop.reward.embedder import EmbedderError
+    from rlhf_desktop.reward.model import ModelFileError
+    from rlhf_desktop.storage.db import DatabaseError
+    from rlhf_desktop.storage.repo import StorageError
+
+    if args.data_dir:
+        config.set_data_dir(args.data_dir)
+    config.setup_logging("INFO" if args.verbose else None)
+    try:
+        return COMMANDS[args.command](args)
+    except (CliError, config.ConfigError, DatabaseError, StorageError, EmbedderError,
+            ModelFileError) as exc:
+        print(f"rlhf-desktop: error: {config.redact(str(exc))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rlhf-desktop: interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point for commands (``rlhf-desktop COMMAND``)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    return run(args)

@@ -1,0 +1,105 @@
+"""Import and export of the preference dataset (files ↔ the database)."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from rlhf_desktop import config
+from rlhf_desktop.domain import PreferencePair
+from rlhf_desktop.services.formats import (
+    EXPORT_FORMATS,
+    LineError,
+    export_lines,
+    pair_key,
+    parse_lines,
+)
+from rlhf_desktop.storage.repo import Repository
+
+MAX_LINE_BYTES = 64 * 1024 * 1024
+
+
+class ImportFileError(Exception):
+    """The file cannot be imported as a whole; the message says why."""
+
+
+@dataclass
+class ImportReport:
+    """What an import found and did."""
+
+    lines: int = 0
+    parsed: int = 0
+    duplicates: int = 0
+    imported: int = 0
+    errors: list[LineError] = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def refused(self) -> bool:
+        """True when bad lines stopped the import (nothing was stored)."""
+        return bool(self.errors) and self.imported == 0 and not self.dry_run
+
+
+def import_file(
+    repo: Repository, path: str | os.PathLike[str], dry_run: bool = False, skip_bad: bool = False
+) -> ImportReport:
+    """Parse a JSONL file and store its pairs in one transaction.
+
+    Bad lines are reported by number. If any line is bad, nothing is stored unless
+    ``skip_bad`` (the user's confirmation to import the good lines only). Pairs already in
+    the database (same prompt, chosen and rejected) are skipped as duplicates.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise ImportFileError(f"{file} does not exist or is not a file")
+    with file.open("rb") as fh:
+        parsed = parse_lines(fh, MAX_LINE_BYTES)
+    report = ImportReport(lines=parsed.lines, parsed=len(parsed.pairs), errors=parsed.errors,
+                          dry_run=dry_run)
+    if not parsed.pairs and not parsed.errors:
+        raise ImportFileError(f"{file} holds no preference pairs (it is empty)")
+    seen = {pair_key(p) for p in repo.iter_pairs()}
+    fresh = []
+    for pair in parsed.pairs:
+        key = pair_key(pair)
+        if key in seen:
+            report.duplicates += 1
+            continue
+        seen.add(key)
+        fresh.append(pair)
+    if dry_run or (parsed.errors and not skip_bad):
+        return report
+    report.imported = repo.add_pairs(fresh, source="import")
+    return report
+
+
+def export(repo: Repository, fmt: str, out: IO[str]) -> int:
+    """Write every pair in ``fmt`` to ``out``; returns the number of pairs."""
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
+    counter = _Counter()
+    for line in export_lines(counter.wrap(repo.iter_pairs()), fmt):
+        out.write(line)
+    return counter.count
+
+
+class _Counter:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def wrap(self, pairs: Iterator[PreferencePair]) -> Iterator[PreferencePair]:
+        for pair in pairs:
+            self.count += 1
+            yield pair
+
+
+def export_to_file(repo: Repository, fmt: str, path: str | os.PathLike[str]) -> int:
+    """Export to a file atomically (a failed export never leaves half a file)."""
+    buffer = io.StringIO()
+    count = export(repo, fmt, buffer)
+    config.atomic_write_bytes(Path(path), buffer.getvalue().encode("utf-8"))
+    return count

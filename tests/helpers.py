@@ -1,0 +1,36 @@
+"""Small builders shared by tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rlhf_desktop.domain import Candidate, Message, SamplingParams, Turn
+from rlhf_desktop.storage.repo import Repository
+
+
+def make_turn(repo: Repository, texts: list[str], prompt: str = "Explain gravity") -> Turn:
+    """A stored turn with one candidate per text."""
+    conv = repo.create_conversation("test")
+    turn = Turn(
+        conversation_id=conv.id,
+        messages=[Message("user", prompt)],
+        provider="test",
+        model="test-model",
+        params=SamplingParams(n=len(texts)),
+        candidates=[Candidate(index=i, text=t) for i, t in enumerate(texts)],
+    )
+    return repo.save_turn(turn)
+
+
+def hh_rows(path: Path, start: int = 0, count: int | None = None) -> list[dict[str, object]]:
+    """Rows of the real HH data."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    end = None if count is None else start + count
+    return [json.loads(line) for line in lines[start:end]]
+
+
+def write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
+    """Write rows as JSONL."""
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path

@@ -1,0 +1,181 @@
+"""The reward model on real MiniLM weights."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+
+import numpy as np
+import pytest
+
+from rlhf_desktop.domain import Message, PreferencePair
+from rlhf_desktop.reward import signing
+from rlhf_desktop.reward.embedder import Embedder
+from rlhf_desktop.reward.model import MODEL_FILENAME, SIGNATURE_FILENAME, ModelFileError, TinyRewardModel
+from rlhf_desktop.reward.training import (
+    TrainConfig,
+    TrainingCancelled,
+    TrainingError,
+    pair_matrix,
+    pairwise_accuracy,
+    train,
+)
+from rlhf_desktop.services.formats import parse_record
+from rlhf_desktop.storage.embcache import SqliteEmbeddingCache
+from tests.helpers import hh_rows
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    emb = Embedder()
+    emb.load()
+    return emb
+
+
+def pair(prompt: str, chosen: str, rejected: str, label: int | None = None) -> PreferencePair:
+    return PreferencePair(prompt=(Message("user", prompt),), chosen=chosen, rejected=rejected,
+                          label_id=label)
+
+
+TOY = [
+    pair("How do I boil an egg?", "Put the egg in boiling water for about nine minutes.", "No."),
+    pair("What is the capital of France?", "The capital of France is Paris.", "Dunno."),
+    pair("Suggest a name for a cat", "How about Miso? It is short and friendly.", "Cat."),
+    pair("How far is the moon?", "About 384,000 km from Earth on average.", "Far."),
+    pair("Give me a synonym for happy", "Joyful, cheerful or content all work.", "Sad."),
+    pair("How do plants eat?", "Plants make food from light, water and CO2.", "Whatever."),
+]
+
+
+def test_embeddings_are_unit_vectors_and_each_text_is_embedded_alone(embedder):
+    vecs = embedder.embed(["hello world", "a reply " * 400, "hello world"])
+    assert vecs.shape == (3, 384) and vecs.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-4)
+    assert np.array_equal(vecs[0], vecs[2])
+
+
+def test_sqlite_cache_means_no_text_is_embedded_twice(data_home):
+    cache = SqliteEmbeddingCache()
+    first = Embedder(cache=cache)
+    a = first.embed(["alpha", "beta"])
+    assert first.encoded_texts == 2
+    second = Embedder(cache=SqliteEmbeddingCache())  # a new process would start like this
+    b = second.embed(["beta", "alpha"])
+    assert second.encoded_texts == 0 and not second.loaded
+    assert np.array_equal(a[::-1], b)
+
+
+def test_untrained_model_scores_zero_and_keeps_order(embedder):
+    model = TinyRewardModel(embedder=embedder)
+    assert model.score("q", ["b", "a", "c"]) == [0.0, 0.0, 0.0]
+    assert [i for i, _ in model.rank("q", ["b", "a", "c"])] == [0, 1, 2]
+
+
+def test_training_learns_and_reports_cv_metrics(embedder):
+    result = train(TOY * 3, TrainConfig(), embedder)
+    m = result.metrics
+    assert m["pairs"] == 18 and m["folds"] >= 2
+    assert 0.0 <= m["cv_accuracy"] <= 1.0 and m["train_accuracy"] == 1.0
+    model = result.model
+    scores = model.score("How do I make tea?", ["Steep a tea bag in hot water for 3 minutes.",
+                                                 "Nope."])
+    assert scores[0] > scores[1]
+    assert model.prob_preferred("q", "A helpful, complete answer.", "No.") > 0.5
+
+
+@pytest.mark.parametrize("pairs", [
+    [TOY[0]],                                        # one pair
+    [TOY[0]] * 5,                                    # duplicates
+    [pair("q", "same", "same")],                     # identical replies
+    [pair("q", "same", "same"), pair("r", "x", "x")],
+    [pair("q", "a", "b"), pair("q", "b", "a")],      # contradictory
+])
+def test_degenerate_pairs_never_crash(embedder, pairs):
+    result = train(pairs, TrainConfig(), embedder)
+    assert np.all(np.isfinite(result.model.weights))
+    assert len(result.model.score("q", ["x", "y"])) == 2
+
+
+def test_no_pairs_is_a_clear_error(embedder):
+    with pytest.raises(TrainingError, match="no preference pairs"):
+        train([], TrainConfig(), embedder)
+
+
+def test_cancel_stops_training(embedder):
+    flag = threading.Event()
+    flag.set()
+    with pytest.raises(TrainingCancelled):
+        train(TOY, TrainConfig(), embedder, cancel=flag)
+
+
+def test_progress_is_reported(embedder):
+    seen: list[float] = []
+    train(TOY * 2, TrainConfig(), embedder, progress=lambda f, _s: seen.append(f))
+    assert seen[-1] == 1.0 and seen == sorted(seen)
+
+
+def test_real_human_pairs_beat_chance(embedder, hh_data):
+    pairs = [parse_record(r) for r in hh_rows(hh_data, 0, 400)]
+    train_pairs, test_pairs = pairs[:250], pairs[250:]
+    model = train(train_pairs, TrainConfig(), embedder).model
+    diffs = pair_matrix(test_pairs, model.features, embedder).diffs
+    accuracy = pairwise_accuracy(diffs @ model.weights)
+    assert accuracy > 0.55, accuracy
+
+
+# ---------------------------------------------------------------------------- persistence
+
+
+def test_save_and_load_round_trip(tmp_path, embedder):
+    model = train(TOY, TrainConfig(), embedder).model
+    model.version = 3
+    model.save(tmp_path / "m")
+    assert (tmp_path / "m" / MODEL_FILENAME).exists()
+    loaded = TinyRewardModel.load(tmp_path / "m", embedder=embedder)
+    assert np.array_equal(loaded.weights, model.weights)
+    assert loaded.version == 3 and loaded.features == model.features
+    assert loaded.score("q", ["a", "b"]) == model.score("q", ["a", "b"])
+    assert signing.key_path().stat().st_mode & 0o777 == 0o600
+
+
+class _Exploit:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_crafted_pickle_is_refused_without_running(tmp_path, embedder):
+    folder = tmp_path / "m"
+    train(TOY, TrainConfig(), embedder).model.save(folder)  # a key exists, like in real use
+    marker = tmp_path / "pwned"
+    (folder / MODEL_FILENAME).write_bytes(pickle.dumps(_Exploit(str(marker))))
+    with pytest.raises(ModelFileError, match="signature does not match"):
+        TinyRewardModel.load(folder)
+    assert not marker.exists()
+    (folder / SIGNATURE_FILENAME).unlink()
+    with pytest.raises(ModelFileError, match="not signed"):
+        TinyRewardModel.load(folder)
+    assert not marker.exists()
+
+
+def test_one_changed_byte_is_refused(tmp_path, embedder):
+    folder = tmp_path / "m"
+    train(TOY, TrainConfig(), embedder).model.save(folder)
+    data = bytearray((folder / MODEL_FILENAME).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (folder / MODEL_FILENAME).write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="signature"):
+        TinyRewardModel.load(folder)
+
+
+def test_a_model_from_another_installation_is_refused(tmp_path, monkeypatch, embedder):
+    folder = tmp_path / "m"
+    train(TOY, TrainConfig(), embedder).model.save(folder)
+    monkeypatch.setenv("RLHF_DESKTOP_HOME", str(tmp_path / "other-install"))
+    with pytest.raises(ModelFileError, match="no signing key"):
+        TinyRewardModel.load(folder)
+    signing.load_key(create=True)
+    with pytest.raises(ModelFileError, match="signature does not match"):
+        TinyRewardModel.load(folder)
