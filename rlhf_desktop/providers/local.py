@@ -211,25 +211,35 @@ class LocalProvider(BaseProvider):
             return
         last_error: ProviderError | None = None
         try:
+            prompt_tokens = self._prompt_estimate(llm, messages)
             for i in range(n):
                 if stop.is_set():
                     break
                 try:
+                    if prompt_tokens >= self.n_ctx - 1:
+                        raise ValueError("the prompt does not fit the context window")
                     self._one_candidate(llm, messages, params, i, seed_base + i, stop, post)
                 except Exception as exc:
                     log.warning("built-in model: candidate %d failed: %s", i, type(exc).__name__)
-                    last_error = self._generation_error(exc)
+                    last_error = self._generation_error(exc, prompt_tokens)
                     post(_Finish(i, ERROR, error=last_error.message))
             if last_error is not None:
                 post(_Fatal(last_error))
         finally:
             post(_END)
 
-    def _generation_error(self, exc: Exception) -> ProviderError:
-        if "context" in str(exc).lower() or "exceed" in str(exc).lower():
+    @staticmethod
+    def _prompt_estimate(llm: Any, messages: list[dict[str, str]]) -> int:
+        """Tokens of the message texts plus a few per message for the chat template."""
+        text = "\n".join(m["content"] for m in messages)
+        return len(llm.tokenize(text.encode("utf-8"), add_bos=False)) + 4 * len(messages)
+
+    def _generation_error(self, exc: Exception, prompt_tokens: int) -> ProviderError:
+        text = str(exc).lower()
+        if prompt_tokens >= self.n_ctx - 8 or "context" in text or "exceed" in text:
             return ProviderError(
-                f"The conversation is too long for the built-in model (n_ctx={self.n_ctx} "
-                "tokens). Start a new chat, lower max_tokens, or raise n_ctx in Settings.",
+                f"The conversation is too long for the built-in model (about {prompt_tokens} "
+                f"tokens, n_ctx={self.n_ctx}). Start a new chat, or raise n_ctx in Settings.",
                 provider=self.name,
             )
         return ProviderError(

@@ -17,12 +17,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rlhf_desktop.config import Settings
 from rlhf_desktop.domain import Message, SamplingParams
+from rlhf_desktop.providers._turn import (
+    CANCEL,
+    Concurrency,
+    End,
+    Request,
+    Turn,
+    cancel_all,
+    put_on_set,
+)
 from rlhf_desktop.providers.base import (
     CANCELLED,
     ERROR,
@@ -33,7 +42,7 @@ from rlhf_desktop.providers.base import (
     StreamEvent,
     build_messages,
 )
-from rlhf_desktop.providers.errors import InvalidRequestError, ProviderError, StreamInterrupted
+from rlhf_desktop.providers.errors import InvalidRequestError
 from rlhf_desktop.providers.openai_errors import (
     RETRY_BACKOFF,
     RETRY_RATE,
@@ -69,25 +78,6 @@ class RetryPolicy:
         return delay * (0.8 + 0.4 * random.random())
 
 
-@dataclass
-class _Request:
-    """One HTTP request: server choice ``i`` is candidate ``indices[i]``."""
-
-    indices: list[int]
-    seed: int | None
-    fallback: bool = False
-    seen: set[int] = field(default_factory=set)
-    error: ProviderError | None = None
-
-
-@dataclass(frozen=True)
-class _End:
-    request: _Request
-
-
-_CANCEL = object()
-
-
 def make_timeout(settings: Settings) -> Any:
     """``openai.Timeout`` with explicit connect and read limits from the settings."""
     import openai
@@ -121,8 +111,7 @@ class OpenAIChatProvider(BaseProvider):
         self.retry = retry or RetryPolicy()
         self.streaming = streaming
         self._include_usage = include_usage
-        self.n_supported: bool | None = None
-        """None until known; False once the server returned fewer choices than asked."""
+        self._learned = Concurrency()
 
     # ------------------------------------------------------------------ construction
 
@@ -202,6 +191,11 @@ class OpenAIChatProvider(BaseProvider):
 
     # ------------------------------------------------------------------ streaming
 
+    @property
+    def n_supported(self) -> bool | None:
+        """None until known; False once the server returned fewer choices than asked."""
+        return self._learned.n_supported
+
     async def stream(
         self,
         messages: list[Message],
@@ -209,73 +203,30 @@ class OpenAIChatProvider(BaseProvider):
         cancel: asyncio.Event | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """Stream ``params.n`` candidates (rules in :mod:`rlhf_desktop.providers.base`)."""
-        n = max(1, params.n)
-        tracker = CandidateTracker(n)
-        wire_messages = build_messages(messages, params)
-        queue: asyncio.Queue[object] = asyncio.Queue()
-        tasks: set[asyncio.Task[None]] = set()
-        failures: dict[int, ProviderError] = {}
-        first_failure: ProviderError | None = None
+        wire = build_messages(messages, params)
         seed_base = params.seed if params.seed is not None else random.randrange(1, 2**30)
-        outstanding = 0
 
-        def launch(indices: list[int], seed: int | None, fallback: bool) -> None:
-            nonlocal outstanding
-            request = _Request(indices=indices, seed=seed, fallback=fallback)
-            task = asyncio.create_task(
-                self._run_request(request, wire_messages, params, tracker, queue)
-            )
-            tasks.add(task)
-            outstanding += 1
+        def runner(request: Request) -> Coroutine[Any, Any, None]:
+            return self._run_request(request, wire, params, turn.tracker, turn.queue)
 
-        def launch_singles(indices: list[int]) -> None:
-            for i in indices:
-                launch([i], seed_base + i, True)
-
-        if n == 1:
-            launch([0], params.seed, False)
-        elif self.n_supported is False:
-            launch_singles(list(range(n)))
-        else:
-            launch(list(range(n)), params.seed, False)
-
-        watcher: asyncio.Task[None] | None = None
-        if cancel is not None:
-            watcher = asyncio.create_task(_put_on_set(cancel, queue))
+        turn = Turn(max(1, params.n), params.seed, seed_base, self._learned,
+                    self.target.label, runner)
+        tracker, queue = turn.tracker, turn.queue
+        turn.start()
+        watcher = asyncio.create_task(put_on_set(cancel, queue)) if cancel else None
         cancelled = False
         try:
-            while outstanding:
+            while turn.outstanding:
                 item = await queue.get()
-                if item is _CANCEL:
+                if item is CANCEL:
                     cancelled = True
                     break
                 if isinstance(item, (Delta, Done)):
                     yield item
-                    continue
-                assert isinstance(item, _End)
-                outstanding -= 1
-                request = item.request
-                lost = [i for i in request.indices if i not in tracker.finished]
-                if request.error is not None:
-                    first_failure = first_failure or request.error
-                    for i in lost:
-                        failures[i] = request.error
-                    continue
-                missing = [request.indices[c] for c in range(len(request.indices))
-                           if c not in request.seen]
-                if len(request.indices) > 1:
-                    self.n_supported = not missing
-                    if missing:
-                        log.info("%s returned %d of %d choices; requesting %d more one by one",
-                                 self.target.label, n - len(missing), n, len(missing))
-                        launch_singles(missing)
-                    lost = [i for i in lost if i not in missing]
-                for i in lost:
-                    interrupted = _interrupted(self.target.label, seen=i not in missing)
-                    first_failure = first_failure or interrupted
-                    failures[i] = interrupted
+                elif isinstance(item, End):
+                    turn.on_end(item.request)
             if cancelled:
-                await _cancel_all(tasks)
+                await cancel_all(turn.tasks)
                 while not queue.empty():  # text that arrived before the cancel
                     item = queue.get_nowait()
                     if isinstance(item, (Delta, Done)):
@@ -285,23 +236,21 @@ class OpenAIChatProvider(BaseProvider):
                     if done is not None:
                         yield done
                 return
-            if first_failure is not None and not tracker.finished:
-                for i, error in failures.items():
+            if turn.first_failure is not None and not tracker.finished:
+                for i, error in turn.failures.items():
                     tracker.finish(i, ERROR, error=error.message)
-                first_failure.partial = tracker.snapshot()
-                raise first_failure
-            for i in sorted(failures):
-                done = tracker.finish(i, ERROR, error=failures[i].message)
+                turn.first_failure.partial = tracker.snapshot()
+                raise turn.first_failure
+            for i in sorted(turn.failures):
+                done = tracker.finish(i, ERROR, error=turn.failures[i].message)
                 if done is not None:
                     yield done
         finally:
-            if watcher is not None:
-                watcher.cancel()
-            await _cancel_all(tasks | ({watcher} if watcher else set()))
+            await cancel_all(turn.tasks | ({watcher} if watcher else set()))
 
     async def _run_request(
         self,
-        request: _Request,
+        request: Request,
         messages: list[dict[str, str]],
         params: SamplingParams,
         tracker: CandidateTracker,
@@ -337,7 +286,7 @@ class OpenAIChatProvider(BaseProvider):
                     attempt += 1
                     await asyncio.sleep(delay)
         finally:
-            queue.put_nowait(_End(request))
+            queue.put_nowait(End(request))
 
     def _drop_usage_option(self, result: Classified) -> bool:
         """Older Azure API versions reject ``stream_options``: retry once without it."""
@@ -363,7 +312,7 @@ class OpenAIChatProvider(BaseProvider):
         return None
 
     def _request_kwargs(
-        self, request: _Request, messages: list[dict[str, str]], params: SamplingParams
+        self, request: Request, messages: list[dict[str, str]], params: SamplingParams
     ) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "model": self.model,
@@ -380,7 +329,7 @@ class OpenAIChatProvider(BaseProvider):
 
     async def _stream_once(
         self,
-        request: _Request,
+        request: Request,
         messages: list[dict[str, str]],
         params: SamplingParams,
         tracker: CandidateTracker,
@@ -400,7 +349,7 @@ class OpenAIChatProvider(BaseProvider):
 
     async def _read_stream(
         self,
-        request: _Request,
+        request: Request,
         kwargs: dict[str, Any],
         tracker: CandidateTracker,
         queue: asyncio.Queue[object],
@@ -435,7 +384,7 @@ class OpenAIChatProvider(BaseProvider):
 
     async def _complete_once(
         self,
-        request: _Request,
+        request: Request,
         messages: list[dict[str, str]],
         params: SamplingParams,
         tracker: CandidateTracker,
@@ -490,25 +439,3 @@ def _apply_usage(
             cand.prompt_tokens = prompt
         if isinstance(completion, int):
             cand.completion_tokens = completion
-
-
-def _interrupted(label: str, *, seen: bool) -> StreamInterrupted:
-    if seen:
-        message = (f"The reply from {label} stopped before it was finished (the stream ended "
-                   "without a finish reason); the text so far is kept. Send again to retry.")
-    else:
-        message = f"{label} ended the stream without sending this reply. Send again to retry."
-    return StreamInterrupted(message)
-
-
-async def _put_on_set(event: asyncio.Event, queue: asyncio.Queue[object]) -> None:
-    await event.wait()
-    queue.put_nowait(_CANCEL)
-
-
-async def _cancel_all(tasks: set[asyncio.Task[None]]) -> None:
-    pending = [t for t in tasks if not t.done()]
-    for task in pending:
-        task.cancel()
-    if pending:
-        await asyncio.gather(*pending, return_exceptions=True)

@@ -80,7 +80,7 @@ def llama_server(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> I
                 pytest.fail(f"llama.cpp server exited ({proc.returncode}):\n"
                             + log_path.read_text(errors="replace")[-3000:])
             try:
-                with urllib.request.urlopen(f"{base}/models", timeout=1) as resp:  # noqa: S310
+                with urllib.request.urlopen(f"{base}/models", timeout=1) as resp:
                     if resp.status == 200:
                         break
             except OSError:

@@ -1,0 +1,88 @@
+"""The OpenAI-compatible path against llama.cpp's real server (which ignores ``n``)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from rlhf_desktop.domain import Message, SamplingParams
+from rlhf_desktop.providers import Delta, Done
+from rlhf_desktop.providers.openai_client import OpenAIChatProvider
+from tests.providers.conftest import fast_settings, run
+
+pytestmark = [pytest.mark.slow, pytest.mark.llama]
+PROMPT = [Message("user", "Name a color.")]
+
+
+def provider_for(base_url: str, *, streaming: bool = True) -> OpenAIChatProvider:
+    return OpenAIChatProvider.from_openai(
+        api_key=None, model="smollm2", base_url=base_url,
+        settings=fast_settings(request_timeout_s=30.0), streaming=streaming)
+
+
+def test_streaming_n_fallback(llama_server: str) -> None:
+    provider = provider_for(llama_server)
+
+    async def go() -> tuple[list[Delta], list[dict[int, Done]]]:
+        deltas: list[Delta] = []
+        turns: list[dict[int, Done]] = []
+        for seed in (5, 50):
+            done: dict[int, Done] = {}
+            async for event in provider.stream(
+                    PROMPT, SamplingParams(n=3, max_tokens=12, temperature=1.0, seed=seed)):
+                if isinstance(event, Delta):
+                    deltas.append(event)
+                else:
+                    done[event.index] = event
+            turns.append(done)
+        await provider.aclose()
+        return deltas, turns
+
+    deltas, turns = run(go())
+    assert provider.n_supported is False
+    for done in turns:
+        assert sorted(done) == [0, 1, 2]
+        texts = [done[i].candidate.text for i in range(3)]
+        assert all(texts) and len(set(texts)) >= 2
+        for cand in (d.candidate for d in done.values()):
+            assert cand.finish_reason in ("stop", "length") and cand.error is None
+            assert cand.ttft_s is not None and cand.latency_s is not None
+    assert {d.index for d in deltas} == {0, 1, 2}
+
+
+def test_non_streaming_n_fallback_with_usage(llama_server: str) -> None:
+    provider = provider_for(llama_server, streaming=False)
+
+    async def go() -> list[str]:
+        cands = await provider.generate(PROMPT, SamplingParams(n=2, max_tokens=8, seed=9))
+        await provider.aclose()
+        for cand in cands:
+            assert cand.prompt_tokens and cand.prompt_tokens > 5
+            assert cand.completion_tokens and 0 < cand.completion_tokens <= 8
+        return [c.text for c in cands]
+
+    texts = run(go())
+    assert len(texts) == 2 and all(texts)
+
+
+def test_cancel_against_the_real_server(llama_server: str) -> None:
+    provider = provider_for(llama_server)
+    cancel = asyncio.Event()
+
+    async def go() -> dict[int, Done]:
+        done: dict[int, Done] = {}
+        count = 0
+        async for event in provider.stream(PROMPT, SamplingParams(n=1, max_tokens=200),
+                                           cancel):
+            if isinstance(event, Delta):
+                count += 1
+                if count == 2:
+                    cancel.set()
+            else:
+                done[event.index] = event
+        await provider.aclose()
+        return done
+
+    done = run(go())
+    assert done[0].candidate.finish_reason == "cancelled" and done[0].candidate.text
