@@ -257,10 +257,73 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    """One headless chat turn."""
-    from rlhf_desktop.services.headless import run_chat
+    """One headless chat turn through the chosen provider, stored and ranked."""
+    import asyncio
 
-    return run_chat(args)
+    return asyncio.run(_chat(args))
+
+
+async def _chat(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from rlhf_desktop.domain import Message, SamplingParams
+    from rlhf_desktop.providers import ProviderError, choose_provider
+    from rlhf_desktop.services.chat import ChatService, TurnFailed, ranked
+    from rlhf_desktop.services.rewards import RewardService
+    from rlhf_desktop.storage.repo import Repository
+
+    settings = config.load_settings()
+    if args.provider:
+        settings = replace(settings, provider=args.provider)
+    n = settings.candidates_per_turn if args.n is None else args.n
+    if not 1 <= n <= 8:
+        raise CliError("-n must be between 1 and 8")
+    params = SamplingParams(
+        n=n,
+        temperature=settings.temperature if args.temperature is None else args.temperature,
+        top_p=settings.top_p,
+        max_tokens=settings.max_tokens if args.max_tokens is None else args.max_tokens,
+        system_prompt=settings.system_prompt,
+        seed=args.seed,
+    )
+    try:
+        provider, reason = choose_provider(settings)
+    except ProviderError as exc:
+        raise CliError(str(exc)) from exc
+    print(f"provider: {reason}", file=sys.stderr)
+    repo = Repository.open()
+    rewards = RewardService()
+    rewards.load_current(repo)
+    service = ChatService(repo, rewards, provider)
+    conversation = repo.create_conversation(args.prompt[:60])
+    try:
+        turn = await service.send(conversation.id, [Message("user", args.prompt)], params)
+    except TurnFailed as exc:
+        raise CliError(f"{exc.error} (the prompt and partial replies are saved)") from exc
+    finally:
+        await provider.aclose()
+        repo.close()
+    order = ranked(turn.candidates)
+    version = rewards.version
+    data = {
+        "turn_id": turn.id,
+        "provider": provider.name,
+        "model": provider.model,
+        "model_version": version,
+        "replies": [
+            {"rank": r, "index": c.index, "score": c.score, "text": c.text,
+             "finish_reason": c.finish_reason, "error": c.error}
+            for r, c in enumerate(order, start=1)
+        ],
+    }
+    scorer = "untrained reward model (provider order kept)" if version is None else f"v{version}"
+    lines = [f"{len(order)} replies ranked by {scorer}:"]
+    for r, c in enumerate(order, start=1):
+        score = "  n/a " if c.score is None else f"{c.score:+.3f}"
+        note = f" [{c.finish_reason}]" if c.finish_reason not in (None, "stop") else ""
+        lines.append(f"\n#{r} score {score}{note}\n{c.text.strip() or '(empty)'}")
+    _emit(data, args.json, lines)
+    return 0
 
 
 COMMANDS = {
