@@ -32,7 +32,9 @@ requests with that exact text fail). Names (options in brackets):
 [choice=1] ends with finish_reason ``error`` and an ``error`` object), ``ignore_n`` (answer
 with one choice, as llama.cpp's server does).
 
-``server.ignore_n = True`` makes ``ignore_n`` permanent. Run standalone with
+``server.ignore_n = True`` makes ``ignore_n`` permanent; ``server.llama_like = True`` also
+serializes streams and cuts a running one short when another request waits, as
+llama-cpp-python's server does (``interrupt_requests``). Run standalone with
 ``python -m tests.azure_server --port 8123``.
 """
 
@@ -121,7 +123,12 @@ class AzureServer:
         self.reply_length = reply_length
         self.api_versions = api_versions
         self.ignore_n = False
+        self.llama_like = False
+        """Like llama-cpp-python's server: one choice, one stream at a time, and a running
+        stream ends with ``[DONE]`` (no finish reason) as soon as another request waits."""
         self.requests: list[Recorded] = []
+        self.generation_lock = threading.Lock()
+        self.waiting = 0
         self._faults: list[Fault] = []
         self._magic_counts: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
@@ -182,6 +189,7 @@ class AzureServer:
             self._magic_counts.clear()
             self.requests.clear()
             self.ignore_n = False
+            self.llama_like = False
 
     def take_fault(self, body: dict[str, Any] | None) -> Fault | None:
         """The fault for this request: an injected one first, else a magic word."""
@@ -435,7 +443,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, body: dict[str, Any], fault: Fault | None, version: str) -> None:
         n = int(body.get("n", 1))
-        if self.state.ignore_n or (fault is not None and fault.name == "ignore_n"):
+        if (self.state.ignore_n or self.state.llama_like
+                or (fault is not None and fault.name == "ignore_n")):
             n = 1
         seed = body.get("seed") if isinstance(body.get("seed"), int) else None
         max_tokens = body.get("max_tokens") or 10_000
@@ -449,7 +458,15 @@ class _Handler(BaseHTTPRequestHandler):
                 "model": "gpt-4o-2024-08-06", "system_fingerprint": "fp_test"}
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            self._stream(replies, fault, meta, prompt_tokens, include_usage, version)
+            if not self.state.llama_like:
+                self._stream(replies, fault, meta, prompt_tokens, include_usage, version)
+                return
+            with self.state._lock:
+                self.state.waiting += 1
+            with self.state.generation_lock:
+                with self.state._lock:
+                    self.state.waiting -= 1
+                self._stream(replies, fault, meta, prompt_tokens, include_usage, version)
             return
         choices = [{"index": i, "finish_reason": reason, "logprobs": None,
                     "message": {"role": "assistant", "content": "".join(tokens)},
@@ -490,6 +507,10 @@ class _Handler(BaseHTTPRequestHandler):
         while live:
             if self.state.stopping.is_set():
                 self._abort()
+                return
+            if self.state.llama_like and self.state.waiting:
+                self._event("[DONE]")  # llama-cpp-python: interrupted by a waiting request
+                self._chunk("")
                 return
             if rounds == after and name in ("truncate", "drop_mid", "sse_error"):
                 if name == "drop_mid":

@@ -196,6 +196,11 @@ class OpenAIChatProvider(BaseProvider):
         """None until known; False once the server returned fewer choices than asked."""
         return self._learned.n_supported
 
+    @property
+    def single_request_limit(self) -> int | None:
+        """Single-choice requests allowed at once (1 after a server cut concurrent ones)."""
+        return self._learned.single_limit
+
     async def stream(
         self,
         messages: list[Message],

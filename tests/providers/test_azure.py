@@ -369,3 +369,22 @@ def test_openai_protocol_on_the_same_server(azure_server: AzureServer) -> None:
         settings=fast_settings())
     with pytest.raises(AuthError, match="OPENAI_API_KEY"):
         run(collect(wrong_key, SamplingParams(n=1)))
+
+
+def test_server_that_interrupts_concurrent_streams(azure_server: AzureServer) -> None:
+    """llama-cpp-python's server ends a stream when another request waits: resend, serialize."""
+    azure_server.llama_like = True
+    provider = azure_provider(azure_server)
+
+    async def two_turns() -> list[dict[int, Done]]:
+        turns = [await collect_open(provider, SamplingParams(n=4, seed=s)) for s in (10, 20)]
+        await provider.aclose()
+        return turns
+
+    for seed, done in zip((10, 20), run(two_turns()), strict=True):
+        assert sorted(done) == [0, 1, 2, 3]
+        assert all(d.candidate.error is None for d in done.values())
+        assert [done[i].candidate.text for i in range(4)] == [
+            expected(0, azure_server, seed=seed + i) for i in range(4)]
+    assert provider.n_supported is False
+    assert provider.single_request_limit == 1
