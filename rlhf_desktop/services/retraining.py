@@ -103,7 +103,6 @@ class Retrainer:
             loop.call_soon_threadsafe(self._set_progress, fraction, stage)
 
         while True:
-            self._queued = False
             self._cancel.clear()
             self._set_progress(0.0, "starting")
             try:
@@ -122,6 +121,7 @@ class Retrainer:
                     self.on_trained(record)
             if not self._queued:
                 break
+            self._queued = False  # the queued request starts now
         self._progress = None
         self._stage = ""
         self._task = None
