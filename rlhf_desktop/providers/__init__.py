@@ -8,6 +8,7 @@ Typical use::
     provider, reason = choose_provider(settings)
     async for event in provider.stream(messages, SamplingParams(n=4), cancel):
         ...  # Delta(index, text) while streaming, Done(index, candidate) per candidate
+        # (rarely Restart(index): drop that candidate's text so far)
     await provider.aclose()
 """
 
@@ -21,6 +22,7 @@ from rlhf_desktop.providers.base import (
     Done,
     EventCallback,
     Provider,
+    Restart,
     StreamEvent,
     build_messages,
 )
@@ -62,6 +64,7 @@ __all__ = [
     "ProviderError",
     "ProviderTimeoutError",
     "RateLimitError",
+    "Restart",
     "ServerError",
     "StreamEvent",
     "StreamInterrupted",

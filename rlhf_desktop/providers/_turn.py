@@ -4,8 +4,8 @@ A turn starts with one request for all N choices (or N single-choice requests on
 server is known to ignore ``n``). Missing choices become single-choice requests, run
 concurrently. llama-cpp-python's server interrupts a running stream as soon as another
 request waits (it sends ``[DONE]`` with no finish reason); a single-choice request that
-ends like that before any text is sent again, and the provider then sends its
-single-choice requests one at a time.
+ends like that is sent again (a :class:`Restart` event voids text already streamed), and
+the provider then sends its single-choice requests one at a time.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlhf_desktop.providers.base import CandidateTracker
+from rlhf_desktop.providers.base import CandidateTracker, Restart
 from rlhf_desktop.providers.errors import ProviderError, StreamInterrupted
 
 log = logging.getLogger(__name__)
@@ -112,8 +112,11 @@ class Turn:
         for i in indices:
             self.failures[i] = error
 
-    def on_end(self, request: Request) -> None:
-        """A request is over: record failures, and send what is still missing."""
+    def on_end(self, request: Request) -> list[Restart]:
+        """A request is over: record failures, and send what is still missing.
+
+        Returns the :class:`Restart` events to yield (for replies sent again).
+        """
         self.outstanding -= 1
         concurrent = self._running_singles > 1
         if request.fallback:
@@ -123,7 +126,7 @@ class Turn:
         if request.error is not None:
             self._fail(lost, request.error)
             self._pump()
-            return
+            return []
         missing = [request.indices[c] for c in range(len(request.indices))
                    if c not in request.seen]
         if len(request.indices) > 1:
@@ -133,19 +136,22 @@ class Turn:
                          self._label, self.n - len(missing), self.n, len(missing))
                 self._queue_singles(missing)
             lost = [i for i in lost if i not in missing]
-        elif request.fallback and lost and not tracker.has_text(lost[0]):
+        elif request.fallback and lost and self._resends.get(lost[0], 0) < MAX_RESENDS:
+            # The server ended this reply cleanly but without a finish reason: with other
+            # requests running, that is llama-cpp-python's server interrupting it.
             i = lost[0]
-            if self._resends.get(i, 0) < MAX_RESENDS:
-                self._resends[i] = self._resends.get(i, 0) + 1
-                if concurrent and self._learned.single_limit != 1:
-                    log.info("%s cut a reply short while others were running; sending "
-                             "single-choice requests one at a time", self._label)
-                    self._learned.single_limit = 1
-                self._queue_singles([i])
-                return
+            self._resends[i] = self._resends.get(i, 0) + 1
+            if concurrent and self._learned.single_limit != 1:
+                log.info("%s cut a reply short while others were running; sending "
+                         "single-choice requests one at a time", self._label)
+                self._learned.single_limit = 1
+            events = [tracker.restart(i)] if tracker.has_text(i) else []
+            self._queue_singles([i])
+            return events
         for i in lost:
             self._fail([i], interrupted(self._label, seen=i not in missing))
         self._pump()
+        return []
 
 
 def interrupted(label: str, *, seen: bool) -> StreamInterrupted:

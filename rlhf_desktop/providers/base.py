@@ -9,6 +9,8 @@ Rules every provider follows:
 
 * a candidate that finished with a reason the server gave (``stop``, ``length``,
   ``content_filter``, ...) gets its ``Done`` as soon as it finishes;
+* a :class:`Restart` tells that a candidate's text so far is void and streams again
+  (rare; see its docstring);
 * when the ``cancel`` event is set, streaming stops and every unfinished candidate gets a
   ``Done`` with ``finish_reason="cancelled"`` and the text streamed so far; no exception;
 * a candidate lost to a request-level fault (HTTP error, dropped connection, timeout) gets a
@@ -48,7 +50,19 @@ class Done:
     candidate: Candidate
 
 
-StreamEvent = Delta | Done
+@dataclass(frozen=True)
+class Restart:
+    """Candidate ``index`` starts over: drop the text streamed for it so far.
+
+    Rare: only when a server cut a single-choice reply short on its own (llama-cpp-python's
+    server does so when requests overlap) and the reply is requested again. Consumers that
+    ignore it still get the right text in ``Done``.
+    """
+
+    index: int
+
+
+StreamEvent = Delta | Done | Restart
 EventCallback = Callable[[StreamEvent], None]
 
 
@@ -174,6 +188,12 @@ class CandidateTracker:
             self.candidates[index].ttft_s = self._clock() - self.started
         self._parts[index].append(text)
         return Delta(index, text)
+
+    def restart(self, index: int) -> Restart:
+        """Forget the text of unfinished candidate ``index``; returns the event to yield."""
+        self._parts[index] = []
+        self.candidates[index].ttft_s = None
+        return Restart(index)
 
     def has_text(self, index: int) -> bool:
         """True once candidate ``index`` received any text."""

@@ -202,15 +202,13 @@ class LocalProvider(BaseProvider):
         stop: threading.Event,
         post: Callable[[object], None],
     ) -> None:
-        """Worker thread: load if needed, then generate the candidates in order."""
-        try:
-            llm = self._load_sync()
-        except ProviderError as exc:
-            post(_Fatal(exc))
-            post(_END)
-            return
+        """Worker thread: load if needed, then generate the candidates in order.
+
+        Never raises: every failure reaches the event loop as ``_Finish``/``_Fatal``.
+        """
         last_error: ProviderError | None = None
         try:
+            llm = self._load_sync()
             prompt_tokens = self._prompt_estimate(llm, messages)
             for i in range(n):
                 if stop.is_set():
@@ -225,6 +223,13 @@ class LocalProvider(BaseProvider):
                     post(_Finish(i, ERROR, error=last_error.message))
             if last_error is not None:
                 post(_Fatal(last_error))
+        except ProviderError as exc:
+            post(_Fatal(exc))
+        except Exception as exc:
+            log.exception("built-in model failed")
+            post(_Fatal(ProviderError(
+                f"The built-in model failed ({type(exc).__name__}). See the log for details.",
+                provider=self.name)))
         finally:
             post(_END)
 

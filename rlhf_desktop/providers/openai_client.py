@@ -229,7 +229,8 @@ class OpenAIChatProvider(BaseProvider):
                 if isinstance(item, (Delta, Done)):
                     yield item
                 elif isinstance(item, End):
-                    turn.on_end(item.request)
+                    for restart in turn.on_end(item.request):
+                        yield restart
             if cancelled:
                 await cancel_all(turn.tasks)
                 while not queue.empty():  # text that arrived before the cancel

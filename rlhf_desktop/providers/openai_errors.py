@@ -197,6 +197,12 @@ def classify(
             _with_detail(message, detail), target=target.model, provider=target.kind,
             status_code=status,
         ))
+    if status == 429 and code == "insufficient_quota":
+        return Classified(RateLimitError(
+            f"{label} says the account has no quota left (insufficient_quota). Check the "
+            "plan and billing of the account that owns the key, or use another provider.",
+            provider=target.kind, status_code=status,
+        ))
     if status == 429:
         wait = parse_retry_after(exc.response.headers)
         when = "Wait a moment and try again"

@@ -18,6 +18,7 @@ from rlhf_desktop.providers import (
     ProviderConnectionError,
     ProviderTimeoutError,
     RateLimitError,
+    Restart,
     ServerError,
     StreamInterrupted,
 )
@@ -44,6 +45,8 @@ async def collect(provider: OpenAIChatProvider, params: SamplingParams,
         async for event in provider.stream(messages, params, cancel):
             if isinstance(event, Delta):
                 deltas.append(event)
+            elif isinstance(event, Restart):
+                deltas = [d for d in deltas if d.index != event.index]
             else:
                 assert event.index not in done, "one Done per candidate"
                 done[event.index] = event
@@ -382,9 +385,32 @@ def test_server_that_interrupts_concurrent_streams(azure_server: AzureServer) ->
         return turns
 
     for seed, done in zip((10, 20), run(two_turns()), strict=True):
+        assert all(d.candidate.finish_reason == "stop" for d in done.values())
         assert sorted(done) == [0, 1, 2, 3]
         assert all(d.candidate.error is None for d in done.values())
         assert [done[i].candidate.text for i in range(4)] == [
             expected(0, azure_server, seed=seed + i) for i in range(4)]
     assert provider.n_supported is False
     assert provider.single_request_limit == 1
+
+
+def test_reply_cut_short_after_text_is_restarted(azure_server: AzureServer) -> None:
+    """A single-choice reply that ends cleanly mid-text is sent again, with a Restart."""
+    azure_server.ignore_n = True
+    azure_server.inject("truncate", times=1, after=3, match_seed=31)
+    events: list[object] = []
+
+    async def go() -> list[str]:
+        provider = azure_provider(azure_server)
+        try:
+            cands = await provider.generate(HELLO, SamplingParams(n=2, seed=30),
+                                            on_event=events.append)
+        finally:
+            await provider.aclose()
+        return [c.text for c in cands]
+
+    assert run(go()) == [expected(0, azure_server, seed=30), expected(0, azure_server, seed=31)]
+    assert Restart(1) in events
+    after = events[events.index(Restart(1)):]
+    assert "".join(e.text for e in after if isinstance(e, Delta) and e.index == 1) == expected(
+        0, azure_server, seed=31)

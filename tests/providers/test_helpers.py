@@ -60,3 +60,20 @@ def test_errors_are_plain_and_carry_partials() -> None:
     assert str(err) == "Wait 3 s" and repr(err) == "RateLimitError('Wait 3 s')"
     assert isinstance(err, ProviderError) and err.retryable and err.partial == []
     assert redact_secret("key sk-123456 here", "sk-123456") == "key *** here"
+
+
+def test_quota_exhausted_is_not_retried() -> None:
+    import httpx2
+    import openai
+
+    from rlhf_desktop.providers.openai_errors import RETRY_NONE, Target, classify
+
+    target = Target(kind="openai", label="OpenAI", url="https://api.openai.com/v1",
+                    model="gpt-4o-mini", key_setting="OPENAI_API_KEY",
+                    model_setting="OPENAI_MODEL", url_setting="OPENAI_BASE_URL")
+    response = httpx2.Response(429, request=httpx2.Request("POST", target.url))
+    exc = openai.RateLimitError("quota", response=response,
+                                body={"code": "insufficient_quota", "message": "no quota"})
+    result = classify(exc, target, None, streamed=False)
+    assert isinstance(result.error, RateLimitError) and result.retry == RETRY_NONE
+    assert "insufficient_quota" in str(result.error)
