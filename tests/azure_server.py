@@ -123,6 +123,9 @@ class AzureServer:
         self.reply_length = reply_length
         self.api_versions = api_versions
         self.ignore_n = False
+        self.reasoning_model = False
+        """Like OpenAI's reasoning models: refuse ``max_tokens`` and a non-default
+        ``temperature`` with 400 (they want ``max_completion_tokens``)."""
         self.llama_like = False
         """Like llama-cpp-python's server: one choice, one stream at a time, and a running
         stream ends with ``[DONE]`` (no finish reason) as soon as another request waits."""
@@ -190,6 +193,7 @@ class AzureServer:
             self.requests.clear()
             self.ignore_n = False
             self.llama_like = False
+            self.reasoning_model = False
 
     def take_fault(self, body: dict[str, Any] | None) -> Fault | None:
         """The fault for this request: an injected one first, else a magic word."""
@@ -399,9 +403,16 @@ class _Handler(BaseHTTPRequestHandler):
                            "is enabled.", "stream_options")
             if version != "openai" and version < STREAM_OPTIONS_SINCE:
                 return bad("Unrecognized request argument supplied: stream_options")
-        max_tokens = body.get("max_tokens")
+        max_tokens = body.get("max_tokens", body.get("max_completion_tokens"))
         if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
             return bad("max_tokens must be a positive integer", "max_tokens")
+        if self.state.reasoning_model and "max_tokens" in body:
+            return bad("Unsupported parameter: 'max_tokens' is not supported with this "
+                       "model. Use 'max_completion_tokens' instead.", "max_tokens")
+        if self.state.reasoning_model and body.get("temperature", 1) != 1:
+            return bad(f"Unsupported value: 'temperature' does not support "
+                       f"{body['temperature']} with this model. Only the default (1) value "
+                       "is supported.", "temperature")
         return True
 
     def _request_fault(self, fault: Fault) -> bool:
@@ -447,7 +458,7 @@ class _Handler(BaseHTTPRequestHandler):
                 or (fault is not None and fault.name == "ignore_n")):
             n = 1
         seed = body.get("seed") if isinstance(body.get("seed"), int) else None
-        max_tokens = body.get("max_tokens") or 10_000
+        max_tokens = body.get("max_tokens") or body.get("max_completion_tokens") or 10_000
         replies = []
         for i in range(n):
             full = reply_tokens(i, seed, self.state.reply_length + i)

@@ -9,7 +9,10 @@ requests.
 The client's own retries are off (``max_retries=0``); :class:`RetryPolicy` decides here:
 429 waits ``Retry-After`` (bounded), 5xx, connection errors and timeouts back off
 exponentially (bounded), and nothing is retried once text has arrived for that request.
-Connect and read timeouts are explicit.
+(One exception, in :mod:`rlhf_desktop.providers._turn`: a single-choice reply that the
+server ends cleanly without a finish reason is sent again, with a ``Restart`` event.)
+A 400 naming a parameter the server does not take (``stream_options``, ``max_tokens``,
+``temperature``) is sent again without it. Connect and read timeouts are explicit.
 """
 
 from __future__ import annotations
@@ -111,6 +114,8 @@ class OpenAIChatProvider(BaseProvider):
         self.retry = retry or RetryPolicy()
         self.streaming = streaming
         self._include_usage = include_usage
+        self._max_tokens_key = "max_tokens"
+        self._send_sampling = True
         self._learned = Concurrency()
 
     # ------------------------------------------------------------------ construction
@@ -262,7 +267,7 @@ class OpenAIChatProvider(BaseProvider):
         tracker: CandidateTracker,
         queue: asyncio.Queue[object],
     ) -> None:
-        """One request with bounded retries; always ends by queueing ``_End(request)``."""
+        """One request with bounded retries; always ends by queueing ``End(request)``."""
         attempt = 0
         try:
             while True:
@@ -279,7 +284,7 @@ class OpenAIChatProvider(BaseProvider):
                     raise
                 except Exception as exc:
                     result = classify(exc, self.target, self._secret, streamed=streamed)
-                    if self._drop_usage_option(result):
+                    if self._adapt(result):
                         continue
                     delay = self._retry_delay(result, attempt, streamed)
                     log.log(logging.INFO if delay is not None else logging.WARNING,
@@ -294,15 +299,25 @@ class OpenAIChatProvider(BaseProvider):
         finally:
             queue.put_nowait(End(request))
 
-    def _drop_usage_option(self, result: Classified) -> bool:
-        """Older Azure API versions reject ``stream_options``: retry once without it."""
-        if (self._include_usage and isinstance(result.error, InvalidRequestError)
-                and "stream_options" in result.error.message):
-            log.info("%s does not accept stream_options; usage will not be reported",
-                     self.target.label)
+    def _adapt(self, result: Classified) -> bool:
+        """Adjust to a 400 that names a parameter this server or model does not take.
+
+        Older Azure API versions reject ``stream_options``; OpenAI's reasoning models want
+        ``max_completion_tokens`` and refuse sampling settings. True: send again at once.
+        """
+        if not isinstance(result.error, InvalidRequestError):
+            return False
+        message = result.error.message
+        if self._include_usage and "stream_options" in message:
             self._include_usage = False
-            return True
-        return False
+        elif self._max_tokens_key == "max_tokens" and "max_completion_tokens" in message:
+            self._max_tokens_key = "max_completion_tokens"
+        elif self._send_sampling and ("'temperature'" in message or "'top_p'" in message):
+            self._send_sampling = False
+        else:
+            return False
+        log.info("%s refused a parameter; sending again without it", self.target.label)
+        return True
 
     def _retry_delay(self, result: Classified, attempt: int, streamed: bool) -> float | None:
         """Seconds to wait before retrying, or None when the error is final."""
@@ -323,10 +338,11 @@ class OpenAIChatProvider(BaseProvider):
         kwargs: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
-            "temperature": params.temperature,
-            "top_p": params.top_p,
-            "max_tokens": params.max_tokens,
+            self._max_tokens_key: params.max_tokens,
         }
+        if self._send_sampling:
+            kwargs["temperature"] = params.temperature
+            kwargs["top_p"] = params.top_p
         if len(request.indices) > 1:
             kwargs["n"] = len(request.indices)
         if request.seed is not None:

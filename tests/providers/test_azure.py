@@ -414,3 +414,16 @@ def test_reply_cut_short_after_text_is_restarted(azure_server: AzureServer) -> N
     after = events[events.index(Restart(1)):]
     assert "".join(e.text for e in after if isinstance(e, Delta) and e.index == 1) == expected(
         0, azure_server, seed=31)
+
+
+def test_adapts_to_a_model_that_refuses_parameters(azure_server: AzureServer) -> None:
+    """Reasoning models want max_completion_tokens and refuse temperature; old Azure API
+    versions refuse stream_options: each is dropped once and the turn goes through."""
+    azure_server.reasoning_model = True
+    provider = azure_provider(azure_server, api_version="2024-08-01-preview")
+    _, done = run(collect(provider, SamplingParams(n=2, max_tokens=4, temperature=0.5)))
+    assert [done[i].candidate.finish_reason for i in range(2)] == ["length", "length"]
+    last = azure_server.requests[-1].body or {}
+    assert last["max_completion_tokens"] == 4 and "max_tokens" not in last
+    assert "temperature" not in last and "stream_options" not in last
+    assert len(azure_server.requests) == 4
