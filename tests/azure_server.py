@@ -45,6 +45,7 @@ import json
 import re
 import socket
 import struct
+import sys
 import threading
 import time
 import uuid
@@ -69,6 +70,16 @@ MAGIC = re.compile(r"\[\[fault:([a-z_]+)(?:\*(\d+))?\]\]")
 AZURE_PATH = re.compile(r"^/openai/deployments/([^/]+)/chat/completions$")
 SAFE_FILTER = {name: {"filtered": False, "severity": "safe"}
                for name in ("hate", "self_harm", "sexual", "violence")}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (cancel, timeout) is normal here; anything else is printed."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 @dataclass
@@ -136,8 +147,7 @@ class AzureServer:
         self._magic_counts: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
         self.stopping = threading.Event()
-        self._httpd = ThreadingHTTPServer((host, port), _make_handler(self))
-        self._httpd.daemon_threads = True
+        self._httpd = _Server((host, port), _make_handler(self))
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ control
