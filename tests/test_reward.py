@@ -11,7 +11,12 @@ import pytest
 from rlhf_desktop.domain import Message, PreferencePair
 from rlhf_desktop.reward import signing
 from rlhf_desktop.reward.embedder import Embedder
-from rlhf_desktop.reward.model import MODEL_FILENAME, SIGNATURE_FILENAME, ModelFileError, TinyRewardModel
+from rlhf_desktop.reward.model import (
+    MODEL_FILENAME,
+    SIGNATURE_FILENAME,
+    ModelFileError,
+    TinyRewardModel,
+)
 from rlhf_desktop.reward.training import (
     TrainConfig,
     TrainingCancelled,
