@@ -11,6 +11,7 @@ between tokens.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import logging
 import random
@@ -58,6 +59,61 @@ class _Fatal:
 _END = object()
 
 
+class _Mailbox:
+    """Hands items from the worker thread to the event loop.
+
+    Waking the loop costs a thread switch and a turn of the GIL while the worker is
+    generating, so text wakes it at most every ``interval`` seconds (the first text of each
+    candidate and every other item wake it at once); items keep their order.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float,
+                 stop: threading.Event) -> None:
+        self._loop = loop
+        self._interval = interval
+        self._stop = stop
+        self._items: collections.deque[object] = collections.deque()
+        self._ready = asyncio.Event()
+        self._scheduled = False
+        self._last_wake = 0.0
+        self._started: set[int] = set()
+
+    def post(self, item: object) -> None:
+        """Worker thread: queue ``item`` and wake the loop when due."""
+        self._items.append(item)
+        urgent = True
+        if isinstance(item, _Text):
+            urgent = item.index not in self._started
+            self._started.add(item.index)
+        if self._scheduled:
+            return
+        now = time.perf_counter()
+        if not urgent and now - self._last_wake < self._interval:
+            return
+        self._scheduled = True
+        self._last_wake = now
+        try:
+            self._loop.call_soon_threadsafe(self._wake)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            self._stop.set()
+
+    def _wake(self) -> None:
+        self._scheduled = False
+        self._ready.set()
+
+    async def take(self) -> list[object]:
+        """Event loop: wait for items and return all that are queued, in order."""
+        while not self._items:
+            self._ready.clear()
+            if self._items:
+                break
+            await self._ready.wait()
+        out: list[object] = []
+        while self._items:
+            out.append(self._items.popleft())
+        return out
+
+
 class LocalProvider(BaseProvider):
     """llama-cpp-python on a local GGUF file (SmolLM2-135M-Instruct by default).
 
@@ -77,6 +133,8 @@ class LocalProvider(BaseProvider):
             max_workers=1, thread_name_prefix="llama"
         )
         self.load_seconds: float | None = None
+        self.wake_interval_s = 0.03
+        """Text reaches the event loop in batches at most this often (about 30 per s)."""
 
     def describe(self) -> str:
         """``Built-in model: <file name> (n threads)``."""
@@ -132,19 +190,12 @@ class LocalProvider(BaseProvider):
         n = max(1, params.n)
         tracker = CandidateTracker(n)
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[object] = asyncio.Queue()
         stop = threading.Event()
+        mailbox = _Mailbox(loop, self.wake_interval_s, stop)
         seed_base = params.seed if params.seed is not None else random.randrange(1, 2**30)
         wire = build_messages(messages, params)
-
-        def post(item: object) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # the loop is closed: nobody is listening any more
-                stop.set()
-
         worker = loop.run_in_executor(
-            self._executor, self._generate_sync, wire, params, n, seed_base, stop, post
+            self._executor, self._generate_sync, wire, params, n, seed_base, stop, mailbox.post
         )
         watcher: asyncio.Task[None] | None = None
         if cancel is not None:
@@ -152,25 +203,17 @@ class LocalProvider(BaseProvider):
         errors: dict[int, str] = {}
         fatal: ProviderError | None = None
         try:
-            while True:
-                item = await queue.get()
-                if item is _END:
-                    break
-                if isinstance(item, _Text):
-                    event = tracker.add(item.index, item.text)
-                    if event is not None:
-                        yield event
-                elif isinstance(item, _Finish):
-                    if item.reason == ERROR:
-                        errors[item.index] = item.error or "generation failed"
-                        continue
-                    done = tracker.finish(item.index, item.reason, error=item.error,
-                                          prompt_tokens=item.prompt_tokens,
-                                          completion_tokens=item.completion_tokens)
-                    if done is not None:
-                        yield done
-                elif isinstance(item, _Fatal):
-                    fatal = item.error
+            ended = False
+            while not ended:
+                for item in await mailbox.take():
+                    if item is _END:
+                        ended = True
+                        break
+                    ready = self._handle(item, tracker, errors)
+                    if isinstance(item, _Fatal):
+                        fatal = item.error
+                    if ready is not None:
+                        yield ready
             await worker
             if stop.is_set():
                 for i in tracker.unfinished():
@@ -192,6 +235,21 @@ class LocalProvider(BaseProvider):
             stop.set()
             if watcher is not None:
                 watcher.cancel()
+
+    @staticmethod
+    def _handle(item: object, tracker: CandidateTracker,
+                errors: dict[int, str]) -> StreamEvent | None:
+        """Turn one item from the worker into the event to yield (if any)."""
+        if isinstance(item, _Text):
+            return tracker.add(item.index, item.text)
+        if isinstance(item, _Finish):
+            if item.reason == ERROR:
+                errors[item.index] = item.error or "generation failed"
+                return None
+            return tracker.finish(item.index, item.reason, error=item.error,
+                                  prompt_tokens=item.prompt_tokens,
+                                  completion_tokens=item.completion_tokens)
+        return None
 
     def _generate_sync(
         self,

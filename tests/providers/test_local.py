@@ -72,7 +72,7 @@ def test_cancel_keeps_partial_text(local: LocalProvider) -> None:
     assert all(d.candidate.finish_reason == "cancelled" for d in done.values())
     assert done[0].candidate.text == "".join(d.text for d in deltas if d.index == 0)
     assert done[0].candidate.text
-    assert len(deltas) <= 5  # stopped within a token or two
+    assert len(deltas) <= 8  # stopped within a few tokens (of 3 x 64)
     # the provider is still usable afterwards
     _, after = run(collect(local, SamplingParams(n=1, max_tokens=4, seed=1)))
     assert after[0].candidate.finish_reason in ("stop", "length")
