@@ -70,7 +70,8 @@ async def measure(path: Path, runs: int, max_tokens: int, n_threads: int) -> dic
     """Alternate raw and provider runs; then one N=4 turn through the provider."""
     import llama_cpp
 
-    llm = llama_cpp.Llama(model_path=str(path), n_threads=n_threads, n_ctx=2048, verbose=False)
+    llm = llama_cpp.Llama(model_path=str(path), n_threads=n_threads, n_threads_batch=n_threads,
+                          n_ctx=2048, verbose=False)
     provider = LocalProvider(path, n_threads=n_threads, n_ctx=2048)
     warm = SamplingParams(n=1, max_tokens=8, seed=1, system_prompt=SYSTEM)
     cold = await provider_run(provider, warm)  # loads the model lazily, evaluates the prompt

@@ -117,7 +117,8 @@ class _Mailbox:
 class LocalProvider(BaseProvider):
     """llama-cpp-python on a local GGUF file (SmolLM2-135M-Instruct by default).
 
-    ``n_threads`` defaults to 1, the fastest setting measured on the target machines.
+    ``n_threads`` (default 1, the fastest setting measured on the target machines) is
+    used for generation and for prompt processing alike.
     The model is loaded lazily on first use (or by :meth:`load`).
     """
 
@@ -166,6 +167,9 @@ class LocalProvider(BaseProvider):
             self._llm = llama_cpp.Llama(
                 model_path=str(self.model_path),
                 n_threads=self.n_threads,
+                # llama-cpp-python defaults prompt processing to every core; on a busy
+                # machine that made a 40-token prompt take 15 s instead of 0.4 s.
+                n_threads_batch=self.n_threads,
                 n_ctx=self.n_ctx,
                 verbose=False,
             )

@@ -68,7 +68,8 @@ def llama_server(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     port = free_port()
     log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path),
-           "--host", "127.0.0.1", "--port", str(port), "--n_threads", "1", "--n_ctx", "2048"]
+           "--host", "127.0.0.1", "--port", str(port), "--n_threads", "1",
+           "--n_threads_batch", "1", "--n_ctx", "2048"]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
