@@ -12,7 +12,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from rlhf_desktop.domain import Candidate, Message, SamplingParams, Turn
-from rlhf_desktop.providers.base import Delta, Done, Provider, StreamEvent
+from rlhf_desktop.providers.base import Delta, Done, Provider, Restart, StreamEvent
 from rlhf_desktop.providers.errors import ProviderError
 from rlhf_desktop.services.rewards import RewardService
 from rlhf_desktop.storage.repo import Repository
@@ -97,6 +97,8 @@ class ChatService:
                     partial[event.index] = partial.get(event.index, "") + event.text
                 elif isinstance(event, Done):
                     done[event.index] = event.candidate
+                elif isinstance(event, Restart):  # the provider re-requests this reply
+                    partial[event.index] = ""
                 if on_event is not None:
                     on_event(event)
         except ProviderError as exc:
