@@ -1,0 +1,160 @@
+"""The desktop app: QApplication on qasync's event loop, the main window, crash handling.
+
+The window shows before any heavy library loads: sentence-transformers/torch and
+llama.cpp load later in worker threads (see ui/backend.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from rlhf_desktop import config
+
+log = logging.getLogger("rlhf_desktop.app")
+ORG = "rlhf-desktop"
+CRASH_LOG = "crash.log"
+
+
+def write_crash_report(exc_type: type[BaseException], exc: BaseException,
+                       tb: TracebackType | None) -> Path:
+    """Append a redacted traceback to ``logs/crash.log``; returns the file."""
+    text = "".join(traceback.format_exception(exc_type, exc, tb))
+    text = config.redact(text)
+    path = config.logs_dir() / CRASH_LOG
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(f"--- {stamp} unhandled exception\n{text}\n")
+    log.error("unhandled exception (details in %s):\n%s", path, text)
+    return path
+
+
+class CrashHandler:
+    """``sys.excepthook`` (and the loop's handler): log, then a non-modal dialog."""
+
+    def __init__(self) -> None:
+        self._dialog: Any = None
+
+    def __call__(self, exc_type: type[BaseException], exc: BaseException,
+                 tb: TracebackType | None) -> None:
+        """Handle one unhandled exception; the app keeps running."""
+        if issubclass(exc_type, KeyboardInterrupt):
+            sys.__excepthook__(exc_type, exc, tb)
+            return
+        try:
+            path = write_crash_report(exc_type, exc, tb)
+        except OSError:
+            path = None
+        self.show(exc, path)
+
+    def show(self, exc: BaseException, path: Path | None) -> None:
+        """A dialog that names the error and the log file (never blocks the loop)."""
+        from PySide6.QtWidgets import QApplication, QMessageBox
+
+        if QApplication.instance() is None or (self._dialog is not None
+                                               and self._dialog.isVisible()):
+            return
+        where = f"\n\nDetails were saved to {path}." if path else ""
+        message = config.redact(f"{type(exc).__name__}: {exc}")[:800]
+        box = QMessageBox(QMessageBox.Icon.Critical, "Unexpected error",
+                          f"Something went wrong, but your data is safe.\n\n{message}{where}")
+        box.setModal(False)
+        box.show()
+        self._dialog = box
+
+    def loop_handler(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """asyncio's exception handler."""
+        exc = context.get("exception")
+        if isinstance(exc, BaseException):
+            self(type(exc), exc, exc.__traceback__)
+        else:
+            log.error("event loop: %s", config.redact(str(context.get("message"))))
+
+    def thread_hook(self, args: threading.ExceptHookArgs) -> None:
+        """Worker threads: log the redacted traceback (no dialog from another thread)."""
+        if args.exc_value is not None:
+            try:
+                write_crash_report(args.exc_type, args.exc_value, args.exc_traceback)
+            except OSError:
+                pass
+
+
+def _apply_data_dir(data_dir: str | None) -> None:
+    from PySide6.QtCore import QSettings
+
+    if data_dir:
+        config.set_data_dir(data_dir)
+    elif not os.environ.get(config.HOME_ENV):
+        saved = QSettings().value("data_dir", "")
+        if isinstance(saved, str) and saved:
+            config.set_data_dir(saved)
+
+
+def window_arguments(argv: Sequence[str]) -> argparse.Namespace:
+    """The global options that matter to the window (``__main__`` handles commands)."""
+    parser = argparse.ArgumentParser(prog="rlhf-desktop", add_help=False)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args, _rest = parser.parse_known_args(list(argv))
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Open the main window and run until it is closed."""
+    args = window_arguments(sys.argv[1:] if argv is None else argv)
+    import qasync
+    from PySide6.QtCore import QCoreApplication
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    QCoreApplication.setOrganizationName(ORG)
+    QCoreApplication.setApplicationName(ORG)
+    _apply_data_dir(args.data_dir)
+    config.setup_logging("INFO" if args.verbose else None)
+    handler = CrashHandler()
+    sys.excepthook = handler
+    threading.excepthook = handler.thread_hook
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    assert isinstance(app, QApplication)
+    app.setQuitOnLastWindowClosed(False)
+    from rlhf_desktop.ui import theme
+
+    dark = theme.apply(app)
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    loop.set_exception_handler(handler.loop_handler)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    from rlhf_desktop.storage.db import DatabaseError
+    from rlhf_desktop.ui.backend import Backend
+    from rlhf_desktop.ui.main_window import MainWindow
+
+    try:
+        backend = Backend()
+    except (DatabaseError, config.ConfigError, OSError) as exc:
+        QMessageBox.critical(None, "RLHF Desktop", config.redact(str(exc)))
+        return 2
+    window = MainWindow(backend, dark)
+
+    async def run() -> None:
+        window.show()
+        window.chat.composer.setFocus()
+        backend.spawn(window.start(), "start-up")
+        await window.wait_closed()
+
+    try:
+        loop.run_until_complete(run())
+    finally:
+        loop.close()
+    return 0

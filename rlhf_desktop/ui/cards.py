@@ -1,0 +1,234 @@
+"""One candidate reply: a card with rank, score and model-version badges and a thumbs-up."""
+
+from __future__ import annotations
+
+import math
+
+from PySide6.QtCore import QSize, Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QResizeEvent
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QTextBrowser,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from rlhf_desktop.domain import Candidate
+from rlhf_desktop.ui.icons import thumb_up
+from rlhf_desktop.ui.markdown_render import MarkdownRenderer
+
+RENDER_INTERVAL_MS = 60
+
+
+class MarkdownView(QTextBrowser):
+    """A QTextBrowser as tall as its content (the page scrolls, not the card)."""
+
+    def __init__(self, renderer: MarkdownRenderer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.renderer = renderer
+        self.code_blocks: list[str] = []
+        self.setOpenLinks(False)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.viewport().setAutoFillBackground(False)
+        self.setObjectName("markdown")
+        self.document().setDocumentMargin(2)
+        self.document().setDefaultStyleSheet(renderer.stylesheet())
+        self.document().documentLayout().documentSizeChanged.connect(self._fit)
+        self.anchorClicked.connect(self._on_anchor)
+        self.setMinimumHeight(24)
+
+    def set_markdown_text(self, text: str) -> None:
+        """Render ``text`` (Markdown)."""
+        rendered = self.renderer.render(text)
+        self.code_blocks = rendered.code_blocks
+        self.setHtml(rendered.html)
+        self._fit()
+
+    def _fit(self) -> None:
+        self.document().setTextWidth(self.viewport().width())
+        height = math.ceil(self.document().size().height()) + 4
+        if height != self.height():
+            self.setFixedHeight(max(24, height))
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        """Re-wrap to the new width."""
+        super().resizeEvent(event)
+        self._fit()
+
+    def sizeHint(self) -> QSize:
+        """As tall as the document."""
+        return QSize(300, self.height())
+
+    def _on_anchor(self, url: QUrl) -> None:
+        if url.scheme() == "copy":
+            index = int(url.path() or "0")
+            if 0 <= index < len(self.code_blocks):
+                QGuiApplication.clipboard().setText(self.code_blocks[index])
+        elif url.scheme() in ("http", "https", "mailto"):
+            QDesktopServices.openUrl(url)
+
+
+def badge(text: str, role: str, parent: QWidget | None = None) -> QLabel:
+    """A small rounded label styled by its ``role`` property (see theme.py)."""
+    label = QLabel(text, parent)
+    label.setProperty("badge", role)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
+    return label
+
+
+class CandidateCard(QFrame):
+    """A reply card. ``pick_clicked`` carries the candidate index."""
+
+    pick_clicked = Signal(int)
+
+    def __init__(self, index: int, renderer: MarkdownRenderer,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.index = index
+        self.candidate: Candidate | None = None
+        self.text = ""
+        self._rendered = ""
+        self.position = index
+        self.setObjectName("card")
+        self.setProperty("state", "streaming")
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+
+        self.rank_badge = badge(f"Reply {index + 1}", "neutral")
+        self.score_badge = badge("", "score")
+        self.version_badge = badge("", "version")
+        self.state_badge = badge("", "state")
+        self.pick_button = QToolButton()
+        self.pick_button.setObjectName("pickButton")
+        self.pick_button.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.pick_button.setEnabled(False)
+        self.pick_button.setIcon(thumb_up())
+        self.pick_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.pick_button.clicked.connect(lambda: self.pick_clicked.emit(self.index))
+        head = QHBoxLayout()
+        head.setSpacing(6)
+        for w in (self.rank_badge, self.score_badge, self.version_badge, self.state_badge):
+            head.addWidget(w)
+        head.addStretch(1)
+        head.addWidget(self.pick_button)
+
+        self.body = MarkdownView(renderer)
+        self.footer = QLabel("")
+        self.footer.setObjectName("cardFooter")
+        self.footer.setWordWrap(True)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(14, 10, 14, 10)
+        layout.setSpacing(6)
+        layout.addLayout(head)
+        layout.addWidget(self.body)
+        layout.addStretch(1)
+        layout.addWidget(self.footer)
+
+        self._render_timer = QTimer(self)
+        self._render_timer.setSingleShot(True)
+        self._render_timer.setInterval(RENDER_INTERVAL_MS)
+        self._render_timer.timeout.connect(self._render)
+        self.set_position(index)
+        self.refresh_badges()
+        self.footer.setText("waiting…")
+
+    # ------------------------------------------------------------------ content
+
+    def append(self, text: str) -> None:
+        """Streamed text (rendered at most every 60 ms)."""
+        self.text += text
+        if self.footer.text() == "waiting…":
+            self.footer.setText("streaming…")
+        if not self._render_timer.isActive():
+            self._render_timer.start()
+
+    def _render(self) -> None:
+        self.body.set_markdown_text(self.text)
+        self._rendered = self.text
+
+    def set_candidate(self, candidate: Candidate) -> None:
+        """The finished (or saved) candidate: final text, finish reason, score."""
+        self.candidate = candidate
+        self._render_timer.stop()
+        shown = candidate.text
+        if candidate.error and not candidate.text.strip():
+            shown = f"*{candidate.error}*"
+        if shown != self._rendered:
+            self.body.set_markdown_text(shown)
+            self._rendered = shown
+        self.text = candidate.text
+        self.footer.setText(self._footer_text(candidate))
+        self.pick_button.setEnabled(bool(candidate.text.strip()) and candidate.id is not None)
+        self.refresh_badges()
+
+    @staticmethod
+    def _footer_text(c: Candidate) -> str:
+        parts = []
+        if c.completion_tokens:
+            parts.append(f"{c.completion_tokens} tokens")
+        if c.latency_s is not None:
+            parts.append(f"{c.latency_s:.1f} s")
+        notes = {"length": "cut at max tokens", "cancelled": "stopped — partial reply",
+                 "content_filter": "stopped by the content filter", "error": "failed"}
+        if c.finish_reason in notes:
+            parts.append(notes[c.finish_reason or ""])
+        if c.error and c.text.strip():
+            parts.append(c.error)
+        return " · ".join(parts)
+
+    # ------------------------------------------------------------------ badges & state
+
+    def set_position(self, position: int) -> None:
+        """Where the card is shown (0-based); the key that picks it is ``position + 1``."""
+        self.position = position
+        key = position + 1
+        self.pick_button.setText(f"  Best  ·  {key}" if key <= 9 else "  Best")
+        tip = "Pick this reply as the best one"
+        self.pick_button.setToolTip(f"{tip} (key {key})" if key <= 9 else tip)
+        self.refresh_badges()
+
+    def refresh_badges(self) -> None:
+        c = self.candidate
+        ranked = c is not None and c.model_version is not None and c.score is not None
+        if ranked and c is not None:
+            self.rank_badge.setText(f"#{self.position + 1}")
+            self.rank_badge.setProperty("badge", "rank1" if self.position == 0 else "rank")
+            self.score_badge.setText(f"score {c.score:+.2f}")
+            self.version_badge.setText(f"v{c.model_version}")
+            self.version_badge.setToolTip(f"Scored by reward model v{c.model_version}")
+        else:
+            self.rank_badge.setText(f"Reply {self.index + 1}")
+            self.rank_badge.setProperty("badge", "neutral")
+            self.score_badge.setText("")
+            self.version_badge.setText("")
+        self.score_badge.setVisible(bool(self.score_badge.text()))
+        self.version_badge.setVisible(bool(self.version_badge.text()))
+        self.state_badge.setVisible(bool(self.state_badge.text()))
+        _repolish(self.rank_badge)
+
+    def set_chosen(self, chosen: bool | None) -> None:
+        """True: the user's pick; False: another card was picked; None: no pick."""
+        state = "chosen" if chosen else "other" if chosen is False else "done"
+        self.setProperty("state", state)
+        self.state_badge.setText("✓ Your pick" if chosen else "")
+        self.state_badge.setVisible(bool(chosen))
+        _repolish(self)
+
+    def set_streaming(self, streaming: bool) -> None:
+        """Card look while its text streams."""
+        self.setProperty("state", "streaming" if streaming else "done")
+        _repolish(self)
+
+
+def _repolish(widget: QWidget) -> None:
+    style = widget.style()
+    style.unpolish(widget)
+    style.polish(widget)
+    widget.update()

@@ -1,0 +1,267 @@
+"""The preference pairs: a lazily paged table, a text filter, delete, export."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    Qt,
+    QTimer,
+    Signal,
+)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from rlhf_desktop.domain import PreferencePair
+from rlhf_desktop.services.datasets import export_to_file
+from rlhf_desktop.storage.repo import Repository
+from rlhf_desktop.ui.backend import Backend
+
+PAGE = 500
+COLUMNS = ("Prompt", "Chosen", "Rejected", "Reason", "Time", "Source")
+EXPORTS = {
+    "JSON Lines, project format (*.jsonl)": ("jsonl", ".jsonl"),
+    "TRL standard (*.jsonl)": ("trl", ".jsonl"),
+    "TRL conversational (*.jsonl)": ("trl-conversational", ".jsonl"),
+    "Anthropic HH-RLHF (*.jsonl)": ("hh", ".jsonl"),
+    "CSV (*.csv)": ("csv", ".csv"),
+}
+Index = QModelIndex | QPersistentModelIndex
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """Cell text: the first ``limit`` characters on one line."""
+    flat = " ".join(text[: limit + 50].split())
+    return flat if len(flat) <= limit else flat[:limit] + "…"
+
+
+class PairsModel(QAbstractTableModel):
+    """Pairs, newest first, fetched a page at a time (``canFetchMore``/``fetchMore``)."""
+
+    def __init__(self, repo: Repository) -> None:
+        super().__init__()
+        self.repo = repo
+        self.text_filter = ""
+        self.rows: list[PreferencePair] = []
+        self.total = 0
+        self.reload()
+
+    def reload(self, text_filter: str | None = None) -> None:
+        """Start again from the first page (after a filter change or a delete)."""
+        self.beginResetModel()
+        if text_filter is not None:
+            self.text_filter = text_filter
+        self.total = self.repo.count_pairs(self.text_filter)
+        self.rows = self.repo.pairs_page(0, PAGE, self.text_filter)
+        self.endResetModel()
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        """Rows loaded so far."""
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        """Six columns."""
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def canFetchMore(self, parent: Index = QModelIndex()) -> bool:  # noqa: B008
+        """More pages in the database."""
+        return not parent.isValid() and len(self.rows) < self.total
+
+    def fetchMore(self, parent: Index = QModelIndex()) -> None:  # noqa: B008
+        """Load the next page."""
+        if parent.isValid():
+            return
+        page = self.repo.pairs_page(len(self.rows), PAGE, self.text_filter)
+        if not page:
+            self.total = len(self.rows)
+            return
+        self.beginInsertRows(QModelIndex(), len(self.rows), len(self.rows) + len(page) - 1)
+        self.rows.extend(page)
+        self.endInsertRows()
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        """Cell text; the tooltip holds more of it."""
+        if not index.isValid() or index.row() >= len(self.rows):
+            return None
+        pair = self.rows[index.row()]
+        col = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._cell(pair, col)
+        if role == Qt.ItemDataRole.ToolTipRole and col < 4:
+            return one_line(self._full(pair, col), 600)
+        return None
+
+    @staticmethod
+    def _full(pair: PreferencePair, col: int) -> str:
+        return (pair.prompt_text, pair.chosen, pair.rejected, pair.reason or "")[col]
+
+    def _cell(self, pair: PreferencePair, col: int) -> str:
+        if col < 4:
+            return one_line(self._full(pair, col))
+        if col == 4:
+            ts = pair.created_at or 0.0
+            return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+        return pair.source
+
+    def headerData(self, section: int, orientation: Qt.Orientation,
+                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        """Column titles."""
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            return COLUMNS[section]
+        return None
+
+
+class DatasetView(QWidget):
+    """The dataset page."""
+
+    changed = Signal()  # pairs deleted
+
+    def __init__(self, backend: Backend, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.backend = backend
+        self.model = PairsModel(backend.repo)
+        self.filter = QLineEdit()
+        self.filter.setPlaceholderText("Filter by text in prompt, replies or reason")
+        self.filter.setClearButtonEnabled(True)
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(250)
+        self._debounce.timeout.connect(lambda: self.model.reload(self.filter.text().strip()))
+        self.filter.textChanged.connect(lambda _t: self._debounce.start())
+        self.count_label = QLabel("")
+        self.count_label.setObjectName("muted")
+        self.delete_button = QPushButton("Delete selected…")
+        self.delete_button.clicked.connect(self.delete_selected)
+        self.export_button = QPushButton("Export…")
+        self.export_button.setObjectName("primary")
+        self.export_button.clicked.connect(self.export_dialog)
+        top = QHBoxLayout()
+        top.addWidget(self.filter, 1)
+        top.addWidget(self.count_label)
+        top.addWidget(self.delete_button)
+        top.addWidget(self.export_button)
+
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setAlternatingRowColors(True)
+        self.table.setWordWrap(False)
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        self.table.verticalHeader().setDefaultSectionSize(26)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        for col, width in enumerate((260, 300, 300, 160, 130, 70)):
+            self.table.setColumnWidth(col, width)
+        header.setStretchLastSection(True)
+        self.table.selectionModel().selectionChanged.connect(lambda *_: self._show_detail())
+        self.model.modelReset.connect(self._update_count)
+        self.model.rowsInserted.connect(lambda *_: self._update_count())
+
+        self.detail = QTextBrowser()
+        self.detail.setObjectName("pairDetail")
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(self.table)
+        splitter.addWidget(self.detail)
+        splitter.setSizes([520, 180])
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(16, 12, 16, 12)
+        layout.addLayout(top)
+        layout.addWidget(splitter, 1)
+        self._update_count()
+
+    def refresh(self) -> None:
+        """Reload from the database (new picks, deletes, imports)."""
+        self.model.reload()
+
+    def _update_count(self) -> None:
+        m = self.model
+        what = "pairs" if not m.text_filter else "matching pairs"
+        self.count_label.setText(f"{m.total:,} {what} (loaded {len(m.rows):,})")
+
+    def selected_pairs(self) -> list[PreferencePair]:
+        """The selected rows' pairs."""
+        rows = sorted({i.row() for i in self.table.selectionModel().selectedRows()})
+        return [self.model.rows[r] for r in rows if r < len(self.model.rows)]
+
+    def _show_detail(self) -> None:
+        pairs = self.selected_pairs()
+        if not pairs:
+            self.detail.clear()
+            return
+        p = pairs[0]
+        prompt = "\n\n".join(f"**{m.role}:** {m.content}" for m in p.prompt)
+        reason = f"\n\n**Reason:** {p.reason}" if p.reason else ""
+        self.detail.setMarkdown(f"{prompt}\n\n---\n\n**Chosen:**\n\n{p.chosen}\n\n---\n\n"
+                                f"**Rejected:**\n\n{p.rejected}{reason}")
+
+    def delete_selected(self, confirm: bool = True) -> int:
+        """Delete the selected pairs after confirmation. Returns how many were deleted."""
+        ids = [p.id for p in self.selected_pairs() if p.id is not None]
+        if not ids:
+            return 0
+        if confirm:
+            answer = QMessageBox.question(
+                self, "Delete pairs",
+                f"Delete {len(ids)} preference pair{'s' if len(ids) != 1 else ''}? "
+                "The next training will not use them. This cannot be undone.")
+            if answer != QMessageBox.StandardButton.Yes:
+                return 0
+        removed = self.backend.repo.delete_pairs(ids)
+        self.model.reload()
+        self.backend.labels_removed()
+        self.changed.emit()
+        return removed
+
+    def export_dialog(self) -> None:
+        """Ask for a file and a format, then export in a worker thread."""
+        path, chosen = QFileDialog.getSaveFileName(
+            self, "Export preference pairs", "preferences.jsonl", ";;".join(EXPORTS))
+        if not path:
+            return
+        fmt, suffix = EXPORTS.get(chosen, ("jsonl", ".jsonl"))
+        if "." not in path.rsplit("/", 1)[-1]:
+            path += suffix
+        self.backend.spawn(self.export(fmt, path), "export")
+
+    async def export(self, fmt: str, path: str) -> int:
+        """Export every pair to ``path`` in ``fmt`` without blocking the window."""
+        self.export_button.setEnabled(False)
+        self.count_label.setText("Exporting…")
+
+        def work() -> int:
+            repo = Repository.open()
+            try:
+                return export_to_file(repo, fmt, path)
+            finally:
+                repo.close()
+
+        try:
+            count = await asyncio.get_running_loop().run_in_executor(None, work)
+        except (OSError, ValueError) as exc:
+            QMessageBox.warning(self, "Export failed", f"Could not export to {path}: {exc}")
+            return 0
+        finally:
+            self.export_button.setEnabled(True)
+            self._update_count()
+        self.count_label.setText(f"Exported {count:,} pairs to {path}")
+        return count

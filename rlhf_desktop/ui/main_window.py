@@ -1,0 +1,301 @@
+"""The main window: chat (with the conversation sidebar), dataset and model pages."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QStackedWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from rlhf_desktop.domain import ModelVersion
+from rlhf_desktop.services.retraining import RetrainStatus
+from rlhf_desktop.ui.backend import KIND_NAMES, Backend
+from rlhf_desktop.ui.chat_view import ChatView
+from rlhf_desktop.ui.dataset_view import DatasetView
+from rlhf_desktop.ui.model_view import ModelView
+from rlhf_desktop.ui.settings_dialog import SettingsDialog
+from rlhf_desktop.ui.sidebar import Sidebar
+
+log = logging.getLogger(__name__)
+BANNER_KEY = "builtin_banner_dismissed"
+
+
+class MainWindow(QMainWindow):
+    """Owns the pages; the backend owns the services."""
+
+    def __init__(self, backend: Backend, dark: bool = False) -> None:
+        super().__init__()
+        self.backend = backend
+        self.setWindowTitle("RLHF Desktop")
+        self.resize(1320, 860)
+        self._closed = False
+        self._closed_event = asyncio.Event()
+        self._banner_dismissed = bool(QSettings().value(BANNER_KEY, False, type=bool))
+
+        self.chat = ChatView(backend, dark)
+        self.sidebar = Sidebar(backend.repo)
+        self.dataset = DatasetView(backend)
+        self.model_view = ModelView(backend, dark)
+        splitter = QSplitter()
+        splitter.addWidget(self.sidebar)
+        splitter.addWidget(self.chat)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([260, 1060])
+        splitter.setChildrenCollapsible(False)
+        self.pages = QStackedWidget()
+        for page in (splitter, self.dataset, self.model_view):
+            self.pages.addWidget(page)
+
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self._build_nav())
+        layout.addWidget(self._build_banner())
+        layout.addWidget(self.pages, 1)
+        self.setCentralWidget(central)
+        self._build_status_bar()
+        self._build_shortcuts()
+
+        self.sidebar.selected.connect(self._select_conversation)
+        self.chat.conversation_changed.connect(self._conversation_changed)
+        self.chat.message.connect(lambda text: self.statusBar().showMessage(text, 6000))
+        backend.provider_changed.connect(self._provider_changed)
+        backend.retrain_status.connect(self._retrain_status)
+        backend.model_trained.connect(self._model_trained)
+        backend.training_failed.connect(self.chat.on_training_failed)
+        backend.labels_changed.connect(self._labels_changed)
+        backend.reward_ready.connect(lambda: self.statusBar().showMessage(
+            "Reward model ready", 4000))
+        self._provider_changed()
+        self._retrain_status(backend.retrainer.status())
+
+    # ------------------------------------------------------------------ building
+
+    def _build_nav(self) -> QWidget:
+        bar = QFrame()
+        bar.setObjectName("nav")
+        row = QHBoxLayout(bar)
+        row.setContentsMargins(12, 4, 12, 0)
+        self.nav_group = QButtonGroup(self)
+        self.nav_buttons: list[QPushButton] = []
+        for i, (name, tip) in enumerate((("Chat", "Chat and pick the best replies"),
+                                         ("Dataset", "Your preference pairs"),
+                                         ("Model", "The reward model and how it learns"))):
+            button = QPushButton(name)
+            button.setObjectName("nav")
+            button.setCheckable(True)
+            button.setToolTip(tip)
+            self.nav_group.addButton(button, i)
+            self.nav_buttons.append(button)
+            row.addWidget(button)
+        self.nav_buttons[0].setChecked(True)
+        self.nav_group.idClicked.connect(self.show_page)
+        row.addStretch(1)
+        settings = QPushButton("Settings")
+        settings.setToolTip("Provider, API keys, replies per turn, retraining (Ctrl+,)")
+        settings.clicked.connect(self.open_settings)
+        row.addWidget(settings)
+        return bar
+
+    def _build_banner(self) -> QWidget:
+        self.banner = QFrame()
+        self.banner.setObjectName("banner")
+        row = QHBoxLayout(self.banner)
+        row.setContentsMargins(16, 6, 8, 6)
+        self.banner_text = QLabel("")
+        self.banner_text.setWordWrap(True)
+        button = QPushButton("Open Settings")
+        button.clicked.connect(self.open_settings)
+        close = QToolButton()
+        close.setText("✕")
+        close.setToolTip("Dismiss")
+        close.setAutoRaise(True)
+        close.clicked.connect(self.dismiss_banner)
+        row.addWidget(self.banner_text, 1)
+        row.addWidget(button)
+        row.addWidget(close)
+        self.banner.hide()
+        return self.banner
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.provider_label = QLabel("Choosing a provider…")
+        self.provider_label.setObjectName("providerLabel")
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.progress.setFixedWidth(140)
+        self.progress.setTextVisible(False)
+        self.progress.hide()
+        self.retrain_label = QLabel("")
+        self.retrain_label.setObjectName("retrainLabel")
+        bar.addPermanentWidget(self.provider_label)
+        bar.addPermanentWidget(self.progress)
+        bar.addPermanentWidget(self.retrain_label)
+
+    def _build_shortcuts(self) -> None:
+        def add(keys: str | QKeySequence | QKeySequence.StandardKey, slot: object) -> QShortcut:
+            shortcut = QShortcut(QKeySequence(keys), self)
+            shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
+            shortcut.activated.connect(slot)
+            return shortcut
+
+        add(QKeySequence.StandardKey.New, self.new_chat)  # Ctrl+N
+        add("Ctrl+R", self.chat.regenerate)
+        add(QKeySequence.StandardKey.Find, self.focus_search)  # Ctrl+F
+        add(QKeySequence.StandardKey.Undo, self.chat.undo_pick)  # Ctrl+Z
+        add("Esc", self.chat.stop)
+        add("Ctrl+,", self.open_settings)
+        for key in range(1, 10):
+            add(str(key), lambda k=key: self._pick_key(k))
+
+    # ------------------------------------------------------------------ start & close
+
+    async def start(self) -> None:
+        """Choose the provider and load the reward model (after the window shows)."""
+        await self.backend.start()
+
+    async def wait_closed(self) -> None:
+        """Until the window has closed (after its shutdown)."""
+        await self._closed_event.wait()
+
+    async def shutdown(self) -> None:
+        """Stop generation and training, close the provider and the database."""
+        self.chat.stop()
+        await self.backend.aclose()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        """Close after an orderly shutdown of the services."""
+        if self._closed or self.backend.closed:
+            self._closed = True
+            self._closed_event.set()
+            event.accept()
+            return
+        event.ignore()
+        self.hide()
+
+        async def finish() -> None:
+            try:
+                await asyncio.wait_for(self.shutdown(), timeout=8)
+            except Exception:  # closing must always end the app
+                log.warning("shutdown did not finish cleanly", exc_info=True)
+            self._closed = True
+            self.close()
+
+        self._finish_task = asyncio.ensure_future(finish())
+
+    # ------------------------------------------------------------------ actions
+
+    def show_page(self, index: int) -> None:
+        """0 chat, 1 dataset, 2 model."""
+        self.pages.setCurrentIndex(index)
+        self.nav_buttons[index].setChecked(True)
+        if index == 1:
+            self.dataset.refresh()
+        elif index == 2:
+            self.model_view.refresh()
+
+    def new_chat(self) -> None:
+        """Ctrl+N."""
+        self.show_page(0)
+        self.sidebar.new_chat()
+        self.chat.composer.setFocus()
+
+    def focus_search(self) -> None:
+        """Ctrl+F: search chats (or filter the dataset on that page)."""
+        if self.pages.currentIndex() == 1:
+            self.dataset.filter.setFocus()
+            self.dataset.filter.selectAll()
+        else:
+            self.show_page(0)
+            self.sidebar.focus_search()
+
+    def _pick_key(self, key: int) -> None:
+        if self.pages.currentIndex() == 0:
+            self.chat.pick_key(key)
+
+    def open_settings(self) -> SettingsDialog:
+        """Show the settings dialog (non-blocking); applies the settings when saved."""
+        dialog = SettingsDialog(self.backend.settings, self)
+        dialog.accepted.connect(lambda: self._settings_saved(dialog))
+        dialog.open()
+        return dialog
+
+    def _settings_saved(self, dialog: SettingsDialog) -> None:
+        if dialog.result_settings is None:
+            return
+        self.backend.apply_settings(dialog.result_settings)
+        if dialog.provider_changed:
+            self.provider_label.setText("Switching provider…")
+            self.backend.spawn(self.backend.rebuild_provider(), "provider")
+        self.statusBar().showMessage("Settings saved", 4000)
+
+    def dismiss_banner(self) -> None:
+        """Hide the built-in-model banner (remembered)."""
+        self.banner.hide()
+        if self.backend.provider_kind == "local":
+            self._banner_dismissed = True
+            QSettings().setValue(BANNER_KEY, True)
+
+    # ------------------------------------------------------------------ backend signals
+
+    def _provider_changed(self) -> None:
+        b = self.backend
+        if b.provider_error:
+            self.provider_label.setText("No provider")
+            self.provider_label.setToolTip(b.provider_error)
+            self.banner_text.setText(f"⚠ The provider is not configured: {b.provider_error}")
+            self.banner.show()
+            return
+        if b.provider is None:
+            return
+        name = KIND_NAMES.get(b.provider_kind, b.provider_kind)
+        self.provider_label.setText(f"{name} · {b.provider.model}")
+        self.provider_label.setToolTip(b.provider_reason)
+        if b.provider_kind == "local" and not self._banner_dismissed:
+            self.banner_text.setText(
+                "You are chatting with the built-in offline model (SmolLM2-135M): private and "
+                "free, but its replies are short and simple. Connect Azure OpenAI, OpenAI or a "
+                "local server in Settings for better replies.")
+            self.banner.show()
+        else:
+            self.banner.hide()
+
+    def _retrain_status(self, status: RetrainStatus) -> None:
+        self.retrain_label.setText(self.backend.status_text(status))
+        running = status.running
+        self.progress.setVisible(running)
+        if running:
+            self.progress.setValue(int((status.progress or 0.0) * 100))
+
+    def _model_trained(self, version: ModelVersion) -> None:
+        self.chat.on_model_trained(version)
+        self.statusBar().showMessage(f"New reward model v{version.version}", 6000)
+        self._retrain_status(self.backend.retrainer.status())
+
+    def _labels_changed(self) -> None:
+        if self.pages.currentIndex() == 1:
+            self.dataset.refresh()
+
+    def _select_conversation(self, conversation_id: object) -> None:
+        cid = conversation_id if isinstance(conversation_id, int) else None
+        self.chat.show_conversation(cid)
+
+    def _conversation_changed(self) -> None:
+        self.sidebar.current_id = self.chat.conversation_id
+        self.sidebar.refresh()

@@ -1,0 +1,226 @@
+"""The reward model: learning curve, agreement with your picks, labels over time, train now."""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCharts import (
+    QChart,
+    QChartView,
+    QDateTimeAxis,
+    QLineSeries,
+    QScatterSeries,
+    QValueAxis,
+)
+from PySide6.QtCore import QDateTime, QMargins, QPointF, Qt
+from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from rlhf_desktop.domain import ModelVersion
+from rlhf_desktop.services.retraining import RetrainStatus
+from rlhf_desktop.ui.backend import Backend
+
+ACCENT = QColor("#2f81f7")
+
+
+def kpi(title: str) -> tuple[QFrame, QLabel, QLabel]:
+    """A small card: a big value and a caption."""
+    box = QFrame()
+    box.setObjectName("kpi")
+    layout = QVBoxLayout(box)
+    layout.setContentsMargins(14, 10, 14, 10)
+    value = QLabel("–")
+    value.setObjectName("kpiValue")
+    caption = QLabel(title)
+    caption.setObjectName("kpiCaption")
+    caption.setWordWrap(True)
+    layout.addWidget(value)
+    layout.addWidget(caption)
+    return box, value, caption
+
+
+class ModelView(QWidget):
+    """The model page; :meth:`refresh` reloads everything from the database."""
+
+    def __init__(self, backend: Backend, dark: bool = False,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.backend = backend
+        self.dark = dark
+        boxes = [kpi("current reward model"), kpi("cross-validated pairwise accuracy"),
+                 kpi("model agreed with you (last 50 picks)"), kpi("labels · preference pairs")]
+        self.version_value, self.accuracy_value = boxes[0][1], boxes[1][1]
+        self.agree_value, self.labels_value = boxes[2][1], boxes[3][1]
+        self.agree_caption = boxes[2][2]
+        self.train_button = QPushButton("Train now")
+        self.train_button.setObjectName("primary")
+        self.train_button.setToolTip("Train a new reward-model version on every stored pair")
+        self.train_button.clicked.connect(backend.train_now)
+        self.train_status = QLabel("")
+        self.train_status.setObjectName("muted")
+        self.train_status.setWordWrap(True)
+        side = QVBoxLayout()
+        side.addWidget(self.train_button)
+        side.addWidget(self.train_status)
+        side.addStretch(1)
+        top = QHBoxLayout()
+        for box, _v, _c in boxes:
+            top.addWidget(box, 1)
+        top.addLayout(side, 1)
+
+        self.curve_chart, self.curve_view = self._chart("Learning curve: CV accuracy by version")
+        self.labels_chart, self.labels_view = self._chart("Labels over time")
+        charts = QGridLayout()
+        charts.addWidget(self.curve_view, 0, 0)
+        charts.addWidget(self.labels_view, 0, 1)
+
+        self.table = QTableWidget(0, 5)
+        self.table.setHorizontalHeaderLabels(["Version", "Trained", "Labels", "Pairs",
+                                              "CV accuracy"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.setMaximumHeight(180)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(16, 12, 16, 12)
+        layout.setSpacing(12)
+        layout.addLayout(top)
+        layout.addLayout(charts, 1)
+        layout.addWidget(self.table)
+        backend.retrain_status.connect(self.on_status)
+        backend.model_trained.connect(lambda _v: self.refresh_if_visible())
+        backend.labels_changed.connect(self.refresh_if_visible)
+        self.refresh()
+
+    def _chart(self, title: str) -> tuple[QChart, QChartView]:
+        chart = QChart()
+        chart.setTitle(title)
+        chart.legend().hide()
+        chart.setMargins(QMargins(6, 6, 6, 6))
+        chart.setBackgroundRoundness(6)
+        if self.dark:
+            chart.setTheme(QChart.ChartTheme.ChartThemeDark)
+        view = QChartView(chart)
+        view.setRenderHint(QPainter.RenderHint.Antialiasing)
+        view.setMinimumHeight(260)
+        return chart, view
+
+    def refresh_if_visible(self) -> None:
+        """Cheap refresh only when the page is shown."""
+        if self.isVisible():
+            self.refresh()
+
+    def on_status(self, status: RetrainStatus) -> None:
+        """Training progress next to the button."""
+        self.train_status.setText(self.backend.status_text(status))
+        self.train_button.setText("Train again after this run" if status.running else "Train now")
+
+    def refresh(self) -> None:
+        """Reload the figures and charts."""
+        repo = self.backend.repo
+        versions = repo.list_model_versions()
+        latest = versions[-1] if versions else None
+        if latest is None:
+            self.version_value.setText("untrained")
+            self.accuracy_value.setText("–")
+        else:
+            self.version_value.setText(f"v{latest.version}")
+            acc = latest.cv_accuracy
+            self.accuracy_value.setText("n/a" if acc is None else f"{acc * 100:.0f} %")
+        rate, n = repo.agreement_rate(50)
+        if rate is None:
+            self.agree_value.setText("–")
+            self.agree_caption.setText("model agreed with you: no ranked picks yet")
+        else:
+            self.agree_value.setText(f"{rate * 100:.0f} %")
+            self.agree_caption.setText(f"model's top reply was your pick, last {n} picks")
+        self.labels_value.setText(f"{repo.count_labels():,} · {repo.count_pairs():,}")
+        self.train_status.setText(self.backend.status_text())
+        self._fill_curve(versions)
+        self._fill_labels(repo.label_times())
+        self._fill_table(versions)
+
+    def _fill_curve(self, versions: list[ModelVersion]) -> None:
+        chart = self.curve_chart
+        chart.removeAllSeries()
+        for axis in chart.axes():
+            chart.removeAxis(axis)
+        line, dots, chance = QLineSeries(), QScatterSeries(), QLineSeries()
+        line.setPen(QPen(ACCENT, 2))
+        dots.setColor(ACCENT)
+        dots.setMarkerSize(8)
+        max_x = 10.0
+        for v in versions:
+            if v.cv_accuracy is None:
+                continue
+            point = QPointF(float(v.labels), v.cv_accuracy * 100)
+            line.append(point)
+            dots.append(point)
+            max_x = max(max_x, float(v.labels) * 1.1)
+        chance.append(0, 50)
+        chance.append(max_x, 50)
+        chance.setPen(QPen(QColor("#8b949e"), 1, Qt.PenStyle.DashLine))
+        x, y = QValueAxis(), QValueAxis()
+        x.setTitleText("labels when trained")
+        x.setLabelFormat("%d")
+        x.setRange(0, max_x)
+        y.setTitleText("CV accuracy %  (dashed: chance)")
+        y.setRange(30, 100)
+        y.setLabelFormat("%d")
+        chart.addAxis(x, Qt.AlignmentFlag.AlignBottom)
+        chart.addAxis(y, Qt.AlignmentFlag.AlignLeft)
+        for series in (chance, line, dots):
+            chart.addSeries(series)
+            series.attachAxis(x)
+            series.attachAxis(y)
+
+    def _fill_labels(self, times: list[float]) -> None:
+        chart = self.labels_chart
+        chart.removeAllSeries()
+        for axis in chart.axes():
+            chart.removeAxis(axis)
+        series = QLineSeries()
+        series.setPen(QPen(QColor("#3fb950"), 2))
+        step = max(1, len(times) // 2000)  # keep the chart light for big imports
+        for i in range(0, len(times), step):
+            series.append(times[i] * 1000.0, float(i + 1))
+        if times:
+            series.append(times[-1] * 1000.0, float(len(times)))
+        start = (times[0] if times else time.time() - 3600) * 1000.0
+        end = max(start + 60_000.0, (times[-1] if times else time.time()) * 1000.0)
+        x, y = QDateTimeAxis(), QValueAxis()
+        x.setFormat("dd MMM HH:mm")
+        x.setRange(QDateTime.fromMSecsSinceEpoch(int(start)),
+                   QDateTime.fromMSecsSinceEpoch(int(end)))
+        x.setTickCount(4)
+        y.setTitleText("labels (cumulative)")
+        y.setLabelFormat("%d")
+        y.setRange(0, max(5, len(times) * 1.1))
+        chart.addAxis(x, Qt.AlignmentFlag.AlignBottom)
+        chart.addAxis(y, Qt.AlignmentFlag.AlignLeft)
+        chart.addSeries(series)
+        series.attachAxis(x)
+        series.attachAxis(y)
+
+    def _fill_table(self, versions: list[ModelVersion]) -> None:
+        self.table.setRowCount(len(versions))
+        for row, v in enumerate(reversed(versions)):
+            acc = v.cv_accuracy
+            cells = [f"v{v.version}", time.strftime("%Y-%m-%d %H:%M",
+                                                    time.localtime(v.created_at)),
+                     str(v.labels), str(v.pairs), "n/a" if acc is None else f"{acc * 100:.1f} %"]
+            for col, text in enumerate(cells):
+                self.table.setItem(row, col, QTableWidgetItem(text))

@@ -1,0 +1,251 @@
+"""Settings: provider and its fields, generation, retraining, data folder.
+
+API keys go to the OS keyring (or the owner-only ``secrets.json``) through
+``config.store_secret``; they are never written to settings.json, QSettings or the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from rlhf_desktop import config
+from rlhf_desktop.config import Settings
+
+PROVIDER_LABELS = (
+    ("auto", "Automatic (Azure → OpenAI → built-in)"),
+    ("azure", "Azure OpenAI"),
+    ("openai", "OpenAI"),
+    ("compatible", "OpenAI-compatible server (Ollama, LM Studio, vLLM, llama.cpp)"),
+    ("local", "Built-in offline model"),
+)
+DATA_DIR_KEY = "data_dir"
+
+
+def key_state(name: str) -> str:
+    """Where a key currently comes from, for the placeholder (never the key itself)."""
+    if config.lookup(name):
+        return "set by the environment or .env (it wins over a stored key)"
+    if config.get_secret(name):
+        return "stored — leave empty to keep it"
+    return "not set"
+
+
+class SettingsDialog(QDialog):
+    """Edit and save :class:`Settings`; ``provider_changed`` tells whether to rebuild it."""
+
+    def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Settings")
+        self.setMinimumWidth(620)
+        self.original = settings
+        self.result_settings: Settings | None = None
+        self.provider_changed = False
+        s = settings
+
+        self.provider = QComboBox()
+        for value, label in PROVIDER_LABELS:
+            self.provider.addItem(label, value)
+        self.provider.setCurrentIndex(max(0, [v for v, _ in PROVIDER_LABELS].index(s.provider)))
+        self.pages = QStackedWidget()
+        self.azure_endpoint = QLineEdit(s.azure_endpoint)
+        self.azure_endpoint.setPlaceholderText("https://<resource>.openai.azure.com")
+        self.azure_deployment = QLineEdit(s.azure_deployment)
+        self.azure_version = QLineEdit(s.azure_api_version)
+        self.azure_key = self._key_field("AZURE_OPENAI_API_KEY")
+        self.openai_model = QLineEdit(s.openai_model)
+        self.openai_base_url = QLineEdit(s.openai_base_url)
+        self.openai_base_url.setPlaceholderText("empty: api.openai.com · e.g. "
+                                                "http://localhost:11434/v1")
+        self.openai_key = self._key_field("OPENAI_API_KEY")
+        self.gguf_path = QLineEdit(s.gguf_path)
+        self.gguf_path.setPlaceholderText("empty: the built-in SmolLM2-135M-Instruct")
+        self.n_threads = QSpinBox()
+        self.n_threads.setRange(1, 64)
+        self.n_threads.setValue(s.n_threads)
+        self._build_pages()
+        self.provider.currentIndexChanged.connect(self._show_page)
+        self._show_page()
+
+        self.candidates = QSpinBox()
+        self.candidates.setRange(1, 8)
+        self.candidates.setValue(s.candidates_per_turn)
+        self.temperature = QDoubleSpinBox()
+        self.temperature.setRange(0.0, 2.0)
+        self.temperature.setSingleStep(0.1)
+        self.temperature.setValue(s.temperature)
+        self.max_tokens = QSpinBox()
+        self.max_tokens.setRange(1, 32768)
+        self.max_tokens.setValue(s.max_tokens)
+        self.system_prompt = QPlainTextEdit(s.system_prompt)
+        self.system_prompt.setFixedHeight(70)
+        self.retrain_every = QSpinBox()
+        self.retrain_every.setRange(1, 10000)
+        self.retrain_every.setValue(s.retrain_every)
+        self.retrain_every.setSuffix(" new labels")
+        gen = QGroupBox("Replies and training")
+        gen_form = QFormLayout(gen)
+        gen_form.addRow("Candidates per turn", self.candidates)
+        gen_form.addRow("Temperature", self.temperature)
+        gen_form.addRow("Max tokens", self.max_tokens)
+        gen_form.addRow("System prompt", self.system_prompt)
+        gen_form.addRow("Retrain every", self.retrain_every)
+
+        self.data_dir = QLineEdit(str(config.data_dir()))
+        browse_data = QPushButton("Choose…")
+        browse_data.clicked.connect(self._choose_data_dir)
+        data_row = QHBoxLayout()
+        data_row.addWidget(self.data_dir, 1)
+        data_row.addWidget(browse_data)
+        data_box = QGroupBox("Data folder (database, models, logs)")
+        data_layout = QVBoxLayout(data_box)
+        data_layout.addLayout(data_row)
+        note = QLabel("A new folder takes effect at the next start. RLHF_DESKTOP_HOME and "
+                      "--data-dir win over it.")
+        note.setObjectName("muted")
+        note.setWordWrap(True)
+        data_layout.addWidget(note)
+
+        provider_box = QGroupBox("Provider")
+        provider_layout = QVBoxLayout(provider_box)
+        provider_layout.addWidget(self.provider)
+        provider_layout.addWidget(self.pages)
+
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save
+                                   | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(provider_box)
+        layout.addWidget(gen)
+        layout.addWidget(data_box)
+        layout.addWidget(buttons)
+
+    def _key_field(self, name: str) -> QLineEdit:
+        field = QLineEdit()
+        field.setEchoMode(QLineEdit.EchoMode.Password)
+        field.setPlaceholderText(key_state(name))
+        field.setToolTip(f"{name}: kept in the OS keyring (or an owner-only file), never in "
+                         "the settings file or the database")
+        return field
+
+    def _build_pages(self) -> None:
+        def page(rows: list[tuple[str, QWidget]], note: str = "") -> QWidget:
+            w = QWidget()
+            form = QFormLayout(w)
+            form.setContentsMargins(0, 8, 0, 0)
+            for label, field in rows:
+                form.addRow(label, field)
+            if note:
+                hint = QLabel(note)
+                hint.setObjectName("muted")
+                hint.setWordWrap(True)
+                form.addRow(hint)
+            return w
+
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._choose_gguf)
+        gguf_row = QWidget()
+        row = QHBoxLayout(gguf_row)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.gguf_path, 1)
+        row.addWidget(browse)
+        azure = page([("Endpoint", self.azure_endpoint), ("Deployment", self.azure_deployment),
+                      ("API version", self.azure_version), ("API key", self.azure_key)],
+                     "Environment variables and .env (AZURE_OPENAI_*) win over these fields.")
+        openai = page([("Model", self.openai_model), ("Base URL", self.openai_base_url),
+                       ("API key", self.openai_key)],
+                      "Local servers usually need no key.")
+        local = page([("GGUF file", gguf_row), ("Threads", self.n_threads)],
+                     "Runs offline on this computer; 1 thread is fastest on small machines.")
+        self._page_of = {"auto": azure, "azure": azure, "openai": openai,
+                         "compatible": openai, "local": local}
+        for w in (azure, openai, local):
+            self.pages.addWidget(w)
+
+    def _show_page(self) -> None:
+        self.pages.setCurrentWidget(self._page_of[str(self.provider.currentData())])
+
+    def _choose_gguf(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a GGUF model", "",
+                                              "GGUF models (*.gguf)")
+        if path:
+            self.gguf_path.setText(path)
+
+    def _choose_data_dir(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Choose the data folder",
+                                                self.data_dir.text())
+        if path:
+            self.data_dir.setText(path)
+
+    def collect(self) -> Settings:
+        """The settings as entered (validated)."""
+        settings = replace(
+            self.original,
+            provider=str(self.provider.currentData()),
+            azure_endpoint=self.azure_endpoint.text().strip(),
+            azure_deployment=self.azure_deployment.text().strip(),
+            azure_api_version=self.azure_version.text().strip() or "2024-08-01-preview",
+            openai_model=self.openai_model.text().strip() or "gpt-4o-mini",
+            openai_base_url=self.openai_base_url.text().strip(),
+            gguf_path=self.gguf_path.text().strip(),
+            n_threads=self.n_threads.value(),
+            candidates_per_turn=self.candidates.value(),
+            temperature=round(self.temperature.value(), 2),
+            max_tokens=self.max_tokens.value(),
+            system_prompt=self.system_prompt.toPlainText().strip(),
+            retrain_every=self.retrain_every.value(),
+        )
+        settings.validate()
+        return settings
+
+    def save(self) -> Settings:
+        """Store settings, keys and the data folder. Raises ConfigError on a bad value."""
+        settings = self.collect()
+        config.save_settings(settings)
+        stored = False
+        for name, field in (("AZURE_OPENAI_API_KEY", self.azure_key),
+                            ("OPENAI_API_KEY", self.openai_key)):
+            value = field.text().strip()
+            if value:
+                config.store_secret(name, value)
+                field.clear()
+                stored = True
+        folder = self.data_dir.text().strip()
+        if folder and folder != str(config.data_dir()):
+            QSettings().setValue(DATA_DIR_KEY, folder)
+        keys = ("provider", "azure_endpoint", "azure_deployment", "azure_api_version",
+                "openai_model", "openai_base_url", "gguf_path", "n_threads")
+        self.provider_changed = stored or any(
+            getattr(settings, k) != getattr(self.original, k) for k in keys)
+        self.result_settings = settings
+        return settings
+
+    def accept(self) -> None:
+        """Save, or say what is wrong and stay open."""
+        try:
+            self.save()
+        except config.ConfigError as exc:
+            QMessageBox.warning(self, "Settings", str(exc))
+            return
+        super().accept()

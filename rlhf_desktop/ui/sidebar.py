@@ -1,0 +1,148 @@
+"""The conversation list: new, rename, delete, search by text (all stored in the database)."""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import QPoint, Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QInputDialog,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMenu,
+    QMessageBox,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from rlhf_desktop.domain import Conversation
+from rlhf_desktop.storage.repo import Repository
+
+ID_ROLE = Qt.ItemDataRole.UserRole
+
+
+def when(ts: float) -> str:
+    """A short, human date for the list."""
+    now = time.time()
+    if now - ts < 86400 and time.localtime(ts).tm_mday == time.localtime(now).tm_mday:
+        return time.strftime("%H:%M", time.localtime(ts))
+    return time.strftime("%d %b", time.localtime(ts))
+
+
+class Sidebar(QWidget):
+    """Emits ``selected(id)`` (``None``: a new chat)."""
+
+    selected = Signal(object)
+
+    def __init__(self, repo: Repository, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("sidebar")
+        self.repo = repo
+        self.current_id: int | None = None
+        self.new_button = QPushButton("＋  New chat")
+        self.new_button.setObjectName("newChat")
+        self.new_button.setToolTip("Start a new chat (Ctrl+N)")
+        self.new_button.clicked.connect(self.new_chat)
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search chats (Ctrl+F)")
+        self.search.setClearButtonEnabled(True)
+        self.search.setToolTip("Search titles and message text (Ctrl+F)")
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(200)
+        self._debounce.timeout.connect(self.refresh)
+        self.search.textChanged.connect(lambda _t: self._debounce.start())
+        self.list = QListWidget()
+        self.list.setObjectName("conversations")
+        self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.list.customContextMenuRequested.connect(self._menu)
+        self.list.itemClicked.connect(self._clicked)
+        self.list.itemDoubleClicked.connect(lambda item: self.rename(item.data(ID_ROLE)))
+        self.list.setToolTip("Right-click to rename or delete; double-click to rename")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(10, 10, 6, 10)
+        layout.setSpacing(8)
+        layout.addWidget(self.new_button)
+        layout.addWidget(self.search)
+        layout.addWidget(self.list, 1)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Reload the list (keeps the selection)."""
+        convs = self.repo.list_conversations(self.search.text().strip())
+        self.list.blockSignals(True)
+        self.list.clear()
+        for conv in convs:
+            self.list.addItem(self._item(conv))
+        self.list.blockSignals(False)
+        self.highlight(self.current_id)
+
+    @staticmethod
+    def _item(conv: Conversation) -> QListWidgetItem:
+        item = QListWidgetItem(f"{conv.title}\n{when(conv.updated_at)}")
+        item.setData(ID_ROLE, conv.id)
+        item.setToolTip(conv.title)
+        return item
+
+    def highlight(self, conversation_id: int | None) -> None:
+        """Select the row of ``conversation_id`` without emitting ``selected``."""
+        self.current_id = conversation_id
+        self.list.blockSignals(True)
+        self.list.clearSelection()
+        for row in range(self.list.count()):
+            item = self.list.item(row)
+            if item.data(ID_ROLE) == conversation_id:
+                item.setSelected(True)
+                self.list.setCurrentItem(item)
+        self.list.blockSignals(False)
+
+    def _clicked(self, item: QListWidgetItem) -> None:
+        self.current_id = int(item.data(ID_ROLE))
+        self.selected.emit(self.current_id)
+
+    def new_chat(self) -> None:
+        """Start a new chat (stored when its first message is sent)."""
+        self.highlight(None)
+        self.selected.emit(None)
+
+    def focus_search(self) -> None:
+        """Ctrl+F."""
+        self.search.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self.search.selectAll()
+
+    def _menu(self, pos: QPoint) -> None:
+        item = self.list.itemAt(pos)
+        if item is None:
+            return
+        cid = int(item.data(ID_ROLE))
+        menu = QMenu(self)
+        menu.addAction("Rename…", lambda: self.rename(cid))
+        menu.addAction("Delete…", lambda: self.delete(cid))
+        menu.exec(self.list.mapToGlobal(pos))
+
+    def rename(self, conversation_id: int, title: str | None = None) -> None:
+        """Rename (asks for the title when not given)."""
+        if title is None:
+            current = next((c.title for c in self.repo.list_conversations()
+                            if c.id == conversation_id), "")
+            title, ok = QInputDialog.getText(self, "Rename chat", "Title:", text=current)
+            if not ok:
+                return
+        self.repo.rename_conversation(conversation_id, title)
+        self.refresh()
+
+    def delete(self, conversation_id: int, confirm: bool = True) -> None:
+        """Delete a chat (the preference pairs it produced stay in the dataset)."""
+        if confirm:
+            answer = QMessageBox.question(
+                self, "Delete chat",
+                "Delete this chat? The preference pairs you recorded in it stay in the dataset.")
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+        self.repo.delete_conversation(conversation_id)
+        if self.current_id == conversation_id:
+            self.current_id = None
+            self.selected.emit(None)
+        self.refresh()

@@ -1,0 +1,51 @@
+"""Helpers shared by the window tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
+
+from rlhf_desktop import config
+from rlhf_desktop.config import Settings
+from rlhf_desktop.ui.backend import Backend
+from rlhf_desktop.ui.main_window import MainWindow
+from rlhf_desktop.ui.turn_widget import TurnWidget
+from tests.ui.conftest import wait_until
+
+
+def make_window(**overrides: Any) -> MainWindow:
+    """Save settings, build the backend and the window, show and activate it."""
+    config.save_settings(Settings(**overrides))
+    window = MainWindow(Backend())
+    window.resize(1200, 800)
+    window.show()
+    window.activateWindow()
+    return window
+
+
+async def activate(window: MainWindow) -> None:
+    """Window shortcuts (1..9, Esc, Ctrl+Z) need the window to be active."""
+    window.activateWindow()
+    window.raise_()
+    await wait_until(lambda: QApplication.activeWindow() is window, 5, "window activation")
+
+
+async def send(window: MainWindow, text: str) -> TurnWidget:
+    """Type a message and press Ctrl+Enter; returns the new turn's widget."""
+    chat = window.chat
+    before = len(chat.widgets)
+    chat.composer.setFocus()
+    chat.composer.setPlainText(text)
+    QTest.keyClick(chat.composer, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    assert len(chat.widgets) == before + 1, "Ctrl+Enter did not send"
+    return chat.widgets[-1]
+
+
+def press(window: MainWindow, key: Qt.Key,
+          modifier: Qt.KeyboardModifier = Qt.KeyboardModifier.NoModifier) -> None:
+    """A key press with the focus on the chat (not in a text field)."""
+    window.chat.scroll_area.setFocus()
+    QTest.keyClick(window.chat.scroll_area, key, modifier)

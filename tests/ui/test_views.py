@@ -1,0 +1,221 @@
+"""Settings (persistence, key storage), dataset view (lazy paging, filter, delete, export),
+model view, sidebar, crash reports, and the window's start without heavy imports."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QSettings
+
+from rlhf_desktop import app, config
+from rlhf_desktop.config import Settings
+from rlhf_desktop.domain import Message, ModelVersion, PreferencePair
+from rlhf_desktop.storage.repo import Repository
+from rlhf_desktop.ui.backend import Backend
+from rlhf_desktop.ui.dataset_view import PAGE, DatasetView
+from rlhf_desktop.ui.model_view import ModelView
+from rlhf_desktop.ui.settings_dialog import SettingsDialog
+from rlhf_desktop.ui.sidebar import Sidebar
+from tests.ui.conftest import run
+
+SECRET = "sk-ui-SECRET-0a1b2c3d4e5f"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_settings_persist_and_key_goes_to_owner_only_file(loop: asyncio.AbstractEventLoop,
+                                                          qtbot: object,
+                                                          qsettings_dir: Path) -> None:
+    dialog = SettingsDialog(Settings())
+    qtbot.addWidget(dialog)  # type: ignore[attr-defined]
+    dialog.provider.setCurrentIndex(1)  # Azure OpenAI
+    dialog.azure_endpoint.setText("https://example.openai.azure.com")
+    dialog.azure_deployment.setText("gpt-4o")
+    dialog.azure_key.setText(SECRET)
+    dialog.candidates.setValue(6)
+    dialog.temperature.setValue(0.3)
+    dialog.max_tokens.setValue(500)
+    dialog.system_prompt.setPlainText("Be brief.")
+    dialog.retrain_every.setValue(3)
+    dialog.gguf_path.setText("")
+    dialog.accept()
+    assert dialog.result() == dialog.DialogCode.Accepted
+    assert dialog.provider_changed
+
+    saved = config.load_settings()
+    assert (saved.provider, saved.azure_endpoint, saved.azure_deployment) == (
+        "azure", "https://example.openai.azure.com", "gpt-4o")
+    assert (saved.candidates_per_turn, saved.temperature, saved.max_tokens) == (6, 0.3, 500)
+    assert (saved.system_prompt, saved.retrain_every) == ("Be brief.", 3)
+    # The key: no keyring backend in tests -> the 0600 file; nowhere else.
+    secrets = config.data_dir() / config.SECRETS_FILENAME
+    assert stat.S_IMODE(secrets.stat().st_mode) == 0o600
+    assert json.loads(secrets.read_text())["AZURE_OPENAI_API_KEY"] == SECRET
+    assert config.get_secret("AZURE_OPENAI_API_KEY") == SECRET
+    assert SECRET not in config.settings_path().read_text()
+    QSettings().sync()
+    for path in qsettings_dir.rglob("*"):
+        if path.is_file():
+            assert SECRET not in path.read_text(errors="replace")
+    repo = Repository.open()
+    repo.close()
+    for path in config.data_dir().glob("rlhf.sqlite3*"):
+        assert SECRET.encode() not in path.read_bytes()
+    # Reopened, the dialog shows the saved values and never the key.
+    again = SettingsDialog(config.load_settings())
+    qtbot.addWidget(again)  # type: ignore[attr-defined]
+    assert again.candidates.value() == 6 and again.azure_key.text() == ""
+    assert "stored" in again.azure_key.placeholderText()
+
+
+def test_settings_reject_nothing_saved(loop: asyncio.AbstractEventLoop, qtbot: object) -> None:
+    dialog = SettingsDialog(Settings())
+    qtbot.addWidget(dialog)  # type: ignore[attr-defined]
+    dialog.candidates.setValue(7)
+    dialog.reject()
+    assert config.load_settings().candidates_per_turn == 4
+
+
+def _pairs(n: int) -> list[PreferencePair]:
+    return [PreferencePair(prompt=(Message("user", f"question {i}"),), chosen=f"good {i}",
+                           rejected=f"bad {i}" + (" apple" if i % 10 == 0 else ""))
+            for i in range(n)]
+
+
+def test_dataset_view_pages_filters_deletes_exports(loop: asyncio.AbstractEventLoop,
+                                                    qtbot: object, tmp_path: Path) -> None:
+    backend = Backend(provider=None)
+    backend.repo.add_pairs(_pairs(1200))
+    view = DatasetView(backend)
+    qtbot.addWidget(view)  # type: ignore[attr-defined]
+    model = view.model
+    assert model.total == 1200 and model.rowCount() == PAGE  # lazily loaded
+    assert model.canFetchMore()
+    model.fetchMore()
+    assert model.rowCount() == 2 * PAGE
+    assert model.data(model.index(0, 1)) == "good 1199"  # newest first
+    model.reload("apple")
+    assert model.total == 120 and model.rowCount() == 120 and not model.canFetchMore()
+    view.table.selectRow(0)
+    view.table.selectionModel().select(model.index(1, 0), view.table.selectionModel()
+                                       .SelectionFlag.Select
+                                       | view.table.selectionModel().SelectionFlag.Rows)
+    assert view.delete_selected(confirm=False) == 2
+    assert backend.repo.count_pairs() == 1198
+    out = tmp_path / "export.jsonl"
+    count = run(loop, view.export("trl", str(out)))
+    assert count == 1198
+    first = json.loads(out.read_text().splitlines()[0])
+    assert set(first) >= {"prompt", "chosen", "rejected"}
+    run(loop, backend.aclose())
+
+
+def test_dataset_model_scrolls_100k_lazily(loop: asyncio.AbstractEventLoop, qtbot: object) -> None:
+    backend = Backend(provider=None)
+    repo = backend.repo
+    with repo.transaction() as c:  # 100k pairs, fast
+        c.execute("INSERT INTO labels (created_at, source) VALUES (1, 'import')")
+        label = c.execute("SELECT MAX(id) FROM labels").fetchone()[0]
+        c.executemany(
+            "INSERT INTO pairs (label_id, prompt_json, chosen, rejected, source, created_at)"
+            " VALUES (?, ?, ?, ?, 'import', ?)",
+            [(label, '[{"role": "user", "content": "q"}]', f"c{i}", f"r{i}", float(i))
+             for i in range(100_000)])
+    view = DatasetView(backend)
+    qtbot.addWidget(view)  # type: ignore[attr-defined]
+    view.resize(1000, 600)
+    view.show()
+    import time
+
+    worst = 0.0
+    bar = view.table.verticalScrollBar()
+    for _ in range(40):  # scroll to the end repeatedly: each step fetches one page at most
+        start = time.perf_counter()
+        bar.setValue(bar.maximum())
+        qtbot.wait(1)  # type: ignore[attr-defined]
+        worst = max(worst, time.perf_counter() - start)
+    assert view.model.rowCount() > 10 * PAGE
+    assert worst < 0.5, f"a scroll step took {worst * 1000:.0f} ms"
+    run(loop, backend.aclose())
+
+
+def test_model_view_shows_versions_and_agreement(loop: asyncio.AbstractEventLoop,
+                                                 qtbot: object) -> None:
+    backend = Backend(provider=None)
+    for v, labels, acc in ((1, 5, 0.55), (2, 10, 0.61)):
+        backend.repo.record_model_version(ModelVersion(
+            version=v, created_at=1_700_000_000.0 + v, path="/nowhere",
+            metrics={"cv_accuracy": acc, "pairs": labels * 3, "labels": labels},
+            pairs=labels * 3, labels=labels))
+    backend.latest = backend.repo.latest_model_version()
+    view = ModelView(backend)
+    qtbot.addWidget(view)  # type: ignore[attr-defined]
+    view.refresh()
+    assert view.version_value.text() == "v2"
+    assert view.accuracy_value.text() == "61 %"
+    assert view.table.rowCount() == 2
+    assert len(view.curve_chart.series()) == 3
+    assert "model v2 · CV accuracy 61 % · 30 pairs" in view.train_status.text()
+    run(loop, backend.aclose())
+
+
+def test_sidebar_new_rename_delete_search(loop: asyncio.AbstractEventLoop, qtbot: object) -> None:
+    repo = Repository.open()
+    a = repo.create_conversation("Gravity for kids")
+    b = repo.create_conversation("Prime numbers")
+    bar = Sidebar(repo)
+    qtbot.addWidget(bar)  # type: ignore[attr-defined]
+    assert bar.list.count() == 2
+    bar.rename(a.id, "Gravity explained")
+    assert {c.title for c in repo.list_conversations()} == {"Gravity explained", "Prime numbers"}
+    bar.search.setText("prime")
+    bar.refresh()
+    assert bar.list.count() == 1
+    bar.search.setText("")
+    bar.delete(b.id, confirm=False)
+    bar.refresh()
+    assert [c.id for c in repo.list_conversations()] == [a.id]
+    bar._debounce.stop()
+    repo.close()
+
+
+def test_crash_report_goes_to_log_without_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    try:
+        raise RuntimeError(f"boom with {SECRET}")
+    except RuntimeError as exc:
+        path = app.write_crash_report(type(exc), exc, exc.__traceback__)
+    text = path.read_text()
+    assert path.parent == config.logs_dir()
+    assert "boom with ***" in text and SECRET not in text
+
+
+@pytest.mark.timeout(120)
+def test_window_shows_before_heavy_libraries_load(tmp_path: Path) -> None:
+    code = (
+        "import sys, asyncio\n"
+        "from PySide6.QtCore import QTimer\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "from rlhf_desktop import app\n"
+        "from rlhf_desktop.ui.main_window import MainWindow\n"
+        "seen = {}\n"
+        "orig = MainWindow.show\n"
+        "def show(self):\n"
+        "    seen['heavy'] = [m for m in ('torch', 'sentence_transformers', 'llama_cpp')"
+        " if m in sys.modules]\n"
+        "    orig(self)\n"
+        "    QTimer.singleShot(1500, self.close)\n"
+        "MainWindow.show = show\n"
+        "rc = app.main([])\n"
+        "print('HEAVY', seen['heavy'], 'RC', rc)\n"
+    )
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "RLHF_DESKTOP_HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=110)
+    assert "HEAVY [] RC 0" in proc.stdout, proc.stdout + proc.stderr[-3000:]
