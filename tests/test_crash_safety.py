@@ -55,3 +55,32 @@ def test_sigkill_never_loses_a_returned_label_or_leaves_half_a_label(tmp_path):
         partial = {label: n for label, n in counts.items() if n != N - 1}
         assert not partial, f"labels with a partial set of pairs: {partial}"
     assert total_returned > TRIALS  # the child really was recording when killed
+
+
+@pytest.mark.slow
+def test_sigkill_during_model_save_leaves_a_loadable_model(data_home):
+    from rlhf_desktop.reward.model import TinyRewardModel
+    from rlhf_desktop.services.rewards import RewardService
+
+    rng = random.Random(99)
+    for _ in range(max(4, TRIALS // 2)):
+        proc = subprocess.Popen([sys.executable, "-m", "tests.crash_save_child"], cwd=REPO_ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.strip().isdigit(), proc.stderr.read() if proc.stderr else first
+        time.sleep(rng.uniform(0.0, 0.3))
+        os.kill(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        returned = [int(first), *(int(x) for x in out.split() if x.strip().isdigit())]
+        repo = Repository.open()
+        service = RewardService(embedder=object())  # type: ignore[arg-type]  # no scoring here
+        model = service.load_current(repo)
+        assert model.trained, service.load_warnings
+        # Every version whose save returned loads; at most the one in flight may not.
+        for version in returned:
+            record = next(v for v in repo.list_model_versions() if v.version == version)
+            TinyRewardModel.load(record.path)
+        assert model.version >= returned[-1]
+        repo.close()
+    assert not list((data_home / "models").glob(".pending-*"))

@@ -10,10 +10,11 @@ import logging
 import os
 import shutil
 import threading
-import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rlhf_desktop import config
 from rlhf_desktop.domain import ModelVersion
@@ -57,6 +58,7 @@ class RewardService:
     def load_current(self, repo: Repository) -> TinyRewardModel:
         """The newest version that loads; a refused file falls back to the one before it."""
         self.load_warnings = []
+        clean_pending()
         for version in reversed(repo.list_model_versions()):
             try:
                 model = TinyRewardModel.load(version.path, embedder=self.embedder)
@@ -101,38 +103,67 @@ class RewardService:
             try:
                 pairs = repo.all_pairs()
                 result = train(pairs, cfg, self.embedder, progress, cancel)
-                number = repo.next_model_version()
-                folder = save_version(result.model, number)
-                record = ModelVersion(
-                    version=number,
-                    created_at=time.time(),
-                    path=str(folder),
-                    metrics=result.metrics,
-                    pairs=int(result.metrics["pairs"]),
-                    labels=int(result.metrics["labels"]),
-                )
-                repo.record_model_version(record)
+                record = store_version(repo, result.model, result.metrics)
             finally:
                 repo.close()
-            result.model.version = number
+            result.model.version = record.version
             self.model = result.model
-            log.info("trained model v%d: %s", number, _summary(result.metrics))
+            log.info("trained model v%d: %s", record.version, _summary(result.metrics))
             return record
 
 
-def save_version(model: TinyRewardModel, number: int) -> Path:
-    """Write a model version into a temp folder, then rename it into place (all or nothing)."""
-    final = version_dir(number)
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.version = number
-    model.save(tmp)
-    if final.exists():  # left by a run that died before recording it in the database
+def store_version(repo: Repository, model: TinyRewardModel, metrics: dict[str, Any]
+                  ) -> ModelVersion:
+    """Save a trained model and record it as the next version.
+
+    Order: save into a hidden pending folder (fsynced), record the version (which allocates
+    its number atomically), rename the folder into place. A crash at any point leaves the
+    previous versions loadable; a recorded version whose folder never arrived is skipped
+    by :meth:`RewardService.load_current`.
+    """
+    pending = save_pending(model)
+    record = repo.add_model_version(
+        lambda n: str(version_dir(n)), metrics, int(metrics["pairs"]), int(metrics["labels"])
+    )
+    publish(pending, Path(record.path))
+    return record
+
+
+def save_pending(model: TinyRewardModel) -> Path:
+    """Save a trained model into a fresh hidden folder under models/ (not yet a version)."""
+    pending = config.models_dir() / f".pending-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    model.save(pending)
+    return pending
+
+
+def publish(pending: Path, final: Path) -> None:
+    """Move a saved model into its version folder (a rename: all or nothing)."""
+    if final.exists():  # left by an interrupted run; the database row is authoritative
         shutil.rmtree(final)
-    os.replace(tmp, final)
+    os.replace(pending, final)
     config.fsync_dir(final.parent)
-    return final
+
+
+def clean_pending() -> int:
+    """Remove folders left by training runs that were killed mid-save."""
+    removed = 0
+    for folder in config.models_dir().glob(".pending-*"):
+        pid = folder.name.split("-")[1]
+        if pid.isdigit() and _alive(int(pid)) and int(pid) != os.getpid():
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _summary(metrics: dict[str, object]) -> str:

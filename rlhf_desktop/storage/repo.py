@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -426,6 +426,25 @@ class Repository:
                     version.labels,
                 ),
             )
+
+    def add_model_version(
+        self, path_for: Callable[[int], str], metrics: dict[str, Any], pairs: int, labels: int
+    ) -> ModelVersion:
+        """Record a trained model under the next free number, allocated atomically.
+
+        Safe when two processes train at once: each gets its own number.
+        """
+        now = time.time()
+        with self.transaction() as c:
+            row = c.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions").fetchone()
+            number = int(row[0])
+            record = ModelVersion(number, now, path_for(number), metrics, pairs, labels)
+            c.execute(
+                "INSERT INTO model_versions (version, created_at, path, metrics_json, pairs,"
+                " labels) VALUES (?, ?, ?, ?, ?, ?)",
+                (number, now, record.path, json.dumps(metrics), pairs, labels),
+            )
+        return record
 
     def list_model_versions(self) -> list[ModelVersion]:
         """Oldest first."""
