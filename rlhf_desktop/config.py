@@ -313,18 +313,18 @@ def _is_null_keyring(backend: object) -> bool:
 
 
 def get_secret(name: str) -> str | None:
-    """A secret by the documented lookup order (see the module docstring)."""
-    value = lookup(name)
-    if value:
-        return value
-    value = _keyring_get(name)
-    if value:
-        return value
-    return _read_secrets_file().get(name) or None
+    """A secret by the documented lookup order (see the module docstring).
+
+    Every value returned is remembered for redaction from logs.
+    """
+    value = lookup(name) or _keyring_get(name) or _read_secrets_file().get(name) or None
+    remember_secret(value)
+    return value
 
 
 def store_secret(name: str, value: str) -> str:
     """Store a secret in the OS keyring, else in the 0600 file. Returns where it went."""
+    remember_secret(value)
     try:
         import keyring
         from keyring.errors import KeyringError
@@ -343,10 +343,20 @@ def store_secret(name: str, value: str) -> str:
     return "file"
 
 
+_SEEN_SECRETS: set[str] = set()
+
+
+def remember_secret(value: str | None) -> None:
+    """Make sure ``value`` is redacted from every log line from now on."""
+    if value and len(value) >= 4:
+        _SEEN_SECRETS.add(value)
+
+
 def known_secret_values() -> list[str]:
-    """Every secret value currently configured, for redaction."""
-    values = [get_secret(name) for name in SECRET_NAMES]
-    return [v for v in values if v and len(v) >= 4]
+    """Every secret value configured now or seen in this process, for redaction."""
+    for name in SECRET_NAMES:
+        remember_secret(get_secret(name))
+    return sorted(_SEEN_SECRETS, key=len, reverse=True)
 
 
 def redact(text: str, secrets: list[str] | None = None) -> str:
@@ -396,22 +406,16 @@ def fsync_dir(folder: Path) -> None:
 # --------------------------------------------------------------------------- logging
 
 
-class RedactingFilter(logging.Filter):
-    """Replaces every configured secret in log records by ``***``."""
+class RedactingFormatter(logging.Formatter):
+    """Formats a record (message, traceback and all), then replaces every secret by ``***``."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._secrets: list[str] | None = None
+    def __init__(self, fmt: str) -> None:
+        super().__init__(fmt)
+        known_secret_values()  # looks the configured keys up once
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Render the message, redact it, keep the record."""
-        if self._secrets is None:
-            self._secrets = known_secret_values()
-        if self._secrets:
-            message = record.getMessage()
-            record.msg = redact(message, self._secrets)
-            record.args = None
-        return True
+    def format(self, record: logging.LogRecord) -> str:
+        """The formatted record, redacted."""
+        return redact(super().format(record), sorted(_SEEN_SECRETS, key=len, reverse=True))
 
 
 def setup_logging(level: str | None = None, to_file: bool = True) -> Path | None:
@@ -422,12 +426,10 @@ def setup_logging(level: str | None = None, to_file: bool = True) -> Path | None
     for handler in list(root.handlers):
         if getattr(handler, "_rlhf", False):
             root.removeHandler(handler)
-    redactor = RedactingFilter()
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fmt = RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     console = logging.StreamHandler()
     console.setLevel(chosen)
     console.setFormatter(fmt)
-    console.addFilter(redactor)
     console._rlhf = True  # type: ignore[attr-defined]
     root.addHandler(console)
     path: Path | None = None
@@ -439,7 +441,6 @@ def setup_logging(level: str | None = None, to_file: bool = True) -> Path | None
                                            encoding="utf-8")
         file_handler.setLevel(logging.INFO)
         file_handler.setFormatter(fmt)
-        file_handler.addFilter(redactor)
         file_handler._rlhf = True  # type: ignore[attr-defined]
         root.addHandler(file_handler)
     for noisy in ("httpx", "httpcore", "sentence_transformers", "transformers", "urllib3"):

@@ -126,7 +126,8 @@ def parse_record(record: Any) -> PreferencePair:
             raise FormatError("'chosen' and 'rejected' conversations differ before the reply")
         prompt, chosen, rejected = full_c[:-1], full_c[-1].content, full_r[-1].content
     elif isinstance(record["chosen"], str):  # original HH-RLHF
-        head, chosen, rejected = _common_prefix_hh(record["chosen"], record["rejected"])
+        head, chosen, rejected = _common_prefix_hh(_text(record, "chosen"),
+                                                   _text(record, "rejected"))
         prompt = parse_transcript(head)
     else:
         raise FormatError("'chosen' must be a string or a list of messages")
