@@ -55,6 +55,8 @@ def test_sigkill_never_loses_a_returned_label_or_leaves_half_a_label(tmp_path):
         partial = {label: n for label, n in counts.items() if n != N - 1}
         assert not partial, f"labels with a partial set of pairs: {partial}"
     assert total_returned > TRIALS  # the child really was recording when killed
+    print(f"\ncrash-safety: {TRIALS} SIGKILL trials, {total_returned} labels returned, "
+          f"0 lost, 0 partial, integrity ok")
 
 
 @pytest.mark.slow
@@ -84,3 +86,4 @@ def test_sigkill_during_model_save_leaves_a_loadable_model(data_home):
         assert model.version >= returned[-1]
         repo.close()
     assert not list((data_home / "models").glob(".pending-*"))
+    print(f"\nmodel-save crash: {max(4, TRIALS // 2)} SIGKILL trials, latest version loads")
