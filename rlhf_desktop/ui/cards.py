@@ -200,7 +200,7 @@ class CandidateCard(QFrame):
         if ranked and c is not None:
             self.rank_badge.setText(f"#{self.position + 1}")
             self.rank_badge.setProperty("badge", "rank1" if self.position == 0 else "rank")
-            self.score_badge.setText(f"score {c.score:+.2f}")
+            self.score_badge.setText(f"score {c.score:+.3f}")
             self.version_badge.setText(f"v{c.model_version}")
             self.version_badge.setToolTip(f"Scored by reward model v{c.model_version}")
         else:

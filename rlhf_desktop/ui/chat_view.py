@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
     QFrame,
@@ -79,6 +79,7 @@ class ChatView(QWidget):
         super().__init__(parent)
         self.backend = backend
         self.renderer = MarkdownRenderer(dark)
+        self.renderer.render("*warm* | up\n--|--\n1 | 2")  # load extensions before any turn
         self.conversation_id: int | None = None
         self.widgets: list[TurnWidget] = []
         self._picks: dict[int, Pick] = {}  # turn id → last pick (for its reason)
@@ -108,6 +109,11 @@ class ChatView(QWidget):
         outer.addWidget(self.column, 1)
         outer.addStretch(0)
         self.scroll_area.setWidget(page)
+        self._follow: QWidget | None = None
+        self._auto_scrolling = False
+        vbar = self.scroll_area.verticalScrollBar()
+        vbar.rangeChanged.connect(lambda _lo, _hi: self._follow_top())
+        vbar.actionTriggered.connect(lambda _a: self._user_scrolled())
 
         self.composer = Composer()
         self.composer.send_requested.connect(self.send_from_composer)
@@ -186,14 +192,24 @@ class ChatView(QWidget):
         self.empty.show()
 
     def scroll_to(self, widget: QWidget) -> None:
-        """Scroll so that ``widget``'s top is in view (after the layout settles)."""
-        def go() -> None:
-            page = self.scroll_area.widget()
-            if page is not None:
-                top = widget.mapTo(page, widget.rect().topLeft()).y()
-                self.scroll_area.verticalScrollBar().setValue(max(0, top - 8))
+        """Keep ``widget``'s top at the top of the view while it grows (streaming), until
+        the user scrolls or the turn ends."""
+        self._follow = widget
+        self._follow_top()
 
-        QTimer.singleShot(30, go)
+    def _follow_top(self) -> None:
+        widget, page = self._follow, self.scroll_area.widget()
+        if widget is None or page is None:
+            return
+        top = widget.mapTo(page, widget.rect().topLeft()).y()
+        bar = self.scroll_area.verticalScrollBar()
+        self._auto_scrolling = True
+        bar.setValue(min(bar.maximum(), max(0, top - 8)))
+        self._auto_scrolling = False
+
+    def _user_scrolled(self) -> None:
+        if not self._auto_scrolling:
+            self._follow = None
 
     @property
     def generating(self) -> bool:
@@ -225,6 +241,7 @@ class ChatView(QWidget):
 
     def _load(self, conversation_id: int | None) -> None:
         self._clear()
+        self._follow = None
         self.conversation_id = conversation_id
         if conversation_id is None:
             self._update_buttons()
@@ -427,8 +444,16 @@ class ChatView(QWidget):
         self.backend.labels_removed()
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
-        """Typing anywhere in the chat goes to the message box."""
+        """Keys 1..9 pick and Esc stops (also where window shortcuts are not delivered);
+        other typing anywhere in the chat goes to the message box."""
         text = event.text()
+        plain = not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
+        if plain and text in tuple("123456789"):
+            self.pick_key(int(text))
+            return
+        if plain and event.key() == Qt.Key.Key_Escape:
+            self.stop()
+            return
         if text and text.isprintable() and not event.modifiers() & (
                 Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier):
             self.composer.setFocus(Qt.FocusReason.OtherFocusReason)

@@ -94,9 +94,9 @@ class MainWindow(QMainWindow):
         row.setContentsMargins(12, 4, 12, 0)
         self.nav_group = QButtonGroup(self)
         self.nav_buttons: list[QPushButton] = []
-        for i, (name, tip) in enumerate((("Chat", "Chat and pick the best replies"),
-                                         ("Dataset", "Your preference pairs"),
-                                         ("Model", "The reward model and how it learns"))):
+        for i, (name, tip) in enumerate((("Chat", "Chat and pick the best replies (Ctrl+1)"),
+                                         ("Dataset", "Your preference pairs (Ctrl+2)"),
+                                         ("Model", "The reward model and how it learns (Ctrl+3)"))):
             button = QPushButton(name)
             button.setObjectName("nav")
             button.setCheckable(True)
@@ -161,6 +161,8 @@ class MainWindow(QMainWindow):
         add(QKeySequence.StandardKey.Undo, self.chat.undo_pick)  # Ctrl+Z
         add("Esc", self.chat.stop)
         add("Ctrl+,", self.open_settings)
+        for page in range(3):
+            add(f"Ctrl+{page + 1}", lambda p=page: self.show_page(p))
         for key in range(1, 10):
             add(str(key), lambda k=key: self._pick_key(k))
 

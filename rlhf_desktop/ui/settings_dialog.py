@@ -136,6 +136,8 @@ class SettingsDialog(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(18, 16, 18, 14)
+        layout.setSpacing(14)
         layout.addWidget(provider_box)
         layout.addWidget(gen)
         layout.addWidget(data_box)

@@ -97,6 +97,9 @@ QLabel#kpiValue {{ font-size: 24px; font-weight: 700; }}
 QLabel#kpiCaption {{ color: {c.muted}; font-size: 12px; }}
 QStatusBar {{ background: {c.surface_alt}; border-top: 1px solid {c.border}; }}
 QStatusBar QLabel {{ padding: 0 6px; }}
+QGroupBox {{ font-weight: 600; border: 1px solid {c.border}; border-radius: 8px;
+    margin-top: 10px; padding: 12px 10px 8px 10px; background: {c.surface}; }}
+QGroupBox::title {{ subcontrol-origin: margin; left: 10px; padding: 0 4px; }}
 QLineEdit {{ padding: 5px 8px; border: 1px solid {c.border}; border-radius: 7px;
     background: {c.surface}; }}
 """

@@ -58,6 +58,7 @@ async def labeling_flow(window: MainWindow, n: int, hb: Heartbeat) -> dict[str, 
     await activate(window)
     await wait_until(lambda: backend.reward_is_ready, 60, "reward model ready")
     hb.start()
+    await asyncio.sleep(0.1)  # the heartbeat ticks before the first action
 
     w1 = await send(window, EXAMPLES[0][1])
     assert len(w1.cards) == n
