@@ -448,19 +448,22 @@ class Repository:
 
     def list_model_versions(self) -> list[ModelVersion]:
         """Oldest first."""
+        return self._model_versions("ORDER BY version")
+
+    def latest_model_version(self) -> ModelVersion | None:
+        """The newest recorded model."""
+        versions = self._model_versions("ORDER BY version DESC LIMIT 1")
+        return versions[0] if versions else None
+
+    def _model_versions(self, tail: str) -> list[ModelVersion]:
         rows = self.conn.execute(
-            "SELECT version, created_at, path, metrics_json, pairs, labels FROM model_versions"
-            " ORDER BY version"
+            "SELECT version, created_at, path, metrics_json, pairs, labels FROM model_versions "
+            + tail
         ).fetchall()
         return [
             ModelVersion(int(r[0]), float(r[1]), str(r[2]), json.loads(r[3]), int(r[4]), int(r[5]))
             for r in rows
         ]
-
-    def latest_model_version(self) -> ModelVersion | None:
-        """The newest recorded model."""
-        versions = self.list_model_versions()
-        return versions[-1] if versions else None
 
     # ------------------------------------------------------------------ embedding cache
 
