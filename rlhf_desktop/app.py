@@ -25,6 +25,7 @@ from rlhf_desktop import config
 log = logging.getLogger("rlhf_desktop.app")
 ORG = "rlhf-desktop"
 CRASH_LOG = "crash.log"
+DESKTOP_FILE = "rlhf-desktop"  # resources/rlhf-desktop.desktop
 
 
 def write_crash_report(exc_type: type[BaseException], exc: BaseException,
@@ -128,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
     app.setQuitOnLastWindowClosed(False)
+    set_app_identity(app)
     from rlhf_desktop.ui import theme
 
     dark = theme.apply(app)
@@ -158,3 +160,77 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         loop.close()
     return 0
+
+
+def set_app_identity(app: Any) -> None:
+    """The window icon (from ``resources/``) and the desktop-entry name for the taskbar."""
+    from PySide6.QtGui import QIcon
+
+    app.setDesktopFileName(DESKTOP_FILE)
+    icon = config.resource_path("icon.svg")
+    if icon.is_file():
+        app.setWindowIcon(QIcon(str(icon)))
+
+
+# ------------------------------------------------------------------------ --self-test
+
+
+def self_test() -> int:
+    """``rlhf-desktop --self-test``: Qt offscreen plus the Qt-free checks (services/selftest)."""
+    os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    from rlhf_desktop.services import selftest
+
+    return selftest.run(_qt_check)
+
+
+def _qt_check() -> str:
+    """Build the real main window offscreen in the (temporary) data folder and show it."""
+    import qasync
+    from PySide6.QtCore import QCoreApplication, QSettings
+    from PySide6.QtGui import QGuiApplication, QPixmap
+    from PySide6.QtWidgets import QApplication
+
+    started = time.perf_counter()
+    QCoreApplication.setOrganizationName(ORG)
+    QCoreApplication.setApplicationName(ORG)
+    qsettings_dir = str(config.data_dir() / "qsettings")  # never the user's real settings
+    for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
+        QSettings.setPath(fmt, QSettings.Scope.UserScope, qsettings_dir)
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    assert isinstance(app, QApplication)
+    app.setQuitOnLastWindowClosed(False)
+    set_app_identity(app)
+    platform = QGuiApplication.platformName()
+    icon = QPixmap(str(config.resource_path("icon.svg")))
+    if icon.isNull():
+        raise RuntimeError("the SVG icon did not load (is the Qt SVG image plugin missing?)")
+
+    from rlhf_desktop.ui import theme
+    from rlhf_desktop.ui.backend import Backend
+    from rlhf_desktop.ui.main_window import MainWindow
+
+    dark = theme.apply(app)
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    backend = Backend()
+    window = MainWindow(backend, dark)
+
+    async def show() -> float:
+        window.show()
+        shown = time.perf_counter() - started
+        await asyncio.sleep(0.2)
+        if not window.isVisible():
+            raise RuntimeError("the main window did not become visible")
+        await backend.aclose()
+        return shown
+
+    try:
+        shown = loop.run_until_complete(show())
+    finally:
+        window.hide()
+        window.deleteLater()
+        app.processEvents()
+        loop.close()
+        asyncio.set_event_loop(None)
+    return f"window shown on {platform} after {shown:.2f} s"
+

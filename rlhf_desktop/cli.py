@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rlhf-desktop {__version__}")
     parser.add_argument("--data-dir", metavar="DIR", help="use DIR as the data folder")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    parser.add_argument("--self-test", action="store_true",
+                        help="check this installation (window offscreen, embedder, built-in "
+                             "model) in a temporary data folder, print one line, exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a new reward-model version on every stored pair")
