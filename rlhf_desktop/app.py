@@ -139,13 +139,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
     from rlhf_desktop.storage.db import DatabaseError
+    from rlhf_desktop.storage.lock import AlreadyRunning, InstanceLock
     from rlhf_desktop.ui.backend import Backend
     from rlhf_desktop.ui.main_window import MainWindow
 
     try:
+        instance = InstanceLock(config.data_dir()).acquire()
+    except AlreadyRunning as exc:
+        QMessageBox.information(None, "RLHF Desktop", str(exc))
+        return 1
+    try:
         backend = Backend()
     except (DatabaseError, config.ConfigError, OSError) as exc:
         QMessageBox.critical(None, "RLHF Desktop", config.redact(str(exc)))
+        instance.release()
         return 2
     window = MainWindow(backend, dark)
 
@@ -157,8 +164,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         loop.run_until_complete(run())
+    except RuntimeError as exc:  # Qt quit under us, e.g. the display server went away
+        if "Event loop stopped" not in str(exc):
+            raise
+        logging.getLogger(__name__).warning("the window system closed the app: %s", exc)
+        return 1
     finally:
         loop.close()
+        instance.release()
     return 0
 
 
