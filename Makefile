@@ -12,7 +12,8 @@ export RLHF_DESKTOP_LOG_LEVEL ?= INFO
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test lint typecheck imports pytest setup bench clean
+.PHONY: run test lint typecheck imports pytest setup bench clean package test-package \
+        install-desktop uninstall-desktop
 
 run: $(STAMP)
 	$(BIN)/rlhf-desktop
@@ -48,3 +49,29 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
+
+# ---------------------------------------------------------------- desktop bundle (docs/packaging.md)
+VERSION  := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' rlhf_desktop/__init__.py)
+DIST_TGZ := dist/rlhf-desktop-$(VERSION)-linux-$(shell uname -m).tar.gz
+
+# One-folder PyInstaller bundle in dist/rlhf-desktop/ and a .tar.gz of it beside it.
+package: $(STAMP)
+	$(PY) -m pip install --quiet "pyinstaller>=6.10"
+	$(BIN)/pyinstaller --noconfirm --log-level WARN --distpath dist --workpath build/pyinstaller \
+		packaging/rlhf-desktop.spec
+	tar -C dist --owner=0 --group=0 -czf $(DIST_TGZ) rlhf-desktop
+	@du -sh dist/rlhf-desktop $(DIST_TGZ)
+
+# The packaged binary's self-test, from dist/ and from the unpacked .tar.gz (slow: not in `make test`).
+test-package: $(STAMP)
+	@test -x dist/rlhf-desktop/rlhf-desktop -a -f $(DIST_TGZ) || $(MAKE) package
+	RLHF_PACKAGED_BINARY=dist/rlhf-desktop/rlhf-desktop RLHF_PACKAGED_ARCHIVE=$(DIST_TGZ) \
+		$(BIN)/pytest -q -p no:cacheprovider tests/test_packaging.py -k packaged
+
+# The app-menu entry and icons for the current user, pointing at dist/rlhf-desktop.
+install-desktop:
+	@test -x dist/rlhf-desktop/rlhf-desktop || { echo "run 'make package' first"; exit 1; }
+	$(PYTHON) packaging/install_desktop.py dist/rlhf-desktop/rlhf-desktop
+
+uninstall-desktop:
+	$(PYTHON) packaging/install_desktop.py --uninstall

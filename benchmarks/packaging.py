@@ -1,0 +1,222 @@
+"""Bundle size, trims, build time, cold start and self-test time of the PyInstaller bundle.
+
+``.venv/bin/python -m benchmarks.packaging --build-seconds S [--baseline DIR
+--baseline-build-seconds S]`` after ``make package`` (the baseline is an untrimmed build:
+``RLHF_PACKAGE_TRIM=0 pyinstaller --distpath build/dist-untrimmed --workpath build/untrimmed
+packaging/rlhf-desktop.spec``). Writes ``benchmarks/results/packaging.json`` and the
+"packaging" section of docs/benchmarks.md. Cold start needs Xvfb and xdotool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks._report import ROOT, update_section, write_json
+
+DIST = ROOT / "dist" / "rlhf-desktop"
+TRIM_REPORT = ROOT / "build" / "pyinstaller" / "rlhf-desktop" / "trim-report.json"
+TITLE = "^RLHF Desktop$"
+MB = 1024 * 1024
+
+
+def folder_bytes(folder: Path) -> int:
+    """Bytes of every regular file under ``folder`` (symbolic links not followed)."""
+    total = 0
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            total += path.stat().st_size
+    return total
+
+
+def package_bytes(internal: Path, names: list[str]) -> int:
+    """Bytes of the top-level folders (and dist-info) of these packages in a bundle."""
+    total = 0
+    for name in {n for n in names if "." not in n}:
+        for path in [internal / name, *internal.glob(f"{name}-*.dist-info")]:
+            if path.is_dir():
+                total += folder_bytes(path)
+    return total
+
+
+def tarball(dist: Path) -> Path | None:
+    """The ``.tar.gz`` beside the bundle, if ``make package`` made one."""
+    found = sorted(dist.parent.glob("rlhf-desktop-*-linux-*.tar.gz"))
+    return found[-1] if found else None
+
+
+class Xvfb:
+    """A private X server for timing the window."""
+
+    def __init__(self, display: str = ":93") -> None:
+        self.display = display
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Xvfb:
+        self.proc = subprocess.Popen(["Xvfb", self.display, "-screen", "0", "1400x900x24",
+                                      "-nolisten", "tcp"], stderr=subprocess.DEVNULL)
+        time.sleep(1.0)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+def window_shown_after(cmd: list[str], display: str, timeout: float = 120.0) -> float:
+    """Seconds from starting ``cmd`` until its main window is mapped on ``display``."""
+    home = Path(tempfile.mkdtemp(prefix="rlhf-bench-"))
+    env = {**os.environ, "DISPLAY": display, "RLHF_DESKTOP_HOME": str(home / "data"),
+           "XDG_CONFIG_HOME": str(home / "config"), "QT_QPA_PLATFORM": "xcb",
+           "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
+    started = time.perf_counter()
+    app = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    try:
+        while time.perf_counter() - started < timeout:
+            found = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", TITLE],
+                                   env=env, capture_output=True, text=True)
+            if found.stdout.strip():
+                return time.perf_counter() - started
+            if app.poll() is not None:
+                raise RuntimeError(f"{cmd[0]} exited with {app.returncode} before its window")
+            time.sleep(0.02)
+        raise TimeoutError(f"no window after {timeout} s")
+    finally:
+        os.killpg(app.pid, signal.SIGKILL)
+        app.wait()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def cold_starts(cmd: list[str], runs: int) -> list[float]:
+    """Window-shown times of ``runs`` fresh processes (the first is the coldest)."""
+    with Xvfb() as x:
+        return [window_shown_after(cmd, x.display) for _ in range(runs)]
+
+
+def self_test(binary: Path) -> dict[str, Any]:
+    """Wall time and summary line of the bundle's ``--self-test``."""
+    started = time.perf_counter()
+    proc = subprocess.run([str(binary), "--self-test"], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "HOME": tempfile.mkdtemp()})
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    return {"wall_s": round(wall, 2), "summary": proc.stdout.strip().splitlines()[-1]}
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Every figure, as one JSON-able mapping."""
+    dist: Path = args.dist
+    data: dict[str, Any] = {"bundle_bytes": folder_bytes(dist)}
+    tgz = tarball(dist)
+    if tgz is not None:
+        data["tar_gz"] = tgz.name
+        data["tar_gz_bytes"] = tgz.stat().st_size
+    data["build_s"] = args.build_seconds
+    data["models_bytes"] = folder_bytes(dist / "_internal" / "models")
+    trims = json.loads(TRIM_REPORT.read_text()) if TRIM_REPORT.exists() else {}
+    data["file_rules"] = trims.get("file_rules", {})
+    if args.baseline is not None:
+        internal = Path(args.baseline) / "_internal"
+        data["baseline_bytes"] = folder_bytes(Path(args.baseline))
+        data["baseline_build_s"] = args.baseline_build_seconds
+        data["excluded_module_groups"] = {
+            group: package_bytes(internal, names)
+            for group, names in trims.get("excluded_modules", {}).items()
+        }
+    binary = dist / "rlhf-desktop"
+    data["self_test"] = self_test(binary)
+    data["cold_start_bundle_s"] = [round(t, 2) for t in cold_starts([str(binary)], args.runs)]
+    source = ROOT / ".venv" / "bin" / "rlhf-desktop"
+    if source.exists():
+        data["cold_start_source_s"] = [round(t, 2) for t in cold_starts([str(source)],
+                                                                        args.runs)]
+    return data
+
+
+def _mb(n: float) -> str:
+    return f"{n / MB:,.0f} MB"
+
+
+def markdown(d: dict[str, Any]) -> str:
+    """The docs/benchmarks.md section."""
+    lines = ["## Packaging (PyInstaller one-folder bundle, Linux x86-64)", "",
+             "`make package`, then `.venv/bin/python -m benchmarks.packaging` (see its "
+             "docstring for the untrimmed baseline build). Details: docs/packaging.md.", "",
+             "| | size |", "|---|---:|"]
+    if "baseline_bytes" in d:
+        lines.append(f"| untrimmed bundle (folder) | {_mb(d['baseline_bytes'])} |")
+    lines.append(f"| **trimmed bundle, `dist/rlhf-desktop/`** | **{_mb(d['bundle_bytes'])}** |")
+    if "tar_gz_bytes" in d:
+        lines.append(f"| **`{d['tar_gz']}`** | **{_mb(d['tar_gz_bytes'])}** |")
+    lines.append(f"| of which model weights (MiniLM + SmolLM2 GGUF) | {_mb(d['models_bytes'])} |")
+    lines += ["", "Each trim's measured effect (bytes the rule kept out of the folder):", "",
+              "| trim | files | saved |", "|---|---:|---:|"]
+    for name, stats in d.get("file_rules", {}).items():
+        lines.append(f"| {name} | {stats['files']} | {_mb(stats['bytes'])} |")
+    for group, size in d.get("excluded_module_groups", {}).items():
+        lines.append(f"| modules excluded: {group} | – | {_mb(size)} |")
+    if "baseline_bytes" in d:
+        saved = d["baseline_bytes"] - d["bundle_bytes"]
+        lines.append(f"| **all trims together** (untrimmed − trimmed folder) | | "
+                     f"**{_mb(saved)}** |")
+        lines += ["", "Excluded modules are charged with their package folders in the untrimmed "
+                  "bundle (their compiled code inside the PYZ archive is not counted), and "
+                  "libraries that only they loaded go with them; so the rows do not add up "
+                  "exactly to the total."]
+    lines += ["", "| | time |", "|---|---:|"]
+    if d.get("baseline_build_s"):
+        lines.append(f"| build, untrimmed (PyInstaller only) | {d['baseline_build_s']:.0f} s |")
+    if d.get("build_s"):
+        lines.append(f"| build, `make package` (PyInstaller + tar.gz) | {d['build_s']:.0f} s |")
+    st = d["self_test"]
+    lines.append(f"| `dist/rlhf-desktop/rlhf-desktop --self-test` (wall) | {st['wall_s']:.1f} s |")
+    cold = d["cold_start_bundle_s"]
+    lines.append(f"| bundle: start to window shown (Xvfb), first run | {cold[0]:.2f} s |")
+    lines.append(f"| bundle: start to window shown, median of {len(cold)} | "
+                 f"{statistics.median(cold):.2f} s |")
+    if "cold_start_source_s" in d:
+        src = d["cold_start_source_s"]
+        lines.append(f"| `.venv/bin/rlhf-desktop` (unbundled): start to window shown, median | "
+                     f"{statistics.median(src):.2f} s |")
+    lines += ["", f"Self-test line: `{st['summary']}`", "",
+              "Start to window shown: from starting the process to the main window being "
+              "mapped on an Xvfb display (polled with `xdotool search --onlyvisible` every "
+              "20 ms), a fresh data folder each run. The files were in the page cache (the "
+              "bundle had just been built and read); a first start from a cold disk is slower. "
+              "The window shows before torch and llama.cpp load (they load in worker threads)."]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    """Measure, write the JSON and the docs section."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dist", type=Path, default=DIST)
+    parser.add_argument("--baseline", type=Path, default=None, help="an untrimmed bundle")
+    parser.add_argument("--build-seconds", type=float, default=None)
+    parser.add_argument("--baseline-build-seconds", type=float, default=None)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    if not (args.dist / "rlhf-desktop").exists():
+        print(f"{args.dist} has no bundle; run `make package` first", file=sys.stderr)
+        return 2
+    data = measure(args)
+    write_json("packaging", data)
+    update_section("packaging", markdown(data))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

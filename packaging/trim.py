@@ -1,0 +1,140 @@
+"""What the bundle leaves out, as named rules; used by ``rlhf-desktop.spec``.
+
+Each rule is measured: the spec records the bytes every rule removed in
+``build/rlhf-desktop/trim-report.json`` (``RLHF_PACKAGE_TRIM=0`` builds without any rule,
+for the untrimmed baseline).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+Entry = tuple[str, str, str]  # PyInstaller TOC entry: (destination, source, type code)
+Rule = Callable[[str], bool]
+
+# Python packages that are installed in the development venv (test tools, the ``datasets``
+# stack of the test extra) but that the app never needs; sentence-transformers and
+# transformers import them only when present.
+EXCLUDED_MODULES: dict[str, tuple[str, ...]] = {
+    "datasets stack (test extra only)": (
+        "datasets", "pyarrow", "pandas", "multiprocess", "dill", "xxhash", "aiohttp",
+        "fsspec.implementations.arrow",
+    ),
+    "test and dev tools": (
+        "pytest", "_pytest", "pytestqt", "hypothesis", "mypy", "mypyc", "importlinter",
+        "grimp", "ruff", "IPython", "jedi", "tkinter", "_tkinter", "matplotlib",
+        "tensorboard", "torch.utils.tensorboard", "ast_serialize", "librt",
+    ),
+    "Hugging Face download backend (the app never downloads)": ("hf_xet",),
+    "Qt modules the app does not use": (
+        "PySide6.QtWebEngineCore", "PySide6.QtWebEngineWidgets", "PySide6.QtWebEngineQuick",
+        "PySide6.QtWebChannel", "PySide6.QtWebSockets", "PySide6.QtQuick",
+        "PySide6.QtQuickWidgets", "PySide6.QtQuick3D", "PySide6.QtQml", "PySide6.Qt3DCore",
+        "PySide6.Qt3DRender", "PySide6.Qt3DExtras", "PySide6.Qt3DInput", "PySide6.Qt3DLogic",
+        "PySide6.Qt3DAnimation", "PySide6.QtMultimedia", "PySide6.QtMultimediaWidgets",
+        "PySide6.QtPdf", "PySide6.QtPdfWidgets", "PySide6.QtDataVisualization",
+        "PySide6.QtGraphs", "PySide6.QtGraphsWidgets", "PySide6.QtBluetooth",
+        "PySide6.QtNfc", "PySide6.QtPositioning", "PySide6.QtLocation",
+        "PySide6.QtSensors", "PySide6.QtSerialPort", "PySide6.QtSerialBus",
+        "PySide6.QtSql", "PySide6.QtTest", "PySide6.QtDesigner", "PySide6.QtHelp",
+        "PySide6.QtRemoteObjects", "PySide6.QtScxml", "PySide6.QtSpatialAudio",
+        "PySide6.QtTextToSpeech", "PySide6.QtHttpServer", "PySide6.QtUiTools",
+    ),
+}
+
+_VERSIONED_SO = re.compile(r"\.so\.\d+\.\d+(\.\d+)*$")
+
+
+def _glob(*patterns: str) -> Rule:
+    def match(dest: str) -> bool:
+        path = dest.replace("\\", "/")
+        return any(fnmatch.fnmatch(path, p) for p in patterns)
+
+    return match
+
+
+def _llama_duplicate(dest: str) -> bool:
+    """llama.cpp's pip build copies each library three times (.so, .so.0, .so.0.x.y)."""
+    path = dest.replace("\\", "/")
+    return path.startswith("llama_cpp/lib/") and bool(_VERSIONED_SO.search(path))
+
+
+# Files that hooks collect although the app cannot use them. Order matters only for the
+# report: a file is charged to the first rule that matches it.
+FILE_RULES: dict[str, Rule] = {
+    "torch: C++ headers, CMake files, static libraries, test binaries": _glob(
+        "torch/include/*", "torch/share/*", "torch/bin/*", "torch/test/*", "*.a",
+        "torch/lib/*test*.so*", "torch/lib/libbackend_with_compiler.so",
+        "torch/lib/libaoti_custom_ops.so", "torch/lib/libjitbackend_test.so",
+        "torch/utils/benchmark/*", "torch/_inductor/codegen/aoti_runtime/*",
+    ),
+    "test data shipped inside packages": _glob(
+        "*/tests/*", "*/test/*", "*/testing/_internal/data/*", "sklearn/datasets/data/*",
+        "sklearn/datasets/descr/*", "sklearn/datasets/images/*", "scipy/datasets/*",
+    ),
+    "Qt translations (the app is English only)": _glob(
+        "PySide6/Qt/translations/*",
+    ),
+    "Qt plugins the app does not use, and the Qt libraries only they load": _glob(
+        # Platforms: xcb, wayland and offscreen stay.
+        "PySide6/Qt/plugins/platforms/libqvnc.so", "PySide6/Qt/plugins/platforms/libqlinuxfb.so",
+        "PySide6/Qt/plugins/platforms/libqminimal.so",
+        "PySide6/Qt/plugins/platforms/libqminimalegl.so",
+        "PySide6/Qt/plugins/platforms/libqeglfs.so",
+        "PySide6/Qt/plugins/platforms/libqvkkhrdisplay.so",
+        "PySide6/Qt/plugins/egldeviceintegrations/*", "PySide6/Qt/plugins/generic/*",
+        # The virtual keyboard pulls in QML and Qt Quick; the PDF image plugin Qt PDF.
+        "PySide6/Qt/plugins/platforminputcontexts/libqtvirtualkeyboardplugin.so",
+        "PySide6/Qt/plugins/imageformats/libqpdf.so",
+        # Qt's own networking is unused (HTTP goes through httpx).
+        "PySide6/Qt/plugins/tls/*", "PySide6/Qt/plugins/networkinformation/*",
+        "PySide6/Qt/plugins/sqldrivers/*", "PySide6/Qt/plugins/multimedia/*",
+        "PySide6/Qt/plugins/qmltooling/*", "PySide6/Qt/plugins/designer/*",
+        "PySide6/Qt/lib/libQt6Pdf*", "PySide6/Qt/lib/libQt6Qml*", "PySide6/Qt/lib/libQt6Quick*",
+        "PySide6/Qt/lib/libQt6VirtualKeyboard*", "PySide6/Qt/lib/libQt6EglFSDeviceIntegration*",
+        "PySide6/Qt/lib/libQt6EglFsKmsSupport*",
+    ),
+    "llama.cpp: duplicate versioned copies of its libraries": _llama_duplicate,
+}
+
+
+def excluded_modules() -> list[str]:
+    """Every module name in :data:`EXCLUDED_MODULES`."""
+    return [name for group in EXCLUDED_MODULES.values() for name in group]
+
+
+def _size(source: str) -> int:
+    try:
+        return os.path.getsize(source)
+    except OSError:
+        return 0
+
+
+def apply_rules(entries: Iterable[Entry], rules: dict[str, Rule],
+                removed: dict[str, dict[str, int]]) -> list[Entry]:
+    """The entries no rule matches; ``removed[rule]`` counts the files and bytes dropped."""
+    kept: list[Entry] = []
+    for entry in entries:
+        dest = entry[0]
+        for name, rule in rules.items():
+            if rule(dest):
+                stats = removed.setdefault(name, {"files": 0, "bytes": 0})
+                stats["files"] += 1
+                stats["bytes"] += _size(entry[1])
+                break
+        else:
+            kept.append(entry)
+    return kept
+
+
+def write_report(path: Path, removed: dict[str, dict[str, int]], trimmed: bool) -> None:
+    """Save what the rules removed (read by ``benchmarks/packaging.py``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"trimmed": trimmed, "file_rules": removed,
+            "excluded_modules": {k: list(v) for k, v in EXCLUDED_MODULES.items()}}
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
