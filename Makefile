@@ -57,7 +57,8 @@ DIST_TGZ := dist/rlhf-desktop-$(VERSION)-linux-$(shell uname -m).tar.gz
 # One-folder PyInstaller bundle in dist/rlhf-desktop/ and a .tar.gz of it beside it.
 package: $(STAMP)
 	$(PY) -m pip install --quiet "pyinstaller>=6.10"
-	$(BIN)/pyinstaller --noconfirm --log-level WARN --distpath dist --workpath build/pyinstaller \
+	PYTHONWARNINGS=ignore::DeprecationWarning \
+		$(BIN)/pyinstaller --noconfirm --log-level WARN --distpath dist --workpath build/pyinstaller \
 		packaging/rlhf-desktop.spec
 	tar -C dist --owner=0 --group=0 -czf $(DIST_TGZ) rlhf-desktop
 	@du -sh dist/rlhf-desktop $(DIST_TGZ)

@@ -58,21 +58,49 @@ def _glob(*patterns: str) -> Rule:
     return match
 
 
+def _torch_extra(dest: str) -> bool:
+    """torch's C++ headers, CMake files, static libraries and test programs.
+
+    ``torch/bin/torch_shm_manager`` stays: ``import torch`` checks that it exists.
+    """
+    path = dest.replace("\\", "/")
+    if path == "torch/bin/torch_shm_manager":
+        return False
+    return _TORCH_EXTRA(path)
+
+
+_TORCH_EXTRA = _glob(
+    "torch/include/*", "torch/share/*", "torch/bin/*", "torch/test/*", "*.a",
+    "torch/lib/*test*.so*", "torch/lib/libbackend_with_compiler.so",
+    "torch/lib/libaoti_custom_ops.so", "torch/lib/libjitbackend_test.so",
+    "torch/utils/benchmark/*", "torch/_inductor/codegen/aoti_runtime/*",
+)
+
+
 def _llama_duplicate(dest: str) -> bool:
     """llama.cpp's pip build copies each library three times (.so, .so.0, .so.0.x.y)."""
     path = dest.replace("\\", "/")
     return path.startswith("llama_cpp/lib/") and bool(_VERSIONED_SO.search(path))
 
 
+def _excluded_metadata(dest: str) -> bool:
+    """The ``.dist-info`` of an excluded package.
+
+    hook-transformers copies the metadata of every package transformers knows of, and
+    sentence-transformers decides that ``datasets`` is installed from its metadata alone:
+    with the metadata but without the code, loading the embedder fails.
+    """
+    top = dest.replace("\\", "/").split("/", 1)[0]
+    if not top.endswith(".dist-info"):
+        return False
+    dist = top.split("-", 1)[0].lower().replace(".", "_")
+    return dist in _EXCLUDED_TOP or dist.startswith(("pytest", "types_"))
+
+
 # Files that hooks collect although the app cannot use them. Order matters only for the
 # report: a file is charged to the first rule that matches it.
 FILE_RULES: dict[str, Rule] = {
-    "torch: C++ headers, CMake files, static libraries, test binaries": _glob(
-        "torch/include/*", "torch/share/*", "torch/bin/*", "torch/test/*", "*.a",
-        "torch/lib/*test*.so*", "torch/lib/libbackend_with_compiler.so",
-        "torch/lib/libaoti_custom_ops.so", "torch/lib/libjitbackend_test.so",
-        "torch/utils/benchmark/*", "torch/_inductor/codegen/aoti_runtime/*",
-    ),
+    "torch: C++ headers, CMake files, static libraries, test programs": _torch_extra,
     "test data shipped inside packages": _glob(
         "*/tests/*", "*/test/*", "*/testing/_internal/data/*", "sklearn/datasets/data/*",
         "sklearn/datasets/descr/*", "sklearn/datasets/images/*", "scipy/datasets/*",
@@ -100,7 +128,12 @@ FILE_RULES: dict[str, Rule] = {
         "PySide6/Qt/lib/libQt6EglFsKmsSupport*",
     ),
     "llama.cpp: duplicate versioned copies of its libraries": _llama_duplicate,
+    "metadata (.dist-info) of the excluded packages": _excluded_metadata,
 }
+
+
+_EXCLUDED_TOP = {name.lower() for group in EXCLUDED_MODULES.values() for name in group
+                 if "." not in name}
 
 
 def excluded_modules() -> list[str]:

@@ -84,8 +84,9 @@ def test_self_test_reports_the_failing_step() -> None:
                               out, err)
     assert code == 1
     assert out.getvalue() == ""
-    assert err.getvalue().strip() == ("self-test FAILED at embedder: SelfTestError: "
-                                      "no weights here")
+    first, *rest = err.getvalue().splitlines()
+    assert first == "self-test FAILED at embedder: SelfTestError: no weights here"
+    assert "Traceback" in rest[0]
 
 
 def test_self_test_uses_and_removes_a_temporary_data_folder(data_home: Path) -> None:
@@ -182,6 +183,8 @@ def test_trim_rules_keep_what_the_app_needs() -> None:
     entries = [
         ("torch/include/ATen/ATen.h", "/nonexistent", "DATA"),
         ("torch/lib/libtorch_cpu.so", "/nonexistent", "BINARY"),
+        ("torch/bin/torch_shm_manager", "/nonexistent", "BINARY"),
+        ("torch/bin/protoc", "/nonexistent", "BINARY"),
         ("llama_cpp/lib/libllama.so", "/nonexistent", "BINARY"),
         ("llama_cpp/lib/libllama.so.0", "/nonexistent", "BINARY"),
         ("llama_cpp/lib/libllama.so.0.5.0", "/nonexistent", "BINARY"),
@@ -192,16 +195,20 @@ def test_trim_rules_keep_what_the_app_needs() -> None:
         ("PySide6/Qt/translations/qtbase_de.qm", "/nonexistent", "DATA"),
         ("models/all-MiniLM-L6-v2/model.safetensors", "/nonexistent", "DATA"),
         ("resources/icon.svg", "/nonexistent", "DATA"),
+        ("datasets-5.2.0.dist-info/METADATA", "/nonexistent", "DATA"),
+        ("torch-2.13.0+cpu.dist-info/METADATA", "/nonexistent", "DATA"),
     ]
     kept = {e[0] for e in trim.apply_rules(entries, trim.FILE_RULES, removed)}
     assert kept == {
-        "torch/lib/libtorch_cpu.so", "llama_cpp/lib/libllama.so", "llama_cpp/lib/libllama.so.0",
+        "torch/lib/libtorch_cpu.so", "torch/bin/torch_shm_manager",
+        "llama_cpp/lib/libllama.so", "llama_cpp/lib/libllama.so.0",
         "PySide6/Qt/plugins/platforms/libqxcb.so", "PySide6/Qt/plugins/platforms/libqoffscreen.so",
         "PySide6/Qt/plugins/platforms/libqwayland.so",
         "PySide6/Qt/plugins/imageformats/libqsvg.so",
         "models/all-MiniLM-L6-v2/model.safetensors", "resources/icon.svg",
+        "torch-2.13.0+cpu.dist-info/METADATA",
     }
-    assert sum(s["files"] for s in removed.values()) == 3
+    assert sum(s["files"] for s in removed.values()) == 5
     used = {"PySide6.QtCore", "PySide6.QtGui", "PySide6.QtWidgets", "PySide6.QtCharts",
             "PySide6.QtSvg", "torch", "transformers", "sentence_transformers", "sklearn",
             "llama_cpp", "openai", "keyring", "qasync"}

@@ -3,7 +3,8 @@
 Proves that an installed copy or a PyInstaller bundle works end to end without touching the
 user's data: a fresh temporary data folder, the window's modules, the embedder scoring two
 replies, and the built-in model generating a few tokens. One summary line on stdout; exit
-status 0 when every step passed, else 1 with the failing step and its reason on stderr.
+status 0 when every step passed, else 1 with the failing step and its reason on stderr
+(then the traceback).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import shutil
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -176,10 +178,12 @@ def run_steps(steps: list[tuple[str, Step]], out: TextIO | None = None,
     started = time.perf_counter()
     for name, step in steps:
         t0 = time.perf_counter()
+        trace = ""
         try:
             detail, ok = step(), True
         except Exception as exc:  # report every failure the same way
             detail, ok = f"{type(exc).__name__}: {exc}", False
+            trace = "".join(traceback.format_exception(exc))
         report.steps.append(StepResult(name, time.perf_counter() - t0, detail, ok))
         if not ok:
             break
@@ -190,6 +194,7 @@ def run_steps(steps: list[tuple[str, Step]], out: TextIO | None = None,
     failed = report.steps[-1]
     print(f"self-test FAILED at {failed.name}: {config.redact(failed.detail)}", file=err,
           flush=True)
+    print(config.redact(trace), file=err, flush=True)
     return 1
 
 
