@@ -147,7 +147,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _mb(n: float) -> str:
-    return f"{n / MB:,.0f} MB"
+    return f"{n / MB:,.0f} MiB"
 
 
 def markdown(d: dict[str, Any]) -> str:

@@ -224,7 +224,7 @@ ARCHIVE = os.environ.get("RLHF_PACKAGED_ARCHIVE")
 @pytest.mark.slow
 @pytest.mark.skipif(not PACKAGED, reason="make test-package sets RLHF_PACKAGED_BINARY")
 def test_packaged_self_test(tmp_path: Path) -> None:
-    binary = Path(str(PACKAGED)).resolve()
+    binary = (ROOT / str(PACKAGED)).resolve()  # relative paths are relative to the repo
     proc = _run_self_test([str(binary)], tmp_path)
     _assert_passed(proc, tmp_path)
     assert "(bundle)" in proc.stdout
@@ -236,7 +236,7 @@ def test_packaged_archive_runs_from_anywhere_and_writes_nothing_there(tmp_path: 
     """The tar.gz unpacked elsewhere runs, and the bundle never writes next to itself."""
     unpack = tmp_path / "opt"
     unpack.mkdir()
-    with tarfile.open(str(ARCHIVE)) as tar:
+    with tarfile.open(ROOT / str(ARCHIVE)) as tar:
         tar.extractall(unpack, filter="tar")
     folder = unpack / "rlhf-desktop"
 
