@@ -68,7 +68,7 @@ class MarkdownView(QTextBrowser):
 
     def _on_anchor(self, url: QUrl) -> None:
         if url.scheme() == "copy":
-            index = int(url.path() or "0")
+            index = int(url.path()) if url.path().isdigit() else -1
             if 0 <= index < len(self.code_blocks):
                 QGuiApplication.clipboard().setText(self.code_blocks[index])
         elif url.scheme() in ("http", "https", "mailto"):

@@ -1,0 +1,99 @@
+"""Network faults through the window (issue 6, item 5).
+
+For every fault of the Azure-protocol test server (``tests/azure_server.py``): the prompt and
+any partial replies stay visible, a non-modal message with Retry shows inside the turn (no
+dialog), the window's event loop keeps ticking, and Retry runs the next turn to the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from PySide6.QtWidgets import QApplication
+
+from rlhf_desktop import config
+from tests.azure_protocol import FAULTS
+from tests.azure_server import AzureServer
+from tests.ui.conftest import Heartbeat, run, wait_until
+from tests.ui.helpers import make_window, send
+
+KEY = "sk-azure-SECRET-faults-7d2e91c04b"
+# Faults after some text has streamed: every card keeps what arrived.
+MID_STREAM = {"truncate", "drop_mid", "sse_error"}
+# Faults on one choice: the other cards finish, the failed one keeps its partial text.
+ONE_CHOICE = {"choice_filter", "choice_error"}
+# Not an error: a late answer (2 s) or a server that ignores n (the app asks again).
+NO_ERROR = {"slow", "ignore_n"}
+MAX_GAP_MS = 100.0
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("fault", FAULTS)
+def test_fault_keeps_prompt_and_partials_shows_message_and_retry_works(
+        fault: str, loop: asyncio.AbstractEventLoop, qtbot: object,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with AzureServer(api_key=KEY, deployment="gpt-test", reply_length=30,
+                     chunk_delay_s=0.01) as server:
+        monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", server.endpoint)
+        monkeypatch.setenv("AZURE_OPENAI_API_KEY", KEY)
+        monkeypatch.setenv("AZURE_OPENAI_DEPLOYMENT_NAME", "gpt-test")
+        monkeypatch.setenv("AZURE_OPENAI_API_VERSION", "2024-10-21")
+        window = make_window(candidates_per_turn=3, max_retries=0, max_tokens=64)
+        qtbot.addWidget(window)  # type: ignore[attr-defined]
+        chat = window.chat
+        hb = Heartbeat()
+        prompt = f"Tell me about rivers ({fault})"
+
+        async def scenario() -> None:
+            await window.backend.rebuild_provider()  # no reward model needed here
+            hb.start()
+            server.inject(fault, times=1, retry_after=1, delay=1.0, after=3)
+            failed = await send(window, prompt)
+            await wait_until(lambda: not chat.generating, 30, f"turn with {fault}")
+            # The prompt is still shown.
+            assert prompt in failed.prompt_view.toPlainText()
+            texts = {i: card.text for i, card in failed.cards.items()}
+            if fault in MID_STREAM:
+                assert all(t.startswith("Reply") for t in texts.values()), texts
+            if fault in ONE_CHOICE:
+                assert sum(1 for t in texts.values() if t.startswith("Reply")) == 3, texts
+            if fault in NO_ERROR:
+                assert not failed.error_row.isVisible(), failed.error_label.text()
+                assert all(c.candidate and c.candidate.text for c in failed.cards.values())
+            else:
+                # A message inside the turn, with Retry; never a modal dialog.
+                assert failed.error_row.isVisible(), f"no message for {fault}"
+                assert failed.error_label.text().strip()
+                assert KEY not in failed.error_label.text()
+                assert failed.retry_button.isVisible()
+                assert QApplication.activeModalWidget() is None
+                # Partial replies are also kept in the stored turn.
+                if failed.turn is not None and failed.turn.id:
+                    stored = window.backend.repo.get_turn(failed.turn.id)
+                    assert [c.text for c in stored.candidates] == [
+                        c.text for c in failed.turn.candidates]
+            # The next turn works: Retry (or a new message when there was nothing to retry).
+            if failed.retry_button.isVisible() and failed.error_row.isVisible():
+                failed.retry_button.click()
+                nxt = chat.widgets[-1]
+                assert nxt is not failed
+            else:
+                nxt = await send(window, "And lakes?")
+            await wait_until(lambda: not chat.generating, 30, "the next turn")
+            hb.stop()
+            assert not nxt.error_row.isVisible(), nxt.error_label.text()
+            assert all(c.candidate and c.candidate.text.startswith("Reply")
+                       for c in nxt.cards.values())
+            # The failed turn is still on screen with its prompt and partial text.
+            assert failed in chat.widgets
+            assert prompt in failed.prompt_view.toPlainText()
+            assert {i: c.text for i, c in failed.cards.items()} == texts
+
+        try:
+            run(loop, scenario(), timeout=45)
+        finally:
+            run(loop, window.shutdown())
+        print(f"{fault}: {hb.summary()}")
+        assert not (config.logs_dir() / "crash.log").exists()  # nothing went unhandled
+        assert hb.max_gap_ms < MAX_GAP_MS, hb.summary()
