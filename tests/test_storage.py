@@ -154,3 +154,24 @@ def test_agreement_rate(data_home):
         repo.record_pick(turn.id, ids[chosen], model_top_candidate_id=ids[top])
     rate, n = repo.agreement_rate()
     assert n == 3 and rate == pytest.approx(2 / 3)
+
+
+def test_keyset_pages_cover_every_pair_once_with_and_without_filter(data_home):
+    repo = Repository.open()
+    repo.add_pairs([
+        PreferencePair(prompt=(Message("user", f"q{i}"),), chosen=f"good {i}",
+                       rejected="bad" if i % 3 else "match me")
+        for i in range(25)
+    ])
+    for text_filter, expected in (("", 25), ("match me", 9)):
+        seen, before = [], None
+        while page := repo.pair_rows(before, 4, text_filter):
+            seen += page
+            before = page[-1][0]
+        assert len(seen) == expected == repo.count_pairs(text_filter)
+        assert [r[0] for r in seen] == sorted({r[0] for r in seen}, reverse=True)
+    row = repo.pair_rows(None, 1)[0]
+    assert row[1] == "q24" and row[2] == "good 24"
+    assert repo.get_pair(row[0]).chosen == "good 24"
+    with pytest.raises(StorageError):
+        repo.get_pair(10_000)

@@ -24,21 +24,23 @@ from rlhf_desktop.domain import (
     Turn,
 )
 from rlhf_desktop.storage.db import connect
+from rlhf_desktop.storage.pairs import (
+    PairQueries,
+    PairRow,
+    StorageError,
+)
+from rlhf_desktop.storage.pairs import (
+    messages_from_json as _messages_from_json,
+)
 
-
-class StorageError(Exception):
-    """A request the database cannot satisfy (unknown id, bad value); the message says why."""
+__all__ = ["PairRow", "Repository", "StorageError"]
 
 
 def _messages_json(messages: Sequence[Message]) -> str:
     return json.dumps([m.to_dict() for m in messages], ensure_ascii=False)
 
 
-def _messages_from_json(text: str) -> list[Message]:
-    return [Message.from_dict(item) for item in json.loads(text)]
-
-
-class Repository:
+class Repository(PairQueries):
     """Typed access to the tables. Every write is one transaction, committed durably."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -319,48 +321,6 @@ class Repository:
                 removed += c.execute(f"DELETE FROM pairs WHERE id IN ({marks})", chunk).rowcount
             c.execute("DELETE FROM labels WHERE id NOT IN (SELECT DISTINCT label_id FROM pairs)")
         return removed
-
-    _PAIR_COLUMNS = (
-        "id, label_id, prompt_json, chosen, rejected, reason, source, created_at,"
-        " chosen_candidate_id, rejected_candidate_id"
-    )
-
-    @staticmethod
-    def _pair(r: tuple[Any, ...]) -> PreferencePair:
-        return PreferencePair(
-            id=r[0], label_id=r[1], prompt=tuple(_messages_from_json(r[2])), chosen=r[3],
-            rejected=r[4], reason=r[5], source=r[6], created_at=r[7], chosen_candidate_id=r[8],
-            rejected_candidate_id=r[9],
-        )
-
-    def iter_pairs(self, text_filter: str = "") -> Iterator[PreferencePair]:
-        """Every pair, oldest first, streamed."""
-        sql, args = self._pair_query(text_filter)
-        for row in self.conn.execute(sql + " ORDER BY id", args):
-            yield self._pair(row)
-
-    def all_pairs(self) -> list[PreferencePair]:
-        """Every pair, oldest first."""
-        return list(self.iter_pairs())
-
-    def _pair_query(self, text_filter: str) -> tuple[str, list[Any]]:
-        sql = f"SELECT {self._PAIR_COLUMNS} FROM pairs"
-        if not text_filter:
-            return sql, []
-        like = f"%{text_filter}%"
-        where = " WHERE prompt_json LIKE ? OR chosen LIKE ? OR rejected LIKE ? OR reason LIKE ?"
-        return sql + where, [like, like, like, like]
-
-    def pairs_page(self, offset: int, limit: int, text_filter: str = "") -> list[PreferencePair]:
-        """A page of pairs, newest first (for the lazily loaded dataset view)."""
-        sql, args = self._pair_query(text_filter)
-        rows = self.conn.execute(sql + " ORDER BY id DESC LIMIT ? OFFSET ?", [*args, limit, offset])
-        return [self._pair(r) for r in rows]
-
-    def count_pairs(self, text_filter: str = "") -> int:
-        """How many pairs (matching the filter)."""
-        sql, args = self._pair_query(text_filter)
-        return int(self.conn.execute(f"SELECT COUNT(*) FROM ({sql})", args).fetchone()[0])
 
     def count_labels(self) -> int:
         """How many labels (picks and imported preferences)."""

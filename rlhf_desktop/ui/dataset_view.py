@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 
 from rlhf_desktop.domain import PreferencePair
 from rlhf_desktop.services.datasets import export_to_file
-from rlhf_desktop.storage.repo import Repository
+from rlhf_desktop.storage.repo import PairRow, Repository
 from rlhf_desktop.ui.backend import Backend
 
 PAGE = 500
@@ -60,7 +60,7 @@ class PairsModel(QAbstractTableModel):
         super().__init__()
         self.repo = repo
         self.text_filter = ""
-        self.rows: list[PreferencePair] = []
+        self.rows: list[PairRow] = []
         self.total = 0
         self.reload()
 
@@ -70,7 +70,7 @@ class PairsModel(QAbstractTableModel):
         if text_filter is not None:
             self.text_filter = text_filter
         self.total = self.repo.count_pairs(self.text_filter)
-        self.rows = self.repo.pairs_page(0, PAGE, self.text_filter)
+        self.rows = self.repo.pair_rows(None, PAGE, self.text_filter)
         self.endResetModel()
 
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
@@ -89,7 +89,8 @@ class PairsModel(QAbstractTableModel):
         """Load the next page."""
         if parent.isValid():
             return
-        page = self.repo.pairs_page(len(self.rows), PAGE, self.text_filter)
+        before = self.rows[-1][0] if self.rows else None
+        page = self.repo.pair_rows(before, PAGE, self.text_filter)
         if not page:
             self.total = len(self.rows)
             return
@@ -101,25 +102,24 @@ class PairsModel(QAbstractTableModel):
         """Cell text; the tooltip holds more of it."""
         if not index.isValid() or index.row() >= len(self.rows):
             return None
-        pair = self.rows[index.row()]
+        row = self.rows[index.row()]
         col = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
-            return self._cell(pair, col)
+            return self._cell(row, col)
         if role == Qt.ItemDataRole.ToolTipRole and col < 4:
-            return one_line(self._full(pair, col), 600)
+            return one_line(self._full(row, col), 600)
         return None
 
     @staticmethod
-    def _full(pair: PreferencePair, col: int) -> str:
-        return (pair.prompt_text, pair.chosen, pair.rejected, pair.reason or "")[col]
+    def _full(row: PairRow, col: int) -> str:
+        return (row[1], row[2], row[3], row[4] or "")[col]
 
-    def _cell(self, pair: PreferencePair, col: int) -> str:
+    def _cell(self, row: PairRow, col: int) -> str:
         if col < 4:
-            return one_line(self._full(pair, col))
+            return one_line(self._full(row, col))
         if col == 4:
-            ts = pair.created_at or 0.0
-            return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
-        return pair.source
+            return time.strftime("%Y-%m-%d %H:%M", time.localtime(row[6] or 0.0))
+        return row[5]
 
     def headerData(self, section: int, orientation: Qt.Orientation,
                    role: int = Qt.ItemDataRole.DisplayRole) -> Any:
@@ -198,17 +198,21 @@ class DatasetView(QWidget):
         what = "pairs" if not m.text_filter else "matching pairs"
         self.count_label.setText(f"{m.total:,} {what} (loaded {len(m.rows):,})")
 
-    def selected_pairs(self) -> list[PreferencePair]:
-        """The selected rows' pairs."""
+    def selected_ids(self) -> list[int]:
+        """The selected rows' pair ids."""
         rows = sorted({i.row() for i in self.table.selectionModel().selectedRows()})
-        return [self.model.rows[r] for r in rows if r < len(self.model.rows)]
+        return [self.model.rows[r][0] for r in rows if r < len(self.model.rows)]
+
+    def selected_pairs(self) -> list[PreferencePair]:
+        """The selected rows' pairs (read from the database)."""
+        return [self.backend.repo.get_pair(i) for i in self.selected_ids()]
 
     def _show_detail(self) -> None:
-        pairs = self.selected_pairs()
-        if not pairs:
+        ids = self.selected_ids()
+        if not ids:
             self.detail.clear()
             return
-        p = pairs[0]
+        p = self.backend.repo.get_pair(ids[0])
         prompt = "\n\n".join(f"**{m.role}:** {m.content}" for m in p.prompt)
         reason = f"\n\n**Reason:** {p.reason}" if p.reason else ""
         self.detail.setMarkdown(f"{prompt}\n\n---\n\n**Chosen:**\n\n{p.chosen}\n\n---\n\n"
@@ -216,7 +220,7 @@ class DatasetView(QWidget):
 
     def delete_selected(self, confirm: bool = True) -> int:
         """Delete the selected pairs after confirmation. Returns how many were deleted."""
-        ids = [p.id for p in self.selected_pairs() if p.id is not None]
+        ids = self.selected_ids()
         if not ids:
             return 0
         if confirm:
