@@ -248,39 +248,6 @@ def bench_startup(warm_runs: int) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- in-process
 
 
-class Heartbeat:
-    """A 10 ms Qt timer; the longest gap between ticks is the longest event-loop stall."""
-
-    def __init__(self) -> None:
-        from PySide6.QtCore import Qt, QTimer
-
-        self.timer = QTimer()
-        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
-        self.timer.setInterval(10)
-        self.timer.timeout.connect(self._tick)
-        self.gaps: list[float] = []
-        self._last: float | None = None
-
-    def _tick(self) -> None:
-        now = time.perf_counter()
-        if self._last is not None:
-            self.gaps.append(now - self._last)
-        self._last = now
-
-    def start(self) -> None:
-        """Start a new measurement."""
-        self.gaps, self._last = [], None
-        self.timer.start()
-
-    def stop(self) -> dict[str, float]:
-        """Stop; max and p99 gap in ms, ticks."""
-        self.timer.stop()
-        ordered = sorted(self.gaps) or [0.0]
-        return {"max_ms": 1000 * ordered[-1],
-                "p99_ms": 1000 * ordered[max(0, int(len(ordered) * 0.99) - 1)],
-                "ticks": len(self.gaps)}
-
-
 def trained_after(backend: Any, before: Any) -> bool:
     """A new model version is stored and the retrainer is idle."""
     return bool(backend.repo.latest_model_version() != before and not backend.retrainer.running)
@@ -323,6 +290,8 @@ def bench_window(pairs: list[Any], quick: bool) -> dict[str, Any]:
     window.resize(1200, 800)
     window.show()
     backend, chat = window.backend, window.chat
+    from rlhf_desktop.ui.heartbeat import Heartbeat
+
     hb = Heartbeat()
 
     async def scenario() -> None:

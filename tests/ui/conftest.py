@@ -13,8 +13,10 @@ import pytest
 pytest.importorskip("PySide6")
 qasync = pytest.importorskip("qasync")
 
-from PySide6.QtCore import QSettings, Qt, QTimer  # noqa: E402
+from PySide6.QtCore import QSettings  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from rlhf_desktop.ui.heartbeat import Heartbeat  # noqa: E402,F401  (tests import it from here)
 
 T = TypeVar("T")
 
@@ -67,44 +69,3 @@ async def wait_until(predicate: Callable[[], object], timeout: float = 30.0,
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.02)
-
-
-class Heartbeat:
-    """A 10 ms QTimer; records the gaps between ticks (an event-loop stall shows as a gap)."""
-
-    def __init__(self, interval_ms: int = 10) -> None:
-        self.timer = QTimer()
-        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
-        self.timer.setInterval(interval_ms)
-        self.timer.timeout.connect(self._tick)
-        self.gaps: list[float] = []
-        self._last: float | None = None
-
-    def _tick(self) -> None:
-        now = time.perf_counter()
-        if self._last is not None:
-            self.gaps.append(now - self._last)
-
-        self._last = now
-
-    def start(self) -> None:
-        """Start measuring."""
-        self._last = None
-        self.timer.start()
-
-    def stop(self) -> None:
-        """Stop measuring."""
-        self.timer.stop()
-
-    @property
-    def max_gap_ms(self) -> float:
-        """The longest gap between two ticks."""
-        return max(self.gaps, default=0.0) * 1000
-
-    def summary(self) -> str:
-        """Ticks, max and 99th percentile gap."""
-        if not self.gaps:
-            return "no ticks"
-        ordered = sorted(self.gaps)
-        p99 = ordered[int(len(ordered) * 0.99) - 1] * 1000
-        return f"{len(ordered)} ticks, max gap {self.max_gap_ms:.0f} ms, p99 {p99:.0f} ms"
