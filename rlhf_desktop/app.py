@@ -111,9 +111,25 @@ def window_arguments(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
+def missing_display(env: dict[str, str] | None = None) -> str | None:
+    """Why no window can open here (Linux without X11/Wayland), or None."""
+    env = dict(os.environ) if env is None else env
+    if not sys.platform.startswith("linux") or env.get("QT_QPA_PLATFORM"):
+        return None
+    if env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"):
+        return None
+    return ("no display to open the window on (neither DISPLAY nor WAYLAND_DISPLAY is set). "
+            "Run it in a desktop session, under xvfb-run, or use the commands without a "
+            "window: rlhf-desktop --help.")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Open the main window and run until it is closed."""
     args = window_arguments(sys.argv[1:] if argv is None else argv)
+    problem = missing_display()
+    if problem:
+        print(f"rlhf-desktop: {problem}", file=sys.stderr)
+        return 2
     import qasync
     from PySide6.QtCore import QCoreApplication
     from PySide6.QtWidgets import QApplication, QMessageBox
