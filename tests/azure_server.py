@@ -167,6 +167,15 @@ class AzureServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def environment(self, api_version: str = "2024-10-21") -> dict[str, str]:
+        """The seed's AZURE_OPENAI_* variables that point the app at this server."""
+        return {
+            "AZURE_OPENAI_ENDPOINT": self.endpoint,
+            "AZURE_OPENAI_API_KEY": self.api_key,
+            "AZURE_OPENAI_DEPLOYMENT_NAME": self.deployment,
+            "AZURE_OPENAI_API_VERSION": api_version,
+        }
+
     def inject(self, name: str, times: int = 1, **options: Any) -> None:
         """Apply fault ``name`` to the next ``times`` requests."""
         if name not in FAULTS:

@@ -22,10 +22,8 @@ KEY = "sk-live-TOPSECRET-0123456789abcdef"
 
 def test_no_key_in_data_folder_logs_or_exports(data_home, monkeypatch, tmp_path):
     with AzureServer(api_key=KEY, deployment="dep", model="m") as server:
-        monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", server.endpoint)
-        monkeypatch.setenv("AZURE_OPENAI_API_KEY", KEY)
-        monkeypatch.setenv("AZURE_OPENAI_DEPLOYMENT_NAME", "dep")
-        monkeypatch.setenv("AZURE_OPENAI_API_VERSION", "2024-10-21")
+        for name, value in server.environment().items():
+            monkeypatch.setenv(name, value)
         config.setup_logging("DEBUG")
         log = logging.getLogger("test")
 

@@ -136,10 +136,8 @@ def test_chat_end_to_end_azure(loop: asyncio.AbstractEventLoop, qtbot: object,
                                warm_imports: None) -> None:
     with AzureServer(api_key=AZURE_KEY, deployment="gpt-test", model="gpt-test-model",
                      reply_length=40, chunk_delay_s=0.004) as server:
-        monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", server.endpoint)
-        monkeypatch.setenv("AZURE_OPENAI_API_KEY", AZURE_KEY)
-        monkeypatch.setenv("AZURE_OPENAI_DEPLOYMENT_NAME", "gpt-test")
-        monkeypatch.setenv("AZURE_OPENAI_API_VERSION", "2024-10-21")
+        for name, value in server.environment().items():
+            monkeypatch.setenv(name, value)
         # Real human pairs make training take long enough that turn 3 is shown before v1
         # lands, so the re-rank of the visible unlabeled turn is exercised for sure.
         assert import_some(hh_data, tmp_path, 80) > 50
@@ -190,10 +188,8 @@ def test_errors_retry_and_stop_keep_partial_text(loop: asyncio.AbstractEventLoop
                                                  qtbot: object,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     with AzureServer(api_key=AZURE_KEY, deployment="gpt-test", reply_length=12) as server:
-        monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", server.endpoint)
-        monkeypatch.setenv("AZURE_OPENAI_API_KEY", AZURE_KEY)
-        monkeypatch.setenv("AZURE_OPENAI_DEPLOYMENT_NAME", "gpt-test")
-        monkeypatch.setenv("AZURE_OPENAI_API_VERSION", "2024-10-21")
+        for name, value in server.environment().items():
+            monkeypatch.setenv(name, value)
         window = make_window(candidates_per_turn=3, max_retries=0, max_tokens=64)
         qtbot.addWidget(window)  # type: ignore[attr-defined]
         chat = window.chat

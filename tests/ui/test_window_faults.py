@@ -35,10 +35,8 @@ def test_fault_keeps_prompt_and_partials_shows_message_and_retry_works(
         monkeypatch: pytest.MonkeyPatch) -> None:
     with AzureServer(api_key=KEY, deployment="gpt-test", reply_length=30,
                      chunk_delay_s=0.01) as server:
-        monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", server.endpoint)
-        monkeypatch.setenv("AZURE_OPENAI_API_KEY", KEY)
-        monkeypatch.setenv("AZURE_OPENAI_DEPLOYMENT_NAME", "gpt-test")
-        monkeypatch.setenv("AZURE_OPENAI_API_VERSION", "2024-10-21")
+        for name, value in server.environment().items():
+            monkeypatch.setenv(name, value)
         window = make_window(candidates_per_turn=3, max_retries=0, max_tokens=64)
         qtbot.addWidget(window)  # type: ignore[attr-defined]
         chat = window.chat
