@@ -35,6 +35,7 @@ def data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     monkeypatch.setenv("RLHF_DESKTOP_HOME", str(home))
     for name in SECRET_VARS:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("RLHF_DESKTOP_EMBEDDER_BACKEND", raising=False)
     work = tmp_path / "cwd"
     work.mkdir()
     monkeypatch.chdir(work)

@@ -35,6 +35,10 @@ LAZY_MODULES = (
     "sklearn.linear_model",
     "sklearn.model_selection",
     "rlhf_desktop.reward.training",
+    "rlhf_desktop.reward.bert_encoder",
+    "tokenizers",
+    "safetensors.torch",
+    "sentence_transformers",  # for an embedder folder the lean runner cannot run
     "rlhf_desktop.providers.openai_client",
     "openai",
     "keyring",

@@ -160,6 +160,7 @@ class Backend(QObject):
             self.training_failed.emit(f"The reward model could not be loaded: {exc}")
             return
         self.reward_is_ready = True
+        log.debug("froze %d start-up objects", warmup.freeze_startup_objects())
         self.reward_ready.emit()
         self.refresh_status()
 

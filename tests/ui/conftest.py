@@ -23,15 +23,17 @@ T = TypeVar("T")
 
 @pytest.fixture(scope="session")
 def warm_imports() -> None:
-    """Import sentence-transformers once per session, before any heartbeat starts.
+    """Import the embedder's libraries once per session, before any heartbeat starts.
 
-    The first import of sentence-transformers/torch in a worker thread holds the GIL in
-    long stretches (see rlhf_desktop/ui/warmup.py); the app pays it once at start-up.
+    The first import of torch in a worker thread holds the GIL in long stretches (see
+    rlhf_desktop/ui/warmup.py); the app pays it once at start-up.
     """
     from rlhf_desktop.ui import warmup
 
     warmup.preload_torch_libraries()
-    import sentence_transformers  # noqa: F401
+    import safetensors.torch  # noqa: F401
+    import tokenizers  # noqa: F401
+    import torch  # noqa: F401
 
 
 @pytest.fixture(autouse=True)
