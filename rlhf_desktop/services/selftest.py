@@ -141,7 +141,7 @@ def check_embedder() -> str:
     scores = [float(vectors[0] @ vectors[i]) for i in (1, 2)]
     if not scores[0] > scores[1]:
         raise SelfTestError(f"the relevant reply did not score higher: {scores}")
-    return f"scored 2 replies {scores[0]:.2f} > {scores[1]:.2f}"
+    return f"scored 2 replies {scores[0]:.2f} > {scores[1]:.2f} ({embedder.backend} runner)"
 
 
 def check_local_model(tokens: int = GEN_TOKENS) -> str:
