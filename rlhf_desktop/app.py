@@ -146,8 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     assert isinstance(app, QApplication)
     app.setQuitOnLastWindowClosed(False)
     set_app_identity(app)
-    from rlhf_desktop.ui import theme
+    from rlhf_desktop.ui import compat, theme
 
+    compat.guard_singleton_refcounts()
     dark = theme.apply(app)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
@@ -234,10 +235,13 @@ def _qt_check() -> str:
     if icon.isNull():
         raise RuntimeError("the SVG icon did not load (is the Qt SVG image plugin missing?)")
 
-    from rlhf_desktop.ui import theme
+    from rlhf_desktop.ui import compat, theme
     from rlhf_desktop.ui.backend import Backend
     from rlhf_desktop.ui.main_window import MainWindow
 
+    if compat.guard_singleton_refcounts():
+        raise RuntimeError("this PySide6 build loses a reference to None on every call (6.12.0 "
+                           "on Python 3.11); build the bundle with PySide6 < 6.12")
     dark = theme.apply(app)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)

@@ -31,6 +31,7 @@ class MarkdownView(QTextBrowser):
         super().__init__(parent)
         self.renderer = renderer
         self.code_blocks: list[str] = []
+        self.markdown_source = ""
         self.setOpenLinks(False)
         self.setFrameShape(QFrame.Shape.NoFrame)
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -46,10 +47,17 @@ class MarkdownView(QTextBrowser):
 
     def set_markdown_text(self, text: str) -> None:
         """Render ``text`` (Markdown)."""
+        self.markdown_source = text
         rendered = self.renderer.render(text)
         self.code_blocks = rendered.code_blocks
         self.setHtml(rendered.html)
         self._fit()
+
+    def restyle(self) -> None:
+        """Render the same text again in the renderer's current palette."""
+        self.document().setDefaultStyleSheet(self.renderer.stylesheet())
+        if self.markdown_source:
+            self.set_markdown_text(self.markdown_source)
 
     def _fit(self) -> None:
         self.document().setTextWidth(self.viewport().width())

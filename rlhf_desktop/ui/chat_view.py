@@ -25,6 +25,7 @@ from rlhf_desktop.services.chat import TurnFailed, history
 from rlhf_desktop.services.labeling import Pick
 from rlhf_desktop.storage.repo import StorageError
 from rlhf_desktop.ui.backend import Backend
+from rlhf_desktop.ui.cards import MarkdownView
 from rlhf_desktop.ui.markdown_render import MarkdownRenderer
 from rlhf_desktop.ui.turn_widget import TurnWidget
 
@@ -364,6 +365,12 @@ class ChatView(QWidget):
                 self.scroll_area.setFocus(Qt.FocusReason.OtherFocusReason)
 
     # ------------------------------------------------------------------ ranking
+
+    def set_dark(self, dark: bool) -> None:
+        """Render every message again in the dark (or light) palette."""
+        self.renderer.set_dark(dark)
+        for view in self.findChildren(MarkdownView):
+            view.restyle()
 
     def on_model_trained(self, version: ModelVersion) -> None:
         """A new reward model landed: re-rank the visible unlabeled turn."""

@@ -6,8 +6,9 @@ import asyncio
 import logging
 
 from PySide6.QtCore import QSettings, Qt
-from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtGui import QCloseEvent, QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
+    QApplication,
     QButtonGroup,
     QFrame,
     QHBoxLayout,
@@ -24,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from rlhf_desktop.domain import ModelVersion
 from rlhf_desktop.services.retraining import RetrainStatus
+from rlhf_desktop.ui import theme
 from rlhf_desktop.ui.backend import KIND_NAMES, Backend
 from rlhf_desktop.ui.chat_view import ChatView
 from rlhf_desktop.ui.dataset_view import DatasetView
@@ -84,6 +86,18 @@ class MainWindow(QMainWindow):
             "Reward model ready", 4000))
         self._provider_changed()
         self._retrain_status(backend.retrainer.status())
+        QGuiApplication.styleHints().colorSchemeChanged.connect(self._scheme_changed)
+
+    def _scheme_changed(self, scheme: Qt.ColorScheme) -> None:
+        """The system switched between light and dark: follow it."""
+        app = QApplication.instance()
+        if isinstance(app, QApplication):
+            self.set_dark(theme.apply(app, scheme == Qt.ColorScheme.Dark))
+
+    def set_dark(self, dark: bool) -> None:
+        """Restyle the pages whose colours do not come from the application palette."""
+        self.chat.set_dark(dark)
+        self.model_view.set_dark(dark)
 
     # ------------------------------------------------------------------ building
 

@@ -63,6 +63,7 @@ class MarkdownRenderer:
         import markdown
 
         self.palette = DARK if dark else LIGHT
+        self.dark = dark
         self._md: Any = markdown.Markdown(extensions=["tables", "sane_lists"])
         # Never render HTML from a reply: escape it like text.
         for name in ("html_block",):
@@ -70,6 +71,11 @@ class MarkdownRenderer:
                 self._md.preprocessors.deregister(name)
         if "html" in self._md.inlinePatterns:
             self._md.inlinePatterns.deregister("html")
+
+    def set_dark(self, dark: bool) -> None:
+        """Render from now on in the dark (or light) palette."""
+        self.dark = dark
+        self.palette = DARK if dark else LIGHT
 
     def stylesheet(self) -> str:
         """Default stylesheet for the QTextDocument."""

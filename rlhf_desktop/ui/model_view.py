@@ -111,12 +111,21 @@ class ModelView(QWidget):
         chart.legend().hide()
         chart.setMargins(QMargins(6, 6, 6, 6))
         chart.setBackgroundRoundness(6)
-        if self.dark:
-            chart.setTheme(QChart.ChartTheme.ChartThemeDark)
+        chart.setTheme(QChart.ChartTheme.ChartThemeDark if self.dark
+                       else QChart.ChartTheme.ChartThemeLight)
         view = QChartView(chart)
         view.setRenderHint(QPainter.RenderHint.Antialiasing)
         view.setMinimumHeight(260)
         return chart, view
+
+    def set_dark(self, dark: bool) -> None:
+        """Follow a change of the system's colour scheme."""
+        self.dark = dark
+        for chart in (self.curve_chart, self.labels_chart):
+            chart.setTheme(QChart.ChartTheme.ChartThemeDark if dark
+                           else QChart.ChartTheme.ChartThemeLight)
+            chart.setBackgroundRoundness(6)
+        self.refresh()  # series colours are set per series; setTheme reset them
 
     def refresh_if_visible(self) -> None:
         """Cheap refresh only when the page is shown."""

@@ -219,3 +219,49 @@ def test_window_shows_before_heavy_libraries_load(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=110)
     assert "HEAVY [] RC 0" in proc.stdout, proc.stdout + proc.stderr[-3000:]
+
+
+def test_window_follows_a_switch_of_the_system_colour_scheme(
+        loop: asyncio.AbstractEventLoop, qtbot: object) -> None:
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QGuiApplication, QPalette
+    from PySide6.QtWidgets import QApplication
+
+    from rlhf_desktop.domain import Candidate, SamplingParams, Turn
+    from rlhf_desktop.ui import markdown_render, theme
+    from rlhf_desktop.ui.cards import MarkdownView
+    from tests.ui.helpers import make_window
+
+    repo = Repository.open()
+    conv = repo.create_conversation("Code")
+    reply = "Use this:\n\n```python\nprint('hi')\n```\n"
+    repo.save_turn(Turn(conversation_id=conv.id, messages=[Message("user", "Show code")],
+                        provider="test", model="m", params=SamplingParams(n=2),
+                        candidates=[Candidate(0, reply), Candidate(1, "No code here.")]))
+    repo.close()
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    theme.apply(app, dark=False)
+    window = make_window()
+    qtbot.addWidget(window)  # type: ignore[attr-defined]
+    window.chat.show_conversation(conv.id)
+    views = [v for v in window.chat.findChildren(MarkdownView) if "print" in v.toHtml()]
+    assert views, "the code block was not rendered"
+    light, dark = markdown_render.LIGHT.code_bg, markdown_render.DARK.code_bg
+    assert light.lower() in views[0].toHtml().lower()
+    before = app.palette().color(QPalette.ColorRole.Window).name()
+
+    # What the platform emits when the user switches the system to dark.
+    QGuiApplication.styleHints().colorSchemeChanged.emit(Qt.ColorScheme.Dark)
+    assert app.palette().color(QPalette.ColorRole.Window).name() == theme.DARK.window
+    assert app.palette().color(QPalette.ColorRole.Window).name() != before
+    chart = window.model_view.curve_chart
+    assert chart.theme() == chart.ChartTheme.ChartThemeDark
+    html = views[0].toHtml().lower()
+    assert dark.lower() in html and light.lower() not in html
+    assert views[0].code_blocks == ["print('hi')"]  # Copy still copies the code
+
+    QGuiApplication.styleHints().colorSchemeChanged.emit(Qt.ColorScheme.Light)
+    assert app.palette().color(QPalette.ColorRole.Window).name() == theme.LIGHT.window
+    assert light.lower() in views[0].toHtml().lower()
+    run(loop, window.shutdown())
