@@ -120,6 +120,22 @@ def test_a_folder_the_runner_cannot_run_goes_through_sentence_transformers(tmp_p
     assert np.abs(vectors[0] - mean_pooled[0]).max() > 1e-3  # CLS pooling really was used
 
 
+def test_a_folder_without_normalize_still_gives_unit_vectors(tmp_path, reference):
+    folder = linked_copy(config.default_embedder_dir(), tmp_path / "no-normalize")
+    modules = json.loads((folder / "modules.json").read_text())
+    (folder / "modules.json").write_text(json.dumps(modules[:2]))
+    assert bert_encoder.supports(folder) is None
+    texts = ["The capital of France is Paris.", "Bananas are yellow."]
+    raw = bert_encoder.BertEncoder(folder).encode(texts)
+    assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0, atol=1e-3)  # the folder's own output
+    embedder = Embedder(model_dir=folder)
+    vectors = embedder.embed(texts)
+    assert embedder.backend == "bert"
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    expected = reference.encode(texts, normalize_embeddings=True)  # type: ignore[attr-defined]
+    assert np.abs(vectors - expected).max() < 1e-5
+
+
 @pytest.mark.parametrize(
     ("change", "reason"),
     [

@@ -69,7 +69,8 @@ def supports(folder: Path) -> str | None:
 class BertEncoder:
     """Mean-pooled (and, as the folder says, L2-normalised) BERT sentence embeddings."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, normalize: bool | None = None) -> None:
+        """Load ``folder``; ``normalize`` None follows its ``Normalize`` module."""
         import torch
         from safetensors.torch import load_file
         from tokenizers import Tokenizer
@@ -87,7 +88,7 @@ class BertEncoder:
         self.layers = int(config["num_hidden_layers"])
         self.eps = float(config.get("layer_norm_eps", 1e-12))
         self.dim = int(config["hidden_size"])
-        self.normalize = len(modules) == 3
+        self.normalize = len(modules) == 3 if normalize is None else normalize
         positions = int(config.get("max_position_embeddings", 512))
         self.max_len = min(int(sbert.get("max_seq_length") or positions), positions)
 

@@ -140,7 +140,8 @@ class Embedder:
             try:
                 if reason is None:
                     log.info("loading embedder from %s (lean BERT runner)", folder)
-                    self._model = bert_encoder.BertEncoder(folder)
+                    # Unit length always, as with normalize_embeddings=True below.
+                    self._model = bert_encoder.BertEncoder(folder, normalize=True)
                     self.backend = "bert"
                 else:
                     log.info("loading embedder from %s with sentence-transformers (%s)",

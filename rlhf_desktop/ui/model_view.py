@@ -125,7 +125,7 @@ class ModelView(QWidget):
             chart.setTheme(QChart.ChartTheme.ChartThemeDark if dark
                            else QChart.ChartTheme.ChartThemeLight)
             chart.setBackgroundRoundness(6)
-        self.refresh()  # series colours are set per series; setTheme reset them
+        self.refresh_if_visible()  # setTheme reset the series colours; shown pages redraw
 
     def refresh_if_visible(self) -> None:
         """Cheap refresh only when the page is shown."""
