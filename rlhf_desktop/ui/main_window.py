@@ -175,6 +175,7 @@ class MainWindow(QMainWindow):
         add(QKeySequence.StandardKey.Undo, self.chat.undo_pick)  # Ctrl+Z
         add("Esc", self.chat.stop)
         add("Ctrl+,", self.open_settings)
+        add("Ctrl+Q", self.close)  # StandardKey.Quit is empty outside GNOME/KDE themes
         for page in range(3):
             add(f"Ctrl+{page + 1}", lambda p=page: self.show_page(p))
         for key in range(1, 10):

@@ -56,6 +56,10 @@ class Sidebar(QWidget):
         self.search.textChanged.connect(lambda _t: self._debounce.start())
         self.list = QListWidget()
         self.list.setObjectName("conversations")
+        # Long titles end in "…" (the tooltip has them whole), never a sideways scroll bar.
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.list.setWordWrap(False)
         self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.list.customContextMenuRequested.connect(self._menu)
         self.list.itemClicked.connect(self._clicked)

@@ -265,3 +265,30 @@ def test_window_follows_a_switch_of_the_system_colour_scheme(
     assert app.palette().color(QPalette.ColorRole.Window).name() == theme.LIGHT.window
     assert light.lower() in views[0].toHtml().lower()
     run(loop, window.shutdown())
+
+
+def test_ctrl_q_quits_and_long_titles_do_not_scroll_sideways(
+        loop: asyncio.AbstractEventLoop, qtbot: object) -> None:
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    from tests.ui.conftest import wait_until
+    from tests.ui.helpers import activate, make_window
+
+    repo = Repository.open()
+    repo.create_conversation("A very long conversation title " * 6)
+    repo.close()
+    window = make_window()
+    qtbot.addWidget(window)  # type: ignore[attr-defined]
+    window.sidebar.refresh()
+    assert (window.sidebar.list.horizontalScrollBarPolicy()
+            == Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+    async def quit_by_keyboard() -> None:
+        await activate(window)
+        QTest.keyClick(window, Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)
+        await wait_until(lambda: window.backend.closed, 10, "Ctrl+Q closing the window")
+        await asyncio.wait_for(window.wait_closed(), 10)
+
+    run(loop, quit_by_keyboard())
+    assert not window.isVisible()
