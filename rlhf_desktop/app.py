@@ -147,8 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     app.setQuitOnLastWindowClosed(False)
     set_app_identity(app)
     from rlhf_desktop.ui import compat, theme
+    from rlhf_desktop.ui.collector import MainThreadCollector
 
     compat.guard_singleton_refcounts()
+    MainThreadCollector(app)  # Qt objects in reference cycles die on this thread only
     dark = theme.apply(app)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ qasync = pytest.importorskip("qasync")
 from PySide6.QtCore import QCoreApplication, QEvent, QSettings  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
+from rlhf_desktop.ui.collector import MainThreadCollector  # noqa: E402
 from rlhf_desktop.ui.heartbeat import Heartbeat  # noqa: E402,F401  (tests import it from here)
 
 T = TypeVar("T")
@@ -46,6 +48,14 @@ def qsettings_dir(tmp_path: Path) -> Iterator[Path]:
     yield folder
 
 
+@pytest.fixture(scope="session", autouse=True)
+def main_thread_collector(qapp: QApplication) -> Iterator[MainThreadCollector]:
+    """As in the app: cycles (and the Qt objects in them) are collected on this thread only."""
+    collector = MainThreadCollector(qapp)
+    yield collector
+    collector.stop()
+
+
 @pytest.fixture
 def loop(qapp: QApplication) -> Iterator[asyncio.AbstractEventLoop]:
     """qasync's QEventLoop on pytest-qt's QApplication."""
@@ -63,6 +73,7 @@ def loop(qapp: QApplication) -> Iterator[asyncio.AbstractEventLoop]:
     qapp.processEvents()
     event_loop.close()
     asyncio.set_event_loop(None)
+    gc.collect()  # this test's garbage dies here, on the GUI thread
 
 
 def run(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], timeout: float = 120) -> T:
