@@ -309,7 +309,7 @@ def timings(data: Data, cache_path: Path, quick: bool) -> dict[str, Any]:
     started = time.perf_counter()
     cold.load()
     out["embedder_load_s"] = time.perf_counter() - started
-    out["max_seq_length"] = int(getattr(cold._model, "max_seq_length", 0) or 0)
+    out["max_seq_length"] = cold.max_seq_length
     import torch
 
     out["torch_threads"] = torch.get_num_threads()

@@ -50,6 +50,7 @@ def test_builtin_minilm_runs_on_the_lean_runner_with_the_librarys_vectors(hh_dat
     embedder = Embedder()
     lean = embedder.embed(texts)
     assert embedder.backend == "bert"
+    assert embedder.max_seq_length == reference.max_seq_length == 256  # type: ignore[attr-defined]
     expected = reference.encode(texts, normalize_embeddings=True, batch_size=32)  # type: ignore[attr-defined]
     assert lean.shape == expected.shape == (len(texts), 384)
     assert np.abs(lean - expected).max() < 1e-5

@@ -163,6 +163,15 @@ class Embedder:
         getter = getattr(model, "get_embedding_dimension", None)
         return int(getter() if getter else model.get_sentence_embedding_dimension())
 
+    @property
+    def max_seq_length(self) -> int:
+        """Tokens read per text; the rest is cut off."""
+        self.load()
+        model = self._model
+        if isinstance(model, bert_encoder.BertEncoder):
+            return model.max_len
+        return int(model.max_seq_length)
+
     # ------------------------------------------------------------------ embedding
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
