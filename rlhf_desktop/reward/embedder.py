@@ -77,7 +77,7 @@ class Embedder:
         self.model_dir = Path(model_dir) if model_dir else None
         self.cache = cache
         self.batch_size = batch_size
-        self._model: Any = None
+        self._model: Runner | None = None
         self._lock = threading.Lock()
         self._memory: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._id: str | None = None
@@ -146,7 +146,7 @@ class Embedder:
                 else:
                     log.info("loading embedder from %s with sentence-transformers (%s)",
                              folder, reason)
-                    self._model = _load_sentence_transformer(folder)
+                    self._model = LibraryRunner(folder)
                     self.backend = "sentence-transformers"
             except EmbedderError:
                 raise
@@ -156,21 +156,17 @@ class Embedder:
     @property
     def dim(self) -> int:
         """Vector length."""
-        self.load()
-        model = self._model
-        if isinstance(model, bert_encoder.BertEncoder):
-            return model.dim
-        getter = getattr(model, "get_embedding_dimension", None)
-        return int(getter() if getter else model.get_sentence_embedding_dimension())
+        return self._runner().dim
 
     @property
     def max_seq_length(self) -> int:
         """Tokens read per text; the rest is cut off."""
+        return self._runner().max_len
+
+    def _runner(self) -> Runner:
         self.load()
-        model = self._model
-        if isinstance(model, bert_encoder.BertEncoder):
-            return model.max_len
-        return int(model.max_seq_length)
+        assert self._model is not None
+        return self._model
 
     # ------------------------------------------------------------------ embedding
 
@@ -203,19 +199,9 @@ class Embedder:
         return np.stack([found[h] for h in hashes]).astype(np.float32, copy=False)
 
     def _encode(self, texts: list[str]) -> list[np.ndarray]:
-        self.load()
+        runner = self._runner()
         with self._lock:
-            if isinstance(self._model, bert_encoder.BertEncoder):
-                lean = self._model.encode(texts, batch_size=self.batch_size)
-                self.encoded_texts += len(texts)
-                return list(lean)
-            vectors = self._model.encode(
-                texts,
-                batch_size=self.batch_size,
-                convert_to_numpy=True,
-                normalize_embeddings=True,
-                show_progress_bar=False,
-            )
+            vectors = runner.encode(texts, batch_size=self.batch_size)
             self.encoded_texts += len(texts)
         return [np.asarray(v, dtype=np.float32) for v in vectors]
 
@@ -227,11 +213,35 @@ class Embedder:
             self._memory.popitem(last=False)
 
 
-def _load_sentence_transformer(folder: Path) -> Any:
-    """``SentenceTransformer`` over a local folder, offline."""
-    from sentence_transformers import SentenceTransformer
+class Runner(Protocol):
+    """What the embedder needs of a backend (``bert_encoder.BertEncoder`` or the library)."""
 
-    try:
-        return SentenceTransformer(str(folder), device="cpu", local_files_only=True)
-    except TypeError:  # older sentence-transformers without local_files_only
-        return SentenceTransformer(str(folder), device="cpu")
+    dim: int
+    max_len: int
+
+    def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        """One unit-length row per text, in order."""
+        ...
+
+
+class LibraryRunner:
+    """``SentenceTransformer`` over a local folder, offline, behind :class:`Runner`."""
+
+    def __init__(self, folder: Path) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.model: Any
+        try:
+            self.model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
+        except TypeError:  # older sentence-transformers without local_files_only
+            self.model = SentenceTransformer(str(folder), device="cpu")
+        getter = getattr(self.model, "get_embedding_dimension", None)
+        dim = getter() if getter else self.model.get_sentence_embedding_dimension()
+        self.dim = int(dim) if dim else int(self.encode(["dimension probe"]).shape[1])
+        self.max_len = int(self.model.max_seq_length or 0)  # 0: the library did not say
+
+    def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        """One unit-length row per text, in order."""
+        return np.asarray(self.model.encode(
+            texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True,
+            show_progress_bar=False), dtype=np.float32)
