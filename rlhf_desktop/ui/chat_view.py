@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QKeyEvent
+from PySide6.QtGui import QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QFrame,
     QGridLayout,
@@ -42,23 +43,37 @@ NOT_READY = "ranking when the reward model is ready…"
 
 
 class Composer(QPlainTextEdit):
-    """The message box: Enter or Ctrl+Enter sends, Shift+Enter adds a line."""
+    """The message box: Enter or Ctrl+Enter sends, Shift+Enter adds a line.
+
+    While it is empty, 1–9 pick on a turn still waiting for a pick (``pick_hook`` says
+    whether it took the key), and Ctrl+Z with no typing to undo undoes the last pick.
+    """
 
     send_requested = Signal()
+    undo_pick_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("composer")
         self.setPlaceholderText("Message — Ctrl+Enter (or Enter) sends, Shift+Enter adds a line")
         self.setTabChangesFocus(True)
+        self.pick_hook: Callable[[int], bool] | None = None
         self.document().documentLayout().documentSizeChanged.connect(self._fit)
         self._fit()
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
-        """Send on Enter / Ctrl+Enter."""
+        """Send on Enter / Ctrl+Enter; digits and Ctrl+Z as the class says."""
         if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not (
                 event.modifiers() & Qt.KeyboardModifier.ShiftModifier):
             self.send_requested.emit()
+            return
+        if event.matches(QKeySequence.StandardKey.Undo) and not self.document().isUndoAvailable():
+            self.undo_pick_requested.emit()
+            return
+        text = event.text()
+        plain = not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
+        if (plain and text in tuple("123456789") and not self.toPlainText()
+                and self.pick_hook is not None and self.pick_hook(int(text))):
             return
         super().keyPressEvent(event)
 
@@ -118,6 +133,8 @@ class ChatView(QWidget):
 
         self.composer = Composer()
         self.composer.send_requested.connect(self.send_from_composer)
+        self.composer.undo_pick_requested.connect(self.undo_pick)
+        self.composer.pick_hook = self._digit_in_empty_composer
         self.send_button = QPushButton("Send")
         self.send_button.setObjectName("primary")
         self.send_button.setToolTip("Send (Ctrl+Enter)")
@@ -407,6 +424,16 @@ class ChatView(QWidget):
         card = widget.card_at(key - 1)
         if card is not None:
             self.pick(widget, card.index)
+
+    def _digit_in_empty_composer(self, key: int) -> bool:
+        """A digit typed into the empty message box picks while the last turn awaits a
+        pick; once picked, digits type (a message may start with one)."""
+        widget = self.widgets[-1] if self.widgets else None
+        if (widget is None or widget is self._current or widget.turn is None
+                or widget.turn.chosen_candidate_id is not None or widget.card_at(key - 1) is None):
+            return False
+        self.pick_key(key)
+        return True
 
     def pick(self, widget: TurnWidget, index: int) -> None:
         """Record a thumbs-up on candidate ``index`` of ``widget``'s turn."""

@@ -240,3 +240,37 @@ def test_errors_retry_and_stop_keep_partial_text(loop: asyncio.AbstractEventLoop
             run(loop, scenario())
         finally:
             run(loop, window.shutdown())
+
+
+def test_keys_in_the_empty_message_box_pick_and_undo(
+        loop: asyncio.AbstractEventLoop, qtbot: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new user's path: the message box has the focus after sending and after a pick."""
+    with AzureServer(api_key=AZURE_KEY, deployment="gpt-test", reply_length=20,
+                     chunk_delay_s=0.001) as server:
+        for name, value in server.environment().items():
+            monkeypatch.setenv(name, value)
+        window = make_window(candidates_per_turn=3, max_tokens=32)
+        qtbot.addWidget(window)  # type: ignore[attr-defined]
+        chat, repo = window.chat, window.backend.repo
+
+        async def flow() -> None:
+            await window.start()
+            await send(window, "Name a colour.")
+            await wait_until(lambda: not chat.generating, 30, "the turn")
+            composer = chat.composer
+            composer.setFocus()
+            QTest.keyClick(composer, Qt.Key.Key_2)  # empty box, turn awaiting a pick: picks
+            assert repo.count_labels() == 1 and composer.toPlainText() == ""
+            composer.setFocus()
+            QTest.keyClick(composer, Qt.Key.Key_3)  # picked already: a message may start so
+            assert composer.toPlainText() == "3" and repo.count_labels() == 1
+            QTest.keyClick(composer, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+            assert composer.toPlainText() == "" and repo.count_labels() == 1  # undid typing
+            QTest.keyClick(composer, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+            assert repo.count_labels() == 0  # nothing typed to undo: undid the pick
+            assert chat.widgets[-1].turn.chosen_candidate_id is None
+
+        try:
+            run(loop, flow())
+        finally:
+            run(loop, window.shutdown())
