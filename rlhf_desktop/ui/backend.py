@@ -36,6 +36,21 @@ KIND_NAMES = {
 }
 
 
+EARLY_LABELS = 20
+
+
+def accuracy_text(version: ModelVersion) -> str:
+    """Its cross-validated accuracy, marked as an early estimate while labels are few.
+
+    With 5 labels the folds hold three pairs each, so the figure swings far either side
+    of 50 % (a new user saw 27 % after 5 picks and took the model for broken)."""
+    acc = version.cv_accuracy
+    if acc is None:
+        return "n/a"
+    early = f" (early estimate, {version.labels} labels)" if version.labels < EARLY_LABELS else ""
+    return f"{acc * 100:.0f} %{early}"
+
+
 def retrain_text(status: RetrainStatus, latest: ModelVersion | None) -> str:
     """The status-bar text: training progress, or the model and labels to the next run."""
     if status.running:
@@ -45,9 +60,8 @@ def retrain_text(status: RetrainStatus, latest: ModelVersion | None) -> str:
         return f"Training the reward model…{pct}{stage}{queued}"
     parts = []
     if latest is not None:
-        acc = latest.cv_accuracy
-        acc_text = "n/a" if acc is None else f"{acc * 100:.0f} %"
-        parts.append(f"model v{latest.version} · CV accuracy {acc_text} · {latest.pairs} pairs")
+        parts.append(f"model v{latest.version} · CV accuracy {accuracy_text(latest)} · "
+                     f"{latest.pairs} pairs")
     else:
         parts.append("reward model untrained")
     parts.append(f"{min(status.labels_since, status.every)}/{status.every} labels to next "

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from rlhf_desktop.domain import ModelVersion
 from rlhf_desktop.services.retraining import RetrainStatus
-from rlhf_desktop.ui.backend import Backend
+from rlhf_desktop.ui.backend import EARLY_LABELS, Backend
 
 ACCENT = QColor("#2f81f7")
 
@@ -64,6 +64,7 @@ class ModelView(QWidget):
         self.version_value, self.accuracy_value = boxes[0][1], boxes[1][1]
         self.agree_value, self.labels_value = boxes[2][1], boxes[3][1]
         self.agree_caption = boxes[2][2]
+        self.accuracy_caption = boxes[1][2]
         self.train_button = QPushButton("Train now")
         self.train_button.setObjectName("primary")
         self.train_button.setToolTip("Train a new reward-model version on every stored pair")
@@ -145,10 +146,15 @@ class ModelView(QWidget):
         if latest is None:
             self.version_value.setText("untrained")
             self.accuracy_value.setText("–")
+            self.accuracy_caption.setText("cross-validated pairwise accuracy")
         else:
             self.version_value.setText(f"v{latest.version}")
             acc = latest.cv_accuracy
             self.accuracy_value.setText("n/a" if acc is None else f"{acc * 100:.0f} %")
+            self.accuracy_caption.setText(
+                "cross-validated pairwise accuracy" + (
+                    f" · early estimate: noisy under {EARLY_LABELS} labels"
+                    if latest.labels < EARLY_LABELS else ""))
         rate, n = repo.agreement_rate(50)
         if rate is None:
             self.agree_value.setText("–")
@@ -171,7 +177,7 @@ class ModelView(QWidget):
         line.setPen(QPen(ACCENT, 2))
         dots.setColor(ACCENT)
         dots.setMarkerSize(8)
-        max_x = 10.0
+        max_x, low = 10.0, 30.0
         for v in versions:
             if v.cv_accuracy is None:
                 continue
@@ -179,6 +185,7 @@ class ModelView(QWidget):
             line.append(point)
             dots.append(point)
             max_x = max(max_x, float(v.labels) * 1.1)
+            low = min(low, 10.0 * (v.cv_accuracy * 10 // 1))  # every point stays on the chart
         chance.append(0, 50)
         chance.append(max_x, 50)
         chance.setPen(QPen(QColor("#8b949e"), 1, Qt.PenStyle.DashLine))
@@ -188,8 +195,8 @@ class ModelView(QWidget):
         x.setRange(0, max_x)
         x.applyNiceNumbers()
         y.setTitleText("CV accuracy %  (dashed: chance)")
-        y.setRange(30, 100)
-        y.setTickCount(8)
+        y.setRange(low, 100)
+        y.setTickCount(int((100 - low) // 10) + 1)
         y.setLabelFormat("%d")
         chart.addAxis(x, Qt.AlignmentFlag.AlignBottom)
         chart.addAxis(y, Qt.AlignmentFlag.AlignLeft)

@@ -147,6 +147,8 @@ def test_dataset_model_scrolls_100k_lazily(loop: asyncio.AbstractEventLoop, qtbo
 
 def test_model_view_shows_versions_and_agreement(loop: asyncio.AbstractEventLoop,
                                                  qtbot: object) -> None:
+    from PySide6.QtCore import Qt
+
     backend = Backend(provider=None)
     for v, labels, acc in ((1, 5, 0.55), (2, 10, 0.61)):
         backend.repo.record_model_version(ModelVersion(
@@ -161,7 +163,19 @@ def test_model_view_shows_versions_and_agreement(loop: asyncio.AbstractEventLoop
     assert view.accuracy_value.text() == "61 %"
     assert view.table.rowCount() == 2
     assert len(view.curve_chart.series()) == 3
-    assert "model v2 · CV accuracy 61 % · 30 pairs" in view.train_status.text()
+    # 10 labels: the figure is marked as early (it swings widely with a handful of pairs).
+    assert ("model v2 · CV accuracy 61 % (early estimate, 10 labels) · 30 pairs"
+            in view.train_status.text())
+    assert "early estimate" in view.accuracy_caption.text()
+    backend.repo.record_model_version(ModelVersion(
+        version=3, created_at=1_700_000_003.0, path="/nowhere",
+        metrics={"cv_accuracy": 0.27, "pairs": 75, "labels": 25}, pairs=75, labels=25))
+    backend.latest = backend.repo.latest_model_version()
+    view.refresh()
+    assert "model v3 · CV accuracy 27 % · 75 pairs" in view.train_status.text()
+    assert "early" not in view.accuracy_caption.text()
+    y_axis = view.curve_chart.axes(Qt.Orientation.Vertical)[0]
+    assert y_axis.min() <= 27  # a point below chance is on the chart, not clipped
     run(loop, backend.aclose())
 
 
