@@ -14,6 +14,7 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
+from PySide6.QtGui import QTextDocument
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -178,6 +179,8 @@ class DatasetView(QWidget):
 
         self.detail = QTextBrowser()
         self.detail.setObjectName("pairDetail")
+        self.detail.setPlaceholderText(
+            "Select a pair to read its prompt and both replies in full.")
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.table)
         splitter.addWidget(self.detail)
@@ -213,10 +216,8 @@ class DatasetView(QWidget):
             self.detail.clear()
             return
         p = self.backend.repo.get_pair(ids[0])
-        prompt = "\n\n".join(f"**{m.role}:** {m.content}" for m in p.prompt)
-        reason = f"\n\n**Reason:** {p.reason}" if p.reason else ""
-        self.detail.setMarkdown(f"{prompt}\n\n---\n\n**Chosen:**\n\n{p.chosen}\n\n---\n\n"
-                                f"**Rejected:**\n\n{p.rejected}{reason}")
+        self.detail.document().setMarkdown(
+            pair_markdown(p), QTextDocument.MarkdownFeature.MarkdownNoHTML)
 
     def delete_selected(self, confirm: bool = True) -> int:
         """Delete the selected pairs after confirmation. Returns how many were deleted."""
@@ -269,3 +270,18 @@ class DatasetView(QWidget):
             self._update_count()
         self.count_label.setText(f"Exported {count:,} pairs to {path}")
         return count
+
+
+def pair_markdown(p: PreferencePair) -> str:
+    """The detail pane: what was asked, the two replies, then the earlier conversation.
+
+    Reply text is shown as Markdown with HTML off (a reply is data, never markup)."""
+    asked = p.prompt[-1].content if p.prompt else ""
+    parts = [f"**Prompt:** {asked}", f"**Chosen:**\n\n{p.chosen}",
+             f"**Rejected:**\n\n{p.rejected}"]
+    if p.reason:
+        parts.append(f"**Reason:** {p.reason}")
+    if len(p.prompt) > 1:
+        earlier = "\n\n".join(f"**{m.role}:** {m.content}" for m in p.prompt[:-1])
+        parts.append(f"*Earlier in the conversation:*\n\n{earlier}")
+    return "\n\n---\n\n".join(parts)

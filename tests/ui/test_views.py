@@ -306,3 +306,22 @@ def test_ctrl_q_quits_and_long_titles_do_not_scroll_sideways(
 
     run(loop, quit_by_keyboard())
     assert not window.isVisible()
+
+
+def test_dataset_detail_leads_with_the_prompt_and_both_replies(
+        loop: asyncio.AbstractEventLoop, qtbot: object) -> None:
+    backend = Backend(provider=None)
+    backend.repo.add_pairs([PreferencePair(
+        prompt=(Message("user", "How do I boil an egg?"), Message("assistant", "Nine minutes."),
+                Message("user", "Tell me a fun fact about cats")),
+        chosen="Cats sleep <b>16 hours</b> a day.", rejected="Dogs.", reason="true and fun")])
+    view = DatasetView(backend)
+    qtbot.addWidget(view)  # type: ignore[attr-defined]
+    assert "Select a pair" in view.detail.placeholderText()
+    view.table.selectRow(0)
+    text = view.detail.toPlainText()
+    order = [text.index(s) for s in ("Tell me a fun fact about cats", "Cats sleep",
+                                     "Dogs.", "true and fun", "How do I boil an egg?")]
+    assert order == sorted(order), text  # the pair first, the earlier turns last
+    assert "<b>16 hours</b>" in text  # reply HTML is shown as text, not rendered
+    run(loop, backend.aclose())
