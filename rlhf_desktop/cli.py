@@ -249,7 +249,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                f"{report.duplicates} already stored, {len(report.errors)} bad lines")
     if args.dry_run:
         print(f"dry run: {summary}; {new} would be imported")
-        return 1 if report.errors else 0
+        return 1 if report.errors and not args.skip_bad else 0
     if report.errors and not args.skip_bad:
         print(f"{summary}.\nNothing was imported because {len(report.errors)} lines are bad "
               f"(listed above). Fix them, or run again with --skip-bad to import the "

@@ -62,10 +62,18 @@ def test_data_dir_flag_redirects_everything(tmp_path):
 
 def test_bad_import_exits_nonzero_with_line_numbers(tmp_path):
     src = tmp_path / "bad.jsonl"
-    src.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\nnot json\n')
+    src.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\nnot json\n'
+                   '{"prompt": "q", "chosen": "a", "rejected": "c"\n')
     proc = cli("import", str(src), check=False)
     assert proc.returncode == 2
     assert "bad.jsonl:2:" in proc.stderr and "--skip-bad" in proc.stderr
+    assert "bad.jsonl:3: not valid JSON: Expecting ',' delimiter at the end of the line" \
+        in proc.stderr  # not "column 1" of a line after the newline
+    assert json.loads(cli("stats", "--json").stdout)["pairs"] == 0
+    # A dry run is a check: it fails on bad lines unless --skip-bad says they may be skipped.
+    assert cli("import", str(src), "--dry-run", check=False).returncode == 1
+    dry = cli("import", str(src), "--dry-run", "--skip-bad")
+    assert "1 would be imported" in dry.stdout
     assert json.loads(cli("stats", "--json").stdout)["pairs"] == 0
     assert cli("import", str(src), "--skip-bad").returncode == 0
     assert json.loads(cli("stats", "--json").stdout)["pairs"] == 1

@@ -175,10 +175,13 @@ def parse_lines(raw_lines: Iterable[bytes], max_line_bytes: int = 0) -> ParsedFi
             continue
         if not text.strip():
             continue
+        text = text.rstrip("\r\n")  # a column past the newline would point at nothing
         try:
             record = json.loads(text)
         except json.JSONDecodeError as exc:
-            errors.append(LineError(number, f"not valid JSON: {exc.msg} at column {exc.colno}"))
+            where = ("at the end of the line (is a closing } or \" missing?)"
+                     if exc.pos >= len(text.rstrip()) else f"at column {exc.colno}")
+            errors.append(LineError(number, f"not valid JSON: {exc.msg} {where}"))
             continue
         try:
             pairs.append(parse_record(record))

@@ -81,8 +81,10 @@ QPlainTextEdit#composer:focus {{ border-color: {c.accent}; }}
 QPushButton {{ padding: 6px 14px; border-radius: 7px; border: 1px solid {c.border};
     background: {c.surface}; }}
 QPushButton:hover {{ border-color: {c.accent}; }}
+QPushButton:disabled {{ color: {c.muted}; background: {c.surface_alt}; border-color: {c.border}; }}
 QPushButton#primary, QPushButton#newChat {{ background: {c.accent}; color: {c.accent_text};
     border: none; font-weight: 600; }}
+QPushButton#primary:disabled {{ background: {c.surface_alt}; color: {c.muted}; }}
 QPushButton#chip {{ text-align: left; padding: 12px 14px; border-radius: 10px;
     background: {c.surface}; font-size: 13px; }}
 QPushButton#chip:hover {{ border-color: {c.accent}; background: {c.bubble}; }}
