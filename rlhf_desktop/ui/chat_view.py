@@ -42,6 +42,13 @@ EXAMPLES: tuple[tuple[str, str], ...] = (
 NOT_READY = "ranking when the reward model is ready…"
 
 
+def pick_digit(event: QKeyEvent) -> int | None:
+    """1–9 typed without modifiers (keypad included): the card to pick; else None."""
+    text = event.text()
+    plain = not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
+    return int(text) if plain and text in tuple("123456789") else None
+
+
 class Composer(QPlainTextEdit):
     """The message box: Enter or Ctrl+Enter sends, Shift+Enter adds a line.
 
@@ -70,10 +77,9 @@ class Composer(QPlainTextEdit):
         if event.matches(QKeySequence.StandardKey.Undo) and not self.document().isUndoAvailable():
             self.undo_pick_requested.emit()
             return
-        text = event.text()
-        plain = not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
-        if (plain and text in tuple("123456789") and not self.toPlainText()
-                and self.pick_hook is not None and self.pick_hook(int(text))):
+        digit = pick_digit(event)
+        if (digit is not None and not self.toPlainText()
+                and self.pick_hook is not None and self.pick_hook(digit)):
             return
         super().keyPressEvent(event)
 
@@ -482,8 +488,9 @@ class ChatView(QWidget):
         other typing anywhere in the chat goes to the message box."""
         text = event.text()
         plain = not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
-        if plain and text in tuple("123456789"):
-            self.pick_key(int(text))
+        digit = pick_digit(event)
+        if digit is not None:
+            self.pick_key(digit)
             return
         if plain and event.key() == Qt.Key.Key_Escape:
             self.stop()

@@ -169,10 +169,7 @@ class ModelView(QWidget):
         self._fill_table(versions)
 
     def _fill_curve(self, versions: list[ModelVersion]) -> None:
-        chart = self.curve_chart
-        chart.removeAllSeries()
-        for axis in chart.axes():
-            chart.removeAxis(axis)
+        chart = _cleared(self.curve_chart)
         line, dots, chance = QLineSeries(), QScatterSeries(), QLineSeries()
         line.setPen(QPen(ACCENT, 2))
         dots.setColor(ACCENT)
@@ -206,10 +203,7 @@ class ModelView(QWidget):
             series.attachAxis(y)
 
     def _fill_labels(self, times: list[float]) -> None:
-        chart = self.labels_chart
-        chart.removeAllSeries()
-        for axis in chart.axes():
-            chart.removeAxis(axis)
+        chart = _cleared(self.labels_chart)
         series = QLineSeries()
         series.setPen(QPen(QColor("#3fb950"), 2))
         step = max(1, len(times) // 2000)  # keep the chart light for big imports
@@ -243,3 +237,11 @@ class ModelView(QWidget):
                      str(v.labels), str(v.pairs), "n/a" if acc is None else f"{acc * 100:.1f} %"]
             for col, text in enumerate(cells):
                 self.table.setItem(row, col, QTableWidgetItem(text))
+
+
+def _cleared(chart: QChart) -> QChart:
+    """``chart`` without its series and axes, ready to be filled again."""
+    chart.removeAllSeries()
+    for axis in chart.axes():
+        chart.removeAxis(axis)
+    return chart
