@@ -478,3 +478,31 @@ class Repository(PairQueries):
             "model_version": None if latest is None else latest.version,
             "model_metrics": None if latest is None else latest.metrics,
         }
+
+    def put_candidate(self, turn_id: int, cand: Candidate) -> Candidate:
+        """Replace the candidate at ``cand.index`` of a turn (or add it when the turn has
+        none there), keeping its id; score and model version are cleared with the text.
+
+        Refused while the turn has a pick: its pairs hold the old text. Fills in
+        ``cand.id`` and ``cand.turn_id``.
+        """
+        with self.transaction() as c:
+            if c.execute("SELECT 1 FROM labels WHERE turn_id = ? AND source = 'pick'",
+                         (turn_id,)).fetchone() is not None:
+                raise StorageError("this turn has a pick; undo it before replacing a reply")
+            row = c.execute("SELECT id FROM candidates WHERE turn_id = ? AND idx = ?",
+                            (turn_id, cand.index)).fetchone()
+            cand.turn_id = turn_id
+            cand.score = cand.model_version = None
+            if row is None:
+                cand.id = self._insert_candidate(c, turn_id, cand)
+                return cand
+            c.execute(
+                "UPDATE candidates SET text = ?, finish_reason = ?, latency_s = ?, ttft_s = ?,"
+                " prompt_tokens = ?, completion_tokens = ?, score = NULL,"
+                " model_version = NULL, error = ? WHERE id = ?",
+                (cand.text, cand.finish_reason, cand.latency_s, cand.ttft_s, cand.prompt_tokens,
+                 cand.completion_tokens, cand.error, row[0]),
+            )
+            cand.id = int(row[0])
+        return cand

@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
+    QPushButton,
     QSizePolicy,
     QTextBrowser,
     QToolButton,
@@ -91,10 +92,32 @@ def badge(text: str, role: str, parent: QWidget | None = None) -> QLabel:
     return label
 
 
+def failed(c: Candidate) -> bool:
+    """A reply that failed or came back empty (nothing to pick)."""
+    return bool(c.error) or (not c.text.strip() and c.finish_reason != "cancelled")
+
+
+def _action(text: str, tip: str) -> QPushButton:
+    button = QPushButton(text)
+    button.setObjectName("cardAction")
+    button.setFlat(True)
+    button.setToolTip(tip)
+    button.setCursor(Qt.CursorShape.PointingHandCursor)
+    return button
+
+
 class CandidateCard(QFrame):
-    """A reply card. ``pick_clicked`` carries the candidate index."""
+    """A reply card. Its signals carry the candidate index.
+
+    Streaming, it has a Stop button; finished, Copy (the whole reply as Markdown) and
+    Regenerate (this reply only). A failed reply shows a short "Failed" and, when
+    ``reason_on_card``, its reason (else the turn shows the reason once).
+    """
 
     pick_clicked = Signal(int)
+    stop_clicked = Signal(int)
+    regenerate_clicked = Signal(int)
+    copied = Signal(int)
 
     def __init__(self, index: int, renderer: MarkdownRenderer,
                  parent: QWidget | None = None) -> None:
@@ -104,6 +127,7 @@ class CandidateCard(QFrame):
         self.text = ""
         self._rendered = ""
         self.position = index
+        self.reason_on_card = True
         self.setObjectName("card")
         self.setProperty("state", "streaming")
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
@@ -130,6 +154,18 @@ class CandidateCard(QFrame):
         self.footer = QLabel("")
         self.footer.setObjectName("cardFooter")
         self.footer.setWordWrap(True)
+        self.stop_button = _action("Stop", "Stop this reply and keep what it wrote so far "
+                                   "(Esc stops every reply)")
+        self.stop_button.clicked.connect(lambda: self.stop_clicked.emit(self.index))
+        self.copy_button = _action("Copy", "Copy the whole reply (Markdown) to the clipboard")
+        self.copy_button.clicked.connect(self.copy)
+        self.regen_button = _action("Regenerate", "Ask again for this reply only")
+        self.regen_button.clicked.connect(lambda: self.regenerate_clicked.emit(self.index))
+        actions = QHBoxLayout()
+        actions.setSpacing(4)
+        actions.addWidget(self.footer, 1)
+        for b in (self.stop_button, self.copy_button, self.regen_button):
+            actions.addWidget(b, 0, Qt.AlignmentFlag.AlignBottom)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(14, 10, 14, 10)
@@ -137,7 +173,7 @@ class CandidateCard(QFrame):
         layout.addLayout(head)
         layout.addWidget(self.body)
         layout.addStretch(1)
-        layout.addWidget(self.footer)
+        layout.addLayout(actions)
 
         self._render_timer = QTimer(self)
         self._render_timer.setSingleShot(True)
@@ -146,6 +182,7 @@ class CandidateCard(QFrame):
         self.set_position(index)
         self.refresh_badges()
         self.footer.setText("waiting…")
+        self.set_streaming(True)
 
     # ------------------------------------------------------------------ content
 
@@ -166,15 +203,47 @@ class CandidateCard(QFrame):
         self.candidate = candidate
         self._render_timer.stop()
         shown = candidate.text
-        if candidate.error and not candidate.text.strip():
-            shown = f"*{candidate.error}*"
+        if not candidate.text.strip():
+            shown = self._empty_text(candidate)
         if shown != self._rendered:
             self.body.set_markdown_text(shown)
             self._rendered = shown
         self.text = candidate.text
         self.footer.setText(self._footer_text(candidate))
         self.pick_button.setEnabled(bool(candidate.text.strip()) and candidate.id is not None)
+        self.copy_button.setEnabled(bool(candidate.text.strip()))
         self.refresh_badges()
+
+    def _empty_text(self, c: Candidate) -> str:
+        if c.finish_reason == "cancelled":
+            return "*Stopped before any text arrived.*"
+        if not c.error:
+            return "**Failed:** the reply came back empty."
+        if self.reason_on_card:
+            return f"**Failed:** {c.error}"
+        return "**Failed** — the reason is shown below the replies."
+
+    def set_reason_on_card(self, on_card: bool) -> None:
+        """Whether a failed card shows its reason (False: the turn shows it once)."""
+        if on_card != self.reason_on_card:
+            self.reason_on_card = on_card
+            if self.candidate is not None:
+                self._rendered = ""
+                self.set_candidate(self.candidate)
+
+    def copy(self) -> None:
+        """The whole reply, as plain Markdown text, to the clipboard."""
+        text = self.candidate.text if self.candidate is not None else self.text
+        if text:
+            QGuiApplication.clipboard().setText(text)
+            self.copy_button.setText("Copied ✓")
+            QTimer.singleShot(1500, lambda: self.copy_button.setText("Copy"))
+            self.copied.emit(self.index)
+
+    def set_regenerate(self, allowed: bool, why: str = "") -> None:
+        """Enable this card's Regenerate (``why`` says why not, in its tooltip)."""
+        self.regen_button.setEnabled(allowed)
+        self.regen_button.setToolTip("Ask again for this reply only" if allowed else why)
 
     @staticmethod
     def _footer_text(c: Candidate) -> str:
@@ -187,6 +256,8 @@ class CandidateCard(QFrame):
                  "content_filter": "stopped by the content filter", "error": "failed"}
         if c.finish_reason in notes:
             parts.append(notes[c.finish_reason or ""])
+        elif failed(c):
+            parts.append("failed")
         if c.error and c.text.strip():
             parts.append(c.error)
         return " · ".join(parts)
@@ -230,9 +301,24 @@ class CandidateCard(QFrame):
         _repolish(self)
 
     def set_streaming(self, streaming: bool) -> None:
-        """Card look while its text streams."""
+        """Card look and buttons while its text streams."""
         self.setProperty("state", "streaming" if streaming else "done")
+        self.stop_button.setVisible(streaming)
+        self.stop_button.setEnabled(True)
+        self.copy_button.setVisible(not streaming)
+        self.regen_button.setVisible(not streaming)
+        if streaming:
+            self.footer.setText("waiting…" if not self.text else "streaming…")
         _repolish(self)
+
+    def restart(self) -> None:
+        """Streams again from nothing (this reply is being regenerated)."""
+        self.text = ""
+        self._rendered = ""
+        self._render_timer.stop()
+        self.body.set_markdown_text("")
+        self.pick_button.setEnabled(False)
+        self.set_streaming(True)
 
 
 def _repolish(widget: QWidget) -> None:

@@ -172,14 +172,15 @@ class MainWindow(QMainWindow):
         add(QKeySequence.StandardKey.New, self.new_chat)  # Ctrl+N
         add("Ctrl+R", self.chat.regenerate)
         add(QKeySequence.StandardKey.Find, self.focus_search)  # Ctrl+F
-        add(QKeySequence.StandardKey.Undo, self.chat.undo_pick)  # Ctrl+Z
+        add(QKeySequence.StandardKey.Undo, self.chat.undo_pick)  # Ctrl+Z outside text fields
+        add("Alt+Z", self.chat.undo_pick)  # undo the last pick, wherever the focus is
         add("Esc", self.chat.stop)
         add("Ctrl+,", self.open_settings)
         add("Ctrl+Q", self.close)  # StandardKey.Quit is empty outside GNOME/KDE themes
         for page in range(3):
             add(f"Ctrl+{page + 1}", lambda p=page: self.show_page(p))
-        for key in range(1, 10):
-            add(str(key), lambda k=key: self._pick_key(k))
+        for key in range(1, 10):  # plain 1…9 pick only on the turns (ChatView.keyPressEvent)
+            add(f"Alt+{key}", lambda k=key: self._pick_key(k))
 
     # ------------------------------------------------------------------ start & close
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, Qt, Signal
-from PySide6.QtGui import QKeyEvent
+from PySide6.QtGui import QKeyEvent, QResizeEvent
 from PySide6.QtWidgets import (
     QFrame,
     QGridLayout,
@@ -16,9 +16,12 @@ from PySide6.QtWidgets import (
 )
 
 from rlhf_desktop.domain import Candidate, Message, Turn
-from rlhf_desktop.services.chat import ranked
-from rlhf_desktop.ui.cards import CandidateCard, MarkdownView
+from rlhf_desktop.services.chat import failed_indices, ranked
+from rlhf_desktop.ui.cards import CandidateCard
 from rlhf_desktop.ui.markdown_render import MarkdownRenderer
+from rlhf_desktop.ui.user_bubble import UserBubble
+
+TWO_COLUMNS_WIDTH = 640
 
 
 class ReasonEdit(QLineEdit):
@@ -48,6 +51,10 @@ class TurnWidget(QFrame):
     pick_requested = Signal(object, int)  # (TurnWidget, candidate index)
     retry_requested = Signal(object)
     reason_done = Signal(object, object)  # (TurnWidget, str | None); None: skipped
+    stop_requested = Signal(object, int)  # stop one reply
+    regenerate_requested = Signal(object, int)  # regenerate one reply
+    copied = Signal(object, int)
+    undo_requested = Signal(object)
 
     def __init__(self, prompt: str, n: int, renderer: MarkdownRenderer,
                  parent: QWidget | None = None) -> None:
@@ -60,24 +67,26 @@ class TurnWidget(QFrame):
         self.rerank_count = 0
         self.messages: list[Message] = []
         self.retry_action = "retry"
+        self.regenerating: set[int] = set()  # replies streaming again (no pick meanwhile)
+        self.undoable = False  # this turn holds the pick that Alt+Z undoes
+        self.columns = 2
 
-        bubble = QFrame()
-        bubble.setObjectName("userBubble")
-        bubble_layout = QVBoxLayout(bubble)
-        bubble_layout.setContentsMargins(14, 8, 14, 8)
-        who = QLabel("You")
-        who.setObjectName("who")
-        self.prompt_view = MarkdownView(renderer)
-        self.prompt_view.set_markdown_text(prompt)
-        bubble_layout.addWidget(who)
-        bubble_layout.addWidget(self.prompt_view)
+        self.bubble = UserBubble(prompt, renderer)
+        self.prompt_view = self.bubble.view
         user_row = QHBoxLayout()
         user_row.addStretch(1)
-        user_row.addWidget(bubble, 4)
+        user_row.addWidget(self.bubble, 4)
 
         self.status = QLabel("")
         self.status.setObjectName("turnStatus")
         self.status.setWordWrap(True)
+        self.undo_button = QPushButton("Undo pick")
+        self.undo_button.setToolTip("Undo this pick and its preference pairs (Alt+Z)")
+        self.undo_button.clicked.connect(lambda: self.undo_requested.emit(self))
+        self.undo_button.hide()
+        status_row = QHBoxLayout()
+        status_row.addWidget(self.status, 1)
+        status_row.addWidget(self.undo_button, 0, Qt.AlignmentFlag.AlignTop)
 
         self.grid = QGridLayout()
         self.grid.setHorizontalSpacing(12)
@@ -85,9 +94,10 @@ class TurnWidget(QFrame):
 
         self.reason_row = QFrame()
         self.reason_row.setObjectName("reasonRow")
-        reason_layout = QHBoxLayout(self.reason_row)
+        reason_layout = QGridLayout(self.reason_row)
         reason_layout.setContentsMargins(10, 6, 10, 6)
         self.reason_label = QLabel("Why this one?")
+        self.reason_label.setWordWrap(True)
         self.reason_edit = ReasonEdit()
         self.reason_edit.setPlaceholderText("optional one-line reason — Enter saves, Esc skips")
         self.reason_edit.returnPressed.connect(self._save_reason)
@@ -97,9 +107,10 @@ class TurnWidget(QFrame):
         skip = QPushButton("Skip")
         skip.setFlat(True)
         skip.clicked.connect(self._skip_reason)
-        for w in (self.reason_label, self.reason_edit, save, skip):
-            reason_layout.addWidget(w)
-        reason_layout.setStretch(1, 1)
+        reason_layout.addWidget(self.reason_label, 0, 0, 1, 3)
+        for col, w in enumerate((self.reason_edit, save, skip)):
+            reason_layout.addWidget(w, 1, col)
+        reason_layout.setColumnStretch(0, 1)
         self.reason_row.hide()
 
         self.error_row = QFrame()
@@ -119,7 +130,7 @@ class TurnWidget(QFrame):
         layout.setContentsMargins(0, 8, 0, 8)
         layout.setSpacing(8)
         layout.addLayout(user_row)
-        layout.addWidget(self.status)
+        layout.addLayout(status_row)
         layout.addLayout(self.grid)
         layout.addWidget(self.reason_row)
         layout.addWidget(self.error_row)
@@ -138,6 +149,10 @@ class TurnWidget(QFrame):
             if index not in self.cards:
                 card = CandidateCard(index, self.renderer)
                 card.pick_clicked.connect(lambda i: self.pick_requested.emit(self, i))
+                card.stop_clicked.connect(lambda i: self.stop_requested.emit(self, i))
+                card.regenerate_clicked.connect(
+                    lambda i: self.regenerate_requested.emit(self, i))
+                card.copied.connect(lambda i: self.copied.emit(self, i))
                 self.cards[index] = card
         self.order = sorted(self.cards)
         self._layout_cards()
@@ -145,13 +160,21 @@ class TurnWidget(QFrame):
     def _layout_cards(self) -> None:
         for card in self.cards.values():
             self.grid.removeWidget(card)
-        columns = 1 if len(self.cards) < 2 else 2
+        columns = 1 if len(self.cards) < 2 else self.columns
         for position, index in enumerate(self.order):
             card = self.cards[index]
             card.set_position(position)
             self.grid.addWidget(card, position // columns, position % columns)
         for col in range(2):
             self.grid.setColumnStretch(col, 1 if col < columns else 0)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        """Cards side by side when there is room, else one under the other."""
+        super().resizeEvent(event)
+        columns = 2 if event.size().width() >= TWO_COLUMNS_WIDTH else 1
+        if columns != self.columns:
+            self.columns = columns
+            self._layout_cards()
 
     def ordered_cards(self) -> list[CandidateCard]:
         """Cards in display order (the key that picks a card is its position + 1)."""
@@ -173,8 +196,14 @@ class TurnWidget(QFrame):
         """Candidate ``index`` finished."""
         card = self.cards.get(index)
         if card is not None:
-            card.set_candidate(candidate)
             card.set_streaming(False)
+            card.set_candidate(candidate)
+
+    def on_restart(self, index: int) -> None:
+        """Candidate ``index`` streams again from nothing."""
+        card = self.cards.get(index)
+        if card is not None:
+            card.restart()
 
     def set_status(self, text: str) -> None:
         """The line above the cards."""
@@ -190,6 +219,7 @@ class TurnWidget(QFrame):
             self.cards[cand.index].set_candidate(cand)
         self.apply_order()
         self.mark_pick(turn.chosen_candidate_id)
+        self.show_failures()
 
     def is_ranked(self) -> bool:
         """Whether a trained reward model scored the candidates."""
@@ -221,9 +251,19 @@ class TurnWidget(QFrame):
         if self.turn is None:
             return
         n = len(self.cards)
-        keys = f"1–{min(n, 9)}" if n > 1 else "1"
+        keys = f"Alt+1–{min(n, 9)}" if n > 1 else "Alt+1"
+        bad = len(failed_indices(self.turn))
         if self.turn.chosen_candidate_id is not None:
-            text = "You picked a reply · it continues the conversation · Ctrl+Z undoes the pick"
+            text = "You picked a reply · it continues the conversation"
+            if self.undoable:
+                text += " · Alt+Z undoes the pick"
+        elif self.regenerating:
+            text = "Regenerating… (Esc stops)"
+        elif n and bad >= n:
+            text = (f"All {n} replies failed · nothing to pick (the reason is below)" if n > 1
+                    else "The reply failed · nothing to pick (the reason is below)")
+        elif bad and n - bad < 2:
+            text = "Only one reply came back · a pick needs two · retry the failed ones below"
         elif self.is_ranked():
             text = (f"{n} replies ranked by reward model v{self.version()} · pick the best "
                     f"(click Best or press {keys})")
@@ -231,11 +271,25 @@ class TurnWidget(QFrame):
             text = (f"{n} replies in the provider's order (the reward model has not been "
                     f"trained yet) · pick the best (click Best or press {keys})")
         self.set_status(f"{note} · {text}" if note else text)
+        self.refresh_actions()
+
+    def refresh_actions(self, busy: bool = False) -> None:
+        """Enable Regenerate on the cards and the Undo pick button from the turn's state."""
+        picked = self.turn is not None and self.turn.chosen_candidate_id is not None
+        saved = self.turn is not None and self.turn.id is not None
+        why = ("Undo the pick first (Alt+Z): its preference pairs hold this reply" if picked
+               else "Wait until the replies have finished" if busy or not saved else "")
+        for card in self.cards.values():
+            card.set_regenerate(not why and card.candidate is not None, why)
+        self.undo_button.setVisible(picked and self.undoable)
 
     # ------------------------------------------------------------------ picks
 
-    def mark_pick(self, candidate_id: int | None) -> None:
-        """Highlight the picked card (None: no pick)."""
+    def mark_pick(self, candidate_id: int | None, undoable: bool | None = None) -> None:
+        """Highlight the picked card (None: no pick); ``undoable``: Alt+Z undoes it."""
+        if undoable is not None:
+            self.undoable = undoable
+        self.undoable = self.undoable and candidate_id is not None
         if self.turn is not None:
             self.turn.chosen_candidate_id = candidate_id
         for card in self.cards.values():
@@ -273,6 +327,31 @@ class TurnWidget(QFrame):
         self.retry_button.setText(button)
         self.retry_button.setVisible(bool(button))
         self.error_row.show()
+
+    def show_failures(self) -> None:
+        """Failed replies: the reason once (here when all failed, else on each failed card)
+        and "Retry failed", which asks again for those replies only."""
+        if self.turn is None:
+            return
+        bad = failed_indices(self.turn)
+        all_failed = bool(bad) and len(bad) == len(self.turn.candidates)
+        for card in self.cards.values():
+            card.set_reason_on_card(not all_failed)
+        if not bad:
+            if self.retry_action == "retry_failed":
+                self.clear_error()
+            return
+        picked = self.turn.chosen_candidate_id is not None
+        button = "" if picked else "Retry failed" if not all_failed else "Retry"
+        if all_failed:
+            reasons = list(dict.fromkeys(c.error or "the reply came back empty"
+                                         for c in self.turn.candidates))
+            message = "\n".join(reasons)
+        else:
+            message = (f"{len(bad)} of {len(self.turn.candidates)} replies failed (the reason "
+                       "is on each). " + ("Undo the pick to retry them." if picked else
+                                          "Retry failed asks again for those only."))
+        self.show_error(message, action="retry_failed", button=button)
 
     def clear_error(self) -> None:
         """Hide the error row."""

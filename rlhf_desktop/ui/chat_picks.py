@@ -1,0 +1,237 @@
+"""What the user does with the replies of a turn: pick, give a reason, undo the pick, copy,
+regenerate one reply, retry the failed ones. Mixed into :class:`~.chat_view.ChatView`.
+
+Keys: Alt+1…9 picks anywhere in the chat view; plain 1…9 only while the focus is on the
+turns (never in the message box or another text field). Alt+Z undoes the last pick; Ctrl+Z
+in the message box only undoes typing.
+
+A turn that has a pick cannot have a reply regenerated: the pick's preference pairs hold the
+replies' texts, so the pick has to be undone first (the Regenerate buttons say so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QWidget
+
+from rlhf_desktop.providers.base import Delta, Done, Restart, StreamEvent
+from rlhf_desktop.services.chat import TurnControl, failed_indices
+from rlhf_desktop.services.labeling import Pick
+from rlhf_desktop.storage.repo import StorageError
+from rlhf_desktop.ui.backend import Backend
+from rlhf_desktop.ui.composer import Composer
+from rlhf_desktop.ui.turn_widget import TurnWidget
+
+if TYPE_CHECKING:
+    from collections.abc import Coroutine
+    from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def short(text: str, limit: int = 40) -> str:
+    """The start of a prompt, on one line, for a status message."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[:limit - 1].rstrip() + "…"
+
+
+class PickActions:
+    """Picks, undo and per-reply regeneration (state lives in the ChatView)."""
+
+    backend: Backend
+    widgets: list[TurnWidget]
+    composer: Composer
+    _picks: dict[int, Pick]
+    _pick_order: list[int]  # turn ids, the last is what Alt+Z undoes
+    _current: TurnWidget | None
+    _control: TurnControl | None
+
+    # provided by ChatView
+    def _say(self, text: str) -> None:
+        raise NotImplementedError
+
+    def _reveal(self, widget: QWidget) -> None:
+        raise NotImplementedError
+
+    def _start_task(self, coro: Coroutine[Any, Any, None], widget: TurnWidget) -> None:
+        raise NotImplementedError
+
+    @property
+    def generating(self) -> bool:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ picks
+
+    def pick_key(self, key: int) -> None:
+        """Alt+1…9 (or 1…9 on the turns): pick the card shown at that position in the last
+        turn."""
+        widget = self.widgets[-1] if self.widgets else None
+        if widget is None or widget is self._current:
+            return
+        card = widget.card_at(key - 1)
+        if card is not None:
+            self.pick(widget, card.index)
+
+    def pick(self, widget: TurnWidget, index: int) -> None:
+        """Record a thumbs-up on candidate ``index`` of ``widget``'s turn."""
+        turn = widget.turn
+        card = widget.cards.get(index)
+        if turn is None or card is None or card.candidate is None or card.candidate.id is None:
+            return
+        if widget.regenerating:
+            self._say("Wait for the reply being regenerated (or stop it) before picking")
+            return
+        if not card.candidate.text.strip():
+            self._say("That reply is empty or failed; pick one with text")
+            return
+        if turn.chosen_candidate_id == card.candidate.id:
+            return
+        try:
+            pick = self.backend.labeling.pick(turn, card.candidate.id)
+        except StorageError as exc:
+            self._say(str(exc))
+            return
+        self._picks[pick.turn_id] = pick
+        self._set_last_pick(pick.turn_id)
+        widget.mark_pick(card.candidate.id, undoable=True)
+        widget.ask_reason(pick.pairs)
+        self._reveal(widget.reason_row)
+        agreed = "" if pick.agreed is None else (
+            " · the model agreed" if pick.agreed else " · the model ranked another reply first")
+        self._say(f"Saved your pick: {pick.pairs} preference pairs{agreed} · Alt+Z undoes it")
+        self.backend.label_recorded()
+
+    def _set_last_pick(self, turn_id: int | None) -> None:
+        if turn_id is not None:
+            self._pick_order = [t for t in self._pick_order if t != turn_id] + [turn_id]
+        last = self._pick_order[-1] if self._pick_order else None
+        for w in self.widgets:
+            if w.turn is not None and w.turn.id is not None:
+                undoable = w.turn.id == last and w.turn.chosen_candidate_id is not None
+                if undoable != w.undoable:
+                    w.mark_pick(w.turn.chosen_candidate_id, undoable=undoable)
+
+    def _reason_done(self, widget: TurnWidget, reason: object) -> None:
+        turn = widget.turn
+        pick = self._picks.get(turn.id) if turn is not None and turn.id is not None else None
+        if pick is not None and isinstance(reason, str) and reason:
+            self.backend.labeling.set_reason(pick, reason)
+            self._say("Reason saved")
+        self.composer.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def undo_pick(self) -> None:
+        """Alt+Z (or Undo pick): undo the last pick of this session and its pairs."""
+        pick = self.backend.labeling.undo()
+        if pick is None:
+            self._say("No pick to undo")
+            return
+        self._picks.pop(pick.turn_id, None)
+        self._pick_order = [t for t in self._pick_order if t != pick.turn_id]
+        prompt = ""
+        for widget in self.widgets:
+            if widget.turn is not None and widget.turn.id == pick.turn_id:
+                widget.mark_pick(None, undoable=False)
+                prompt = widget.turn.prompt
+        self._set_last_pick(None)
+        where = f"“{short(prompt)}”" if prompt else "an earlier turn"
+        self._say(f"Undid the pick on {where} and its {pick.pairs} pairs")
+        self.backend.labels_removed()
+
+    def _undo_empty_composer(self) -> None:
+        """Ctrl+Z in the message box with no typing to undo: say what Alt+Z does."""
+        if self.backend.labeling.can_undo:
+            self._say("Nothing to undo in the message box — Alt+Z undoes the last pick")
+        else:
+            self._say("Nothing to undo in the message box")
+
+    def _undo_button(self, widget: TurnWidget) -> None:
+        if widget.undoable:
+            self.undo_pick()
+
+    # ------------------------------------------------------------------ one reply
+
+    def _copied(self, widget: TurnWidget, index: int) -> None:
+        card = widget.cards.get(index)
+        chars = len(card.candidate.text) if card is not None and card.candidate else 0
+        self._say(f"Copied the reply ({chars:,} characters) as Markdown")
+
+    def _stop_one(self, widget: TurnWidget, index: int) -> None:
+        if self._control is not None and widget is self._current:
+            self._control.stop_one(index)
+            card = widget.cards.get(index)
+            if card is not None:
+                card.stop_button.setEnabled(False)
+                card.footer.setText("stopping…")
+
+    def regenerate_reply(self, widget: TurnWidget, index: int) -> None:
+        """Ask again for reply ``index`` only (refused after a pick or while busy)."""
+        self._regenerate(widget, [index])
+
+    def retry_failed(self, widget: TurnWidget) -> None:
+        """Ask again for the failed replies of ``widget``'s turn, keeping the good ones."""
+        if widget.turn is not None:
+            self._regenerate(widget, failed_indices(widget.turn))
+
+    def _regenerate(self, widget: TurnWidget, indices: list[int]) -> None:
+        turn = widget.turn
+        if not indices or turn is None or turn.id is None:
+            return
+        if self.generating:
+            self._say("Wait until the replies have finished (Esc stops them)")
+            return
+        if turn.chosen_candidate_id is not None:
+            self._say("Undo the pick first (Alt+Z): its preference pairs hold these replies")
+            return
+        widget.regenerating = set(indices)
+        widget.clear_error()
+        for index in indices:
+            widget.on_restart(index)
+        widget.update_status()
+        self._start_task(self._run_regenerate(widget, indices), widget)
+
+    async def _run_regenerate(self, widget: TurnWidget, indices: list[int]) -> None:
+        self._control = control = TurnControl(indices)
+        chat = await self.backend.wait_provider()
+        turn = widget.turn
+        if chat is None or turn is None:
+            widget.regenerating = set()
+            if turn is not None:
+                widget.set_turn(turn)
+            widget.show_error(self.backend.provider_error or "No provider is configured.",
+                              action="retry_failed", button="")
+            return
+
+        def on_event(event: StreamEvent) -> None:
+            if isinstance(event, Delta):
+                widget.on_delta(event.index, event.text)
+            elif isinstance(event, Done):
+                widget.on_done(event.index, event.candidate)
+            elif isinstance(event, Restart):
+                widget.on_restart(event.index)
+
+        try:
+            result = await chat.regenerate(turn, indices, self.backend.sampling_params(),
+                                           control, on_event)
+        except (StorageError, OSError, RuntimeError, asyncio.CancelledError) as exc:
+            log.exception("regenerating failed")
+            widget.regenerating = set()
+            widget.set_turn(turn)
+            widget.show_error(f"The reply could not be regenerated: {exc}", button="")
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        widget.regenerating = set()
+        widget.set_turn(result.turn)
+        notes = [f"Reply {i + 1} kept: its new attempt failed ({why})"
+                 for i, why in result.kept.items()]
+        if notes:
+            self._say("; ".join(notes))
+        elif result.replaced:
+            done = len(result.replaced)
+            self._say(f"Regenerated {done} repl{'y' if done == 1 else 'ies'}")
+        if widget.error_row.isVisible():
+            self._reveal(widget.error_row)

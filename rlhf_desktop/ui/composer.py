@@ -1,0 +1,175 @@
+"""The message box and its bar: what the user types is always text.
+
+Digits typed here never pick a reply (a message may start with one; Alt+1…9 picks), and
+Ctrl+Z here only undoes typing (Alt+Z undoes the last pick). A message that obviously
+cannot fit the model's context is held back once with a warning, never lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QKeyEvent, QKeySequence, QResizeEvent
+from PySide6.QtWidgets import (
+    QBoxLayout,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from rlhf_desktop.domain import Message
+
+CHARS_PER_TOKEN = 4
+"""A rough estimate for English text; good enough to tell an obvious overflow."""
+REMOTE_CONTEXT_TOKENS = 1_048_576
+"""A generous bound for remote models, whose context size the app does not know."""
+NARROW_WIDTH = 560
+"""Below this width the buttons go under the message box instead of beside it."""
+
+
+def estimate_tokens(messages: Sequence[Message], system_prompt: str = "") -> int:
+    """About how many tokens ``messages`` take (characters / 4, plus a few per message)."""
+    chars = len(system_prompt) + sum(len(m.content) for m in messages)
+    return chars // CHARS_PER_TOKEN + 4 * (len(messages) + 1)
+
+
+def context_warning(tokens: int, chars: int, context: int, local: bool) -> str | None:
+    """The warning for a request of about ``tokens`` tokens, or None when it may fit."""
+    if tokens < context:
+        return None
+    where = ("the built-in model's context holds "
+             f"{context:,} tokens (Settings → Context size (n_ctx))" if local
+             else f"that is more than any model's context ({context:,} tokens)")
+    return (f"⚠ This message is about {tokens:,} tokens ({chars:,} characters) with the "
+            f"conversation so far; {where}, so every reply would fail. Shorten it, start a new "
+            "chat" + (", or raise the context size" if local else "") +
+            ". Press Ctrl+Enter again to send it anyway.")
+
+
+def alt_digit(event: QKeyEvent) -> int | None:
+    """Alt+1…9 (keypad included): the card to pick; else None."""
+    mods = event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
+    key = event.key()
+    if mods == Qt.KeyboardModifier.AltModifier and Qt.Key.Key_1 <= key <= Qt.Key.Key_9:
+        return int(key) - int(Qt.Key.Key_0)
+    return None
+
+
+def plain_digit(event: QKeyEvent) -> int | None:
+    """1–9 typed without modifiers (keypad included): the card to pick; else None."""
+    text = event.text()
+    plain = not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
+    return int(text) if plain and text in tuple("123456789") else None
+
+
+class Composer(QPlainTextEdit):
+    """The message box: Enter or Ctrl+Enter sends, Shift+Enter adds a line.
+
+    Ctrl+Z undoes typing only; with nothing to undo it emits ``undo_empty`` (the chat says
+    that Alt+Z undoes a pick). Alt+digits and Alt+Z are left to the window.
+    """
+
+    send_requested = Signal()
+    undo_empty = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("composer")
+        self.setPlaceholderText("Message — Enter sends, Shift+Enter adds a line")
+        self.setTabChangesFocus(True)
+        self.setMinimumWidth(120)
+        self.document().documentLayout().documentSizeChanged.connect(self._fit)
+        self._fit()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        """Send on Enter / Ctrl+Enter; Ctrl+Z as the class says; everything else types."""
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not (
+                event.modifiers() & Qt.KeyboardModifier.ShiftModifier):
+            self.send_requested.emit()
+            return
+        if event.matches(QKeySequence.StandardKey.Undo) and not self.document().isUndoAvailable():
+            self.undo_empty.emit()
+            return
+        if alt_digit(event) is not None:
+            event.ignore()  # the chat view picks (when the window shortcut did not)
+            return
+        super().keyPressEvent(event)
+
+    def _fit(self) -> None:
+        lines = max(1, min(6, int(self.document().size().height())))
+        height = self.fontMetrics().lineSpacing() * lines + 20
+        self.setFixedHeight(height)
+
+
+class ContextWarning(QFrame):
+    """A warning above the message box: this message cannot fit the model's context."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("errorRow")
+        self.held_text = ""
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(12, 6, 8, 6)
+        self.label = QLabel("")
+        self.label.setWordWrap(True)
+        self.send_anyway = QPushButton("Send anyway")
+        close = QPushButton("Edit")
+        close.setToolTip("Hide the warning and edit the message")
+        close.clicked.connect(self.dismiss)
+        layout.addWidget(self.label, 1)
+        layout.addWidget(self.send_anyway, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
+        self.hide()
+
+    def warn(self, text: str, message: str) -> None:
+        """Hold ``text`` back with ``message``."""
+        self.held_text = text
+        self.label.setText(message)
+        self.show()
+
+    def dismiss(self) -> None:
+        """Hide the warning (the message stays in the box)."""
+        self.held_text = ""
+        self.hide()
+
+
+class ComposerBar(QFrame):
+    """The message box with its buttons (beside it, or under it when the view is narrow)."""
+
+    def __init__(self, composer: Composer, buttons: Sequence[QPushButton],
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("composerBar")
+        self.composer = composer
+        self.warning = ContextWarning()
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(24, 10, 24, 12)
+        outer.setSpacing(8)
+        outer.addWidget(self.warning)
+        self.row = QBoxLayout(QBoxLayout.Direction.LeftToRight)
+        self.row.addWidget(composer, 1)
+        self.buttons = QHBoxLayout()
+        self.buttons.addStretch(1)
+        for b in buttons:
+            self.buttons.addWidget(b, 0, Qt.AlignmentFlag.AlignBottom)
+        self.row.addLayout(self.buttons)
+        outer.addLayout(self.row)
+        self.narrow = False
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        """Buttons under the message box when narrow, so the box keeps its width."""
+        super().resizeEvent(event)
+        narrow = event.size().width() < NARROW_WIDTH
+        if narrow != self.narrow:
+            self.narrow = narrow
+            self.row.setDirection(QBoxLayout.Direction.TopToBottom if narrow
+                                  else QBoxLayout.Direction.LeftToRight)
+            margin = 12 if narrow else 24
+            layout = self.layout()
+            if layout is not None:
+                layout.setContentsMargins(margin, 10, margin, 12)
