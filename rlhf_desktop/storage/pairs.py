@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from rlhf_desktop.domain import Message, PreferencePair, last_user_text
 
-PairRow = tuple[int, str, str, str, str | None, str, float]
-"""(id, last user message, chosen, rejected, reason, source, created_at)"""
+PairRow = tuple[int, str, str, str, str | None, str, float, str]
+"""(id, last user message, chosen, rejected, reason, source, created_at, matched in)
+
+``matched in`` names where the text filter was found ("prompt", "earlier turn",
+"chosen", ...), empty without a filter."""
+
+# Which (table, column) of a restored row points at another row that may be gone by then.
+_REFERENCES = {
+    "turn_id": "turns", "chosen_candidate_id": "candidates",
+    "model_top_candidate_id": "candidates", "rejected_candidate_id": "candidates",
+}
 
 
 class StorageError(Exception):
@@ -22,10 +33,51 @@ def messages_from_json(text: str) -> list[Message]:
     return [Message.from_dict(item) for item in json.loads(text)]
 
 
+def like_pattern(text: str) -> str:
+    """``text`` as a LIKE pattern that matches it literally anywhere (ESCAPE '\\')."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def matched_in(text_filter: str, messages: Sequence[Message], chosen: str, rejected: str,
+               reason: str | None) -> str:
+    """Where ``text_filter`` occurs in a pair, for the dataset view ("" without a filter).
+
+    Case-insensitive like SQLite's LIKE; the last user message is "prompt", the messages
+    before it "earlier turn" (or "system prompt")."""
+    needle = text_filter.lower()
+    if not needle:
+        return ""
+    last = max((i for i, m in enumerate(messages) if m.role == "user"), default=-1)
+    places: list[str] = []
+    if last >= 0 and needle in messages[last].content.lower():
+        places.append("prompt")
+    for i, m in enumerate(messages):
+        if i != last and needle in m.content.lower():
+            where = "system prompt" if m.role == "system" else "earlier turn"
+            if where not in places:
+                places.append(where)
+    for name, text in (("chosen", chosen), ("rejected", rejected), ("reason", reason or "")):
+        if needle in text.lower():
+            places.append(name)
+    return ", ".join(places)
+
+
+@dataclass(frozen=True)
+class DeletedPairs:
+    """Deleted pairs and the labels they took with them, as stored rows (for undo)."""
+
+    labels: tuple[dict[str, Any], ...]
+    pairs: tuple[dict[str, Any], ...]
+
+
 class PairQueries:
     """Reads of the ``pairs`` table."""
 
     conn: sqlite3.Connection
+
+    if TYPE_CHECKING:
+        def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
 
     _PAIR_COLUMNS = (
         "id, label_id, prompt_json, chosen, rejected, reason, source, created_at,"
@@ -54,9 +106,19 @@ class PairQueries:
         sql = f"SELECT {self._PAIR_COLUMNS} FROM pairs"
         if not text_filter:
             return sql, []
-        like = f"%{text_filter}%"
-        where = " WHERE (prompt_json LIKE ? OR chosen LIKE ? OR rejected LIKE ? OR reason LIKE ?)"
-        return sql + where, [like, like, like, like]
+        like = like_pattern(text_filter)
+        # The prompt matches on message text only, never on the JSON around it ("role",
+        # "content"); a plain LIKE on the JSON first keeps it cheap where the text reads
+        # the same inside JSON (no quote, backslash or control character).
+        content = ("EXISTS (SELECT 1 FROM json_each(pairs.prompt_json) j WHERE"
+                   " json_extract(j.value, '$.content') LIKE ? ESCAPE '\\')")
+        args = [like]
+        if json.dumps(text_filter, ensure_ascii=False)[1:-1] == text_filter:
+            content = f"(prompt_json LIKE ? ESCAPE '\\' AND {content})"
+            args = [like, like]
+        where = (f" WHERE ({content} OR chosen LIKE ? ESCAPE '\\'"
+                 " OR rejected LIKE ? ESCAPE '\\' OR reason LIKE ? ESCAPE '\\')")
+        return sql + where, [*args, like, like, like]
 
     def pairs_page(self, offset: int, limit: int, text_filter: str = "") -> list[PreferencePair]:
         """A page of pairs, newest first (for the lazily loaded dataset view)."""
@@ -76,10 +138,12 @@ class PairQueries:
             sql += (" AND" if args else " WHERE") + " id < ?"
             args = [*args, before_id]
         rows = self.conn.execute(sql + " ORDER BY id DESC LIMIT ?", [*args, limit])
-        return [
-            (r[0], last_user_text(messages_from_json(r[1])), r[2], r[3], r[4], r[5], r[6])
-            for r in rows
-        ]
+        out: list[PairRow] = []
+        for r in rows:
+            messages = messages_from_json(r[1])
+            out.append((r[0], last_user_text(messages), r[2], r[3], r[4], r[5], r[6],
+                        matched_in(text_filter, messages, r[2], r[3], r[4])))
+        return out
 
     def get_pair(self, pair_id: int) -> PreferencePair:
         """One pair by id."""
@@ -95,3 +159,78 @@ class PairQueries:
         sql, args = self._pair_query(text_filter)
         return int(self.conn.execute(f"SELECT COUNT(*) FROM ({sql})", args).fetchone()[0])
 
+    def first_prompts(self, conversation_ids: Sequence[int]) -> dict[int, str]:
+        """Each conversation's first user message (what its automatic title was cut from)."""
+        found: dict[int, str] = {}
+        for start in range(0, len(conversation_ids), 500):
+            chunk = list(conversation_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                "SELECT conversation_id, messages_json FROM turns WHERE id IN (SELECT MIN(id)"
+                f" FROM turns WHERE conversation_id IN ({marks}) GROUP BY conversation_id)",
+                chunk)
+            for cid, text in rows:
+                found[int(cid)] = last_user_text(messages_from_json(text))
+        return found
+
+    # ------------------------------------------------------------------ undo of a delete
+
+    def snapshot_pairs(self, pair_ids: Sequence[int]) -> DeletedPairs:
+        """The stored rows of these pairs and of their labels, taken before a delete."""
+        pairs: list[dict[str, Any]] = []
+        for start in range(0, len(pair_ids), 500):
+            chunk = list(pair_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            pairs += self._rows(f"SELECT * FROM pairs WHERE id IN ({marks})", chunk)
+        label_ids = sorted({int(p["label_id"]) for p in pairs})
+        labels: list[dict[str, Any]] = []
+        for start in range(0, len(label_ids), 500):
+            chunk = label_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            labels += self._rows(f"SELECT * FROM labels WHERE id IN ({marks})", chunk)
+        return DeletedPairs(tuple(labels), tuple(pairs))
+
+    def _rows(self, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
+        cur = self.conn.execute(sql, list(args))
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def restore_pairs(self, deleted: DeletedPairs) -> int:
+        """Put deleted pairs (and their labels) back, all or nothing; returns how many.
+
+        A label that still exists is reused. Ids taken in the meantime get new ones, and
+        references to turns or replies deleted since become NULL (as a delete would make
+        them)."""
+        label_ids: dict[int, int] = {}
+        restored = 0
+        with self.transaction() as c:
+            for label in deleted.labels:
+                old = int(label["id"])
+                same = c.execute("SELECT 1 FROM labels WHERE id = ? AND created_at = ? AND"
+                                 " source = ?", (old, label["created_at"], label["source"]))
+                if same.fetchone() is not None:
+                    label_ids[old] = old
+                else:
+                    label_ids[old] = self._insert_row(c, "labels", label)
+            for pair in deleted.pairs:
+                row = {**pair, "label_id": label_ids.get(int(pair["label_id"]),
+                                                         pair["label_id"])}
+                self._insert_row(c, "pairs", row)
+                restored += 1
+        return restored
+
+    @staticmethod
+    def _insert_row(c: sqlite3.Connection, table: str, row: dict[str, Any]) -> int:
+        values = dict(row)
+        for column, target in _REFERENCES.items():
+            ref = values.get(column)
+            if ref is not None and c.execute(f"SELECT 1 FROM {target} WHERE id = ?",
+                                             (ref,)).fetchone() is None:
+                values[column] = None
+        taken = c.execute(f"SELECT 1 FROM {table} WHERE id = ?", (values["id"],)).fetchone()
+        if taken is not None:
+            del values["id"]
+        names = list(values)
+        cur = c.execute(f"INSERT INTO {table} ({', '.join(names)}) VALUES"
+                        f" ({', '.join('?' * len(names))})", [values[n] for n in names])
+        return int(cur.lastrowid or 0)

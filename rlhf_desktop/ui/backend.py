@@ -51,17 +51,25 @@ def accuracy_text(version: ModelVersion) -> str:
     return f"{acc * 100:.0f} %{early}"
 
 
-def retrain_text(status: RetrainStatus, latest: ModelVersion | None) -> str:
-    """The status-bar text: training progress, or the model and labels to the next run."""
+def retrain_text(status: RetrainStatus, latest: ModelVersion | None,
+                 early_accuracy: bool = False) -> str:
+    """The status-bar text: training progress, or the model and labels to the next run.
+
+    Under :data:`EARLY_LABELS` labels the accuracy is left out (a figure from a handful of
+    pairs reads as a verdict); ``early_accuracy`` shows it marked as an early estimate,
+    as the model page does."""
     if status.running:
         pct = "" if status.progress is None else f" {status.progress * 100:.0f} %"
         stage = f" · {status.stage}" if status.stage else ""
         queued = " · one more queued" if status.queued else ""
         return f"Training the reward model…{pct}{stage}{queued}"
     parts = []
-    if latest is not None:
+    if latest is not None and (early_accuracy or latest.labels >= EARLY_LABELS):
         parts.append(f"model v{latest.version} · CV accuracy {accuracy_text(latest)} · "
                      f"{latest.pairs} pairs")
+    elif latest is not None:
+        parts.append(f"model v{latest.version} · {latest.pairs} pairs · accuracy shown from "
+                     f"{EARLY_LABELS} labels")
     else:
         parts.append("reward model untrained")
     parts.append(f"{min(status.labels_since, status.every)}/{status.every} labels to next "
@@ -97,6 +105,7 @@ class Backend(QObject):
         self.provider: Provider | None = provider
         self.provider_kind = "" if provider is None else provider.name
         self.provider_reason = "" if provider is None else provider.describe()
+        self.provider_why = "given to the window" if provider is not None else ""
         self.provider_error: str | None = None
         self.chat: ChatService | None = None
         if provider is not None:
@@ -143,12 +152,14 @@ class Backend(QObject):
                 self._load_executor, choose_provider, self.settings)
         except (ProviderError, config.ConfigError) as exc:
             self.provider, self.chat = None, None
-            self.provider_kind, self.provider_reason = "", ""
+            self.provider_kind, self.provider_reason, self.provider_why = "", "", ""
             self.provider_error = config.redact(str(exc))
         else:
             self.provider = provider
             self.provider_kind = provider.name
             self.provider_reason = reason
+            lead = f"{provider.describe()} — "
+            self.provider_why = reason[len(lead):] if reason.startswith(lead) else reason
             self.provider_error = None
             self.chat = ChatService(self.repo, self.rewards, provider, self.rank_executor)
         self._provider_ready.set()
@@ -215,9 +226,10 @@ class Backend(QObject):
         """Emit the current retraining status."""
         self.retrain_status.emit(self.retrainer.status())
 
-    def status_text(self, status: RetrainStatus | None = None) -> str:
-        """Status-bar text for ``status`` (default: now)."""
-        return retrain_text(status or self.retrainer.status(), self.latest)
+    def status_text(self, status: RetrainStatus | None = None,
+                    early_accuracy: bool = False) -> str:
+        """Status-bar text for ``status`` (default: now); see :func:`retrain_text`."""
+        return retrain_text(status or self.retrainer.status(), self.latest, early_accuracy)
 
     def _on_retrain_status(self, status: RetrainStatus) -> None:
         if not self.closed:

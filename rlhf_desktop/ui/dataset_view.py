@@ -14,7 +14,7 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QTextDocument
+from PySide6.QtGui import QColor, QTextCursor, QTextDocument
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -27,17 +27,20 @@ from PySide6.QtWidgets import (
     QSplitter,
     QTableView,
     QTextBrowser,
+    QTextEdit,
     QVBoxLayout,
     QWidget,
 )
 
 from rlhf_desktop.domain import PreferencePair
 from rlhf_desktop.services.datasets import export_to_file
+from rlhf_desktop.storage.pairs import DeletedPairs
 from rlhf_desktop.storage.repo import PairRow, Repository
 from rlhf_desktop.ui.backend import Backend
 
 PAGE = 500
-COLUMNS = ("Prompt", "Chosen", "Rejected", "Reason", "Time", "Source")
+COLUMNS = ("Prompt", "Chosen", "Rejected", "Reason", "Time", "Source", "Matched in")
+MATCH_COLUMN = 6  # shown first, and only while a filter is set
 EXPORTS = {
     "JSON Lines, project format (*.jsonl)": ("jsonl", ".jsonl"),
     "TRL standard (*.jsonl)": ("trl", ".jsonl"),
@@ -79,7 +82,7 @@ class PairsModel(QAbstractTableModel):
         return 0 if parent.isValid() else len(self.rows)
 
     def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        """Six columns."""
+        """Seven columns."""
         return 0 if parent.isValid() else len(COLUMNS)
 
     def canFetchMore(self, parent: Index = QModelIndex()) -> bool:  # noqa: B008
@@ -109,6 +112,8 @@ class PairsModel(QAbstractTableModel):
             return self._cell(row, col)
         if role == Qt.ItemDataRole.ToolTipRole and col < 4:
             return one_line(self._full(row, col), 600)
+        if role == Qt.ItemDataRole.ToolTipRole and col == MATCH_COLUMN and row[7]:
+            return f"“{self.text_filter}” occurs in: {row[7]}"
         return None
 
     @staticmethod
@@ -120,7 +125,7 @@ class PairsModel(QAbstractTableModel):
             return one_line(self._full(row, col))
         if col == 4:
             return time.strftime("%Y-%m-%d %H:%M", time.localtime(row[6] or 0.0))
-        return row[5]
+        return row[5] if col == 5 else row[7]
 
     def headerData(self, section: int, orientation: Qt.Orientation,
                    role: int = Qt.ItemDataRole.DisplayRole) -> Any:
@@ -133,11 +138,13 @@ class PairsModel(QAbstractTableModel):
 class DatasetView(QWidget):
     """The dataset page."""
 
-    changed = Signal()  # pairs deleted
+    changed = Signal()  # pairs deleted or restored
+    deleted = Signal(int)  # how many pairs were deleted (undo_delete() puts them back)
 
     def __init__(self, backend: Backend, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.backend = backend
+        self.last_deleted: DeletedPairs | None = None
         self.model = PairsModel(backend.repo)
         self.filter = QLineEdit()
         self.filter.setPlaceholderText("Filter by text in prompt, replies or reason")
@@ -150,7 +157,8 @@ class DatasetView(QWidget):
         self.count_label = QLabel("")
         self.count_label.setObjectName("muted")
         self.delete_button = QPushButton("Delete selected…")
-        self.delete_button.clicked.connect(self.delete_selected)
+        # (clicked(bool) would pass False as ``confirm`` and delete without asking)
+        self.delete_button.clicked.connect(lambda: self.delete_selected())
         self.export_button = QPushButton("Export…")
         self.export_button.setObjectName("primary")
         self.export_button.clicked.connect(self.export_dialog)
@@ -170,11 +178,14 @@ class DatasetView(QWidget):
         self.table.verticalHeader().setDefaultSectionSize(26)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        for col, width in enumerate((260, 300, 300, 160, 130, 70)):
+        for col, width in enumerate((260, 300, 300, 160, 130, 70, 110)):
             self.table.setColumnWidth(col, width)
+        header.moveSection(MATCH_COLUMN, 0)
+        self.table.setColumnHidden(MATCH_COLUMN, True)
         header.setStretchLastSection(True)
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._show_detail())
         self.model.modelReset.connect(self._update_count)
+        self.model.modelReset.connect(self._show_match_column)
         self.model.rowsInserted.connect(lambda *_: self._update_count())
 
         self.detail = QTextBrowser()
@@ -195,6 +206,9 @@ class DatasetView(QWidget):
     def refresh(self) -> None:
         """Reload from the database (new picks, deletes, imports)."""
         self.model.reload()
+
+    def _show_match_column(self) -> None:
+        self.table.setColumnHidden(MATCH_COLUMN, not self.model.text_filter)
 
     def _update_count(self) -> None:
         m = self.model
@@ -218,24 +232,57 @@ class DatasetView(QWidget):
         p = self.backend.repo.get_pair(ids[0])
         self.detail.document().setMarkdown(
             pair_markdown(p), QTextDocument.MarkdownFeature.MarkdownNoHTML)
+        self._highlight(self.model.text_filter)
+
+    def _highlight(self, text: str) -> None:
+        """Mark every occurrence of the filter text in the detail pane."""
+        marks: list[QTextEdit.ExtraSelection] = []
+        doc = self.detail.document()
+        cursor = doc.find(text) if text else QTextCursor()
+        while not cursor.isNull() and len(marks) < 500:
+            mark = QTextEdit.ExtraSelection()
+            mark.cursor = cursor
+            mark.format.setBackground(QColor("#ffd33d"))
+            mark.format.setForeground(QColor("#1f2328"))
+            marks.append(mark)
+            cursor = doc.find(text, cursor)
+        self.detail.setExtraSelections(marks)
 
     def delete_selected(self, confirm: bool = True) -> int:
-        """Delete the selected pairs after confirmation. Returns how many were deleted."""
+        """Delete the selected pairs after a confirmation that names the count. Returns how
+        many were deleted; :meth:`undo_delete` puts them back."""
         ids = self.selected_ids()
         if not ids:
             return 0
+        n = len(ids)
         if confirm:
             answer = QMessageBox.question(
                 self, "Delete pairs",
-                f"Delete {len(ids)} preference pair{'s' if len(ids) != 1 else ''}? "
-                "The next training will not use them. This cannot be undone.")
+                f"Delete {n} preference pair{'s' if n != 1 else ''}? The next training will "
+                "not use them. You can undo this from the status bar right after.",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                QMessageBox.StandardButton.No)
             if answer != QMessageBox.StandardButton.Yes:
                 return 0
-        removed = self.backend.repo.delete_pairs(ids)
+        repo = self.backend.repo
+        self.last_deleted = repo.snapshot_pairs(ids)
+        removed = repo.delete_pairs(ids)
         self.model.reload()
         self.backend.labels_removed()
         self.changed.emit()
+        self.deleted.emit(removed)
         return removed
+
+    def undo_delete(self) -> int:
+        """Restore the pairs (and labels) of the last delete. Returns how many."""
+        if self.last_deleted is None:
+            return 0
+        restored = self.backend.repo.restore_pairs(self.last_deleted)
+        self.last_deleted = None
+        self.model.reload()
+        self.backend.labels_removed()
+        self.changed.emit()
+        return restored
 
     def export_dialog(self) -> None:
         """Ask for a file and a format, then export in a worker thread."""

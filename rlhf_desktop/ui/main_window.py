@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from PySide6.QtCore import QSettings, Qt
-from PySide6.QtGui import QCloseEvent, QGuiApplication, QKeySequence, QShortcut
+from PySide6.QtGui import QCloseEvent, QGuiApplication, QKeySequence, QResizeEvent, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
     QButtonGroup,
@@ -14,7 +14,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
-    QProgressBar,
     QPushButton,
     QSplitter,
     QStackedWidget,
@@ -23,18 +22,23 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from rlhf_desktop.config import Settings
 from rlhf_desktop.domain import ModelVersion
 from rlhf_desktop.services.retraining import RetrainStatus
 from rlhf_desktop.ui import theme
-from rlhf_desktop.ui.backend import KIND_NAMES, Backend
+from rlhf_desktop.ui.backend import Backend
+from rlhf_desktop.ui.chat_controls import ChatControls
 from rlhf_desktop.ui.chat_view import ChatView
 from rlhf_desktop.ui.dataset_view import DatasetView
 from rlhf_desktop.ui.model_view import ModelView
 from rlhf_desktop.ui.settings_dialog import SettingsDialog
+from rlhf_desktop.ui.shortcuts import OPEN_KEYS, ShortcutsDialog, help_button
 from rlhf_desktop.ui.sidebar import Sidebar
+from rlhf_desktop.ui.status_area import StatusArea
 
 log = logging.getLogger(__name__)
 BANNER_KEY = "builtin_banner_dismissed"
+NARROW_WIDTH = 860  # below it the chat list hides (the ☰ button shows it)
 
 
 class MainWindow(QMainWindow):
@@ -53,12 +57,21 @@ class MainWindow(QMainWindow):
         self.sidebar = Sidebar(backend.repo)
         self.dataset = DatasetView(backend)
         self.model_view = ModelView(backend, dark)
-        splitter = QSplitter()
+        self.controls = ChatControls()
+        chat_page = QWidget()
+        chat_column = QVBoxLayout(chat_page)
+        chat_column.setContentsMargins(0, 0, 0, 0)
+        chat_column.setSpacing(0)
+        chat_column.addWidget(self.controls)
+        chat_column.addWidget(self.chat, 1)
+        self.splitter = splitter = QSplitter()
         splitter.addWidget(self.sidebar)
-        splitter.addWidget(self.chat)
+        splitter.addWidget(chat_page)
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([260, 1060])
         splitter.setChildrenCollapsible(False)
+        self._narrow = False
+        self._shortcuts_dialog: ShortcutsDialog | None = None
         self.pages = QStackedWidget()
         for page in (splitter, self.dataset, self.model_view):
             self.pages.addWidget(page)
@@ -73,10 +86,15 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
         self._build_status_bar()
         self._build_shortcuts()
+        self._build_help_shortcuts()
 
         self.sidebar.selected.connect(self._select_conversation)
         self.chat.conversation_changed.connect(self._conversation_changed)
         self.chat.message.connect(lambda text: self.statusBar().showMessage(text, 6000))
+        self.controls.changed.connect(self.apply_settings)
+        self.controls.failed.connect(lambda text: self.statusBar().showMessage(text, 10000))
+        self.controls.toggle_sidebar.connect(self.toggle_sidebar)
+        self.dataset.deleted.connect(self._pairs_deleted)
         backend.provider_changed.connect(self._provider_changed)
         backend.retrain_status.connect(self._retrain_status)
         backend.model_trained.connect(self._model_trained)
@@ -123,8 +141,9 @@ class MainWindow(QMainWindow):
         row.addStretch(1)
         settings = QPushButton("Settings")
         settings.setToolTip("Provider, API keys, replies per turn, retraining (Ctrl+,)")
-        settings.clicked.connect(self.open_settings)
+        settings.clicked.connect(lambda: self.open_settings())
         row.addWidget(settings)
+        row.addWidget(help_button(self, self.show_shortcuts))
         return bar
 
     def _build_banner(self) -> QWidget:
@@ -135,7 +154,7 @@ class MainWindow(QMainWindow):
         self.banner_text = QLabel("")
         self.banner_text.setWordWrap(True)
         button = QPushButton("Open Settings")
-        button.clicked.connect(self.open_settings)
+        button.clicked.connect(lambda: self.open_settings())
         close = QToolButton()
         close.setText("✕")
         close.setToolTip("Dismiss")
@@ -148,19 +167,11 @@ class MainWindow(QMainWindow):
         return self.banner
 
     def _build_status_bar(self) -> None:
-        bar = self.statusBar()
-        self.provider_label = QLabel("Choosing a provider…")
-        self.provider_label.setObjectName("providerLabel")
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 100)
-        self.progress.setFixedWidth(140)
-        self.progress.setTextVisible(False)
-        self.progress.hide()
-        self.retrain_label = QLabel("")
-        self.retrain_label.setObjectName("retrainLabel")
-        bar.addPermanentWidget(self.provider_label)
-        bar.addPermanentWidget(self.progress)
-        bar.addPermanentWidget(self.retrain_label)
+        self.status = StatusArea(self.statusBar())
+        self.provider_label = self.status.provider_label
+        self.provider_why = self.status.provider_why
+        self.progress = self.status.progress
+        self.retrain_label = self.status.retrain_label
 
     def _build_shortcuts(self) -> None:
         def add(keys: str | QKeySequence | QKeySequence.StandardKey, slot: object) -> QShortcut:
@@ -181,6 +192,12 @@ class MainWindow(QMainWindow):
             add(f"Ctrl+{page + 1}", lambda p=page: self.show_page(p))
         for key in range(1, 10):  # plain 1…9 pick only on the turns (ChatView.keyPressEvent)
             add(f"Alt+{key}", lambda k=key: self._pick_key(k))
+
+    def _build_help_shortcuts(self) -> None:
+        for keys in OPEN_KEYS:
+            shortcut = QShortcut(QKeySequence(keys), self)
+            shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
+            shortcut.activated.connect(self.show_shortcuts)
 
     # ------------------------------------------------------------------ start & close
 
@@ -228,6 +245,27 @@ class MainWindow(QMainWindow):
         elif index == 2:
             self.model_view.refresh()
 
+    def show_shortcuts(self) -> ShortcutsDialog:
+        """Ctrl+/ or F1: the keyboard shortcuts list."""
+        if self._shortcuts_dialog is None:
+            self._shortcuts_dialog = ShortcutsDialog(self)
+        self._shortcuts_dialog.show()
+        self._shortcuts_dialog.raise_()
+        self._shortcuts_dialog.activateWindow()
+        return self._shortcuts_dialog
+
+    def toggle_sidebar(self) -> None:
+        """☰: show or hide the chat list."""
+        self.sidebar.setVisible(self.sidebar.isHidden())
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        """Below :data:`NARROW_WIDTH` the chat list hides; above it, it comes back."""
+        super().resizeEvent(event)
+        narrow = self.width() < NARROW_WIDTH
+        if narrow != self._narrow:
+            self._narrow = narrow
+            self.sidebar.setVisible(not narrow)
+
     def new_chat(self) -> None:
         """Ctrl+N."""
         self.show_page(0)
@@ -241,27 +279,49 @@ class MainWindow(QMainWindow):
             self.dataset.filter.selectAll()
         else:
             self.show_page(0)
+            self.sidebar.show()
             self.sidebar.focus_search()
 
     def _pick_key(self, key: int) -> None:
         if self.pages.currentIndex() == 0:
             self.chat.pick_key(key)
 
-    def open_settings(self) -> SettingsDialog:
-        """Show the settings dialog (non-blocking); applies the settings when saved."""
+    def open_settings(self, focus: str | None = None) -> SettingsDialog:
+        """Show the settings dialog (non-blocking); applies the settings when saved.
+        ``focus`` names a setting to show and focus (e.g. ``n_ctx`` from an error)."""
         dialog = SettingsDialog(self.backend.settings, self)
         dialog.accepted.connect(lambda: self._settings_saved(dialog))
         dialog.open()
+        if focus:
+            dialog.focus_field(focus)
         return dialog
 
     def _settings_saved(self, dialog: SettingsDialog) -> None:
-        if dialog.result_settings is None:
-            return
-        self.backend.apply_settings(dialog.result_settings)
-        if dialog.provider_changed:
-            self.provider_label.setText("Switching provider…")
+        if dialog.result_settings is not None:
+            self.apply_settings(dialog.result_settings, dialog.provider_changed)
+
+    def apply_settings(self, settings: Settings, rebuild: bool) -> None:
+        """Use settings already saved (Settings dialog, the row above the chat)."""
+        self.backend.apply_settings(settings)
+        self._sync_controls()
+        if rebuild:
+            self.status.switching()
             self.backend.spawn(self.backend.rebuild_provider(), "provider")
         self.statusBar().showMessage("Settings saved", 4000)
+
+    def _sync_controls(self) -> None:
+        b = self.backend
+        model = "" if b.provider is None else b.provider.model
+        self.controls.sync(b.settings, b.provider_kind, model)
+
+    def _pairs_deleted(self, count: int) -> None:
+        self.status.offer_undo(
+            f"Deleted {count} preference pair{'s' if count != 1 else ''}", self._undo_delete)
+
+    def _undo_delete(self) -> None:
+        restored = self.dataset.undo_delete()
+        self.statusBar().showMessage(f"Restored {restored} preference pair"
+                                     f"{'s' if restored != 1 else ''}", 6000)
 
     def dismiss_banner(self) -> None:
         """Hide the built-in-model banner (remembered)."""
@@ -274,17 +334,14 @@ class MainWindow(QMainWindow):
 
     def _provider_changed(self) -> None:
         b = self.backend
+        self._sync_controls()
+        self.status.show_provider(b)
         if b.provider_error:
-            self.provider_label.setText("No provider")
-            self.provider_label.setToolTip(b.provider_error)
             self.banner_text.setText(f"⚠ The provider is not configured: {b.provider_error}")
             self.banner.show()
             return
         if b.provider is None:
             return
-        name = KIND_NAMES.get(b.provider_kind, b.provider_kind)
-        self.provider_label.setText(f"{name} · {b.provider.model}")
-        self.provider_label.setToolTip(b.provider_reason)
         if b.provider_kind == "local" and not self._banner_dismissed:
             self.banner_text.setText(
                 "You are chatting with the built-in offline model (SmolLM2-135M): private and "
@@ -295,11 +352,7 @@ class MainWindow(QMainWindow):
             self.banner.hide()
 
     def _retrain_status(self, status: RetrainStatus) -> None:
-        self.retrain_label.setText(self.backend.status_text(status))
-        running = status.running
-        self.progress.setVisible(running)
-        if running:
-            self.progress.setValue(int((status.progress or 0.0) * 100))
+        self.status.show_retrain(self.backend.status_text(status), status)
 
     def _model_trained(self, version: ModelVersion) -> None:
         self.chat.on_model_trained(version)
@@ -313,6 +366,8 @@ class MainWindow(QMainWindow):
     def _select_conversation(self, conversation_id: object) -> None:
         cid = conversation_id if isinstance(conversation_id, int) else None
         self.chat.show_conversation(cid)
+        if self._narrow:  # a narrow window gives the room back to the chat
+            self.sidebar.hide()
 
     def _conversation_changed(self) -> None:
         self.sidebar.current_id = self.chat.conversation_id

@@ -13,15 +13,15 @@ from PySide6.QtCharts import (
     QValueAxis,
 )
 from PySide6.QtCore import QDateTime, QMargins, QPointF, Qt
-from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtGui import QColor, QPainter, QPen, QResizeEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFrame,
     QGridLayout,
-    QHBoxLayout,
     QHeaderView,
     QLabel,
     QPushButton,
+    QScrollArea,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -33,6 +33,7 @@ from rlhf_desktop.services.retraining import RetrainStatus
 from rlhf_desktop.ui.backend import EARLY_LABELS, Backend
 
 ACCENT = QColor("#2f81f7")
+WIDE = 1000  # from this width the figures sit in one row and the charts side by side
 
 
 def kpi(title: str) -> tuple[QFrame, QLabel, QLabel]:
@@ -72,20 +73,21 @@ class ModelView(QWidget):
         self.train_status = QLabel("")
         self.train_status.setObjectName("muted")
         self.train_status.setWordWrap(True)
-        side = QVBoxLayout()
+        self.side = QWidget()
+        side = QVBoxLayout(self.side)
+        side.setContentsMargins(0, 0, 0, 0)
         side.addWidget(self.train_button)
         side.addWidget(self.train_status)
         side.addStretch(1)
-        top = QHBoxLayout()
-        for box, _v, _c in boxes:
-            top.addWidget(box, 1)
-        top.addLayout(side, 1)
+        self.kpis = [box for box, _v, _c in boxes]
+        self.top = QGridLayout()
+        self.top.setSpacing(10)
 
         self.curve_chart, self.curve_view = self._chart("Learning curve: CV accuracy by version")
         self.labels_chart, self.labels_view = self._chart("Labels over time")
-        charts = QGridLayout()
-        charts.addWidget(self.curve_view, 0, 0)
-        charts.addWidget(self.labels_view, 0, 1)
+        self.charts = QGridLayout()
+        self._columns = 0
+        self._arrange(wide=True)
 
         self.table = QTableWidget(0, 5)
         self.table.setHorizontalHeaderLabels(["Version", "Trained", "Labels", "Pairs",
@@ -95,16 +97,53 @@ class ModelView(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.setMaximumHeight(180)
 
-        layout = QVBoxLayout(self)
+        # Everything in a scroll area: a small window scrolls the page, nothing overlaps.
+        content = QWidget()
+        content.setObjectName("modelPage")
+        layout = QVBoxLayout(content)
         layout.setContentsMargins(16, 12, 16, 12)
         layout.setSpacing(12)
-        layout.addLayout(top)
-        layout.addLayout(charts, 1)
+        layout.addLayout(self.top)
+        layout.addLayout(self.charts, 1)
         layout.addWidget(self.table)
+        self.page_scroll = QScrollArea()
+        self.page_scroll.setWidgetResizable(True)
+        self.page_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.page_scroll.setWidget(content)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self.page_scroll)
         backend.retrain_status.connect(self.on_status)
         backend.model_trained.connect(lambda _v: self.refresh_if_visible())
         backend.labels_changed.connect(self.refresh_if_visible)
         self.refresh()
+
+    def _arrange(self, wide: bool) -> None:
+        """Four figures and the Train button in a row, charts side by side (wide); or two
+        figures a row, the button under them, charts stacked (narrow)."""
+        columns = 5 if wide else 2
+        if columns == self._columns:
+            return
+        self._columns = columns
+        for w in (*self.kpis, self.side, self.curve_view, self.labels_view):
+            self.top.removeWidget(w)
+            self.charts.removeWidget(w)
+        for i, box in enumerate(self.kpis):
+            self.top.addWidget(box, i // columns, i % columns)
+        if wide:
+            self.top.addWidget(self.side, 0, 4)
+        else:
+            self.top.addWidget(self.side, 2, 0, 1, 2)
+        for c in range(5):
+            self.top.setColumnStretch(c, 1 if c < columns else 0)
+        self.charts.addWidget(self.curve_view, 0, 0)
+        self.charts.addWidget(self.labels_view, 0 if wide else 1, 1 if wide else 0)
+        self.charts.setColumnStretch(1, 1 if wide else 0)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        """Reflow for the new width."""
+        super().resizeEvent(event)
+        self._arrange(self.width() >= WIDE)
 
     def _chart(self, title: str) -> tuple[QChart, QChartView]:
         chart = QChart()
@@ -135,7 +174,7 @@ class ModelView(QWidget):
 
     def on_status(self, status: RetrainStatus) -> None:
         """Training progress next to the button."""
-        self.train_status.setText(self.backend.status_text(status))
+        self.train_status.setText(self.backend.status_text(status, early_accuracy=True))
         self.train_button.setText("Train again after this run" if status.running else "Train now")
 
     def refresh(self) -> None:
@@ -163,7 +202,7 @@ class ModelView(QWidget):
             self.agree_value.setText(f"{rate * 100:.0f} %")
             self.agree_caption.setText(f"model's top reply was your pick, last {n} picks")
         self.labels_value.setText(f"{repo.count_labels():,} · {repo.count_pairs():,}")
-        self.train_status.setText(self.backend.status_text())
+        self.train_status.setText(self.backend.status_text(early_accuracy=True))
         self._fill_curve(versions)
         self._fill_labels(repo.label_times())
         self._fill_table(versions)

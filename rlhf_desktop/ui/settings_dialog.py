@@ -40,6 +40,7 @@ PROVIDER_LABELS = (
     ("local", "Built-in offline model"),
 )
 DATA_DIR_KEY = "data_dir"
+N_CTX_RANGE = (256, 131072)  # tokens; the built-in SmolLM2-135M was trained on 8,192
 
 
 def key_state(name: str) -> str:
@@ -83,6 +84,15 @@ class SettingsDialog(QDialog):
         self.n_threads = QSpinBox()
         self.n_threads.setRange(1, 64)
         self.n_threads.setValue(s.n_threads)
+        self.n_ctx = QSpinBox()
+        self.n_ctx.setRange(*N_CTX_RANGE)
+        self.n_ctx.setSingleStep(1024)
+        self.n_ctx.setSuffix(" tokens")
+        self.n_ctx.setValue(min(max(s.n_ctx, N_CTX_RANGE[0]), N_CTX_RANGE[1]))
+        self.n_ctx.setToolTip(
+            "How many tokens the model reads at once: the conversation, the system prompt "
+            "and the reply. A larger context takes longer prompts but more memory; the "
+            "built-in model was trained on 8,192.")
         self._build_pages()
         self.provider.currentIndexChanged.connect(self._show_page)
         self._show_page()
@@ -178,8 +188,10 @@ class SettingsDialog(QDialog):
         openai = page([("Model", self.openai_model), ("Base URL", self.openai_base_url),
                        ("API key", self.openai_key)],
                       "Local servers usually need no key.")
-        local = page([("GGUF file", gguf_row), ("Threads", self.n_threads)],
-                     "Runs offline on this computer; 1 thread is fastest on small machines.")
+        local = page([("GGUF file", gguf_row), ("Threads", self.n_threads),
+                      ("Context size (n_ctx)", self.n_ctx)],
+                     "Runs offline on this computer; 1 thread is fastest on small machines. "
+                     "Raise the context size when a long message does not fit.")
         self._page_of = {"auto": azure, "azure": azure, "openai": openai,
                          "compatible": openai, "local": local}
         for w in (azure, openai, local):
@@ -187,6 +199,14 @@ class SettingsDialog(QDialog):
 
     def _show_page(self) -> None:
         self.pages.setCurrentWidget(self._page_of[str(self.provider.currentData())])
+
+    def focus_field(self, name: str) -> None:
+        """Show and focus one field by its setting name (e.g. ``n_ctx`` from an error)."""
+        if name in ("n_ctx", "n_threads", "gguf_path"):
+            self.pages.setCurrentWidget(self._page_of["local"])
+        field = getattr(self, name, None)
+        if isinstance(field, QWidget):
+            field.setFocus()
 
     def _choose_gguf(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Choose a GGUF model", "",
@@ -212,6 +232,7 @@ class SettingsDialog(QDialog):
             openai_base_url=self.openai_base_url.text().strip(),
             gguf_path=self.gguf_path.text().strip(),
             n_threads=self.n_threads.value(),
+            n_ctx=self.n_ctx.value(),
             candidates_per_turn=self.candidates.value(),
             temperature=round(self.temperature.value(), 2),
             max_tokens=self.max_tokens.value(),
@@ -219,6 +240,10 @@ class SettingsDialog(QDialog):
             retrain_every=self.retrain_every.value(),
         )
         settings.validate()
+        low, high = N_CTX_RANGE
+        if not low <= settings.n_ctx <= high:
+            raise config.ConfigError(f"Context size (n_ctx) must be between {low:,} and "
+                                     f"{high:,} tokens.")
         return settings
 
     def save(self) -> Settings:
@@ -237,7 +262,7 @@ class SettingsDialog(QDialog):
         if folder and folder != str(config.data_dir()):
             QSettings().setValue(DATA_DIR_KEY, folder)
         keys = ("provider", "azure_endpoint", "azure_deployment", "azure_api_version",
-                "openai_model", "openai_base_url", "gguf_path", "n_threads")
+                "openai_model", "openai_base_url", "gguf_path", "n_threads", "n_ctx")
         self.provider_changed = stored or any(
             getattr(settings, k) != getattr(self.original, k) for k in keys)
         self.result_settings = settings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import time
 
 from PySide6.QtCore import QPoint, Qt, QTimer, Signal
@@ -21,6 +22,34 @@ from rlhf_desktop.domain import Conversation
 from rlhf_desktop.storage.repo import Repository
 
 ID_ROLE = Qt.ItemDataRole.UserRole
+AUTO_TITLE_CHARS = 60  # the chat view titles a new chat with its first message cut here
+TOOLTIP_CHARS = 1200
+
+
+def display_title(title: str, first_prompt: str | None) -> str:
+    """The title to list: an automatic title cut from a long first message becomes its
+    start and its end, so that long prompts that begin alike stay distinguishable."""
+    if not first_prompt:
+        return title
+    flat = " ".join(first_prompt.split())
+    if len(flat) <= AUTO_TITLE_CHARS or title != first_prompt[:AUTO_TITLE_CHARS].strip():
+        return title  # short, or renamed by the user
+    head = " ".join(title.split())[:36].rstrip()
+    tail = flat[-34:].lstrip()
+    return f"{head} … {tail}"
+
+
+def tooltip(title: str, first_prompt: str | None) -> str:
+    """The title and the first message (long ones cut), as wrapped rich text."""
+    text = html.escape(title)
+    if first_prompt:
+        prompt = first_prompt.strip()
+        left_out = len(prompt) - TOOLTIP_CHARS
+        if left_out > 0:  # its start and its end, where the question usually is
+            head, tail = prompt[: TOOLTIP_CHARS * 3 // 4], prompt[-(TOOLTIP_CHARS // 4):]
+            prompt = f"{head} … [{left_out:,} characters] … {tail}"
+        text += f"<br><br><i>First message:</i> {html.escape(prompt)}"
+    return f"<p style='white-space:pre-wrap'>{text}</p>"
 
 
 def when(ts: float) -> str:
@@ -56,9 +85,10 @@ class Sidebar(QWidget):
         self.search.textChanged.connect(lambda _t: self._debounce.start())
         self.list = QListWidget()
         self.list.setObjectName("conversations")
-        # Long titles end in "…" (the tooltip has them whole), never a sideways scroll bar.
+        # Long titles lose their middle ("…"; the tooltip has the first message), never
+        # their end, and never scroll sideways.
         self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.list.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.list.setWordWrap(False)
         self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.list.customContextMenuRequested.connect(self._menu)
@@ -76,18 +106,20 @@ class Sidebar(QWidget):
     def refresh(self) -> None:
         """Reload the list (keeps the selection)."""
         convs = self.repo.list_conversations(self.search.text().strip())
+        prompts = self.repo.first_prompts([c.id for c in convs])
         self.list.blockSignals(True)
         self.list.clear()
         for conv in convs:
-            self.list.addItem(self._item(conv))
+            self.list.addItem(self._item(conv, prompts.get(conv.id)))
         self.list.blockSignals(False)
         self.highlight(self.current_id)
 
     @staticmethod
-    def _item(conv: Conversation) -> QListWidgetItem:
-        item = QListWidgetItem(f"{conv.title}\n{when(conv.updated_at)}")
+    def _item(conv: Conversation, first_prompt: str | None) -> QListWidgetItem:
+        title = display_title(conv.title, first_prompt)
+        item = QListWidgetItem(f"{title}\n{when(conv.updated_at)}")
         item.setData(ID_ROLE, conv.id)
-        item.setToolTip(conv.title)
+        item.setToolTip(tooltip(conv.title, first_prompt))
         return item
 
     def highlight(self, conversation_id: int | None) -> None:

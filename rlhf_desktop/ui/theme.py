@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QGuiApplication, QPalette
+from PySide6.QtGui import QColor, QFont, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication
 
 
@@ -33,6 +33,20 @@ LIGHT = Colors("#f6f7f9", "#ffffff", "#eef1f5", "#d8dde4", "#1f2328", "#656d76",
                "#ffffff", "#e8f0fe", "#1a7f37", "#eefbf1", "#fff1f0", "#f5a19a", "#fff8e1")
 DARK = Colors("#0f1115", "#171a21", "#1f232b", "#30363d", "#e6edf3", "#8d96a0", "#4c8df6",
               "#ffffff", "#1c2a44", "#3fb950", "#13261a", "#2d1516", "#8e3b37", "#2b2412")
+
+
+# Tried after the UI font for characters it lacks, so replies with emoji render where one
+# of these is installed (Debian/Ubuntu: fonts-noto-color-emoji), whatever the UI font is.
+EMOJI_FAMILIES = ("Noto Color Emoji", "Apple Color Emoji", "Segoe UI Emoji", "Twemoji",
+                  "EmojiOne Color", "Symbola")
+
+
+def with_emoji_fallback(font: QFont) -> QFont:
+    """``font`` with the emoji families appended to its family list (once)."""
+    families = list(font.families()) or [font.family()]
+    families += [f for f in EMOJI_FAMILIES if f not in families]
+    font.setFamilies(families)
+    return font
 
 
 def system_is_dark() -> bool:
@@ -125,5 +139,6 @@ def apply(app: QApplication, dark: bool | None = None) -> bool:
     for role, color in roles.items():
         pal.setColor(role, QColor(color))
     app.setPalette(pal)
+    app.setFont(with_emoji_fallback(app.font()))
     app.setStyleSheet(stylesheet(c))
     return dark

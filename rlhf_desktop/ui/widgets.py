@@ -1,0 +1,38 @@
+"""Small widgets the window shares: a label that elides instead of widening the window."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QPainter, QPaintEvent
+from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
+
+
+class ElidedLabel(QLabel):
+    """One line of text that ends in "…" when there is no room for it (the tooltip, or
+    :meth:`text`, has it whole). Its minimum width is small, so a long status never sets
+    the window's minimum width."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None,
+                 mode: Qt.TextElideMode = Qt.TextElideMode.ElideRight) -> None:
+        super().__init__(text, parent)
+        self.mode = mode
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        self.setMinimumWidth(40)
+
+    def minimumSizeHint(self) -> QSize:
+        """A few characters wide."""
+        return QSize(40, super().minimumSizeHint().height())
+
+    def shown_text(self) -> str:
+        """The text as it fits now."""
+        room = self.contentsRect().width()
+        return self.fontMetrics().elidedText(self.text(), self.mode, room)
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        """Paint the elided text where QLabel would paint the whole."""
+        painter = QPainter(self)
+        painter.setPen(self.palette().color(self.foregroundRole()))
+        rect = self.contentsRect()
+        painter.drawText(rect, int(self.alignment() | Qt.AlignmentFlag.AlignVCenter),
+                         self.shown_text())
+        painter.end()
