@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,11 @@ EPILOG = """\
 With no command, rlhf-desktop opens the chat window.
 Data folder: $RLHF_DESKTOP_HOME or --data-dir, else the platform's user data folder.
 """
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``1 line``, ``2 lines``: the count and the noun in the right number."""
+    return f"{count} {noun if count == 1 else (nouns or noun + 's')}"
 
 
 class CliError(Exception):
@@ -111,8 +117,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         {"version": record.version, "path": record.path, **m},
         args.json,
         [
-            f"model v{record.version} · CV accuracy {acc_text} · {m['pairs']} pairs "
-            f"· {m['labels']} labels · {m['seconds']:.1f} s",
+            f"model v{record.version} · CV accuracy {acc_text} · {plural(m['pairs'], 'pair')} "
+            f"· {plural(m['labels'], 'label')} · {m['seconds']:.1f} s",
             f"saved in {record.path}",
         ],
     )
@@ -156,19 +162,64 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise CliError(f"{path} holds no usable pairs")
     diffs = pair_matrix(parsed.pairs, model.features, service.embedder).diffs
     margins = diffs @ model.weights
-    result = {
+    seen, source = _seen_in_training(model, parsed.pairs)
+    unseen = ~seen
+    result: dict[str, Any] = {
         "pairs": len(parsed.pairs),
         "accuracy": pairwise_accuracy(margins),
         "ties": int(np.sum(margins == 0)),
         "mean_margin": float(np.mean(margins)),
         "skipped_lines": len(parsed.errors),
         "model_version": model.version,
+        "pairs_in_training_data": int(seen.sum()),
+        "training_data_source": source,
+        "unseen_pairs": int(unseen.sum()),
+        "accuracy_unseen": pairwise_accuracy(margins[unseen]) if unseen.any() else None,
+        "warnings": [],
     }
-    _emit(result, args.json, [
+    lines = [
         f"model v{model.version}: pairwise accuracy {result['accuracy'] * 100:.1f} % "
-        f"on {result['pairs']} pairs ({result['ties']} ties)",
-    ])
+        f"on {plural(result['pairs'], 'pair')} ({plural(result['ties'], 'tie')})",
+    ]
+    if seen.any():
+        where = ("the model's training data" if source == "model"
+                 else "this data folder's stored pairs (the model may have been trained on them)")
+        unseen_text = ("none are unseen, so this measures memory, not generalisation"
+                       if not unseen.any() else
+                       f"accuracy on the {plural(int(unseen.sum()), 'unseen pair')}: "
+                       f"{result['accuracy_unseen'] * 100:.1f} %")
+        warning = (f"{int(seen.sum())} of {plural(len(parsed.pairs), 'eval pair')} "
+                   f"({seen.mean() * 100:.0f} %) are in {where}; {unseen_text}")
+        result["warnings"].append(warning)
+        print(f"warning: {warning}", file=sys.stderr)
+    _emit(result, args.json, lines)
     return 0
+
+
+def _seen_in_training(model: Any, pairs: Sequence[Any]) -> tuple[Any, str]:
+    """Which pairs the model was trained on, and how that is known.
+
+    "model": the keys saved with the model (exact). "stored": a model saved before keys
+    existed, so the pairs stored in this data folder stand in (an upper bound).
+    """
+    import numpy as np
+
+    from rlhf_desktop.reward.model import pair_key
+
+    keys = model.train_keys
+    source = "model"
+    if not keys:
+        from rlhf_desktop.storage.repo import Repository
+
+        repo = Repository.open()
+        try:
+            keys = {pair_key(p.prompt_text, p.chosen, p.rejected) for p in repo.all_pairs()}
+        finally:
+            repo.close()
+        source = "stored"
+    seen = np.array([pair_key(p.prompt_text, p.chosen, p.rejected) in keys for p in pairs],
+                    dtype=bool)
+    return seen, source
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -222,7 +273,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         if args.output:
             count = export_to_file(repo, args.format, args.output)
-            print(f"exported {count} pairs to {args.output} ({args.format})", file=sys.stderr)
+            print(f"exported {plural(count, 'pair')} to {args.output} ({args.format})",
+                  file=sys.stderr)
         else:
             export(repo, args.format, sys.stdout)
     finally:
@@ -245,17 +297,19 @@ def cmd_import(args: argparse.Namespace) -> int:
     for error in report.errors:
         print(f"{args.file}:{error.line}: {error.message}", file=sys.stderr)
     new = report.parsed - report.duplicates
-    summary = (f"{report.parsed} pairs read from {report.lines} lines, "
-               f"{report.duplicates} already stored, {len(report.errors)} bad lines")
+    bad = len(report.errors)
+    summary = (f"{plural(report.parsed, 'pair')} read from {plural(report.lines, 'line')}, "
+               f"{report.duplicates} already stored, {plural(bad, 'bad line')}")
     if args.dry_run:
         print(f"dry run: {summary}; {new} would be imported")
         return 1 if report.errors and not args.skip_bad else 0
     if report.errors and not args.skip_bad:
-        print(f"{summary}.\nNothing was imported because {len(report.errors)} lines are bad "
-              f"(listed above). Fix them, or run again with --skip-bad to import the "
-              f"{new} good pairs.", file=sys.stderr)
+        good = "good pair" if new == 1 else "good pairs"
+        print(f"{summary}.\nNothing was imported because {plural(bad, 'line is', 'lines are')} "
+              f"bad (listed above). Fix {'it' if bad == 1 else 'them'}, or run again with "
+              f"--skip-bad to import the {new} {good}.", file=sys.stderr)
         return 2
-    print(f"imported {report.imported} pairs ({summary})")
+    print(f"imported {plural(report.imported, 'pair')} ({summary})")
     return 0
 
 
@@ -320,7 +374,7 @@ async def _chat(args: argparse.Namespace) -> int:
         ],
     }
     scorer = "untrained reward model (provider order kept)" if version is None else f"v{version}"
-    lines = [f"{len(order)} replies ranked by {scorer}:"]
+    lines = [f"{plural(len(order), 'reply', 'replies')} ranked by {scorer}:"]
     for r, c in enumerate(order, start=1):
         score = "  n/a " if c.score is None else f"{c.score:+.3f}"
         note = f" [{c.finish_reason}]" if c.finish_reason not in (None, "stop") else ""
@@ -351,7 +405,11 @@ def run(args: argparse.Namespace) -> int:
         config.set_data_dir(args.data_dir)
     config.setup_logging("INFO" if args.verbose else None)
     try:
-        return COMMANDS[args.command](args)
+        status = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit
+        return status
+    except BrokenPipeError:
+        return _reader_went_away()
     except (CliError, config.ConfigError, DatabaseError, StorageError, EmbedderError,
             ModelFileError) as exc:
         print(f"rlhf-desktop: error: {config.redact(str(exc))}", file=sys.stderr)
@@ -359,6 +417,21 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("rlhf-desktop: interrupted", file=sys.stderr)
         return 130
+
+
+def _reader_went_away() -> int:
+    """stdout's reader closed the pipe (``| head``): stop quietly, as Unix tools do.
+
+    Python's own flush at exit would fail again and print a traceback, so stdout is pointed
+    at /dev/null first. Exit status 141 (128 + SIGPIPE) is what a shell reports for a tool
+    that SIGPIPE stopped.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+    return 141
 
 
 def main(argv: Sequence[str] | None = None) -> int:

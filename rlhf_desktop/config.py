@@ -47,8 +47,8 @@ class ConfigError(Exception):
 # --------------------------------------------------------------------------- paths
 
 
-def data_dir() -> Path:
-    """The user data folder, created on first use."""
+def data_dir(create: bool = True) -> Path:
+    """The user data folder, created on first use (``create=False``: only where it would be)."""
     override = os.environ.get(HOME_ENV)
     if override:
         path = Path(override).expanduser()
@@ -56,7 +56,8 @@ def data_dir() -> Path:
         import platformdirs
 
         path = Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 

@@ -87,3 +87,56 @@ def test_errors_are_one_clear_line(tmp_path):
     assert proc.returncode == 2 and "no preference pairs" in proc.stderr
     proc = cli("eval", "--data", str(tmp_path / "x.jsonl"), check=False)
     assert proc.returncode == 2 and "no trained reward model" in proc.stderr
+
+
+def test_export_into_a_closed_pipe_exits_quietly(tmp_path):
+    rows = [{"prompt": f"question {i}", "chosen": "a long helpful answer " * 20 + str(i),
+             "rejected": f"no {i}"} for i in range(1500)]  # ~700 kB: more than a pipe holds
+    home = tmp_path / "data"
+    cli("import", str(write_jsonl(tmp_path / "many.jsonl", rows)), data_dir=home)
+    cmd = [sys.executable, "-m", "rlhf_desktop", "--data-dir", str(home), "export",
+           "--format", "trl"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=os.environ.copy())
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()  # what `| head -1` does: read a little, then close
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    proc.wait(timeout=120)
+    assert json.loads(first)["chosen"]
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+    assert stderr == ""
+    assert proc.returncode in (0, 141)
+
+
+def test_import_messages_use_the_right_number(tmp_path):
+    rows = [{"prompt": "q", "chosen": "a", "rejected": "b"}]
+    bad = tmp_path / "one-bad.jsonl"
+    bad.write_text(json.dumps(rows[0]) + "\n{not json\n", encoding="utf-8")
+    proc = cli("import", str(bad), data_dir=tmp_path / "d", check=False)
+    assert proc.returncode == 2
+    assert "1 line is bad" in proc.stderr and "1 lines" not in proc.stderr
+    assert "1 bad line" in proc.stderr and "1 pair read from 2 lines" in proc.stderr
+    assert "the 1 good pair." in proc.stderr
+    one = write_jsonl(tmp_path / "one.jsonl", rows)
+    assert "imported 1 pair (1 pair read from 1 line," in cli(
+        "import", str(one), data_dir=tmp_path / "d").stdout
+
+
+@pytest.mark.slow
+def test_eval_warns_when_the_eval_pairs_were_trained_on(tmp_path, hh_data, data_home):
+    trained_rows = hh_rows(hh_data, 0, 60)
+    fresh_rows = hh_rows(hh_data, 600, 30)
+    cli("import", str(write_jsonl(tmp_path / "train.jsonl", trained_rows)))
+    cli("train")
+    both = write_jsonl(tmp_path / "both.jsonl", trained_rows + fresh_rows)
+    proc = cli("eval", "--data", str(both), "--json")
+    result = json.loads(proc.stdout)
+    assert result["pairs"] == 90 and result["pairs_in_training_data"] == 60
+    assert result["training_data_source"] == "model" and result["unseen_pairs"] == 30
+    assert 0.0 <= result["accuracy_unseen"] <= 1.0 and len(result["warnings"]) == 1
+    assert "60 of 90 eval pairs" in proc.stderr and "30 unseen pairs" in proc.stderr
+    fresh = json.loads(cli("eval", "--data", str(write_jsonl(tmp_path / "fresh.jsonl",
+                                                             fresh_rows)), "--json").stdout)
+    assert fresh["pairs_in_training_data"] == 0 and fresh["warnings"] == []
+    assert fresh["accuracy_unseen"] == fresh["accuracy"]

@@ -184,3 +184,81 @@ def test_a_model_from_another_installation_is_refused(tmp_path, monkeypatch, emb
     signing.load_key(create=True)
     with pytest.raises(ModelFileError, match="signature does not match"):
         TinyRewardModel.load(folder)
+
+
+# ---------------------------------------------------------------------------- the seed's API (D5)
+
+
+def _no_home(monkeypatch, tmp_path):
+    """No RLHF_DESKTOP_HOME; the platform's user data folder points into tmp_path."""
+    monkeypatch.delenv("RLHF_DESKTOP_HOME", raising=False)
+    xdg = tmp_path / "xdg-data"
+    monkeypatch.setenv("XDG_DATA_HOME", str(xdg))
+    monkeypatch.setenv("HOME", str(tmp_path / "user-home"))
+    return xdg
+
+
+def test_seed_api_loads_a_version_folder_without_rlhf_desktop_home(
+        tmp_path, monkeypatch, embedder, data_home):
+    from rlhf_desktop.reward import TinyRewardModel as SeedName  # the seed README's import
+
+    model = train(TOY, TrainConfig(), embedder).model
+    model.save(data_home / "models" / "v0002")  # as store_version() leaves it: no version inside
+    default_home = _no_home(monkeypatch, tmp_path)
+    rm = SeedName.load(str(data_home / "models" / "v0002"))
+    assert rm.version == 2
+    assert np.array_equal(rm.weights, model.weights)
+    assert SeedName.load(data_home).version == 2  # a data folder loads its newest version
+    assert not default_home.exists() and not (tmp_path / "user-home").exists()
+
+
+def test_a_failed_load_writes_nothing_and_gives_the_right_advice(
+        tmp_path, monkeypatch, embedder, data_home):
+    folder = tmp_path / "copied-somewhere" / "v0002"
+    train(TOY, TrainConfig(), embedder).model.save(folder)  # signed by data_home's key
+    default_home = _no_home(monkeypatch, tmp_path)
+    with pytest.raises(ModelFileError) as info:
+        TinyRewardModel.load(folder)
+    message = str(info.value)
+    assert "no signing key" in message and "data folder that trained it" in message
+    assert "rlhf-desktop train" not in message
+    assert not default_home.exists() and not (tmp_path / "user-home").exists()
+
+
+def test_model_file_is_read_as_plain_data_even_when_signed(tmp_path, embedder, data_home):
+    folder = tmp_path / "m"
+    train(TOY, TrainConfig(), embedder).model.save(folder)
+    marker = tmp_path / "pwned"
+    data = pickle.dumps(_Exploit(str(marker)))
+    key = signing.load_key(create=False)
+    (folder / MODEL_FILENAME).write_bytes(data)
+    (folder / SIGNATURE_FILENAME).write_text(signing.sign(data, key))  # a stolen key
+    with pytest.raises(ModelFileError, match="not an rlhf-desktop reward model"):
+        TinyRewardModel.load(folder)
+    assert not marker.exists()
+
+
+def test_a_model_saved_by_the_previous_code_still_loads(tmp_path, embedder, data_home):
+    import io
+
+    import joblib
+
+    trained = train(TOY, TrainConfig(), embedder).model
+    old_payload = {  # exactly what the previous save() wrote (no train_keys)
+        "format": "rlhf-desktop/reward-model/1",
+        "weights": [float(v) for v in trained.weights],
+        "features": list(trained.features),
+        "embedder_id": trained.embedder_id,
+        "version": None,
+        "metrics_json": "{}",
+    }
+    buffer = io.BytesIO()
+    joblib.dump(old_payload, buffer)
+    folder = data_home / "models" / "v0007"
+    folder.mkdir(parents=True)
+    (folder / MODEL_FILENAME).write_bytes(buffer.getvalue())
+    key = signing.load_key(create=True)
+    (folder / SIGNATURE_FILENAME).write_text(signing.sign(buffer.getvalue(), key))
+    loaded = TinyRewardModel.load(folder, embedder=embedder)
+    assert loaded.version == 7 and loaded.train_keys == frozenset()
+    assert loaded.score("q", ["a", "b"]) == trained.score("q", ["a", "b"])

@@ -11,9 +11,11 @@ file this installation did not write never runs as code.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
+import pickle
 import re
 import zlib
 from collections.abc import Sequence
@@ -27,6 +29,7 @@ import numpy as np
 from rlhf_desktop import config
 from rlhf_desktop.reward import signing
 from rlhf_desktop.reward.embedder import Embedder
+from rlhf_desktop.reward.style import STYLE_DIM, style_features
 
 MODEL_FILENAME = "reward_model.joblib"
 SIGNATURE_FILENAME = MODEL_FILENAME + ".sig"
@@ -37,7 +40,10 @@ FORMAT = "rlhf-desktop/reward-model/1"
 # "words" (which words the reply uses: binary bag of words hashed into WORDS_DIM buckets,
 # unit length). Measured on real HH pairs (benchmarks/reward_quality.py), all four together
 # generalise best; "words" adds about 2 points of held-out pairwise accuracy.
-KNOWN_FEATURES: tuple[str, ...] = ("reply", "prompt_x_reply", "length", "words")
+# "style" (reward/style.py): named features of a reply's form (log words, headers, lists,
+# bold, code blocks, questions, refusal, apology, paragraphs, repetition, unfinished,
+# prompt overlap), each column scaled on its own, so its weights read per column.
+KNOWN_FEATURES: tuple[str, ...] = ("reply", "prompt_x_reply", "length", "words", "style")
 DEFAULT_FEATURES: tuple[str, ...] = ("reply", "prompt_x_reply", "length", "words")
 WORDS_DIM = 512
 _WORD = re.compile(r"\w\w+")
@@ -45,6 +51,13 @@ _WORD = re.compile(r"\w\w+")
 
 class ModelFileError(Exception):
     """A model file that must not or cannot be loaded; the message says why."""
+
+
+def pair_key(prompt_text: str, a: str, b: str) -> str:
+    """Identity of a comparison: the prompt and the two replies, in either order."""
+    first, second = sorted((a, b))
+    raw = "\x00".join((prompt_text, first, second)).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(raw).hexdigest()[:16]
 
 
 def length_feature(texts: Sequence[str]) -> np.ndarray:
@@ -74,6 +87,8 @@ def block_width(name: str, embedding_dim: int) -> int:
         return 1
     if name == "words":
         return WORDS_DIM
+    if name == "style":
+        return STYLE_DIM
     raise ValueError(f"unknown feature {name!r}; known: {', '.join(KNOWN_FEATURES)}")
 
 
@@ -93,8 +108,13 @@ def featurize(
     prompt_vecs: np.ndarray,
     reply_vecs: np.ndarray,
     replies: Sequence[str],
+    prompts: Sequence[str] | None = None,
 ) -> np.ndarray:
-    """The feature rows of (prompt, reply) pairs; ``prompt_vecs`` broadcast when one row."""
+    """The feature rows of (prompt, reply) pairs; ``prompt_vecs`` broadcast when one row.
+
+    ``prompts``: the last user turn of each row (one string is broadcast), for the style
+    block's prompt overlap; None counts as an empty prompt.
+    """
     blocks: list[np.ndarray] = []
     for name in features:
         if name == "reply":
@@ -105,6 +125,10 @@ def featurize(
             blocks.append(length_feature(replies))
         elif name == "words":
             blocks.append(words_feature(replies))
+        elif name == "style":
+            if prompts is not None and len(prompts) == 1 and len(replies) != 1:
+                prompts = list(prompts) * len(replies)
+            blocks.append(style_features(replies, prompts))
         else:
             raise ValueError(f"unknown feature {name!r}; known: {', '.join(KNOWN_FEATURES)}")
     return np.hstack(blocks).astype(np.float64, copy=False)
@@ -120,6 +144,8 @@ class TinyRewardModel:
     version: int | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     embedder: Embedder | None = field(default=None, repr=False, compare=False)
+    # pair_key() of every pair it was trained on (empty for models saved before it existed)
+    train_keys: frozenset[str] = field(default_factory=frozenset, repr=False, compare=False)
 
     @property
     def trained(self) -> bool:
@@ -132,13 +158,14 @@ class TinyRewardModel:
         return self.embedder
 
     def score_vectors(
-        self, prompt_vec: np.ndarray, reply_vecs: np.ndarray, replies: Sequence[str]
+        self, prompt_vec: np.ndarray, reply_vecs: np.ndarray, replies: Sequence[str],
+        prompt: str = "",
     ) -> list[float]:
         """Scores from embeddings already computed (no I/O, no network)."""
         if self.weights is None or len(replies) == 0:
             return [0.0] * len(replies)
-        prompt = np.broadcast_to(prompt_vec.reshape(1, -1), reply_vecs.shape)
-        x = featurize(self.features, prompt, reply_vecs, replies)
+        prompts = np.broadcast_to(prompt_vec.reshape(1, -1), reply_vecs.shape)
+        x = featurize(self.features, prompts, reply_vecs, replies, [prompt])
         return [float(v) for v in x @ self.weights]
 
     def score(self, prompt: str, responses: Sequence[str]) -> list[float]:
@@ -146,7 +173,7 @@ class TinyRewardModel:
         if self.weights is None or not responses:
             return [0.0] * len(responses)
         vecs = self._embedder().embed([prompt, *responses])
-        return self.score_vectors(vecs[0], vecs[1:], responses)
+        return self.score_vectors(vecs[0], vecs[1:], responses, prompt)
 
     def prob_preferred(self, prompt: str, a: str, b: str) -> float:
         """P(``a`` is preferred over ``b``) under the Bradley-Terry model."""
@@ -168,6 +195,7 @@ class TinyRewardModel:
             "embedder_id": self.embedder_id,
             "version": self.version,
             "metrics_json": json.dumps(self.metrics),
+            "train_keys": sorted(self.train_keys),
         }
 
     def save(self, directory: str | Path) -> Path:
@@ -186,31 +214,54 @@ class TinyRewardModel:
 
     @classmethod
     def load(cls, directory: str | Path, embedder: Embedder | None = None) -> TinyRewardModel:
-        """Load a model this installation saved; refuse unsigned or altered files."""
-        folder = Path(directory)
+        """Load a model that a data folder saved; refuse unsigned or altered files.
+
+        ``directory`` is a version folder (``<data folder>/models/v0002``), verified with the
+        key of the data folder it lies in (else this process's data folder), or a data folder
+        itself, which loads its newest version. Nothing is written, whatever happens.
+        """
+        folder = Path(directory).expanduser()
         path = folder / MODEL_FILENAME
         if not path.exists():
-            raise ModelFileError(f"no reward model in {folder} ({MODEL_FILENAME} is missing)")
+            newest = _newest_version_folder(folder)
+            if newest is None:
+                raise ModelFileError(
+                    f"no reward model in {folder} ({MODEL_FILENAME} is missing): give a "
+                    "version folder (<data folder>/models/vNNNN) or a data folder with "
+                    "trained models"
+                )
+            folder, path = newest, newest / MODEL_FILENAME
         data = path.read_bytes()
         sig_path = folder / SIGNATURE_FILENAME
-        key = signing.load_key(create=False)
-        if key is None:
+        keys = signing.candidate_keys(folder)
+        if not keys:
+            looked = [signing.key_path()]
+            if folder.resolve().parent.name == signing.MODELS_FOLDER:
+                looked.insert(0, signing.key_path(folder.resolve().parent.parent))
             raise ModelFileError(
-                f"refusing {path}: this installation has no signing key, so the file cannot be "
-                "verified. Retrain with `rlhf-desktop train`."
+                f"refusing {path}: no signing key to verify it with (looked for "
+                f"{' and '.join(map(str, looked))}). A model loads from inside the data folder "
+                "that trained it: load <data folder>/models/vNNNN, or point --data-dir / "
+                "RLHF_DESKTOP_HOME at that data folder."
             )
         if not sig_path.exists():
             raise ModelFileError(
                 f"refusing {path}: it is not signed by this installation (no "
                 f"{SIGNATURE_FILENAME}). Model files are code; only files written here load."
             )
-        if not signing.verify(data, sig_path.read_text(errors="replace"), key):
+        signature = sig_path.read_text(errors="replace")
+        if not any(signing.verify(data, signature, k.read_bytes()) for k in keys):
             raise ModelFileError(
-                f"refusing {path}: its signature does not match (the file was altered or "
-                "written by another installation). Retrain with `rlhf-desktop train`."
+                f"refusing {path}: its signature does not match the key of "
+                f"{' or '.join(str(k.parent.parent) for k in keys)} (the file was altered, or "
+                "written by another data folder). Load it from inside the data folder that "
+                "trained it, or retrain there with `rlhf-desktop --data-dir DIR train`."
             )
-        payload = joblib.load(io.BytesIO(data))
-        return cls._from_payload(payload, path, embedder)
+        payload = _safe_unpickle(data, path)
+        model = cls._from_payload(payload, path, embedder)
+        if model.version is None:
+            model.version = _version_of(folder)
+        return model
 
     @classmethod
     def _from_payload(
@@ -226,4 +277,41 @@ class TinyRewardModel:
             version=payload.get("version"),
             metrics=json.loads(payload.get("metrics_json") or "{}"),
             embedder=embedder,
+            train_keys=frozenset(str(k) for k in payload.get("train_keys") or ()),
         )
+
+
+_VERSION_FOLDER = re.compile(r"v(\d+)")
+
+
+def _version_of(folder: Path) -> int | None:
+    """The version number a version folder's name carries (``v0002`` → 2)."""
+    match = _VERSION_FOLDER.fullmatch(folder.name)
+    return int(match.group(1)) if match else None
+
+
+def _newest_version_folder(folder: Path) -> Path | None:
+    """``folder/models/vNNNN`` (or ``folder/vNNNN``) with the highest number and a model file."""
+    for base in (folder / signing.MODELS_FOLDER, folder):
+        if not base.is_dir():
+            continue
+        found = [(v, f) for f in base.iterdir()
+                 if (v := _version_of(f)) is not None and (f / MODEL_FILENAME).is_file()]
+        if found:
+            return max(found)[1]
+    return None
+
+
+class _PlainDataUnpickler(pickle.Unpickler):
+    """Unpickles dicts, lists, numbers and strings only: no class, no callable, ever."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"{module}.{name} is not plain data")
+
+
+def _safe_unpickle(data: bytes, path: Path) -> Any:
+    """A signed model file's payload, read without running code (a second line of defence)."""
+    try:
+        return _PlainDataUnpickler(io.BytesIO(data)).load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
+        raise ModelFileError(f"{path} is not an rlhf-desktop reward model ({exc})") from exc

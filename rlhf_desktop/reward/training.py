@@ -31,6 +31,7 @@ from rlhf_desktop.reward.model import (
     TinyRewardModel,
     feature_layout,
     featurize,
+    pair_key,
 )
 
 ProgressFn = Callable[[float, str], None]
@@ -72,6 +73,12 @@ class TrainConfig:
     max_iter: int = 300
     tol: float = 1e-7
     scaling: str = "block"
+    # The style block: every column scaled to unit RMS difference on its own, then the block
+    # to RMS norm ``style_scale`` (larger: less penalty on style than on the other blocks).
+    style_scale: float = 1.0
+    # "joint": every block fitted together. "staged" (style control): style alone first,
+    # then the other blocks with the style margin held fixed (content judged beyond style).
+    fit: str = "joint"
 
 
 @dataclass
@@ -135,7 +142,8 @@ def pair_matrix(
         n = len(part)
         pv, cv, rv = vecs[:n], vecs[n : 2 * n], vecs[2 * n :]
         dim = vecs.shape[1]
-        rows.append(featurize(features, pv, cv, chosen) - featurize(features, pv, rv, rejected))
+        rows.append(featurize(features, pv, cv, chosen, prompts)
+                    - featurize(features, pv, rv, rejected, prompts))
         if progress is not None:
             progress(0.6 * min(1.0, (start + n) / len(pairs)), "embedding")
     groups = np.array([_prompt_group(p) for p in pairs])
@@ -149,6 +157,7 @@ def fit_bt(
     w0: np.ndarray | None = None,
     max_iter: int = 300,
     tol: float = 1e-7,
+    offset: np.ndarray | None = None,
 ) -> np.ndarray:
     """Minimise Σ log(1 + exp(−D w)) + ‖w‖² / (2C) (logistic loss, no intercept).
 
@@ -160,9 +169,10 @@ def fit_bt(
     if diffs.shape[0] == 0 or not np.any(diffs):
         return np.zeros(dim)
     x = np.asarray(diffs, dtype=np.float32)
+    fixed = np.zeros(len(x), dtype=np.float32) if offset is None else offset.astype(np.float32)
 
     def objective(w: np.ndarray) -> tuple[float, np.ndarray]:
-        margin = x @ w.astype(np.float32)
+        margin = x @ w.astype(np.float32) + fixed
         loss = float(np.logaddexp(0.0, -margin, dtype=np.float64).sum() + 0.5 * (w @ w) / c)
         grad = -(x.T @ expit(-margin)).astype(np.float64) + w / c
         return loss, grad
@@ -192,6 +202,7 @@ def pairwise_accuracy(margins: np.ndarray) -> float:
 def _cross_validate(
     x: np.ndarray,
     groups: np.ndarray,
+    layout: Sequence[tuple[str, slice]],
     cfg: TrainConfig,
     c_values: Sequence[float],
     progress: ProgressFn | None,
@@ -204,6 +215,7 @@ def _cross_validate(
     """
     k = min(cfg.folds, len(np.unique(groups)))
     folds = _folds(groups, k, cfg.seed)
+    style_cols = _style_columns(layout, x.shape[1])
     out: dict[float, tuple[list[float], np.ndarray]] = {
         c: ([], np.zeros(len(x))) for c in c_values
     }
@@ -217,7 +229,7 @@ def _cross_validate(
         for c in sorted(c_values):  # warm start along the regularisation path
             if cancel is not None and cancel.is_set():
                 raise TrainingCancelled()
-            w = fit_bt(train, c, w, cfg.max_iter, cfg.tol)
+            w = _fit(train, c, w, cfg, style_cols)
             margins = test @ w
             out[c][0].append(pairwise_accuracy(margins))
             out[c][1][test_idx] = margins
@@ -227,8 +239,36 @@ def _cross_validate(
     return out
 
 
+STYLE_C = 1.0  # style-only stage of the staged fit: few columns, light penalty
+
+
+def _style_columns(layout: Sequence[tuple[str, slice]], width: int) -> np.ndarray:
+    """Boolean mask of the style block's columns."""
+    mask = np.zeros(width, dtype=bool)
+    for name, cols in layout:
+        if name == "style":
+            mask[cols] = True
+    return mask
+
+
+def _fit(x: np.ndarray, c: float, w0: np.ndarray | None, cfg: TrainConfig,
+         style_cols: np.ndarray) -> np.ndarray:
+    """One fit, joint or staged (style first, then the rest with the style margin fixed)."""
+    if cfg.fit == "joint" or not style_cols.any() or style_cols.all():
+        return fit_bt(x, c, w0, cfg.max_iter, cfg.tol)
+    if cfg.fit != "staged":
+        raise ValueError(f"unknown fit {cfg.fit!r}; known: joint, staged")
+    w = np.zeros(x.shape[1])
+    w[style_cols] = fit_bt(x[:, style_cols], STYLE_C, None, cfg.max_iter, cfg.tol)
+    offset = x[:, style_cols] @ w[style_cols]
+    start = None if w0 is None else w0[~style_cols]
+    w[~style_cols] = fit_bt(x[:, ~style_cols], c, start, cfg.max_iter, cfg.tol, offset)
+    return w
+
+
 def _scale(
-    diffs: np.ndarray, layout: Sequence[tuple[str, slice]] = (), scaling: str = "block"
+    diffs: np.ndarray, layout: Sequence[tuple[str, slice]] = (), scaling: str = "block",
+    style_scale: float = 1.0,
 ) -> np.ndarray:
     """Per-column divisors: a block's RMS difference norm ("block") or each column's RMS."""
     if scaling not in ("block", "dim"):
@@ -239,7 +279,12 @@ def _scale(
         rms = np.sqrt(np.mean(diffs**2, axis=0))
         return np.where(rms > 1e-12, rms, 1.0)
     scale = np.ones(diffs.shape[1])
-    for _name, cols in layout:
+    for name, cols in layout:
+        if name == "style":  # per column, then the block to RMS norm style_scale
+            rms = np.sqrt(np.mean(diffs[:, cols] ** 2, axis=0))
+            width = cols.stop - cols.start
+            scale[cols] = np.where(rms > 1e-12, rms, 1.0) * np.sqrt(width) / style_scale
+            continue
         norm = float(np.sqrt(np.mean(np.sum(diffs[:, cols] ** 2, axis=1))))
         scale[cols] = norm if norm > 1e-12 else 1.0
     return scale
@@ -275,13 +320,13 @@ def train(
         "cv_mean_margin": None,
     }
     c_best = cfg.default_c
-    scale = _scale(diffs, layout, cfg.scaling)
+    scale = _scale(diffs, layout, cfg.scaling, cfg.style_scale)
     x = (diffs / scale).astype(np.float32)
     if n_groups >= 2:
         search = len(pairs) >= cfg.min_pairs_for_c_search
         c_values = cfg.c_grid if search else (cfg.default_c,)
         with _single_threaded_blas():
-            results = _cross_validate(x, groups, cfg, c_values, progress, cancel)
+            results = _cross_validate(x, groups, layout, cfg, c_values, progress, cancel)
         # Ties go to the C nearest the measured default.
         c_best = max(
             c_values,
@@ -300,7 +345,7 @@ def train(
     if progress is not None:
         progress(0.95, "fitting the final model")
     with _single_threaded_blas():
-        w = fit_bt(x, c_best, None, cfg.max_iter, cfg.tol) / scale
+        w = _fit(x, c_best, None, cfg, _style_columns(layout, x.shape[1])) / scale
     train_margins = diffs @ w
     metrics.update(
         c=c_best,
@@ -314,6 +359,7 @@ def train(
         embedder_id=embedder.embedder_id,
         metrics=metrics,
         embedder=embedder,
+        train_keys=frozenset(pair_key(p.prompt_text, p.chosen, p.rejected) for p in pairs),
     )
     if progress is not None:
         progress(1.0, "done")
