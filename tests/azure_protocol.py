@@ -144,7 +144,11 @@ class Handler(BaseHTTPRequestHandler):
         record.fault = fault.name if fault else None
         if fault is not None and self._request_fault(fault):
             return
-        self._answer(body, fault, version)
+        self.state.note_active(+1)
+        try:
+            self._answer(body, fault, version)
+        finally:
+            self.state.note_active(-1)
 
     def _check_azure(self, deployment: str, query: dict[str, str]) -> bool:
         version = query.get("api-version")
@@ -326,7 +330,16 @@ class Handler(BaseHTTPRequestHandler):
                 self._abort()
                 return
             if self.state.llama_like and self.state.waiting:
-                self._event("[DONE]")  # llama-cpp-python: interrupted by a waiting request
+                # llama-cpp-python: interrupted by a waiting request. Behind LiteLLM the
+                # stream then ends with finish_reason "stop" (``interrupt_finish``).
+                if self.state.interrupt_finish:
+                    chunk([{"index": i, "delta": {}, "finish_reason": self.state.interrupt_finish}
+                           for i in live])
+                    if include_usage:
+                        chunk([], usage={"prompt_tokens": prompt_tokens,
+                                         "completion_tokens": sent,
+                                         "total_tokens": prompt_tokens + sent})
+                self._event("[DONE]")
                 self._chunk("")
                 return
             if rounds == after and name in ("truncate", "drop_mid", "sse_error"):

@@ -34,7 +34,9 @@ with one choice, as llama.cpp's server does).
 
 ``server.ignore_n = True`` makes ``ignore_n`` permanent; ``server.llama_like = True`` also
 serializes streams and cuts a running one short when another request waits, as
-llama-cpp-python's server does (``interrupt_requests``). Run standalone with
+llama-cpp-python's server does (``interrupt_requests``); ``server.interrupt_finish = "stop"``
+ends such a cut stream with ``finish_reason: "stop"``, as the LiteLLM proxy in front of it
+does. ``server.max_active`` is the most requests answered at once. Run standalone with
 ``python -m tests.azure_server --port 8123``.
 """
 
@@ -119,9 +121,15 @@ class AzureServer:
         self.llama_like = False
         """Like llama-cpp-python's server: one choice, one stream at a time, and a running
         stream ends with ``[DONE]`` (no finish reason) as soon as another request waits."""
+        self.interrupt_finish: str | None = None
+        """With ``llama_like``: the finish reason an interrupted stream ends with (LiteLLM in
+        front of llama.cpp's server sends ``"stop"``); None: no finish reason, as llama.cpp."""
         self.requests: list[Recorded] = []
         self.generation_lock = threading.Lock()
         self.waiting = 0
+        self.active = 0
+        self.max_active = 0
+        """The most chat requests this server answered at the same time."""
         self._faults: list[Fault] = []
         self._magic_counts: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
@@ -176,6 +184,12 @@ class AzureServer:
             "AZURE_OPENAI_API_VERSION": api_version,
         }
 
+    def note_active(self, change: int) -> None:
+        """Count a chat request starting (+1) or ending (-1); keeps :attr:`max_active`."""
+        with self._lock:
+            self.active += change
+            self.max_active = max(self.max_active, self.active)
+
     def inject(self, name: str, times: int = 1, **options: Any) -> None:
         """Apply fault ``name`` to the next ``times`` requests."""
         if name not in FAULTS:
@@ -192,6 +206,8 @@ class AzureServer:
             self.ignore_n = False
             self.llama_like = False
             self.reasoning_model = False
+            self.interrupt_finish = None
+            self.max_active = self.active
 
     def take_fault(self, body: dict[str, Any] | None) -> Fault | None:
         """The fault for this request: an injected one first, else a magic word."""

@@ -207,15 +207,20 @@ class CandidateTracker:
         error: str | None = None,
         prompt_tokens: int | None = None,
         completion_tokens: int | None = None,
+        latency_s: float | None = None,
     ) -> Done | None:
-        """Mark candidate ``index`` finished; returns its ``Done`` (None when already done)."""
+        """Mark candidate ``index`` finished; returns its ``Done`` (None when already done).
+
+        ``latency_s`` is the time of its last token when that was recorded earlier (see
+        :meth:`elapsed`); by default, now.
+        """
         if index in self.finished:
             return None
         self.finished.add(index)
         cand = self.candidates[index]
         cand.text = self.text(index)
         cand.finish_reason = finish_reason
-        cand.latency_s = self._clock() - self.started
+        cand.latency_s = self.elapsed() if latency_s is None else latency_s
         if error is not None:
             cand.error = error
         if prompt_tokens is not None:
@@ -223,6 +228,10 @@ class CandidateTracker:
         if completion_tokens is not None:
             cand.completion_tokens = completion_tokens
         return Done(index, replace(cand))
+
+    def elapsed(self) -> float:
+        """Seconds since the turn was sent."""
+        return self._clock() - self.started
 
     def unfinished(self) -> list[int]:
         """Indices not finished yet, in order."""

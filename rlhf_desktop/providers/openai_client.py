@@ -2,15 +2,14 @@
 
 One request asks for all N candidates with ``n`` and the choices are streamed by index.
 When the server returns fewer choices than asked (llama.cpp's server and Ollama ignore
-``n``), the missing candidates are requested as concurrent single-choice requests with
-distinct seeds, and later turns on the same provider go straight to single-choice
-requests.
+``n``), the missing candidates are requested as single-choice requests with distinct
+seeds, one at a time (in parallel only with ``parallel_requests=True``), and later turns on
+the same provider go straight to single-choice requests. Empty, unfinished and cut-short
+replies are requested again; the rules are in :mod:`rlhf_desktop.providers._turn`.
 
 The client's own retries are off (``max_retries=0``); :class:`RetryPolicy` decides here:
 429 waits ``Retry-After`` (bounded), 5xx, connection errors and timeouts back off
 exponentially (bounded), and nothing is retried once text has arrived for that request.
-(One exception, in :mod:`rlhf_desktop.providers._turn`: a single-choice reply that the
-server ends cleanly without a finish reason is sent again, with a ``Restart`` event.)
 A 400 naming a parameter the server does not take (``stream_options``, ``max_tokens``,
 ``temperature``) is sent again without it. Connect and read timeouts are explicit.
 """
@@ -31,7 +30,7 @@ from rlhf_desktop.providers._turn import (
     Concurrency,
     End,
     Request,
-    Turn,
+    TurnRequests,
     cancel_all,
     put_on_set,
 )
@@ -41,7 +40,6 @@ from rlhf_desktop.providers.base import (
     BaseProvider,
     CandidateTracker,
     Delta,
-    Done,
     StreamEvent,
     build_messages,
 )
@@ -52,16 +50,14 @@ from rlhf_desktop.providers.openai_errors import (
     Classified,
     Target,
     classify,
-    content_filter_categories,
-    redact_secret,
 )
+from rlhf_desktop.providers.openai_stream import complete_once, read_stream
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
 log = logging.getLogger(__name__)
 
-OK_FINISH = frozenset({"stop", "length", "tool_calls", "function_call", "eos", "end_turn"})
 NO_KEY = "not-needed"  # OpenAI-compatible servers without auth still need a non-empty key
 
 
@@ -94,6 +90,8 @@ class OpenAIChatProvider(BaseProvider):
     Build it with :meth:`from_azure` or :meth:`from_openai` (OpenAI or a compatible
     server, by ``base_url``). ``streaming=False``
     uses non-streamed requests (each candidate then arrives as one ``Delta``).
+    ``parallel_requests=True`` lets single-choice requests of one turn run concurrently
+    (only for a server known to handle that; one that cuts a reply switches back).
     """
 
     def __init__(
@@ -105,6 +103,7 @@ class OpenAIChatProvider(BaseProvider):
         retry: RetryPolicy | None = None,
         streaming: bool = True,
         include_usage: bool = True,
+        parallel_requests: bool = False,
     ) -> None:
         self._client = client
         self.target = target
@@ -116,7 +115,7 @@ class OpenAIChatProvider(BaseProvider):
         self._include_usage = include_usage
         self._max_tokens_key = "max_tokens"
         self._send_sampling = True
-        self._learned = Concurrency()
+        self._learned = Concurrency(parallel=parallel_requests)
 
     # ------------------------------------------------------------------ construction
 
@@ -131,6 +130,7 @@ class OpenAIChatProvider(BaseProvider):
         settings: Settings | None = None,
         retry: RetryPolicy | None = None,
         streaming: bool = True,
+        parallel_requests: bool = False,
     ) -> OpenAIChatProvider:
         """Azure OpenAI: ``AsyncAzureOpenAI(azure_endpoint, api_key, api_version, deployment)``."""
         import openai
@@ -150,7 +150,8 @@ class OpenAIChatProvider(BaseProvider):
             url_setting="AZURE_OPENAI_ENDPOINT", version_setting="AZURE_OPENAI_API_VERSION",
         )
         return cls(client, target, secret=api_key, streaming=streaming,
-                   retry=retry or RetryPolicy(max_retries=settings.max_retries))
+                   retry=retry or RetryPolicy(max_retries=settings.max_retries),
+                   parallel_requests=parallel_requests)
 
     @classmethod
     def from_openai(
@@ -162,6 +163,7 @@ class OpenAIChatProvider(BaseProvider):
         settings: Settings | None = None,
         retry: RetryPolicy | None = None,
         streaming: bool = True,
+        parallel_requests: bool = False,
     ) -> OpenAIChatProvider:
         """OpenAI itself, or any OpenAI-compatible server when ``base_url`` is given."""
         import openai
@@ -183,7 +185,8 @@ class OpenAIChatProvider(BaseProvider):
             url_setting="OPENAI_BASE_URL (or the openai_base_url setting)",
         )
         return cls(client, target, secret=api_key, streaming=streaming,
-                   retry=retry or RetryPolicy(max_retries=settings.max_retries))
+                   retry=retry or RetryPolicy(max_retries=settings.max_retries),
+                   parallel_requests=parallel_requests)
 
     def describe(self) -> str:
         """E.g. ``Azure OpenAI: deployment 'gpt-4o' at https://x.openai.azure.com``."""
@@ -203,7 +206,7 @@ class OpenAIChatProvider(BaseProvider):
 
     @property
     def single_request_limit(self) -> int | None:
-        """Single-choice requests allowed at once (1 after a server cut concurrent ones)."""
+        """Requests of one turn allowed at once (1 unless the server handles concurrency)."""
         return self._learned.single_limit
 
     async def stream(
@@ -219,31 +222,39 @@ class OpenAIChatProvider(BaseProvider):
         def runner(request: Request) -> Coroutine[Any, Any, None]:
             return self._run_request(request, wire, params, turn.tracker, turn.queue)
 
-        turn = Turn(max(1, params.n), params.seed, seed_base, self._learned,
-                    self.target.label, runner)
+        turn = TurnRequests(max(1, params.n), params.seed, seed_base, self._learned,
+                            self.target.label, runner)
         tracker, queue = turn.tracker, turn.queue
         turn.start()
         watcher = asyncio.create_task(put_on_set(cancel, queue)) if cancel else None
         cancelled = False
         try:
-            while turn.outstanding:
+            while turn.running:
                 item = await queue.get()
                 if item is CANCEL:
                     cancelled = True
                     break
-                if isinstance(item, (Delta, Done)):
+                if isinstance(item, Delta):
                     yield item
                 elif isinstance(item, End):
-                    for restart in turn.on_end(item.request):
-                        yield restart
+                    for event in turn.on_end(item.request):
+                        yield event
             if cancelled:
                 await cancel_all(turn.tasks)
-                while not queue.empty():  # text that arrived before the cancel
+                while not queue.empty():  # what arrived before the cancel
                     item = queue.get_nowait()
-                    if isinstance(item, (Delta, Done)):
+                    if isinstance(item, Delta):
                         yield item
+                    elif isinstance(item, End):
+                        for event in turn.on_end(item.request, final=True):
+                            yield event
+                for request in list(turn.running):
+                    for event in turn.on_end(request, final=True, cancelled=True):
+                        yield event
                 for i in tracker.unfinished():
-                    done = tracker.finish(i, CANCELLED)
+                    failure = turn.failures.get(i)
+                    done = (tracker.finish(i, ERROR, error=failure.message) if failure
+                            else tracker.finish(i, CANCELLED))
                     if done is not None:
                         yield done
                 return
@@ -269,16 +280,23 @@ class OpenAIChatProvider(BaseProvider):
     ) -> None:
         """One request with bounded retries; always ends by queueing ``End(request)``."""
         attempt = 0
+        label, secret = self.target.label, self._secret
         try:
             while True:
                 streamed = False
+                request.reset()
+                kwargs = self._request_kwargs(request, messages, params)
                 try:
                     if self.streaming:
-                        async for got_text in self._stream_once(request, messages, params,
-                                                                tracker, queue):
+                        if self._include_usage:
+                            kwargs["stream_options"] = {"include_usage": True}
+                        async for got_text in read_stream(self._client, request, kwargs,
+                                                          tracker, queue, label=label,
+                                                          secret=secret):
                             streamed = streamed or got_text
                     else:
-                        await self._complete_once(request, messages, params, tracker, queue)
+                        await complete_once(self._client, request, kwargs, tracker, queue,
+                                            label=label, secret=secret)
                     return
                 except asyncio.CancelledError:
                     raise
@@ -296,6 +314,9 @@ class OpenAIChatProvider(BaseProvider):
                         return
                     attempt += 1
                     await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            request.cancelled = True
+            raise
         finally:
             queue.put_nowait(End(request))
 
@@ -348,116 +369,3 @@ class OpenAIChatProvider(BaseProvider):
         if request.seed is not None:
             kwargs["seed"] = request.seed
         return kwargs
-
-    async def _stream_once(
-        self,
-        request: Request,
-        messages: list[dict[str, str]],
-        params: SamplingParams,
-        tracker: CandidateTracker,
-        queue: asyncio.Queue[object],
-    ) -> AsyncIterator[bool]:
-        """One streamed attempt; yields True each time text arrived (for the retry rule)."""
-        kwargs = self._request_kwargs(request, messages, params)
-        if self._include_usage:
-            kwargs["stream_options"] = {"include_usage": True}
-        held: list[Done] = []  # single-choice Done waits for the usage chunk
-        try:
-            async for got_text in self._read_stream(request, kwargs, tracker, queue, held):
-                yield got_text
-        finally:
-            for done in held:
-                queue.put_nowait(done)
-
-    async def _read_stream(
-        self,
-        request: Request,
-        kwargs: dict[str, Any],
-        tracker: CandidateTracker,
-        queue: asyncio.Queue[object],
-        held: list[Done],
-    ) -> AsyncIterator[bool]:
-        single = len(request.indices) == 1
-        stream = await self._client.chat.completions.create(stream=True, **kwargs)
-        async for chunk in stream:
-            usage = getattr(chunk, "usage", None)
-            if usage is not None:
-                for done in held:
-                    _apply_usage(tracker, done, usage, with_completion=single)
-            for choice in chunk.choices or []:
-                pos = choice.index
-                if not 0 <= pos < len(request.indices):
-                    continue
-                request.seen.add(pos)
-                index = request.indices[pos]
-                delta = getattr(choice, "delta", None)
-                text = getattr(delta, "content", None) if delta is not None else None
-                event = tracker.add(index, text) if text else None
-                if event is not None:
-                    queue.put_nowait(event)
-                    yield True
-                if choice.finish_reason:
-                    finished = self._finish_choice(tracker, index, choice)
-                    if finished is not None:
-                        if single:
-                            held.append(finished)
-                        else:
-                            queue.put_nowait(finished)
-
-    async def _complete_once(
-        self,
-        request: Request,
-        messages: list[dict[str, str]],
-        params: SamplingParams,
-        tracker: CandidateTracker,
-        queue: asyncio.Queue[object],
-    ) -> None:
-        """One non-streamed attempt: each choice becomes one ``Delta`` and its ``Done``."""
-        kwargs = self._request_kwargs(request, messages, params)
-        response = await self._client.chat.completions.create(stream=False, **kwargs)
-        choices = response.choices or []
-        for choice in choices:
-            pos = choice.index
-            if not 0 <= pos < len(request.indices):
-                continue
-            request.seen.add(pos)
-            index = request.indices[pos]
-            event = tracker.add(index, choice.message.content or "")
-            if event is not None:
-                queue.put_nowait(event)
-            done = self._finish_choice(tracker, index, choice)
-            if done is not None:
-                if response.usage is not None:
-                    _apply_usage(tracker, done, response.usage, with_completion=len(choices) == 1)
-                queue.put_nowait(done)
-
-    def _finish_choice(self, tracker: CandidateTracker, index: int, choice: Any) -> Done | None:
-        """Finish a candidate with the server's reason; filtered or failed choices get ``error``."""
-        reason = str(choice.finish_reason or "stop")
-        extra = getattr(choice, "model_extra", None) or {}
-        error: str | None = None
-        if reason == "content_filter":
-            cats = content_filter_categories(extra.get("content_filter_results"))
-            why = f" (flagged: {', '.join(cats)})" if cats else ""
-            error = (f"{self.target.label}'s content filter stopped this reply{why}; the "
-                     "text before it is kept.")
-        elif reason not in OK_FINISH:
-            detail = extra.get("error")
-            message = detail.get("message") if isinstance(detail, dict) else None
-            error = f"{self.target.label} ended this reply with an error ({reason})"
-            if isinstance(message, str) and message:
-                error += f": {redact_secret(message, self._secret)[:300]}"
-        return tracker.finish(index, reason, error=error)
-
-
-def _apply_usage(
-    tracker: CandidateTracker, done: Done, usage: Any, *, with_completion: bool
-) -> None:
-    """Copy reported token usage onto a finished candidate."""
-    prompt = getattr(usage, "prompt_tokens", None)
-    completion = getattr(usage, "completion_tokens", None) if with_completion else None
-    for cand in (done.candidate, tracker.candidates[done.index]):
-        if isinstance(prompt, int):
-            cand.prompt_tokens = prompt
-        if isinstance(completion, int):
-            cand.completion_tokens = completion

@@ -208,17 +208,20 @@ def build(choice: ProviderChoice, settings: Settings | None = None) -> Provider:
                              n_ctx=settings.n_ctx)
     from rlhf_desktop.providers.openai_client import OpenAIChatProvider
 
+    # Concurrent single-choice requests only when the user says the server handles them
+    # (a ``parallel_requests`` setting, once Settings has one); see providers/_turn.py.
+    parallel = bool(getattr(settings, "parallel_requests", False))
     if choice.kind == "azure":
         key = config.get_secret(AZURE_KEY)
         if not key:
             raise ProviderConfigError(f"{AZURE_KEY} is not set.")
         return OpenAIChatProvider.from_azure(
             endpoint=choice.endpoint, api_key=key, deployment=choice.model,
-            api_version=choice.api_version, settings=settings,
+            api_version=choice.api_version, settings=settings, parallel_requests=parallel,
         )
     return OpenAIChatProvider.from_openai(
         api_key=config.get_secret(OPENAI_KEY), model=choice.model,
-        base_url=choice.endpoint or None, settings=settings,
+        base_url=choice.endpoint or None, settings=settings, parallel_requests=parallel,
     )
 
 

@@ -1,11 +1,18 @@
-"""Thumbs-up picks: one label = N−1 pairs, with undo. Never invents a label."""
+"""Thumbs-up picks: one label = one pair per other whole reply, with undo.
+
+Never invents a label, and never a pair against a reply that failed, came back empty or
+cut, or was stopped with Esc, unless the caller names it in ``against``
+(:mod:`rlhf_desktop.storage.pick_rules`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rlhf_desktop.domain import Turn
 from rlhf_desktop.services.chat import ranked
+from rlhf_desktop.storage.pick_rules import rejected_side
 from rlhf_desktop.storage.repo import Repository
 
 
@@ -27,15 +34,20 @@ class LabelingService:
         self.repo = repo
         self._undo: list[Pick] = []
 
-    def pick(self, turn: Turn, candidate_id: int, reason: str | None = None) -> Pick:
-        """Record the user's pick on ``turn`` (durable when this returns)."""
+    def pick(self, turn: Turn, candidate_id: int, reason: str | None = None,
+             against: Sequence[int] | None = None) -> Pick:
+        """Record the user's pick on ``turn`` (durable when this returns).
+
+        The other whole replies become the rejected side; ``against`` names the rejected
+        replies explicitly instead (it may include a failed or stopped one on purpose).
+        """
         assert turn.id is not None
         scored = [c for c in turn.candidates if c.model_version is not None and c.text.strip()]
         top = ranked(scored)[0].id if scored else None
         label = self.repo.record_pick(turn.id, candidate_id, reason=reason,
-                                      model_top_candidate_id=top)
+                                      model_top_candidate_id=top, against=against)
         turn.chosen_candidate_id = candidate_id
-        pairs = sum(1 for c in turn.candidates if c.id != candidate_id and c.text.strip())
+        pairs = len(rejected_side(turn.candidates, candidate_id, against))
         agreed = None if top is None else top == candidate_id
         pick = Pick(label, turn.id, candidate_id, pairs, agreed)
         self._undo = [p for p in self._undo if p.turn_id != turn.id] + [pick]

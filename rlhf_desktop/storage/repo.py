@@ -32,6 +32,7 @@ from rlhf_desktop.storage.pairs import (
 from rlhf_desktop.storage.pairs import (
     messages_from_json as _messages_from_json,
 )
+from rlhf_desktop.storage.pick_rules import no_rejected_message, rejected_side
 
 __all__ = ["PairRow", "Repository", "StorageError"]
 
@@ -233,11 +234,15 @@ class Repository(PairQueries):
         chosen_candidate_id: int,
         reason: str | None = None,
         model_top_candidate_id: int | None = None,
+        against: Sequence[int] | None = None,
     ) -> int:
-        """Record a thumbs-up: one label and its N−1 pairs in one durable transaction.
+        """Record a thumbs-up: one label and its pairs in one durable transaction.
 
-        Returns the label id. A previous pick on the same turn is replaced (re-picking is
-        changing one's mind, not a second label).
+        The rejected side is every other whole reply: failed, cut, empty, filtered and
+        Esc-stopped (cancelled) replies are left out (:mod:`rlhf_desktop.storage.pick_rules`).
+        ``against`` names the rejected replies explicitly instead, which may include such a
+        reply on purpose. Returns the label id. A previous pick on the same turn is replaced
+        (re-picking is changing one's mind, not a second label).
         """
         turn = self.get_turn(turn_id)
         by_id = {c.id: c for c in turn.candidates}
@@ -246,9 +251,9 @@ class Repository(PairQueries):
             raise StorageError(f"candidate {chosen_candidate_id} is not part of turn {turn_id}")
         if not chosen.text.strip():
             raise StorageError("the chosen reply is empty; pick a reply with text")
-        others = [c for c in turn.candidates if c.id != chosen.id and c.text.strip()]
+        others = rejected_side(turn.candidates, chosen.id, against)
         if not others:
-            raise StorageError("a pick needs at least one other reply with text to compare")
+            raise StorageError(no_rejected_message(turn.candidates, chosen.id))
         now = time.time()
         prompt = _messages_json(turn.messages)
         with self.transaction() as c:
