@@ -1,0 +1,66 @@
+"""One tuning run end to end: train (train.py), convert the adapter to GGUF (convert.py) and
+register it as a chat-model version (versions.py)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rlhf_desktop.tune.base_model import cache_dir
+from rlhf_desktop.tune.options import TuneConfig
+from rlhf_desktop.tune.progress import Progress
+from rlhf_desktop.tune.train import StopRequest, TuneResult, run
+from rlhf_desktop.tune.versions import ChatModelVersion
+
+
+def tune(cfg: TuneConfig, progress: Progress, stop: StopRequest | None = None) -> TuneResult:
+    """Train; on success (main process, GGUF base) add a chat-model version; emit ``done``."""
+    result = run(cfg, progress, stop)
+    rank = int(os.environ.get("RANK", "0") or 0)
+    fields: dict[str, object] = {"status": result.status, "steps": result.steps,
+                                 "max_steps": result.max_steps, "metrics": result.metrics,
+                                 "adapter_dir": result.adapter_dir,
+                                 "seconds": round(result.seconds, 1)}
+    if result.status == "completed" and rank == 0 and result.adapter_dir:
+        if cfg.export_gguf and result.base.gguf is not None:
+            version = export_version(cfg, result, progress)
+            fields.update(version=version.version, version_dir=str(version.folder),
+                          adapter_gguf=str(version.adapter))
+        elif cfg.export_gguf:
+            fields["note"] = ("the base is not a GGUF file: no chat-model version was made; "
+                              "see docs/scale-out.md to bring the adapter back")
+    if result.status == "cancelled":
+        fields["note"] = "cancelled: the last checkpoint is kept; run again to resume"
+    progress.emit("done", **fields)
+    return result
+
+
+def export_version(cfg: TuneConfig, result: TuneResult, progress: Progress) -> ChatModelVersion:
+    """GGUF adapter into ``<output_dir>/adapter.gguf``, then a new ``chat_models/vNNNN``."""
+    from rlhf_desktop.tune.convert import lora_to_gguf
+    from rlhf_desktop.tune.versions import register
+
+    assert result.adapter_dir is not None and result.base.gguf is not None
+    progress.emit("stage", stage="converting to GGUF")
+    outfile = lora_to_gguf(Path(result.adapter_dir), Path(result.base.load_from),
+                           Path(cfg.output_dir) / "adapter.gguf", cache_dir(cfg.cache_dir))
+    report = result.data_report
+    manifest = {
+        "kind": "lora",
+        "method": cfg.method,
+        "base": {"gguf": str(result.base.gguf), "name": result.base.gguf.name,
+                 "sha256": result.base.gguf_sha256},
+        "pairs": {"file": report.get("file"), "total": report.get("pairs"),
+                  "used": report.get("used"),
+                  "left_out_lines": [p["line"] for p in
+                                     report.get("dropped_prompt_too_long", [])]},
+        "steps": result.steps,
+        "metrics": result.metrics,
+        "seconds": round(result.seconds, 1),
+        "run_dir": str(Path(cfg.output_dir).resolve()),
+        "settings": {k: v for k, v in cfg.to_dict().items()
+                     if k not in ("data", "output_dir", "progress_file", "cache_dir")},
+    }
+    version = register(outfile, manifest)
+    progress.emit("version", version=version.version, folder=str(version.folder))
+    return version
