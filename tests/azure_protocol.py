@@ -349,6 +349,10 @@ class Handler(BaseHTTPRequestHandler):
                 if name == "sse_error":
                     self._event({"error": {"message": "The server had an error while "
                                            "processing your request.", "code": "server_error"}})
+                if name == "truncate" and opts.get("finish"):  # a proxy's idea of the end
+                    chunk([{"index": i, "delta": {}, "finish_reason": opts["finish"]}
+                           for i in live])
+                    self._event("[DONE]")
                 self._chunk("")  # terminating chunk: a clean end with no [DONE]
                 return
             for i in list(live):

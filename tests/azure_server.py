@@ -25,10 +25,12 @@ requests with that exact text fail). Names (options in brackets):
 ``rate_limit`` 429 with Retry-After [retry_after=1], ``server_error`` 500, ``drop``
 (close the connection before answering), ``slow`` (no byte for [delay=2.0] s),
 ``truncate`` (end the stream cleanly after [after=2] words with no finish reason and no
-``[DONE]``), ``drop_mid`` (cut the connection after [after=2] words), ``sse_error``
-(an ``error`` event after [after=2] words), ``content_filter`` (request-level 400 with code
-``content_filter`` and ``innererror``), ``choice_filter`` (choice [choice=1] ends with
-``finish_reason`` ``content_filter`` after [after=2] words), ``choice_error`` (choice
+``[DONE]``; with [finish="stop"] end it with that finish reason and ``[DONE]``, as a proxy
+does, so ``after=0`` gives an empty reply), ``drop_mid`` (cut the connection after
+[after=2] words), ``sse_error`` (an ``error`` event after [after=2] words),
+``content_filter`` (request-level 400 with code ``content_filter`` and ``innererror``),
+``choice_filter`` (choice [choice=1] ends with ``finish_reason`` ``content_filter`` after
+[after=2] words), ``choice_error`` (choice
 [choice=1] ends with finish_reason ``error`` and an ``error`` object), ``ignore_n`` (answer
 with one choice, as llama.cpp's server does).
 

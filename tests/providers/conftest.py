@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -75,28 +76,90 @@ def llama_server(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> I
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
     base = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"llama.cpp server exited ({proc.returncode}):\n"
-                            + log_path.read_text(errors="replace")[-3000:])
-            try:
-                with urllib.request.urlopen(f"{base}/models", timeout=1) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("llama.cpp server did not answer /v1/models within 90 s")
-            time.sleep(0.2)
+        wait_for(f"{base}/models", proc, log_path, "llama.cpp server", 90)
         yield base
     finally:
-        proc.terminate()
+        stop_process(proc)
+
+
+LITELLM_KEY = "sk-litellm-master-5e7d1c"
+LITELLM_OFFLINE = {  # no downloads, no telemetry, no database
+    "LITELLM_OFFLINE_MODE": "true", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    "LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS": "True", "LITELLM_LOCAL_AUTOROUTER_PRESETS": "True",
+    "LITELLM_LOCAL_BLOG_POSTS": "True", "LITELLM_LOCAL_POLICY_TEMPLATES": "true",
+    "LITELLM_TELEMETRY_DISABLED": "true", "NO_PROXY": "127.0.0.1,localhost",
+    "no_proxy": "127.0.0.1,localhost",
+}
+
+
+def litellm_executable() -> str | None:
+    """``$RLHF_TEST_LITELLM`` (e.g. /tmp/azharness/.venv/bin/litellm), else ``litellm`` on PATH."""
+    given = os.environ.get("RLHF_TEST_LITELLM")
+    if given:
+        return given if os.access(given, os.X_OK) else None
+    return shutil.which("litellm")
+
+
+@pytest.fixture(scope="session")
+def litellm_proxy(llama_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The LiteLLM proxy (``litellm[proxy]``) serving the Azure route in front of llama.cpp's
+    server; yields its endpoint (deployment ``gpt-test``, key :data:`LITELLM_KEY`).
+
+    Skipped when no ``litellm`` executable is found (``RLHF_TEST_LITELLM`` names one).
+    """
+    exe = litellm_executable()
+    if exe is None:
+        pytest.skip("litellm is not installed (set RLHF_TEST_LITELLM to its executable)")
+    folder = tmp_path_factory.mktemp("litellm")
+    config_path = folder / "config.yaml"
+    config_path.write_text(
+        "model_list:\n  - model_name: gpt-test\n    litellm_params:\n"
+        f"      model: openai/smollm2\n      api_base: {llama_server}\n"
+        "      api_key: sk-upstream-unused\n"
+        f"general_settings:\n  master_key: {LITELLM_KEY}\n")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(LITELLM_OFFLINE)
+    log_path = folder / "litellm.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([exe, "--config", str(config_path), "--host", "127.0.0.1",
+                                 "--port", str(port), "--num_workers", "1"],
+                                stdout=log, stderr=subprocess.STDOUT, env=env)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(f"{endpoint}/health/liveliness", proc, log_path, "LiteLLM proxy", 90)
+        yield endpoint
+    finally:
+        stop_process(proc)
+
+
+def wait_for(url: str, proc: subprocess.Popen[bytes], log_path: Path, what: str,
+             seconds: float) -> None:
+    """Until ``url`` answers 200; fails with the log's tail when the process exits."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"{what} exited ({proc.returncode}):\n"
+                        + log_path.read_text(errors="replace")[-3000:])
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not answer {url} within {seconds:.0f} s")
+        time.sleep(0.2)
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate, then kill after 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
 
 
 @pytest.fixture

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlsplit
 
 import pytest
 
-from rlhf_desktop.domain import Message, SamplingParams
-from rlhf_desktop.providers import Delta, Done
+from rlhf_desktop.domain import Candidate, Message, SamplingParams
+from rlhf_desktop.providers import Delta, Done, StreamEvent
 from rlhf_desktop.providers.openai_client import OpenAIChatProvider
 from tests.providers.conftest import fast_settings, run
+from tests.providers.http_meter import HttpMeter
 
 pytestmark = [pytest.mark.slow, pytest.mark.llama]
 PROMPT = [Message("user", "Name a color.")]
@@ -86,3 +88,32 @@ def test_cancel_against_the_real_server(llama_server: str) -> None:
 
     done = run(go())
     assert done[0].candidate.finish_reason == "cancelled" and done[0].candidate.text
+
+
+@pytest.mark.timeout(120)
+def test_extra_requests_go_one_at_a_time(llama_server: str) -> None:
+    """D1: llama.cpp's server cuts a running reply as soon as another request waits. The
+    replies it did not give for ``n`` are asked for one at a time, so none is ever cut and
+    none has to be asked for twice."""
+    url = urlsplit(llama_server)
+    with HttpMeter(url.hostname or "127.0.0.1", url.port or 80) as meter:
+        provider = provider_for(f"http://127.0.0.1:{meter.port}/v1")
+        events: list[StreamEvent] = []
+
+        async def go() -> list[list[Candidate]]:
+            turns = []
+            for seed in (7, 70):
+                params = SamplingParams(n=4, max_tokens=12, temperature=1.0, seed=seed)
+                turns.append(await provider.generate(PROMPT, params, on_event=events.append))
+            await provider.aclose()
+            return turns
+
+        turns = run(go())
+    for cands in turns:
+        assert len(cands) == 4
+        for cand in cands:
+            assert cand.text.strip() and cand.error is None
+            assert cand.finish_reason in ("stop", "length")
+    assert meter.max_in_flight == 1
+    assert meter.posts == 8  # 1 + 3 on the first turn, 4 on the second: nothing sent again
+    assert provider.n_supported is False and provider.single_request_limit == 1
