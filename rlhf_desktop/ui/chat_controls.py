@@ -116,6 +116,7 @@ class ChatControls(QFrame):
         self.provider.setCurrentIndex(values.index(settings.provider)
                                       if settings.provider in values else 0)
         self.model.setText(model)
+        self.model.setCursorPosition(0)  # the start of a long name shows
         self.model.setModified(False)
         editable = model_setting(kind) is not None
         self.model.setReadOnly(not editable)

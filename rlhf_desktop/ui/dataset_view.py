@@ -186,6 +186,7 @@ class DatasetView(QWidget):
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._show_detail())
         self.model.modelReset.connect(self._update_count)
         self.model.modelReset.connect(self._show_match_column)
+        self.model.modelReset.connect(self._show_detail)  # a deleted pair never lingers
         self.model.rowsInserted.connect(lambda *_: self._update_count())
 
         self.detail = QTextBrowser()

@@ -289,7 +289,7 @@ class MainWindow(QMainWindow):
     def open_settings(self, focus: str | None = None) -> SettingsDialog:
         """Show the settings dialog (non-blocking); applies the settings when saved.
         ``focus`` names a setting to show and focus (e.g. ``n_ctx`` from an error)."""
-        dialog = SettingsDialog(self.backend.settings, self)
+        dialog = SettingsDialog(self.backend.settings, self, self.backend.provider_kind)
         dialog.accepted.connect(lambda: self._settings_saved(dialog))
         dialog.open()
         if focus:
@@ -315,8 +315,8 @@ class MainWindow(QMainWindow):
         self.controls.sync(b.settings, b.provider_kind, model)
 
     def _pairs_deleted(self, count: int) -> None:
-        self.status.offer_undo(
-            f"Deleted {count} preference pair{'s' if count != 1 else ''}", self._undo_delete)
+        pairs = f"{count} preference pair{'s' if count != 1 else ''}"
+        self.status.offer_undo(f"Deleted {pairs}", self._undo_delete, f"delete of {pairs}")
 
     def _undo_delete(self) -> None:
         restored = self.dataset.undo_delete()

@@ -83,7 +83,8 @@ class ModelView(QWidget):
         self.top = QGridLayout()
         self.top.setSpacing(10)
 
-        self.curve_chart, self.curve_view = self._chart("Learning curve: CV accuracy by version")
+        self.curve_chart, self.curve_view = self._chart(
+            "Learning curve: CV accuracy by version (dashed: chance)")
         self.labels_chart, self.labels_view = self._chart("Labels over time")
         self.charts = QGridLayout()
         self._columns = 0
@@ -222,15 +223,15 @@ class ModelView(QWidget):
             dots.append(point)
             max_x = max(max_x, float(v.labels) * 1.1)
             low = min(low, 10.0 * (v.cv_accuracy * 10 // 1))  # every point stays on the chart
-        chance.append(0, 50)
-        chance.append(max_x, 50)
         chance.setPen(QPen(QColor("#8b949e"), 1, Qt.PenStyle.DashLine))
         x, y = QValueAxis(), QValueAxis()
         x.setTitleText("labels when trained")
         x.setLabelFormat("%d")
         x.setRange(0, max_x)
         x.applyNiceNumbers()
-        y.setTitleText("CV accuracy %  (dashed: chance)")
+        chance.append(0, 50)
+        chance.append(x.max(), 50)  # across the whole chart
+        y.setTitleText("CV accuracy %")
         y.setRange(low, 100)
         y.setTickCount(int((100 - low) // 10) + 1)
         y.setLabelFormat("%d")

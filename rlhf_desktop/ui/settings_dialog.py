@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QSpinBox,
-    QStackedWidget,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -55,8 +55,11 @@ def key_state(name: str) -> str:
 class SettingsDialog(QDialog):
     """Edit and save :class:`Settings`; ``provider_changed`` tells whether to rebuild it."""
 
-    def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
+    def __init__(self, settings: Settings, parent: QWidget | None = None,
+                 active_kind: str = "") -> None:
+        """``active_kind``: the provider in use, whose tab "Automatic" opens on."""
         super().__init__(parent)
+        self.active_kind = active_kind
         self.setWindowTitle("Settings")
         self.setMinimumWidth(620)
         self.original = settings
@@ -68,7 +71,9 @@ class SettingsDialog(QDialog):
         for value, label in PROVIDER_LABELS:
             self.provider.addItem(label, value)
         self.provider.setCurrentIndex(max(0, [v for v, _ in PROVIDER_LABELS].index(s.provider)))
-        self.pages = QStackedWidget()
+        # One tab per kind of provider, all reachable (the built-in model's context size
+        # matters under "Automatic" too); choosing a provider opens its tab.
+        self.pages = QTabWidget()
         self.azure_endpoint = QLineEdit(s.azure_endpoint)
         self.azure_endpoint.setPlaceholderText("https://<resource>.openai.azure.com")
         self.azure_deployment = QLineEdit(s.azure_deployment)
@@ -165,7 +170,7 @@ class SettingsDialog(QDialog):
         def page(rows: list[tuple[str, QWidget]], note: str = "") -> QWidget:
             w = QWidget()
             form = QFormLayout(w)
-            form.setContentsMargins(0, 8, 0, 0)
+            form.setContentsMargins(10, 10, 10, 6)
             for label, field in rows:
                 form.addRow(label, field)
             if note:
@@ -192,13 +197,17 @@ class SettingsDialog(QDialog):
                       ("Context size (n_ctx)", self.n_ctx)],
                      "Runs offline on this computer; 1 thread is fastest on small machines. "
                      "Raise the context size when a long message does not fit.")
-        self._page_of = {"auto": azure, "azure": azure, "openai": openai,
-                         "compatible": openai, "local": local}
-        for w in (azure, openai, local):
-            self.pages.addWidget(w)
+        self._page_of = {"azure": azure, "openai": openai, "compatible": openai,
+                         "local": local}
+        for w, title in ((azure, "Azure OpenAI"), (openai, "OpenAI / compatible server"),
+                         (local, "Built-in model")):
+            self.pages.addTab(w, title)
 
     def _show_page(self) -> None:
-        self.pages.setCurrentWidget(self._page_of[str(self.provider.currentData())])
+        kind = str(self.provider.currentData())
+        if kind == "auto":
+            kind = self.active_kind if self.active_kind in self._page_of else "azure"
+        self.pages.setCurrentWidget(self._page_of[kind])
 
     def focus_field(self, name: str) -> None:
         """Show and focus one field by its setting name (e.g. ``n_ctx`` from an error)."""

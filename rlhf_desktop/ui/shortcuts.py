@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
@@ -51,6 +52,10 @@ class ShortcutsDialog(QDialog):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.table.setWordWrap(True)
         self.table.setShowGrid(False)
+        self.table.setAlternatingRowColors(True)
+        self.table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideNone)
+        self.table.setStyleSheet("QTableWidget::item { padding: 5px 10px; }")
         for row, (keys, action) in enumerate(SHORTCUTS):
             key_item = QTableWidgetItem(keys)
             font = key_item.font()
@@ -71,7 +76,20 @@ class ShortcutsDialog(QDialog):
         layout.addWidget(self.table, 1)
         layout.addWidget(note)
         layout.addWidget(buttons)
-        self.resize(560, 470)
+        self.setMinimumWidth(520)
+        self.resize(620, 480)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        """Fit the height to the rows once they are laid out at the width shown."""
+        super().showEvent(event)
+        QTimer.singleShot(0, self._fit)
+
+    def _fit(self) -> None:
+        self.table.resizeRowsToContents()
+        rows = self.table.verticalHeader().length()
+        header = self.table.horizontalHeader().height()
+        self.table.setFixedHeight(rows + header + 2 * self.table.frameWidth() + 2)
+        self.resize(self.width(), self.sizeHint().height())
 
     def texts(self) -> list[tuple[str, str]]:
         """The rows as shown."""

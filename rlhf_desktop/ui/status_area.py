@@ -78,10 +78,13 @@ class StatusArea(QObject):
         if status.running:
             self.progress.setValue(int((status.progress or 0.0) * 100))
 
-    def offer_undo(self, message: str, undo: Callable[[], object]) -> None:
-        """Show ``message`` with an Undo button for :data:`UNDO_SECONDS` seconds."""
+    def offer_undo(self, message: str, undo: Callable[[], object], what: str) -> None:
+        """Show ``message`` and an "Undo ``what``" button for :data:`UNDO_SECONDS` seconds
+        (the button says what it undoes: a narrow bar has no room for the message)."""
         self._undo = undo
         self.bar.showMessage(message, UNDO_SECONDS * 1000)
+        self.undo_button.setText(f"Undo {what}")
+        self.undo_button.setToolTip(message)
         self.undo_button.show()
         self._undo_timer.start()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QFont, QGuiApplication, QPalette
+from PySide6.QtGui import QColor, QFont, QFontInfo, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication
 
 
@@ -42,8 +42,14 @@ EMOJI_FAMILIES = ("Noto Color Emoji", "Apple Color Emoji", "Segoe UI Emoji", "Tw
 
 
 def with_emoji_fallback(font: QFont) -> QFont:
-    """``font`` with the emoji families appended to its family list (once)."""
-    families = list(font.families()) or [font.family()]
+    """``font`` with the emoji families appended to its family list (once).
+
+    The list starts with the family the font really resolves to: a generic alias such as
+    "Sans Serif" is no installed family, and Qt would then take the digits and spaces from
+    the emoji font (which has glyphs for them, for keycaps)."""
+    resolved = QFontInfo(font).family()
+    families = [resolved] if resolved else []
+    families += [f for f in (list(font.families()) or [font.family()]) if f not in families]
     families += [f for f in EMOJI_FAMILIES if f not in families]
     font.setFamilies(families)
     return font
