@@ -165,7 +165,8 @@ def run(cfg: TuneConfig, progress: Progress | None = None,
         base.load_from, dtype=torch.bfloat16 if cfg.bf16 else torch.float32)
     trainer = _trainer(cfg, model, tokenizer, dataset, _callback(progress, stop), out)
     resume = last_checkpoint(out)
-    progress.emit("stage", stage="training", resume_from=resume)
+    progress.emit("stage", stage="training", resume_from=resume,
+                  trainer_pairs=len(trainer.train_dataset))  # after TRL's own filter
     trainer.train(resume_from_checkpoint=resume)
     steps, max_steps = trainer.state.global_step, trainer.state.max_steps
     cancelled = stop.requested and steps < max_steps

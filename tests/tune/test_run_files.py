@@ -1,0 +1,90 @@
+"""Progress lines, chat-model versions, the converter's offline error and the CLI's
+checks before a process starts (no torch, no training)."""
+
+import argparse
+import json
+
+import pytest
+
+from rlhf_desktop.tune import cli as tune_cli
+from rlhf_desktop.tune.convert import ConversionError, converter_dir
+from rlhf_desktop.tune.progress import Progress, read_events
+from rlhf_desktop.tune.versions import VersionError, get_version, list_versions, register
+
+
+def test_progress_lines_are_read_whole_and_resumable(tmp_path):
+    path = tmp_path / "progress.jsonl"
+    progress = Progress(path)
+    progress.emit("step", step=1, loss=float("nan"), accuracy=0.5)
+    events, offset = read_events(path)
+    assert [e["event"] for e in events] == ["step"]
+    assert events[0]["loss"] is None and events[0]["accuracy"] == 0.5
+    with path.open("a") as fh:
+        fh.write('{"event": "step", "step": 2')  # a line still being written
+    more, offset2 = read_events(path, offset)
+    assert more == [] and offset2 == offset
+    with path.open("a") as fh:
+        fh.write("}\n")
+    more, _ = read_events(path, offset)
+    assert [e["step"] for e in more] == [2]
+    progress.close()
+
+
+def test_versions_are_numbered_listed_and_checked_against_their_base(tmp_path):
+    adapter = tmp_path / "a.gguf"
+    adapter.write_bytes(b"GGUF fake adapter")
+    base = tmp_path / "base.gguf"
+    base.write_bytes(b"base weights")
+    from rlhf_desktop.tune.base_model import file_sha256
+
+    manifest = {"base": {"gguf": str(base), "sha256": file_sha256(base)}, "steps": 2}
+    v1 = register(adapter, manifest)
+    v2 = register(adapter, manifest)
+    assert (v1.version, v2.version) == (1, 2)
+    assert v2.folder.name == "v0002" and v2.adapter.read_bytes() == b"GGUF fake adapter"
+    (v1.folder.parent / "v0003").mkdir()  # half-written: no manifest, no adapter
+    assert [v.version for v in list_versions()] == [1, 2]
+    assert get_version(2).manifest["steps"] == 2
+    with pytest.raises(VersionError, match="no chat model v9"):
+        get_version(9)
+    get_version(1).check_base(base)
+    base.write_bytes(b"another base")
+    with pytest.raises(VersionError, match="another base file"):
+        get_version(1).check_base(base)
+
+
+def test_converter_download_offline_says_what_to_do(tmp_path, monkeypatch):
+    pytest.importorskip("llama_cpp")
+    monkeypatch.delenv("RLHF_DESKTOP_LLAMA_CPP_DIR", raising=False)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # pip as it behaves without a network
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
+    monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
+    with pytest.raises(ConversionError, match=r"download failed.*Connect to the internet"):
+        converter_dir(tmp_path / "cache")
+    assert not any((tmp_path / "cache" / "llama-cpp-converters").glob("*/*.py"))
+    monkeypatch.setenv("RLHF_DESKTOP_LLAMA_CPP_DIR", str(tmp_path))
+    with pytest.raises(ConversionError, match=r"has no convert_lora_to_gguf\.py"):
+        converter_dir(tmp_path / "cache")
+
+
+def parse(*argv):
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    tune_cli.add_tune_parser(sub)
+    return parser.parse_args(["tune", *argv])
+
+
+def test_tune_without_pairs_says_so_and_starts_nothing(capsys, data_home):
+    assert tune_cli.run_tune(parse("--max-steps", "2")) == 2
+    err = capsys.readouterr().err
+    assert "no preference pairs to tune on yet" in err
+    assert not list((data_home / "tune-runs").glob("*/tune-config.json"))
+
+
+def test_tune_resume_without_a_run_and_list_without_versions(capsys):
+    assert tune_cli.run_tune(parse("--resume")) == 2
+    assert "no run to resume" in capsys.readouterr().err
+    assert tune_cli.run_tune(parse("--list")) == 0
+    assert capsys.readouterr().out.startswith("v0     the base model")
+    assert tune_cli.run_tune(parse("--list", "--json")) == 0
+    assert json.loads(capsys.readouterr().out) == []
