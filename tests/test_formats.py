@@ -8,8 +8,10 @@ from rlhf_desktop.services.formats import (
     EXPORT_FORMATS,
     FormatError,
     export_record,
+    parse_lines,
     parse_record,
     parse_transcript,
+    validate_openai_dpo,
 )
 from rlhf_desktop.storage.repo import Repository
 from tests.helpers import hh_rows, write_jsonl
@@ -33,7 +35,7 @@ def test_transcript_parsing():
     assert parse_transcript("\n\nHuman: q\n\nAssistant:") == [Message("user", "q")]
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "trl", "trl-conversational", "hh"])
+@pytest.mark.parametrize("fmt", ["jsonl", "trl", "trl-conversational", "hh", "openai-dpo"])
 def test_every_json_format_round_trips(fmt):
     back = parse_record(json.loads(json.dumps(export_record(MULTI, fmt))))
     assert back.prompt == MULTI.prompt
@@ -47,8 +49,71 @@ def test_trl_shapes_match_the_documentation():
     conv = export_record(MULTI, "trl-conversational")
     assert conv["prompt"][-1] == {"role": "user", "content": "Tell a joke"}
     assert conv["chosen"] == [{"role": "assistant", "content": MULTI.chosen}]
-    single = PreferencePair(prompt=(Message("user", "The sky is"),), chosen="blue", rejected="x")
-    assert export_record(single, "trl")["prompt"] == "The sky is"
+
+
+SINGLE = PreferencePair(prompt=(Message("user", "Any pranks with a pen?"),), chosen="No, sorry!",
+                        rejected="Sure.")
+
+
+def test_trl_standard_prompts_are_alike_end_in_the_assistant_cue_and_never_glue_the_reply():
+    # tune-probe.md: single-turn prompts were bare text ("…with a pen?No, sorry!"),
+    # multi-turn ones transcripts, and neither had an assistant cue.
+    for pair in (SINGLE, MULTI):
+        record = export_record(pair, "trl")
+        assert record["prompt"].startswith("\n\nHuman: ")
+        assert record["prompt"].endswith("\n\nAssistant:")
+        assert record["chosen"] == " " + pair.chosen and record["rejected"] == " " + pair.rejected
+    assert (export_record(SINGLE, "trl")["prompt"] + export_record(SINGLE, "trl")["chosen"]
+            == "\n\nHuman: Any pranks with a pen?\n\nAssistant: No, sorry!")
+    assert "\n\nAssistant: Hello!\n\nHuman: Tell a joke" in export_record(MULTI, "trl")["prompt"]
+
+
+def test_trl_standard_files_of_either_layout_import_the_same_pair():
+    new = parse_record(export_record(SINGLE, "trl"))
+    old = parse_record({"prompt": "Any pranks with a pen?", "chosen": "No, sorry!",
+                        "rejected": "Sure."})
+    assert new == old and new.chosen == "No, sorry!"
+
+
+def test_openai_dpo_line_is_the_documented_shape_and_passes_the_sdk_types():
+    record = export_record(MULTI, "openai-dpo")
+    assert record == {
+        "input": {"messages": [{"role": "user", "content": "Hi"},
+                               {"role": "assistant", "content": "Hello!"},
+                               {"role": "user", "content": "Tell a joke"}]},
+        "preferred_output": [{"role": "assistant", "content": MULTI.chosen}],
+        "non_preferred_output": [{"role": "assistant", "content": MULTI.rejected}],
+    }
+    validate_openai_dpo(json.loads(json.dumps(record)))
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda r: r.pop("preferred_output"), "preferred_output"),
+    (lambda r: r["input"]["messages"].append({"role": "bot", "content": "x"}), "messages"),
+    (lambda r: r["non_preferred_output"][0].update(content=3), "non_preferred_output"),
+    (lambda r: r.update(chosen="x"), "chosen"),
+    (lambda r: r["preferred_output"].append({"role": "assistant", "content": "b"}), "one message"),
+    (lambda r: r["input"]["messages"].pop(), "end with the user"),
+])
+def test_openai_dpo_validation_rejects_what_the_service_would(mutate, message):
+    record = json.loads(json.dumps(export_record(MULTI, "openai-dpo")))
+    mutate(record)
+    with pytest.raises(FormatError, match=message):
+        validate_openai_dpo(record)
+
+
+def test_openai_dpo_export_of_real_pairs_validates_line_by_line(tmp_path, hh_data):
+    repo = Repository.open()
+    datasets.import_file(repo, write_jsonl(tmp_path / "hh.jsonl", hh_rows(hh_data, 0, 200)))
+    out = tmp_path / "dpo.jsonl"
+    assert datasets.export_to_file(repo, "openai-dpo", out) == 200
+    lines = out.read_text(encoding="utf-8").splitlines()
+    for line in lines:
+        validate_openai_dpo(json.loads(line))
+    back = parse_lines(line.encode() for line in lines)
+    assert not back.errors
+    assert [(p.prompt, p.chosen) for p in back.pairs] == [
+        (p.prompt, p.chosen) for p in repo.all_pairs()]
 
 
 def test_trl_implicit_prompt_and_original_hh():
@@ -144,6 +209,9 @@ def test_exports_load_with_datasets(tmp_path, fmt):
     ds = load_dataset(loader, data_files=str(out), split="train",
                       cache_dir=str(tmp_path / "hf-cache"))
     assert ds.num_rows == 2
+    if fmt == "openai-dpo":
+        assert set(ds.column_names) == {"input", "preferred_output", "non_preferred_output"}
+        return
     assert {"chosen", "rejected"} <= set(ds.column_names)
     if fmt == "trl-conversational":
         assert ds[0]["prompt"][-1]["role"] == "user"

@@ -6,7 +6,18 @@ Import recognises, per line:
   HH-style ``Human: … Assistant: …`` transcript (parsed into turns);
 - TRL conversational: ``prompt``/``chosen``/``rejected`` lists of messages, and TRL's
   implicit-prompt form (``chosen``/``rejected`` full conversations, no ``prompt``);
-- original HH-RLHF: ``chosen``/``rejected`` full transcripts sharing a prefix.
+- original HH-RLHF: ``chosen``/``rejected`` full transcripts sharing a prefix;
+- OpenAI/Azure OpenAI preference (DPO) fine-tuning lines: ``input.messages`` plus
+  ``preferred_output``/``non_preferred_output`` (one assistant message each).
+
+Export formats:
+- ``trl-conversational`` (lists of messages; TRL applies the model's chat template): the one
+  to use for chat data;
+- ``trl`` (standard, plain text): every prompt is an HH-style transcript ending in the
+  assistant cue (``\n\nHuman: …\n\nAssistant:``) and every reply starts with a space, so
+  single- and multi-turn prompts look alike and prompt and reply never run together;
+- ``openai-dpo``: the JSONL that ``client.fine_tuning.jobs.create(method={"type": "dpo"})``
+  trains on (checked with ``validate_openai_dpo``).
 """
 
 from __future__ import annotations
@@ -21,7 +32,9 @@ from typing import Any
 
 from rlhf_desktop.domain import Message, PreferencePair
 
-EXPORT_FORMATS: tuple[str, ...] = ("jsonl", "trl", "trl-conversational", "hh", "csv")
+EXPORT_FORMATS: tuple[str, ...] = ("jsonl", "trl", "trl-conversational", "hh", "openai-dpo",
+                                   "csv")
+_CUE = "\n\nAssistant:"
 
 _SPEAKER = re.compile(r"(?:^|\n\n)(Human|Assistant|System):[ ]?")
 _ROLE_OF = {"Human": "user", "Assistant": "assistant", "System": "system"}
@@ -106,6 +119,8 @@ def parse_record(record: Any) -> PreferencePair:
     """One JSON object in any supported format → a pair (source ``import``)."""
     if not isinstance(record, dict):
         raise FormatError("a line must hold a JSON object")
+    if "preferred_output" in record or "non_preferred_output" in record:
+        record = _from_openai_dpo(record)
     if "chosen" not in record or "rejected" not in record:
         raise FormatError("needs 'chosen' and 'rejected'")
     reason = record.get("reason") if isinstance(record.get("reason"), str) else None
@@ -119,6 +134,8 @@ def parse_record(record: Any) -> PreferencePair:
     elif isinstance(record.get("prompt"), str):  # TRL standard, maybe an HH transcript
         prompt = parse_transcript(record["prompt"])
         chosen, rejected = _text(record, "chosen"), _text(record, "rejected")
+        if record["prompt"].rstrip(" ").endswith(_CUE):  # "Assistant:" + " reply"
+            chosen, rejected = chosen.removeprefix(" "), rejected.removeprefix(" ")
     elif isinstance(record["chosen"], list):  # TRL implicit prompt: full conversations
         full_c = _messages(record["chosen"], "chosen")
         full_r = _messages(record["rejected"], "rejected")
@@ -137,6 +154,76 @@ def parse_record(record: Any) -> PreferencePair:
         raise FormatError("'chosen' and 'rejected' must not be empty")
     return PreferencePair(prompt=tuple(prompt), chosen=chosen, rejected=rejected,
                           reason=reason, source="import")
+
+
+def _from_openai_dpo(record: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI DPO line as a TRL conversational record (then parsed as one)."""
+    source = record.get("input")
+    if not isinstance(source, dict) or "messages" not in source:
+        raise FormatError("'input' must be an object with 'messages'")
+    out: dict[str, Any] = {"prompt": source["messages"]}
+    for theirs, ours in (("preferred_output", "chosen"), ("non_preferred_output", "rejected")):
+        value = record.get(theirs)
+        if not isinstance(value, list) or len(value) != 1:
+            raise FormatError(f"'{theirs}' must be a list of one assistant message")
+        out[ours] = value
+    return out
+
+
+def validate_openai_dpo(record: Any) -> None:
+    """Check one ``openai-dpo`` line against the openai SDK's message types.
+
+    The SDK types the job (``DpoMethodParam``) and the chat messages
+    (``ChatCompletionMessageParam``), not the file's line; the line's layout is the one in
+    OpenAI's and Azure OpenAI's preference fine-tuning guides. Raises FormatError.
+    """
+    from pydantic import ValidationError
+
+    try:
+        _openai_dpo_adapter().validate_python(record, strict=True)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise FormatError(f"not an OpenAI DPO line: {where}: {first['msg']}") from exc
+    for key in ("preferred_output", "non_preferred_output"):
+        if len(record[key]) != 1:
+            raise FormatError(f"not an OpenAI DPO line: '{key}' must hold one message")
+    messages = record["input"]["messages"]
+    if not messages or messages[-1].get("role") not in ("user", "tool"):
+        raise FormatError("not an OpenAI DPO line: 'input.messages' must end with the user's "
+                          "turn")
+
+
+_ADAPTER: Any = None
+
+
+def _openai_dpo_adapter() -> Any:
+    global _ADAPTER
+    if _ADAPTER is None:
+        from typing import Required
+
+        from openai.types.chat import (
+            ChatCompletionAssistantMessageParam,
+            ChatCompletionMessageParam,
+            ChatCompletionToolParam,
+        )
+        from pydantic import ConfigDict, TypeAdapter, with_config
+        from typing_extensions import TypedDict
+
+        @with_config(ConfigDict(extra="forbid"))
+        class DpoInput(TypedDict, total=False):
+            messages: Required[list[ChatCompletionMessageParam]]
+            tools: list[ChatCompletionToolParam]
+            parallel_tool_calls: bool
+
+        @with_config(ConfigDict(extra="forbid"))
+        class DpoLine(TypedDict):
+            input: DpoInput
+            preferred_output: list[ChatCompletionAssistantMessageParam]
+            non_preferred_output: list[ChatCompletionAssistantMessageParam]
+
+        _ADAPTER = TypeAdapter(DpoLine)
+    return _ADAPTER
 
 
 @dataclass
@@ -207,14 +294,19 @@ def export_record(pair: PreferencePair, fmt: str) -> dict[str, Any]:
             "created_at": pair.created_at,
         }
     if fmt == "trl":
-        single = len(prompt) == 1 and prompt[0].role == "user"
-        text = prompt[0].content if single else render_transcript(prompt).lstrip("\n")
-        return {"prompt": text, "chosen": pair.chosen, "rejected": pair.rejected}
+        return {"prompt": render_transcript(prompt, open_assistant=True),
+                "chosen": " " + pair.chosen, "rejected": " " + pair.rejected}
     if fmt == "trl-conversational":
         return {
             "prompt": [m.to_dict() for m in prompt],
             "chosen": [{"role": "assistant", "content": pair.chosen}],
             "rejected": [{"role": "assistant", "content": pair.rejected}],
+        }
+    if fmt == "openai-dpo":
+        return {
+            "input": {"messages": [m.to_dict() for m in prompt]},
+            "preferred_output": [{"role": "assistant", "content": pair.chosen}],
+            "non_preferred_output": [{"role": "assistant", "content": pair.rejected}],
         }
     if fmt == "hh":
         head = render_transcript(prompt)
