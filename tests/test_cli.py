@@ -140,3 +140,23 @@ def test_eval_warns_when_the_eval_pairs_were_trained_on(tmp_path, hh_data, data_
                                                              fresh_rows)), "--json").stdout)
     assert fresh["pairs_in_training_data"] == 0 and fresh["warnings"] == []
     assert fresh["accuracy_unseen"] == fresh["accuracy"]
+
+
+@pytest.mark.slow
+def test_models_lists_versions_and_use_rolls_back(tmp_path, hh_data, data_home):
+    cli("import", str(write_jsonl(tmp_path / "train.jsonl", hh_rows(hh_data, 0, 30))))
+    first = json.loads(cli("train", "--json").stdout)
+    assert first["adopted"] and first["adoption"]["reason"] == "first model"
+    second = json.loads(cli("train", "--json").stdout)
+    assert second["adopted"] and "too few new pairs" in second["adoption"]["reason"]
+    listed = json.loads(cli("models", "--json").stdout)
+    assert [v["version"] for v in listed["versions"]] == [1, 2] and listed["in_use"] == 2
+    assert "* v2" in cli("models").stdout
+    assert "using v1" in cli("use", "v1").stdout
+    assert json.loads(cli("models", "--json").stdout)["in_use"] == 1
+    scored = json.loads(cli("score", "--prompt", "hi", "hello there", "go away", "--json").stdout)
+    assert scored["model_version"] == 1
+    missing = cli("use", "9", check=False)
+    assert missing.returncode == 2 and "versions: v1, v2" in missing.stderr
+    assert "v2" in cli("use", "latest").stdout
+    assert json.loads(cli("models", "--json").stdout)["in_use"] == 2

@@ -262,3 +262,121 @@ def test_a_model_saved_by_the_previous_code_still_loads(tmp_path, embedder, data
     loaded = TinyRewardModel.load(folder, embedder=embedder)
     assert loaded.version == 7 and loaded.train_keys == frozenset()
     assert loaded.score("q", ["a", "b"]) == trained.score("q", ["a", "b"])
+
+
+# ---------------------------------------------------------------------------- the style block
+
+
+def test_style_features_read_the_form_of_a_reply():
+    from rlhf_desktop.reward.style import STYLE_NAMES, style_row
+
+    reply = ("# Plan\n\n**Steps**:\n\n- boil water\n- add the egg\n1. wait nine minutes\n\n"
+             "```python\nprint('done')\n```\n\nWant more?")
+    row = dict(zip(STYLE_NAMES, style_row(reply, "How do I boil an egg quickly?"), strict=True))
+    assert row["headers"] == pytest.approx(np.log1p(1))
+    assert row["list_items"] == pytest.approx(np.log1p(3))
+    assert row["bold"] == pytest.approx(np.log1p(1))
+    assert row["code_blocks"] == pytest.approx(np.log1p(1))
+    assert row["questions"] == pytest.approx(np.log1p(1))
+    assert row["refusal"] == 0.0 and row["apology"] == 0.0 and row["unfinished"] == 0.0
+    assert 0.0 < row["prompt_overlap"] <= 1.0
+    declined = dict(zip(STYLE_NAMES, style_row("I'm sorry, but I can't help with that and"),
+                        strict=True))
+    assert declined["refusal"] == 1.0 and declined["apology"] == 1.0
+    assert declined["unfinished"] == 1.0 and declined["prompt_overlap"] == 0.0
+
+
+LISTY = [pair(f"Give me tips about {topic}",
+              f"- plan your {topic}\n- keep notes on {topic}\n- ask a friend",
+              f"Plan your {topic}, keep notes on {topic} and ask a friend.")
+         for topic in ("cooking", "running", "saving money", "studying", "gardening", "sleep",
+                       "travel", "painting", "chess", "writing", "moving house", "yoga")]
+
+
+@pytest.mark.parametrize("fit", ["joint", "staged"])
+def test_a_style_preference_is_learned_and_explained(embedder, fit):
+    model = train(LISTY, TrainConfig(fit=fit), embedder).model
+    assert "style" in model.features
+    weights = model.style_weights()
+    assert weights["list_items"] > 0 and set(weights) >= {"words", "refusal", "bold"}
+    prompt = "Give me tips about baking"
+    replies = ["- buy flour\n- preheat the oven\n- weigh things", "Buy flour, preheat the oven."]
+    parts = model.explain(prompt, replies)
+    scores = model.score(prompt, replies)
+    for part, score in zip(parts, scores, strict=True):
+        assert part["style"] + part["content"] == pytest.approx(score, abs=1e-6)
+    assert parts[0]["style"] > parts[1]["style"] and scores[0] > scores[1]
+
+
+def test_a_model_without_the_style_block_still_scores(embedder):
+    old = train(TOY, TrainConfig(features=("reply", "prompt_x_reply", "length", "words")),
+                embedder).model
+    assert old.style_weights() == {} and len(old.explain("q", ["a", "b"])) == 2
+
+
+# ------------------------------------------------------------ versions you can trust
+
+
+def test_a_new_version_is_adopted_only_if_not_worse_on_pairs_the_current_never_saw(embedder):
+    from rlhf_desktop.reward.style import STYLE_NAMES
+    from rlhf_desktop.reward.training import TrainResult
+    from rlhf_desktop.services.rewards import decide_adoption
+
+    weights = np.zeros(len(STYLE_NAMES))
+    weights[STYLE_NAMES.index("words")] = 1.0  # the model in use: longer wins
+    current = TinyRewardModel(weights=weights, features=("style",), version=4,
+                              embedder=embedder, train_keys=frozenset({"0" * 16}))
+    pairs = [pair(f"question {i}", "a longer and more complete answer " * 2, "short")
+             for i in range(12)]
+    worse = TrainResult(model=current, oof_margins=-np.ones(12))
+    verdict = decide_adoption(current, worse, pairs, embedder)
+    assert not verdict["adopted"] and verdict["compared_pairs"] == 12
+    assert verdict["current_accuracy"] == 1.0 and verdict["new_accuracy"] == 0.0
+    assert "kept v4 in use" in verdict["reason"]
+    assert decide_adoption(current, TrainResult(model=current, oof_margins=np.ones(12)),
+                           pairs, embedder)["adopted"]
+    few = decide_adoption(current, worse, pairs[:5], embedder)
+    assert few["adopted"] and "too few new pairs" in few["reason"]
+
+
+def test_versions_load_pinned_first_then_adopted_newest_first():
+    from rlhf_desktop.domain import ModelVersion
+    from rlhf_desktop.services.rewards import candidate_order
+
+    def version(n: int, adopted: bool | None) -> ModelVersion:
+        metrics = {} if adopted is None else {"adoption": {"adopted": adopted}}
+        return ModelVersion(n, 0.0, f"/m/v{n}", metrics, 10, 2)
+
+    versions = [version(1, None), version(2, True), version(3, False), version(4, True)]
+    assert [v.version for v in candidate_order(versions, None)] == [4, 2, 1, 3]
+    assert [v.version for v in candidate_order(versions, 3)] == [3, 4, 2, 1]
+    assert [v.version for v in candidate_order(versions, 99)] == [4, 2, 1, 3]
+
+
+# ------------------------------------------------------------ knowing when it is unsure
+
+
+def test_fit_temperature_calibrates_overconfident_margins():
+    from rlhf_desktop.reward.training import fit_temperature
+
+    rng = np.random.default_rng(0)
+    true = rng.normal(0.5, 1.0, 4000)  # P(right) = sigmoid(true margin)
+    outcome = rng.random(4000) < 1 / (1 + np.exp(-true))
+    observed = np.where(outcome, np.abs(true), -np.abs(true)) * np.sign(true)
+    assert fit_temperature(observed * 5.0) == pytest.approx(5.0 * fit_temperature(observed),
+                                                            rel=0.05)
+    assert fit_temperature(np.ones(5)) == 1.0  # too few margins to fit
+
+
+def test_turn_confidence_says_unsure_when_the_top_two_are_close(tmp_path, embedder):
+    result = train(TOY * 4, TrainConfig(), embedder)
+    model = result.model
+    assert model.temperature == result.metrics["temperature"] > 0
+    model.save(tmp_path / "m")
+    assert TinyRewardModel.load(tmp_path / "m").temperature == model.temperature
+    close = model.turn_confidence([1.0, 0.999, -3.0])
+    assert close["unsure"] and 0.5 <= close["p_top"] < 0.6
+    assert close["metric"] == "p-top-vs-second/1"
+    far = model.turn_confidence([40.0 * model.temperature, 0.0])
+    assert not far["unsure"] and far["p_top"] > 0.99
+    assert TinyRewardModel().turn_confidence([1.0, 0.0])["unsure"]

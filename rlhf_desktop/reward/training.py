@@ -79,6 +79,9 @@ class TrainConfig:
     # "joint": every block fitted together. "staged" (style control): style alone first,
     # then the other blocks with the style margin held fixed (content judged beyond style).
     fit: str = "joint"
+    # "best": the C with the best CV accuracy; "one_se": the smallest C (strongest penalty)
+    # whose CV accuracy is within one standard error of the best (less noise-chasing).
+    c_rule: str = "best"
 
 
 @dataclass
@@ -87,6 +90,8 @@ class TrainResult:
 
     model: TinyRewardModel
     metrics: dict[str, Any] = field(default_factory=dict)
+    # cross-validated margin of each training pair (pair order); None without CV
+    oof_margins: np.ndarray | None = None
 
 
 @dataclass
@@ -183,6 +188,20 @@ def fit_bt(
     return np.asarray(result.x, dtype=np.float64)
 
 
+def fit_temperature(margins: np.ndarray) -> float:
+    """The T that makes sigmoid(margin / T) best calibrated on held-out margins (max
+    likelihood, T in [0.25, 20]); 1.0 with fewer than 20 margins."""
+    if len(margins) < 20 or not np.any(margins):
+        return 1.0
+    from scipy.optimize import minimize_scalar
+
+    def nll(log_t: float) -> float:
+        return float(np.logaddexp(0.0, -margins / np.exp(log_t)).sum())
+
+    result = minimize_scalar(nll, bounds=(np.log(0.25), np.log(20.0)), method="bounded")
+    return float(np.exp(result.x))
+
+
 def _folds(groups: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
     unique = np.unique(groups)
     rng = np.random.default_rng(seed)
@@ -239,14 +258,15 @@ def _cross_validate(
     return out
 
 
+STYLE_BLOCKS = ("style", "length")
 STYLE_C = 1.0  # style-only stage of the staged fit: few columns, light penalty
 
 
 def _style_columns(layout: Sequence[tuple[str, slice]], width: int) -> np.ndarray:
-    """Boolean mask of the style block's columns."""
+    """Boolean mask of the style columns (the style block and the length block)."""
     mask = np.zeros(width, dtype=bool)
     for name, cols in layout:
-        if name == "style":
+        if name in STYLE_BLOCKS:
             mask[cols] = True
     return mask
 
@@ -320,6 +340,7 @@ def train(
         "cv_mean_margin": None,
     }
     c_best = cfg.default_c
+    oof: np.ndarray | None = None
     scale = _scale(diffs, layout, cfg.scaling, cfg.style_scale)
     x = (diffs / scale).astype(np.float32)
     if n_groups >= 2:
@@ -332,7 +353,12 @@ def train(
             c_values,
             key=lambda c: (np.mean(results[c][0]), -abs(np.log(c / cfg.default_c))),
         )
+        if cfg.c_rule == "one_se":  # the strongest penalty within one standard error
+            best = results[c_best][0]
+            floor = np.mean(best) - np.std(best) / np.sqrt(len(best))
+            c_best = min(c for c in c_values if np.mean(results[c][0]) >= floor)
         accs, margins = results[c_best]
+        oof = margins
         metrics.update(
             folds=len(accs),
             cv_accuracy=float(np.mean(accs)),
@@ -353,7 +379,10 @@ def train(
         mean_margin=float(np.mean(train_margins)),
         seconds=round(time.perf_counter() - started, 3),
     )
+    temperature = fit_temperature(oof) if oof is not None else 1.0
+    metrics["temperature"] = temperature
     model = TinyRewardModel(
+        temperature=temperature,
         weights=w,
         features=tuple(cfg.features),
         embedder_id=embedder.embedder_id,
@@ -363,4 +392,4 @@ def train(
     )
     if progress is not None:
         progress(1.0, "done")
-    return TrainResult(model=model, metrics=metrics)
+    return TrainResult(model=model, metrics=metrics, oof_margins=oof)

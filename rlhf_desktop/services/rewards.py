@@ -6,6 +6,7 @@ database connection, so it never shares one with the caller's thread.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -16,11 +17,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from rlhf_desktop import config
-from rlhf_desktop.domain import ModelVersion
+from rlhf_desktop.domain import ModelVersion, PreferencePair
 from rlhf_desktop.reward.embedder import Embedder
-from rlhf_desktop.reward.model import ModelFileError, TinyRewardModel
-from rlhf_desktop.reward.training import CancelFlag, ProgressFn, TrainConfig, train
+from rlhf_desktop.reward.model import ModelFileError, TinyRewardModel, pair_key
+from rlhf_desktop.reward.training import (
+    CancelFlag,
+    ProgressFn,
+    TrainConfig,
+    TrainResult,
+    pair_matrix,
+    pairwise_accuracy,
+    train,
+)
 from rlhf_desktop.storage.embcache import SqliteEmbeddingCache
 from rlhf_desktop.storage.repo import Repository
 
@@ -56,10 +67,14 @@ class RewardService:
     # ------------------------------------------------------------------ loading
 
     def load_current(self, repo: Repository) -> TinyRewardModel:
-        """The newest version that loads; a refused file falls back to the one before it."""
+        """The version in use: the pinned one (``use``), else the newest adopted one.
+
+        A refused file falls back to the one before it; versions that were not adopted are
+        tried last.
+        """
         self.load_warnings = []
         clean_pending()
-        for version in reversed(repo.list_model_versions()):
+        for version in candidate_order(repo.list_model_versions(), pinned_version()):
             try:
                 model = TinyRewardModel.load(version.path, embedder=self.embedder)
             except (ModelFileError, OSError, ValueError, EOFError) as exc:
@@ -103,13 +118,86 @@ class RewardService:
             try:
                 pairs = repo.all_pairs()
                 result = train(pairs, cfg, self.embedder, progress, cancel)
+                adoption = decide_adoption(self.model, result, pairs, self.embedder)
+                result.metrics["adoption"] = adoption
                 record = store_version(repo, result.model, result.metrics)
             finally:
                 repo.close()
             result.model.version = record.version
-            self.model = result.model
-            log.info("trained model v%d: %s", record.version, _summary(result.metrics))
+            if adoption["adopted"]:
+                self.model = result.model
+                pin_version(None)  # the newest adopted version is in use again
+            log.info("trained model v%d: %s; %s", record.version, _summary(result.metrics),
+                     adoption["reason"])
             return record
+
+
+MIN_UNSEEN_FOR_GATE = 10
+PIN_FILENAME = "in-use.json"
+
+
+def decide_adoption(current: TinyRewardModel, result: TrainResult,
+                    pairs: Sequence[PreferencePair], embedder: Embedder) -> dict[str, Any]:
+    """Adopt a new version only if it is not worse than the one in use on the labels that
+    the one in use never saw.
+
+    Both are judged on the same pairs without having trained on them: the current model
+    never saw them, and the new model's figure is its cross-validated (out-of-fold) margin.
+    """
+    out: dict[str, Any] = {"adopted": True, "compared_pairs": 0, "current_version":
+                           current.version if current.trained else None,
+                           "current_accuracy": None, "new_accuracy": None}
+    if not current.trained:
+        return {**out, "reason": "first model"}
+    if not current.train_keys:
+        return {**out, "reason": "the model in use has no record of its training pairs"}
+    unseen = np.array([pair_key(p.prompt_text, p.chosen, p.rejected) not in current.train_keys
+                       for p in pairs], dtype=bool)
+    out["compared_pairs"] = int(unseen.sum())
+    if unseen.sum() < MIN_UNSEEN_FOR_GATE or result.oof_margins is None:
+        return {**out, "reason": f"too few new pairs to compare ({int(unseen.sum())} < "
+                                 f"{MIN_UNSEEN_FOR_GATE}); adopted"}
+    new_pairs = [p for p, u in zip(pairs, unseen, strict=True) if u]
+    assert current.weights is not None
+    cur = pairwise_accuracy(pair_matrix(new_pairs, current.features, embedder).diffs
+                            @ current.weights)
+    new = pairwise_accuracy(result.oof_margins[unseen])
+    out.update(current_accuracy=cur, new_accuracy=new, adopted=bool(new >= cur))
+    verdict = "adopted" if new >= cur else f"kept v{current.version} in use"
+    out["reason"] = (f"on the {int(unseen.sum())} pairs v{current.version} never saw: new "
+                     f"{new * 100:.1f} % (cross-validated) vs v{current.version} "
+                     f"{cur * 100:.1f} %; {verdict}")
+    return out
+
+
+def candidate_order(versions: Sequence[ModelVersion], pinned: int | None
+                    ) -> list[ModelVersion]:
+    """Which versions to try loading, in order: pinned, adopted newest first, the rest."""
+    newest_first = list(reversed(versions))
+    first = [v for v in newest_first if v.version == pinned]
+    adopted = [v for v in newest_first
+               if v.version != pinned and (v.metrics.get("adoption") or {}).get("adopted", True)]
+    rest = [v for v in newest_first if v not in first and v not in adopted]
+    return first + adopted + rest
+
+
+def pinned_version() -> int | None:
+    """The version chosen with ``rlhf-desktop use`` (None: the newest adopted one)."""
+    path = config.models_dir() / PIN_FILENAME
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("version")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) else None
+
+
+def pin_version(version: int | None) -> None:
+    """Use ``version`` from now on (None: back to the newest adopted one)."""
+    path = config.models_dir() / PIN_FILENAME
+    if version is None:
+        path.unlink(missing_ok=True)
+        return
+    config.atomic_write_bytes(path, json.dumps({"version": version}).encode())
 
 
 def store_version(repo: Repository, model: TinyRewardModel, metrics: dict[str, Any]

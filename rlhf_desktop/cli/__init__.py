@@ -3,31 +3,30 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 from rlhf_desktop import __version__, config
+from rlhf_desktop.cli.common import CliError, plural
+from rlhf_desktop.cli.common import emit as _emit
+from rlhf_desktop.cli.model_commands import (
+    cmd_eval,
+    cmd_models,
+    cmd_score,
+    cmd_train,
+    cmd_use,
+)
 
 log = logging.getLogger(__name__)
+
+__all__ = ["CliError", "build_parser", "main", "plural", "run"]
 
 EPILOG = """\
 With no command, rlhf-desktop opens the chat window.
 Data folder: $RLHF_DESKTOP_HOME or --data-dir, else the platform's user data folder.
 """
-
-
-def plural(count: int, noun: str, nouns: str | None = None) -> str:
-    """``1 line``, ``2 lines``: the count and the noun in the right number."""
-    return f"{count} {noun if count == 1 else (nouns or noun + 's')}"
-
-
-class CliError(Exception):
-    """A failure to report in one line on stderr (exit status 2)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a new reward-model version on every stored pair")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+
+    p = sub.add_parser("models", help="list the model versions (* = in use)")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("use", help="use model VERSION from now on (rollback), or `latest`")
+    p.add_argument("version", metavar="VERSION", help="a version number (2 or v2), or latest")
 
     p = sub.add_parser("eval", help="pairwise accuracy of the current model on a JSONL file")
     p.add_argument("--data", required=True, metavar="FILE", help="pairs in any import format")
@@ -84,160 +89,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---------------------------------------------------------------------------- commands
-
-
-def _emit(data: dict[str, Any], as_json: bool, lines: Sequence[str]) -> None:
-    if as_json:
-        print(json.dumps(data, ensure_ascii=False))
-    else:
-        print("\n".join(lines))
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    """Train a new version."""
-    from rlhf_desktop.reward.training import TrainingError
-    from rlhf_desktop.services.rewards import RewardService
-
-    service = RewardService()
-
-    def progress(fraction: float, stage: str) -> None:
-        if args.verbose:
-            print(f"\r{stage} {fraction * 100:5.1f} %", end="", file=sys.stderr, flush=True)
-
-    try:
-        record = service.train_now(progress=progress)
-    except TrainingError as exc:
-        raise CliError(str(exc)) from exc
-    if args.verbose:
-        print(file=sys.stderr)
-    m = record.metrics
-    acc = m.get("cv_accuracy")
-    acc_text = "n/a (too few pairs)" if acc is None else f"{acc * 100:.1f} %"
-    _emit(
-        {"version": record.version, "path": record.path, **m},
-        args.json,
-        [
-            f"model v{record.version} · CV accuracy {acc_text} · {plural(m['pairs'], 'pair')} "
-            f"· {plural(m['labels'], 'label')} · {m['seconds']:.1f} s",
-            f"saved in {record.path}",
-        ],
-    )
-    return 0
-
-
-def _current_model() -> Any:
-    from rlhf_desktop.services.rewards import RewardService
-    from rlhf_desktop.storage.repo import Repository
-
-    service = RewardService()
-    repo = Repository.open()
-    try:
-        service.load_current(repo)
-    finally:
-        repo.close()
-    for warning in service.load_warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    return service
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    """Pairwise accuracy on a file."""
-    import numpy as np
-
-    from rlhf_desktop.reward.training import pair_matrix, pairwise_accuracy
-    from rlhf_desktop.services.formats import parse_lines
-
-    service = _current_model()
-    model = service.model
-    if not model.trained:
-        raise CliError("no trained reward model yet: import or label pairs, then run `train`")
-    path = Path(args.data)
-    if not path.is_file():
-        raise CliError(f"{path} does not exist")
-    with path.open("rb") as fh:
-        parsed = parse_lines(fh)
-    for error in parsed.errors:
-        print(f"{path}:{error.line}: skipped: {error.message}", file=sys.stderr)
-    if not parsed.pairs:
-        raise CliError(f"{path} holds no usable pairs")
-    diffs = pair_matrix(parsed.pairs, model.features, service.embedder).diffs
-    margins = diffs @ model.weights
-    seen, source = _seen_in_training(model, parsed.pairs)
-    unseen = ~seen
-    result: dict[str, Any] = {
-        "pairs": len(parsed.pairs),
-        "accuracy": pairwise_accuracy(margins),
-        "ties": int(np.sum(margins == 0)),
-        "mean_margin": float(np.mean(margins)),
-        "skipped_lines": len(parsed.errors),
-        "model_version": model.version,
-        "pairs_in_training_data": int(seen.sum()),
-        "training_data_source": source,
-        "unseen_pairs": int(unseen.sum()),
-        "accuracy_unseen": pairwise_accuracy(margins[unseen]) if unseen.any() else None,
-        "warnings": [],
-    }
-    lines = [
-        f"model v{model.version}: pairwise accuracy {result['accuracy'] * 100:.1f} % "
-        f"on {plural(result['pairs'], 'pair')} ({plural(result['ties'], 'tie')})",
-    ]
-    if seen.any():
-        where = ("the model's training data" if source == "model"
-                 else "this data folder's stored pairs (the model may have been trained on them)")
-        unseen_text = ("none are unseen, so this measures memory, not generalisation"
-                       if not unseen.any() else
-                       f"accuracy on the {plural(int(unseen.sum()), 'unseen pair')}: "
-                       f"{result['accuracy_unseen'] * 100:.1f} %")
-        warning = (f"{int(seen.sum())} of {plural(len(parsed.pairs), 'eval pair')} "
-                   f"({seen.mean() * 100:.0f} %) are in {where}; {unseen_text}")
-        result["warnings"].append(warning)
-        print(f"warning: {warning}", file=sys.stderr)
-    _emit(result, args.json, lines)
-    return 0
-
-
-def _seen_in_training(model: Any, pairs: Sequence[Any]) -> tuple[Any, str]:
-    """Which pairs the model was trained on, and how that is known.
-
-    "model": the keys saved with the model (exact). "stored": a model saved before keys
-    existed, so the pairs stored in this data folder stand in (an upper bound).
-    """
-    import numpy as np
-
-    from rlhf_desktop.reward.model import pair_key
-
-    keys = model.train_keys
-    source = "model"
-    if not keys:
-        from rlhf_desktop.storage.repo import Repository
-
-        repo = Repository.open()
-        try:
-            keys = {pair_key(p.prompt_text, p.chosen, p.rejected) for p in repo.all_pairs()}
-        finally:
-            repo.close()
-        source = "stored"
-    seen = np.array([pair_key(p.prompt_text, p.chosen, p.rejected) in keys for p in pairs],
-                    dtype=bool)
-    return seen, source
-
-
-def cmd_score(args: argparse.Namespace) -> int:
-    """Score replies."""
-    service = _current_model()
-    ranked = service.rank(args.prompt, args.responses)
-    order = sorted(range(len(args.responses)), key=lambda i: -ranked.scores[i])
-    data = {
-        "model_version": ranked.version,
-        "scores": ranked.scores,
-        "ranking": order,
-    }
-    version = "untrained (all scores 0)" if ranked.version is None else f"v{ranked.version}"
-    lines = [f"model {version}"]
-    for rank, i in enumerate(order, start=1):
-        lines.append(f"{rank}. [{ranked.scores[i]:+.3f}] {args.responses[i]}")
-    _emit(data, args.json, lines)
-    return 0
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -386,6 +237,8 @@ async def _chat(args: argparse.Namespace) -> int:
 COMMANDS = {
     "train": cmd_train,
     "eval": cmd_eval,
+    "models": cmd_models,
+    "use": cmd_use,
     "score": cmd_score,
     "stats": cmd_stats,
     "export": cmd_export,
