@@ -8,6 +8,7 @@ from rlhf_desktop.domain import Candidate, Message, SamplingParams, Turn
 from rlhf_desktop.services.labeling import LabelingService
 from rlhf_desktop.storage.repo import Repository, StorageError
 
+pytestmark = pytest.mark.timeout(60)
 WHOLE = "Gravity pulls things toward each other; the Earth pulls you down, so you stay put."
 
 

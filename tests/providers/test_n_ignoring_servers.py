@@ -9,12 +9,18 @@ llama.cpp server is in test_compatible_llama.py.
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
+
 from rlhf_desktop.domain import SamplingParams
 from rlhf_desktop.providers import Delta, Done, Restart, StreamEvent
 from rlhf_desktop.providers.openai_client import OpenAIChatProvider
 from tests.azure_server import AzureServer, reply_tokens
 from tests.providers.conftest import AZURE_KEY, azure_provider, run
 from tests.providers.test_azure import HELLO
+
+pytestmark = pytest.mark.timeout(60)
 
 
 def expected(seed: int, server: AzureServer) -> str:
@@ -142,3 +148,32 @@ def test_a_reply_cut_short_while_another_request_ran_is_redone() -> None:
     assert "".join(e.text for e in after if isinstance(e, Delta) and e.index == 1) == \
         expected(51, server)
     assert provider.single_request_limit == 1
+
+
+def test_cancel_while_replies_wait_their_turn() -> None:
+    """Esc during the one-at-a-time requests: what arrived is kept, nothing more is sent."""
+    with AzureServer(api_key=AZURE_KEY, chunk_delay_s=0.03, reply_length=60) as server:
+        server.ignore_n = True
+        provider = azure_provider(server)
+        cancel = asyncio.Event()
+
+        async def go() -> dict[int, Done]:
+            done: dict[int, Done] = {}
+            deltas = 0
+            async for event in provider.stream(HELLO, SamplingParams(n=3, seed=1), cancel):
+                if isinstance(event, Delta):
+                    deltas += 1
+                    if deltas == 3:
+                        cancel.set()
+                elif isinstance(event, Done):
+                    done[event.index] = event
+            await provider.aclose()
+            return done
+
+        done = run(go())
+        sent = len(server.requests)
+    assert sorted(done) == [0, 1, 2]
+    assert all(d.candidate.finish_reason == "cancelled" for d in done.values())
+    assert done[0].candidate.text.startswith("Reply 0 seed 1:")
+    assert done[1].candidate.text == done[2].candidate.text == ""
+    assert sent == 1
