@@ -179,6 +179,10 @@ class CandidateCard(QFrame):
         self._render_timer.setSingleShot(True)
         self._render_timer.setInterval(RENDER_INTERVAL_MS)
         self._render_timer.timeout.connect(self._render)
+        self._copied_timer = QTimer(self)  # dies with the card (a bare singleShot may not)
+        self._copied_timer.setSingleShot(True)
+        self._copied_timer.setInterval(1500)
+        self._copied_timer.timeout.connect(lambda: self.copy_button.setText("Copy"))
         self.set_position(index)
         self.refresh_badges()
         self.footer.setText("waiting…")
@@ -210,8 +214,10 @@ class CandidateCard(QFrame):
             self._rendered = shown
         self.text = candidate.text
         self.footer.setText(self._footer_text(candidate))
-        self.pick_button.setEnabled(bool(candidate.text.strip()) and candidate.id is not None)
-        self.copy_button.setEnabled(bool(candidate.text.strip()))
+        has_text = bool(candidate.text.strip())
+        self.pick_button.setEnabled(has_text and candidate.id is not None)
+        self.pick_button.setVisible(has_text)  # a failed or empty reply cannot be picked
+        self.copy_button.setEnabled(has_text)
         self.refresh_badges()
 
     def _empty_text(self, c: Candidate) -> str:
@@ -237,7 +243,7 @@ class CandidateCard(QFrame):
         if text:
             QGuiApplication.clipboard().setText(text)
             self.copy_button.setText("Copied ✓")
-            QTimer.singleShot(1500, lambda: self.copy_button.setText("Copy"))
+            self._copied_timer.start()
             self.copied.emit(self.index)
 
     def set_regenerate(self, allowed: bool, why: str = "") -> None:
@@ -318,6 +324,7 @@ class CandidateCard(QFrame):
         self._render_timer.stop()
         self.body.set_markdown_text("")
         self.pick_button.setEnabled(False)
+        self.pick_button.setVisible(True)
         self.set_streaming(True)
 
 

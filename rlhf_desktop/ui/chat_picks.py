@@ -11,11 +11,11 @@ replies' texts, so the pick has to be undone first (the Regenerate buttons say s
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QWidget
 
 from rlhf_desktop.providers.base import Delta, Done, Restart, StreamEvent
@@ -23,7 +23,7 @@ from rlhf_desktop.services.chat import TurnControl, failed_indices
 from rlhf_desktop.services.labeling import Pick
 from rlhf_desktop.storage.repo import StorageError
 from rlhf_desktop.ui.backend import Backend
-from rlhf_desktop.ui.composer import Composer
+from rlhf_desktop.ui.composer import Composer, alt_digit, plain_digit
 from rlhf_desktop.ui.turn_widget import TurnWidget
 
 if TYPE_CHECKING:
@@ -62,6 +62,9 @@ class PickActions:
 
     @property
     def generating(self) -> bool:
+        raise NotImplementedError
+
+    def stop(self) -> None:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ picks
@@ -216,13 +219,11 @@ class PickActions:
         try:
             result = await chat.regenerate(turn, indices, self.backend.sampling_params(),
                                            control, on_event)
-        except (StorageError, OSError, RuntimeError, asyncio.CancelledError) as exc:
+        except (StorageError, OSError, RuntimeError) as exc:
             log.exception("regenerating failed")
             widget.regenerating = set()
             widget.set_turn(turn)
             widget.show_error(f"The reply could not be regenerated: {exc}", button="")
-            if isinstance(exc, asyncio.CancelledError):
-                raise
             return
         widget.regenerating = set()
         widget.set_turn(result.turn)
@@ -235,3 +236,25 @@ class PickActions:
             self._say(f"Regenerated {done} repl{'y' if done == 1 else 'ies'}")
         if widget.error_row.isVisible():
             self._reveal(widget.error_row)
+
+    # ------------------------------------------------------------------ keys
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        """On the turns (not in a text field): 1…9 pick; Alt+1…9 pick anywhere here (where
+        the window's shortcut was not delivered); Esc stops; other typing goes to the
+        message box."""
+        digit = plain_digit(event) or alt_digit(event)
+        if digit is not None:
+            self.pick_key(digit)
+            return
+        plain = not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
+        if plain and event.key() == Qt.Key.Key_Escape:
+            self.stop()
+            return
+        text = event.text()
+        if text and text.isprintable() and not event.modifiers() & (
+                Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier):
+            self.composer.setFocus(Qt.FocusReason.OtherFocusReason)
+            self.composer.insertPlainText(text)
+            return
+        super().keyPressEvent(event)  # type: ignore[misc]

@@ -11,8 +11,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QKeyEvent
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -30,17 +29,10 @@ from rlhf_desktop.storage.repo import StorageError
 from rlhf_desktop.ui.backend import Backend
 from rlhf_desktop.ui.cards import MarkdownView
 from rlhf_desktop.ui.chat_picks import PickActions
-from rlhf_desktop.ui.composer import (
-    REMOTE_CONTEXT_TOKENS,
-    Composer,
-    ComposerBar,
-    alt_digit,
-    context_warning,
-    estimate_tokens,
-    plain_digit,
-)
+from rlhf_desktop.ui.composer import Composer, ComposerBar, context_warning
 from rlhf_desktop.ui.empty_state import EXAMPLES, EmptyState
 from rlhf_desktop.ui.markdown_render import MarkdownRenderer
+from rlhf_desktop.ui.scroll_follow import ScrollFollower
 from rlhf_desktop.ui.turn_widget import TurnWidget
 
 __all__ = ["EXAMPLES", "NOT_READY", "ChatView"]
@@ -93,12 +85,7 @@ class ChatView(PickActions, QWidget):
         self.page_layout.addWidget(self.column, 1)
         self.page_layout.addStretch(0)
         self.scroll_area.setWidget(page)
-        self._follow: QWidget | None = None
-        self._follow_whole = False  # True: keep the whole widget in view, else its top
-        self._auto_scrolling = False
-        vbar = self.scroll_area.verticalScrollBar()
-        vbar.rangeChanged.connect(lambda _lo, _hi: self._follow_top())
-        vbar.actionTriggered.connect(lambda _a: self._user_scrolled())
+        self.follower = ScrollFollower(self.scroll_area)
 
         self.composer = Composer()
         self.composer.send_requested.connect(self.send_from_composer)
@@ -111,8 +98,9 @@ class ChatView(PickActions, QWidget):
         self.stop_button.setToolTip("Stop generating and keep the partial replies (Esc)")
         self.stop_button.clicked.connect(self.stop)
         self.stop_button.hide()
-        self.regen_button = QPushButton("Regenerate")
-        self.regen_button.setToolTip("Ask again for the last message: a new turn (Ctrl+R)")
+        self.regen_button = QPushButton("Regenerate all")
+        self.regen_button.setToolTip("Ask again for the last message: a new turn with new "
+                                     "replies (Ctrl+R); each reply also has its own Regenerate")
         self.regen_button.clicked.connect(self.regenerate)
         self.bar = ComposerBar(self.composer,
                                (self.regen_button, self.stop_button, self.send_button))
@@ -153,34 +141,11 @@ class ChatView(PickActions, QWidget):
     def scroll_to(self, widget: QWidget) -> None:
         """Keep ``widget``'s top at the top of the view while it grows (streaming), until
         the user scrolls or the turn ends."""
-        self._follow = widget
-        self._follow_whole = False
-        self._follow_top()
+        self.follower.top(widget)
 
     def _reveal(self, widget: QWidget) -> None:
-        """Scroll so that ``widget`` (a reason field, an error) is in view, now and after
-        the layout settles, unless the user scrolls meanwhile."""
-        self._follow = widget
-        self._follow_whole = True
-        self._follow_top()
-        QTimer.singleShot(0, self._follow_top)
-
-    def _follow_top(self) -> None:
-        widget, page = self._follow, self.scroll_area.widget()
-        if widget is None or page is None:
-            return
-        self._auto_scrolling = True
-        if self._follow_whole:
-            self.scroll_area.ensureWidgetVisible(widget, 0, 24)
-        else:
-            top = widget.mapTo(page, widget.rect().topLeft()).y()
-            bar = self.scroll_area.verticalScrollBar()
-            bar.setValue(min(bar.maximum(), max(0, top - 8)))
-        self._auto_scrolling = False
-
-    def _user_scrolled(self) -> None:
-        if not self._auto_scrolling:
-            self._follow = None
+        """Scroll ``widget`` (a reason field, an error) into view."""
+        self.follower.reveal(widget)
 
     @property
     def generating(self) -> bool:
@@ -215,7 +180,7 @@ class ChatView(PickActions, QWidget):
 
     def _load(self, conversation_id: int | None) -> None:
         self._clear()
-        self._follow = None
+        self.follower.stop()
         self.warning.dismiss()
         self.conversation_id = conversation_id
         if conversation_id is None:
@@ -260,15 +225,9 @@ class ChatView(PickActions, QWidget):
 
     def _context_warning(self, text: str) -> str | None:
         """The warning when the next turn obviously cannot fit the model's context."""
-        kind = self.backend.provider_kind
-        if not kind:
-            return None  # the provider is not chosen yet: nothing to compare with
-        local = kind == "local"
-        context = self.backend.settings.n_ctx if local else REMOTE_CONTEXT_TOKENS
-        messages = self._next_messages(text)
-        tokens = estimate_tokens(messages, self.backend.settings.system_prompt)
-        chars = sum(len(m.content) for m in messages)
-        return context_warning(tokens, chars, context, local)
+        settings = self.backend.settings
+        return context_warning(self._next_messages(text), self.backend.provider_kind,
+                               settings.n_ctx, settings.system_prompt)
 
     def _next_messages(self, text: str) -> list[Message]:
         turns = [w.turn for w in self.widgets if w.turn is not None]
@@ -415,25 +374,3 @@ class ChatView(PickActions, QWidget):
             self.widgets[-1].show_error(message, action="train", button="Retry training")
         else:
             self.message.emit(message)
-
-    # ------------------------------------------------------------------ keys
-
-    def keyPressEvent(self, event: QKeyEvent) -> None:
-        """On the turns (not in a text field): 1…9 pick; Alt+1…9 pick anywhere here (where
-        the window's shortcut was not delivered); Esc stops; other typing goes to the
-        message box."""
-        digit = plain_digit(event) or alt_digit(event)
-        if digit is not None:
-            self.pick_key(digit)
-            return
-        plain = not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
-        if plain and event.key() == Qt.Key.Key_Escape:
-            self.stop()
-            return
-        text = event.text()
-        if text and text.isprintable() and not event.modifiers() & (
-                Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier):
-            self.composer.setFocus(Qt.FocusReason.OtherFocusReason)
-            self.composer.insertPlainText(text)
-            return
-        super().keyPressEvent(event)

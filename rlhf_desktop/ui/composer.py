@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QKeyEvent, QKeySequence, QResizeEvent
+from PySide6.QtGui import QKeyEvent, QKeySequence, QResizeEvent, QShowEvent
 from PySide6.QtWidgets import (
     QBoxLayout,
     QFrame,
@@ -28,6 +28,8 @@ CHARS_PER_TOKEN = 4
 """A rough estimate for English text; good enough to tell an obvious overflow."""
 REMOTE_CONTEXT_TOKENS = 1_048_576
 """A generous bound for remote models, whose context size the app does not know."""
+PLACEHOLDERS = ("Message — Enter sends, Shift+Enter adds a line", "Message — Enter sends",
+                "Message")
 NARROW_WIDTH = 560
 """Below this width the buttons go under the message box instead of beside it."""
 
@@ -38,8 +40,19 @@ def estimate_tokens(messages: Sequence[Message], system_prompt: str = "") -> int
     return chars // CHARS_PER_TOKEN + 4 * (len(messages) + 1)
 
 
-def context_warning(tokens: int, chars: int, context: int, local: bool) -> str | None:
-    """The warning for a request of about ``tokens`` tokens, or None when it may fit."""
+def context_warning(messages: Sequence[Message], provider_kind: str, n_ctx: int,
+                    system_prompt: str = "") -> str | None:
+    """The warning when ``messages`` obviously cannot fit the model's context, else None.
+
+    The built-in model's context is ``n_ctx``; a remote model's is not known, so only a
+    generous bound applies. Before a provider is chosen (``provider_kind`` empty): None.
+    """
+    if not provider_kind:
+        return None
+    local = provider_kind == "local"
+    context = n_ctx if local else REMOTE_CONTEXT_TOKENS
+    tokens = estimate_tokens(messages, system_prompt)
+    chars = sum(len(m.content) for m in messages)
     if tokens < context:
         return None
     where = ("the built-in model's context holds "
@@ -48,7 +61,7 @@ def context_warning(tokens: int, chars: int, context: int, local: bool) -> str |
     return (f"⚠ This message is about {tokens:,} tokens ({chars:,} characters) with the "
             f"conversation so far; {where}, so every reply would fail. Shorten it, start a new "
             "chat" + (", or raise the context size" if local else "") +
-            ". Press Ctrl+Enter again to send it anyway.")
+            ". Press Enter again to send it anyway.")
 
 
 def alt_digit(event: QKeyEvent) -> int | None:
@@ -80,7 +93,8 @@ class Composer(QPlainTextEdit):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("composer")
-        self.setPlaceholderText("Message — Enter sends, Shift+Enter adds a line")
+        self.setPlaceholderText(PLACEHOLDERS[0])
+        self.setToolTip("Enter or Ctrl+Enter sends, Shift+Enter adds a line")
         self.setTabChangesFocus(True)
         self.setMinimumWidth(120)
         self.document().documentLayout().documentSizeChanged.connect(self._fit)
@@ -100,10 +114,27 @@ class Composer(QPlainTextEdit):
             return
         super().keyPressEvent(event)
 
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        """The longest hint that fits the width (a cut one reads as just "Message")."""
+        super().resizeEvent(event)
+        room = self.viewport().width() - 2 * int(self.document().documentMargin())
+        metrics = self.fontMetrics()
+        fitting = [h for h in PLACEHOLDERS if metrics.horizontalAdvance(h) <= room]
+        self.setPlaceholderText(fitting[0] if fitting else PLACEHOLDERS[-1])
+
+    def showEvent(self, event: QShowEvent) -> None:
+        """Fit the height once styled (the padding is known then)."""
+        super().showEvent(event)
+        self._fit()
+
     def _fit(self) -> None:
-        lines = max(1, min(6, int(self.document().size().height())))
-        height = self.fontMetrics().lineSpacing() * lines + 20
-        self.setFixedHeight(height)
+        lines = int(self.document().size().height())
+        shown = max(1, min(6, lines))
+        chrome = self.height() - self.viewport().height()  # frame, padding
+        margin = int(2 * self.document().documentMargin())
+        self.setFixedHeight(self.fontMetrics().lineSpacing() * shown + margin + max(chrome, 4))
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded if lines > 6
+                                        else Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
 
 
 class ContextWarning(QFrame):

@@ -216,7 +216,10 @@ class TurnWidget(QFrame):
         self.turn = turn
         self._ensure_cards([c.index for c in turn.candidates])
         for cand in turn.candidates:
-            self.cards[cand.index].set_candidate(cand)
+            card = self.cards[cand.index]
+            if cand.index not in self.regenerating:
+                card.set_streaming(False)
+            card.set_candidate(cand)
         self.apply_order()
         self.mark_pick(turn.chosen_candidate_id)
         self.show_failures()
@@ -338,7 +341,7 @@ class TurnWidget(QFrame):
         for card in self.cards.values():
             card.set_reason_on_card(not all_failed)
         if not bad:
-            if self.retry_action == "retry_failed":
+            if self.retry_action in ("retry", "retry_failed"):
                 self.clear_error()
             return
         picked = self.turn.chosen_candidate_id is not None
@@ -351,7 +354,10 @@ class TurnWidget(QFrame):
             message = (f"{len(bad)} of {len(self.turn.candidates)} replies failed (the reason "
                        "is on each). " + ("Undo the pick to retry them." if picked else
                                           "Retry failed asks again for those only."))
-        self.show_error(message, action="retry_failed", button=button)
+        # All failed: Retry sends the turn again as a new one (the failed one stays, with
+        # any partial text); some failed: Retry failed replaces only those, in place.
+        self.show_error(message, action="retry" if all_failed else "retry_failed",
+                        button=button)
 
     def clear_error(self) -> None:
         """Hide the error row."""

@@ -156,7 +156,6 @@ def test_d6_the_reason_field_is_scrolled_into_view(
         loop: asyncio.AbstractEventLoop, qtbot: object, server: AzureServer) -> None:
     server.reply_length = 260  # tall cards: the reason field is far below the first one
     window = window_for(qtbot, candidates_per_turn=4, max_tokens=400)
-    chat = window.chat
 
     async def flow() -> None:
         await window.start()
@@ -195,12 +194,14 @@ def test_d8_all_replies_failed_says_so_once(loop: asyncio.AbstractEventLoop, qtb
         assert sum(error in t for t in shown_texts(turn)) == 1  # the banner only
         for card in turn.cards.values():
             assert "Failed" in card.body.toPlainText() and "failed" in card.footer.text()
-        # Retry asks again for the four (in place: the failed turn is not left behind).
+        # Retry sends the turn again; the failed one stays as it was.
         assert turn.retry_button.text() == "Retry"
         turn.retry_button.click()
         await wait_until(lambda: not chat.generating, 30, "the retry")
-        assert chat.widgets == [turn] and not turn.error_row.isVisible()
-        assert all(c.text.strip() and not c.error for c in turn.turn.candidates)
+        again = chat.widgets[-1]
+        assert again is not turn and again.turn is not None
+        assert all(c.text.strip() and not c.error for c in again.turn.candidates)
+        assert "pick the best" in again.status.text()
 
     try:
         run(loop, flow())
@@ -211,7 +212,8 @@ def test_d8_all_replies_failed_says_so_once(loop: asyncio.AbstractEventLoop, qtb
 def test_d4_long_prompt_is_folded_and_its_error_scrolled_to(
         loop: asyncio.AbstractEventLoop, qtbot: object, server: AzureServer) -> None:
     window = window_for(qtbot, candidates_per_turn=4, max_retries=0, max_tokens=32)
-    prompt = "\n".join(f"Line {i}: " + "lorem ipsum dolor sit amet " * 3 for i in range(600)).strip()
+    line = "lorem ipsum dolor sit amet " * 3
+    prompt = "\n".join(f"Line {i}: {line}" for i in range(600)).strip()
     assert len(prompt) > 50_000
 
     async def flow() -> None:

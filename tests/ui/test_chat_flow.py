@@ -204,9 +204,9 @@ def test_errors_retry_and_stop_keep_partial_text(loop: asyncio.AbstractEventLoop
             assert failed.error_row.isVisible() and failed.retry_button.isVisible()
             assert failed.error_label.text()
             assert AZURE_KEY not in failed.error_label.text()
-            failed.retry_button.click()  # asks again for the failed replies, in place
+            failed.retry_button.click()
             retried = chat.widgets[-1]
-            assert retried is failed and len(chat.widgets) == 1
+            assert retried is not failed and retried.messages == failed.messages
             await wait_until(lambda: not chat.generating, 30, "retried turn")
             assert not retried.error_row.isVisible()
             assert all(c.candidate and c.candidate.text.startswith("Reply")
@@ -234,7 +234,7 @@ def test_errors_retry_and_stop_keep_partial_text(loop: asyncio.AbstractEventLoop
             assert window.sidebar.list.count() == 1
             window.sidebar.list.setCurrentRow(0)
             window.sidebar._clicked(window.sidebar.list.item(0))
-            assert len(chat.widgets) == 2  # reloaded from the database
+            assert len(chat.widgets) == 3  # reloaded from the database
 
         try:
             run(loop, scenario())
