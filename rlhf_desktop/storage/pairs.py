@@ -17,6 +17,26 @@ PairRow = tuple[int, str, str, str, str | None, str, float, str]
 ``matched in`` names where the text filter was found ("prompt", "earlier turn",
 "chosen", ...), empty without a filter."""
 
+
+# The words of the stored prompt JSON's structure: its keys and roles.
+_ROLES = ("user", "assistant", "system", "tool", "developer", "function")
+_JSON_WORDS = ("role", "content", *_ROLES)
+
+
+def _prompt_text_sql() -> str:
+    """SQL for ``prompt_json`` with the JSON between the messages' texts replaced by a
+    newline (which the JSON of a text never holds: it escapes it as ``\\n``). The JSON is
+    always written as ``[{"role": "user", "content": "..."}, ...]`` (repo._messages_json);
+    REPLACE is far cheaper than parsing every row's JSON."""
+    expr = "prompt_json"
+    for role in _ROLES:
+        for lead in ("[", '"}, '):
+            expr = f"""REPLACE({expr}, '{lead}{{"role": "{role}", "content": "', char(10))"""
+    return f"""REPLACE({expr}, '"}}]', char(10))"""
+
+
+_PROMPT_TEXT = _prompt_text_sql()
+
 # Which (table, column) of a restored row points at another row that may be gone by then.
 _REFERENCES = {
     "turn_id": "turns", "chosen_candidate_id": "candidates",
@@ -107,16 +127,18 @@ class PairQueries:
         if not text_filter:
             return sql, []
         like = like_pattern(text_filter)
-        # The prompt matches on message text only, never on the JSON around it ("role",
-        # "content"); a plain LIKE on the JSON first keeps it cheap where the text reads
-        # the same inside JSON (no quote, backslash or control character).
-        content = ("EXISTS (SELECT 1 FROM json_each(pairs.prompt_json) j WHERE"
-                   " json_extract(j.value, '$.content') LIKE ? ESCAPE '\\')")
-        args = [like]
-        if json.dumps(text_filter, ensure_ascii=False)[1:-1] == text_filter:
-            content = f"(prompt_json LIKE ? ESCAPE '\\' AND {content})"
-            args = [like, like]
-        where = (f" WHERE ({content} OR chosen LIKE ? ESCAPE '\\'"
+        # The prompt matches on its messages' text, never on the JSON around it: the
+        # filter, escaped as JSON escapes it, is looked for in the JSON. Only a filter
+        # that could be part of the JSON's structure ("role", "content", "user", "s",
+        # punctuation) needs the slower look with that structure cut out (_PROMPT_TEXT).
+        in_json = like_pattern(json.dumps(text_filter, ensure_ascii=False)[1:-1])
+        needle = text_filter.lower()
+        if any(needle in word for word in _JSON_WORDS) or not needle.strip(' ,:{}[]"'):
+            prompt, args = f"(prompt_json LIKE ? ESCAPE '\\' AND {_PROMPT_TEXT} LIKE ?" \
+                " ESCAPE '\\')", [in_json, in_json]
+        else:
+            prompt, args = "prompt_json LIKE ? ESCAPE '\\'", [in_json]
+        where = (f" WHERE ({prompt} OR chosen LIKE ? ESCAPE '\\'"
                  " OR rejected LIKE ? ESCAPE '\\' OR reason LIKE ? ESCAPE '\\')")
         return sql + where, [*args, like, like, like]
 

@@ -285,6 +285,9 @@ def test_the_dataset_filter_shows_where_each_row_matched(window: MainWindow) -> 
         PreferencePair(prompt=(Message("user", "Name an animal"),),
                        chosen="A zebra.", rejected="A rock."),
         PreferencePair(prompt=(Message("user", "Unrelated"),), chosen="x", rejected="y"),
+        PreferencePair(prompt=(Message("system", "Be brief."),
+                               Message("user", 'Then the user said "hi" at 100%')),
+                       chosen="ok", rejected="no"),
     ])
     window.show_page(1)
     view = window.dataset
@@ -298,9 +301,13 @@ def test_the_dataset_filter_shows_where_each_row_matched(window: MainWindow) -> 
     matched = {model.data(model.index(r, 0)): model.data(model.index(r, MATCH_COLUMN))
                for r in range(model.rowCount())}
     assert matched == {"And their habitat?": "earlier turn", "Name an animal": "chosen"}
-    # The prompt is searched in its messages' text, not in the JSON around it.
-    view.model.reload("content")
-    assert view.model.total == 0
+    # The prompt is searched in its messages' text, not in the JSON around it, and the
+    # filter is taken literally (quotes, % and _ included).
+    for text, total in (("content", 0), ("user", 1), ('user said "hi"', 1), ("100%", 1),
+                        ("1_0", 0), ('"}, {', 0), ("brief", 1)):
+        view.model.reload(text)
+        assert view.model.total == len(view.model.rows) == total, text
+    assert model.data(model.index(0, MATCH_COLUMN)) == "system prompt"
     view.model.reload("zebra")
     view.table.selectRow(next(r for r in range(model.rowCount())
                               if model.data(model.index(r, 0)) == "And their habitat?"))
