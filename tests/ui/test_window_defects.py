@@ -414,3 +414,26 @@ def test_the_app_font_falls_back_to_a_colour_emoji_font(qapp: QApplication) -> N
     painter.end()
     colours = [image.pixelColor(x, y) for x in range(64) for y in range(64)]
     assert any(c.saturation() > 80 for c in colours), "the emoji drew as black text or a box"
+
+
+def test_undo_of_a_delete_survives_reused_ids_and_a_deleted_chat() -> None:
+    repo = Repository.open()
+    conv = repo.create_conversation("c")
+    turn = repo.save_turn(Turn(conversation_id=conv.id, messages=[Message("user", "q")],
+                               provider="test", model="m", params=SamplingParams(n=3),
+                               candidates=[Candidate(0, "a"), Candidate(1, "b"),
+                                           Candidate(2, "c")]))
+    assert turn.id is not None and turn.candidates[0].id is not None
+    repo.record_pick(turn.id, turn.candidates[0].id, reason="best")
+    ids = [p.id for p in repo.iter_pairs() if p.id is not None]
+    kept = repo.snapshot_pairs(ids)
+    assert repo.delete_pairs(ids) == 2 and repo.count_labels() == 0
+    repo.delete_conversation(conv.id)  # its turn and replies go too
+    repo.add_pairs([PreferencePair(prompt=(Message("user", "new"),), chosen="x",
+                                   rejected="y")])  # takes the freed ids
+    assert repo.restore_pairs(kept) == 2
+    pairs = {p.rejected: p for p in repo.iter_pairs()}
+    assert set(pairs) == {"b", "c", "y"} and repo.count_labels() == 2
+    assert pairs["b"].label_id == pairs["c"].label_id != pairs["y"].label_id
+    assert pairs["b"].reason == "best" and pairs["b"].chosen_candidate_id is None
+    repo.close()
