@@ -105,7 +105,7 @@ class Backend(QObject):
         self.provider: Provider | None = provider
         self.provider_kind = "" if provider is None else provider.name
         self.provider_reason = "" if provider is None else provider.describe()
-        self.provider_why = "given to the window" if provider is not None else ""
+        self.provider_why = ""  # a provider handed in (tests) was not chosen
         self.provider_error: str | None = None
         self.chat: ChatService | None = None
         if provider is not None:
