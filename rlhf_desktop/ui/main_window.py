@@ -39,6 +39,7 @@ from rlhf_desktop.ui.status_area import StatusArea
 log = logging.getLogger(__name__)
 BANNER_KEY = "builtin_banner_dismissed"
 NARROW_WIDTH = 860  # below it the chat list hides (the ☰ button shows it)
+MIN_HEIGHT = 480  # below it the conversation had no room left between banner and composer
 
 
 class MainWindow(QMainWindow):
@@ -49,6 +50,7 @@ class MainWindow(QMainWindow):
         self.backend = backend
         self.setWindowTitle("RLHF Desktop")
         self.resize(1320, 860)
+        self.setMinimumHeight(MIN_HEIGHT)
         self._closed = False
         self._closed_event = asyncio.Event()
         self._banner_dismissed = bool(QSettings().value(BANNER_KEY, False, type=bool))

@@ -170,6 +170,9 @@ def test_a_narrow_window_hides_the_chat_list_and_the_button_shows_it(
     assert window.sidebar.isVisible()
     resize(window, 1200, 800)
     assert window.sidebar.isVisible()
+    resize(window, 300, 300)  # as small as it goes: the conversation keeps some room
+    assert window.height() >= 480 and window.chat.scroll_area.height() >= 150
+    assert not window.sidebar.isVisible()
 
 
 def _text_fits(label: QLabel) -> bool:
