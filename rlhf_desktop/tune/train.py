@@ -167,9 +167,12 @@ def run(cfg: TuneConfig, progress: Progress | None = None,
     resume = last_checkpoint(out)
     progress.emit("stage", stage="training", resume_from=resume,
                   trainer_pairs=len(trainer.train_dataset))  # after TRL's own filter
-    trainer.train(resume_from_checkpoint=resume)
+    if not stop.requested:  # a cancel while loading: leave the checkpoints as they are
+        trainer.train(resume_from_checkpoint=resume)
     steps, max_steps = trainer.state.global_step, trainer.state.max_steps
-    cancelled = stop.requested and steps < max_steps
+    if stop.requested and not steps and resume:
+        steps = int(Path(resume).name.rsplit("-", 1)[-1])
+    cancelled = stop.requested and (steps < max_steps or not max_steps)
     adapter: str | None = None
     if main and not cancelled:
         adapter = str(out / ADAPTER_DIR)

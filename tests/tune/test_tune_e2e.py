@@ -154,3 +154,25 @@ def test_accelerate_launch_runs_the_same_entry_point_on_the_apps_export(pairs_fi
     assert [e["step"] for e in events if e["event"] == "step"] == [1, 2]
     assert events[-1]["event"] == "done" and events[-1]["status"] == "completed"
     assert (tmp_path / "out" / "adapter" / "adapter_config.json").is_file()
+
+
+def test_cancel_while_loading_trains_nothing_and_says_cancelled(pairs_file, tmp_path):
+    import time
+
+    cfg = TuneConfig.from_mapping({**TINY, "data": str(pairs_file),
+                                   "output_dir": str(tmp_path / "run"), "max_steps": 2})
+    process = TuneProcess(cfg, nice=0)
+    process.start()
+    try:
+        while not process.events():  # the child has installed its signal handlers
+            assert process.poll() is None, process.log_tail()
+            time.sleep(0.1)
+        process.cancel()
+        assert process.wait(100) == 3, process.log_tail()
+    finally:
+        process.kill()
+    done = process.last_events.get("done") or next(
+        e for e in process.events() if e["event"] == "done")
+    assert done["status"] == "cancelled" and done["steps"] == 0
+    assert not any((tmp_path / "run").glob("checkpoints/checkpoint-*"))
+    assert list_versions() == []
