@@ -140,6 +140,9 @@ class PickActions:
                 widget.mark_pick(None, undoable=False)
                 prompt = widget.turn.prompt
         self._set_last_pick(None)
+        focus = self.composer.window().focusWidget()
+        if focus is None or not focus.isVisible():  # it was in the reason field, now hidden
+            self.composer.setFocus(Qt.FocusReason.OtherFocusReason)
         where = f"“{short(prompt)}”" if prompt else "an earlier turn"
         self._say(f"Undid the pick on {where} and its {pick.pairs} pairs")
         self.backend.labels_removed()
