@@ -18,7 +18,12 @@ from rlhf_desktop.services.formats import (
     pair_key,
     parse_lines,
 )
+from rlhf_desktop.services.hooks import SessionHooks
+from rlhf_desktop.storage.pairs import DeletedPairs, PairRow
 from rlhf_desktop.storage.repo import Repository
+
+__all__ = ["DatasetService", "DeletedPairs", "ImportFileError", "ImportReport", "PairRow",
+           "export", "export_to_file", "import_file"]
 
 MAX_LINE_BYTES = 64 * 1024 * 1024
 
@@ -81,20 +86,17 @@ def export(repo: Repository, fmt: str, out: IO[str]) -> int:
     """Write every pair in ``fmt`` to ``out``; returns the number of pairs."""
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
-    counter = _Counter()
-    for line in export_lines(counter.wrap(repo.iter_pairs()), fmt):
-        out.write(line)
-    return counter.count
+    count = 0
 
-
-class _Counter:
-    def __init__(self) -> None:
-        self.count = 0
-
-    def wrap(self, pairs: Iterator[PreferencePair]) -> Iterator[PreferencePair]:
+    def counted(pairs: Iterator[PreferencePair]) -> Iterator[PreferencePair]:
+        nonlocal count
         for pair in pairs:
-            self.count += 1
+            count += 1
             yield pair
+
+    for line in export_lines(counted(repo.iter_pairs()), fmt):
+        out.write(line)
+    return count
 
 
 def export_to_file(repo: Repository, fmt: str, path: str | os.PathLike[str]) -> int:
@@ -103,3 +105,58 @@ def export_to_file(repo: Repository, fmt: str, path: str | os.PathLike[str]) -> 
     count = export(repo, fmt, buffer)
     config.atomic_write_bytes(Path(path), buffer.getvalue().encode("utf-8"))
     return count
+
+
+class DatasetService:
+    """The dataset page's service: count, page, read, delete (with undo) and export pairs.
+
+    Deletes and restores fire ``labels_did_change``."""
+
+    def __init__(self, repo: Repository, hooks: SessionHooks) -> None:
+        self._repo = repo
+        self._hooks = hooks
+
+    def count(self, text_filter: str = "") -> int:
+        """How many pairs match ``text_filter`` (all without one)."""
+        return self._repo.count_pairs(text_filter)
+
+    def page(self, before_id: int | None, limit: int, text_filter: str = "") -> list[PairRow]:
+        """Up to ``limit`` rows older than ``before_id`` (newest first; keyset paging)."""
+        return self._repo.pair_rows(before_id, limit, text_filter)
+
+    def get(self, pair_id: int) -> PreferencePair:
+        """One pair with its whole prompt."""
+        return self._repo.get_pair(pair_id)
+
+    def delete(self, pair_ids: list[int]) -> tuple[int, DeletedPairs]:
+        """Delete pairs (and labels left without pairs); returns the count and an undo token."""
+        snapshot = self._repo.snapshot_pairs(pair_ids)
+        removed = self._repo.delete_pairs(pair_ids)
+        self._hooks.labels_did_change()
+        return removed, snapshot
+
+    def restore(self, deleted: DeletedPairs) -> int:
+        """Undo a :meth:`delete`; returns how many pairs came back."""
+        restored = self._repo.restore_pairs(deleted)
+        self._hooks.labels_did_change()
+        return restored
+
+    @staticmethod
+    def export(fmt: str, path: str | os.PathLike[str]) -> int:
+        """Export every pair to ``path`` atomically. Blocking: call it in a worker thread
+        (it opens its own connection, as each thread must)."""
+        repo = Repository.open()
+        try:
+            return export_to_file(repo, fmt, path)
+        finally:
+            repo.close()
+
+    @staticmethod
+    def import_file(path: str | os.PathLike[str], dry_run: bool = False,
+                    skip_bad: bool = False) -> ImportReport:
+        """Import a file of pairs (blocking; its own connection); see :func:`import_file`."""
+        repo = Repository.open()
+        try:
+            return import_file(repo, path, dry_run=dry_run, skip_bad=skip_bad)
+        finally:
+            repo.close()

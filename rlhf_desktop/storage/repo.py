@@ -98,6 +98,13 @@ class Repository(PairQueries):
             ).fetchall()
         return [Conversation(int(r[0]), str(r[1]), float(r[2]), float(r[3])) for r in rows]
 
+    def get_conversation(self, conversation_id: int) -> Conversation | None:
+        """One conversation, or None when there is no such id."""
+        r = self.conn.execute("SELECT id, title, created_at, updated_at FROM conversations"
+                              " WHERE id = ?", (conversation_id,)).fetchone()
+        return None if r is None else Conversation(int(r[0]), str(r[1]), float(r[2]),
+                                                   float(r[3]))
+
     def rename_conversation(self, conversation_id: int, title: str) -> None:
         """Set a conversation's title."""
         with self.transaction() as c:

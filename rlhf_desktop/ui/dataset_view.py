@@ -33,9 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from rlhf_desktop.domain import PreferencePair
-from rlhf_desktop.services.datasets import export_to_file
-from rlhf_desktop.storage.pairs import DeletedPairs
-from rlhf_desktop.storage.repo import PairRow, Repository
+from rlhf_desktop.services.datasets import DatasetService, DeletedPairs, PairRow
 from rlhf_desktop.ui.backend import Backend
 
 PAGE = 500
@@ -60,9 +58,9 @@ def one_line(text: str, limit: int = 300) -> str:
 class PairsModel(QAbstractTableModel):
     """Pairs, newest first, fetched a page at a time (``canFetchMore``/``fetchMore``)."""
 
-    def __init__(self, repo: Repository) -> None:
+    def __init__(self, datasets: DatasetService) -> None:
         super().__init__()
-        self.repo = repo
+        self.datasets = datasets
         self.text_filter = ""
         self.rows: list[PairRow] = []
         self.total = 0
@@ -73,8 +71,8 @@ class PairsModel(QAbstractTableModel):
         self.beginResetModel()
         if text_filter is not None:
             self.text_filter = text_filter
-        self.total = self.repo.count_pairs(self.text_filter)
-        self.rows = self.repo.pair_rows(None, PAGE, self.text_filter)
+        self.total = self.datasets.count(self.text_filter)
+        self.rows = self.datasets.page(None, PAGE, self.text_filter)
         self.endResetModel()
 
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
@@ -94,7 +92,7 @@ class PairsModel(QAbstractTableModel):
         if parent.isValid():
             return
         before = self.rows[-1][0] if self.rows else None
-        page = self.repo.pair_rows(before, PAGE, self.text_filter)
+        page = self.datasets.page(before, PAGE, self.text_filter)
         if not page:
             self.total = len(self.rows)
             return
@@ -145,7 +143,8 @@ class DatasetView(QWidget):
         super().__init__(parent)
         self.backend = backend
         self.last_deleted: DeletedPairs | None = None
-        self.model = PairsModel(backend.repo)
+        self.datasets = backend.session.datasets
+        self.model = PairsModel(self.datasets)
         self.filter = QLineEdit()
         self.filter.setPlaceholderText("Filter by text in prompt, replies or reason")
         self.filter.setClearButtonEnabled(True)
@@ -223,14 +222,14 @@ class DatasetView(QWidget):
 
     def selected_pairs(self) -> list[PreferencePair]:
         """The selected rows' pairs (read from the database)."""
-        return [self.backend.repo.get_pair(i) for i in self.selected_ids()]
+        return [self.datasets.get(i) for i in self.selected_ids()]
 
     def _show_detail(self) -> None:
         ids = self.selected_ids()
         if not ids:
             self.detail.clear()
             return
-        p = self.backend.repo.get_pair(ids[0])
+        p = self.datasets.get(ids[0])
         self.detail.document().setMarkdown(
             pair_markdown(p), QTextDocument.MarkdownFeature.MarkdownNoHTML)
         self._highlight(self.model.text_filter)
@@ -265,11 +264,8 @@ class DatasetView(QWidget):
                 QMessageBox.StandardButton.No)
             if answer != QMessageBox.StandardButton.Yes:
                 return 0
-        repo = self.backend.repo
-        self.last_deleted = repo.snapshot_pairs(ids)
-        removed = repo.delete_pairs(ids)
+        removed, self.last_deleted = self.datasets.delete(ids)
         self.model.reload()
-        self.backend.labels_removed()
         self.changed.emit()
         self.deleted.emit(removed)
         return removed
@@ -278,10 +274,9 @@ class DatasetView(QWidget):
         """Restore the pairs (and labels) of the last delete. Returns how many."""
         if self.last_deleted is None:
             return 0
-        restored = self.backend.repo.restore_pairs(self.last_deleted)
+        restored = self.datasets.restore(self.last_deleted)
         self.last_deleted = None
         self.model.reload()
-        self.backend.labels_removed()
         self.changed.emit()
         return restored
 
@@ -301,15 +296,9 @@ class DatasetView(QWidget):
         self.export_button.setEnabled(False)
         self.count_label.setText("Exporting…")
 
-        def work() -> int:
-            repo = Repository.open()
-            try:
-                return export_to_file(repo, fmt, path)
-            finally:
-                repo.close()
-
         try:
-            count = await asyncio.get_running_loop().run_in_executor(None, work)
+            count = await asyncio.get_running_loop().run_in_executor(
+                None, self.datasets.export, fmt, path)
         except (OSError, ValueError) as exc:
             QMessageBox.warning(self, "Export failed", f"Could not export to {path}: {exc}")
             return 0

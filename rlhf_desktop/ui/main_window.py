@@ -56,7 +56,7 @@ class MainWindow(QMainWindow):
         self._banner_dismissed = bool(QSettings().value(BANNER_KEY, False, type=bool))
 
         self.chat = ChatView(backend, dark)
-        self.sidebar = Sidebar(backend.repo)
+        self.sidebar = Sidebar(backend.session.conversations)
         self.dataset = DatasetView(backend)
         self.model_view = ModelView(backend, dark)
         self.controls = ChatControls()
@@ -105,7 +105,8 @@ class MainWindow(QMainWindow):
         backend.reward_ready.connect(lambda: self.statusBar().showMessage(
             "Reward model ready", 4000))
         self._provider_changed()
-        self._retrain_status(backend.retrainer.status())
+        backend.conversations_changed.connect(self.sidebar.refresh)
+        self._retrain_status(backend.session.models.status())
         QGuiApplication.styleHints().colorSchemeChanged.connect(self._scheme_changed)
 
     def _scheme_changed(self, scheme: Qt.ColorScheme) -> None:
@@ -313,8 +314,7 @@ class MainWindow(QMainWindow):
 
     def _sync_controls(self) -> None:
         b = self.backend
-        model = "" if b.provider is None else b.provider.model
-        self.controls.sync(b.settings, b.provider_kind, model)
+        self.controls.sync(b.settings, b.provider_kind, b.provider_model)
 
     def _pairs_deleted(self, count: int) -> None:
         pairs = f"{count} preference pair{'s' if count != 1 else ''}"
@@ -342,7 +342,7 @@ class MainWindow(QMainWindow):
             self.banner_text.setText(f"⚠ The provider is not configured: {b.provider_error}")
             self.banner.show()
             return
-        if b.provider is None:
+        if not b.provider_kind:
             return
         if b.provider_kind == "local" and not self._banner_dismissed:
             self.banner_text.setText(
@@ -359,7 +359,7 @@ class MainWindow(QMainWindow):
     def _model_trained(self, version: ModelVersion) -> None:
         self.chat.on_model_trained(version)
         self.statusBar().showMessage(f"New reward model v{version.version}", 6000)
-        self._retrain_status(self.backend.retrainer.status())
+        self._retrain_status(self.backend.session.models.status())
 
     def _labels_changed(self) -> None:
         if self.pages.currentIndex() == 1:

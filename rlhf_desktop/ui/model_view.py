@@ -180,9 +180,9 @@ class ModelView(QWidget):
 
     def refresh(self) -> None:
         """Reload the figures and charts."""
-        repo = self.backend.repo
-        versions = repo.list_model_versions()
-        latest = versions[-1] if versions else None
+        overview = self.backend.session.models.overview()
+        versions = overview.versions
+        latest = overview.latest
         if latest is None:
             self.version_value.setText("untrained")
             self.accuracy_value.setText("–")
@@ -195,17 +195,18 @@ class ModelView(QWidget):
                 "cross-validated pairwise accuracy" + (
                     f" · early estimate: noisy under {EARLY_LABELS} labels"
                     if latest.labels < EARLY_LABELS else ""))
-        rate, n = repo.agreement_rate(50)
+        rate, n = overview.agreement, overview.agreement_picks
         if rate is None:
             self.agree_value.setText("–")
             self.agree_caption.setText("model agreed with you: no ranked picks yet")
         else:
             self.agree_value.setText(f"{rate * 100:.0f} %")
             self.agree_caption.setText(f"model's top reply was your pick, last {n} picks")
-        self.labels_value.setText(f"{repo.count_labels():,} · {repo.count_pairs():,}")
-        self.train_status.setText(self.backend.status_text(early_accuracy=True))
+        self.labels_value.setText(f"{overview.labels:,} · {overview.pairs:,}")
+        self.train_status.setText(self.backend.status_text(overview.status,
+                                                           early_accuracy=True))
         self._fill_curve(versions)
-        self._fill_labels(repo.label_times())
+        self._fill_labels(overview.label_times)
         self._fill_table(versions)
 
     def _fill_curve(self, versions: list[ModelVersion]) -> None:

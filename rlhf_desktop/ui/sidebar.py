@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from rlhf_desktop.domain import Conversation
-from rlhf_desktop.storage.repo import Repository
+from rlhf_desktop.services.conversations import ConversationService
 
 ID_ROLE = Qt.ItemDataRole.UserRole
 AUTO_TITLE_CHARS = 60  # the chat view titles a new chat with its first message cut here
@@ -65,10 +65,11 @@ class Sidebar(QWidget):
 
     selected = Signal(object)
 
-    def __init__(self, repo: Repository, parent: QWidget | None = None) -> None:
+    def __init__(self, conversations: ConversationService,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("sidebar")
-        self.repo = repo
+        self.conversations = conversations
         self.current_id: int | None = None
         self.new_button = QPushButton("＋  New chat")
         self.new_button.setObjectName("newChat")
@@ -105,8 +106,8 @@ class Sidebar(QWidget):
 
     def refresh(self) -> None:
         """Reload the list (keeps the selection)."""
-        convs = self.repo.list_conversations(self.search.text().strip())
-        prompts = self.repo.first_prompts([c.id for c in convs])
+        convs = self.conversations.list(self.search.text())
+        prompts = self.conversations.first_prompts([c.id for c in convs])
         self.list.blockSignals(True)
         self.list.clear()
         for conv in convs:
@@ -161,12 +162,12 @@ class Sidebar(QWidget):
     def rename(self, conversation_id: int, title: str | None = None) -> None:
         """Rename (asks for the title when not given)."""
         if title is None:
-            current = next((c.title for c in self.repo.list_conversations()
-                            if c.id == conversation_id), "")
+            conv = self.conversations.get(conversation_id)
+            current = conv.title if conv is not None else ""
             title, ok = QInputDialog.getText(self, "Rename chat", "Title:", text=current)
             if not ok:
                 return
-        self.repo.rename_conversation(conversation_id, title)
+        self.conversations.rename(conversation_id, title)
         self.refresh()
 
     def delete(self, conversation_id: int, confirm: bool = True) -> None:
@@ -177,7 +178,7 @@ class Sidebar(QWidget):
                 "Delete this chat? The preference pairs you recorded in it stay in the dataset.")
             if answer != QMessageBox.StandardButton.Yes:
                 return
-        self.repo.delete_conversation(conversation_id)
+        self.conversations.delete(conversation_id)
         if self.current_id == conversation_id:
             self.current_id = None
             self.selected.emit(None)

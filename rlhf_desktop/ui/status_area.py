@@ -55,10 +55,10 @@ class StatusArea(QObject):
             self.provider_why.setText(f"— {b.provider_error}")
             self.provider_why.setToolTip(b.provider_error)
             return
-        if b.provider is None:
+        if not b.provider_kind:
             return
         name = KIND_NAMES.get(b.provider_kind, b.provider_kind)
-        self.provider_label.setText(f"{name} · {b.provider.model}")
+        self.provider_label.setText(f"{name} · {b.provider_model}")
         self.provider_label.setToolTip(b.provider_reason)
         self.provider_why.setText(f"— {b.provider_why}" if b.provider_why else "")
         self.provider_why.setToolTip(

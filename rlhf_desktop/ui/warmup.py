@@ -90,3 +90,9 @@ def warm_renderer() -> None:
     from rlhf_desktop.ui.markdown_render import highlight
 
     highlight("print(1)", "python", "friendly")
+
+
+def warm_up() -> None:
+    """What the session's loading worker does for the window besides the reward model."""
+    warm_renderer()
+    preload_torch_libraries()

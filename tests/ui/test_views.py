@@ -17,6 +17,8 @@ from PySide6.QtCore import QSettings
 from rlhf_desktop import app, config
 from rlhf_desktop.config import Settings
 from rlhf_desktop.domain import Message, ModelVersion, PreferencePair
+from rlhf_desktop.services.conversations import ConversationService
+from rlhf_desktop.services.hooks import SessionHooks
 from rlhf_desktop.storage.repo import Repository
 from rlhf_desktop.ui.backend import Backend
 from rlhf_desktop.ui.dataset_view import PAGE, DatasetView
@@ -183,7 +185,7 @@ def test_sidebar_new_rename_delete_search(loop: asyncio.AbstractEventLoop, qtbot
     repo = Repository.open()
     a = repo.create_conversation("Gravity for kids")
     b = repo.create_conversation("Prime numbers")
-    bar = Sidebar(repo)
+    bar = Sidebar(ConversationService(repo, SessionHooks()))
     qtbot.addWidget(bar)  # type: ignore[attr-defined]
     assert bar.list.count() == 2
     bar.rename(a.id, "Gravity explained")

@@ -28,6 +28,8 @@ from rlhf_desktop.domain import (
     SamplingParams,
     Turn,
 )
+from rlhf_desktop.services.conversations import ConversationService
+from rlhf_desktop.services.hooks import SessionHooks
 from rlhf_desktop.storage.repo import Repository
 from rlhf_desktop.ui import theme
 from rlhf_desktop.ui.dataset_view import MATCH_COLUMN
@@ -103,10 +105,10 @@ def test_settings_offer_the_context_size_and_saving_it_rebuilds_the_provider(
     assert dialog.provider_changed  # a new context size needs a new llama.cpp context
 
     async def rebuilt() -> None:
-        await wait_until(lambda: window.backend.provider is not None, 60, "the provider")
+        await wait_until(lambda: window.backend.session.provider is not None, 60, "the provider")
 
     run(loop, rebuilt())
-    assert getattr(window.backend.provider, "n_ctx", None) == 8192
+    assert getattr(window.backend.session.provider, "n_ctx", None) == 8192
     # Out of range from a hand-edited settings file: clamped in the field, never lost.
     again = SettingsDialog(config.load_settings())
     assert again.n_ctx.value() == 8192
@@ -243,7 +245,7 @@ def test_long_prompts_that_begin_alike_get_distinguishable_titles(
         repo.save_turn(Turn(conversation_id=conv.id, messages=[Message("user", prompt)],
                             provider="test", model="m", params=SamplingParams(n=2),
                             candidates=[Candidate(0, "a"), Candidate(1, "b")]))
-    bar = Sidebar(repo)
+    bar = Sidebar(ConversationService(repo, SessionHooks()))
     qtbot.addWidget(bar)  # type: ignore[attr-defined]
     bar.resize(240, 500)
     bar.show()
@@ -338,7 +340,7 @@ def test_replies_provider_and_model_switch_from_above_the_chat(
     settings.openai_base_url = "http://127.0.0.1:9/v1"
     settings.openai_model = "first-model"
     config.save_settings(settings)
-    window.backend.settings = settings
+    window.backend.apply_settings(settings)
     window._sync_controls()
     index = controls.provider.findData("compatible")
     controls.provider.setCurrentIndex(index)
@@ -347,8 +349,8 @@ def test_replies_provider_and_model_switch_from_above_the_chat(
 
     async def switched(kind: str, model: str) -> None:
         await wait_until(lambda: window.backend.provider_kind == kind
-                         and window.backend.provider is not None
-                         and window.backend.provider.model == model, 30, f"{kind} {model}")
+                         and window.backend.provider_kind != ""
+                         and window.backend.provider_model == model, 30, f"{kind} {model}")
 
     run(loop, switched("compatible", "first-model"))
     assert controls.model.text() == "first-model" and not controls.model.isReadOnly()

@@ -1,0 +1,248 @@
+"""AppSession: the one object a composition root builds (``app.py`` or ``cli.py``).
+
+It owns the repository, the reward model, the provider, the executors and the services,
+and it is Qt-free asyncio. Pages get narrow services and listen to :class:`SessionHooks`:
+
+* ``session.conversations`` — :class:`~rlhf_desktop.services.conversations.ConversationService`
+* ``session.chat`` — sending turns, regenerating, ranking (None until a provider is chosen)
+* ``session.datasets`` — :class:`~rlhf_desktop.services.datasets.DatasetService`
+* ``session.models`` — :class:`~rlhf_desktop.services.models.ModelService`
+* :meth:`AppSession.pick` / :meth:`AppSession.undo_pick` — labels, which fire
+  ``labels_did_change`` and count towards the next retraining.
+
+Nothing here blocks the event loop: the provider is chosen and the reward model loaded in
+a worker thread, scoring runs in the rank worker, training in the retrainer's worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from rlhf_desktop import config
+from rlhf_desktop.config import Settings
+from rlhf_desktop.domain import ModelVersion, SamplingParams, Turn
+from rlhf_desktop.providers import Provider, ProviderError, choose_provider
+from rlhf_desktop.reward.embedder import Embedder
+from rlhf_desktop.services.chat import ChatService
+from rlhf_desktop.services.conversations import ConversationService
+from rlhf_desktop.services.datasets import DatasetService
+from rlhf_desktop.services.hooks import SessionHooks
+from rlhf_desktop.services.labeling import LabelingService, Pick
+from rlhf_desktop.services.models import ModelService
+from rlhf_desktop.services.retraining import Retrainer, RetrainStatus
+from rlhf_desktop.services.rewards import RewardService
+from rlhf_desktop.storage.repo import Repository
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AppSession", "Provider"]
+
+
+class AppSession:
+    """Everything one process needs for one data folder; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        provider: Provider | None = None,
+        *,
+        embedder: Embedder | None = None,
+        warm_up: Callable[[], None] | None = None,
+    ) -> None:
+        self.settings = settings or config.load_settings()
+        self.hooks = SessionHooks()
+        self._repo = Repository.open()
+        self._warm_up = warm_up
+        self._rewards = RewardService(embedder=embedder)
+        self._labeling = LabelingService(self._repo)
+        self._rank_executor = ThreadPoolExecutor(1, thread_name_prefix="rank")
+        self._load_executor = ThreadPoolExecutor(1, thread_name_prefix="load")
+        self._retrainer = Retrainer(
+            self._repo, self._rewards, every=self.settings.retrain_every,
+            on_status=self._on_retrain_status, on_trained=self._on_trained,
+            on_error=self._on_train_error,
+        )
+        self.conversations = ConversationService(self._repo, self.hooks)
+        self.datasets = DatasetService(self._repo, self.hooks)
+        self.models = ModelService(self._repo, self._retrainer)
+        self.provider: Provider | None = None
+        self.provider_reason = ""
+        """Why this provider was chosen (shown in the status bar)."""
+        self.provider_error: str | None = None
+        """Why no provider could be chosen (safe to show)."""
+        self.chat: ChatService | None = None
+        self._provider_ready = asyncio.Event()
+        if provider is not None:
+            self._use_provider(provider, "given to the window")
+        self.reward_is_ready = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.closed = False
+
+    # ------------------------------------------------------------------ tasks
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str = "") -> asyncio.Task[Any]:
+        """Run a coroutine on the loop, keep a reference, log what it raises."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("background task %s failed", name or t, exc_info=t.exception())
+
+        task.add_done_callback(done)
+        return task
+
+    # ------------------------------------------------------------------ provider
+
+    @property
+    def provider_kind(self) -> str:
+        """``azure``, ``openai``, ``compatible``, ``local`` or "" while none is chosen."""
+        return "" if self.provider is None else self.provider.name
+
+    def _use_provider(self, provider: Provider, why: str) -> None:
+        self.provider = provider
+        self.provider_reason = why
+        self.provider_error = None
+        self.chat = ChatService(self._repo, self._rewards, provider, self._rank_executor)
+        self._provider_ready.set()
+
+    async def start(self) -> None:
+        """Choose the provider (unless one was given), then load the reward model."""
+        if self.provider is None:
+            await self.rebuild_provider()
+        await self.load_reward_model()
+
+    async def rebuild_provider(self) -> None:
+        """(Re)choose the provider from the settings, in a worker thread."""
+        loop = asyncio.get_running_loop()
+        self._provider_ready.clear()
+        old = self.provider
+        try:
+            provider, reason = await loop.run_in_executor(
+                self._load_executor, choose_provider, self.settings)
+        except (ProviderError, config.ConfigError) as exc:
+            self.provider, self.chat, self.provider_reason = None, None, ""
+            self.provider_error = config.redact(str(exc))
+            self._provider_ready.set()
+        else:
+            lead = f"{provider.describe()} — "
+            self._use_provider(provider, reason[len(lead):] if reason.startswith(lead)
+                               else reason)
+        self.hooks.provider_did_change()
+        if old is not None and old is not self.provider:
+            try:
+                await old.aclose()
+            except Exception:  # closing a provider must never break the session
+                log.exception("closing the previous provider failed")
+
+    async def wait_provider(self) -> ChatService | None:
+        """The chat service once a provider is chosen (None when it could not be)."""
+        await self._provider_ready.wait()
+        return self.chat
+
+    def sampling_params(self) -> SamplingParams:
+        """What the next turn asks the provider for."""
+        s = self.settings
+        return SamplingParams(n=s.candidates_per_turn, temperature=s.temperature, top_p=s.top_p,
+                              max_tokens=s.max_tokens, system_prompt=s.system_prompt)
+
+    def apply_settings(self, settings: Settings) -> None:
+        """Use new settings (already saved); call :meth:`rebuild_provider` if they need it."""
+        self.settings = settings
+        self._retrainer.every = settings.retrain_every
+        self.hooks.retrain_did_update(self._retrainer.status())
+
+    # ------------------------------------------------------------------ reward model
+
+    @property
+    def reward_version(self) -> int | None:
+        """The reward-model version that ranks now (None while untrained)."""
+        return self._rewards.version
+
+    async def load_reward_model(self) -> None:
+        """Load the reward model in use and the embedder without blocking the loop."""
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._load_executor, self._load_reward_sync)
+        except Exception as exc:  # the chat still works; ranking waits
+            log.exception("loading the reward model failed")
+            self.hooks.training_did_fail(
+                config.redact(f"The reward model could not be loaded: {exc}"))
+            return
+        self.reward_is_ready = True
+        self.hooks.reward_did_load()
+        self.hooks.retrain_did_update(self._retrainer.status())
+
+    def _load_reward_sync(self) -> None:
+        repo = Repository.open()
+        try:
+            self._rewards.load_current(repo)
+        finally:
+            repo.close()
+        if self._warm_up is not None:
+            self._warm_up()
+        self._rewards.embedder.load()
+
+    # ------------------------------------------------------------------ labels
+
+    def pick(self, turn: Turn, candidate_id: int, reason: str | None = None) -> Pick:
+        """Record the user's pick on ``turn`` (durable when this returns)."""
+        pick = self._labeling.pick(turn, candidate_id, reason)
+        self.hooks.labels_did_change()
+        self._retrainer.label_recorded()
+        return pick
+
+    def set_reason(self, pick: Pick, reason: str | None) -> None:
+        """Attach the optional one-line reason to a pick."""
+        self._labeling.set_reason(pick, reason)
+
+    def undo_pick(self) -> Pick | None:
+        """Remove the last pick of this session and its pairs (None: nothing to undo)."""
+        pick = self._labeling.undo()
+        if pick is not None:
+            self.hooks.labels_did_change()
+            self.hooks.retrain_did_update(self._retrainer.status())
+        return pick
+
+    # ------------------------------------------------------------------ retraining
+
+    def _on_retrain_status(self, status: RetrainStatus) -> None:
+        if not self.closed:
+            self.hooks.retrain_did_update(status)
+
+    def _on_trained(self, version: ModelVersion) -> None:
+        if not self.closed:
+            self.hooks.model_did_train(version)
+            self.hooks.labels_did_change()
+
+    def _on_train_error(self, exc: Exception) -> None:
+        if not self.closed:
+            self.hooks.training_did_fail(config.redact(f"Training failed: {exc}"))
+
+    async def wait_training(self) -> None:
+        """Until the current training run (and a queued one) are over."""
+        await self._retrainer.wait()
+
+    # ------------------------------------------------------------------ shutdown
+
+    async def aclose(self) -> None:
+        """Stop training and background tasks, close the provider and the database."""
+        if self.closed:
+            return
+        self.closed = True
+        self._retrainer.shutdown()
+        for task in list(self._tasks):
+            task.cancel()
+        if self.provider is not None:
+            try:
+                await asyncio.wait_for(self.provider.aclose(), timeout=5)
+            except Exception:  # best effort at exit
+                log.warning("closing the provider failed", exc_info=True)
+        self._rank_executor.shutdown(wait=False, cancel_futures=True)
+        self._load_executor.shutdown(wait=False, cancel_futures=True)
+        self._repo.close()
