@@ -73,6 +73,7 @@ def run_one(name: str, settings: dict[str, Any], pairs: Path, steps: int, nice: 
     data: dict[str, Any] = next((e for e in events if e["event"] == "data"), {})
     seconds = [e["seconds"] for e in step_events[1:]] or [e["seconds"] for e in step_events]
     per_step = statistics.median(seconds) if seconds else None
+    cpu = [e["cpu_seconds"] for e in step_events[1:]] or [e["cpu_seconds"] for e in step_events]
     pairs_per_step = cfg.batch_size * cfg.grad_accum
     return {
         "name": name,
@@ -84,6 +85,8 @@ def run_one(name: str, settings: dict[str, Any], pairs: Path, steps: int, nice: 
         "steps": len(step_events),
         "step_seconds": [e["seconds"] for e in step_events],
         "seconds_per_step": per_step,
+        "cpu_seconds_per_pair": None if not cpu else round(statistics.median(cpu)
+                                                           / pairs_per_step, 2),
         "seconds_per_pair": None if per_step is None else round(per_step / pairs_per_step, 2),
         "minutes_for_200_pairs": None if per_step is None else round(
             per_step / pairs_per_step * 200 / 60, 1),
@@ -118,10 +121,11 @@ def main() -> None:
     write_json("tune", {"command": COMMAND + " " + " ".join(sys.argv[1:]),
                         "data": f"first {args.pairs} pairs of {HH.name}",
                         "nice": args.nice, "steps_per_run": args.steps, "runs": results})
-    print("\n| configuration | s/step | s/pair | 200 pairs | peak RSS | load avg |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("\n| configuration | s/step | s/pair | CPU s/pair | 200 pairs | peak RSS | load avg |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in results:
         print(f"| {r['name']} | {r['seconds_per_step']} | {r['seconds_per_pair']} | "
+              f"{r['cpu_seconds_per_pair']} | "
               f"{r['minutes_for_200_pairs']} min | {r['peak_rss_mib']} MiB | "
               f"{r['load_avg_before']}–{r['load_avg_after']} |")
 

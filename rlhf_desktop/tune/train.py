@@ -66,13 +66,17 @@ def _callback(progress: Progress, stop: StopRequest) -> Any:
         def __init__(self) -> None:
             self.last: dict[str, float | None] = {}
             self._step_started = time.monotonic()
+            self._cpu_started = time.process_time()
             self._durations: list[float] = []
+            self._cpu: list[float] = []
 
         def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             self._step_started = time.monotonic()
+            self._cpu_started = time.process_time()
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             self._durations.append(time.monotonic() - self._step_started)
+            self._cpu.append(time.process_time() - self._cpu_started)
             if stop.requested:
                 control.should_save = True
                 control.should_training_stop = True
@@ -97,6 +101,7 @@ def _callback(progress: Progress, stop: StopRequest) -> Any:
                 rejected_reward=logs.get("rewards/rejected"),
                 learning_rate=logs.get("learning_rate"),
                 seconds=None if seconds is None else round(seconds, 2),
+                cpu_seconds=round(self._cpu[-1], 2) if self._cpu else None,
                 eta_s=None if per_step is None else round(per_step * left, 1),
             )
 
