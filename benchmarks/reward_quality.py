@@ -1,39 +1,41 @@
-"""Reward-model quality on real human preferences, and how long it takes.
+"""Reward-model quality on real human preferences: every ``../shared/data/*.jsonl`` set.
 
-Data: ``../shared/data/hh-harmless-dev.jsonl`` (1,149 HH-RLHF harmless pairs, read-only, never
-copied into the project). Protocol, per seed: shuffle the pairs; for each training size train
-on the first n and test on all the rest (disjoint); "half" trains on 574 and tests on 575
-(the issue's protocol); "all" is 5-fold cross-fitting (train on 919, every pair tested once).
+Protocol, per set and seed: shuffle the pairs; for each training size n (8 … 256, and half
+of the set) train on the first n and test on all the rest (disjoint). Every method sees the
+same splits. Methods:
 
-Compared, on identical splits:
-- ``bt``: :func:`rlhf_desktop.reward.training.train` with the default ``TrainConfig``;
-- ``bt_previous``: the previous defaults (reply, prompt×reply, length; per-column RMS scaling;
-  C grid 1e-5…0.1) to show what the tuning bought;
-- ``seed``: the seed's design: scikit-learn ``LogisticRegression`` on the embedding of
-  ``prompt + "\\n\\n" + reply`` (the whole HH transcript, so MiniLM's 256-token window often
-  cuts the reply off), pointwise labels chosen = 1 / rejected = 0, score = ``predict_proba``;
-- ``shorter``: prefer the reply with fewer words (no training; a tie counts as half).
+- ``longer`` / ``shorter``: the reply with more / fewer words wins (no training);
+- ``today``: ``train()`` with the defaults before the style block (reply, prompt×reply,
+  length, words; joint);
+- ``style_only``: the style block alone (reward/style.py);
+- ``joint`` (the new default): today's four blocks and the style block, fitted together;
+- ``staged``: the same blocks, style (style block and length) fitted first and the content
+  fitted with the style margin held fixed (style control: content judged beyond style);
+- ``joint_c1``: ``joint`` with C searched up to 1 (as today's default does).
 
-Timings: embedding throughput with no cache, ``train()`` with CV at 1k real pairs (and 10k
-synthetic ones: real vectors tiled with small noise), and ``score`` latency for 4 replies
-with the in-memory cache warm, with only the SQLite cache warm, and cold (texts never seen).
+Calibration: the expected calibration error (ECE, 10 bins of max(p, 1 − p)) of
+P(chosen ≻ rejected) = sigmoid(margin / T) on the held-out pairs of the half splits, T being
+the temperature ``train()`` fits on its cross-validated margins.
 
-Run: ``.venv/bin/python -m benchmarks.reward_quality`` (``--quick`` for 2 seeds and fewer
-timing repeats). Embeddings are cached in ``benchmarks/results/.cache/embeddings.sqlite3``
-(git-ignored by ``*.sqlite3``), so a second run does not re-embed.
+The data is read-only input and never copied into the project. Embeddings are cached in
+SQLite (``--cache``, default under /tmp), so a rerun embeds nothing.
+
+Run: ``nice .venv/bin/python -m benchmarks.reward_quality`` (``--quick``: 2 seeds, no
+timings; ``--no-write``: print only).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import itertools
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,24 +43,16 @@ import numpy as np
 
 from benchmarks._report import ROOT, update_section, write_json
 
-DATA = ROOT.parent / "shared" / "data" / "hh-harmless-dev.jsonl"
-CACHE = ROOT / "benchmarks" / "results" / ".cache" / "embeddings.sqlite3"
-SIZES: tuple[int, ...] = (16, 32, 64, 128, 256, 512)
-METHODS: tuple[str, ...] = ("bt", "bt_previous", "seed", "shorter")
-ABLATIONS: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    ("reply", ("reply",), "block"),
-    ("reply + length", ("reply", "length"), "block"),
-    ("reply + prompt×reply + length", ("reply", "prompt_x_reply", "length"), "block"),
-    ("reply + length + words", ("reply", "length", "words"), "block"),
-    ("reply + prompt×reply + length + words", ("reply", "prompt_x_reply", "length", "words"),
-     "block"),
-    ("same four, per-column scaling", ("reply", "prompt_x_reply", "length", "words"), "dim"),
-)
+DATA_DIR = ROOT.parent / "shared" / "data"
+CACHE = Path(tempfile.gettempdir()) / "rlhf-desktop-bench" / "embeddings.sqlite3"
+SIZES: tuple[int, ...] = (8, 16, 32, 64, 128, 256)
 
 if "RLHF_DESKTOP_HOME" not in os.environ:  # never touch the user's data folder
     os.environ["RLHF_DESKTOP_HOME"] = tempfile.mkdtemp(prefix="rlhf-bench-")
 
-from rlhf_desktop.domain import Message, PreferencePair  # noqa: E402
+from benchmarks.reward_prior import fit_prior, prior_methods  # noqa: E402
+from benchmarks.reward_timings import timings  # noqa: E402
+from rlhf_desktop.domain import PreferencePair  # noqa: E402
 from rlhf_desktop.reward.embedder import Embedder  # noqa: E402
 from rlhf_desktop.reward.training import (  # noqa: E402
     TrainConfig,
@@ -69,16 +63,18 @@ from rlhf_desktop.reward.training import (  # noqa: E402
 from rlhf_desktop.services.formats import parse_record  # noqa: E402
 from rlhf_desktop.storage.embcache import SqliteEmbeddingCache  # noqa: E402
 
-
-@dataclass
-class Data:
-    """The pairs, the seed's texts and every vector the comparisons need (cached)."""
-
-    pairs: list[PreferencePair]
-    seed_chosen: np.ndarray
-    seed_rejected: np.ndarray
-    words_chosen: np.ndarray
-    words_rejected: np.ndarray
+TODAY = TrainConfig(features=("reply", "prompt_x_reply", "length", "words"), fit="joint",
+                    c_grid=(0.03, 0.1, 0.3, 1.0))
+WITH_STYLE = ("reply", "prompt_x_reply", "length", "words", "style")
+CONFIGS: dict[str, TrainConfig] = {
+    "today": TODAY,
+    "style_only": replace(TODAY, features=("style",)),
+    "joint": replace(TODAY, features=WITH_STYLE, c_grid=(0.03, 0.1, 0.3)),
+    "staged": replace(TODAY, features=WITH_STYLE, fit="staged"),
+    "joint_c1": replace(TODAY, features=WITH_STYLE, c_grid=(0.03, 0.1, 0.3, 1.0)),
+}
+RULES: tuple[str, ...] = ("longer", "shorter")
+METHODS: tuple[str, ...] = (*RULES, *CONFIGS)
 
 
 def log(message: str) -> None:
@@ -86,438 +82,274 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def load_data(path: Path, embedder: Embedder) -> Data:
-    """Parse the JSONL, embed (cache first) every text that any method uses."""
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
-               if line.strip()]
-    pairs = [parse_record(r) for r in records]
+def load_set(path: Path, embedder: Embedder) -> list[PreferencePair]:
+    """Parse a JSONL set and embed (cache first) every text the methods use."""
+    pairs = [parse_record(json.loads(line))
+             for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     started = time.perf_counter()
     before = embedder.encoded_texts
-    embedder.embed([p.prompt_text for p in pairs])
-    embedder.embed([p.chosen for p in pairs])
-    embedder.embed([p.rejected for p in pairs])
-    seed_c = embedder.embed([f"{r['prompt']}\n\n{p.chosen}" for r, p in zip(records, pairs,
-                                                                             strict=True)])
-    seed_r = embedder.embed([f"{r['prompt']}\n\n{p.rejected}" for r, p in zip(records, pairs,
-                                                                              strict=True)])
-    log(f"embedded {embedder.encoded_texts - before} new texts in "
-        f"{time.perf_counter() - started:.1f} s (the rest from the cache)")
-    return Data(
-        pairs=pairs,
-        seed_chosen=seed_c.astype(np.float64),
-        seed_rejected=seed_r.astype(np.float64),
-        words_chosen=np.array([len(p.chosen.split()) for p in pairs], dtype=np.float64),
-        words_rejected=np.array([len(p.rejected.split()) for p in pairs], dtype=np.float64),
-    )
+    for chunk in range(0, len(pairs), 128):  # chunks: the cache is written as it goes
+        part = pairs[chunk : chunk + 128]
+        embedder.embed([t for p in part for t in (p.prompt_text, p.chosen, p.rejected)])
+    log(f"{path.name}: {len(pairs)} pairs, embedded {embedder.encoded_texts - before} new "
+        f"texts in {time.perf_counter() - started:.1f} s")
+    return pairs
 
 
-# ---------------------------------------------------------------------------- methods
+def rule_margins(pairs: Sequence[PreferencePair], rule: str) -> np.ndarray:
+    """Word-count difference (chosen − rejected), sign flipped for ``shorter``."""
+    diff = np.array([len(p.chosen.split()) - len(p.rejected.split()) for p in pairs], float)
+    return diff if rule == "longer" else -diff
 
 
-def bt_margins(data: Data, train_idx: np.ndarray, test_idx: np.ndarray, cfg: TrainConfig,
-               embedder: Embedder) -> tuple[np.ndarray, dict[str, Any]]:
-    """Held-out margins of the project's ``train()`` and its metrics."""
-    result = train([data.pairs[i] for i in train_idx], cfg, embedder)
-    model = result.model
-    assert model.weights is not None
-    diffs = pair_matrix([data.pairs[i] for i in test_idx], model.features, embedder).diffs
-    return diffs @ model.weights, result.metrics
+def model_margins(train_pairs: Sequence[PreferencePair], test_pairs: Sequence[PreferencePair],
+                  cfg: TrainConfig, embedder: Embedder) -> np.ndarray:
+    """Held-out margins of ``train()`` with ``cfg``."""
+    model = train(train_pairs, cfg, embedder).model
+    assert model.weights is not None  # margins in calibrated units (÷ temperature)
+    return pair_matrix(test_pairs, model.features, embedder).diffs @ model.weights / (
+        model.temperature)
 
 
-def seed_margins(data: Data, train_idx: np.ndarray, test_idx: np.ndarray) -> np.ndarray:
-    """The seed's pointwise logistic regression on prompt+reply embeddings."""
-    from sklearn.linear_model import LogisticRegression
+def ece(margins: np.ndarray, bins: int = 10) -> dict[str, Any]:
+    """Expected calibration error of sigmoid(margin) and its reliability table.
 
-    x = np.vstack([data.seed_chosen[train_idx], data.seed_rejected[train_idx]])
-    y = np.r_[np.ones(len(train_idx)), np.zeros(len(train_idx))]
-    clf = LogisticRegression(max_iter=1000).fit(x, y)
-    p_chosen = clf.predict_proba(data.seed_chosen[test_idx])[:, 1]
-    p_rejected = clf.predict_proba(data.seed_rejected[test_idx])[:, 1]
-    return np.asarray(p_chosen - p_rejected)
-
-
-def shorter_margins(data: Data, test_idx: np.ndarray) -> np.ndarray:
-    """Prefer the reply with fewer words."""
-    return data.words_rejected[test_idx] - data.words_chosen[test_idx]
-
-
-def previous_config() -> TrainConfig:
-    """The defaults before this benchmark tuned them."""
-    return TrainConfig(
-        features=("reply", "prompt_x_reply", "length"),
-        scaling="dim",
-        c_grid=(1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 1e-1),
-        default_c=3e-4,
-    )
+    Each held-out pair is judged by the model's confidence in its own pick,
+    max(p, 1 − p), against whether the pick was right (a tie counts as half).
+    """
+    p = 1.0 / (1.0 + np.exp(-margins))
+    conf = np.maximum(p, 1.0 - p)
+    right = np.where(margins == 0, 0.5, (margins > 0).astype(float))
+    edges = np.linspace(0.5, 1.0, bins + 1)
+    table: list[dict[str, float]] = []
+    total = 0.0
+    for lo, hi in itertools.pairwise(edges):
+        mask = (conf >= lo) & ((conf < hi) if hi < 1.0 else (conf <= hi))
+        if not mask.any():
+            continue
+        gap = abs(float(right[mask].mean()) - float(conf[mask].mean()))
+        total += gap * mask.mean()
+        table.append({"from": float(lo), "to": float(hi), "pairs": int(mask.sum()),
+                      "confidence": float(conf[mask].mean()),
+                      "accuracy": float(right[mask].mean())})
+    return {"ece": float(total), "bins": table}
 
 
-def evaluate_split(data: Data, train_idx: np.ndarray, test_idx: np.ndarray,
-                   embedder: Embedder) -> dict[str, Any]:
-    """Every method's held-out margins on one split, plus what train() chose."""
-    bt, metrics = bt_margins(data, train_idx, test_idx, TrainConfig(), embedder)
-    previous, prev_metrics = bt_margins(data, train_idx, test_idx, previous_config(), embedder)
-    return {
-        "bt": bt,
-        "bt_previous": previous,
-        "seed": seed_margins(data, train_idx, test_idx),
-        "shorter": shorter_margins(data, test_idx),
-        "c": metrics["c"],
-        "cv_accuracy": metrics["cv_accuracy"],
-        "c_previous": prev_metrics["c"],
-    }
-
-
-def learning_curve(data: Data, seeds: Sequence[int], embedder: Embedder) -> list[dict[str, Any]]:
-    """Per training size: per-seed accuracies of every method, chosen C and seed ties."""
-    n = len(data.pairs)
+def curve(pairs: list[PreferencePair], seeds: Sequence[int], embedder: Embedder,
+          methods: dict[str, Callable[[list[PreferencePair], list[PreferencePair]], np.ndarray]]
+          ) -> list[dict[str, Any]]:
+    """Per training size: mean, std and per-seed accuracy of every method; ECE at half."""
+    n = len(pairs)
+    plan = [(str(s), s) for s in SIZES if s < n // 2] + [("half", n // 2),
+                                                        ("half, new prompts", n // 2)]
     rows: list[dict[str, Any]] = []
-    plan: list[tuple[str, int]] = [(str(s), s) for s in SIZES if s < n]
-    plan += [("half", n // 2), ("all", n - n // 5)]
     for label, size in plan:
-        per_seed: dict[str, list[float]] = {m: [] for m in METHODS}
-        chosen_c: list[float] = []
-        previous_c: list[float] = []
-        cv_acc: list[float] = []
-        seed_ties = 0
-        tested = 0
+        per_seed: dict[str, list[float]] = {m: [] for m in methods}
+        held_out: dict[str, list[np.ndarray]] = {m: [] for m in methods}
         started = time.perf_counter()
         for seed in seeds:
             perm = np.random.default_rng(seed).permutation(n)
-            if label == "all":  # 5-fold cross-fitting: every pair held out once
-                margins: dict[str, np.ndarray] = {m: np.zeros(n) for m in METHODS}
-                for fold in np.array_split(perm, 5):
-                    train_idx = np.setdiff1d(perm, fold)
-                    out = evaluate_split(data, train_idx, fold, embedder)
-                    for m in METHODS:
-                        margins[m][fold] = out[m]
-                    chosen_c.append(out["c"])
-                    previous_c.append(out["c_previous"])
-                    cv_acc.append(out["cv_accuracy"])
-            else:
-                train_idx, test_idx = perm[:size], perm[size:]
-                out = evaluate_split(data, train_idx, test_idx, embedder)
-                margins = {m: out[m] for m in METHODS}
-                chosen_c.append(out["c"])
-                previous_c.append(out["c_previous"])
-                if out["cv_accuracy"] is not None:
-                    cv_acc.append(out["cv_accuracy"])
-            for m in METHODS:
-                per_seed[m].append(pairwise_accuracy(margins[m]))
-            seed_ties += int(np.sum(margins["seed"] == 0))
-            tested += len(margins["seed"])
+            if label == "half, new prompts":
+                perm, size = _prompt_split(pairs, seed)
+            tr = [pairs[i] for i in perm[:size]]
+            te = [pairs[i] for i in perm[size:]]
+            for name, fn in methods.items():
+                margins = fn(tr, te)
+                per_seed[name].append(pairwise_accuracy(margins))
+                held_out[name].append(margins)
         row: dict[str, Any] = {
-            "label": label,
-            "train_pairs": size,
-            "test_pairs": n if label == "all" else n - size,
-            "accuracy": {m: _mean_std(v) for m, v in per_seed.items()},
+            "label": label, "train_pairs": size, "test_pairs": n - size,
+            "accuracy": {m: {"mean": float(np.mean(v)), "std": float(np.std(v))}
+                         for m, v in per_seed.items()},
             "per_seed": per_seed,
-            "chosen_c": chosen_c,
-            "previous_c": previous_c,
-            "cv_accuracy_mean": float(np.mean(cv_acc)) if cv_acc else None,
-            "seed_design_ties": seed_ties,
-            "seed_design_tested": tested,
         }
+        if label.startswith("half"):
+            row["calibration"] = {m: ece(np.concatenate(v)) for m, v in held_out.items()
+                                  if m not in RULES}
         rows.append(row)
-        acc = row["accuracy"]
-        log(f"{label:>5}: bt {acc['bt']['mean']:.3f}±{acc['bt']['std']:.3f}  previous "
-            f"{acc['bt_previous']['mean']:.3f}  seed {acc['seed']['mean']:.3f}  shorter "
-            f"{acc['shorter']['mean']:.3f}  C {statistics.median(chosen_c):g} "
-            f"({time.perf_counter() - started:.1f} s)")
+        log(f"  {label:>5}: " + "  ".join(f"{m} {100 * row['accuracy'][m]['mean']:.1f}"
+                                         for m in methods)
+            + f"  ({time.perf_counter() - started:.0f} s)")
     return rows
 
 
-def ablation(data: Data, seeds: Sequence[int], embedder: Embedder) -> list[dict[str, Any]]:
-    """Feature blocks and scaling at the half split (same splits for every variant)."""
-    n = len(data.pairs)
-    out: list[dict[str, Any]] = []
-    for name, features, scaling in ABLATIONS:
-        accs: list[float] = []
-        cs: list[float] = []
-        for seed in seeds:
-            perm = np.random.default_rng(seed).permutation(n)
-            base = TrainConfig() if scaling == "block" else previous_config()
-            cfg = replace(base, features=features)
-            margins, metrics = bt_margins(data, perm[: n // 2], perm[n // 2:], cfg, embedder)
-            accs.append(pairwise_accuracy(margins))
-            cs.append(metrics["c"])
-        out.append({"name": name, "features": list(features), "scaling": scaling,
-                    "accuracy": _mean_std(accs), "per_seed": accs, "chosen_c": cs})
-        log(f"ablation {name}: {np.mean(accs):.3f}±{np.std(accs):.3f}")
+def _prompt_split(pairs: Sequence[PreferencePair], seed: int) -> tuple[np.ndarray, int]:
+    """A permutation whose first ``size`` pairs hold about half of the prompts, and no test
+    pair shares its prompt with a training pair (as a user's next turn is a new prompt)."""
+    prompts = sorted({p.prompt_text for p in pairs})
+    order = np.random.default_rng(seed).permutation(len(prompts))
+    train_prompts = {prompts[i] for i in order[: len(prompts) // 2]}
+    inside = [i for i, p in enumerate(pairs) if p.prompt_text in train_prompts]
+    outside = [i for i, p in enumerate(pairs) if p.prompt_text not in train_prompts]
+    return np.array(inside + outside), len(inside)
+
+
+def methods_for(embedder: Embedder
+                ) -> dict[str, Callable[[list[PreferencePair], list[PreferencePair]], np.ndarray]]:
+    """Every compared method as (train pairs, test pairs) → held-out margins."""
+    out: dict[str, Callable[[list[PreferencePair], list[PreferencePair]], np.ndarray]] = {}
+    for rule in RULES:
+        out[rule] = functools.partial(_rule_method, rule=rule)
+    for name, cfg in CONFIGS.items():
+        out[name] = functools.partial(model_margins, cfg=cfg, embedder=embedder)
     return out
 
 
-def _mean_std(values: Sequence[float]) -> dict[str, float]:
-    return {"mean": float(np.mean(values)), "std": float(np.std(values))}
-
-
-# ---------------------------------------------------------------------------- timings
-
-
-class _TiledEmbedder(Embedder):
-    """Serves precomputed vectors (real ones tiled with small noise): 10k synthetic pairs."""
-
-    def __init__(self, table: dict[str, np.ndarray]) -> None:
-        super().__init__()
-        self.table = table
-        self._id = "tiled-real-vectors"
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """The stored vector of each text."""
-        return np.stack([self.table[t] for t in texts])
-
-
-def synthetic_pairs(data: Data, embedder: Embedder, count: int
-                    ) -> tuple[list[PreferencePair], _TiledEmbedder]:
-    """``count`` pairs: real pairs repeated with a copy tag, vectors perturbed (σ = 0.02)."""
-    rng = np.random.default_rng(0)
-    table: dict[str, np.ndarray] = {}
-    out: list[PreferencePair] = []
-    copy = 0
-    while len(out) < count:
-        for p in data.pairs[: count - len(out)]:
-            tag = f" (copy {copy})"
-            texts = (p.prompt_text + tag, p.chosen + tag, p.rejected + tag)
-            base = embedder.embed([p.prompt_text, p.chosen, p.rejected])
-            for text, vec in zip(texts, base, strict=True):
-                noisy = vec + rng.normal(0.0, 0.02, vec.shape).astype(np.float32)
-                table[text] = noisy / np.linalg.norm(noisy)
-            out.append(PreferencePair(prompt=(Message("user", texts[0]),), chosen=texts[1],
-                                      rejected=texts[2]))
-        copy += 1
-    return out, _TiledEmbedder(table)
-
-
-def _times(fn: Callable[[], object], repeats: int) -> list[float]:
-    times: list[float] = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return times
-
-
-def _median_time(fn: Callable[[], object], repeats: int) -> float:
-    return statistics.median(_times(fn, repeats))
-
-
-def timings(data: Data, cache_path: Path, quick: bool) -> dict[str, Any]:
-    """Embedding throughput, train() time, score latency."""
-    out: dict[str, Any] = {"load_average_before": list(os.getloadavg())}
-    repeats = 2 if quick else 5
-
-    cold = Embedder()  # no persistent cache
-    started = time.perf_counter()
-    cold.load()
-    out["embedder_load_s"] = time.perf_counter() - started
-    out["max_seq_length"] = cold.max_seq_length
-    import torch
-
-    out["torch_threads"] = torch.get_num_threads()
-    cold.embed(["warm-up: the first call pays one-off set-up", "second warm-up text"])
-    k, rounds = (50, 1) if quick else (100, 3)
-    rates: list[float] = []
-    total = 0
-    for r in range(rounds):  # distinct texts each round, so nothing comes from memory
-        part = data.pairs[r * k : (r + 1) * k]
-        texts = list(dict.fromkeys(t for p in part for t in (p.prompt_text, p.chosen,
-                                                              p.rejected)))
-        started = time.perf_counter()
-        cold.embed(texts)
-        rates.append(len(texts) / (time.perf_counter() - started))
-        total += len(texts)
-    out["embedding"] = {"texts": total, "rounds": rounds, "texts_per_s": statistics.median(rates),
-                        "texts_per_s_rounds": rates,
-                        "what": f"last user turn, chosen and rejected of {k} real pairs"}
-    log(f"embedding: {statistics.median(rates):.0f} texts/s ({[round(x) for x in rates]})")
-
-    def fresh() -> Embedder:
-        return Embedder(cache=SqliteEmbeddingCache(cache_path))
-
-    thousand = data.pairs[:1000]
-    out["train_1k_s"] = _median_time(lambda: train(thousand, TrainConfig(), fresh()), repeats)
-    out["train_1k_previous_s"] = _median_time(
-        lambda: train(thousand, previous_config(), fresh()), repeats)
-    big, tiled = synthetic_pairs(data, fresh(), 10_000)
-    out["train_10k_s"] = _median_time(lambda: train(big, TrainConfig(), tiled),
-                                      1 if quick else 3)
-    log(f"train: 1k {out['train_1k_s']:.2f} s (previous defaults "
-        f"{out['train_1k_previous_s']:.2f} s), 10k synthetic {out['train_10k_s']:.2f} s")
-
-    model = train(data.pairs, TrainConfig(), fresh()).model
-    assert model.weights is not None
-    warm_emb = fresh()
-    model.embedder = warm_emb
-    prompt, replies = data.pairs[0].prompt_text, [
-        data.pairs[0].chosen, data.pairs[0].rejected, data.pairs[1].chosen, data.pairs[1].rejected]
-    model.score(prompt, replies)
-    out["score4_warm_memory_ms"] = 1000 * _median_time(lambda: model.score(prompt, replies), 50)
-
-    def from_sqlite() -> None:
-        model.embedder = fresh()
-        model.score(prompt, replies)
-
-    out["score4_warm_sqlite_ms"] = 1000 * _median_time(from_sqlite, 20)
-
-    model.embedder = cold  # network loaded, no persistent cache; each round new texts
-    counter = iter(range(1000))
-
-    def never_seen() -> None:
-        i = next(counter)
-        p = data.pairs[300 + 2 * i]
-        q = data.pairs[301 + 2 * i]
-        model.score(p.prompt_text, [p.chosen, p.rejected, q.chosen, q.rejected])
-
-    cold_times = _times(never_seen, 10 if quick else 30)
-    out["score4_cold_ms"] = 1000 * statistics.median(cold_times)
-    out["score4_cold_best_ms"] = 1000 * min(cold_times)
-    log(f"score 4 replies: warm {out['score4_warm_memory_ms']:.2f} ms, sqlite "
-        f"{out['score4_warm_sqlite_ms']:.1f} ms, cold {out['score4_cold_ms']:.0f} ms")
-    out["final_model_metrics"] = model.metrics
-    out["load_average_after"] = list(os.getloadavg())
-    return out
+def _rule_method(_train: list[PreferencePair], test: list[PreferencePair], rule: str
+                 ) -> np.ndarray:
+    return rule_margins(test, rule)
 
 
 # ---------------------------------------------------------------------------- report
 
+LABELS = {"longer": "longer wins", "shorter": "shorter wins", "today": "today's default",
+          "style_only": "style block only", "joint": "joint + style (new default)",
+          "staged": "style-controlled (staged)", "joint_c1": "joint + style, C up to 1",
+          "prior_only": "prior only (no own labels)", "with_prior": "new default + prior"}
 
-def _fmt(acc: dict[str, float]) -> str:
+
+def _pct(acc: dict[str, float]) -> str:
     return f"{100 * acc['mean']:.1f} ± {100 * acc['std']:.1f}"
 
 
 def markdown(result: dict[str, Any]) -> str:
     """The docs/benchmarks.md section."""
-    lc = result["learning_curve"]
-    t = result["timings"]
-    cfg = result["defaults"]
     seeds = len(result["seeds"])
     lines = [
         "## Reward model quality on real human preferences",
         "",
-        f"Data: `../shared/data/hh-harmless-dev.jsonl`, {result['pairs']} HH-RLHF harmless "
-        "pairs (human-labelled; never copied into the project). Pairwise accuracy = share of "
-        "held-out pairs whose chosen reply scores higher (a tie counts as half). Mean ± std "
-        f"over {seeds} random splits; each size trains on n pairs and tests on all the rest; "
-        "*half* trains on 574 and tests on 575; *all* is 5-fold cross-fitting (trains on "
-        "919, every pair tested once). Every method sees the same splits.",
+        "Data: every `../shared/data/*.jsonl` set (human-labelled; never copied into the "
+        "project). Pairwise accuracy (%) = share of held-out pairs whose chosen reply scores "
+        f"higher (a tie counts as half); mean ± std over {seeds} random splits; each size "
+        "trains on n random pairs and tests on all the rest of the set (the issue's protocol); "
+        "*half, new prompts* trains on the pairs of half of the prompts and tests on the "
+        "pairs of the other half, so no test reply or prompt was seen in training (a user's "
+        "next turn is a new prompt; PandaLM has 153 prompts for 842 pairs and 495 replies "
+        "that occur in more than one pair, so its random splits reward remembering replies). "
+        "Every method sees the same splits.",
         "",
-        "- **Bradley-Terry (default)**: `train()` with the default `TrainConfig`: features "
-        f"`{', '.join(cfg['features'])}`, {cfg['scaling']} scaling, C by {cfg['folds']}-fold "
-        f"CV over {cfg['c_grid']} (default {cfg['default_c']} below "
-        f"{cfg['min_pairs_for_c_search']} pairs).",
-        "- **previous defaults**: reply, prompt×reply, length; per-column RMS scaling; C grid "
-        "1e-5 … 0.1.",
-        "- **seed design**: scikit-learn `LogisticRegression` on the embedding of "
-        "`prompt + reply` (whole transcript; MiniLM reads at most "
-        f"{t['max_seq_length']} tokens), pointwise labels, score = `predict_proba`.",
-        "- **prefer shorter**: fewer words wins; no training.",
+        "- **longer / shorter wins**: word counts, no training.",
+        "- **today's default**: `train()` with the defaults before this change: reply, "
+        "prompt×reply, length, words blocks, block scaling, C by 5-fold CV over 0.03 … 1.",
+        "- **style block only**: the named style features of `reward/style.py` (log words, "
+        "headers, list items, bold, code blocks, questions asked back, refusal, apology, "
+        "paragraphs, repetition, unfinished, prompt overlap), each column scaled on its own.",
+        "- **joint + style (new default)**: today's four blocks and the style block, fitted "
+        "together, C by 5-fold CV (folds never split a prompt) over 0.03, 0.1, 0.3.",
+        "- **style-controlled (staged)**: the same blocks; style (style block and length) "
+        "fitted first, then the content blocks with the style margin held fixed.",
+        "- **joint + style, C up to 1**: the same with C searched over 0.03 … 1 (today's "
+        "grid); the new default searches 0.03 … 0.3.",
+        "- **prior only / new default + prior**: a model trained on the *other* sets (HH "
+        "harmless for a helpfulness set: the anti-transfer test; the helpfulness sets for "
+        "HH), used alone, or added to the new default as one score whose weight the user's "
+        "labels fit (out-of-fold, may turn negative): `benchmarks/reward_prior.py`.",
         "",
-        "| train pairs | test pairs | Bradley-Terry (default) | previous defaults | seed "
-        "design | prefer shorter | CV-chosen C (median) | seed-design exact ties (all splits) |",
-        "|---|---|---|---|---|---|---|---|",
     ]
-    for row in lc:
-        acc = row["accuracy"]
-        label = {"half": "574 (half)", "all": "919 (all, 5-fold)"}.get(row["label"],
-                                                                    row["label"])
-        ties = f"{row['seed_design_ties']} of {row['seed_design_tested']}"
-        lines.append(
-            f"| {label} | {row['test_pairs']} | **{_fmt(acc['bt'])}** | "
-            f"{_fmt(acc['bt_previous'])} | {_fmt(acc['seed'])} | {_fmt(acc['shorter'])} | "
-            f"{statistics.median(row['chosen_c']):g} | {ties} |")
-    lines += [
-        "",
-        f"On all {result['pairs']} pairs the seed design's two texts embed identically (the "
-        f"reply is cut off) for {result['seed_identical_pairs']} pairs: an exact tie whatever "
-        "it learns.",
-        "",
-        "Ablation at the half split (same splits; C by CV; block scaling = every feature "
-        "block scaled to unit RMS difference norm, so the one length column is not drowned "
-        "by 384 embedding columns):",
-        "",
-        "| features | scaling | accuracy % | CV-chosen C (median) |",
-        "|---|---|---|---|",
-    ]
-    for a in result["ablation"]:
-        lines.append(f"| {a['name']} | {a['scaling']} | {_fmt(a['accuracy'])} | "
-                     f"{statistics.median(a['chosen_c']):g} |")
-    fm = t["final_model_metrics"]
-    lines += [
-        "",
-        f"Trained on all {result['pairs']} pairs with the defaults: C = {fm['c']:g}, "
-        f"{fm['folds']}-fold CV accuracy {100 * fm['cv_accuracy']:.1f} % "
-        f"(± {100 * fm['cv_accuracy_std']:.1f} across folds).",
-        "",
-        "Timings (median of repeats) on 2 CPU cores shared with other jobs: 1-minute load "
-        f"average {t['load_average_before'][0]:.1f} before and "
-        f"{t['load_average_after'][0]:.1f} after, so treat them as upper bounds; the best "
-        f"round shows what a quiet moment gives. torch used {t['torch_threads']} thread(s):",
-        "",
-        "| what | time |",
-        "|---|---|",
-        f"| embed, no cache ({t['embedding']['what']}) | "
-        f"{t['embedding']['texts_per_s']:.0f} texts/s (median of "
-        f"{t['embedding']['rounds']} rounds, {t['embedding']['texts']} texts; best "
-        f"{max(t['embedding']['texts_per_s_rounds']):.0f}) |",
-        f"| load the embedder (once per process) | {t['embedder_load_s']:.1f} s |",
-        f"| `train()` with CV, 1,000 real pairs, embeddings cached | {t['train_1k_s']:.2f} s "
-        f"(previous features and C grid: {t['train_1k_previous_s']:.2f} s) |",
-        f"| `train()` with CV, 10,000 synthetic pairs (real vectors tiled + noise) | "
-        f"{t['train_10k_s']:.2f} s |",
-        f"| `score` 4 replies, texts in the in-memory cache | "
-        f"{t['score4_warm_memory_ms']:.2f} ms |",
-        f"| `score` 4 replies, texts only in the SQLite cache | "
-        f"{t['score4_warm_sqlite_ms']:.1f} ms |",
-        f"| `score` 4 replies, texts never seen (embedder loaded) | "
-        f"{t['score4_cold_ms']:.0f} ms (best {t['score4_cold_best_ms']:.0f} ms) |",
-        "",
-        f"Measured {result['date']}. Reproduce: `.venv/bin/python -m benchmarks.reward_quality`"
-        " (`--quick`: 2 seeds). JSON: `benchmarks/results/reward_quality.json`.",
-    ]
+    for ds in result["sets"]:
+        methods = list(ds["curve"][0]["accuracy"])
+        prior_note = (f" Prior fitted on {', '.join(ds['prior_from'])}."
+                      if ds.get("prior_from") else "")
+        lines += [f"### `{ds['name']}` ({ds['pairs']} pairs)", "",
+                  f"Bold: the best trained method of the row.{prior_note}", "",
+                  "| train pairs | " + " | ".join(LABELS[m] for m in methods) + " |",
+                  "|---" * (len(methods) + 1) + "|"]
+        for row in ds["curve"]:
+            label = (f"{row['train_pairs']} ({row['label']})" if row["label"].startswith("half")
+                     else row["label"])
+            best = max((m for m in methods if m not in RULES),
+                       key=lambda m: row["accuracy"][m]["mean"])
+            cells = [f"**{_pct(row['accuracy'][m])}**" if m == best else
+                     _pct(row["accuracy"][m]) for m in methods]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        for half in ds["curve"][-2:]:
+            lines += ["", f"ECE of P(chosen ≻ rejected) at {half['label']} (lower is better): "
+                      + ", ".join(f"{LABELS[m]} {100 * c['ece']:.1f} %"
+                                  for m, c in half["calibration"].items())]
+        lines.append("")
+    t = result.get("timings")
+    if t:
+        lines += [
+            "Timings on 2 CPU cores shared with other jobs (1-minute load average "
+            f"{t['load_average_before'][0]:.1f} before, {t['load_average_after'][0]:.1f} "
+            "after; upper bounds):",
+            "",
+            "| what | time |",
+            "|---|---|",
+            f"| embed, no cache ({t['embedding']['what']}) | "
+            f"{t['embedding']['texts_per_s']:.0f} texts/s |",
+            f"| load the embedder (once per process) | {t['embedder_load_s']:.1f} s |",
+        ]
+        for name, secs in t["train_1k_s"].items():
+            lines.append(f"| `train()` with CV, 1,000 real pairs, embeddings cached, "
+                         f"{LABELS.get(name, name)} | {secs:.2f} s (10,000 synthetic: "
+                         f"{t['train_10k_s'][name]:.2f} s) |")
+        lines += [
+            f"| `score` 4 replies, texts in the in-memory cache | "
+            f"{t['score4_warm_memory_ms']:.2f} ms |",
+            f"| `score` 4 replies, texts only in the SQLite cache | "
+            f"{t['score4_warm_sqlite_ms']:.1f} ms |",
+            f"| `score` 4 replies, texts never seen (embedder loaded) | "
+            f"{t['score4_cold_ms']:.0f} ms (best {t['score4_cold_best_ms']:.0f} ms) |",
+            "",
+        ]
+    lines.append(f"Measured {result['date']}. Reproduce: `nice .venv/bin/python -m "
+                 "benchmarks.reward_quality` (`--quick`: 2 seeds, no timings). JSON: "
+                 "`benchmarks/results/reward_quality.json`.")
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark, write the JSON and the docs section."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="2 seeds, fewer repeats")
-    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--quick", action="store_true", help="2 seeds, no timings")
+    parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
+    parser.add_argument("--only", nargs="*", default=None, help="set names (file stems)")
     parser.add_argument("--cache", type=Path, default=CACHE,
                         help="SQLite embedding cache kept between runs")
-    parser.add_argument("--torch-threads", type=int, default=None,
-                        help="torch.set_num_threads(N) before timing (default: torch's own)")
+    parser.add_argument("--no-timings", action="store_true")
     parser.add_argument("--no-write", action="store_true",
                         help="print only; leave docs/ and benchmarks/results/ alone")
     args = parser.parse_args(argv)
-    if not args.data.exists():
-        print(f"no data at {args.data}", file=sys.stderr)
+    files = sorted(args.data_dir.glob("*.jsonl"))
+    if args.only:
+        files = [f for f in files if f.stem in args.only]
+    if not files:
+        print(f"no *.jsonl sets in {args.data_dir}", file=sys.stderr)
         return 2
-    seeds = [0, 1] if args.quick else [0, 1, 2, 3, 4]
-    if args.torch_threads:
-        import torch
-
-        torch.set_num_threads(args.torch_threads)
+    args.cache.parent.mkdir(parents=True, exist_ok=True)
+    seeds = [0, 1] if args.quick else [0, 1, 2]
     embedder = Embedder(cache=SqliteEmbeddingCache(args.cache))
-    data = load_data(args.data, embedder)
-    identical = int(np.sum(np.all(data.seed_chosen == data.seed_rejected, axis=1)))
-    curve = learning_curve(data, seeds, embedder)
-    abl = ablation(data, seeds, embedder)
-    times = timings(data, args.cache, args.quick)
-    cfg = TrainConfig()
+    methods = methods_for(embedder)
+    sets: list[dict[str, Any]] = []
+    first: list[PreferencePair] = []
+    loaded = {path: load_set(path, embedder) for path in files}
+    for path in files:
+        pairs = loaded[path]
+        first = first or pairs
+        # The prior: HH for a helpfulness set (the anti-transfer test), the others for HH.
+        sources = [p for p in files if p != path and (p.stem.startswith("hh")
+                                                      or path.stem.startswith("hh"))]
+        prior = fit_prior([q for p in sources for q in loaded[p]], embedder) if sources else None
+        set_methods = dict(methods)
+        if prior is not None:
+            set_methods.update(prior_methods(prior, embedder))
+        sets.append({"name": path.name, "pairs": len(pairs),
+                     "prior_from": [p.name for p in sources],
+                     "curve": curve(pairs, seeds, embedder, set_methods)})
     result: dict[str, Any] = {
-        "data": str(args.data.name),
-        "pairs": len(data.pairs),
         "seeds": seeds,
         "date": time.strftime("%Y-%m-%d"),
-        "defaults": {"features": list(cfg.features), "scaling": cfg.scaling,
-                     "c_grid": list(cfg.c_grid), "default_c": cfg.default_c,
-                     "folds": cfg.folds, "min_pairs_for_c_search": cfg.min_pairs_for_c_search,
-                     "tol": cfg.tol},
-        "previous_defaults": asdict(previous_config()),
-        "seed_identical_pairs": identical,
-        "learning_curve": curve,
-        "ablation": abl,
-        "timings": times,
+        "methods": list(methods),
+        "configs": {name: asdict(cfg) for name, cfg in CONFIGS.items()},
+        "default": asdict(TrainConfig()),
+        "sets": sets,
     }
+    if not (args.quick or args.no_timings):
+        hh = next((s for s, f in zip(sets, files, strict=True) if f.stem.startswith("hh")), None)
+        pairs = load_set(files[sets.index(hh)], embedder) if hh else first
+        result["timings"] = timings(pairs, args.cache, args.quick,
+                                    {"today": TODAY, "default": TrainConfig()})
     if args.no_write:
         print(markdown(result))
         return 0

@@ -66,7 +66,10 @@ class TrainConfig:
 
     features: tuple[str, ...] = DEFAULT_FEATURES
     folds: int = 5
-    c_grid: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0)
+    # C ≤ 0.3: on splits whose test prompts were never trained on (a user's next turn),
+    # C = 1 won the 5-fold CV by noise and lost 2-3 points held out (HH, LLMBar; the
+    # "half, new prompts" rows of docs/benchmarks.md).
+    c_grid: tuple[float, ...] = (0.03, 0.1, 0.3)
     default_c: float = 0.3
     min_pairs_for_c_search: int = 40
     seed: int = 0

@@ -156,7 +156,7 @@ def decide_adoption(current: TinyRewardModel, result: TrainResult,
     out["compared_pairs"] = int(unseen.sum())
     if unseen.sum() < MIN_UNSEEN_FOR_GATE or result.oof_margins is None:
         return {**out, "reason": f"too few new pairs to compare ({int(unseen.sum())} < "
-                                 f"{MIN_UNSEEN_FOR_GATE}); adopted"}
+                                 f"{MIN_UNSEEN_FOR_GATE})"}
     new_pairs = [p for p, u in zip(pairs, unseen, strict=True) if u]
     assert current.weights is not None
     cur = pairwise_accuracy(pair_matrix(new_pairs, current.features, embedder).diffs
