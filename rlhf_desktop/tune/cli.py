@@ -76,7 +76,7 @@ def run_tune(args: argparse.Namespace) -> int:
                       f"pip install -e '.[tune]'")
     runs = config.data_dir() / RUNS_DIR
     try:
-        cfg = _resume_config(runs) if args.resume else _new_config(args, runs)
+        cfg = _resume_config(runs, args) if args.resume else _new_config(args, runs)
     except TuneConfigError as exc:
         return _error(str(exc))
     process = TuneProcess(cfg, nice=args.nice, data_dir=str(config.data_dir()))
@@ -124,11 +124,14 @@ def _new_config(args: argparse.Namespace, runs: Path) -> TuneConfig:
     return TuneConfig.from_mapping({"system_prompt": settings.system_prompt, **overrides})
 
 
-def _resume_config(runs: Path) -> TuneConfig:
+def _resume_config(runs: Path, args: argparse.Namespace) -> TuneConfig:
+    """The newest run's settings (same pairs file); --max-steps/--epochs may extend it."""
     found = sorted(runs.glob(f"*/{CONFIG_FILE}")) if runs.is_dir() else []
     if not found:
         raise TuneConfigError(f"there is no run to resume in {runs}")
-    return load_config(found[-1])
+    overrides = {k: getattr(args, k) for k in ("max_steps", "epochs")
+                 if getattr(args, k, None) is not None}
+    return load_config(found[-1], overrides)
 
 
 def _follow(process: TuneProcess, as_json: bool) -> int:

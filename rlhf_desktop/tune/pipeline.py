@@ -3,6 +3,7 @@ register it as a chat-model version (versions.py)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from rlhf_desktop.tune.options import TuneConfig
 from rlhf_desktop.tune.progress import Progress
 from rlhf_desktop.tune.train import StopRequest, TuneResult, run
 from rlhf_desktop.tune.versions import ChatModelVersion
+
+VERSION_MARKER = "version.json"
 
 
 def tune(cfg: TuneConfig, progress: Progress, stop: StopRequest | None = None) -> TuneResult:
@@ -23,7 +26,7 @@ def tune(cfg: TuneConfig, progress: Progress, stop: StopRequest | None = None) -
                                  "seconds": round(result.seconds, 1)}
     if result.status == "completed" and rank == 0 and result.adapter_dir:
         if cfg.export_gguf and result.base.gguf is not None:
-            version = export_version(cfg, result, progress)
+            version = _already_exported(cfg, result) or export_version(cfg, result, progress)
             fields.update(version=version.version, version_dir=str(version.folder),
                           adapter_gguf=str(version.adapter))
         elif cfg.export_gguf:
@@ -33,6 +36,20 @@ def tune(cfg: TuneConfig, progress: Progress, stop: StopRequest | None = None) -
         fields["note"] = "cancelled: the last checkpoint is kept; run again to resume"
     progress.emit("done", **fields)
     return result
+
+
+def _already_exported(cfg: TuneConfig, result: TuneResult) -> ChatModelVersion | None:
+    """The version this run folder made at this step count (a finished run started again)."""
+    from rlhf_desktop.tune.versions import VersionError, get_version
+
+    marker = Path(cfg.output_dir) / VERSION_MARKER
+    try:
+        made = json.loads(marker.read_text(encoding="utf-8"))
+        if made["steps"] == result.steps:
+            return get_version(int(made["version"]))
+    except (OSError, ValueError, KeyError, TypeError, VersionError):
+        pass
+    return None
 
 
 def export_version(cfg: TuneConfig, result: TuneResult, progress: Progress) -> ChatModelVersion:
@@ -62,5 +79,7 @@ def export_version(cfg: TuneConfig, result: TuneResult, progress: Progress) -> C
                      if k not in ("data", "output_dir", "progress_file", "cache_dir")},
     }
     version = register(outfile, manifest)
+    (Path(cfg.output_dir) / VERSION_MARKER).write_text(
+        json.dumps({"version": version.version, "steps": result.steps}), encoding="utf-8")
     progress.emit("version", version=version.version, folder=str(version.folder))
     return version

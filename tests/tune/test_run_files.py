@@ -88,3 +88,24 @@ def test_tune_resume_without_a_run_and_list_without_versions(capsys):
     assert capsys.readouterr().out.startswith("v0     the base model")
     assert tune_cli.run_tune(parse("--list", "--json")) == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+def test_a_finished_run_started_again_reuses_its_version(tmp_path):
+    from pathlib import Path
+
+    from rlhf_desktop.tune.base_model import BaseModel
+    from rlhf_desktop.tune.options import TuneConfig
+    from rlhf_desktop.tune.pipeline import VERSION_MARKER, _already_exported
+    from rlhf_desktop.tune.train import TuneResult
+
+    adapter = tmp_path / "a.gguf"
+    adapter.write_bytes(b"adapter")
+    version = register(adapter, {"base": {"gguf": "b.gguf", "sha256": "0"}, "steps": 2})
+    cfg = TuneConfig.from_mapping({"data": "p.jsonl", "output_dir": str(tmp_path / "run")})
+    Path(cfg.output_dir).mkdir()
+    result = TuneResult("completed", 2, 2, "adapter", BaseModel("x", Path("b.gguf"), "0"))
+    assert _already_exported(cfg, result) is None
+    (Path(cfg.output_dir) / VERSION_MARKER).write_text(json.dumps({"version": 1, "steps": 2}))
+    assert _already_exported(cfg, result) == version
+    result.steps = 4  # resumed with more steps: a new version
+    assert _already_exported(cfg, result) is None
