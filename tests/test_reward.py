@@ -299,6 +299,11 @@ def test_a_style_preference_is_learned_and_explained(embedder, fit):
     assert "style" in model.features
     weights = model.style_weights()
     assert weights["list_items"] > 0 and set(weights) >= {"words", "refusal", "bold"}
+    summary = model.metrics["style"]  # Laplace standard deviations for the model page
+    assert summary["list_items"]["weight"] == pytest.approx(weights["list_items"])
+    assert summary["list_items"]["std"] > 0 and summary["list_items"]["description"] == "lists"
+    assert summary["length"]["weight"] + summary["words"]["weight"] == pytest.approx(
+        weights["words"])
     prompt = "Give me tips about baking"
     replies = ["- buy flour\n- preheat the oven\n- weigh things", "Buy flour, preheat the oven."]
     parts = model.explain(prompt, replies)
