@@ -237,7 +237,7 @@ class Handler(BaseHTTPRequestHandler):
                                         "The API deployment for this resource does not exist."))
         elif name == "rate_limit":
             wait = opts.get("retry_after", 1)
-            self._send_json(429, _error("429", (
+            self._send_json(429, _error(opts.get("code", "429"), (
                 "Requests to the ChatCompletions_Create Operation have exceeded token rate "
                 f"limit of your current OpenAI S0 pricing tier. Please retry after {wait} "
                 "seconds.")), headers={"Retry-After": str(wait)})

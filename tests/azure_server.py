@@ -22,7 +22,7 @@ word in the last user message, ``[[fault:name]]`` or ``[[fault:name*K]]`` (the f
 requests with that exact text fail). Names (options in brackets):
 
 ``auth`` 401, ``forbidden`` 403, ``not_found`` 404 DeploymentNotFound,
-``rate_limit`` 429 with Retry-After [retry_after=1], ``server_error`` 500, ``drop``
+``rate_limit`` 429 with Retry-After [retry_after=1, code="429"], ``server_error`` 500, ``drop``
 (close the connection before answering), ``slow`` (no byte for [delay=2.0] s),
 ``truncate`` (end the stream cleanly after [after=2] words with no finish reason and no
 ``[DONE]``; with [finish="stop"] end it with that finish reason and ``[DONE]``, as a proxy

@@ -95,12 +95,17 @@ class Request:
     """Another request of the turn was sent while this one was running."""
     cancelled: bool = False
     """Stopped by the turn's cancel before it was over."""
+    opened: bool = False
+    """The server started answering (a stream was opened) on the current attempt."""
+    got_text: bool = False
+    """Text arrived on the current attempt (it is then never retried)."""
 
     def reset(self) -> None:
         """Forget what an attempt recorded (before the request is retried)."""
         self.seen.clear()
         self.ended.clear()
         self.usage = None
+        self.opened = self.got_text = False
 
 
 @dataclass(frozen=True)

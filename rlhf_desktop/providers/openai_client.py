@@ -7,11 +7,10 @@ seeds, one at a time (in parallel only with ``parallel_requests=True``), and lat
 the same provider go straight to single-choice requests. Empty, unfinished and cut-short
 replies are requested again; the rules are in :mod:`rlhf_desktop.providers._turn`.
 
-The client's own retries are off (``max_retries=0``); :class:`RetryPolicy` decides here:
-429 waits ``Retry-After`` (bounded), 5xx, connection errors and timeouts back off
-exponentially (bounded), and nothing is retried once text has arrived for that request.
+Retries are the ``openai`` client's own (``max_retries`` and ``timeout`` from the
+settings), with the app's few differences in :mod:`rlhf_desktop.providers.openai_retry`.
 A 400 naming a parameter the server does not take (``stream_options``, ``max_tokens``,
-``temperature``) is sent again without it. Connect and read timeouts are explicit.
+``temperature``) is sent again without it.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rlhf_desktop.config import Settings
@@ -38,20 +36,14 @@ from rlhf_desktop.providers.base import (
     CANCELLED,
     ERROR,
     BaseProvider,
-    CandidateTracker,
     Delta,
     StreamEvent,
     build_messages,
 )
-from rlhf_desktop.providers.errors import InvalidRequestError
-from rlhf_desktop.providers.openai_errors import (
-    RETRY_BACKOFF,
-    RETRY_RATE,
-    Classified,
-    Target,
-    classify,
-)
-from rlhf_desktop.providers.openai_stream import complete_once, read_stream
+from rlhf_desktop.providers.errors import InvalidRequestError, ProviderError
+from rlhf_desktop.providers.openai_errors import Target, classify
+from rlhf_desktop.providers.openai_retry import http_client, retry_unstarted
+from rlhf_desktop.providers.openai_stream import Wire, complete_once, read_stream
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -61,27 +53,15 @@ log = logging.getLogger(__name__)
 NO_KEY = "not-needed"  # OpenAI-compatible servers without auth still need a non-empty key
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Bounded retries done by the provider (the ``openai`` client's are off)."""
-
-    max_retries: int = 3
-    backoff_base_s: float = 0.5
-    backoff_max_s: float = 8.0
-    max_retry_after_s: float = 30.0
-    """A 429 asking for a longer wait fails at once, telling the user how long to wait."""
-
-    def backoff(self, attempt: int) -> float:
-        """Delay before retry ``attempt`` (0-based), with a little jitter."""
-        delay = min(self.backoff_max_s, self.backoff_base_s * (2**attempt))
-        return delay * (0.8 + 0.4 * random.random())
-
-
-def make_timeout(settings: Settings) -> Any:
-    """``openai.Timeout`` with explicit connect and read limits from the settings."""
+def make_client(kind: str, settings: Settings, **kwargs: Any) -> Any:
+    """``AsyncAzureOpenAI`` (kind ``azure``) or ``AsyncOpenAI`` with the settings' retries
+    and explicit connect and read limits."""
     import openai
 
-    return openai.Timeout(settings.request_timeout_s, connect=settings.connect_timeout_s)
+    timeout = openai.Timeout(settings.request_timeout_s, connect=settings.connect_timeout_s)
+    cls = openai.AsyncAzureOpenAI if kind == "azure" else openai.AsyncOpenAI
+    return cls(timeout=timeout, max_retries=settings.max_retries,
+               http_client=http_client(timeout), **kwargs)
 
 
 class OpenAIChatProvider(BaseProvider):
@@ -100,7 +80,6 @@ class OpenAIChatProvider(BaseProvider):
         target: Target,
         *,
         secret: str | None,
-        retry: RetryPolicy | None = None,
         streaming: bool = True,
         include_usage: bool = True,
         parallel_requests: bool = False,
@@ -110,7 +89,6 @@ class OpenAIChatProvider(BaseProvider):
         self.name = target.kind
         self.model = target.model
         self._secret = secret
-        self.retry = retry or RetryPolicy()
         self.streaming = streaming
         self._include_usage = include_usage
         self._max_tokens_key = "max_tokens"
@@ -128,29 +106,19 @@ class OpenAIChatProvider(BaseProvider):
         deployment: str,
         api_version: str,
         settings: Settings | None = None,
-        retry: RetryPolicy | None = None,
         streaming: bool = True,
         parallel_requests: bool = False,
     ) -> OpenAIChatProvider:
         """Azure OpenAI: ``AsyncAzureOpenAI(azure_endpoint, api_key, api_version, deployment)``."""
-        import openai
-
-        settings = settings or Settings()
-        client = openai.AsyncAzureOpenAI(
-            azure_endpoint=endpoint,
-            api_key=api_key,
-            api_version=api_version,
-            azure_deployment=deployment,
-            timeout=make_timeout(settings),
-            max_retries=0,
-        )
+        client = make_client("azure", settings or Settings(), azure_endpoint=endpoint,
+                             api_key=api_key, api_version=api_version,
+                             azure_deployment=deployment)
         target = Target(
             kind="azure", label="Azure OpenAI", url=endpoint, model=deployment,
             key_setting="AZURE_OPENAI_API_KEY", model_setting="AZURE_OPENAI_DEPLOYMENT_NAME",
             url_setting="AZURE_OPENAI_ENDPOINT", version_setting="AZURE_OPENAI_API_VERSION",
         )
         return cls(client, target, secret=api_key, streaming=streaming,
-                   retry=retry or RetryPolicy(max_retries=settings.max_retries),
                    parallel_requests=parallel_requests)
 
     @classmethod
@@ -161,22 +129,14 @@ class OpenAIChatProvider(BaseProvider):
         model: str,
         base_url: str | None = None,
         settings: Settings | None = None,
-        retry: RetryPolicy | None = None,
         streaming: bool = True,
         parallel_requests: bool = False,
     ) -> OpenAIChatProvider:
         """OpenAI itself, or any OpenAI-compatible server when ``base_url`` is given."""
-        import openai
-
-        settings = settings or Settings()
         compatible = bool(base_url)
         url = (base_url or "https://api.openai.com/v1").rstrip("/")
-        client = openai.AsyncOpenAI(
-            api_key=api_key or NO_KEY,
-            base_url=url,
-            timeout=make_timeout(settings),
-            max_retries=0,
-        )
+        client = make_client("openai", settings or Settings(), api_key=api_key or NO_KEY,
+                             base_url=url)
         target = Target(
             kind="compatible" if compatible else "openai",
             label=f"the OpenAI-compatible server at {url}" if compatible else "OpenAI",
@@ -185,7 +145,6 @@ class OpenAIChatProvider(BaseProvider):
             url_setting="OPENAI_BASE_URL (or the openai_base_url setting)",
         )
         return cls(client, target, secret=api_key, streaming=streaming,
-                   retry=retry or RetryPolicy(max_retries=settings.max_retries),
                    parallel_requests=parallel_requests)
 
     def describe(self) -> str:
@@ -216,15 +175,16 @@ class OpenAIChatProvider(BaseProvider):
         cancel: asyncio.Event | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """Stream ``params.n`` candidates (rules in :mod:`rlhf_desktop.providers.base`)."""
-        wire = build_messages(messages, params)
         seed_base = params.seed if params.seed is not None else random.randrange(1, 2**30)
 
         def runner(request: Request) -> Coroutine[Any, Any, None]:
-            return self._run_request(request, wire, params, turn.tracker, turn.queue)
+            return self._run_request(request, wire)
 
         turn = TurnRequests(max(1, params.n), params.seed, seed_base, self._learned,
                             self.target.label, runner)
         tracker, queue = turn.tracker, turn.queue
+        wire = Wire(self._client, build_messages(messages, params), params, tracker, queue,
+                    self.target.label, self._secret)
         turn.start()
         watcher = asyncio.create_task(put_on_set(cancel, queue)) if cancel else None
         cancelled = False
@@ -270,65 +230,52 @@ class OpenAIChatProvider(BaseProvider):
         finally:
             await cancel_all(turn.tasks | ({watcher} if watcher else set()))
 
-    async def _run_request(
-        self,
-        request: Request,
-        messages: list[dict[str, str]],
-        params: SamplingParams,
-        tracker: CandidateTracker,
-        queue: asyncio.Queue[object],
-    ) -> None:
-        """One request with bounded retries; always ends by queueing ``End(request)``."""
-        attempt = 0
-        label, secret = self.target.label, self._secret
+    async def _run_request(self, request: Request, wire: Wire) -> None:
+        """One request (the client retries it); always ends by queueing ``End(request)``."""
+        unstarted_retries = 0
         try:
             while True:
-                streamed = False
                 request.reset()
-                kwargs = self._request_kwargs(request, messages, params)
+                kwargs = self._request_kwargs(request, wire)
                 try:
                     if self.streaming:
-                        if self._include_usage:
-                            kwargs["stream_options"] = {"include_usage": True}
-                        async for got_text in read_stream(self._client, request, kwargs,
-                                                          tracker, queue, label=label,
-                                                          secret=secret):
-                            streamed = streamed or got_text
+                        await read_stream(wire, request, kwargs)
                     else:
-                        await complete_once(self._client, request, kwargs, tracker, queue,
-                                            label=label, secret=secret)
+                        await complete_once(wire, request, kwargs)
                     return
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    result = classify(exc, self.target, self._secret, streamed=streamed)
-                    if self._adapt(result):
+                    error = classify(exc, self.target, self._secret, streamed=request.got_text)
+                    if self._adapt(error):
                         continue
-                    delay = self._retry_delay(result, attempt, streamed)
-                    log.log(logging.INFO if delay is not None else logging.WARNING,
-                            "%s request failed: %s%s", self.target.label,
-                            type(result.error).__name__,
-                            f"; retry {attempt + 1} in {delay:.2f} s" if delay is not None else "")
-                    if delay is None:
-                        request.error = result.error
-                        return
-                    attempt += 1
-                    await asyncio.sleep(delay)
+                    if (retry_unstarted(exc, request)
+                            and unstarted_retries < self._client.max_retries):
+                        unstarted_retries += 1
+                        log.info("%s stream failed before its first token (%s); sending it "
+                                 "again (%d)", self.target.label, type(error).__name__,
+                                 unstarted_retries)
+                        await asyncio.sleep(0.5 * unstarted_retries)
+                        continue
+                    log.warning("%s request failed: %s", self.target.label,
+                                type(error).__name__)
+                    request.error = error
+                    return
         except asyncio.CancelledError:
             request.cancelled = True
             raise
         finally:
-            queue.put_nowait(End(request))
+            wire.queue.put_nowait(End(request))
 
-    def _adapt(self, result: Classified) -> bool:
+    def _adapt(self, error: ProviderError) -> bool:
         """Adjust to a 400 that names a parameter this server or model does not take.
 
         Older Azure API versions reject ``stream_options``; OpenAI's reasoning models want
         ``max_completion_tokens`` and refuse sampling settings. True: send again at once.
         """
-        if not isinstance(result.error, InvalidRequestError):
+        if not isinstance(error, InvalidRequestError):
             return False
-        message = result.error.message
+        message = error.message
         if self._include_usage and "stream_options" in message:
             self._include_usage = False
         elif self._max_tokens_key == "max_tokens" and "max_completion_tokens" in message:
@@ -340,25 +287,11 @@ class OpenAIChatProvider(BaseProvider):
         log.info("%s refused a parameter; sending again without it", self.target.label)
         return True
 
-    def _retry_delay(self, result: Classified, attempt: int, streamed: bool) -> float | None:
-        """Seconds to wait before retrying, or None when the error is final."""
-        if streamed or attempt >= self.retry.max_retries:
-            return None
-        if result.retry == RETRY_RATE:
-            wait = result.retry_after
-            if wait is None:
-                return self.retry.backoff(attempt)
-            return wait if wait <= self.retry.max_retry_after_s else None
-        if result.retry == RETRY_BACKOFF:
-            return self.retry.backoff(attempt)
-        return None
-
-    def _request_kwargs(
-        self, request: Request, messages: list[dict[str, str]], params: SamplingParams
-    ) -> dict[str, Any]:
+    def _request_kwargs(self, request: Request, wire: Wire) -> dict[str, Any]:
+        params = wire.params
         kwargs: dict[str, Any] = {
             "model": self.model,
-            "messages": messages,
+            "messages": wire.messages,
             self._max_tokens_key: params.max_tokens,
         }
         if self._send_sampling:
@@ -368,4 +301,6 @@ class OpenAIChatProvider(BaseProvider):
             kwargs["n"] = len(request.indices)
         if request.seed is not None:
             kwargs["seed"] = request.seed
+        if self.streaming and self._include_usage:
+            kwargs["stream_options"] = {"include_usage": True}
         return kwargs

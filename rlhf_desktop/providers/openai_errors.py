@@ -26,11 +26,6 @@ from rlhf_desktop.providers.errors import (
     StreamInterrupted,
 )
 
-# How a failed attempt may be retried.
-RETRY_NONE = "none"
-RETRY_RATE = "rate"  # 429: wait Retry-After
-RETRY_BACKOFF = "backoff"  # 5xx, connection, timeout: exponential backoff
-
 
 @dataclass(frozen=True)
 class Target:
@@ -52,15 +47,6 @@ class Target:
         """``deployment 'x'`` on Azure, else ``model 'x'``."""
         noun = "deployment" if self.kind == "azure" else "model"
         return f"{noun} '{self.model}'"
-
-
-@dataclass(frozen=True)
-class Classified:
-    """A mapped error and how the attempt may be retried."""
-
-    error: ProviderError
-    retry: str = RETRY_NONE
-    retry_after: float | None = None
 
 
 def redact_secret(text: str, secret: str | None) -> str:
@@ -130,57 +116,57 @@ def _with_detail(message: str, detail: str) -> str:
 
 def classify(
     exc: BaseException, target: Target, secret: str | None, *, streamed: bool
-) -> Classified:
-    """Map an exception raised by the ``openai`` client to a typed error and retry kind.
+) -> ProviderError:
+    """Map an exception raised by the ``openai`` client (after its retries) to a typed error.
 
     ``streamed`` is True when text had already arrived for this request: the failure is
-    then a :class:`StreamInterrupted` and is never retried.
+    then a :class:`StreamInterrupted`.
     """
     import openai
 
     label, status = target.label, getattr(exc, "status_code", None)
     if streamed and not isinstance(exc, openai.APIStatusError):
         detail = _server_message(exc, secret) if isinstance(exc, openai.APIError) else ""
-        return Classified(StreamInterrupted(
+        return StreamInterrupted(
             _with_detail(f"The connection to {label} broke in the middle of a reply; the "
                          "text so far is kept. Send the message again to retry.", detail),
             provider=target.kind,
-        ))
+        )
     if isinstance(exc, openai.APITimeoutError):
-        return Classified(ProviderTimeoutError(
+        return ProviderTimeoutError(
             f"{label} did not answer in time ({target.url}). Try again, or raise "
             "request_timeout_s / connect_timeout_s in Settings.",
             provider=target.kind,
-        ), RETRY_BACKOFF)
+        )
     if isinstance(exc, openai.APIConnectionError):
-        return Classified(ProviderConnectionError(
+        return ProviderConnectionError(
             f"Could not connect to {label} at {target.url}. Check your network connection "
             f"and {target.url_setting}.",
             provider=target.kind,
-        ), RETRY_BACKOFF)
+        )
     if not isinstance(exc, openai.APIStatusError) or status is None:
         if isinstance(exc, openai.APIError):
             # An error event inside an SSE stream before any text.
-            return Classified(ServerError(
+            return ServerError(
                 _with_detail(f"{label} reported an error while streaming.",
                              _server_message(exc, secret)),
                 provider=target.kind,
-            ), RETRY_BACKOFF)
-        return Classified(ProviderError(
+            )
+        return ProviderError(
             f"Unexpected error talking to {label}: {type(exc).__name__}.",
             provider=target.kind,
-        ))
+        )
     detail = _server_message(exc, secret)
     body = _error_body(exc)
     code = str(body.get("code") or "")
     if status in (401, 403):
         what = "rejected the API key" if status == 401 else "refused access with this key"
-        return Classified(AuthError(
+        return AuthError(
             f"{label} {what} ({status}). Check {target.key_setting} in your environment or "
             f".env file (or the key stored in Settings)"
             + (f", and that it belongs to {target.url}." if target.kind == "azure" else "."),
             setting=target.key_setting, provider=target.kind, status_code=status,
-        ))
+        )
     if status == 404:
         if target.kind == "azure" and code == "DeploymentNotFound":
             message = (f"Azure OpenAI has no {target.what} at {target.url} (404). Check "
@@ -193,45 +179,45 @@ def classify(
         else:
             message = (f"{label} has no {target.what} (404). Check {target.model_setting}"
                        + (f" and {target.url_setting}." if target.kind == "compatible" else "."))
-        return Classified(NotFoundError(
+        return NotFoundError(
             _with_detail(message, detail), target=target.model, provider=target.kind,
             status_code=status,
-        ))
+        )
     if status == 429 and code == "insufficient_quota":
-        return Classified(RateLimitError(
+        return RateLimitError(
             f"{label} says the account has no quota left (insufficient_quota). Check the "
             "plan and billing of the account that owns the key, or use another provider.",
             provider=target.kind, status_code=status,
-        ))
+        )
     if status == 429:
         wait = parse_retry_after(exc.response.headers)
         when = "Wait a moment and try again"
         if wait is not None:
             when = f"Wait {wait:.0f} s and try again"
-        return Classified(RateLimitError(
+        return RateLimitError(
             f"{label} is rate limiting {target.what} (429). {when}, or ask for fewer "
             "candidates per turn.",
             retry_after=wait, provider=target.kind, status_code=status,
-        ), RETRY_RATE, wait)
+        )
     if status >= 500:
-        return Classified(ServerError(
+        return ServerError(
             _with_detail(f"{label} had a server error ({status}). Try again in a moment.",
                          detail),
             provider=target.kind, status_code=status,
-        ), RETRY_BACKOFF)
+        )
     if code == "content_filter":
         inner = body.get("innererror") if isinstance(body.get("innererror"), dict) else {}
         cats = content_filter_categories((inner or {}).get("content_filter_result"))
         why = f" (flagged: {', '.join(cats)})" if cats else ""
-        return Classified(ContentFilterError(
+        return ContentFilterError(
             f"{label}'s content filter blocked this prompt{why}. Rephrase the message and "
             "send it again.",
             provider=target.kind, status_code=status,
-        ))
+        )
     hint = ""
     if target.version_setting and "api version" in detail.lower():
         hint = f" Check {target.version_setting}."
-    return Classified(InvalidRequestError(
+    return InvalidRequestError(
         _with_detail(f"{label} refused the request ({status}).{hint}", detail),
         provider=target.kind, status_code=status,
-    ))
+    )

@@ -18,15 +18,13 @@ import pytest
 
 from rlhf_desktop import config
 from rlhf_desktop.config import Settings
-from rlhf_desktop.providers.openai_client import OpenAIChatProvider, RetryPolicy
+from rlhf_desktop.providers.openai_client import OpenAIChatProvider
 from tests.azure_server import AzureServer
 
 T = TypeVar("T")
 AZURE_KEY = "sk-azure-SECRET-4f1c9e27b6d0"
 OPENAI_KEY = "sk-openai-SECRET-8a3d2e15c7f9"
 API_VERSION = "2024-10-21"
-FAST_RETRY = RetryPolicy(max_retries=2, backoff_base_s=0.01, backoff_max_s=0.05,
-                         max_retry_after_s=2.0)
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -171,11 +169,10 @@ def azure_server() -> Iterator[AzureServer]:
 
 def azure_provider(server: AzureServer, *, key: str = AZURE_KEY, deployment: str = "gpt-test",
                    api_version: str = API_VERSION, settings: Settings | None = None,
-                   retry: RetryPolicy | None = FAST_RETRY,
                    streaming: bool = True) -> OpenAIChatProvider:
     """An Azure provider pointed at the test server."""
     return OpenAIChatProvider.from_azure(
         endpoint=server.endpoint, api_key=key, deployment=deployment,
-        api_version=api_version, settings=settings or fast_settings(), retry=retry,
+        api_version=api_version, settings=settings or fast_settings(),
         streaming=streaming,
     )

@@ -22,7 +22,7 @@ from rlhf_desktop.providers import (
     ServerError,
     StreamInterrupted,
 )
-from rlhf_desktop.providers.openai_client import OpenAIChatProvider, RetryPolicy
+from rlhf_desktop.providers.openai_client import OpenAIChatProvider
 from tests.azure_server import AzureServer, reply_tokens
 from tests.providers.conftest import (
     API_VERSION,
@@ -181,6 +181,26 @@ def test_long_retry_after_fails_at_once(azure_server: AzureServer) -> None:
     assert len(azure_server.requests) == 1
 
 
+def test_no_quota_is_not_retried(azure_server: AzureServer) -> None:
+    azure_server.inject("rate_limit", times=10, retry_after=0.05, code="insufficient_quota")
+    with pytest.raises(RateLimitError, match="insufficient_quota") as info:
+        run(collect(azure_provider(azure_server), SamplingParams(n=2)))
+    assert "billing" in str(info.value)
+    assert len(azure_server.requests) == 1
+
+
+def test_stream_failing_before_its_first_token_is_sent_again(
+        azure_server: AzureServer) -> None:
+    """The client never retries a started stream; one that failed before any text is."""
+    for fault in ("sse_error", "drop_mid"):
+        azure_server.reset()
+        azure_server.inject(fault, times=1, after=0)
+        _, done = run(collect(azure_provider(azure_server), SamplingParams(n=2)))
+        assert [done[i].candidate.text for i in range(2)] == [expected(i, azure_server)
+                                                             for i in range(2)]
+        assert len(azure_server.requests) == 2, fault
+
+
 def test_server_errors_are_retried_then_reported(azure_server: AzureServer) -> None:
     azure_server.inject("server_error", times=2)
     _, done = run(collect(azure_provider(azure_server), SamplingParams(n=2)))
@@ -205,8 +225,7 @@ def test_connection_refused() -> None:
     port = free_port()
     provider = OpenAIChatProvider.from_azure(
         endpoint=f"http://127.0.0.1:{port}", api_key=AZURE_KEY, deployment="gpt-test",
-        api_version=API_VERSION, settings=fast_settings(),
-        retry=RetryPolicy(max_retries=1, backoff_base_s=0.01),
+        api_version=API_VERSION, settings=fast_settings(max_retries=1),
     )
     with pytest.raises(ProviderConnectionError) as info:
         run(collect(provider, SamplingParams(n=2)))
@@ -220,7 +239,8 @@ def test_read_timeout(azure_server: AzureServer) -> None:
                           SamplingParams(n=2)))  # slow once, then fine
     assert len(done) == 2 and len(azure_server.requests) == 2
     azure_server.inject("slow", times=10, delay=1.5)
-    provider = azure_provider(azure_server, settings=settings, retry=RetryPolicy(max_retries=0))
+    provider = azure_provider(azure_server,
+                              settings=fast_settings(request_timeout_s=0.3, max_retries=0))
     started = time.perf_counter()
     with pytest.raises(ProviderTimeoutError, match="request_timeout_s"):
         run(collect(provider, SamplingParams(n=2)))

@@ -8,7 +8,6 @@ import time
 from rlhf_desktop.domain import Message, SamplingParams
 from rlhf_desktop.providers import Delta, Done, ProviderError, RateLimitError, build_messages
 from rlhf_desktop.providers.base import CandidateTracker
-from rlhf_desktop.providers.openai_client import RetryPolicy
 from rlhf_desktop.providers.openai_errors import parse_retry_after, redact_secret
 
 
@@ -30,13 +29,6 @@ def test_retry_after_forms() -> None:
     assert wait is not None and 25 <= wait <= 31
     assert parse_retry_after({"retry-after": "soon"}) is None
     assert parse_retry_after({}) is None
-
-
-def test_backoff_grows_and_is_capped() -> None:
-    policy = RetryPolicy(backoff_base_s=1.0, backoff_max_s=4.0)
-    assert 0.8 <= policy.backoff(0) <= 1.2
-    assert 1.6 <= policy.backoff(1) <= 2.4
-    assert policy.backoff(10) <= 4.8
 
 
 def test_tracker_times_and_snapshots() -> None:
@@ -62,18 +54,14 @@ def test_errors_are_plain_and_carry_partials() -> None:
     assert redact_secret("key sk-123456 here", "sk-123456") == "key *** here"
 
 
-def test_quota_exhausted_is_not_retried() -> None:
-    import httpx2
-    import openai
+def test_which_429s_are_not_retried() -> None:
+    """No quota, or a wait longer than the app waits out: fail at once (openai_retry)."""
+    from rlhf_desktop.providers.openai_retry import final_429
 
-    from rlhf_desktop.providers.openai_errors import RETRY_NONE, Target, classify
-
-    target = Target(kind="openai", label="OpenAI", url="https://api.openai.com/v1",
-                    model="gpt-4o-mini", key_setting="OPENAI_API_KEY",
-                    model_setting="OPENAI_MODEL", url_setting="OPENAI_BASE_URL")
-    response = httpx2.Response(429, request=httpx2.Request("POST", target.url))
-    exc = openai.RateLimitError("quota", response=response,
-                                body={"code": "insufficient_quota", "message": "no quota"})
-    result = classify(exc, target, None, streamed=False)
-    assert isinstance(result.error, RateLimitError) and result.retry == RETRY_NONE
-    assert "insufficient_quota" in str(result.error)
+    quota = b'{"error": {"code": "insufficient_quota", "message": "no quota"}}'
+    busy = b'{"error": {"code": "429", "message": "Requests ... exceeded"}}'
+    assert final_429(429, {}, quota)
+    assert not final_429(429, {"retry-after": "2"}, busy)
+    assert final_429(429, {"retry-after": "31"}, busy)
+    assert not final_429(500, {"retry-after": "31"}, busy)
+    assert not final_429(429, {}, b"not json")
