@@ -109,3 +109,30 @@ def test_a_finished_run_started_again_reuses_its_version(tmp_path):
     assert _already_exported(cfg, result) == version
     result.steps = 4  # resumed with more steps: a new version
     assert _already_exported(cfg, result) is None
+
+
+def _cli_commands():
+    from rlhf_desktop import cli
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return cli, sub.choices
+
+
+def test_rlhf_desktop_tune_and_openai_dpo_export_are_wired_into_the_cli(capsys, data_home):
+    cli, commands = _cli_commands()
+    if "tune" not in commands:
+        pytest.skip("rlhf_desktop/cli does not add `tune` yet (add_tune_parser/run_tune)")
+    assert cli.main(["tune", "--list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert cli.main(["tune", "--max-steps", "1"]) == 2
+    assert "no preference pairs" in capsys.readouterr().err
+    from rlhf_desktop.domain import Message, PreferencePair
+    from rlhf_desktop.storage.repo import Repository
+
+    repo = Repository.open()
+    repo.add_pairs([PreferencePair(prompt=(Message("user", "q"),), chosen="a", rejected="b")])
+    repo.close()
+    assert cli.main(["export", "--format", "openai-dpo"]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert line["preferred_output"] == [{"role": "assistant", "content": "a"}]
