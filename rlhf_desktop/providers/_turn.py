@@ -39,7 +39,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlhf_desktop.providers.base import CandidateTracker, Done, Restart
+from rlhf_desktop.providers.base import CANCELLED, ERROR, CandidateTracker, Done, Restart
 from rlhf_desktop.providers.errors import ProviderError, StreamInterrupted
 
 log = logging.getLogger(__name__)
@@ -192,6 +192,30 @@ class TurnRequests:
     def _fail(self, index: int, error: ProviderError) -> None:
         self.first_failure = self.first_failure or error
         self.failures[index] = error
+
+    def finish(self, *, cancelled: bool) -> list[Done]:
+        """When no request runs any more: ``Done`` for every candidate still unfinished.
+
+        Failed ones get ``finish_reason="error"`` and their ``error``; on a cancel the rest
+        become ``cancelled`` with the text that arrived. When every candidate failed, the
+        first error is raised instead, with all candidates in its ``partial``.
+        """
+        tracker = self.tracker
+        if not cancelled and self.first_failure is not None and not tracker.finished:
+            for i, error in self.failures.items():
+                tracker.finish(i, ERROR, error=error.message)
+            self.first_failure.partial = tracker.snapshot()
+            raise self.first_failure
+        events = []
+        for i in tracker.unfinished():
+            failure = self.failures.get(i)
+            if failure is not None:
+                done = tracker.finish(i, ERROR, error=failure.message)
+            else:
+                done = tracker.finish(i, CANCELLED) if cancelled else None
+            if done is not None:
+                events.append(done)
+        return events
 
     # ------------------------------------------------------------------ end-of-stream rules
 

@@ -33,8 +33,6 @@ from rlhf_desktop.providers._turn import (
     put_on_set,
 )
 from rlhf_desktop.providers.base import (
-    CANCELLED,
-    ERROR,
     BaseProvider,
     Delta,
     StreamEvent,
@@ -182,9 +180,9 @@ class OpenAIChatProvider(BaseProvider):
 
         turn = TurnRequests(max(1, params.n), params.seed, seed_base, self._learned,
                             self.target.label, runner)
-        tracker, queue = turn.tracker, turn.queue
-        wire = Wire(self._client, build_messages(messages, params), params, tracker, queue,
-                    self.target.label, self._secret)
+        queue = turn.queue
+        wire = Wire(self._client, build_messages(messages, params), params, turn.tracker,
+                    queue, self.target.label, self._secret)
         turn.start()
         watcher = asyncio.create_task(put_on_set(cancel, queue)) if cancel else None
         cancelled = False
@@ -211,22 +209,8 @@ class OpenAIChatProvider(BaseProvider):
                 for request in list(turn.running):
                     for event in turn.on_end(request, final=True, cancelled=True):
                         yield event
-                for i in tracker.unfinished():
-                    failure = turn.failures.get(i)
-                    done = (tracker.finish(i, ERROR, error=failure.message) if failure
-                            else tracker.finish(i, CANCELLED))
-                    if done is not None:
-                        yield done
-                return
-            if turn.first_failure is not None and not tracker.finished:
-                for i, error in turn.failures.items():
-                    tracker.finish(i, ERROR, error=error.message)
-                turn.first_failure.partial = tracker.snapshot()
-                raise turn.first_failure
-            for i in sorted(turn.failures):
-                done = tracker.finish(i, ERROR, error=turn.failures[i].message)
-                if done is not None:
-                    yield done
+            for done in turn.finish(cancelled=cancelled):
+                yield done
         finally:
             await cancel_all(turn.tasks | ({watcher} if watcher else set()))
 
