@@ -340,8 +340,8 @@ def void_error(label: str, kind: str, times: int, *, has_text: bool) -> StreamIn
     return StreamInterrupted(
         f"{what}{kept}. A server that handles one request at a time (llama.cpp's server, "
         "also behind a proxy such as LiteLLM) does this when another request interrupts "
-        "it. Regenerate the turn, and check that no other program uses the server at the "
-        "same time.")
+        "it. Ask for it again (Regenerate), and check that no other program uses the "
+        "server at the same time.")
 
 
 def interrupted(label: str, *, seen: bool) -> StreamInterrupted:
