@@ -160,3 +160,29 @@ def test_models_lists_versions_and_use_rolls_back(tmp_path, hh_data, data_home):
     assert missing.returncode == 2 and "versions: v1, v2" in missing.stderr
     assert "v2" in cli("use", "latest").stdout
     assert json.loads(cli("models", "--json").stdout)["in_use"] == 2
+
+
+@pytest.mark.slow
+def test_eval_with_a_model_saved_before_training_keys_uses_the_stored_pairs(
+        tmp_path, hh_data, data_home):
+    import io
+
+    import joblib
+
+    from rlhf_desktop.reward import signing
+
+    rows = hh_rows(hh_data, 0, 30)
+    cli("import", str(write_jsonl(tmp_path / "train.jsonl", rows)))
+    cli("train")
+    folder = data_home / "models" / "v0001"
+    payload = joblib.load(folder / "reward_model.joblib")
+    del payload["train_keys"]  # as the previous code saved it
+    buffer = io.BytesIO()
+    joblib.dump(payload, buffer)
+    (folder / "reward_model.joblib").write_bytes(buffer.getvalue())
+    key = signing.load_key(create=False)
+    (folder / "reward_model.joblib.sig").write_text(signing.sign(buffer.getvalue(), key))
+    proc = cli("eval", "--data", str(write_jsonl(tmp_path / "e.jsonl", rows[:10])), "--json")
+    result = json.loads(proc.stdout)
+    assert result["training_data_source"] == "stored" and result["pairs_in_training_data"] == 10
+    assert "may have been trained on them" in proc.stderr and result["accuracy_unseen"] is None
