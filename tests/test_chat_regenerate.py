@@ -8,8 +8,13 @@ import asyncio
 import pytest
 
 from rlhf_desktop.domain import Message, SamplingParams
-from rlhf_desktop.providers.base import Delta, StreamEvent
-from rlhf_desktop.services.chat import ChatService, TurnControl, TurnFailed, failed_indices
+from rlhf_desktop.services.chat import (
+    ChatService,
+    Listener,
+    TurnControl,
+    TurnFailed,
+    failed_indices,
+)
 from rlhf_desktop.services.rewards import RewardService
 from rlhf_desktop.storage.repo import Repository, StorageError
 from tests.azure_server import AzureServer
@@ -35,10 +40,10 @@ def test_regenerate_replaces_only_the_asked_replies_and_keeps_a_good_one_on_fail
         repo, chat = services(server, retries=0)
         conv = repo.create_conversation("t")
         params = SamplingParams(n=3, max_tokens=50)
-        turn = await chat.send(conv.id, [Message("user", "hi")], params)
+        turn = await chat.send_messages(conv.id, [Message("user", "hi")], params=params)
         before = [(c.id, c.text) for c in turn.candidates]
 
-        result = await chat.regenerate(turn, [2], params)
+        result = await chat.regenerate(turn, [2], params=params)
         assert result.replaced == [2] and not result.kept
         after = [(c.id, c.text) for c in repo.get_turn(turn.id or 0).candidates]
         assert after[:2] == before[:2]
@@ -46,14 +51,14 @@ def test_regenerate_replaces_only_the_asked_replies_and_keeps_a_good_one_on_fail
 
         # A failed attempt never replaces a good reply; it is reported instead.
         server.inject("server_error", times=1)
-        result = await chat.regenerate(turn, [0], params)
+        result = await chat.regenerate(turn, [0], params=params)
         assert result.replaced == [] and 0 in result.kept and result.kept[0]
         assert repo.get_turn(turn.id or 0).candidates[0].text == before[0][1]
 
         # After a pick, replies are not replaced (the pick's pairs hold their text).
         repo.record_pick(turn.id or 0, before[1][0] or 0)
         with pytest.raises(StorageError):
-            await chat.regenerate(turn, [2], params)
+            await chat.regenerate(turn, [2], params=params)
         await chat.provider.aclose()
         repo.close()
 
@@ -71,14 +76,14 @@ def test_stop_one_reply_keeps_its_text_and_lets_the_others_finish(server: AzureS
         control = TurnControl(range(3))
         seen: dict[int, str] = {}
 
-        def on_event(event: StreamEvent) -> None:
-            if isinstance(event, Delta):
-                seen[event.index] = seen.get(event.index, "") + event.text
-                if event.index == 1 and len(seen[1].split()) >= 5:
-                    control.stop_one(1)
+        def on_delta(index: int, text: str) -> None:
+            seen[index] = seen.get(index, "") + text
+            if index == 1 and len(seen[1].split()) >= 5:
+                control.stop_one(1)
 
-        turn = await chat.send(conv.id, [Message("user", "story")],
-                               SamplingParams(n=3, max_tokens=100), control, on_event)
+        turn = await chat.send_messages(conv.id, [Message("user", "story")], control,
+                                        Listener(on_delta=on_delta),
+                                        SamplingParams(n=3, max_tokens=100))
         stopped = turn.candidates[1]
         assert stopped.finish_reason == "cancelled" and stopped.text == seen[1]
         assert len(stopped.text.split()) < 10
@@ -97,7 +102,7 @@ def test_a_failed_turn_is_saved_with_every_reply_marked_failed(server: AzureServ
         conv = repo.create_conversation("t")
         server.inject("server_error", times=1)
         with pytest.raises(TurnFailed) as info:
-            await chat.send(conv.id, [Message("user", "hi")], SamplingParams(n=4))
+            await chat.send_messages(conv.id, [Message("user", "hi")], params=SamplingParams(n=4))
         turn = info.value.turn
         assert [c.index for c in turn.candidates] == [0, 1, 2, 3]
         assert failed_indices(turn) == [0, 1, 2, 3]

@@ -33,12 +33,14 @@ def test_no_key_in_data_folder_logs_or_exports(data_home, monkeypatch, tmp_path)
             repo = Repository.open()
             chat = ChatService(repo, RewardService(), provider)
             conv = repo.create_conversation("secret test")
-            turn = await chat.send(conv.id, [Message("user", "hello")], SamplingParams(n=3))
+            turn = await chat.send_messages(conv.id, [Message("user", "hello")],
+                                            params=SamplingParams(n=3))
             LabelingService(repo).pick(turn, turn.candidates[1].id, reason="ok")
             for fault in ("auth", "server_error", "content_filter", "drop"):
                 server.inject(fault, times=5)
                 with pytest.raises(TurnFailed) as info:
-                    await chat.send(conv.id, [Message("user", "again")], SamplingParams(n=2))
+                    await chat.send_messages(conv.id, [Message("user", "again")],
+                                             params=SamplingParams(n=2))
                 log.error("turn failed: %s / %r", info.value, info.value.error)
             try:
                 raise RuntimeError(f"a crash whose text holds the key {KEY}")

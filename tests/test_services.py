@@ -6,8 +6,7 @@ import asyncio
 
 import pytest
 
-from rlhf_desktop.domain import Message, PreferencePair, SamplingParams
-from rlhf_desktop.providers.base import Delta, Done
+from rlhf_desktop.domain import Candidate, Message, PreferencePair, SamplingParams
 from rlhf_desktop.reward.model import MODEL_FILENAME
 from rlhf_desktop.services.chat import ChatService, TurnFailed, history, ranked
 from rlhf_desktop.services.labeling import LabelingService
@@ -61,11 +60,10 @@ def test_turn_streams_saves_and_ranks(server, shared_embedder):
         seed_pairs(repo)
         await asyncio.get_running_loop().run_in_executor(None, rewards.train_now)
         conv = repo.create_conversation("t")
-        events = []
-        turn = await chat.send(conv.id, [Message("user", "hello")], SamplingParams(n=4),
-                               on_event=events.append)
-        assert sum(isinstance(e, Done) for e in events) == 4
-        assert sum(isinstance(e, Delta) for e in events) > 4  # really streamed
+        deltas, dones = [], []
+        turn = await chat.send(conv.id, "hello", lambda i, t: deltas.append(i), dones.append)
+        assert len(dones) == 4 and all(isinstance(c, Candidate) for c in dones)
+        assert len(deltas) > 4  # really streamed
         stored = repo.list_turns(conv.id)[0]
         assert [c.text for c in stored.candidates] == [c.text for c in turn.candidates]
         assert all(c.model_version == 1 and c.score is not None for c in stored.candidates)
@@ -81,7 +79,8 @@ def test_untrained_ranking_keeps_provider_order(server):
         rewards = RewardService()
         chat = ChatService(repo, rewards, azure_provider(server))
         conv = repo.create_conversation("t")
-        turn = await chat.send(conv.id, [Message("user", "hi")], SamplingParams(n=3))
+        turn = await chat.send_messages(conv.id, [Message("user", "hi")],
+                                        params=SamplingParams(n=3))
         assert [c.index for c in ranked(turn.candidates)] == [0, 1, 2]
         assert all(c.score is None for c in turn.candidates)
         assert not rewards.embedder.loaded  # nothing to rank with, nothing loaded
@@ -97,7 +96,8 @@ def test_fault_keeps_prompt_and_partial_replies(server):
         conv = repo.create_conversation("t")
         server.inject("drop_mid", times=10, after=2)
         with pytest.raises(TurnFailed) as info:
-            await chat.send(conv.id, [Message("user", "tell me")], SamplingParams(n=2))
+            await chat.send_messages(conv.id, [Message("user", "tell me")],
+                                     params=SamplingParams(n=2))
         turn = repo.list_turns(conv.id)[0]
         assert turn.messages == [Message("user", "tell me")]
         assert info.value.turn.id == turn.id
@@ -114,7 +114,8 @@ def test_pick_undo_and_context(server):
         chat = ChatService(repo, RewardService(), azure_provider(server))
         labels = LabelingService(repo)
         conv = repo.create_conversation("t")
-        turn = await chat.send(conv.id, [Message("user", "hi")], SamplingParams(n=4))
+        turn = await chat.send_messages(conv.id, [Message("user", "hi")],
+                                        params=SamplingParams(n=4))
         # Unlabeled: the top-ranked (here: first) reply continues the conversation.
         assert history([turn])[-1].content == turn.candidates[0].text
         pick = labels.pick(turn, turn.candidates[2].id, reason=None)

@@ -1,6 +1,10 @@
 """One chat turn: generate N candidates → score them → persist. Qt-free asyncio.
 
-Embedding and scoring run in a worker thread (``run_in_executor``), never on the loop.
+:meth:`ChatService.send` takes the conversation (None: a new one) and the user's text,
+builds the history from the database, streams the replies to plain callbacks
+(``on_delta(index, text)``, ``on_done(candidate)``, ``on_restart(index)``: no provider types
+reach the caller), saves the turn, ranks it, and ranks it again when a newer reward model
+landed meanwhile. Embedding and scoring run in a worker thread, never on the loop.
 """
 
 from __future__ import annotations
@@ -22,10 +26,37 @@ from rlhf_desktop.providers.base import (
     StreamEvent,
 )
 from rlhf_desktop.providers.errors import ProviderError
+from rlhf_desktop.services.conversations import ConversationService
 from rlhf_desktop.services.rewards import RewardService
-from rlhf_desktop.storage.repo import Repository
+from rlhf_desktop.storage.repo import Repository, StorageError
 
 log = logging.getLogger(__name__)
+
+__all__ = ["ChatService", "Regenerated", "StorageError", "TurnControl", "TurnFailed",
+           "failed_indices", "history", "ranked"]
+
+OnDelta = Callable[[int, str], None]
+OnDone = Callable[[Candidate], None]
+OnRestart = Callable[[int], None]
+
+
+@dataclass
+class Listener:
+    """The callbacks of one streamed turn (each optional)."""
+
+    on_delta: OnDelta | None = None
+    on_done: OnDone | None = None
+    on_restart: OnRestart | None = None
+
+    def __call__(self, event: StreamEvent) -> None:
+        if isinstance(event, Delta):
+            if self.on_delta is not None:
+                self.on_delta(event.index, event.text)
+        elif isinstance(event, Done):
+            if self.on_done is not None:
+                self.on_done(event.candidate)
+        elif isinstance(event, Restart) and self.on_restart is not None:
+            self.on_restart(event.index)
 
 
 class TurnFailed(Exception):
@@ -89,13 +120,6 @@ def failed_indices(turn: Turn) -> list[int]:
     return [c.index for c in turn.candidates if c.error or not c.text.strip()]
 
 
-@dataclass
-class TurnContext:
-    """What the next turn sends: the conversation so far."""
-
-    messages: list[Message]
-
-
 def reply_for_context(turn: Turn) -> Candidate | None:
     """The reply that continues the conversation: the pick, else the top-ranked reply."""
     usable = [c for c in turn.candidates if c.text.strip()]
@@ -134,45 +158,92 @@ class ChatService:
         rewards: RewardService,
         provider: Provider,
         executor: Executor | None = None,
+        *,
+        conversations: ConversationService | None = None,
+        params: Callable[[], SamplingParams] = SamplingParams,
     ) -> None:
         self.repo = repo
         self.rewards = rewards
         self.provider = provider
         self.executor = executor or ThreadPoolExecutor(1, thread_name_prefix="rank")
+        self.conversations = conversations
+        self.params = params
+        """What a turn asks for (the session passes its settings)."""
+
+    def next_messages(self, conversation_id: int | None, text: str) -> list[Message]:
+        """What sending ``text`` in the conversation would send: its history plus ``text``."""
+        turns = self.repo.list_turns(conversation_id) if conversation_id is not None else []
+        return [*history(turns), Message("user", text.strip())]
 
     async def send(
         self,
+        conversation_id: int | None,
+        text: str,
+        on_delta: OnDelta | None = None,
+        on_done: OnDone | None = None,
+        cancel: asyncio.Event | TurnControl | None = None,
+        *,
+        on_restart: OnRestart | None = None,
+        on_conversation: Callable[[int], None] | None = None,
+    ) -> Turn:
+        """Send the user's ``text`` as the next turn of the conversation (None: a new one,
+        titled after the text, whose id goes to ``on_conversation`` before streaming).
+
+        Raises :class:`TurnFailed` (the turn is saved with every partial reply)."""
+        messages = self.next_messages(conversation_id, text)
+        if conversation_id is None:
+            conversation_id = self._new_conversation(text)
+            if on_conversation is not None:
+                on_conversation(conversation_id)
+        return await self.send_messages(conversation_id, messages, cancel,
+                                        Listener(on_delta, on_done, on_restart))
+
+    def _new_conversation(self, text: str) -> int:
+        title = " ".join(text.split())[:60].strip() or "New chat"
+        if self.conversations is not None:
+            return self.conversations.create(title).id
+        return self.repo.create_conversation(title).id
+
+    async def send_messages(
+        self,
         conversation_id: int,
         messages: list[Message],
-        params: SamplingParams,
         cancel: asyncio.Event | TurnControl | None = None,
-        on_event: Callable[[StreamEvent], None] | None = None,
+        listener: Listener | None = None,
+        params: SamplingParams | None = None,
     ) -> Turn:
-        """Stream N candidates, save the turn, rank it. Raises :class:`TurnFailed`.
+        """Stream N candidates for exactly ``messages`` (a regenerated turn), save the turn,
+        rank it. Raises :class:`TurnFailed`.
 
         ``cancel`` is an event (stops every reply) or a :class:`TurnControl` (also stops
         one reply). A failed turn is saved with all N replies, the missing ones as failed.
         """
+        params = params or self.params()
         control = cancel if isinstance(cancel, TurnControl) else None
         event = cancel.cancel if isinstance(cancel, TurnControl) else cancel
         mapping = {i: i for i in range(params.n)}
         try:
-            done = await self._stream(messages, params, event, control, mapping, on_event)
+            done = await self._stream(messages, params, event, control, mapping, listener)
         except _Failed as failed:
             turn = self._save(conversation_id, messages, params, failed.candidates)
             raise TurnFailed(failed.error, turn) from failed.error
         candidates = [done[i] for i in sorted(done)]
         turn = self._save(conversation_id, messages, params, candidates)
         await self.rank(turn)
+        if self.rewards.version is not None and self._stale(turn):
+            await self.rank(turn)  # a newer model landed while this turn was ranked
         return turn
+
+    def _stale(self, turn: Turn) -> bool:
+        return any(c.model_version != self.rewards.version for c in turn.candidates)
 
     async def regenerate(
         self,
         turn: Turn,
         indices: list[int],
-        params: SamplingParams,
         control: TurnControl | None = None,
-        on_event: Callable[[StreamEvent], None] | None = None,
+        listener: Listener | None = None,
+        params: SamplingParams | None = None,
     ) -> Regenerated:
         """Ask again for replies ``indices`` of a saved, unpicked turn and replace them.
 
@@ -182,10 +253,10 @@ class ChatService:
         """
         assert turn.id is not None and indices
         mapping = dict(enumerate(indices))
-        params = replace(params, n=len(indices))
+        params = replace(params or self.params(), n=len(indices))
         event = control.cancel if control is not None else None
         try:
-            done = await self._stream(turn.messages, params, event, control, mapping, on_event)
+            done = await self._stream(turn.messages, params, event, control, mapping, listener)
         except _Failed as failed:
             done = {c.index: c for c in failed.candidates}
         old = {c.index: c for c in turn.candidates}
@@ -211,7 +282,7 @@ class ChatService:
         cancel: asyncio.Event | None,
         control: TurnControl | None,
         mapping: dict[int, int],
-        on_event: Callable[[StreamEvent], None] | None,
+        listener: Listener | None,
     ) -> dict[int, Candidate]:
         """Run the provider; events and candidates carry ``mapping[provider index]``.
         Raises :class:`_Failed` with every reply (missing ones as failed) on a fault."""
@@ -220,8 +291,8 @@ class ChatService:
         stopped = control.stopped if control is not None else set()
 
         def emit(event: StreamEvent) -> None:
-            if on_event is not None:
-                on_event(event)
+            if listener is not None:
+                listener(event)
 
         try:
             async for event in self.provider.stream(messages, params, cancel):

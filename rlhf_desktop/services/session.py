@@ -108,7 +108,8 @@ class AppSession:
         self.provider = provider
         self.provider_reason = why
         self.provider_error = None
-        self.chat = ChatService(self._repo, self._rewards, provider, self._rank_executor)
+        self.chat = ChatService(self._repo, self._rewards, provider, self._rank_executor,
+                                conversations=self.conversations, params=self.sampling_params)
         self._provider_ready.set()
 
     async def start(self) -> None:
@@ -196,6 +197,11 @@ class AppSession:
         self.hooks.labels_did_change()
         self._retrainer.label_recorded()
         return pick
+
+    @property
+    def can_undo_pick(self) -> bool:
+        """Whether this session recorded a pick that :meth:`undo_pick` would undo."""
+        return self._labeling.can_undo
 
     def set_reason(self, pick: Pick, reason: str | None) -> None:
         """Attach the optional one-line reason to a pick."""

@@ -203,39 +203,6 @@ class Backend(QObject):
         self.latest = self.session.models.latest()
         self.labels_changed.emit()
 
-    # ------------------------------------------------------------------ transitional
-    # The chat page still reaches these while its move to the session API is pending.
-
-    @property
-    def repo(self) -> Any:
-        """Transitional: the session's repository."""
-        return self.session._repo
-
-    @property
-    def labeling(self) -> Any:
-        """Transitional: the session's labeling service."""
-        return self.session._labeling
-
-    @property
-    def rewards(self) -> Any:
-        """Transitional: the session's reward service."""
-        return self.session._rewards
-
-    @property
-    def retrainer(self) -> Any:
-        """Transitional: the session's retrainer."""
-        return self.session._retrainer
-
-    def label_recorded(self) -> None:
-        """Transitional: a pick was recorded by the labeling service directly."""
-        self.session.hooks.labels_did_change()
-        self.session._retrainer.label_recorded()
-
-    def labels_removed(self) -> None:
-        """Transitional: labels were removed directly."""
-        self.session.hooks.labels_did_change()
-        self.refresh_status()
-
     # ------------------------------------------------------------------ shutdown
 
     async def aclose(self) -> None:

@@ -18,10 +18,9 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QWidget
 
-from rlhf_desktop.providers.base import Delta, Done, Restart, StreamEvent
-from rlhf_desktop.services.chat import TurnControl, failed_indices
+from rlhf_desktop.domain import Candidate
+from rlhf_desktop.services.chat import Listener, StorageError, TurnControl, failed_indices
 from rlhf_desktop.services.labeling import Pick
-from rlhf_desktop.storage.repo import StorageError
 from rlhf_desktop.ui.backend import Backend
 from rlhf_desktop.ui.composer import Composer, alt_digit, plain_digit
 from rlhf_desktop.ui.turn_widget import TurnWidget
@@ -94,7 +93,7 @@ class PickActions:
         if turn.chosen_candidate_id == card.candidate.id:
             return
         try:
-            pick = self.backend.labeling.pick(turn, card.candidate.id)
+            pick = self.backend.session.pick(turn, card.candidate.id)
         except StorageError as exc:
             self._say(str(exc))
             return
@@ -106,7 +105,6 @@ class PickActions:
         agreed = "" if pick.agreed is None else (
             " · the model agreed" if pick.agreed else " · the model ranked another reply first")
         self._say(f"Saved your pick: {pick.pairs} preference pairs{agreed} · Alt+Z undoes it")
-        self.backend.label_recorded()
 
     def _set_last_pick(self, turn_id: int | None) -> None:
         if turn_id is not None:
@@ -122,13 +120,13 @@ class PickActions:
         turn = widget.turn
         pick = self._picks.get(turn.id) if turn is not None and turn.id is not None else None
         if pick is not None and isinstance(reason, str) and reason:
-            self.backend.labeling.set_reason(pick, reason)
+            self.backend.session.set_reason(pick, reason)
             self._say("Reason saved")
         self.composer.setFocus(Qt.FocusReason.OtherFocusReason)
 
     def undo_pick(self) -> None:
         """Alt+Z (or Undo pick): undo the last pick of this session and its pairs."""
-        pick = self.backend.labeling.undo()
+        pick = self.backend.session.undo_pick()
         if pick is None:
             self._say("No pick to undo")
             return
@@ -145,11 +143,10 @@ class PickActions:
             self.composer.setFocus(Qt.FocusReason.OtherFocusReason)
         where = f"“{short(prompt)}”" if prompt else "an earlier turn"
         self._say(f"Undid the pick on {where} and its {pick.pairs} pairs")
-        self.backend.labels_removed()
 
     def _undo_empty_composer(self) -> None:
         """Ctrl+Z in the message box with no typing to undo: say what Alt+Z does."""
-        if self.backend.labeling.can_undo:
+        if self.backend.session.can_undo_pick:
             self._say("Nothing to undo in the message box — Alt+Z undoes the last pick")
         else:
             self._say("Nothing to undo in the message box")
@@ -211,17 +208,12 @@ class PickActions:
                               action="retry_failed", button="")
             return
 
-        def on_event(event: StreamEvent) -> None:
-            if isinstance(event, Delta):
-                widget.on_delta(event.index, event.text)
-            elif isinstance(event, Done):
-                widget.on_done(event.index, event.candidate)
-            elif isinstance(event, Restart):
-                widget.on_restart(event.index)
+        def on_done(candidate: Candidate) -> None:
+            widget.on_done(candidate.index, candidate)
 
         try:
-            result = await chat.regenerate(turn, indices, self.backend.sampling_params(),
-                                           control, on_event)
+            result = await chat.regenerate(turn, indices, control,
+                                           Listener(widget.on_delta, on_done, widget.on_restart))
         except (StorageError, OSError, RuntimeError) as exc:
             log.exception("regenerating failed")
             widget.regenerating = set()

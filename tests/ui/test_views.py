@@ -26,6 +26,7 @@ from rlhf_desktop.ui.model_view import ModelView
 from rlhf_desktop.ui.settings_dialog import SettingsDialog
 from rlhf_desktop.ui.sidebar import Sidebar
 from tests.ui.conftest import run
+from tests.ui.helpers import db
 
 SECRET = "sk-ui-SECRET-0a1b2c3d4e5f"
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,7 +94,7 @@ def _pairs(n: int) -> list[PreferencePair]:
 def test_dataset_view_pages_filters_deletes_exports(loop: asyncio.AbstractEventLoop,
                                                     qtbot: object, tmp_path: Path) -> None:
     backend = Backend(provider=None)
-    backend.repo.add_pairs(_pairs(1200))
+    db().add_pairs(_pairs(1200))
     view = DatasetView(backend)
     qtbot.addWidget(view)  # type: ignore[attr-defined]
     model = view.model
@@ -109,7 +110,7 @@ def test_dataset_view_pages_filters_deletes_exports(loop: asyncio.AbstractEventL
                                        .SelectionFlag.Select
                                        | view.table.selectionModel().SelectionFlag.Rows)
     assert view.delete_selected(confirm=False) == 2
-    assert backend.repo.count_pairs() == 1198
+    assert db().count_pairs() == 1198
     out = tmp_path / "export.jsonl"
     count = run(loop, view.export("trl", str(out)))
     assert count == 1198
@@ -120,7 +121,7 @@ def test_dataset_view_pages_filters_deletes_exports(loop: asyncio.AbstractEventL
 
 def test_dataset_model_scrolls_100k_lazily(loop: asyncio.AbstractEventLoop, qtbot: object) -> None:
     backend = Backend(provider=None)
-    repo = backend.repo
+    repo = db()
     with repo.transaction() as c:  # 100k pairs, fast
         c.execute("INSERT INTO labels (created_at, source) VALUES (1, 'import')")
         label = c.execute("SELECT MAX(id) FROM labels").fetchone()[0]
@@ -153,11 +154,11 @@ def test_model_view_shows_versions_and_agreement(loop: asyncio.AbstractEventLoop
 
     backend = Backend(provider=None)
     for v, labels, acc in ((1, 5, 0.55), (2, 10, 0.61)):
-        backend.repo.record_model_version(ModelVersion(
+        db().record_model_version(ModelVersion(
             version=v, created_at=1_700_000_000.0 + v, path="/nowhere",
             metrics={"cv_accuracy": acc, "pairs": labels * 3, "labels": labels},
             pairs=labels * 3, labels=labels))
-    backend.latest = backend.repo.latest_model_version()
+    backend.latest = db().latest_model_version()
     view = ModelView(backend)
     qtbot.addWidget(view)  # type: ignore[attr-defined]
     view.refresh()
@@ -169,10 +170,10 @@ def test_model_view_shows_versions_and_agreement(loop: asyncio.AbstractEventLoop
     assert ("model v2 · CV accuracy 61 % (early estimate, 10 labels) · 30 pairs"
             in view.train_status.text())
     assert "early estimate" in view.accuracy_caption.text()
-    backend.repo.record_model_version(ModelVersion(
+    db().record_model_version(ModelVersion(
         version=3, created_at=1_700_000_003.0, path="/nowhere",
         metrics={"cv_accuracy": 0.27, "pairs": 75, "labels": 25}, pairs=75, labels=25))
-    backend.latest = backend.repo.latest_model_version()
+    backend.latest = db().latest_model_version()
     view.refresh()
     assert "model v3 · CV accuracy 27 % · 75 pairs" in view.train_status.text()
     assert "early" not in view.accuracy_caption.text()
@@ -313,7 +314,7 @@ def test_ctrl_q_quits_and_long_titles_do_not_scroll_sideways(
 def test_dataset_detail_leads_with_the_prompt_and_both_replies(
         loop: asyncio.AbstractEventLoop, qtbot: object) -> None:
     backend = Backend(provider=None)
-    backend.repo.add_pairs([PreferencePair(
+    db().add_pairs([PreferencePair(
         prompt=(Message("user", "How do I boil an egg?"), Message("assistant", "Nine minutes."),
                 Message("user", "Tell me a fun fact about cats")),
         chosen="Cats sleep <b>16 hours</b> a day.", rejected="Dogs.", reason="true and fun")])

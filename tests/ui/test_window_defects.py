@@ -38,7 +38,7 @@ from rlhf_desktop.ui.settings_dialog import SettingsDialog
 from rlhf_desktop.ui.shortcuts import SHORTCUTS, ShortcutsDialog
 from rlhf_desktop.ui.widgets import ElidedLabel
 from tests.ui.conftest import run, wait_until
-from tests.ui.helpers import activate, make_window
+from tests.ui.helpers import activate, db, make_window
 
 MIN_SIZE = (590, 547)  # the window's minimum size in the issue
 
@@ -119,7 +119,7 @@ def test_settings_offer_the_context_size_and_saving_it_rebuilds_the_provider(
 
 
 def test_delete_selected_asks_with_the_count_and_can_be_undone(window: MainWindow) -> None:
-    repo = window.backend.repo
+    repo = db()
     repo.add_pairs([PreferencePair(prompt=(Message("user", f"q{i}"),), chosen=f"good {i}",
                                    rejected=f"bad {i}", reason="why" if i == 1 else None)
                     for i in range(5)])
@@ -196,8 +196,8 @@ def test_the_model_page_at_minimum_size_shows_every_text_whole_without_overlap(
         window: MainWindow, qapp: QApplication) -> None:
     theme.apply(qapp, dark=False)  # the app's look: its font sizes decide what fits
     for v, labels, acc in ((1, 5, 0.27), (2, 10, 0.58), (3, 25, 0.64)):
-        add_version(window.backend.repo, v, labels, acc)
-    window.backend.latest = window.backend.repo.latest_model_version()
+        add_version(db(), v, labels, acc)
+    window.backend.latest = db().latest_model_version()
     resize(window, *MIN_SIZE)
     window.show_page(2)
     settle(window)
@@ -265,7 +265,7 @@ def test_long_prompts_that_begin_alike_get_distinguishable_titles(
 
 
 def test_no_accuracy_figure_in_the_status_bar_below_20_labels(window: MainWindow) -> None:
-    repo = window.backend.repo
+    repo = db()
     add_version(repo, 1, 5, 0.27)
     window.backend.latest = repo.latest_model_version()
     window.backend.refresh_status()
@@ -281,7 +281,7 @@ def test_no_accuracy_figure_in_the_status_bar_below_20_labels(window: MainWindow
 
 
 def test_the_dataset_filter_shows_where_each_row_matched(window: MainWindow) -> None:
-    repo = window.backend.repo
+    repo = db()
     repo.add_pairs([
         PreferencePair(prompt=(Message("user", "Tell me about zebras"),
                                Message("assistant", "They are striped."),

@@ -15,8 +15,8 @@ from PySide6.QtWidgets import QApplication
 from rlhf_desktop import config
 from tests.azure_protocol import FAULTS
 from tests.azure_server import AzureServer
-from tests.ui.conftest import Heartbeat, run, wait_until
-from tests.ui.helpers import make_window, send
+from tests.ui.conftest import run, wait_until
+from tests.ui.helpers import db, make_window, send
 
 KEY = "sk-azure-SECRET-faults-7d2e91c04b"
 # Faults after some text has streamed: every card keeps what arrived.
@@ -25,7 +25,6 @@ MID_STREAM = {"truncate", "drop_mid", "sse_error"}
 ONE_CHOICE = {"choice_filter", "choice_error"}
 # Not an error: a late answer (2 s) or a server that ignores n (the app asks again).
 NO_ERROR = {"slow", "ignore_n"}
-MAX_GAP_MS = 100.0
 
 
 @pytest.mark.timeout(60)
@@ -40,12 +39,10 @@ def test_fault_keeps_prompt_and_partials_shows_message_and_retry_works(
         window = make_window(candidates_per_turn=3, max_retries=0, max_tokens=64)
         qtbot.addWidget(window)  # type: ignore[attr-defined]
         chat = window.chat
-        hb = Heartbeat()
         prompt = f"Tell me about rivers ({fault})"
 
         async def scenario() -> None:
             await window.backend.rebuild_provider()  # no reward model needed here
-            hb.start()
             server.inject(fault, times=1, retry_after=1, delay=1.0, after=3)
             failed = await send(window, prompt)
             await wait_until(lambda: not chat.generating, 30, f"turn with {fault}")
@@ -68,30 +65,34 @@ def test_fault_keeps_prompt_and_partials_shows_message_and_retry_works(
                 assert QApplication.activeModalWidget() is None
                 # Partial replies are also kept in the stored turn.
                 if failed.turn is not None and failed.turn.id:
-                    stored = window.backend.repo.get_turn(failed.turn.id)
+                    stored = db().get_turn(failed.turn.id)
                     assert [c.text for c in stored.candidates] == [
                         c.text for c in failed.turn.candidates]
             # The next turn works: Retry (or a new message when there was nothing to retry).
+            # When only some replies failed, "Retry failed" asks again for those in place.
+            in_place = False
+            good = {i: card.text for i, card in failed.cards.items()
+                    if card.candidate is not None and not card.candidate.error and card.text}
             if failed.retry_button.isVisible() and failed.error_row.isVisible():
+                in_place = failed.retry_button.text() == "Retry failed"
                 failed.retry_button.click()
                 nxt = chat.widgets[-1]
-                assert nxt is not failed
+                assert (nxt is failed) == in_place
             else:
                 nxt = await send(window, "And lakes?")
             await wait_until(lambda: not chat.generating, 30, "the next turn")
-            hb.stop()
             assert not nxt.error_row.isVisible(), nxt.error_label.text()
             assert all(c.candidate and c.candidate.text.startswith("Reply")
                        for c in nxt.cards.values())
-            # The failed turn is still on screen with its prompt and partial text.
             assert failed in chat.widgets
             assert prompt in failed.prompt_view.toPlainText()
-            assert {i: c.text for i, c in failed.cards.items()} == texts
+            if in_place:  # the replies that had not failed are unchanged
+                assert good and all(failed.cards[i].text == t for i, t in good.items())
+            else:  # the failed turn is still on screen with its prompt and partial text
+                assert {i: c.text for i, c in failed.cards.items()} == texts
 
         try:
             run(loop, scenario(), timeout=45)
         finally:
             run(loop, window.shutdown())
-        print(f"{fault}: {hb.summary()}")
         assert not (config.logs_dir() / "crash.log").exists()  # nothing went unhandled
-        assert hb.max_gap_ms < MAX_GAP_MS, hb.summary()
