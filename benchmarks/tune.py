@@ -8,7 +8,7 @@ time is the median of the steps after the first (the first one warms up), the pe
 the child's (``wait4``). The machine's load average is recorded beside every figure, because
 other jobs share its cores.
 
-    .venv/bin/python -m benchmarks.tune [--steps 3] [--only NAME ...] [--nice 19]
+    .venv/bin/python -m benchmarks.tune [--steps 3] [--only NAME ...] [--nice 19] [--append]
 
 Writes ``benchmarks/results/tune.json`` and prints a Markdown table.
 """
@@ -42,6 +42,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "gradient checkpointing (TRL's default)": {"gradient_checkpointing": True},
     "precompute_ref_log_probs": {"precompute_ref_log_probs": True},
     "1 torch thread": {"threads": 1},
+    "bf16 mixed precision": {"bf16": True},
 }
 
 
@@ -106,6 +107,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=64, help="first N pairs of the HH file")
     parser.add_argument("--only", nargs="*", help="configuration names to run")
     parser.add_argument("--nice", type=int, default=19)
+    parser.add_argument("--append", action="store_true",
+                        help="keep the other configurations' figures in the results file")
     args = parser.parse_args()
     names = args.only or list(CONFIGS)
     results = []
@@ -118,6 +121,15 @@ def main() -> None:
             result = run_one(name, CONFIGS[name], pairs, args.steps, args.nice, work)
             print(json.dumps(result), flush=True)
             results.append(result)
+    if args.append:
+        from benchmarks._report import RESULTS
+
+        try:
+            old = json.loads((RESULTS / "tune.json").read_text(encoding="utf-8"))["runs"]
+        except (OSError, ValueError, KeyError):
+            old = []
+        fresh = {r["name"] for r in results}
+        results = [r for r in old if r["name"] not in fresh] + results
     write_json("tune", {"command": COMMAND + " " + " ".join(sys.argv[1:]),
                         "data": f"first {args.pairs} pairs of {HH.name}",
                         "nice": args.nice, "steps_per_run": args.steps, "runs": results})
