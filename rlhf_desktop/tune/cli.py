@@ -86,7 +86,7 @@ def run_tune(args: argparse.Namespace) -> int:
     code = _follow(process, args.json)
     if code == 0:
         done = process.last_events.get("done", {})
-        if "version" in done:
+        if "version" in done and not args.json:  # JSON mode: the done event says it
             print(f"chat model v{done['version']} saved in {done['version_dir']}")
     elif code == 3:
         print(f"cancelled; the checkpoint is kept: `rlhf-desktop tune --resume` continues "
