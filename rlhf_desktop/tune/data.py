@@ -26,6 +26,8 @@ class PairLength:
     prompt_tokens: int
     chosen_tokens: int
     rejected_tokens: int
+    preview: str = ""
+    """The start of the last user message, to find the pair in the dataset view."""
 
 
 @dataclass
@@ -107,7 +109,10 @@ def measure(record: dict[str, Any], tokenizer: Any) -> PairLength:
     chosen = _ids(tokenizer, record["prompt"] + record["chosen"], False)
     rejected = _ids(tokenizer, record["prompt"] + record["rejected"], False)
     n = min(_common_prefix(prompt, chosen), _common_prefix(prompt, rejected))
-    return PairLength(record["line"], n, len(chosen) - n, len(rejected) - n)
+    last_user = next((m["content"] for m in reversed(record["prompt"]) if m["role"] == "user"),
+                     "")
+    preview = " ".join(last_user.split())[:60]
+    return PairLength(record["line"], n, len(chosen) - n, len(rejected) - n, preview)
 
 
 def select(records: list[dict[str, Any]], tokenizer: Any, max_length: int,
