@@ -56,3 +56,25 @@ def test_converter_is_fetched_once_from_the_installed_llama_cpp_python(monkeypat
     assert "MIT License" in (folder / "LICENSE").read_text()
     assert not (folder / "src").exists()  # only the converter, not llama.cpp's sources
     assert converter_dir(cache_dir()) == folder
+
+
+def test_pairs_that_do_not_fit_are_listed_by_line_and_prompt(tmp_path):
+    needs_tune_stack()
+    from transformers import AutoTokenizer
+
+    from rlhf_desktop.tune.data import read_pairs, select
+    from tests.helpers import write_jsonl
+
+    rows = [{"prompt": "Short question?", "chosen": "Yes.", "rejected": "No."},
+            {"prompt": "Tell me about   cats " + "and dogs " * 80, "chosen": "a", "rejected": "b"},
+            {"prompt": "Hi", "chosen": "long answer " * 80, "rejected": "ok"}]
+    path = write_jsonl(tmp_path / "p.jsonl", rows)
+    records = read_pairs(path, system_prompt="Be brief.")
+    assert records[0]["prompt"][0] == {"role": "system", "content": "Be brief."}
+    tokenizer = AutoTokenizer.from_pretrained(resolve("", cache_dir()).load_from)
+    kept, report = select(records, tokenizer, 96, str(path))
+    assert [r["line"] for r in kept] == [1, 3]
+    assert [(p.line, p.preview[:20]) for p in report.dropped_prompt_too_long] == [
+        (2, "Tell me about cats a")]
+    assert [p.line for p in report.truncated] == [3]
+    assert "2 of 3 pairs used" in report.summary() and "lines 2" in report.summary()
