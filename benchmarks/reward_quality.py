@@ -51,6 +51,8 @@ if "RLHF_DESKTOP_HOME" not in os.environ:  # never touch the user's data folder
     os.environ["RLHF_DESKTOP_HOME"] = tempfile.mkdtemp(prefix="rlhf-bench-")
 
 from benchmarks.reward_prior import fit_prior, prior_methods  # noqa: E402
+from benchmarks.reward_simulated import markdown as simulated_markdown  # noqa: E402
+from benchmarks.reward_simulated import simulated_users  # noqa: E402
 from benchmarks.reward_timings import timings  # noqa: E402
 from rlhf_desktop.domain import PreferencePair  # noqa: E402
 from rlhf_desktop.reward.embedder import Embedder  # noqa: E402
@@ -267,6 +269,8 @@ def markdown(result: dict[str, Any]) -> str:
                       + ", ".join(f"{LABELS[m]} {100 * c['ece']:.1f} %"
                                   for m, c in half["calibration"].items())]
         lines.append("")
+    if result.get("simulated"):
+        lines += simulated_markdown(result["simulated"])
     t = result.get("timings")
     if t:
         lines += [
@@ -308,6 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=CACHE,
                         help="SQLite embedding cache kept between runs")
     parser.add_argument("--no-timings", action="store_true")
+    parser.add_argument("--no-simulated", action="store_true", help="skip simulated users")
     parser.add_argument("--no-write", action="store_true",
                         help="print only; leave docs/ and benchmarks/results/ alone")
     args = parser.parse_args(argv)
@@ -337,7 +342,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sets.append({"name": path.name, "pairs": len(pairs),
                      "prior_from": [p.name for p in sources],
                      "curve": curve(pairs, seeds, embedder, set_methods)})
+    simulated = None if args.no_simulated else simulated_users(
+        {path.stem: loaded[path] for path in files}, embedder, seeds[:2])
     result: dict[str, Any] = {
+        "simulated": simulated,
         "seeds": seeds,
         "date": time.strftime("%Y-%m-%d"),
         "methods": list(methods),
