@@ -119,32 +119,16 @@ def cached_embedder() -> Any:
 def child(peak: bool) -> None:
     """One app launch; prints one ``APP_PERF {json}`` line."""
     t0 = float(os.environ["APP_PERF_T0"])
-    import qasync
-    from PySide6.QtCore import QCoreApplication
-    from PySide6.QtWidgets import QApplication
-
     from rlhf_desktop import config
-    from rlhf_desktop.app import ORG, set_app_identity
-
-    QCoreApplication.setOrganizationName(ORG)
-    QCoreApplication.setApplicationName(ORG)
-    app = QApplication(sys.argv[:1])
-    app.setQuitOnLastWindowClosed(False)
-    set_app_identity(app)
-    from rlhf_desktop.ui import theme
-    from rlhf_desktop.ui.collector import MainThreadCollector
-
-    MainThreadCollector(app)  # as app.main does
-    dark = theme.apply(app)
-    loop = qasync.QEventLoop(app)
-    asyncio.set_event_loop(loop)
+    from rlhf_desktop.app import build
+    from rlhf_desktop.services.session import AppSession
     from rlhf_desktop.storage.lock import InstanceLock
     from rlhf_desktop.ui.backend import Backend
-    from rlhf_desktop.ui.main_window import MainWindow
 
     instance = InstanceLock(config.data_dir()).acquire()
-    backend = Backend()
-    window = MainWindow(backend, dark)
+    session = AppSession(embedder=cached_embedder(), warm_up=Backend.warm_up)
+    built = build(backend=Backend(session=session))  # the start-up app.main runs
+    loop, window, backend = built.loop, built.window, built.backend
     out: dict[str, Any] = {}
 
     async def run() -> None:
@@ -153,7 +137,7 @@ def child(peak: bool) -> None:
         await asyncio.sleep(0)
         out["window_shown_s"] = time.time() - t0
         out["rss_shown_mb"] = rss_mb()["VmRSS"]
-        from rlhf_desktop.ui.heartbeat import Heartbeat
+        from rlhf_desktop.runtime.heartbeat import Heartbeat
 
         beat = Heartbeat()
         beat.start()
@@ -185,12 +169,11 @@ async def turn_and_retrain(window: Any, out: dict[str, Any]) -> None:
     await until(lambda: not chat.generating, 120)
     out["turn_candidates"] = len(chat.widgets[-1].cards)
     out["rss_after_turn_mb"] = rss_mb()["VmRSS"]
-    backend.rewards.embedder.cache = cached_embedder().cache
-    backend.repo.add_pairs(load_pairs()[:1000])
-    before = backend.repo.latest_model_version()
+    repo = own_repo()
+    repo.add_pairs(load_pairs()[:1000])
+    before = repo.latest_model_version()
     backend.train_now()
-    await until(lambda: backend.repo.latest_model_version() != before
-                and not backend.retrainer.running, 120)
+    await until(functools.partial(trained_after, backend, before), 120)
 
 
 async def until(predicate: Callable[[], object], timeout: float) -> None:
@@ -263,9 +246,17 @@ def bench_startup(warm_runs: int) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- in-process
 
 
+def own_repo() -> Any:
+    """The benchmark's own connection to the app's database (the session keeps its own)."""
+    from rlhf_desktop.storage.repo import Repository
+
+    return Repository.open()
+
+
 def trained_after(backend: Any, before: Any) -> bool:
     """A new model version is stored and the retrainer is idle."""
-    return bool(backend.repo.latest_model_version() != before and not backend.retrainer.running)
+    models = backend.session.models
+    return bool(models.latest() != before and not models.status().running)
 
 
 def run_on(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
@@ -275,27 +266,20 @@ def run_on(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
 
 def bench_window(pairs: list[Any], quick: bool) -> dict[str, Any]:
     """Stalls while streaming, embedding and retraining; dataset view with 100k pairs."""
-    import qasync
-    from PySide6.QtWidgets import QApplication
 
     from rlhf_desktop import config
+    from rlhf_desktop.app import build
     from rlhf_desktop.config import Settings
-    from rlhf_desktop.ui import warmup
+    from rlhf_desktop.reward import TinyRewardModel
+    from rlhf_desktop.runtime import warmup
+    from rlhf_desktop.services.session import AppSession
     from rlhf_desktop.ui.backend import Backend
-    from rlhf_desktop.ui.main_window import MainWindow
     from tests.azure_server import AzureServer
 
     home = Path(tempfile.mkdtemp(prefix="app-perf-window-"))
     os.environ["RLHF_DESKTOP_HOME"] = str(home / "data")
     os.environ["XDG_CONFIG_HOME"] = str(home / "config")
     os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    assert isinstance(app, QApplication)
-    from rlhf_desktop.ui.collector import MainThreadCollector
-
-    collector = MainThreadCollector(app)  # as app.main does
-    loop = qasync.QEventLoop(app)
-    asyncio.set_event_loop(loop)
     out: dict[str, Any] = {}
     server = AzureServer(api_key=AZURE_KEY, deployment="gpt-test", reply_length=400,
                          chunk_delay_s=0.004).start()
@@ -304,11 +288,14 @@ def bench_window(pairs: list[Any], quick: bool) -> dict[str, Any]:
                        "AZURE_OPENAI_DEPLOYMENT_NAME": "gpt-test",
                        "AZURE_OPENAI_API_VERSION": "2024-10-21"})
     config.save_settings(Settings(candidates_per_turn=4, max_tokens=256, retrain_every=10_000))
-    window = MainWindow(Backend())
+    embedder = cached_embedder()
+    session = AppSession(embedder=embedder, warm_up=Backend.warm_up)
+    built = build(backend=Backend(session=session))  # the start-up app.main runs
+    app, loop, window, collector = built.app, built.loop, built.window, built.collector
     window.resize(1200, 800)
     window.show()
     backend, chat = window.backend, window.chat
-    from rlhf_desktop.ui.heartbeat import Heartbeat
+    from rlhf_desktop.runtime.heartbeat import Heartbeat
 
     hb = Heartbeat()
 
@@ -331,34 +318,36 @@ def bench_window(pairs: list[Any], quick: bool) -> dict[str, Any]:
         texts = [f"{p.chosen} [bench {time.time()}]" for p in pairs[:64]]
         hb.start()
         started = time.perf_counter()
-        await asyncio.get_running_loop().run_in_executor(
-            backend.rank_executor, backend.rewards.embedder.embed, texts)
+        await asyncio.get_running_loop().run_in_executor(None, embedder.embed, texts)
         out["stall_embed_64"] = {**hb.stop(), "seconds": time.perf_counter() - started,
                                  "texts": len(texts)}
         log(f"stall embedding: {out['stall_embed_64']}")
 
         # Retraining through the window (Retrainer worker), embeddings cached first.
-        backend.rewards.embedder.cache = cached_embedder().cache
+        repo = own_repo()
         await asyncio.get_running_loop().run_in_executor(
-            None, lambda: backend.rewards.embedder.embed(
+            None, lambda: embedder.embed(
                 list({t for p in pairs for t in (p.prompt_text, p.chosen, p.rejected)})))
         for size in (1000, 10_000):
-            have = backend.repo.count_pairs()
-            backend.repo.add_pairs(synthetic(pairs, size)[have:])
-            before = backend.repo.latest_model_version()
+            have = repo.count_pairs()
+            repo.add_pairs(synthetic(pairs, size)[have:])
+            before = repo.latest_model_version()
             hb.start()
             started = time.perf_counter()
             backend.train_now()
             await until(functools.partial(trained_after, backend, before), 300)
             stats = {**hb.stop(), "seconds": time.perf_counter() - started,
-                     "pairs": backend.repo.count_pairs()}
+                     "pairs": repo.count_pairs()}
             out[f"stall_retrain_{size}"] = stats
             log(f"stall retraining {size}: {stats}")
 
     try:
         warmup.preload_torch_libraries()
         run_on(loop, scenario())
-        out.update(bench_ranking(backend.rewards.model, pairs, quick))
+        latest = backend.session.models.latest()
+        assert latest is not None
+        out.update(bench_ranking(TinyRewardModel.load(latest.path, embedder=embedder), pairs,
+                                 quick))
         out.update(bench_dataset(app, window, pairs))
     finally:
         run_on(loop, window.shutdown())
@@ -376,7 +365,7 @@ def bench_window(pairs: list[Any], quick: bool) -> dict[str, Any]:
 
 def bench_dataset(app: Any, window: Any, pairs: list[Any]) -> dict[str, Any]:
     """Dataset view with 100k pairs: open the page, then scroll to the end."""
-    repo = window.backend.repo
+    repo = own_repo()
     started = time.perf_counter()
     have = repo.count_pairs()
     repo.add_pairs(synthetic(pairs, 100_000)[have:])
@@ -695,7 +684,7 @@ def notes(d: dict[str, Any]) -> list[str]:
         "here: 170 ms). The same run measured 30 ms before, probably because the library's "
         "many more live objects made full collections rarer. Fixed in the app: once the "
         "reward model is ready, everything alive is moved to the collector's permanent "
-        "generation (`rlhf_desktop/ui/warmup.py`, `freeze_startup_objects`), so later "
+        "generation (`rlhf_desktop/runtime/warmup.py`, `freeze_startup_objects`), so later "
         "collections walk only what was made since; and in this benchmark: the window runs "
         "before the in-process `train()` timings, whose ~250k leftover objects the app never "
         f"has. Now {w['stall_retrain_10000']['max_ms']:.0f} ms.")
@@ -703,8 +692,8 @@ def notes(d: dict[str, Any]) -> list[str]:
         young, middle, full = w["gc_collections"]
         lines.append(
             "**Garbage collection runs on the GUI thread only** "
-            "(`rlhf_desktop/ui/collector.py`, as in the app): a cycle holding a Qt object that a "
-            "worker's collection destroyed had crashed one UI test run in four "
+            "(`rlhf_desktop/runtime/collector.py`, as in the app): a cycle holding a Qt object "
+            "that a worker's collection destroyed had crashed one UI test run in four "
             "(`QTimerInfoList::activateTimers`). During the window part of this run: "
             f"{young} young, {middle} middle and {full} full collections, the longest "
             f"{w['gc_longest_ms']:.0f} ms.")

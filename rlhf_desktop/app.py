@@ -16,6 +16,7 @@ import threading
 import time
 import traceback
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -130,7 +131,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem:
         print(f"rlhf-desktop: {problem}", file=sys.stderr)
         return 2
-    import qasync
     from PySide6.QtCore import QCoreApplication
     from PySide6.QtWidgets import QApplication, QMessageBox
 
@@ -142,38 +142,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.excepthook = handler
     threading.excepthook = handler.thread_hook
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    assert isinstance(app, QApplication)
-    app.setQuitOnLastWindowClosed(False)
-    set_app_identity(app)
-    from rlhf_desktop.ui import compat, theme
-    from rlhf_desktop.ui.collector import MainThreadCollector
-
-    compat.guard_singleton_refcounts()
-    MainThreadCollector(app)  # Qt objects in reference cycles die on this thread only
-    dark = theme.apply(app)
-    loop = qasync.QEventLoop(app)
-    asyncio.set_event_loop(loop)
-    loop.set_exception_handler(handler.loop_handler)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
     from rlhf_desktop.storage.db import DatabaseError
     from rlhf_desktop.storage.lock import AlreadyRunning, InstanceLock
-    from rlhf_desktop.ui.backend import Backend
-    from rlhf_desktop.ui.main_window import MainWindow
 
     try:
         instance = InstanceLock(config.data_dir()).acquire()
     except AlreadyRunning as exc:
+        QApplication.instance() or QApplication(sys.argv[:1])
         QMessageBox.information(None, "RLHF Desktop", str(exc))
         return 1
     try:
-        backend = Backend()
+        built = build()
     except (DatabaseError, config.ConfigError, OSError) as exc:
         QMessageBox.critical(None, "RLHF Desktop", config.redact(str(exc)))
         instance.release()
         return 2
-    window = MainWindow(backend, dark)
+    loop, window, backend = built.loop, built.window, built.backend
+    loop.set_exception_handler(handler.loop_handler)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
     async def run() -> None:
         window.show()
@@ -192,6 +178,51 @@ def main(argv: Sequence[str] | None = None) -> int:
         loop.close()
         instance.release()
     return 0
+
+
+@dataclass
+class Built:
+    """What :func:`build` made: the application, its event loop, the session's adapter and
+    the main window (not shown yet)."""
+
+    app: Any
+    loop: asyncio.AbstractEventLoop
+    backend: Any
+    window: Any
+    collector: Any
+    pyside_leaks: bool
+    """The PySide6 build loses references to None (guarded; the self-test fails on it)."""
+
+
+def build(*, backend: Any = None, collect_on_gui_thread: bool = True) -> Built:
+    """The one start-up of the window, used by :func:`main`, the self-test and
+    ``benchmarks/app_perf.py``: QApplication, the PySide6 guard, garbage collection on the
+    GUI thread, the theme, qasync's loop, the session (``backend``: one made already) and the
+    main window. Raises what opening the data folder raises."""
+    import qasync
+    from PySide6.QtCore import QCoreApplication
+    from PySide6.QtWidgets import QApplication
+
+    from rlhf_desktop.runtime import compat
+    from rlhf_desktop.runtime.collector import MainThreadCollector
+    from rlhf_desktop.ui import theme
+
+    QCoreApplication.setOrganizationName(ORG)
+    QCoreApplication.setApplicationName(ORG)
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    assert isinstance(app, QApplication)
+    app.setQuitOnLastWindowClosed(False)
+    set_app_identity(app)
+    leaks = compat.guard_singleton_refcounts()
+    collector = MainThreadCollector(app) if collect_on_gui_thread else None
+    dark = theme.apply(app)
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    from rlhf_desktop.ui.backend import Backend
+    from rlhf_desktop.ui.main_window import MainWindow
+
+    backend = backend or Backend()
+    return Built(app, loop, backend, MainWindow(backend, dark), collector, leaks)
 
 
 def set_app_identity(app: Any) -> None:
@@ -217,10 +248,8 @@ def self_test() -> int:
 
 def _qt_check() -> str:
     """Build the real main window offscreen in the (temporary) data folder and show it."""
-    import qasync
     from PySide6.QtCore import QCoreApplication, QSettings
     from PySide6.QtGui import QGuiApplication, QPixmap
-    from PySide6.QtWidgets import QApplication
 
     started = time.perf_counter()
     QCoreApplication.setOrganizationName(ORG)
@@ -228,27 +257,15 @@ def _qt_check() -> str:
     qsettings_dir = str(config.data_dir() / "qsettings")  # never the user's real settings
     for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
         QSettings.setPath(fmt, QSettings.Scope.UserScope, qsettings_dir)
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    assert isinstance(app, QApplication)
-    app.setQuitOnLastWindowClosed(False)
-    set_app_identity(app)
+    built = build(collect_on_gui_thread=False)
+    if built.pyside_leaks:
+        raise RuntimeError("this PySide6 build loses a reference to None on every call (6.12.0 "
+                           "on Python 3.11); build the bundle with PySide6 < 6.12")
+    app, loop, window, backend = built.app, built.loop, built.window, built.backend
     platform = QGuiApplication.platformName()
     icon = QPixmap(str(config.resource_path("icon.svg")))
     if icon.isNull():
         raise RuntimeError("the SVG icon did not load (is the Qt SVG image plugin missing?)")
-
-    from rlhf_desktop.ui import compat, theme
-    from rlhf_desktop.ui.backend import Backend
-    from rlhf_desktop.ui.main_window import MainWindow
-
-    if compat.guard_singleton_refcounts():
-        raise RuntimeError("this PySide6 build loses a reference to None on every call (6.12.0 "
-                           "on Python 3.11); build the bundle with PySide6 < 6.12")
-    dark = theme.apply(app)
-    loop = qasync.QEventLoop(app)
-    asyncio.set_event_loop(loop)
-    backend = Backend()
-    window = MainWindow(backend, dark)
 
     async def show() -> float:
         window.show()

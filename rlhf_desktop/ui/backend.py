@@ -17,10 +17,11 @@ from PySide6.QtCore import QObject, Signal
 
 from rlhf_desktop.config import Settings
 from rlhf_desktop.domain import ModelVersion, SamplingParams
+from rlhf_desktop.runtime import warmup
 from rlhf_desktop.services.chat import ChatService
 from rlhf_desktop.services.retraining import RetrainStatus
 from rlhf_desktop.services.session import AppSession, Provider
-from rlhf_desktop.ui import warmup
+from rlhf_desktop.ui import markdown_render
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class Backend(QObject):
                  session: AppSession | None = None) -> None:
         super().__init__()
         warmup.tune_gil_for_ui()
-        self.session = session or AppSession(settings, provider, warm_up=warmup.warm_up)
+        self.session = session or AppSession(settings, provider, warm_up=self.warm_up)
         self.latest: ModelVersion | None = self.session.models.latest()
         hooks = self.session.hooks
         hooks.provider_did_change.append(self.provider_changed.emit)
@@ -98,6 +99,12 @@ class Backend(QObject):
         hooks.training_did_fail.append(self.training_failed.emit)
         hooks.labels_did_change.append(self._labels_changed)
         hooks.conversations_did_change.append(self.conversations_changed.emit)
+
+    @staticmethod
+    def warm_up() -> None:
+        """In the session's loading worker: what the window will need soon."""
+        markdown_render.warm_up()
+        warmup.preload_torch_libraries()
 
     # ------------------------------------------------------------------ session state
 

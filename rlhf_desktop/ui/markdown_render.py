@@ -138,3 +138,9 @@ def highlight(code: str, lang: str, style: str) -> str:
     formatter = HtmlFormatter(noclasses=True, nowrap=True, style=style)
     out = pyg_highlight(code, lexer, formatter)
     return out[:-1] if out.endswith("\n") and not code.endswith("\n") else out
+
+
+def warm_up() -> None:
+    """Import pygments and its Python lexer, in the session's loading worker, so that the
+    first code block renders without a 100 ms pause on the UI thread."""
+    highlight("print(1)", "python", "friendly")

@@ -17,8 +17,8 @@ qasync = pytest.importorskip("qasync")
 from PySide6.QtCore import QCoreApplication, QEvent, QSettings  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from rlhf_desktop.ui.collector import MainThreadCollector  # noqa: E402
-from rlhf_desktop.ui.heartbeat import Heartbeat  # noqa: E402,F401  (tests import it from here)
+from rlhf_desktop.runtime.collector import MainThreadCollector  # noqa: E402
+from rlhf_desktop.runtime.heartbeat import Heartbeat  # noqa: E402,F401  (tests import it from here)
 
 T = TypeVar("T")
 
@@ -28,9 +28,9 @@ def warm_imports() -> None:
     """Import the embedder's libraries once per session, before any heartbeat starts.
 
     The first import of torch in a worker thread holds the GIL in long stretches (see
-    rlhf_desktop/ui/warmup.py); the app pays it once at start-up.
+    rlhf_desktop/runtime/warmup.py); the app pays it once at start-up.
     """
-    from rlhf_desktop.ui import warmup
+    from rlhf_desktop.runtime import warmup
 
     warmup.preload_torch_libraries()
     import safetensors.torch  # noqa: F401

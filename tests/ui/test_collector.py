@@ -7,7 +7,7 @@ import gc
 import threading
 from typing import ClassVar
 
-from rlhf_desktop.ui.collector import MainThreadCollector
+from rlhf_desktop.runtime.collector import MainThreadCollector
 from tests.ui.conftest import run, wait_until
 
 

@@ -9,7 +9,7 @@ import pytest
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QApplication, QLabel
 
-from rlhf_desktop.ui import compat
+from rlhf_desktop.runtime import compat
 
 
 class Emitter(QObject):

@@ -82,17 +82,3 @@ def freeze_startup_objects() -> int:
     """
     gc.freeze()
     return gc.get_freeze_count()
-
-
-def warm_renderer() -> None:
-    """Import pygments and its Python lexer in the worker (the first code block then renders
-    without a 100 ms pause on the UI thread)."""
-    from rlhf_desktop.ui.markdown_render import highlight
-
-    highlight("print(1)", "python", "friendly")
-
-
-def warm_up() -> None:
-    """What the session's loading worker does for the window besides the reward model."""
-    warm_renderer()
-    preload_torch_libraries()
