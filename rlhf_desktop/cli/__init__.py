@@ -174,7 +174,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 async def _chat(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from rlhf_desktop.domain import Message, SamplingParams
+    from rlhf_desktop.domain import SamplingParams
     from rlhf_desktop.providers import ProviderError, choose_provider
     from rlhf_desktop.services.chat import ChatService, TurnFailed, ranked
     from rlhf_desktop.services.rewards import RewardService
@@ -202,10 +202,9 @@ async def _chat(args: argparse.Namespace) -> int:
     repo = Repository.open()
     rewards = RewardService()
     rewards.load_current(repo)
-    service = ChatService(repo, rewards, provider)
-    conversation = repo.create_conversation(args.prompt[:60])
+    service = ChatService(repo, rewards, provider, params=lambda: params)
     try:
-        turn = await service.send(conversation.id, [Message("user", args.prompt)], params)
+        turn = await service.send(None, args.prompt)
     except TurnFailed as exc:
         raise CliError(f"{exc.error} (the prompt and partial replies are saved)") from exc
     finally:
