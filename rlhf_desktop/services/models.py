@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rlhf_desktop.domain import ModelVersion
+from rlhf_desktop.services.hooks import SessionHooks
 from rlhf_desktop.services.retraining import Retrainer, RetrainStatus
+from rlhf_desktop.services.rewards import RewardService
 from rlhf_desktop.storage.repo import Repository
 
 
@@ -34,9 +36,12 @@ class ModelService:
 
     AGREEMENT_WINDOW = 50
 
-    def __init__(self, repo: Repository, retrainer: Retrainer) -> None:
+    def __init__(self, repo: Repository, retrainer: Retrainer, rewards: RewardService,
+                 hooks: SessionHooks) -> None:
         self._repo = repo
         self._retrainer = retrainer
+        self._rewards = rewards
+        self._hooks = hooks
 
     def overview(self) -> ModelOverview:
         """The model page's data in one call."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -68,7 +68,7 @@ class AppSession:
         )
         self.conversations = ConversationService(self._repo, self.hooks)
         self.datasets = DatasetService(self._repo, self.hooks)
-        self.models = ModelService(self._repo, self._retrainer)
+        self.models = ModelService(self._repo, self._retrainer, self._rewards, self.hooks)
         self.provider: Provider | None = None
         self.provider_reason = ""
         """Why this provider was chosen (shown in the status bar)."""
@@ -191,9 +191,12 @@ class AppSession:
 
     # ------------------------------------------------------------------ labels
 
-    def pick(self, turn: Turn, candidate_id: int, reason: str | None = None) -> Pick:
-        """Record the user's pick on ``turn`` (durable when this returns)."""
-        pick = self._labeling.pick(turn, candidate_id, reason)
+    def pick(self, turn: Turn, candidate_id: int, reason: str | None = None,
+             against: Sequence[int] | None = None) -> Pick:
+        """Record the user's pick on ``turn`` (durable when this returns). ``against`` names
+        the rejected replies explicitly (default: every whole reply; failed, empty, cut and
+        stopped ones are left out unless named here)."""
+        pick = self._labeling.pick(turn, candidate_id, reason, against=against)
         self.hooks.labels_did_change()
         self._retrainer.label_recorded()
         return pick
