@@ -93,14 +93,17 @@ class CrashHandler:
 
 
 def _apply_data_dir(data_dir: str | None) -> None:
+    """``--data-dir`` for this run; otherwise the folder chosen in Settings (``config``
+    finds it), after moving a choice that older versions kept in QSettings."""
     from PySide6.QtCore import QSettings
 
     if data_dir:
         config.set_data_dir(data_dir)
-    elif not os.environ.get(config.HOME_ENV):
-        saved = QSettings().value("data_dir", "")
-        if isinstance(saved, str) and saved:
-            config.set_data_dir(saved)
+        return
+    legacy = QSettings().value("data_dir", "")
+    if isinstance(legacy, str) and legacy and config.remembered_data_dir() is None:
+        config.remember_data_dir(legacy)
+    QSettings().remove("data_dir")
 
 
 def window_arguments(argv: Sequence[str]) -> argparse.Namespace:

@@ -33,6 +33,9 @@ def data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("RLHF_DESKTOP_HOME", str(home))
+    # The remembered data folder (location.json) lives in the user config folder: never
+    # the developer's real one.
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     for name in SECRET_VARS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("RLHF_DESKTOP_EMBEDDER_BACKEND", raising=False)

@@ -53,6 +53,8 @@ def test_env_wins_over_dotenv_and_dotenv_over_secret_file(data_home, tmp_path, m
     path = data_home / "secrets.json"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     (tmp_path / "cwd" / ".env").write_text("OPENAI_API_KEY=from-dotenv-1234\n")
+    assert config.get_secret("OPENAI_API_KEY") == "from-file-1234"  # .env read once...
+    config.reload_env_files()  # ...until the provider is chosen again
     assert config.get_secret("OPENAI_API_KEY") == "from-dotenv-1234"
     monkeypatch.setenv("OPENAI_API_KEY", "from-env-1234")
     assert config.get_secret("OPENAI_API_KEY") == "from-env-1234"

@@ -209,8 +209,8 @@ def build(choice: ProviderChoice, settings: Settings | None = None) -> Provider:
     from rlhf_desktop.providers.openai_client import OpenAIChatProvider
 
     # Concurrent single-choice requests only when the user says the server handles them
-    # (a ``parallel_requests`` setting, once Settings has one); see providers/_turn.py.
-    parallel = bool(getattr(settings, "parallel_requests", False))
+    # (the ``parallel_requests`` setting); see providers/_turn.py.
+    parallel = settings.parallel_requests
     if choice.kind == "azure":
         key = config.get_secret(AZURE_KEY)
         if not key:

@@ -122,6 +122,7 @@ class AppSession:
         """(Re)choose the provider from the settings, in a worker thread."""
         loop = asyncio.get_running_loop()
         self._provider_ready.clear()
+        config.reload_env_files()  # the user may have edited a .env file meanwhile
         old = self.provider
         try:
             provider, reason = await loop.run_in_executor(

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from rlhf_desktop import config
 from rlhf_desktop.config import Settings
 from rlhf_desktop.domain import ModelVersion
 from rlhf_desktop.services.retraining import RetrainStatus
@@ -302,6 +303,10 @@ class MainWindow(QMainWindow):
     def _settings_saved(self, dialog: SettingsDialog) -> None:
         if dialog.result_settings is not None:
             self.apply_settings(dialog.result_settings, dialog.provider_changed)
+        if dialog.data_dir_changed:
+            self.statusBar().showMessage(
+                f"Data folder {config.remembered_data_dir()} is used from the next start, "
+                "by the window and the command line", 10000)
 
     def apply_settings(self, settings: Settings, rebuild: bool) -> None:
         """Use settings already saved (Settings dialog, the row above the chat)."""

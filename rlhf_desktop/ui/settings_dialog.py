@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -39,7 +38,6 @@ PROVIDER_LABELS = (
     ("compatible", "OpenAI-compatible server (Ollama, LM Studio, vLLM, llama.cpp)"),
     ("local", "Built-in offline model"),
 )
-DATA_DIR_KEY = "data_dir"
 N_CTX_RANGE = (256, 131072)  # tokens; the built-in SmolLM2-135M was trained on 8,192
 
 
@@ -65,6 +63,7 @@ class SettingsDialog(QDialog):
         self.original = settings
         self.result_settings: Settings | None = None
         self.provider_changed = False
+        self.data_dir_changed = False
         s = settings
 
         self.provider = QComboBox()
@@ -269,7 +268,8 @@ class SettingsDialog(QDialog):
                 stored = True
         folder = self.data_dir.text().strip()
         if folder and folder != str(config.data_dir()):
-            QSettings().setValue(DATA_DIR_KEY, folder)
+            config.remember_data_dir(folder)  # the command line uses it too
+            self.data_dir_changed = True
         keys = ("provider", "azure_endpoint", "azure_deployment", "azure_api_version",
                 "openai_model", "openai_base_url", "gguf_path", "n_threads", "n_ctx")
         self.provider_changed = stored or any(
