@@ -27,7 +27,7 @@ from rlhf_desktop.providers.base import (
 )
 from rlhf_desktop.providers.errors import ProviderError
 from rlhf_desktop.services.conversations import ConversationService
-from rlhf_desktop.services.rewards import RewardService
+from rlhf_desktop.services.rewards import RewardService, TurnExplanation
 from rlhf_desktop.storage.repo import Repository, StorageError
 
 log = logging.getLogger(__name__)
@@ -355,3 +355,11 @@ class ChatService:
         self.repo.set_scores([(c.id, c.score, c.model_version) for c in turn.candidates
                               if c.id is not None])
         return turn
+
+    async def explain(self, turn: Turn) -> TurnExplanation:
+        """Why the turn's replies rank as they do with the model in use: each reply's score
+        split into style and content, and the turn's confidence (in the rank worker)."""
+        texts = [c.text for c in turn.candidates]
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, self.rewards.explain, turn.prompt,
+                                          texts)

@@ -1,14 +1,53 @@
-"""The model page's service: what the reward model learned, its versions, train now."""
+"""The model page's service: what the reward model learned, its versions, train now, and
+switching to another version (rollback)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
 
 from rlhf_desktop.domain import ModelVersion
 from rlhf_desktop.services.hooks import SessionHooks
+from rlhf_desktop.services.model_words import StylePreference, preferences
 from rlhf_desktop.services.retraining import Retrainer, RetrainStatus
-from rlhf_desktop.services.rewards import RewardService
+from rlhf_desktop.services.rewards import RewardService, pin_version, pinned_version
 from rlhf_desktop.storage.repo import Repository
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Learned", "ModelOverview", "ModelService", "StylePreference", "VersionError",
+           "VersionRow"]
+
+
+class VersionError(Exception):
+    """A version that cannot be used; the message is safe to show."""
+
+
+@dataclass(frozen=True)
+class Learned:
+    """What one version learned about style, in plain words."""
+
+    version: int | None
+    """The version described (None: no trained model)."""
+    labels: int
+    preferences: list[StylePreference]
+    """Found effects first, largest first; empty for a version without a style block."""
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    """One version as the model page lists it."""
+
+    version: int
+    created_at: float
+    labels: int
+    pairs: int
+    cv_accuracy: float | None
+    adopted: bool
+    reason: str
+    """Why it was (not) adopted, e.g. the accuracies the gate compared."""
+    in_use: bool
 
 
 @dataclass(frozen=True)
@@ -67,3 +106,76 @@ class ModelService:
     def train_now(self) -> None:
         """Train now (or once more after the current run); progress comes as hooks."""
         self._retrainer.request()
+
+    # ------------------------------------------------------------------ what it learned
+
+    @property
+    def in_use(self) -> int | None:
+        """The version that ranks now (None: untrained, or not loaded yet)."""
+        return self._rewards.version
+
+    @property
+    def pinned(self) -> int | None:
+        """The version chosen with :meth:`use` (None: the newest adopted one is used)."""
+        return pinned_version()
+
+    def learned(self, version: int | None = None) -> Learned:
+        """The style preferences of ``version`` (default: the one in use, else the newest)."""
+        versions = self._repo.list_model_versions()
+        wanted = version if version is not None else self.in_use
+        chosen = next((v for v in versions if v.version == wanted), None)
+        if chosen is None and version is None and versions:
+            chosen = versions[-1]
+        if chosen is None:
+            return Learned(version=None, labels=0, preferences=[])
+        style = chosen.metrics.get("style") or {}
+        return Learned(version=chosen.version, labels=chosen.labels,
+                       preferences=preferences(style) if isinstance(style, dict) else [])
+
+    def version_rows(self) -> list[VersionRow]:
+        """Every version, newest first, with its adoption verdict and whether it is in use."""
+        in_use = self.in_use
+        rows = []
+        for v in reversed(self._repo.list_model_versions()):
+            adoption = v.metrics.get("adoption") or {}
+            rows.append(VersionRow(
+                version=v.version, created_at=v.created_at, labels=v.labels, pairs=v.pairs,
+                cv_accuracy=v.cv_accuracy, adopted=bool(adoption.get("adopted", True)),
+                reason=str(adoption.get("reason") or "trained before versions were compared"),
+                in_use=v.version == in_use))
+        return rows
+
+    async def use(self, version: int | None) -> ModelVersion | None:
+        """Rank with ``version`` from now on (None: back to the newest adopted one).
+
+        Pins it, loads it in a worker thread, and fires ``model_did_train`` with the version
+        now in use, so the window re-ranks the visible turn. Raises :class:`VersionError`
+        (nothing changed) for an unknown version or a file that does not load.
+        """
+        known = {v.version: v for v in self._repo.list_model_versions()}
+        if version is not None and version not in known:
+            listed = ", ".join(f"v{n}" for n in sorted(known)) or "none"
+            raise VersionError(f"There is no model version v{version} (versions: {listed}).")
+        before = pinned_version()
+        pin_version(version)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._reload)
+        now = self.in_use
+        if version is not None and now != version:
+            pin_version(before)
+            await loop.run_in_executor(None, self._reload)
+            warnings = "; ".join(self._rewards.load_warnings) or "its file is missing"
+            raise VersionError(f"Model v{version} could not be used ({warnings}). Still "
+                               f"using {'v' + str(self.in_use) if self.in_use else 'none'}.")
+        record = known.get(now) if now is not None else None
+        log.info("reward model in use: v%s (pinned: %s)", now, version)
+        if record is not None:
+            self._hooks.model_did_train(record)
+        return record
+
+    def _reload(self) -> None:
+        repo = Repository.open(self._rewards.db_path)
+        try:
+            self._rewards.load_current(repo)
+        finally:
+            repo.close()

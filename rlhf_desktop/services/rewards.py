@@ -22,7 +22,16 @@ import numpy as np
 from rlhf_desktop import config
 from rlhf_desktop.domain import ModelVersion, PreferencePair
 from rlhf_desktop.reward.embedder import Embedder
-from rlhf_desktop.reward.model import ModelFileError, TinyRewardModel, pair_key
+from rlhf_desktop.reward.model import (
+    UNSURE_BELOW,
+    ModelFileError,
+    TinyRewardModel,
+    block_width,
+    feature_layout,
+    length_feature,
+    pair_key,
+)
+from rlhf_desktop.reward.style import STYLE_NAMES, style_features
 from rlhf_desktop.reward.training import (
     CancelFlag,
     ProgressFn,
@@ -49,6 +58,40 @@ class Ranked:
 
     scores: list[float]
     version: int | None
+
+
+@dataclass(frozen=True)
+class ScoreParts:
+    """One reply's score split: ``style + content == score``.
+
+    ``style``: the style and length blocks (form); ``content``: the embeddings and the words
+    (substance). ``*_vs_mean``: the same parts minus the turn's mean, which is what orders
+    the replies. ``drivers``: the style features that moved this reply most against the
+    turn's mean, as (feature name, logit), largest first.
+    """
+
+    score: float
+    style: float
+    content: float
+    style_vs_mean: float
+    content_vs_mean: float
+    drivers: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True)
+class TurnExplanation:
+    """Why a turn's replies ranked as they did, with the model version that says so."""
+
+    version: int | None
+    parts: list[ScoreParts]
+    """One per reply, in the order given."""
+    p_top: float | None
+    """P(top reply ≻ runner-up), calibrated; None when untrained or under two replies."""
+    unsure: bool
+    """``p_top`` under :data:`UNSURE_BELOW` (or no trained model)."""
+    metric: str
+    """Names the confidence definition (so stored figures can be told apart later)."""
+    unsure_below: float = UNSURE_BELOW
 
 
 class RewardService:
@@ -101,6 +144,31 @@ class RewardService:
         scores = model.score(prompt, list(replies))
         return Ranked(scores=scores, version=model.version if model.trained else None)
 
+    def explain(self, prompt: str, replies: Sequence[str]) -> TurnExplanation:
+        """Scores split into style and content, the style drivers and the turn's confidence
+        (embeds the replies; call from a worker thread)."""
+        model = self.model
+        version = model.version if model.trained else None
+        raw = model.explain(prompt, list(replies))
+        confidence = model.turn_confidence([r["score"] for r in raw])
+        parts: list[ScoreParts] = []
+        if raw:
+            style = np.array([r["style"] for r in raw])
+            content = np.array([r["content"] for r in raw])
+            drivers = style_contributions(model, prompt, replies)
+            drivers = drivers - drivers.mean(axis=0, keepdims=True)
+            for i, r in enumerate(raw):
+                order = np.argsort(-np.abs(drivers[i]))
+                top = tuple((STYLE_NAMES[k], float(drivers[i, k])) for k in order[:3]
+                            if abs(drivers[i, k]) >= DRIVER_MIN)
+                parts.append(ScoreParts(
+                    score=r["score"], style=r["style"], content=r["content"],
+                    style_vs_mean=float(style[i] - style.mean()),
+                    content_vs_mean=float(content[i] - content.mean()), drivers=top))
+        return TurnExplanation(version=version, parts=parts, p_top=confidence["p_top"],
+                               unsure=bool(confidence["unsure"]),
+                               metric=str(confidence["metric"]))
+
     # ------------------------------------------------------------------ training
 
     def train_now(
@@ -130,6 +198,27 @@ class RewardService:
             log.info("trained model v%d: %s; %s", record.version, _summary(result.metrics),
                      adoption["reason"])
             return record
+
+
+DRIVER_MIN = 0.02  # logit: smaller style contributions are not named on a card
+
+
+def style_contributions(model: TinyRewardModel, prompt: str, replies: Sequence[str]
+                        ) -> np.ndarray:
+    """Per reply and :data:`STYLE_NAMES` feature: its part of the score (logit); the length
+    block counts as ``words``. Zeros for an untrained model or one without style columns."""
+    out = np.zeros((len(replies), len(STYLE_NAMES)), dtype=np.float64)
+    w = model.weights
+    if w is None or not replies:
+        return out
+    embedded = sum(1 for n in model.features if n in ("reply", "prompt_x_reply"))
+    dim = (len(w) - sum(block_width(n, 0) for n in model.features)) // max(1, embedded)
+    for name, cols in feature_layout(model.features, dim):
+        if name == "style":
+            out += style_features(list(replies), [prompt] * len(replies)) * w[cols]
+        elif name == "length":
+            out[:, 0] += length_feature(list(replies))[:, 0] * float(w[cols][0])
+    return out
 
 
 MIN_UNSEEN_FOR_GATE = 10
