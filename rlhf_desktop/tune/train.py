@@ -194,8 +194,12 @@ def run(cfg: TuneConfig, progress: Progress | None = None,
 
 def _trainer(cfg: TuneConfig, model: Any, tokenizer: Any, dataset: Any, callback: Any,
              out: Path) -> Any:
+    import torch
     from peft import LoraConfig
     from trl import DPOConfig, DPOTrainer
+
+    # bf16 without a GPU is refused unless the trainer is told it runs on the CPU
+    cpu_only = cfg.bf16 and not torch.cuda.is_available()
 
     args = DPOConfig(
         output_dir=str(out / CHECKPOINTS_DIR),
@@ -213,6 +217,7 @@ def _trainer(cfg: TuneConfig, model: Any, tokenizer: Any, dataset: Any, callback
         logging_steps=1,
         report_to="none",
         bf16=cfg.bf16,
+        use_cpu=cpu_only,
         gradient_checkpointing=cfg.gradient_checkpointing,
         precompute_ref_log_probs=cfg.precompute_ref_log_probs,
         disable_tqdm=True,
