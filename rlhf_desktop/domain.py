@@ -8,6 +8,12 @@ from typing import Any, Literal
 Role = Literal["system", "user", "assistant"]
 PairSource = Literal["pick", "import", "edit"]
 PAIR_SOURCES: tuple[str, ...] = ("pick", "import", "edit")
+LABEL_KINDS: tuple[str, ...] = ("pick", "tie", "all_bad", "ranking", "edit", "import")
+"""What a label says: one reply is best (``pick``), two or more are equally good (``tie``,
+no pairs), every reply is bad (``all_bad``, a flag, no pairs), an order (``ranking``), the
+user's own rewrite is best (``edit``), or an imported preference (``import``)."""
+NO_PAIR_KINDS: tuple[str, ...] = ("tie", "all_bad")
+"""Label kinds that are stored and exported but never turned into preference pairs."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,11 @@ class Candidate:
     error: str | None = None
     id: int | None = None
     turn_id: int | None = None
+    position: int | None = None
+    """Where the card was shown (0-based, left to right, top to bottom), once displayed."""
+    source: str = "model"
+    """``model`` (generated) or ``edit`` (the user's rewrite of ``edited_from``)."""
+    edited_from: int | None = None
 
 
 @dataclass
@@ -95,11 +106,29 @@ class Turn:
     id: int | None = None
     created_at: float | None = None
     chosen_candidate_id: int | None = None
+    blind: bool = False
+    """Shown in a random order without scores or ranks until the user labeled it."""
+    label_kind: str | None = None
+    """The kind of the turn's label (``pick``, ``tie``, ``all_bad``, ``edit``), if any."""
+    tied_candidate_ids: tuple[int, ...] = ()
+    skipped: bool = False
+    shown_at: float | None = None
+    """When (``time.time()``) the whole turn was first on screen (for the time to pick)."""
 
     @property
     def prompt(self) -> str:
         """The last user message of the turn."""
         return last_user_text(self.messages)
+
+    @property
+    def labeled(self) -> bool:
+        """Whether the turn holds a label of any kind (a skip is none)."""
+        return self.chosen_candidate_id is not None or self.label_kind is not None
+
+    @property
+    def hidden(self) -> bool:
+        """A blind turn whose ranking is still hidden (not labeled, not skipped)."""
+        return self.blind and not self.labeled and not self.skipped
 
 
 @dataclass(frozen=True)
@@ -119,6 +148,10 @@ class PreferencePair:
     label_id: int | None = None
     chosen_candidate_id: int | None = None
     rejected_candidate_id: int | None = None
+    metadata: dict[str, Any] | None = field(default=None, compare=False)
+    """Provenance (label kind, provider, model, temperature, seed, reward-model version and
+    scores at display time, display positions, blind, time to pick) when read from the
+    database; see :func:`rlhf_desktop.storage.labels.pair_metadata`."""
 
     @property
     def prompt_text(self) -> str:
@@ -128,7 +161,8 @@ class PreferencePair:
 
 @dataclass(frozen=True)
 class Label:
-    """One thumbs-up pick (or one imported preference): a group of pairs saved together."""
+    """One label of a turn (see :data:`LABEL_KINDS`) or one imported preference: a group of
+    pairs saved together (none for a tie or all-bad label)."""
 
     id: int
     created_at: float
@@ -138,6 +172,8 @@ class Label:
     reason: str | None
     model_top_candidate_id: int | None
     pair_count: int
+    kind: str = "pick"
+    blind: bool = False
 
 
 @dataclass(frozen=True)
@@ -166,3 +202,27 @@ class Conversation:
     title: str
     created_at: float
     updated_at: float
+
+
+@dataclass(frozen=True)
+class Shown:
+    """What the user saw when labeling a turn: the provenance a label keeps."""
+
+    blind: bool = False
+    time_to_pick_s: float | None = None
+    reward_version: int | None = None
+    scores: dict[int, float] = field(default_factory=dict)
+    """Candidate id → the reward model's score at display time (hidden in a blind turn)."""
+    positions: dict[int, int] = field(default_factory=dict)
+    """Candidate id → display position (0-based)."""
+
+    @staticmethod
+    def of(turn: Turn, now: float) -> Shown:
+        """The provenance of a label given on ``turn`` at ``now`` (``time.time()``)."""
+        scores = {c.id: c.score for c in turn.candidates
+                  if c.id is not None and c.score is not None and c.model_version is not None}
+        versions = [c.model_version for c in turn.candidates if c.model_version is not None]
+        positions = {c.id: c.position for c in turn.candidates
+                     if c.id is not None and c.position is not None}
+        waited = None if turn.shown_at is None else max(0.0, now - turn.shown_at)
+        return Shown(turn.blind, waited, versions[0] if versions else None, scores, positions)

@@ -1,38 +1,88 @@
-"""Thumbs-up picks: one label = one pair per other whole reply, with undo.
+"""Labels of a turn: a pick (one label = one pair per other whole reply), a tie, an
+all-bad flag, the user's rewrite chosen over every reply, or a skip; with undo.
 
 Never invents a label, and never a pair against a reply that failed, came back empty or
 cut, or was stopped with Esc, unless the caller names it in ``against``
-(:mod:`rlhf_desktop.storage.pick_rules`).
+(:mod:`rlhf_desktop.storage.pick_rules`). Ties and all-bad flags make no pairs.
+
+Every label keeps what the user saw (:class:`~rlhf_desktop.domain.Shown`): blind or not,
+the display positions, the reward model's version and scores, and the time to pick,
+measured from ``turn.shown_at``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from rlhf_desktop.domain import Turn
+from rlhf_desktop.domain import Candidate, Shown, Turn
 from rlhf_desktop.services.chat import ranked
 from rlhf_desktop.storage.pick_rules import rejected_side
-from rlhf_desktop.storage.repo import Repository
+from rlhf_desktop.storage.repo import Repository, StorageError
+
+__all__ = ["Agreement", "LabelingService", "Pick", "StorageError"]
 
 
 @dataclass
 class Pick:
-    """A recorded pick."""
+    """A recorded label (of any kind; ``candidate_id`` is None for an all-bad flag)."""
 
     label_id: int
     turn_id: int
-    candidate_id: int
+    candidate_id: int | None
     pairs: int
     agreed: bool | None
+    kind: str = "pick"
+    model_rank: int | None = None
+    """Where the model ranked the chosen reply (1 = its top), when the turn was scored."""
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How often the user's pick was the model's top reply, over ``picks`` picks."""
+
+    rate: float | None
+    picks: int
+    blind_only: bool
+
+    @property
+    def note(self) -> str:
+        """What the rate is computed from, in plain words (shown beside it)."""
+        if self.blind_only:
+            return ("from blind turns only (replies shown in a random order without scores), "
+                    "so a habit of picking the top card cannot inflate it")
+        return ("from every pick; the cards were shown best-first, so a habit of picking the "
+                "top card inflates it")
+
+
+def _top(turn: Turn) -> int | None:
+    scored = [c for c in turn.candidates
+              if c.model_version is not None and c.text.strip() and c.source != "edit"]
+    return ranked(scored)[0].id if scored else None
+
+
+def model_rank(turn: Turn, candidate_id: int | None) -> int | None:
+    """1-based rank of a reply in the model's order (None when unscored or not a reply)."""
+    scored = [c for c in turn.candidates
+              if c.model_version is not None and c.text.strip() and c.source != "edit"]
+    for rank, cand in enumerate(ranked(scored), start=1):
+        if cand.id == candidate_id:
+            return rank
+    return None
 
 
 class LabelingService:
-    """Records picks and undoes the last one."""
+    """Records labels and undoes the last one."""
 
-    def __init__(self, repo: Repository) -> None:
+    def __init__(self, repo: Repository, clock: Callable[[], float] = time.time) -> None:
         self.repo = repo
+        self._clock = clock
         self._undo: list[Pick] = []
+
+    def _remember(self, pick: Pick) -> Pick:
+        self._undo = [p for p in self._undo if p.turn_id != pick.turn_id] + [pick]
+        return pick
 
     def pick(self, turn: Turn, candidate_id: int, reason: str | None = None,
              against: Sequence[int] | None = None) -> Pick:
@@ -42,23 +92,83 @@ class LabelingService:
         replies explicitly instead (it may include a failed or stopped one on purpose).
         """
         assert turn.id is not None
-        scored = [c for c in turn.candidates if c.model_version is not None and c.text.strip()]
-        top = ranked(scored)[0].id if scored else None
+        top = _top(turn)
         label = self.repo.record_pick(turn.id, candidate_id, reason=reason,
-                                      model_top_candidate_id=top, against=against)
+                                      model_top_candidate_id=top, against=against,
+                                      shown=Shown.of(turn, self._clock()))
+        self._forget_edits(turn)
         turn.chosen_candidate_id = candidate_id
-        pairs = len(rejected_side(turn.candidates, candidate_id, against))
+        turn.label_kind, turn.tied_candidate_ids, turn.skipped = "pick", (), False
+        generated = [c for c in turn.candidates if c.source != "edit"]
+        pairs = len(rejected_side(generated, candidate_id, against))
         agreed = None if top is None else top == candidate_id
-        pick = Pick(label, turn.id, candidate_id, pairs, agreed)
-        self._undo = [p for p in self._undo if p.turn_id != turn.id] + [pick]
-        return pick
+        return self._remember(Pick(label, turn.id, candidate_id, pairs, agreed, "pick",
+                                   model_rank(turn, candidate_id)))
+
+    def tie(self, turn: Turn, candidate_ids: Sequence[int]) -> Pick:
+        """Two or more replies equally good: a tie label, no pairs."""
+        assert turn.id is not None
+        label = self.repo.record_tie(turn.id, candidate_ids, model_top_candidate_id=_top(turn),
+                                     shown=Shown.of(turn, self._clock()))
+        self._forget_edits(turn)
+        tied = tuple(dict.fromkeys(candidate_ids))
+        turn.chosen_candidate_id = tied[0]  # the conversation continues with the first
+        turn.label_kind, turn.tied_candidate_ids, turn.skipped = "tie", tied, False
+        return self._remember(Pick(label, turn.id, tied[0], 0, None, "tie"))
+
+    def all_bad(self, turn: Turn) -> Pick:
+        """Every reply is bad: a flag on the turn (exported), never pairs."""
+        assert turn.id is not None
+        label = self.repo.record_all_bad(turn.id, model_top_candidate_id=_top(turn),
+                                         shown=Shown.of(turn, self._clock()))
+        self._forget_edits(turn)
+        turn.chosen_candidate_id = None
+        turn.label_kind, turn.tied_candidate_ids, turn.skipped = "all_bad", (), False
+        return self._remember(Pick(label, turn.id, None, 0, None, "all_bad"))
+
+    def edit(self, turn: Turn, candidate_id: int, text: str) -> tuple[Pick, Candidate]:
+        """The user's rewrite of reply ``candidate_id``, chosen over every original reply;
+        the conversation continues with it. Returns the label and the new candidate."""
+        assert turn.id is not None
+        label, cand = self.repo.record_edit(turn.id, candidate_id, text,
+                                            model_top_candidate_id=_top(turn),
+                                            shown=Shown.of(turn, self._clock()))
+        self._forget_edits(turn)
+        turn.candidates.append(cand)
+        turn.chosen_candidate_id = cand.id
+        turn.label_kind, turn.tied_candidate_ids, turn.skipped = "edit", (), False
+        pairs = self.repo.count_label_pairs(label)
+        return self._remember(Pick(label, turn.id, cand.id, pairs, None, "edit")), cand
+
+    def skip(self, turn: Turn) -> None:
+        """No label for this turn (nothing is stored but the skip; a pick can follow)."""
+        assert turn.id is not None
+        self.repo.set_skipped(turn.id)
+        turn.skipped = True
+
+    def record_display(self, turn: Turn) -> None:
+        """Store where each card of ``turn`` is shown (``candidate.position``) and whether
+        the turn is blind; starts the time-to-pick clock the first time."""
+        if turn.id is None or turn.labeled:
+            return
+        if turn.shown_at is None:
+            turn.shown_at = self._clock()
+        positions = {c.id: c.position for c in turn.candidates
+                     if c.id is not None and c.position is not None}
+        self.repo.record_display(turn.id, turn.blind, positions)
+
+    @staticmethod
+    def _forget_edits(turn: Turn) -> None:
+        """A new label replaced any earlier rewrite of the turn (storage deleted it)."""
+        turn.candidates[:] = [c for c in turn.candidates if c.source != "edit"]
 
     def set_reason(self, pick: Pick, reason: str | None) -> None:
         """Attach the optional one-line reason."""
         self.repo.set_label_reason(pick.label_id, reason)
 
     def undo(self) -> Pick | None:
-        """Remove the last pick of this session and its pairs (Ctrl+Z)."""
+        """Remove the last label of this session and its pairs (Alt+Z); an edit's rewrite
+        goes with it."""
         if not self._undo:
             return None
         pick = self._undo.pop()
@@ -67,5 +177,11 @@ class LabelingService:
 
     @property
     def can_undo(self) -> bool:
-        """Whether there is a pick to undo."""
+        """Whether there is a label to undo."""
         return bool(self._undo)
+
+    def agreement(self, blind_only: bool = True, last: int = 50) -> Agreement:
+        """How often the last ``last`` picks were the model's top reply: on blind turns
+        only (the honest measure, the default), or on every pick."""
+        rate, n = self.repo.agreement_rate(last, blind=True if blind_only else None)
+        return Agreement(rate, n, blind_only)

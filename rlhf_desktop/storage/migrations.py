@@ -85,4 +85,31 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ) WITHOUT ROWID;
         """,
     ),
+    (
+        2,
+        "label kinds and provenance: display positions, blind turns, skips, rewrites",
+        """
+        ALTER TABLE turns ADD COLUMN blind INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE turns ADD COLUMN skipped_at REAL;
+
+        -- Where the card was shown (0-based) and whether it is the user's rewrite.
+        ALTER TABLE candidates ADD COLUMN position INTEGER;
+        ALTER TABLE candidates ADD COLUMN source TEXT NOT NULL DEFAULT 'model'
+            CHECK (source IN ('model', 'edit'));
+        ALTER TABLE candidates ADD COLUMN edited_from INTEGER
+            REFERENCES candidates(id) ON DELETE SET NULL;
+
+        -- What the label says, and what the user saw: blind or not, the time to pick, the
+        -- reward model's version and scores and the cards' positions at display time.
+        ALTER TABLE labels ADD COLUMN kind TEXT NOT NULL DEFAULT 'pick'
+            CHECK (kind IN ('pick', 'tie', 'all_bad', 'ranking', 'edit', 'import'));
+        UPDATE labels SET kind = source;
+        ALTER TABLE labels ADD COLUMN members_json TEXT;
+        ALTER TABLE labels ADD COLUMN time_to_pick_s REAL;
+        ALTER TABLE labels ADD COLUMN reward_version INTEGER;
+        ALTER TABLE labels ADD COLUMN blind INTEGER;
+        ALTER TABLE labels ADD COLUMN shown_json TEXT;
+        CREATE INDEX labels_by_kind ON labels(kind);
+        """,
+    ),
 ]

@@ -98,6 +98,7 @@ class PairQueries:
 
     if TYPE_CHECKING:
         def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+        def with_metadata(self, pairs: Sequence[PreferencePair]) -> list[PreferencePair]: ...
 
     _PAIR_COLUMNS = (
         "id, label_id, prompt_json, chosen, rejected, reason, source, created_at,"
@@ -112,15 +113,19 @@ class PairQueries:
             rejected_candidate_id=r[9],
         )
 
-    def iter_pairs(self, text_filter: str = "") -> Iterator[PreferencePair]:
-        """Every pair, oldest first, streamed."""
+    def iter_pairs(self, text_filter: str = "", metadata: bool = True
+                   ) -> Iterator[PreferencePair]:
+        """Every pair, oldest first, streamed; with its provenance in ``metadata`` when
+        asked (read 500 pairs at a time)."""
         sql, args = self._pair_query(text_filter)
-        for row in self.conn.execute(sql + " ORDER BY id", args):
-            yield self._pair(row)
+        cur = self.conn.execute(sql + " ORDER BY id", args)
+        while rows := cur.fetchmany(500):
+            pairs = [self._pair(row) for row in rows]
+            yield from self.with_metadata(pairs) if metadata else pairs
 
     def all_pairs(self) -> list[PreferencePair]:
-        """Every pair, oldest first."""
-        return list(self.iter_pairs())
+        """Every pair, oldest first (without metadata: what training reads)."""
+        return list(self.iter_pairs(metadata=False))
 
     def _pair_query(self, text_filter: str) -> tuple[str, list[Any]]:
         sql = f"SELECT {self._PAIR_COLUMNS} FROM pairs"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -16,14 +16,13 @@ from rlhf_desktop.domain import (
     PAIR_SOURCES,
     Candidate,
     Conversation,
-    Label,
     Message,
-    ModelVersion,
     PreferencePair,
     SamplingParams,
     Turn,
 )
 from rlhf_desktop.storage.db import connect
+from rlhf_desktop.storage.labels import LabelQueries
 from rlhf_desktop.storage.pairs import (
     PairQueries,
     PairRow,
@@ -32,7 +31,7 @@ from rlhf_desktop.storage.pairs import (
 from rlhf_desktop.storage.pairs import (
     messages_from_json as _messages_from_json,
 )
-from rlhf_desktop.storage.pick_rules import no_rejected_message, rejected_side
+from rlhf_desktop.storage.versions import VersionQueries
 
 __all__ = ["PairRow", "Repository", "StorageError"]
 
@@ -41,7 +40,7 @@ def _messages_json(messages: Sequence[Message]) -> str:
     return json.dumps([m.to_dict() for m in messages], ensure_ascii=False)
 
 
-class Repository(PairQueries):
+class Repository(LabelQueries, VersionQueries, PairQueries):
     """Typed access to the tables. Every write is one transaction, committed durably."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -128,7 +127,7 @@ class Repository(PairQueries):
         with self.transaction() as c:
             cur = c.execute(
                 "INSERT INTO turns (conversation_id, messages_json, provider, model, params_json,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                " created_at, blind) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     turn.conversation_id,
                     _messages_json(turn.messages),
@@ -136,6 +135,7 @@ class Repository(PairQueries):
                     turn.model,
                     json.dumps(turn.params.to_dict()),
                     now,
+                    int(turn.blind),
                 ),
             )
             turn.id = int(cur.lastrowid or 0)
@@ -152,8 +152,8 @@ class Repository(PairQueries):
     def _insert_candidate(c: sqlite3.Connection, turn_id: int, cand: Candidate) -> int:
         cur = c.execute(
             "INSERT INTO candidates (turn_id, idx, text, finish_reason, latency_s, ttft_s,"
-            " prompt_tokens, completion_tokens, score, model_version, error)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " prompt_tokens, completion_tokens, score, model_version, error, position, source,"
+            " edited_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 turn_id,
                 cand.index,
@@ -166,6 +166,9 @@ class Repository(PairQueries):
                 cand.score,
                 cand.model_version,
                 cand.error,
+                cand.position,
+                cand.source,
+                cand.edited_from,
             ),
         )
         return int(cur.lastrowid or 0)
@@ -181,7 +184,8 @@ class Repository(PairQueries):
     def _candidates(self, turn_id: int) -> list[Candidate]:
         rows = self.conn.execute(
             "SELECT id, idx, text, finish_reason, latency_s, ttft_s, prompt_tokens,"
-            " completion_tokens, score, model_version, error FROM candidates"
+            " completion_tokens, score, model_version, error, position, source, edited_from"
+            " FROM candidates"
             " WHERE turn_id = ? ORDER BY idx",
             (turn_id,),
         ).fetchall()
@@ -189,18 +193,15 @@ class Repository(PairQueries):
             Candidate(
                 id=r[0], index=r[1], text=r[2], finish_reason=r[3], latency_s=r[4], ttft_s=r[5],
                 prompt_tokens=r[6], completion_tokens=r[7], score=r[8], model_version=r[9],
-                error=r[10], turn_id=turn_id,
+                error=r[10], turn_id=turn_id, position=r[11], source=r[12], edited_from=r[13],
             )
             for r in rows
         ]
 
     def _turn_from_row(self, r: sqlite3.Row | tuple[Any, ...]) -> Turn:
         turn_id = int(r[0])
-        chosen = self.conn.execute(
-            "SELECT chosen_candidate_id FROM labels WHERE turn_id = ? AND source = 'pick'"
-            " ORDER BY id DESC LIMIT 1",
-            (turn_id,),
-        ).fetchone()
+        label = self.chat_label_of(turn_id)
+        kind, chosen, tied = label if label is not None else (None, None, ())
         return Turn(
             id=turn_id,
             conversation_id=int(r[1]),
@@ -210,13 +211,18 @@ class Repository(PairQueries):
             params=SamplingParams.from_dict(json.loads(r[5])),
             created_at=float(r[6]),
             candidates=self._candidates(turn_id),
-            chosen_candidate_id=None if chosen is None else chosen[0],
+            chosen_candidate_id=chosen,
+            blind=bool(r[7]),
+            label_kind=kind,
+            tied_candidate_ids=tied,
+            skipped=r[8] is not None,
         )
 
     def get_turn(self, turn_id: int) -> Turn:
         """One turn with its candidates and its pick, if any."""
         row = self.conn.execute(
-            "SELECT id, conversation_id, messages_json, provider, model, params_json, created_at"
+            "SELECT id, conversation_id, messages_json, provider, model, params_json, created_at,"
+            " blind, skipped_at"
             " FROM turns WHERE id = ?",
             (turn_id,),
         ).fetchone()
@@ -227,74 +233,14 @@ class Repository(PairQueries):
     def list_turns(self, conversation_id: int) -> list[Turn]:
         """The turns of a conversation, oldest first."""
         rows = self.conn.execute(
-            "SELECT id, conversation_id, messages_json, provider, model, params_json, created_at"
+            "SELECT id, conversation_id, messages_json, provider, model, params_json, created_at,"
+            " blind, skipped_at"
             " FROM turns WHERE conversation_id = ? ORDER BY id",
             (conversation_id,),
         ).fetchall()
         return [self._turn_from_row(r) for r in rows]
 
     # ------------------------------------------------------------------ labels and pairs
-
-    def record_pick(
-        self,
-        turn_id: int,
-        chosen_candidate_id: int,
-        reason: str | None = None,
-        model_top_candidate_id: int | None = None,
-        against: Sequence[int] | None = None,
-    ) -> int:
-        """Record a thumbs-up: one label and its pairs in one durable transaction.
-
-        The rejected side is every other whole reply: failed, cut, empty, filtered and
-        Esc-stopped (cancelled) replies are left out (:mod:`rlhf_desktop.storage.pick_rules`).
-        ``against`` names the rejected replies explicitly instead, which may include such a
-        reply on purpose. Returns the label id. A previous pick on the same turn is replaced
-        (re-picking is changing one's mind, not a second label).
-        """
-        turn = self.get_turn(turn_id)
-        by_id = {c.id: c for c in turn.candidates}
-        chosen = by_id.get(chosen_candidate_id)
-        if chosen is None:
-            raise StorageError(f"candidate {chosen_candidate_id} is not part of turn {turn_id}")
-        if not chosen.text.strip():
-            raise StorageError("the chosen reply is empty; pick a reply with text")
-        others = rejected_side(turn.candidates, chosen.id, against)
-        if not others:
-            raise StorageError(no_rejected_message(turn.candidates, chosen.id))
-        now = time.time()
-        prompt = _messages_json(turn.messages)
-        with self.transaction() as c:
-            c.execute("DELETE FROM labels WHERE turn_id = ? AND source = 'pick'", (turn_id,))
-            cur = c.execute(
-                "INSERT INTO labels (created_at, source, turn_id, chosen_candidate_id,"
-                " model_top_candidate_id, reason) VALUES (?, 'pick', ?, ?, ?, ?)",
-                (now, turn_id, chosen.id, model_top_candidate_id, reason),
-            )
-            label_id = int(cur.lastrowid or 0)
-            c.executemany(
-                "INSERT INTO pairs (label_id, prompt_json, chosen, rejected, chosen_candidate_id,"
-                " rejected_candidate_id, reason, source, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 'pick', ?)",
-                [
-                    (label_id, prompt, chosen.text, o.text, chosen.id, o.id, reason, now)
-                    for o in others
-                ],
-            )
-        return label_id
-
-    def set_label_reason(self, label_id: int, reason: str | None) -> None:
-        """Attach (or clear) the one-line reason of a label and its pairs."""
-        reason = (reason or "").strip() or None
-        with self.transaction() as c:
-            c.execute("UPDATE labels SET reason = ? WHERE id = ?", (reason, label_id))
-            c.execute("UPDATE pairs SET reason = ? WHERE label_id = ?", (reason, label_id))
-
-    def delete_label(self, label_id: int) -> int:
-        """Undo a label with all its pairs. Returns the number of pairs removed."""
-        with self.transaction() as c:
-            n = c.execute("SELECT COUNT(*) FROM pairs WHERE label_id = ?", (label_id,)).fetchone()
-            c.execute("DELETE FROM labels WHERE id = ?", (label_id,))
-        return int(n[0])
 
     def add_pairs(self, pairs: Sequence[PreferencePair], source: str = "import") -> int:
         """Store pairs that did not come from a pick, each as its own label, all or nothing."""
@@ -324,118 +270,25 @@ class Repository(PairQueries):
         return len(pairs)
 
     def delete_pairs(self, pair_ids: Sequence[int]) -> int:
-        """Delete pairs; a label left without pairs goes too."""
+        """Delete pairs; a label left without pairs goes too (a tie or all-bad label, which
+        never had pairs, stays)."""
         with self.transaction() as c:
             removed = 0
             for start in range(0, len(pair_ids), 500):
                 chunk = list(pair_ids[start : start + 500])
                 marks = ",".join("?" * len(chunk))
+                labels = [r[0] for r in c.execute(
+                    f"SELECT DISTINCT label_id FROM pairs WHERE id IN ({marks})", chunk)]
                 removed += c.execute(f"DELETE FROM pairs WHERE id IN ({marks})", chunk).rowcount
-            c.execute("DELETE FROM labels WHERE id NOT IN (SELECT DISTINCT label_id FROM pairs)")
+                c.executemany("DELETE FROM labels WHERE id = ? AND NOT EXISTS"
+                              " (SELECT 1 FROM pairs WHERE label_id = ?)",
+                              [(lab, lab) for lab in labels])
         return removed
-
-    def count_labels(self) -> int:
-        """How many labels (picks and imported preferences)."""
-        return int(self.conn.execute("SELECT COUNT(*) FROM labels").fetchone()[0])
 
     def count_picks_since(self, since: float) -> int:
         """Labels of any source recorded after ``since`` (for "3/5 labels to next training")."""
         row = self.conn.execute("SELECT COUNT(*) FROM labels WHERE created_at > ?", (since,))
         return int(row.fetchone()[0])
-
-    def last_label(self) -> Label | None:
-        """The most recent label."""
-        labels = self.recent_labels(1)
-        return labels[0] if labels else None
-
-    def recent_labels(self, limit: int, source: str | None = None) -> list[Label]:
-        """The newest labels first."""
-        where = "WHERE l.source = ?" if source else ""
-        args: list[Any] = [source] if source else []
-        rows = self.conn.execute(
-            "SELECT l.id, l.created_at, l.source, l.turn_id, l.chosen_candidate_id, l.reason,"
-            " l.model_top_candidate_id, (SELECT COUNT(*) FROM pairs p WHERE p.label_id = l.id)"
-            f" FROM labels l {where} ORDER BY l.id DESC LIMIT ?",
-            [*args, limit],
-        ).fetchall()
-        return [Label(*r) for r in rows]
-
-    def agreement_rate(self, last: int = 50) -> tuple[float | None, int]:
-        """Share of the last ``last`` picks where the pick was the model's top-ranked reply."""
-        picks = [
-            lab
-            for lab in self.recent_labels(last, source="pick")
-            if lab.model_top_candidate_id is not None
-        ]
-        if not picks:
-            return None, 0
-        agreed = sum(1 for lab in picks if lab.model_top_candidate_id == lab.chosen_candidate_id)
-        return agreed / len(picks), len(picks)
-
-    def label_times(self) -> list[float]:
-        """When each label was recorded, oldest first (labels over time)."""
-        return [float(r[0]) for r in self.conn.execute("SELECT created_at FROM labels ORDER BY id")]
-
-    # ------------------------------------------------------------------ model versions
-
-    def next_model_version(self) -> int:
-        """The number the next trained model gets."""
-        row = self.conn.execute("SELECT MAX(version) FROM model_versions").fetchone()
-        return int(row[0] or 0) + 1
-
-    def record_model_version(self, version: ModelVersion) -> None:
-        """Record a trained model (its file is already saved)."""
-        with self.transaction() as c:
-            c.execute(
-                "INSERT INTO model_versions (version, created_at, path, metrics_json, pairs,"
-                " labels) VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    version.version,
-                    version.created_at,
-                    version.path,
-                    json.dumps(version.metrics),
-                    version.pairs,
-                    version.labels,
-                ),
-            )
-
-    def add_model_version(
-        self, path_for: Callable[[int], str], metrics: dict[str, Any], pairs: int, labels: int
-    ) -> ModelVersion:
-        """Record a trained model under the next free number, allocated atomically.
-
-        Safe when two processes train at once: each gets its own number.
-        """
-        now = time.time()
-        with self.transaction() as c:
-            row = c.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions").fetchone()
-            number = int(row[0])
-            record = ModelVersion(number, now, path_for(number), metrics, pairs, labels)
-            c.execute(
-                "INSERT INTO model_versions (version, created_at, path, metrics_json, pairs,"
-                " labels) VALUES (?, ?, ?, ?, ?, ?)",
-                (number, now, record.path, json.dumps(metrics), pairs, labels),
-            )
-        return record
-
-    def list_model_versions(self) -> list[ModelVersion]:
-        """Oldest first."""
-        return self._model_versions("ORDER BY version")
-
-    def latest_model_version(self) -> ModelVersion | None:
-        """The newest recorded model."""
-        versions = self._model_versions("ORDER BY version DESC LIMIT 1")
-        return versions[0] if versions else None
-
-    def _model_versions(self, tail: str) -> list[ModelVersion]:
-        rows = self.conn.execute(
-            "SELECT version, created_at, path, metrics_json, pairs, labels FROM model_versions "
-            + tail
-        ).fetchall()
-        return [
-            ModelVersion(int(r[0]), float(r[1]), str(r[2]), json.loads(r[3]), int(r[4]), int(r[5]))
-            for r in rows
-        ]
 
     # ------------------------------------------------------------------ embedding cache
 
@@ -484,6 +337,7 @@ class Repository(PairQueries):
             "conversations": self._count("conversations"),
             "turns": self._count("turns"),
             "labels": self.count_labels(),
+            "labels_by_kind": self.label_kinds(),
             "pairs": self.count_pairs(),
             "pairs_by_source": by_source,
             "embeddings_cached": self._count("embeddings"),
@@ -499,9 +353,9 @@ class Repository(PairQueries):
         ``cand.id`` and ``cand.turn_id``.
         """
         with self.transaction() as c:
-            if c.execute("SELECT 1 FROM labels WHERE turn_id = ? AND source = 'pick'",
+            if c.execute("SELECT 1 FROM labels WHERE turn_id = ? AND source IN ('pick', 'edit')",
                          (turn_id,)).fetchone() is not None:
-                raise StorageError("this turn has a pick; undo it before replacing a reply")
+                raise StorageError("this turn has a label; undo it before replacing a reply")
             row = c.execute("SELECT id FROM candidates WHERE turn_id = ? AND idx = ?",
                             (turn_id, cand.index)).fetchone()
             cand.turn_id = turn_id

@@ -1,0 +1,398 @@
+"""Labels of a turn (pick, tie, all bad, edit) with their provenance, skips, display
+positions, and the pair metadata read back for exports (a mixin of
+:class:`~rlhf_desktop.storage.repo.Repository`).
+
+A turn holds at most one label from the chat: a new one replaces the previous one (changing
+one's mind is not a second label), and a rewrite left without its edit label is deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from rlhf_desktop.domain import (
+    NO_PAIR_KINDS,
+    Candidate,
+    Label,
+    Message,
+    PreferencePair,
+    Shown,
+    Turn,
+)
+from rlhf_desktop.storage.pairs import StorageError
+from rlhf_desktop.storage.pick_rules import no_rejected_message, rejected_side
+
+CHAT_SOURCES = ("pick", "edit")
+"""Label sources that belong to a turn of the chat (one label per turn)."""
+
+_LABEL_COLUMNS = (
+    "l.id, l.created_at, l.source, l.turn_id, l.chosen_candidate_id, l.reason,"
+    " l.model_top_candidate_id, (SELECT COUNT(*) FROM pairs p WHERE p.label_id = l.id),"
+    " l.kind, COALESCE(l.blind, 0)"
+)
+
+
+def _messages_json(messages: Sequence[Message]) -> str:
+    return json.dumps([m.to_dict() for m in messages], ensure_ascii=False)
+
+
+def _shown_json(shown: Shown) -> str:
+    return json.dumps({"scores": {str(k): v for k, v in shown.scores.items()},
+                       "positions": {str(k): v for k, v in shown.positions.items()}})
+
+
+METADATA_KEYS = (
+    "label_id", "label_kind", "conversation_id", "turn_id", "provider", "model", "temperature",
+    "seed", "blind", "time_to_pick_s", "reward_model_version", "chosen_score",
+    "rejected_score", "chosen_position", "rejected_position", "chosen_source",
+    "edited_from_index",
+)
+"""The keys of every pair's ``metadata`` (each line has all of them; unknown ones are null)."""
+
+
+def pair_metadata(pair: PreferencePair, label: dict[str, Any] | None,
+                  cands: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """One pair's provenance: its label's and its two replies' (scores and positions as
+    they were when the user labeled the turn)."""
+    meta: dict[str, Any] = dict.fromkeys(METADATA_KEYS)
+    meta["label_id"] = pair.label_id
+    meta["label_kind"] = pair.source if label is None else label["label_kind"]
+    meta["blind"] = False
+    if label is not None:
+        for key in ("conversation_id", "turn_id", "provider", "model", "temperature", "seed",
+                    "blind", "time_to_pick_s", "reward_model_version"):
+            meta[key] = label[key]
+    for side, cid in (("chosen", pair.chosen_candidate_id),
+                      ("rejected", pair.rejected_candidate_id)):
+        facts = cands.get(cid) if cid is not None else None
+        if facts is None:
+            continue
+        scores = label["scores"] if label is not None else {}
+        positions = label["positions"] if label is not None else {}
+        meta[f"{side}_score"] = scores.get(cid, facts["score"]) if cid is not None else None
+        meta[f"{side}_position"] = positions.get(cid, facts["position"]) \
+            if cid is not None else None
+        if side == "chosen":
+            meta["chosen_source"] = facts["source"]
+            meta["edited_from_index"] = facts["edited_from_index"]
+    return meta
+
+
+class LabelQueries:
+    """Writes and reads of labels, skips and display positions."""
+
+    conn: sqlite3.Connection
+
+    if TYPE_CHECKING:
+        def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+        def get_turn(self, turn_id: int) -> Turn: ...
+        @staticmethod
+        def _insert_candidate(c: sqlite3.Connection, turn_id: int, cand: Candidate) -> int: ...
+
+    # ------------------------------------------------------------------ writing labels
+
+    def record_pick(
+        self,
+        turn_id: int,
+        chosen_candidate_id: int,
+        reason: str | None = None,
+        model_top_candidate_id: int | None = None,
+        against: Sequence[int] | None = None,
+        shown: Shown | None = None,
+    ) -> int:
+        """Record a thumbs-up: one label and its pairs in one durable transaction.
+
+        The rejected side is every other whole reply: failed, cut, empty, filtered and
+        Esc-stopped (cancelled) replies are left out (:mod:`rlhf_desktop.storage.pick_rules`),
+        and so is a rewrite of the user's. ``against`` names the rejected replies explicitly
+        instead, which may include such a reply on purpose. Returns the label id. A previous
+        label on the same turn is replaced.
+        """
+        turn = self.get_turn(turn_id)
+        chosen = self._candidate_of(turn, chosen_candidate_id)
+        if not chosen.text.strip():
+            raise StorageError("the chosen reply is empty; pick a reply with text")
+        generated = [c for c in turn.candidates if c.source != "edit"]
+        others = rejected_side(generated, chosen.id, against)
+        if not others:
+            raise StorageError(no_rejected_message(generated, chosen.id))
+        return self._write_label(turn, "pick", "pick", chosen.id, others, reason=reason,
+                                 top=model_top_candidate_id, shown=shown)
+
+    def record_tie(self, turn_id: int, tied: Sequence[int],
+                   model_top_candidate_id: int | None = None,
+                   shown: Shown | None = None) -> int:
+        """Two or more replies equally good: a tie label, no pairs. Returns the label id."""
+        turn = self.get_turn(turn_id)
+        members = list(dict.fromkeys(tied))
+        if len(members) < 2:
+            raise StorageError("a tie needs two or more replies; pick the tied replies")
+        for cid in members:
+            if not self._candidate_of(turn, cid).text.strip():
+                raise StorageError("an empty or failed reply cannot be part of a tie")
+        return self._write_label(turn, "pick", "tie", members[0], [], members=members,
+                                 top=model_top_candidate_id, shown=shown)
+
+    def record_all_bad(self, turn_id: int, model_top_candidate_id: int | None = None,
+                       shown: Shown | None = None) -> int:
+        """Every reply is bad: an all-bad flag on the turn, never turned into pairs."""
+        turn = self.get_turn(turn_id)
+        if not turn.candidates:
+            raise StorageError("this turn has no replies to mark as bad")
+        return self._write_label(turn, "pick", "all_bad", None, [],
+                                 top=model_top_candidate_id, shown=shown)
+
+    def record_edit(self, turn_id: int, edited_from: int, text: str,
+                    model_top_candidate_id: int | None = None,
+                    shown: Shown | None = None) -> tuple[int, Candidate]:
+        """The user's rewrite of reply ``edited_from``: stored as a new candidate (source
+        ``edit``) chosen over every original whole reply (the one it came from included).
+
+        Returns the label id and the new candidate. Raises StorageError on empty text or
+        text identical to the original."""
+        turn = self.get_turn(turn_id)
+        original = self._candidate_of(turn, edited_from)
+        if original.source == "edit":
+            raise StorageError("edit one of the model's replies, not an earlier rewrite")
+        if not text.strip():
+            raise StorageError("the edited reply is empty; write the reply you want, or "
+                               "cancel")
+        if text.strip() == original.text.strip():
+            raise StorageError("the edited reply is the same as the original; change it, or "
+                               "pick the original with Best")
+        generated = [c for c in turn.candidates if c.source != "edit"]
+        others = [c for c in rejected_side(generated, None)]
+        if original not in others:
+            others.append(original)
+        index = max((c.index for c in turn.candidates), default=-1) + 1
+        cand = Candidate(index=index, text=text, finish_reason="stop", source="edit",
+                         edited_from=original.id, position=None)
+        label = self._write_label(turn, "edit", "edit", None, others, top=model_top_candidate_id,
+                                  shown=shown, new_candidate=cand)
+        return label, cand
+
+    def _candidate_of(self, turn: Turn, candidate_id: int) -> Candidate:
+        for cand in turn.candidates:
+            if cand.id == candidate_id:
+                return cand
+        raise StorageError(f"candidate {candidate_id} is not part of turn {turn.id}")
+
+    def _write_label(self, turn: Turn, source: str, kind: str, chosen_id: int | None,
+                     others: Sequence[Candidate], *, reason: str | None = None,
+                     top: int | None = None, members: Sequence[int] = (),
+                     shown: Shown | None = None, new_candidate: Candidate | None = None) -> int:
+        assert turn.id is not None
+        shown = shown or Shown(blind=turn.blind)
+        now = time.time()
+        prompt = _messages_json(turn.messages)
+        with self.transaction() as c:
+            self._drop_chat_label(c, turn.id)
+            if new_candidate is not None:
+                new_candidate.turn_id = turn.id
+                new_candidate.id = chosen_id = self._insert_candidate(c, turn.id, new_candidate)
+            cur = c.execute(
+                "INSERT INTO labels (created_at, source, turn_id, chosen_candidate_id,"
+                " model_top_candidate_id, reason, kind, members_json, time_to_pick_s,"
+                " reward_version, blind, shown_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (now, source, turn.id, chosen_id, top, reason, kind,
+                 json.dumps(list(members)) if members else None, shown.time_to_pick_s,
+                 shown.reward_version, int(shown.blind), _shown_json(shown)),
+            )
+            label_id = int(cur.lastrowid or 0)
+            chosen_text = new_candidate.text if new_candidate is not None else next(
+                (k.text for k in turn.candidates if k.id == chosen_id), "")
+            if kind not in NO_PAIR_KINDS:
+                c.executemany(
+                    "INSERT INTO pairs (label_id, prompt_json, chosen, rejected,"
+                    " chosen_candidate_id, rejected_candidate_id, reason, source, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(label_id, prompt, chosen_text, o.text, chosen_id, o.id, reason, source,
+                      now) for o in others],
+                )
+            self._write_positions(c, shown.positions)
+            c.execute("UPDATE turns SET skipped_at = NULL, blind = ? WHERE id = ?",
+                      (int(shown.blind or turn.blind), turn.id))
+        return label_id
+
+    @staticmethod
+    def _drop_chat_label(c: sqlite3.Connection, turn_id: int) -> None:
+        """Remove the turn's chat label and any rewrite it held (before a new label)."""
+        c.execute("DELETE FROM labels WHERE turn_id = ? AND source IN ('pick', 'edit')",
+                  (turn_id,))
+        c.execute("DELETE FROM candidates WHERE turn_id = ? AND source = 'edit'", (turn_id,))
+
+    @staticmethod
+    def _write_positions(c: sqlite3.Connection, positions: dict[int, int]) -> None:
+        c.executemany("UPDATE candidates SET position = ? WHERE id = ?",
+                      [(pos, cid) for cid, pos in positions.items()])
+
+    def set_label_reason(self, label_id: int, reason: str | None) -> None:
+        """Attach (or clear) the one-line reason of a label and its pairs."""
+        reason = (reason or "").strip() or None
+        with self.transaction() as c:
+            c.execute("UPDATE labels SET reason = ? WHERE id = ?", (reason, label_id))
+            c.execute("UPDATE pairs SET reason = ? WHERE label_id = ?", (reason, label_id))
+
+    def delete_label(self, label_id: int) -> int:
+        """Undo a label with all its pairs (and the rewrite an edit label stored). Returns
+        the number of pairs removed."""
+        with self.transaction() as c:
+            n = c.execute("SELECT COUNT(*) FROM pairs WHERE label_id = ?", (label_id,)).fetchone()
+            row = c.execute("SELECT kind, chosen_candidate_id FROM labels WHERE id = ?",
+                            (label_id,)).fetchone()
+            c.execute("DELETE FROM labels WHERE id = ?", (label_id,))
+            if row is not None and row[0] == "edit" and row[1] is not None:
+                c.execute("DELETE FROM candidates WHERE id = ? AND source = 'edit'", (row[1],))
+        return int(n[0])
+
+    def count_label_pairs(self, label_id: int) -> int:
+        """How many pairs a label made."""
+        return int(self.conn.execute("SELECT COUNT(*) FROM pairs WHERE label_id = ?",
+                                     (label_id,)).fetchone()[0])
+
+    # ------------------------------------------------------------------ display and skips
+
+    def record_display(self, turn_id: int, blind: bool, positions: dict[int, int]) -> None:
+        """Where each card of a turn is shown, and whether the turn is blind."""
+        with self.transaction() as c:
+            c.execute("UPDATE turns SET blind = ? WHERE id = ?", (int(blind), turn_id))
+            self._write_positions(c, positions)
+
+    def set_skipped(self, turn_id: int, skipped: bool = True) -> None:
+        """Mark a turn as skipped (no label, no pairs) or not."""
+        with self.transaction() as c:
+            c.execute("UPDATE turns SET skipped_at = ? WHERE id = ?",
+                      (time.time() if skipped else None, turn_id))
+
+    def chat_label_of(self, turn_id: int) -> tuple[str, int | None, tuple[int, ...]] | None:
+        """The turn's chat label: (kind, chosen candidate id, tied ids), or None."""
+        row = self.conn.execute(
+            "SELECT kind, chosen_candidate_id, members_json FROM labels WHERE turn_id = ?"
+            " AND source IN ('pick', 'edit') ORDER BY id DESC LIMIT 1", (turn_id,)).fetchone()
+        if row is None:
+            return None
+        members = tuple(int(m) for m in json.loads(row[2])) if row[2] else ()
+        return str(row[0]), row[1], members
+
+    # ------------------------------------------------------------------ reading labels
+
+    def count_labels(self) -> int:
+        """How many labels the reward model learns from (picks, edits, imports; ties and
+        all-bad flags make no pairs and are not counted)."""
+        marks = ",".join("?" * len(NO_PAIR_KINDS))
+        return int(self.conn.execute(f"SELECT COUNT(*) FROM labels WHERE kind NOT IN ({marks})",
+                                     NO_PAIR_KINDS).fetchone()[0])
+
+    def label_kinds(self) -> dict[str, int]:
+        """How many labels of each kind."""
+        return {str(k): int(n) for k, n in
+                self.conn.execute("SELECT kind, COUNT(*) FROM labels GROUP BY kind")}
+
+    def last_label(self) -> Label | None:
+        """The most recent label."""
+        labels = self.recent_labels(1)
+        return labels[0] if labels else None
+
+    def recent_labels(self, limit: int, source: str | None = None,
+                      kind: str | None = None, blind: bool | None = None) -> list[Label]:
+        """The newest labels first (of one source, kind, or blind or not, when given)."""
+        where: list[str] = []
+        args: list[Any] = []
+        for clause, value in (("l.source = ?", source), ("l.kind = ?", kind)):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        if blind is not None:
+            where.append("COALESCE(l.blind, 0) = ?")
+            args.append(int(blind))
+        sql = f"SELECT {_LABEL_COLUMNS} FROM labels l"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self.conn.execute(sql + " ORDER BY l.id DESC LIMIT ?", [*args, limit])
+        return [Label(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], kind=str(r[8]),
+                      blind=bool(r[9])) for r in rows]
+
+    def agreement_rate(self, last: int = 50, blind: bool | None = None
+                       ) -> tuple[float | None, int]:
+        """Share of the last ``last`` picks (blind ones only, or not blind only, when given)
+        where the pick was the model's top-ranked reply."""
+        picks = [lab for lab in self.recent_labels(last, kind="pick", blind=blind)
+                 if lab.model_top_candidate_id is not None]
+        if not picks:
+            return None, 0
+        agreed = sum(1 for lab in picks if lab.model_top_candidate_id == lab.chosen_candidate_id)
+        return agreed / len(picks), len(picks)
+
+    def label_times(self) -> list[float]:
+        """When each label was recorded, oldest first (labels over time)."""
+        return [float(r[0]) for r in self.conn.execute("SELECT created_at FROM labels ORDER BY id")]
+
+    # ------------------------------------------------------------------ provenance
+
+    def label_provenance(self, label_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Per label: kind, turn, conversation, provider, model, temperature, seed, blind,
+        time to pick, reward-model version, and the scores and positions at display time."""
+        found: dict[int, dict[str, Any]] = {}
+        ids = sorted(set(label_ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                "SELECT l.id, l.kind, l.turn_id, t.conversation_id, t.provider, t.model,"
+                " t.params_json, COALESCE(l.blind, t.blind, 0), l.time_to_pick_s,"
+                " l.reward_version, l.shown_json, l.members_json FROM labels l"
+                f" LEFT JOIN turns t ON t.id = l.turn_id WHERE l.id IN ({marks})", chunk)
+            for r in rows:
+                params = json.loads(r[6]) if r[6] else {}
+                shown = json.loads(r[10]) if r[10] else {}
+                found[int(r[0])] = {
+                    "label_kind": r[1], "turn_id": r[2], "conversation_id": r[3],
+                    "provider": r[4], "model": r[5], "temperature": params.get("temperature"),
+                    "seed": params.get("seed"), "blind": bool(r[7]), "time_to_pick_s": r[8],
+                    "reward_model_version": r[9],
+                    "scores": {int(k): v for k, v in shown.get("scores", {}).items()},
+                    "positions": {int(k): v for k, v in shown.get("positions", {}).items()},
+                    "tied": [int(m) for m in json.loads(r[11])] if r[11] else [],
+                }
+        return found
+
+    def candidate_facts(self, candidate_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Per candidate: index, score, model version, display position, source, and the
+        index of the reply a rewrite came from."""
+        found: dict[int, dict[str, Any]] = {}
+        ids = sorted(set(candidate_ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                "SELECT k.id, k.idx, k.score, k.model_version, k.position, k.source, o.idx"
+                " FROM candidates k LEFT JOIN candidates o ON o.id = k.edited_from"
+                f" WHERE k.id IN ({marks})", chunk)
+            for r in rows:
+                found[int(r[0])] = {"index": r[1], "score": r[2], "model_version": r[3],
+                                    "position": r[4], "source": r[5], "edited_from_index": r[6]}
+        return found
+
+    def with_metadata(self, pairs: Sequence[PreferencePair]) -> list[PreferencePair]:
+        """The pairs with their provenance in ``metadata`` (see :data:`METADATA_KEYS`)."""
+        labels = self.label_provenance([p.label_id for p in pairs if p.label_id is not None])
+        cands = self.candidate_facts([cid for p in pairs for cid in
+                                      (p.chosen_candidate_id, p.rejected_candidate_id)
+                                      if cid is not None])
+        return [replace(p, metadata=pair_metadata(p, labels.get(p.label_id or -1), cands))
+                for p in pairs]
+
+    def chat_labels(self) -> Iterator[tuple[int, Turn]]:
+        """Every label given on a turn of the chat that still exists (oldest first), with
+        its turn: for the per-turn labels export (ties and all-bad flags included)."""
+        rows = self.conn.execute(
+            "SELECT l.id, l.turn_id FROM labels l JOIN turns t ON t.id = l.turn_id"
+            " WHERE l.source IN ('pick', 'edit') ORDER BY l.id").fetchall()
+        for label_id, turn_id in rows:
+            yield int(label_id), self.get_turn(int(turn_id))

@@ -1,0 +1,82 @@
+"""Reward-model versions recorded in the database (a mixin of
+:class:`~rlhf_desktop.storage.repo.Repository`)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+from rlhf_desktop.domain import ModelVersion
+
+
+class VersionQueries:
+    """Reads and writes of the ``model_versions`` table."""
+
+    conn: sqlite3.Connection
+
+    if TYPE_CHECKING:
+        def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+    def next_model_version(self) -> int:
+        """The number the next trained model gets."""
+        row = self.conn.execute("SELECT MAX(version) FROM model_versions").fetchone()
+        return int(row[0] or 0) + 1
+
+    def record_model_version(self, version: ModelVersion) -> None:
+        """Record a trained model (its file is already saved)."""
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO model_versions (version, created_at, path, metrics_json, pairs,"
+                " labels) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    version.version,
+                    version.created_at,
+                    version.path,
+                    json.dumps(version.metrics),
+                    version.pairs,
+                    version.labels,
+                ),
+            )
+
+    def add_model_version(
+        self, path_for: Callable[[int], str], metrics: dict[str, Any], pairs: int, labels: int
+    ) -> ModelVersion:
+        """Record a trained model under the next free number, allocated atomically.
+
+        Safe when two processes train at once: each gets its own number.
+        """
+        now = time.time()
+        with self.transaction() as c:
+            row = c.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions").fetchone()
+            number = int(row[0])
+            record = ModelVersion(number, now, path_for(number), metrics, pairs, labels)
+            c.execute(
+                "INSERT INTO model_versions (version, created_at, path, metrics_json, pairs,"
+                " labels) VALUES (?, ?, ?, ?, ?, ?)",
+                (number, now, record.path, json.dumps(metrics), pairs, labels),
+            )
+        return record
+
+    def list_model_versions(self) -> list[ModelVersion]:
+        """Oldest first."""
+        return self._model_versions("ORDER BY version")
+
+    def latest_model_version(self) -> ModelVersion | None:
+        """The newest recorded model."""
+        versions = self._model_versions("ORDER BY version DESC LIMIT 1")
+        return versions[0] if versions else None
+
+    def _model_versions(self, tail: str) -> list[ModelVersion]:
+        rows = self.conn.execute(
+            "SELECT version, created_at, path, metrics_json, pairs, labels FROM model_versions "
+            + tail
+        ).fetchall()
+        return [
+            ModelVersion(int(r[0]), float(r[1]), str(r[2]), json.loads(r[3]), int(r[4]), int(r[5]))
+            for r in rows
+        ]
+
