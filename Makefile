@@ -12,13 +12,17 @@ export RLHF_DESKTOP_LOG_LEVEL ?= INFO
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test lint typecheck imports pytest setup bench clean package test-package \
+.PHONY: run test check lint typecheck imports pytest pytest-fast setup bench clean package test-package \
         install-desktop uninstall-desktop
 
 run: $(STAMP)
 	$(BIN)/rlhf-desktop
 
 test: $(STAMP) lint typecheck imports pytest
+
+# The fast tier (< 60 s): lint, types, import contracts, and the unit and service tests
+# (scripted FakeProvider, hash embeddings; no torch, llama.cpp, window or real weights).
+check: $(STAMP) lint typecheck imports pytest-fast
 
 setup: $(STAMP)
 
@@ -43,6 +47,9 @@ imports: $(STAMP)
 
 pytest: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/pytest
+
+pytest-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not slow" --ignore=tests/ui --ignore=tests/tune -p no:pytestqt
 
 bench: $(STAMP)
 	$(PY) benchmarks/reward_quality.py

@@ -53,3 +53,37 @@ def hh_data() -> Path:
     if not HH_DATA.exists():
         pytest.skip(f"{HH_DATA} is not present")
     return HH_DATA
+
+
+# ---------------------------------------------------------------------------- test tiers
+# `make test` runs everything. `make check` runs `-m "not slow"`: the unit and service tests,
+# without torch, llama.cpp, real weights, the window, or subprocess trials (under 60 s).
+SLOW_MODULES = {
+    "tests/test_reward.py", "tests/test_embedder_backends.py", "tests/test_services.py",
+    "tests/test_crash_safety.py", "tests/test_packaging.py", "tests/test_cli.py",
+    "tests/test_instances.py", "tests/test_formats.py", "tests/test_fuzz_import.py",
+    "tests/test_model_service.py",
+}
+SLOW_FOLDERS = ("tests/ui/", "tests/tune/")
+HEAVY_LIBRARIES = ("torch", "llama_cpp", "sentence_transformers", "transformers", "trl")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the full tier's modules ``slow`` (see SLOW_MODULES)."""
+    for item in items:
+        rel = Path(str(item.fspath)).resolve().relative_to(REPO_ROOT).as_posix()
+        if rel in SLOW_MODULES or rel.startswith(SLOW_FOLDERS):
+            item.add_marker(pytest.mark.slow)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The fast tier must stay fast: fail it when a test loaded a heavy library."""
+    import sys
+
+    if session.config.getoption("markexpr", "") != "not slow" or exitstatus != 0:
+        return
+    loaded = [name for name in HEAVY_LIBRARIES if name in sys.modules]
+    if loaded:
+        print(f"\nmake check loaded {', '.join(loaded)}: mark that test's module slow "
+              "(tests/conftest.py SLOW_MODULES)")
+        session.exitstatus = 1

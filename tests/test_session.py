@@ -1,0 +1,149 @@
+"""AppSession and its narrow services, fast: a scripted FakeProvider and hash embeddings.
+
+Real SQLite file, real reward-model training (on 64-dimensional hash vectors: milliseconds),
+real hooks; no HTTP, no torch, no llama.cpp. Part of ``make check``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from rlhf_desktop.config import Settings
+from rlhf_desktop.domain import Message
+from rlhf_desktop.providers.errors import ServerError
+from rlhf_desktop.services.chat import TurnFailed
+from rlhf_desktop.services.session import AppSession
+from tests.fakes import FakeProvider, HashEmbedder, Reply
+
+
+def session_with(provider: FakeProvider, **settings: Any) -> tuple[AppSession, dict[str, list]]:
+    session = AppSession(Settings(**settings), provider, embedder=HashEmbedder())  # type: ignore[arg-type]
+    fired: dict[str, list] = {}
+    for name in ("labels_did_change", "conversations_did_change", "model_did_train",
+                 "retrain_did_update", "training_did_fail"):
+        hook = getattr(session.hooks, name)
+        hook.append(_recorder(fired.setdefault(name, [])))
+    return session, fired
+
+
+def _recorder(into: list) -> Callable[..., None]:
+    return lambda *args: into.append(args)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+def test_send_creates_the_conversation_and_builds_the_history_from_the_database() -> None:
+    provider = FakeProvider(turns=[[Reply("Paris is the capital."), Reply("Lyon."),
+                                    Reply("I think Paris.")]])
+
+    async def scenario() -> None:
+        session, fired = session_with(provider, candidates_per_turn=3)
+        chat = session.chat
+        assert chat is not None
+        deltas: list[tuple[int, str]] = []
+        done: list[int] = []
+        created: list[int] = []
+        turn = await chat.send(None, "Capital of France?", lambda i, t: deltas.append((i, t)),
+                               lambda c: done.append(c.index), on_conversation=created.append)
+        assert created == [turn.conversation_id] and fired["conversations_did_change"]
+        assert sorted(done) == [0, 1, 2] and len(deltas) > 3  # streamed word by word
+        assert turn.candidates[0].text == "Paris is the capital."
+        assert session.conversations.get(turn.conversation_id).title == "Capital of France?"
+        # The pick continues the conversation: the next request carries it.
+        session.pick(turn, turn.candidates[2].id)
+        await chat.send(turn.conversation_id, "And of Italy?")
+        sent = provider.calls[-1][0]
+        assert [m.role for m in sent] == ["user", "assistant", "user"]
+        assert sent[1] == Message("assistant", "I think Paris.")
+        assert len(session.conversations.turns(turn.conversation_id)) == 2
+        await session.aclose()
+        assert provider.closed
+
+    run(scenario())
+
+
+def test_picks_fire_hooks_retrain_after_n_labels_and_undo_removes_pairs() -> None:
+    replies = [[Reply(f"A detailed, helpful answer number {k}."), Reply("No.")]
+               for k in range(4)]
+
+    async def scenario() -> None:
+        session, fired = session_with(FakeProvider(turns=replies), candidates_per_turn=2,
+                                      retrain_every=2)
+        chat = session.chat
+        assert chat is not None
+        conv = None
+        for k in range(3):
+            turn = await chat.send(conv, f"question {k}")
+            conv = turn.conversation_id
+            pick = session.pick(turn, turn.candidates[0].id)
+            assert pick.pairs == 1
+        await session.wait_training()
+        assert len(fired["labels_did_change"]) >= 3
+        trained = [v.version for (v,) in fired["model_did_train"]]
+        assert trained[0] == 1 and trained == sorted(trained)  # 2 labels, then a queued run
+        assert session.reward_version == trained[-1]
+        overview = session.models.overview()
+        assert overview.labels == 3 and overview.pairs == 3 and overview.latest is not None
+        # A turn sent after training is ranked by the newest model.
+        turn = await chat.send(conv, "question 3")
+        assert all(c.model_version == trained[-1] for c in turn.candidates)
+        assert session.can_undo_pick
+        undone = session.undo_pick()
+        assert undone is not None and session.models.overview().pairs == 2
+        await session.aclose()
+
+    run(scenario())
+
+
+def test_a_provider_fault_saves_the_turn_and_the_failed_reply_is_never_a_pair() -> None:
+    failing = FakeProvider(turns=[[Reply("partial one two"), Reply("partial three")]],
+                           fail_with={0: ServerError("The server failed (HTTP 500).")})
+
+    async def scenario() -> None:
+        session, _ = session_with(failing, candidates_per_turn=2)
+        chat = session.chat
+        assert chat is not None
+        with pytest.raises(TurnFailed) as info:
+            await chat.send(None, "tell me")
+        turn = info.value.turn
+        assert turn.id is not None and all(c.error for c in turn.candidates)
+        stored = session.conversations.turns(turn.conversation_id)
+        assert [c.text for c in stored[0].candidates] == ["partial one two", "partial three"]
+        with pytest.raises(Exception, match="other whole reply"):
+            session.pick(turn, turn.candidates[0].id)
+        assert session.models.overview().pairs == 0
+        await session.aclose()
+
+    run(scenario())
+
+
+def test_dataset_delete_and_restore_and_conversation_changes_fire_hooks() -> None:
+    async def scenario() -> None:
+        session, fired = session_with(FakeProvider(), candidates_per_turn=3)
+        chat = session.chat
+        assert chat is not None
+        turn = await chat.send(None, "hello")
+        session.pick(turn, turn.candidates[1].id)
+        assert session.datasets.count() == 2
+        rows = session.datasets.page(None, 10)
+        before = len(fired["labels_did_change"])
+        removed, token = session.datasets.delete([rows[0][0]])
+        assert removed == 1 and session.datasets.count() == 1
+        assert session.datasets.restore(token) == 1 and session.datasets.count() == 2
+        assert len(fired["labels_did_change"]) == before + 2
+        conv = turn.conversation_id
+        session.conversations.rename(conv, "Greetings")
+        assert session.conversations.list()[0].title == "Greetings"
+        session.conversations.delete(conv)
+        assert session.conversations.get(conv) is None
+        assert session.datasets.count() == 2  # labels outlive their chat
+        assert len(fired["conversations_did_change"]) == 3
+        await session.aclose()
+
+    run(scenario())
