@@ -118,6 +118,7 @@ class CandidateCard(QFrame):
     stop_clicked = Signal(int)
     regenerate_clicked = Signal(int)
     copied = Signal(int)
+    why_clicked = Signal(int)
 
     def __init__(self, index: int, renderer: MarkdownRenderer,
                  parent: QWidget | None = None) -> None:
@@ -143,12 +144,28 @@ class CandidateCard(QFrame):
         self.pick_button.setIcon(thumb_up())
         self.pick_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.pick_button.clicked.connect(lambda: self.pick_clicked.emit(self.index))
+        self.why_button = QToolButton()
+        self.why_button.setObjectName("whyButton")
+        self.why_button.setText("Why?")
+        self.why_button.setCheckable(True)
+        self.why_button.setAutoRaise(True)
+        self.why_button.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.why_button.setToolTip("Why it ranked here: the style part versus the content "
+                                   "part of its score")
+        self.why_button.toggled.connect(self._toggle_why)
         head = QHBoxLayout()
         head.setSpacing(6)
-        for w in (self.rank_badge, self.score_badge, self.version_badge, self.state_badge):
+        for w in (self.rank_badge, self.score_badge, self.version_badge, self.why_button,
+                  self.state_badge):
             head.addWidget(w)
         head.addStretch(1)
         head.addWidget(self.pick_button)
+        self.why_text = ""
+        self.why_label = QLabel("")
+        self.why_label.setObjectName("cardWhy")
+        self.why_label.setWordWrap(True)
+        self.why_label.setTextFormat(Qt.TextFormat.RichText)
+        self.why_label.hide()
 
         self.body = MarkdownView(renderer)
         self.footer = QLabel("")
@@ -171,6 +188,7 @@ class CandidateCard(QFrame):
         layout.setContentsMargins(14, 10, 14, 10)
         layout.setSpacing(6)
         layout.addLayout(head)
+        layout.addWidget(self.why_label)
         layout.addWidget(self.body)
         layout.addStretch(1)
         layout.addLayout(actions)
@@ -268,6 +286,20 @@ class CandidateCard(QFrame):
             parts.append(c.error)
         return " · ".join(parts)
 
+    # ------------------------------------------------------------------ why it ranked here
+
+    def set_why(self, text: str) -> None:
+        """The explanation of this card's rank (rich text; "" while not known)."""
+        self.why_text = text
+        self.why_label.setText(text or "Working out why…")
+        self.score_badge.setToolTip(text or "Click Why? to see the style and content parts")
+
+    def _toggle_why(self, shown: bool) -> None:
+        self.why_label.setText(self.why_text or "Working out why…")
+        self.why_label.setVisible(shown)
+        if shown and not self.why_text:
+            self.why_clicked.emit(self.index)
+
     # ------------------------------------------------------------------ badges & state
 
     def set_position(self, position: int) -> None:
@@ -288,6 +320,8 @@ class CandidateCard(QFrame):
             self.score_badge.setText(f"score {c.score:+.3f}")
             self.version_badge.setText(f"v{c.model_version}")
             self.version_badge.setToolTip(f"Scored by reward model v{c.model_version}")
+            if not self.why_text:
+                self.score_badge.setToolTip("Click Why? to see the style and content parts")
         else:
             self.rank_badge.setText(f"Reply {self.index + 1}")
             self.rank_badge.setProperty("badge", "neutral")
@@ -295,6 +329,9 @@ class CandidateCard(QFrame):
             self.version_badge.setText("")
         self.score_badge.setVisible(bool(self.score_badge.text()))
         self.version_badge.setVisible(bool(self.version_badge.text()))
+        self.why_button.setVisible(ranked)
+        if not ranked:
+            self.why_button.setChecked(False)
         self.state_badge.setVisible(bool(self.state_badge.text()))
         _repolish(self.rank_badge)
 

@@ -1,9 +1,11 @@
-"""The reward model: learning curve, agreement with your picks, labels over time, train now."""
+"""The reward model: learning curve, agreement with your picks, labels over time, train now,
+what it learned (model_learned.py), and its versions with a switch back (model_versions.py)."""
 
 from __future__ import annotations
 
 import time
 
+import shiboken6
 from PySide6.QtCharts import (
     QChart,
     QChartView,
@@ -15,22 +17,22 @@ from PySide6.QtCharts import (
 from PySide6.QtCore import QDateTime, QMargins, QPointF, Qt
 from PySide6.QtGui import QColor, QPainter, QPen, QResizeEvent
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QFrame,
     QGridLayout,
-    QHeaderView,
+    QHBoxLayout,
     QLabel,
     QPushButton,
     QScrollArea,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from rlhf_desktop.domain import ModelVersion
+from rlhf_desktop.services.models import VersionError
 from rlhf_desktop.services.retraining import RetrainStatus
 from rlhf_desktop.ui.backend import EARLY_LABELS, Backend
+from rlhf_desktop.ui.model_learned import LearnedPanel
+from rlhf_desktop.ui.model_versions import VersionsTable
 
 ACCENT = QColor("#2f81f7")
 WIDE = 1000  # from this width the figures sit in one row and the charts side by side
@@ -87,16 +89,26 @@ class ModelView(QWidget):
             "Learning curve: CV accuracy by version (dashed: chance)")
         self.labels_chart, self.labels_view = self._chart("Labels over time")
         self.charts = QGridLayout()
+        self.learned = LearnedPanel(dark)
         self._columns = 0
         self._arrange(wide=True)
 
-        self.table = QTableWidget(0, 5)
-        self.table.setHorizontalHeaderLabels(["Version", "Trained", "Labels", "Pairs",
-                                              "CV accuracy"])
-        self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.table.setMaximumHeight(180)
+        self.switching = False
+        self.table = VersionsTable(self.use_version)
+        self.versions_title = QLabel("Versions")
+        self.versions_title.setObjectName("kpiValue")
+        self.versions_title.setStyleSheet("font-size: 16px;")
+        self.versions_note = QLabel("")
+        self.versions_note.setObjectName("muted")
+        self.versions_note.setWordWrap(True)
+        self.latest_button = QPushButton("Use the newest adopted version")
+        self.latest_button.setToolTip("Stop using a version chosen here; every new adopted "
+                                      "version is used again as soon as it is trained")
+        self.latest_button.clicked.connect(lambda: self.use_version(None))
+        versions_head = QHBoxLayout()
+        versions_head.addWidget(self.versions_title)
+        versions_head.addWidget(self.versions_note, 1)
+        versions_head.addWidget(self.latest_button)
 
         # Everything in a scroll area: a small window scrolls the page, nothing overlaps.
         content = QWidget()
@@ -106,6 +118,8 @@ class ModelView(QWidget):
         layout.setSpacing(12)
         layout.addLayout(self.top)
         layout.addLayout(self.charts, 1)
+        layout.addWidget(self.learned)
+        layout.addLayout(versions_head)
         layout.addWidget(self.table)
         self.page_scroll = QScrollArea()
         self.page_scroll.setWidgetResizable(True)
@@ -140,6 +154,7 @@ class ModelView(QWidget):
         self.charts.addWidget(self.curve_view, 0, 0)
         self.charts.addWidget(self.labels_view, 0 if wide else 1, 1 if wide else 0)
         self.charts.setColumnStretch(1, 1 if wide else 0)
+        self.learned.arrange(wide)
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         """Reflow for the new width."""
@@ -166,6 +181,7 @@ class ModelView(QWidget):
             chart.setTheme(QChart.ChartTheme.ChartThemeDark if dark
                            else QChart.ChartTheme.ChartThemeLight)
             chart.setBackgroundRoundness(6)
+        self.learned.set_dark(dark)
         self.refresh_if_visible()  # setTheme reset the series colours; shown pages redraw
 
     def refresh_if_visible(self) -> None:
@@ -182,7 +198,9 @@ class ModelView(QWidget):
         """Reload the figures and charts."""
         overview = self.backend.session.models.overview()
         versions = overview.versions
-        latest = overview.latest
+        models = self.backend.session.models
+        in_use = models.in_use
+        latest = next((v for v in versions if v.version == in_use), overview.latest)
         if latest is None:
             self.version_value.setText("untrained")
             self.accuracy_value.setText("–")
@@ -207,7 +225,8 @@ class ModelView(QWidget):
                                                            early_accuracy=True))
         self._fill_curve(versions)
         self._fill_labels(overview.label_times)
-        self._fill_table(versions)
+        self.learned.show_learned(models.learned())
+        self._fill_versions()
 
     def _fill_curve(self, versions: list[ModelVersion]) -> None:
         chart = _cleared(self.curve_chart)
@@ -269,15 +288,49 @@ class ModelView(QWidget):
         series.attachAxis(x)
         series.attachAxis(y)
 
-    def _fill_table(self, versions: list[ModelVersion]) -> None:
-        self.table.setRowCount(len(versions))
-        for row, v in enumerate(reversed(versions)):
-            acc = v.cv_accuracy
-            cells = [f"v{v.version}", time.strftime("%Y-%m-%d %H:%M",
-                                                    time.localtime(v.created_at)),
-                     str(v.labels), str(v.pairs), "n/a" if acc is None else f"{acc * 100:.1f} %"]
-            for col, text in enumerate(cells):
-                self.table.setItem(row, col, QTableWidgetItem(text))
+    def _fill_versions(self) -> None:
+        models = self.backend.session.models
+        rows = models.version_rows()
+        self.table.fill(rows, busy=self.switching)
+        pinned = models.pinned
+        in_use = models.in_use
+        self.latest_button.setVisible(pinned is not None)
+        self.latest_button.setEnabled(not self.switching)
+        if self.switching:
+            return
+        if not rows:
+            self.versions_note.setText("none yet")
+        elif pinned is not None and in_use == pinned:
+            self.versions_note.setText(f"You chose v{pinned}: it ranks until you choose "
+                                       "another or a new version is adopted.")
+        else:
+            self.versions_note.setText("A new version is used only if it is not worse than "
+                                       "the one in use on labels that one never saw.")
+
+    def use_version(self, version: int | None) -> None:
+        """Rank with ``version`` from now on (None: the newest adopted); the chat re-ranks."""
+        if self.switching:
+            return
+        self.switching = True
+        self.versions_note.setText("Switching to " + (f"v{version}…" if version is not None
+                                                      else "the newest adopted version…"))
+        self._fill_versions()
+        self.backend.spawn(self._use(version), "use a model version")
+
+    async def _use(self, version: int | None) -> None:
+        message = ""
+        try:
+            record = await self.backend.session.models.use(version)
+            message = f"Now ranking with v{record.version}." if record else ""
+        except VersionError as exc:
+            message = str(exc)
+        finally:
+            self.switching = False
+        if not shiboken6.isValid(self):  # the window closed meanwhile
+            return
+        self.refresh()
+        if message:
+            self.versions_note.setText(message)
 
 
 def _cleared(chart: QChart) -> QChart:

@@ -16,9 +16,11 @@ from PySide6.QtWidgets import (
 )
 
 from rlhf_desktop.domain import Candidate, Message, Turn
-from rlhf_desktop.services.chat import failed_indices, ranked
+from rlhf_desktop.services.chat import failed_indices
 from rlhf_desktop.ui.cards import CandidateCard
+from rlhf_desktop.ui.label_view import decorate, display_order, shown
 from rlhf_desktop.ui.markdown_render import MarkdownRenderer
+from rlhf_desktop.ui.turn_why import TurnWhy
 from rlhf_desktop.ui.user_bubble import UserBubble
 
 TWO_COLUMNS_WIDTH = 640
@@ -70,6 +72,8 @@ class TurnWidget(QFrame):
         self.regenerating: set[int] = set()  # replies streaming again (no pick meanwhile)
         self.undoable = False  # this turn holds the pick that Alt+Z undoes
         self.columns = 2
+        self.why = TurnWhy(self)
+        """Why the cards rank as they do, and the turn's confidence (see turn_why.py)."""
 
         self.bubble = UserBubble(prompt, renderer)
         self.prompt_view = self.bubble.view
@@ -84,8 +88,10 @@ class TurnWidget(QFrame):
         self.undo_button.setToolTip("Undo this pick and its preference pairs (Alt+Z)")
         self.undo_button.clicked.connect(lambda: self.undo_requested.emit(self))
         self.undo_button.hide()
+        self.confidence = self.why.label
         status_row = QHBoxLayout()
         status_row.addWidget(self.status, 1)
+        status_row.addWidget(self.confidence, 0, Qt.AlignmentFlag.AlignTop)
         status_row.addWidget(self.undo_button, 0, Qt.AlignmentFlag.AlignTop)
 
         self.grid = QGridLayout()
@@ -153,6 +159,7 @@ class TurnWidget(QFrame):
                 card.regenerate_clicked.connect(
                     lambda i: self.regenerate_requested.emit(self, i))
                 card.copied.connect(lambda i: self.copied.emit(self, i))
+                card.why_clicked.connect(lambda _i: self.why.request())
                 self.cards[index] = card
         self.order = sorted(self.cards)
         self._layout_cards()
@@ -219,7 +226,7 @@ class TurnWidget(QFrame):
             card = self.cards[cand.index]
             if cand.index not in self.regenerating:
                 card.set_streaming(False)
-            card.set_candidate(cand)
+            card.set_candidate(shown(turn, cand))
         self.apply_order()
         self.mark_pick(turn.chosen_candidate_id)
         self.show_failures()
@@ -240,14 +247,12 @@ class TurnWidget(QFrame):
         """Order the cards by score when ranked, else by the provider's order."""
         if self.turn is None:
             return
-        if self.is_ranked():
-            self.order = [c.index for c in ranked(self.turn.candidates)]
-        else:
-            self.order = sorted(self.cards)
+        self.order = display_order(self.turn, self.is_ranked())
         self._layout_cards()
         for card in self.cards.values():
             card.refresh_badges()
         self.update_status()
+        self.why.stale()
 
     def update_status(self, note: str = "") -> None:
         """The line above the cards, from the turn's state."""
@@ -273,12 +278,13 @@ class TurnWidget(QFrame):
         else:
             text = (f"{n} replies in the provider's order (the reward model has not been "
                     f"trained yet) · pick the best (click Best or press {keys})")
+        text = decorate(self, keys) or text  # blind turns, ties, all bad, edits, skips
         self.set_status(f"{note} · {text}" if note else text)
         self.refresh_actions()
 
     def refresh_actions(self, busy: bool = False) -> None:
         """Enable Regenerate on the cards and the Undo pick button from the turn's state."""
-        picked = self.turn is not None and self.turn.chosen_candidate_id is not None
+        picked = self.turn is not None and self.turn.labeled
         saved = self.turn is not None and self.turn.id is not None
         why = ("Undo the pick first (Alt+Z): its preference pairs hold this reply" if picked
                else "Wait until the replies have finished" if busy or not saved else "")
@@ -292,7 +298,8 @@ class TurnWidget(QFrame):
         """Highlight the picked card (None: no pick); ``undoable``: Alt+Z undoes it."""
         if undoable is not None:
             self.undoable = undoable
-        self.undoable = self.undoable and candidate_id is not None
+        self.undoable = self.undoable and (candidate_id is not None or (
+            self.turn is not None and self.turn.label_kind is not None))
         if self.turn is not None:
             self.turn.chosen_candidate_id = candidate_id
         for card in self.cards.values():

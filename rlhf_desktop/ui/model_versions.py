@@ -1,0 +1,85 @@
+"""The model page's version list: metrics, adopted or not (with the reason), and Use."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QWidget,
+)
+
+from rlhf_desktop.services.models import VersionRow
+
+COLUMNS = ["Version", "Trained", "Labels", "Pairs", "CV accuracy", "Status", "Why", ""]
+USE_COLUMN = len(COLUMNS) - 1
+
+
+def status_text(row: VersionRow) -> str:
+    """"in use", "adopted" or "not adopted"."""
+    if row.in_use:
+        return "in use"
+    return "adopted" if row.adopted else "not adopted"
+
+
+class VersionsTable(QTableWidget):
+    """Newest first; each row's Use button calls ``on_use(version)``."""
+
+    def __init__(self, on_use: Callable[[int], None], parent: QWidget | None = None) -> None:
+        super().__init__(0, len(COLUMNS), parent)
+        self.on_use = on_use
+        self.rows: list[VersionRow] = []
+        self.setHorizontalHeaderLabels(COLUMNS)
+        self.verticalHeader().setVisible(False)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.setWordWrap(False)
+        header = self.horizontalHeader()
+        for col in range(len(COLUMNS)):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(COLUMNS.index("Why"), QHeaderView.ResizeMode.Stretch)
+        self.setMinimumHeight(150)
+
+    def fill(self, rows: list[VersionRow], busy: bool = False) -> None:
+        """Show ``rows``; ``busy``: a switch is running, every Use button waits."""
+        self.rows = rows
+        self.setRowCount(len(rows))
+        bold = QFont()
+        bold.setBold(True)
+        for r, row in enumerate(rows):
+            acc = row.cv_accuracy
+            cells = [f"v{row.version}",
+                     time.strftime("%Y-%m-%d %H:%M", time.localtime(row.created_at)),
+                     f"{row.labels:,}", f"{row.pairs:,}",
+                     "n/a" if acc is None else f"{acc * 100:.1f} %", status_text(row),
+                     row.reason]
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setToolTip(row.reason)
+                if row.in_use:
+                    item.setFont(bold)
+                if col == COLUMNS.index("Status") and not row.adopted:
+                    item.setForeground(Qt.GlobalColor.darkYellow)
+                self.setItem(r, col, item)
+            button = QPushButton("In use" if row.in_use else "Use")
+            button.setEnabled(not row.in_use and not busy)
+            button.setToolTip("The reward model that ranks now" if row.in_use else
+                              f"Rank with v{row.version} from now on (the chat re-ranks the "
+                              "turn waiting for your pick)")
+            button.clicked.connect(lambda _=False, v=row.version: self.on_use(v))
+            self.setCellWidget(r, USE_COLUMN, button)
+
+    def use_button(self, version: int) -> QPushButton | None:
+        """The Use button of ``version``'s row."""
+        for r, row in enumerate(self.rows):
+            if row.version == version:
+                widget = self.cellWidget(r, USE_COLUMN)
+                return widget if isinstance(widget, QPushButton) else None
+        return None

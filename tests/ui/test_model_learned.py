@@ -1,0 +1,179 @@
+"""Issue 12 in the window: the model page says what the model learned (words and a plot with
+uncertainty), lists the versions with their adoption verdict and switches back to any of
+them; a card says why it ranked where it did, and the turn how sure the ranking is.
+
+Real SQLite, the real reward model and MiniLM, a real Azure-protocol server over a socket."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from PySide6.QtCharts import QCategoryAxis, QLineSeries
+from PySide6.QtCore import Qt
+
+from rlhf_desktop.domain import Candidate, Message, PreferencePair, SamplingParams, Turn
+from rlhf_desktop.services.rewards import RewardService
+from rlhf_desktop.ui.backend import Backend
+from rlhf_desktop.ui.markdown_render import MarkdownRenderer
+from rlhf_desktop.ui.model_view import ModelView
+from rlhf_desktop.ui.turn_widget import TurnWidget
+from tests.azure_server import AzureServer
+from tests.providers.conftest import AZURE_KEY, azure_provider
+from tests.ui.conftest import run, wait_until
+from tests.ui.helpers import db
+
+TOPICS = ["boil an egg", "learn to swim", "save money", "grow tomatoes", "fix a flat tyre",
+          "write a cover letter", "sleep better", "start running", "bake bread", "clean a pan",
+          "plan a trip", "learn chess", "brew coffee", "paint a wall", "tie a tie",
+          "study for exams", "keep a plant alive", "make friends", "cook rice", "stay focused"]
+NEW_TOPICS = ["knit a scarf", "change a bike chain", "learn guitar", "make pancakes",
+              "wash a wool jumper", "set up a budget", "train a puppy", "write a poem",
+              "meditate", "repot a cactus", "iron a shirt", "learn to juggle",
+              "sharpen a knife", "make soup", "read faster"]
+ASKS = ("How do I {}?", "Any tips to {}?", "What is the best way to {}?")
+MORE_ASKS = ("Explain how to {}.", "Teach me to {}.", "I want to {}: where do I start?",
+             "Can you help me {}?", "Show me how to {}.", "Help: I need to {}.")
+
+
+def long_list(topic: str) -> str:
+    return (f"Here is how to {topic}, step by step:\n\n- First, gather what you need for it.\n"
+            f"- Then work through it slowly and check each part as you go.\n"
+            f"- Finally, review the result and repeat what did not work.\n\n"
+            f"With a little practice you will {topic} without thinking about it.")
+
+
+def short(topic: str) -> str:
+    return f"Just {topic}."
+
+
+def pairs(long_wins: bool, topics: list[str], asks: tuple[str, ...] = ASKS
+          ) -> list[PreferencePair]:
+    out = []
+    for t in topics:
+        for ask in asks:
+            a, b = (long_list(t), short(t)) if long_wins else (short(t), long_list(t))
+            out.append(PreferencePair(prompt=(Message("user", ask.format(t)),), chosen=a,
+                                      rejected=b))
+    return out
+
+
+def train_two_versions() -> None:
+    """v1: the user likes one-liners; v2 after the taste flipped to long lists on new
+    topics."""
+    rewards = RewardService()
+    db().add_pairs(pairs(False, TOPICS))
+    rewards.train_now()
+    db().add_pairs(pairs(True, NEW_TOPICS, MORE_ASKS))
+    rewards.train_now()
+
+
+@pytest.mark.timeout(120)
+def test_model_page_words_plot_versions_and_rollback(loop: asyncio.AbstractEventLoop,
+                                                     qtbot: object) -> None:
+    train_two_versions()
+    backend = Backend(provider=None)
+    run(loop, backend.session.load_reward_model())
+    assert backend.session.models.in_use == 2
+    view = ModelView(backend)
+    qtbot.addWidget(view)  # type: ignore[attr-defined]
+    view.resize(1200, 900)
+    view.show()
+    view.refresh()
+    assert view.version_value.text() == "v2"
+    text = view.learned.sentences.text()
+    # v2 saw one-liners win on some topics and long lists on others: no clear length taste
+    assert "length: no clear effect (2× the words: " in text
+    assert "you prefer shorter replies" not in text
+    assert "no clear effect" in text
+    prefs = view.learned.preferences
+    chart = view.learned.chart
+    bars = [s for s in chart.series() if isinstance(s, QLineSeries)
+            and s.count() == 2 and s.at(0).y() == s.at(1).y()]
+    assert len(bars) == len(prefs) == 12  # one uncertainty bar per style preference
+    top = prefs[0]  # drawn at the top row, its bar spans effect ± 2 std
+    top_bar = max(bars, key=lambda s: s.at(0).y())
+    assert top_bar.at(0).x() == pytest.approx(top.effect - 2 * top.std)
+    assert top_bar.at(1).x() == pytest.approx(top.effect + 2 * top.std)
+    y_axis = chart.axes(Qt.Orientation.Vertical)[0]
+    assert isinstance(y_axis, QCategoryAxis) and y_axis.count() == 12
+    assert y_axis.categoriesLabels()[-1].startswith(top.noun)
+
+    table = view.table
+    assert table.rowCount() == 2
+    assert [table.item(r, 0).text() for r in range(2)] == ["v2", "v1"]
+    assert [table.item(r, 5).text() for r in range(2)] == ["in use", "adopted"]
+    assert table.item(1, 6).text() == "first model"
+    assert not view.latest_button.isVisible()
+
+    use_v1 = table.use_button(1)
+    assert use_v1 is not None and use_v1.isEnabled()
+    trained: list[int] = []
+    backend.model_trained.connect(lambda v: trained.append(v.version))
+    use_v1.click()
+    waiting = table.use_button(1)
+    assert view.switching and waiting is not None and not waiting.isEnabled()  # no 2nd click
+    run(loop, wait_until(lambda: not view.switching, 60, "the switch"))
+    assert trained == [1]  # the window re-ranks the turn waiting for a pick on this signal
+    assert backend.session.models.in_use == 1 and backend.session.models.pinned == 1
+    assert [table.item(r, 5).text() for r in range(2)] == ["adopted", "in use"]
+    assert view.version_value.text() == "v1"
+    assert "you prefer shorter replies (2× the words: −" in view.learned.sentences.text()
+    assert view.latest_button.isVisible() and "Now ranking with v1" in view.versions_note.text()
+    view.latest_button.click()
+    run(loop, wait_until(lambda: backend.session.models.in_use == 2 and not view.switching,
+                         30, "back to the newest"))
+    assert backend.session.models.pinned is None and trained == [1, 2]
+    run(loop, backend.aclose())
+
+
+def make_turn(texts: list[str], prompt: str = "How do I cook pasta?") -> Turn:
+    return Turn(conversation_id=0, messages=[Message("user", prompt)], provider="azure",
+                model="m", params=SamplingParams(),
+                candidates=[Candidate(index=i, text=t) for i, t in enumerate(texts)])
+
+
+@pytest.mark.timeout(120)
+def test_card_says_why_it_ranked_here_and_the_turn_how_sure(loop: asyncio.AbstractEventLoop,
+                                                           qtbot: object) -> None:
+    rewards = RewardService()
+    db().add_pairs(pairs(True, TOPICS))
+    rewards.train_now()
+    with AzureServer(api_key=AZURE_KEY, deployment="gpt-test", model="m") as server:
+        backend = Backend(provider=azure_provider(server))
+        run(loop, backend.session.load_reward_model())
+        chat = backend.chat
+        assert chat is not None
+        turn = run(loop, chat.rank(make_turn(
+            [short("cook pasta"), long_list("cook pasta"), "Boil water, add the pasta."])))
+        widget = TurnWidget("How do I cook pasta?", 3, MarkdownRenderer())
+        widget.why.backend = backend
+        qtbot.addWidget(widget)  # type: ignore[attr-defined]
+        widget.resize(1000, 600)
+        widget.show()
+        widget.set_turn(turn)  # a ranked turn waiting for its pick explains itself
+        run(loop, wait_until(lambda: widget.why.explanation is not None, 60, "explanation"))
+        top = widget.card_at(0)
+        assert top is not None and top.candidate is not None
+        assert top.candidate.text == long_list("cook pasta")
+        assert not top.why_label.isVisible()
+        top.why_button.click()
+        assert top.why_label.isVisible()
+        why = top.why_label.text()
+        assert "#1 of 3" in why and "= style " in why and "+ content " in why
+        assert "Against this turn's average: style <b>+" in why
+        assert "length +" in why  # the style driver that lifted it, named
+        assert top.score_badge.toolTip() == why
+        assert widget.confidence.isVisible()
+        assert widget.confidence.text().startswith(("sure", "unsure"))
+        assert "P(#1 is better than #2)" in widget.confidence.toolTip()
+
+        # Two replies the model cannot tell apart: the header says it is unsure.
+        twin = run(loop, chat.rank(make_turn([short("cook rice"), short("cook rice")])))
+        other = TurnWidget("How do I cook pasta?", 2, MarkdownRenderer())
+        other.why.backend = backend
+        qtbot.addWidget(other)  # type: ignore[attr-defined]
+        other.set_turn(twin)
+        run(loop, wait_until(lambda: other.why.explanation is not None, 60, "explanation"))
+        assert other.confidence.text() == "unsure · #1 vs #2 50 %"
+        run(loop, backend.aclose())
