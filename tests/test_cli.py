@@ -17,7 +17,7 @@ def cli(*args: str, data_dir=None, check: bool = True) -> subprocess.CompletedPr
     if data_dir is not None:
         cmd += ["--data-dir", str(data_dir)]
     proc = subprocess.run([*cmd, *args], capture_output=True, text=True, env=os.environ.copy(),
-                          timeout=600)
+                          timeout=110)
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc

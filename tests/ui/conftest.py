@@ -89,3 +89,33 @@ async def wait_until(predicate: Callable[[], object], timeout: float = 30.0,
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+class SignalWaiter:
+    """Records a Qt signal from the moment it is made; ``await waiter.wait()`` returns the
+    arguments of the first emission not waited for yet (no polling, no fixed sleeps)."""
+
+    def __init__(self, signal: Any) -> None:
+        self._signal = signal
+        self._seen: list[tuple[Any, ...]] = []
+        self._waiting: asyncio.Future[tuple[Any, ...]] | None = None
+        signal.connect(self._fired)
+
+    def _fired(self, *args: Any) -> None:
+        if self._waiting is not None and not self._waiting.done():
+            self._waiting.set_result(args)
+            self._waiting = None
+        else:
+            self._seen.append(args)
+
+    async def wait(self, timeout: float = 60.0, what: str = "the signal") -> tuple[Any, ...]:
+        if self._seen:
+            return self._seen.pop(0)
+        self._waiting = asyncio.get_running_loop().create_future()
+        try:
+            return await asyncio.wait_for(self._waiting, timeout)
+        except TimeoutError:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
+
+    def close(self) -> None:
+        self._signal.disconnect(self._fired)

@@ -19,7 +19,7 @@ from rlhf_desktop.storage.repo import Repository
 from rlhf_desktop.ui.chat_view import EXAMPLES
 from rlhf_desktop.ui.main_window import MainWindow
 from tests.azure_server import AzureServer
-from tests.ui.conftest import Heartbeat, run, wait_until
+from tests.ui.conftest import Heartbeat, SignalWaiter, run, wait_until
 from tests.ui.helpers import activate, db, make_window, press, send
 
 AZURE_KEY = "sk-azure-SECRET-ui-4f1c9e27b6d0"
@@ -58,6 +58,7 @@ async def labeling_flow(window: MainWindow, n: int, hb: Heartbeat) -> dict[str, 
     hb.start()
     await asyncio.sleep(0.1)  # the heartbeat ticks before the first action
 
+    trained = SignalWaiter(backend.model_trained)
     w1 = await send(window, EXAMPLES[0][1])
     assert len(w1.cards) == n
     await wait_until(lambda: any(c.text for c in w1.cards.values()), 60, "first tokens")
@@ -95,8 +96,9 @@ async def labeling_flow(window: MainWindow, n: int, hb: Heartbeat) -> dict[str, 
     await pause()
 
     w3 = await send(window, EXAMPLES[2][1])
-    await wait_until(lambda: repo.latest_model_version() is not None, 120, "a model version")
-    await wait_until(lambda: not backend.session.models.status().running, 120, "training finished")
+    (version,) = await trained.wait(110, "the first model version")
+    assert version.version == 1 and repo.latest_model_version() == version
+    await wait_until(lambda: not backend.session.models.status().running, 110, "training idle")
     latest = repo.latest_model_version()
     assert latest is not None
     await wait_until(lambda: not chat.generating and w3.version() == latest.version, 120,
@@ -128,7 +130,7 @@ async def labeling_flow(window: MainWindow, n: int, hb: Heartbeat) -> dict[str, 
     return {"rerank": w3.rerank_count, "versions": latest.version, "gaps": hb.summary()}
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(120)
 def test_chat_end_to_end_azure(loop: asyncio.AbstractEventLoop, qtbot: object,
                                monkeypatch: pytest.MonkeyPatch, hh_data: Path, tmp_path: Path,
                                warm_imports: None) -> None:
@@ -159,7 +161,7 @@ def test_chat_end_to_end_azure(loop: asyncio.AbstractEventLoop, qtbot: object,
 
 @pytest.mark.slow
 @pytest.mark.llama
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(120)
 def test_chat_end_to_end_builtin_model(loop: asyncio.AbstractEventLoop, qtbot: object,
                                        warm_imports: None) -> None:
     try:
@@ -171,7 +173,7 @@ def test_chat_end_to_end_builtin_model(loop: asyncio.AbstractEventLoop, qtbot: o
     qtbot.addWidget(window)  # type: ignore[attr-defined]
     hb = Heartbeat()
     try:
-        facts = run(loop, labeling_flow(window, 4, hb), timeout=280)
+        facts = run(loop, labeling_flow(window, 4, hb), timeout=110)
         assert window.provider_label.text().startswith("Built-in model · SmolLM2")
         assert window.banner.isVisible()  # says so, with a Settings button
     finally:
