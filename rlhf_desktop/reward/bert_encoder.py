@@ -9,7 +9,7 @@ pooling as ``1_Pooling/config.json`` asks and the ``Normalize`` module of ``modu
 
 It accepts only folders it can run exactly (:func:`supports` says why not otherwise); every
 other folder goes through ``SentenceTransformer``. The test suite checks that both give the
-same vectors on real texts (``tests/reward/test_bert_encoder.py``).
+same vectors on real texts (``tests/test_embedder_backends.py``).
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ FORMAT = "rlhf-desktop/reward-model/1"
 KNOWN_FEATURES: tuple[str, ...] = ("reply", "prompt_x_reply", "length", "words", "style")
 # Measured on three human-labelled sets (benchmarks/reward_quality.py): adding the style block
 # to the four earlier blocks beats them at half of every set and at 64 labels on two of three.
-DEFAULT_FEATURES: tuple[str, ...] = ("reply", "prompt_x_reply", "length", "words", "style")
+DEFAULT_FEATURES: tuple[str, ...] = KNOWN_FEATURES
 # What a saved model without a feature list was trained on (the first format).
 LEGACY_FEATURES: tuple[str, ...] = ("reply", "prompt_x_reply", "length", "words")
 WORDS_DIM = 512

@@ -220,10 +220,6 @@ class DatasetView(QWidget):
         rows = sorted({i.row() for i in self.table.selectionModel().selectedRows()})
         return [self.model.rows[r][0] for r in rows if r < len(self.model.rows)]
 
-    def selected_pairs(self) -> list[PreferencePair]:
-        """The selected rows' pairs (read from the database)."""
-        return [self.datasets.get(i) for i in self.selected_ids()]
-
     def _show_detail(self) -> None:
         ids = self.selected_ids()
         if not ids:
