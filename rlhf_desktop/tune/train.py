@@ -135,8 +135,7 @@ def run(cfg: TuneConfig, progress: Progress | None = None,
     state = PartialState()
     main = state.is_main_process
     progress = progress or Progress(cfg.progress_file or None, enabled=main)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 2) // 2))
     out = Path(cfg.output_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     progress.emit("start", pid=os.getpid(), processes=state.num_processes,
