@@ -18,6 +18,8 @@ from rlhf_desktop.cli.model_commands import (
     cmd_train,
     cmd_use,
 )
+from rlhf_desktop.services.formats import EXPORT_FORMATS
+from rlhf_desktop.tune.cli import add_tune_parser, run_tune
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("export", help="export the preference pairs")
-    p.add_argument("--format", default="jsonl",
-                   choices=["jsonl", "trl", "trl-conversational", "hh", "csv"])
+    p.add_argument("--format", default="jsonl", choices=list(EXPORT_FORMATS),
+                   help="openai-dpo: the file an OpenAI/Azure DPO fine-tuning job takes")
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
 
     p = sub.add_parser("import", help="import preference pairs from a JSONL file")
@@ -85,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--json", action="store_true")
+
+    add_tune_parser(sub)
     return parser
 
 
@@ -243,6 +247,7 @@ COMMANDS = {
     "export": cmd_export,
     "import": cmd_import,
     "chat": cmd_chat,
+    "tune": run_tune,
 }
 
 
