@@ -51,6 +51,8 @@ class Settings:
     parallel_requests: bool = False
     """Send the extra single-choice requests of a server that ignores ``n`` at once
     (only for servers known to run requests in parallel without cutting them)."""
+    blind: bool = False
+    """Blind labeling: replies in a random order, scores and ranks hidden until the pick."""
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first bad field and its allowed range."""

@@ -292,6 +292,7 @@ def export_record(pair: PreferencePair, fmt: str) -> dict[str, Any]:
             "reason": pair.reason,
             "source": pair.source,
             "created_at": pair.created_at,
+            **_metadata(pair),
         }
     if fmt == "trl":
         return {"prompt": render_transcript(prompt, open_assistant=True),
@@ -313,11 +314,19 @@ def export_record(pair: PreferencePair, fmt: str) -> dict[str, Any]:
         return {
             "chosen": f"{head}\n\nAssistant: {pair.chosen}",
             "rejected": f"{head}\n\nAssistant: {pair.rejected}",
+            **_metadata(pair),
         }
     raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
 
 
-CSV_COLUMNS = ("prompt", "chosen", "rejected", "reason", "source", "created_at")
+def _metadata(pair: PreferencePair) -> dict[str, Any]:
+    """``{"metadata": provenance}`` for the formats that carry it (jsonl, hh, csv), when the
+    pair was read with its provenance; TRL and OpenAI lines never carry it (their readers'
+    column contracts)."""
+    return {} if pair.metadata is None else {"metadata": pair.metadata}
+
+
+CSV_COLUMNS = ("prompt", "chosen", "rejected", "reason", "source", "created_at", "metadata")
 
 
 def export_lines(pairs: Iterable[PreferencePair], fmt: str) -> Iterator[str]:
@@ -331,7 +340,8 @@ def export_lines(pairs: Iterable[PreferencePair], fmt: str) -> Iterator[str]:
             buffer.seek(0)
             buffer.truncate()
             writer.writerow([pair.prompt_text, pair.chosen, pair.rejected, pair.reason or "",
-                             pair.source, pair.created_at or ""])
+                             pair.source, pair.created_at or "",
+                             "" if pair.metadata is None else json.dumps(pair.metadata)])
             yield buffer.getvalue()
         return
     for pair in pairs:

@@ -251,8 +251,8 @@ class Repository(LabelQueries, VersionQueries, PairQueries):
             for pair in pairs:
                 created = pair.created_at or now
                 cur = c.execute(
-                    "INSERT INTO labels (created_at, source, reason) VALUES (?, ?, ?)",
-                    (created, source, pair.reason),
+                    "INSERT INTO labels (created_at, source, reason, kind) VALUES (?, ?, ?, ?)",
+                    (created, source, pair.reason, source),
                 )
                 c.execute(
                     "INSERT INTO pairs (label_id, prompt_json, chosen, rejected, reason, source,"

@@ -66,6 +66,18 @@ class PickActions:
     def stop(self) -> None:
         raise NotImplementedError
 
+    def tie_toggle(self, widget: TurnWidget, index: int) -> bool:
+        raise NotImplementedError
+
+    def _labeled(self, widget: TurnWidget, pick: Pick) -> None:
+        raise NotImplementedError
+
+    def _unlabeled(self, widget: TurnWidget, pick: Pick) -> None:
+        raise NotImplementedError
+
+    def displayed(self, widget: TurnWidget) -> None:
+        raise NotImplementedError
+
     # ------------------------------------------------------------------ picks
 
     def pick_key(self, key: int) -> None:
@@ -79,7 +91,10 @@ class PickActions:
             self.pick(widget, card.index)
 
     def pick(self, widget: TurnWidget, index: int) -> None:
-        """Record a thumbs-up on candidate ``index`` of ``widget``'s turn."""
+        """Record a thumbs-up on candidate ``index`` of ``widget``'s turn (while a tie is
+        being chosen there: mark or unmark it as tied)."""
+        if self.tie_toggle(widget, index):
+            return
         turn = widget.turn
         card = widget.cards.get(index)
         if turn is None or card is None or card.candidate is None or card.candidate.id is None:
@@ -90,20 +105,20 @@ class PickActions:
         if not card.candidate.text.strip():
             self._say("That reply is empty or failed; pick one with text")
             return
-        if turn.chosen_candidate_id == card.candidate.id:
+        if turn.label_kind == "pick" and turn.chosen_candidate_id == card.candidate.id:
             return
         try:
             pick = self.backend.session.pick(turn, card.candidate.id)
         except StorageError as exc:
             self._say(str(exc))
             return
-        self._picks[pick.turn_id] = pick
-        self._set_last_pick(pick.turn_id)
-        widget.mark_pick(card.candidate.id, undoable=True)
+        self._labeled(widget, pick)
         widget.ask_reason(pick.pairs)
         self._reveal(widget.reason_row)
         agreed = "" if pick.agreed is None else (
             " · the model agreed" if pick.agreed else " · the model ranked another reply first")
+        if turn.blind and pick.model_rank is not None:
+            agreed = f" · blind: the model ranked your pick #{pick.model_rank}"
         self._say(f"Saved your pick: {pick.pairs} preference pairs{agreed} · Alt+Z undoes it")
 
     def _set_last_pick(self, turn_id: int | None) -> None:
@@ -112,7 +127,7 @@ class PickActions:
         last = self._pick_order[-1] if self._pick_order else None
         for w in self.widgets:
             if w.turn is not None and w.turn.id is not None:
-                undoable = w.turn.id == last and w.turn.chosen_candidate_id is not None
+                undoable = w.turn.id == last and w.turn.labeled
                 if undoable != w.undoable:
                     w.mark_pick(w.turn.chosen_candidate_id, undoable=undoable)
 
@@ -135,14 +150,15 @@ class PickActions:
         prompt = ""
         for widget in self.widgets:
             if widget.turn is not None and widget.turn.id == pick.turn_id:
-                widget.mark_pick(None, undoable=False)
+                self._unlabeled(widget, pick)
                 prompt = widget.turn.prompt
         self._set_last_pick(None)
         focus = self.composer.window().focusWidget()
         if focus is None or not focus.isVisible():  # it was in the reason field, now hidden
             self.composer.setFocus(Qt.FocusReason.OtherFocusReason)
         where = f"“{short(prompt)}”" if prompt else "an earlier turn"
-        self._say(f"Undid the pick on {where} and its {pick.pairs} pairs")
+        what = {"tie": "tie", "all_bad": "all-bad flag", "edit": "edit"}.get(pick.kind, "pick")
+        self._say(f"Undid the {what} on {where} and its {pick.pairs} pairs")
 
     def _undo_empty_composer(self) -> None:
         """Ctrl+Z in the message box with no typing to undo: say what Alt+Z does."""
@@ -222,6 +238,7 @@ class PickActions:
             return
         widget.regenerating = set()
         widget.set_turn(result.turn)
+        self.displayed(widget)
         notes = [f"Reply {i + 1} kept: its new attempt failed ({why})"
                  for i, why in result.kept.items()]
         if notes:

@@ -26,6 +26,7 @@ from rlhf_desktop.services.chat import Listener, StorageError, TurnControl, Turn
 from rlhf_desktop.services.labeling import Pick
 from rlhf_desktop.ui.backend import Backend
 from rlhf_desktop.ui.cards import MarkdownView
+from rlhf_desktop.ui.chat_labels import LabelActions
 from rlhf_desktop.ui.chat_picks import PickActions
 from rlhf_desktop.ui.composer import Composer, ComposerBar, context_warning
 from rlhf_desktop.ui.empty_state import EXAMPLES, EmptyState
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 NOT_READY = "ranking when the reward model is ready…"
 
 
-class ChatView(PickActions, QWidget):
+class ChatView(LabelActions, PickActions, QWidget):
     """Shows one conversation and runs its turns through the backend."""
 
     conversation_changed = Signal()  # created or renamed: the sidebar refreshes
@@ -100,8 +101,9 @@ class ChatView(PickActions, QWidget):
         self.regen_button.setToolTip("Ask again for the last message: a new turn with new "
                                      "replies (Ctrl+R); each reply also has its own Regenerate")
         self.regen_button.clicked.connect(self.regenerate)
-        self.bar = ComposerBar(self.composer,
-                               (self.regen_button, self.stop_button, self.send_button))
+        self._init_labels(self)
+        self.bar = ComposerBar(self.composer, (self.blind_button, self.regen_button,
+                                               self.stop_button, self.send_button))
         self.warning = self.bar.warning
         self.warning.send_anyway.clicked.connect(self._send_anyway)
 
@@ -125,11 +127,13 @@ class ChatView(PickActions, QWidget):
         widget.regenerate_requested.connect(self.regenerate_reply)
         widget.copied.connect(self._copied)
         widget.undo_requested.connect(self._undo_button)
+        self._attach_labels(widget)
         self.column_layout.insertWidget(self.column_layout.count() - 1, widget)
         self.widgets.append(widget)
         self.empty.hide()
 
     def _clear(self) -> None:
+        self.cancel_tie()
         for widget in self.widgets:
             self.column_layout.removeWidget(widget)
             widget.deleteLater()
@@ -191,6 +195,7 @@ class ChatView(PickActions, QWidget):
             widget.undoable = turn.id == last
             self._add_widget(widget)
             widget.set_turn(turn)
+            self.displayed(widget)
         if self.widgets:
             self.scroll_to(self.widgets[-1])
         self._update_buttons()
@@ -296,6 +301,7 @@ class ChatView(PickActions, QWidget):
     async def _run_turn(self, messages: list[Message], widget: TurnWidget,
                         text: str | None) -> None:
         self._control = control = TurnControl(widget.cards)
+        blind = self.backend.settings.blind  # as it was when the turn was sent
         chat = await self.backend.wait_provider()
         if chat is None:
             widget.set_status("")
@@ -331,7 +337,9 @@ class ChatView(PickActions, QWidget):
                     Listener(widget.on_delta, on_done, widget.on_restart))
         except TurnFailed as exc:
             widget.messages = list(exc.turn.messages)
+            exc.turn.blind = blind
             widget.set_turn(exc.turn)
+            self.displayed(widget)
             self.conversation_changed.emit()
             self._reveal(widget.error_row)
             return
@@ -340,7 +348,9 @@ class ChatView(PickActions, QWidget):
             widget.show_error(f"The turn could not be completed: {exc}")
             self._reveal(widget.error_row)
             return
+        turn.blind = blind
         widget.set_turn(turn)
+        self.displayed(widget)
         self.conversation_changed.emit()
         if control.cancel.is_set() or control.stopped:
             widget.update_status("Stopped")
@@ -371,6 +381,7 @@ class ChatView(PickActions, QWidget):
         await chat.rank(widget.turn)
         widget.rerank_count += 1
         widget.apply_order()
+        self.displayed(widget)
         widget.update_status(f"Re-ranked by the new reward model v{widget.version()}")
 
     def on_training_failed(self, message: str) -> None:

@@ -1,0 +1,321 @@
+"""Labels beyond the pick, mixed into :class:`~.chat_view.ChatView`: Tie, All bad, Skip
+(buttons under each turn, and Alt+T, Alt+B, Alt+S on the last turn), Edit on a card (the
+rewrite is chosen over every reply), the Blind toggle, and the display positions of every
+card (recorded whenever a turn is shown).
+
+Tie: Alt+T (or "Tie…") starts choosing; the Best buttons and Alt+1…9 then mark the tied
+replies; Alt+T again (or "Save tie") saves it, Cancel leaves it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import QPushButton, QVBoxLayout, QWidget
+
+from rlhf_desktop import config
+from rlhf_desktop.services.labeling import Pick, StorageError
+from rlhf_desktop.services.turn_labels import TurnLabels, turn_labels
+from rlhf_desktop.ui.backend import Backend
+from rlhf_desktop.ui.cards import CandidateCard
+from rlhf_desktop.ui.label_widgets import (
+    ALL_BAD_KEY,
+    SKIP_KEY,
+    TIE_KEY,
+    EditDialog,
+    LabelBar,
+    add_edit_button,
+)
+from rlhf_desktop.ui.turn_widget import TurnWidget
+
+log = logging.getLogger(__name__)
+
+
+class LabelActions:
+    """Tie, all bad, skip, edit, blind (state lives in the ChatView)."""
+
+    backend: Backend
+    widgets: list[TurnWidget]
+    _picks: dict[int, Pick]
+    _current: TurnWidget | None
+    _tie: tuple[TurnWidget, list[int]] | None
+    edit_dialog: EditDialog | None
+    blind_button: QPushButton
+
+    if TYPE_CHECKING:  # provided by ChatView / PickActions
+        def _say(self, text: str) -> None: ...
+        def _set_last_pick(self, turn_id: int | None) -> None: ...
+
+    def _init_labels(self, view: QWidget) -> None:
+        self._tie = None
+        self.edit_dialog = None
+        self.blind_button = QPushButton("Blind")
+        self.blind_button.setCheckable(True)
+        self.blind_button.setChecked(self.backend.settings.blind)
+        self.blind_button.setToolTip(
+            "Blind labeling: the next turns show their replies in a random order without "
+            "scores or ranks until you pick; then the model's ranking is revealed. The "
+            "model page's agreement rate counts blind turns only.")
+        self.blind_button.toggled.connect(self.set_blind)
+        for keys, slot in ((TIE_KEY, self.tie_key), (ALL_BAD_KEY, self.all_bad_key),
+                           (SKIP_KEY, self.skip_key)):
+            shortcut = QShortcut(QKeySequence(keys), view)
+            shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
+            shortcut.activated.connect(slot)
+
+    @property
+    def labels(self) -> TurnLabels:
+        """The session's labels beyond the pick."""
+        return turn_labels(self.backend.session)
+
+    def _attach_labels(self, widget: TurnWidget) -> None:
+        bar = LabelBar(widget)
+        widget.label_bar = bar  # type: ignore[attr-defined]
+        bar.tie_clicked.connect(lambda: self.tie(widget))
+        bar.all_bad_clicked.connect(lambda: self.all_bad(widget))
+        bar.skip_clicked.connect(lambda: self.skip(widget))
+        bar.cancel_clicked.connect(lambda: self.cancel_tie())
+        layout = widget.layout()
+        if isinstance(layout, QVBoxLayout):
+            layout.insertWidget(layout.indexOf(widget.reason_row), bar)
+        self._refresh_bar(widget)
+
+    def _refresh_bar(self, widget: TurnWidget) -> None:
+        """The bar shows on a saved turn with two or more replies to compare, and each
+        card offers Edit while it has text."""
+        bar: LabelBar | None = getattr(widget, "label_bar", None)
+        turn = widget.turn
+        if bar is None:
+            return
+        usable = [] if turn is None else [c for c in turn.candidates
+                                          if c.text.strip() and c.source == "model"]
+        bar.setVisible(turn is not None and turn.id is not None and len(usable) >= 2
+                       and widget is not self._current)
+        for card in widget.cards.values():
+            button: QPushButton | None = getattr(card, "edit_button", None)
+            if button is None:
+                button = add_edit_button(card, lambda _=False, c=card: self.edit(widget, c))
+                card.edit_button = button  # type: ignore[attr-defined]
+            cand = card.candidate
+            button.setVisible(cand is not None and bool(cand.text.strip())
+                              and cand.source == "model" and cand.id is not None)
+
+    def displayed(self, widget: TurnWidget) -> None:
+        """A saved turn is on screen: record its cards' positions (and start the time to
+        pick)."""
+        self._refresh_bar(widget)
+        if widget.turn is None or widget.turn.id is None:
+            return
+        try:
+            self.labels.record_display(widget.turn)
+        except StorageError:
+            log.exception("recording the display positions failed")
+
+    # ------------------------------------------------------------------ blind
+
+    def set_blind(self, on: bool) -> None:
+        """Blind labeling for the next turns (saved in the settings)."""
+        settings = replace(self.backend.settings, blind=on)
+        try:
+            config.save_settings(settings)
+        except (OSError, config.ConfigError) as exc:
+            self._say(f"Blind mode could not be saved: {exc}")
+        self.backend.apply_settings(settings)
+        self._say("Blind labeling on: the next turns hide scores and ranks until you pick"
+                  if on else "Blind labeling off: replies are shown best-first with scores")
+
+    # ------------------------------------------------------------------ keys
+
+    def _last(self) -> TurnWidget | None:
+        widget = self.widgets[-1] if self.widgets else None
+        if widget is None or widget is self._current or widget.turn is None:
+            return None
+        return widget
+
+    def tie_key(self) -> None:
+        """Alt+T: start choosing a tie on the last turn, or save it."""
+        widget = self._tie[0] if self._tie is not None else self._last()
+        if widget is not None:
+            self.tie(widget)
+
+    def all_bad_key(self) -> None:
+        """Alt+B: every reply of the last turn is bad."""
+        widget = self._last()
+        if widget is not None:
+            self.all_bad(widget)
+
+    def skip_key(self) -> None:
+        """Alt+S: no label for the last turn."""
+        widget = self._last()
+        if widget is not None:
+            self.skip(widget)
+
+    # ------------------------------------------------------------------ tie
+
+    def tie(self, widget: TurnWidget) -> None:
+        """Start choosing a tie on ``widget``'s turn, or save the one being chosen."""
+        if self._tie is not None and self._tie[0] is widget:
+            chosen = self._tie[1]
+            if len(chosen) < 2:
+                self._say("A tie needs two or more replies: mark them with Best or Alt+1…9")
+                return
+            self._save_tie(widget, chosen)
+            return
+        self.cancel_tie()
+        if widget.turn is None or widget.turn.id is None:
+            return
+        if widget.regenerating:
+            self._say("Wait for the reply being regenerated (or stop it)")
+            return
+        self._tie = (widget, [])
+        self._show_tie()
+        self._say("Choosing a tie: mark the equally good replies with Best or Alt+1…9, then "
+                  f"Save tie ({TIE_KEY})")
+
+    def tie_toggle(self, widget: TurnWidget, index: int) -> bool:
+        """While a tie is being chosen on ``widget``: mark or unmark reply ``index``.
+        Returns False when no tie is being chosen there."""
+        if self._tie is None or self._tie[0] is not widget:
+            return False
+        card = widget.cards.get(index)
+        if card is None or card.candidate is None or card.candidate.id is None \
+                or not card.candidate.text.strip():
+            return True
+        chosen = self._tie[1]
+        cid = card.candidate.id
+        if cid in chosen:
+            chosen.remove(cid)
+        else:
+            chosen.append(cid)
+        self._show_tie()
+        return True
+
+    def _show_tie(self) -> None:
+        if self._tie is None:
+            return
+        widget, chosen = self._tie
+        for card in widget.cards.values():
+            marked = card.candidate is not None and card.candidate.id in chosen
+            card.set_chosen(True if marked else None)
+            if marked:
+                card.state_badge.setText("= Tie")
+        bar: LabelBar | None = getattr(widget, "label_bar", None)
+        if bar is not None:
+            bar.choosing(len(chosen))
+
+    def cancel_tie(self) -> None:
+        """Leave the tie being chosen (nothing is saved)."""
+        if self._tie is None:
+            return
+        widget = self._tie[0]
+        self._tie = None
+        bar: LabelBar | None = getattr(widget, "label_bar", None)
+        if bar is not None:
+            bar.choosing(None)
+        if widget.turn is not None:
+            widget.mark_pick(widget.turn.chosen_candidate_id)
+
+    def _save_tie(self, widget: TurnWidget, chosen: list[int]) -> None:
+        turn = widget.turn
+        assert turn is not None
+        try:
+            pick = self.labels.tie(turn, chosen)
+        except StorageError as exc:
+            self._say(str(exc))
+            return
+        self.cancel_tie()
+        self._labeled(widget, pick)
+        self._say(f"Saved a tie of {len(chosen)} replies (no preference pairs) · Alt+Z "
+                  "undoes it")
+
+    # ------------------------------------------------------------------ all bad, skip, edit
+
+    def all_bad(self, widget: TurnWidget) -> None:
+        """Every reply of ``widget``'s turn is bad."""
+        turn = widget.turn
+        if turn is None or turn.id is None or widget.regenerating:
+            return
+        self.cancel_tie()
+        try:
+            pick = self.labels.all_bad(turn)
+        except StorageError as exc:
+            self._say(str(exc))
+            return
+        self._labeled(widget, pick)
+        widget.ask_reason(0)
+        widget.reason_label.setText("Marked every reply as bad (no pairs). What was wrong?")
+        self._say("Marked every reply as bad · Alt+Z undoes it")
+
+    def skip(self, widget: TurnWidget) -> None:
+        """No label for ``widget``'s turn (a blind turn shows its ranking)."""
+        turn = widget.turn
+        if turn is None or turn.id is None or turn.labeled:
+            if turn is not None and turn.labeled:
+                self._say("This turn has a label; Alt+Z undoes it")
+            return
+        self.cancel_tie()
+        try:
+            self.labels.skip(turn)
+        except StorageError as exc:
+            self._say(str(exc))
+            return
+        widget.set_turn(turn)
+        self._refresh_bar(widget)
+        self._say("Skipped: no label for this turn")
+
+    def edit(self, widget: TurnWidget, card: CandidateCard) -> EditDialog | None:
+        """Open the reply's text for editing; Save stores the rewrite as the chosen reply."""
+        cand = card.candidate
+        if widget.turn is None or cand is None or cand.id is None or widget.regenerating:
+            return None
+        self.cancel_tie()
+        dialog = EditDialog(cand.text, widget.window())
+        dialog.buttons.accepted.connect(lambda: self._save_edit(widget, cand.id or 0, dialog))
+        dialog.finished.connect(lambda _r: setattr(self, "edit_dialog", None))
+        self.edit_dialog = dialog
+        dialog.open()
+        dialog.editor.setFocus(Qt.FocusReason.OtherFocusReason)
+        return dialog
+
+    def _save_edit(self, widget: TurnWidget, candidate_id: int, dialog: EditDialog) -> None:
+        turn = widget.turn
+        if turn is None:
+            dialog.reject()
+            return
+        try:
+            pick, _cand = self.labels.edit(turn, candidate_id, dialog.editor.toPlainText())
+        except StorageError as exc:
+            dialog.show_error(str(exc))
+            return
+        dialog.accept()
+        self._labeled(widget, pick)
+        self._say(f"Saved your edit: chosen over {pick.pairs} replies; the conversation "
+                  "continues with it · Alt+Z undoes it")
+
+    # ------------------------------------------------------------------ after a label
+
+    def _labeled(self, widget: TurnWidget, pick: Pick) -> None:
+        """Show a new label of any kind on its turn (a blind turn reveals its ranking)."""
+        turn = widget.turn
+        assert turn is not None
+        self._picks[pick.turn_id] = pick
+        widget.set_turn(turn)
+        widget.mark_pick(turn.chosen_candidate_id, undoable=True)
+        self._set_last_pick(pick.turn_id)
+        self._refresh_bar(widget)
+
+    def _unlabeled(self, widget: TurnWidget, pick: Pick) -> None:
+        """The label ``pick`` of ``widget``'s turn was undone."""
+        turn = widget.turn
+        assert turn is not None
+        if pick.kind == "edit":
+            turn.candidates[:] = [c for c in turn.candidates if c.id != pick.candidate_id]
+        turn.chosen_candidate_id = None
+        turn.label_kind, turn.tied_candidate_ids = None, ()
+        widget.mark_pick(None, undoable=False)
+        widget.set_turn(turn)
+        self._refresh_bar(widget)

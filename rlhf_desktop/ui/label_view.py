@@ -1,0 +1,103 @@
+"""How a turn's label shows on its cards: blind order and hidden scores, the reveal after the
+pick, tied cards, all-bad flags, rewrites, skips (used by :class:`~.turn_widget.TurnWidget`).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from rlhf_desktop.domain import Candidate, Turn
+from rlhf_desktop.services.chat import failed_indices, ranked
+from rlhf_desktop.services.turn_labels import model_rank
+
+if TYPE_CHECKING:
+    from rlhf_desktop.ui.turn_widget import TurnWidget
+
+LABEL_KEYS = "Alt+T tie · Alt+B all bad · Alt+S skip"
+
+
+def shown(turn: Turn, cand: Candidate) -> Candidate:
+    """What a card may show: in a blind turn, before the pick, no score and no version."""
+    if turn.hidden:
+        return replace(cand, score=None, model_version=None)
+    return cand
+
+
+def display_order(turn: Turn, is_ranked: bool) -> list[int]:
+    """Candidate indices in the order the cards are shown, and each unlabeled candidate's
+    ``position`` set to it (what :meth:`TurnLabels.record_display` stores).
+
+    Blind and not yet labeled: a random order fixed per turn (stored positions first).
+    Otherwise the model's ranking when scored, else the provider's order. The user's
+    rewrite is always last."""
+    generated = [c for c in turn.candidates if c.source != "edit"]
+    edits = [c.index for c in turn.candidates if c.source == "edit"]
+    if turn.hidden:
+        if all(c.position is not None for c in generated):
+            order = [c.index for c in sorted(generated, key=lambda c: (c.position, c.index))]
+        else:
+            order = sorted(c.index for c in generated)
+            random.Random(turn.id or 0).shuffle(order)
+    elif is_ranked:
+        order = [c.index for c in ranked(generated)]
+    else:
+        order = sorted(c.index for c in generated)
+    if not turn.labeled and not turn.skipped:
+        where = {index: pos for pos, index in enumerate(order)}
+        for cand in generated:
+            cand.position = where.get(cand.index, cand.position)
+    return order + edits
+
+
+def _reply_numbers(widget: TurnWidget, ids: tuple[int, ...]) -> str:
+    positions = sorted(card.position + 1 for card in widget.cards.values()
+                       if card.candidate is not None and card.candidate.id in ids)
+    words = [f"#{p}" if widget.is_ranked() else str(p) for p in positions]
+    return ", ".join(words[:-1]) + f" and {words[-1]}" if len(words) > 1 else "".join(words)
+
+
+def decorate(widget: TurnWidget, keys: str) -> str | None:
+    """Mark the cards for the turn's label and say it in the status line (None: the usual
+    text). Called whenever the turn's status is refreshed."""
+    turn = widget.turn
+    if turn is None or widget.regenerating:
+        return None
+    n = len([c for c in turn.candidates if c.source != "edit"])
+    if n and len(failed_indices(turn)) >= n:
+        return None
+    undo = " · Alt+Z undoes it" if widget.undoable else ""
+    if turn.label_kind == "tie":
+        for card in widget.cards.values():
+            tied = card.candidate is not None and card.candidate.id in turn.tied_candidate_ids
+            card.set_chosen(tied)
+            if tied:
+                card.state_badge.setText("= Tie")
+        return (f"You marked replies {_reply_numbers(widget, turn.tied_candidate_ids)} as "
+                f"equally good (a tie: no preference pairs){undo}")
+    if turn.label_kind == "all_bad":
+        for card in widget.cards.values():
+            card.set_chosen(False)
+            card.state_badge.setText("✗ Bad")
+            card.state_badge.setVisible(True)
+        return f"You marked every reply as bad (a flag in the export, no pairs){undo}"
+    if turn.label_kind == "edit":
+        edit = next((c for c in turn.candidates if c.id == turn.chosen_candidate_id), None)
+        edit_card = widget.cards.get(edit.index) if edit is not None else None
+        if edit_card is not None:
+            edit_card.state_badge.setText("✎ Your edit")
+            edit_card.state_badge.setVisible(True)
+        return ("Your edited reply is chosen over every original reply and continues the "
+                f"conversation{undo}")
+    if turn.blind and turn.label_kind == "pick":
+        rank = model_rank(turn, turn.chosen_candidate_id)
+        said = (f"the model ranked your pick #{rank} of {n}" if rank is not None else
+                "the model had not ranked these replies")
+        return f"Blind turn: {said} · the cards now show its ranking{undo}"
+    if turn.hidden:
+        return (f"{n} replies in a random order, blind: scores and ranks stay hidden until "
+                f"you pick · click Best or press {keys} · {LABEL_KEYS}")
+    if turn.skipped and not turn.labeled:
+        return "Skipped: no label · you can still pick a reply"
+    return None

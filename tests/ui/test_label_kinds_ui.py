@@ -1,0 +1,196 @@
+"""Labels beyond the pick through the real window (Azure-protocol server over real
+sockets), the real database and the exports: blind turns, tie, all bad, skip, edit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QLabel
+
+from rlhf_desktop import config
+from rlhf_desktop.services.turn_labels import turn_labels
+from rlhf_desktop.ui.main_window import MainWindow
+from rlhf_desktop.ui.turn_widget import TurnWidget
+from tests.azure_server import AzureServer
+from tests.ui.conftest import run, wait_until
+from tests.ui.helpers import activate, db, make_window, press, send
+from tests.ui.test_chat_flow import import_some
+
+KEY = "sk-azure-SECRET-labels-5d21"
+ALT = Qt.KeyboardModifier.AltModifier
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[AzureServer]:
+    with AzureServer(api_key=KEY, deployment="gpt-test", reply_length=12,
+                     chunk_delay_s=0.001) as srv:
+        for name, value in srv.environment().items():
+            monkeypatch.setenv(name, value)
+        yield srv
+
+
+def window_for(qtbot: object, **settings: object) -> MainWindow:
+    window = make_window(**settings)
+    qtbot.addWidget(window)  # type: ignore[attr-defined]
+    return window
+
+
+async def finished_turn(window: MainWindow, text: str) -> TurnWidget:
+    widget = await send(window, text)
+    await wait_until(lambda: not window.chat.generating, 60, "the turn")
+    await asyncio.sleep(0.05)
+    return widget
+
+
+def card_texts(widget: TurnWidget) -> list[str]:
+    """Every visible label on the turn's cards (badges, footers, buttons' labels)."""
+    return [label.text() for card in widget.cards.values()
+            for label in card.findChildren(QLabel) if label.isVisible()]
+
+
+RANK_OR_SCORE = re.compile(r"#\d|score|\bv\d")
+
+
+@pytest.mark.timeout(120)
+def test_blind_turn_hides_scores_and_ranks_until_the_pick_then_reveals_them(
+        loop: asyncio.AbstractEventLoop, qtbot: object, server: AzureServer, hh_data: Path,
+        tmp_path: Path, warm_imports: None) -> None:
+    assert import_some(hh_data, tmp_path, 40) > 20
+    window = window_for(qtbot, candidates_per_turn=4, max_tokens=32, retrain_every=1000)
+    chat, repo = window.chat, db()
+
+    async def flow() -> None:
+        await window.start()
+        await wait_until(lambda: window.backend.reward_is_ready, 60, "reward model")
+        window.backend.train_now()
+        await wait_until(lambda: window.backend.session.reward_version is not None, 120,
+                         "a trained reward model")
+        chat.blind_button.click()  # the toggle in the chat view
+        assert config.load_settings().blind
+        widget = await finished_turn(window, "Name a colour")
+        turn = widget.turn
+        assert turn is not None and turn.blind
+        await wait_until(lambda: all(c.model_version is not None for c in turn.candidates),
+                         60, "ranked")
+        # before the pick: no score, no rank, no model version anywhere on the cards
+        shown = card_texts(widget)
+        assert shown and not [t for t in shown if RANK_OR_SCORE.search(t)], shown
+        assert "blind" in widget.status.text() and "hidden" in widget.status.text()
+        stored = repo.get_turn(turn.id or 0)
+        assert stored.blind
+        positions = {c.index: c.position for c in stored.candidates}
+        assert sorted(positions.values()) == [0, 1, 2, 3]
+        assert [positions[c.index] for c in widget.ordered_cards()] == [0, 1, 2, 3]
+        await activate(window)
+        press(window, Qt.Key.Key_2, ALT)  # pick the card shown second
+        await asyncio.sleep(0.05)
+        pick_card = next(c for c in widget.cards.values()
+                         if c.candidate and c.candidate.id == turn.chosen_candidate_id)
+        assert positions[pick_card.index] == 1
+        # after the pick: the same cards show the model's ranking and scores
+        ranked = sorted(turn.candidates, key=lambda c: -(c.score or 0))
+        rank = [c.id for c in ranked].index(turn.chosen_candidate_id) + 1
+        assert f"the model ranked your pick #{rank}" in widget.status.text()
+        assert pick_card.rank_badge.text() == f"#{rank}"
+        assert any(t.startswith("score ") for t in card_texts(widget))
+        label = repo.last_label()
+        assert label is not None and label.blind and label.kind == "pick"
+        assert repo.label_kinds() == {"import": 40, "pick": 1}
+        meta = next(p for p in repo.iter_pairs() if p.source == "pick").metadata
+        assert meta is not None and meta["blind"] is True and meta["chosen_position"] == 1
+        assert meta["reward_model_version"] == window.backend.session.reward_version
+        assert meta["time_to_pick_s"] is not None and meta["time_to_pick_s"] >= 0
+        agreement = turn_labels(window.backend.session).agreement(blind_only=True)
+        assert agreement.picks == 1 and agreement.rate == (1.0 if rank == 1 else 0.0)
+
+    try:
+        run(loop, flow())
+    finally:
+        run(loop, window.shutdown())
+
+
+@pytest.mark.timeout(120)
+def test_tie_all_bad_skip_and_edit_from_the_window(loop: asyncio.AbstractEventLoop,
+                                                    qtbot: object, server: AzureServer) -> None:
+    window = window_for(qtbot, candidates_per_turn=3, max_tokens=32)
+    chat, repo = window.chat, db()
+
+    async def flow() -> None:
+        await window.start()
+        widget = await finished_turn(window, "Say hello")
+        turn = widget.turn
+        assert turn is not None and turn.id is not None
+        await activate(window)
+        # Tie: Alt+T, mark the first and third cards, Alt+T saves
+        press(window, Qt.Key.Key_T, ALT)
+        press(window, Qt.Key.Key_1, ALT)
+        press(window, Qt.Key.Key_3, ALT)
+        assert repo.label_kinds() == {}  # nothing saved while choosing
+        press(window, Qt.Key.Key_T, ALT)
+        tied = tuple(c.candidate.id for c in (widget.card_at(0), widget.card_at(2))
+                     if c is not None and c.candidate is not None)
+        stored = repo.get_turn(turn.id)
+        assert stored.label_kind == "tie" and set(stored.tied_candidate_ids) == set(tied)
+        assert repo.count_pairs() == 0
+        assert [c.state_badge.text() for c in widget.ordered_cards()] == ["= Tie", "", "= Tie"]
+        press(window, Qt.Key.Key_Z, ALT)
+        assert repo.label_kinds() == {} and widget.turn is not None
+        assert widget.turn.label_kind is None
+        # All bad: Alt+B; a reason may follow
+        press(window, Qt.Key.Key_B, ALT)
+        assert repo.label_kinds() == {"all_bad": 1} and repo.count_pairs() == 0
+        assert widget.reason_row.isVisible()
+        QTest.keyClicks(widget.reason_edit, "all wrong")
+        QTest.keyClick(widget.reason_edit, Qt.Key.Key_Return)
+        assert repo.last_label() is not None and repo.last_label().reason == "all wrong"
+        press(window, Qt.Key.Key_Z, ALT)
+        assert repo.label_kinds() == {}
+        # Skip: no label
+        press(window, Qt.Key.Key_S, ALT)
+        assert repo.get_turn(turn.id).skipped and repo.label_kinds() == {}
+        assert "Skipped" in widget.status.text()
+        # Edit the second card: the rewrite is chosen over every original reply
+        card = widget.card_at(1)
+        assert card is not None and card.candidate is not None
+        original = card.candidate
+        card.edit_button.click()  # type: ignore[attr-defined]
+        dialog = chat.edit_dialog
+        assert dialog is not None and dialog.editor.toPlainText() == original.text
+        dialog.editor.setPlainText(original.text)
+        dialog.buttons.button(dialog.buttons.StandardButton.Save).click()
+        assert "same as the original" in dialog.error.text()  # refused, text kept
+        dialog.editor.setPlainText("Hello! My own, better reply.")
+        dialog.buttons.button(dialog.buttons.StandardButton.Save).click()
+        assert chat.edit_dialog is None
+        pairs = list(repo.iter_pairs())
+        assert len(pairs) == 3 and {p.chosen for p in pairs} == {"Hello! My own, better reply."}
+        assert all(p.source == "edit" and p.metadata and p.metadata["label_kind"] == "edit"
+                   for p in pairs)
+        assert any(c.state_badge.text() == "✎ Your edit" for c in widget.cards.values())
+        # the conversation continues with the edited text
+        second = await finished_turn(window, "And now?")
+        assert second.messages[1].content == "Hello! My own, better reply."
+        # every format exports the edit's pairs; jsonl carries the metadata
+        out = tmp_export(window)
+        lines = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+        assert {line["metadata"]["label_kind"] for line in lines} == {"edit"}
+
+    try:
+        run(loop, flow())
+    finally:
+        run(loop, window.shutdown())
+
+
+def tmp_export(window: MainWindow) -> Path:
+    from rlhf_desktop.services.datasets import DatasetService
+
+    path = config.data_dir() / "export.jsonl"
+    DatasetService.export("jsonl", path)
+    return path
