@@ -96,8 +96,8 @@ def decorate(widget: TurnWidget, keys: str) -> str | None:
                 "the model had not ranked these replies")
         return f"Blind turn: {said} · the cards now show its ranking{undo}"
     if turn.hidden:
-        return (f"{n} replies in a random order, blind: scores and ranks stay hidden until "
-                f"you pick · click Best or press {keys} · {LABEL_KEYS}")
+        return (f"Blind: {n} replies in a random order, the model's ranking stays hidden "
+                f"until you pick · click Best or press {keys} · {LABEL_KEYS}")
     if turn.skipped and not turn.labeled:
         return "Skipped: no label · you can still pick a reply"
     return None

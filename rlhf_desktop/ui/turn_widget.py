@@ -232,8 +232,9 @@ class TurnWidget(QFrame):
         self.show_failures()
 
     def is_ranked(self) -> bool:
-        """Whether a trained reward model scored the candidates."""
-        return self.turn is not None and any(
+        """Whether a trained reward model scored the candidates and the ranking may show
+        (not in a blind turn before its label)."""
+        return self.turn is not None and not self.turn.hidden and any(
             c.model_version is not None for c in self.turn.candidates)
 
     def version(self) -> int | None:

@@ -50,9 +50,11 @@ async def finished_turn(window: MainWindow, text: str) -> TurnWidget:
 
 
 def card_texts(widget: TurnWidget) -> list[str]:
-    """Every visible label on the turn's cards (badges, footers, buttons' labels)."""
-    return [label.text() for card in widget.cards.values()
-            for label in card.findChildren(QLabel) if label.isVisible()]
+    """Every visible label of the turn but the user's message: the cards' badges, footers
+    and explanations, the header's status and confidence; and their tooltips."""
+    labels = [label for label in widget.findChildren(QLabel)
+              if label.isVisible() and not widget.bubble.isAncestorOf(label)]
+    return [label.text() for label in labels] + [label.toolTip() for label in labels]
 
 
 RANK_OR_SCORE = re.compile(r"#\d|score|\bv\d")
@@ -80,9 +82,10 @@ def test_blind_turn_hides_scores_and_ranks_until_the_pick_then_reveals_them(
         await wait_until(lambda: all(c.model_version is not None for c in turn.candidates),
                          60, "ranked")
         # before the pick: no score, no rank, no model version anywhere on the cards
+        await asyncio.sleep(0.5)  # time for any explanation of the ranking to arrive
         shown = card_texts(widget)
         assert shown and not [t for t in shown if RANK_OR_SCORE.search(t)], shown
-        assert "blind" in widget.status.text() and "hidden" in widget.status.text()
+        assert "Blind" in widget.status.text() and "hidden" in widget.status.text()
         stored = repo.get_turn(turn.id or 0)
         assert stored.blind
         positions = {c.index: c.position for c in stored.candidates}
