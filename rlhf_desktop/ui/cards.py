@@ -165,6 +165,8 @@ class CandidateCard(QFrame):
         self.why_label.setObjectName("cardWhy")
         self.why_label.setWordWrap(True)
         self.why_label.setTextFormat(Qt.TextFormat.RichText)
+        self.why_label.setStyleSheet("QLabel#cardWhy { background: rgba(127, 127, 127, 0.1); "
+                                     "border-radius: 6px; padding: 6px 8px; font-size: 12px; }")
         self.why_label.hide()
 
         self.body = MarkdownView(renderer)

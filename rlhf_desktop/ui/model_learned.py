@@ -55,7 +55,15 @@ class LearnedPanel(QFrame):
         words_layout.setContentsMargins(0, 0, 0, 0)
         words_layout.addWidget(self.title)
         words_layout.addWidget(self.subtitle)
-        words_layout.addWidget(self.sentences, 1)
+        words_layout.addWidget(self.sentences)
+        legend = QLabel(f"<span style='color:{LIKED.name()}'>●</span> you prefer more of it"
+                        f" · <span style='color:{DISLIKED.name()}'>●</span> less of it · "
+                        f"<span style='color:{UNCLEAR.name()}'>●</span> no clear effect. "
+                        "Effects are in logit: +0.7 turns a 50/50 pick into about 2 to 1.")
+        legend.setObjectName("kpiCaption")
+        legend.setWordWrap(True)
+        words_layout.addWidget(legend)
+        words_layout.addStretch(1)
         self.words = words
 
         self.chart = QChart()
@@ -65,7 +73,8 @@ class LearnedPanel(QFrame):
         self.chart.setBackgroundRoundness(6)
         self.view = QChartView(self.chart)
         self.view.setRenderHint(QPainter.RenderHint.Antialiasing)
-        self.view.setMinimumHeight(320)
+        self.view.setStyleSheet("background: transparent;")
+        self.view.setMinimumHeight(430)
         self.grid = QGridLayout(self)
         self.grid.setContentsMargins(14, 10, 14, 10)
         self._wide: bool | None = None
@@ -128,7 +137,7 @@ class LearnedPanel(QFrame):
         y.setRange(-0.5, max(n, 1) - 0.5)
         y.setStartValue(-0.5)
         for row, p in enumerate(reversed(prefs)):  # the strongest at the top
-            y.append(f"{p.noun} ({p.unit})", row + 0.5)
+            y.append(p.noun, row + 0.5)
         y.setLabelsPosition(QCategoryAxis.AxisLabelsPosition.AxisLabelsPositionCenter)
         y.setGridLineVisible(False)
         chart.addAxis(x, Qt.AlignmentFlag.AlignBottom)

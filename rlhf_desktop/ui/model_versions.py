@@ -45,7 +45,7 @@ class VersionsTable(QTableWidget):
         for col in range(len(COLUMNS)):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(COLUMNS.index("Why"), QHeaderView.ResizeMode.Stretch)
-        self.setMinimumHeight(150)
+        self.setMinimumHeight(90)
 
     def fill(self, rows: list[VersionRow], busy: bool = False) -> None:
         """Show ``rows``; ``busy``: a switch is running, every Use button waits."""
@@ -75,6 +75,10 @@ class VersionsTable(QTableWidget):
                               "turn waiting for your pick)")
             button.clicked.connect(lambda _=False, v=row.version: self.on_use(v))
             self.setCellWidget(r, USE_COLUMN, button)
+        self.resizeRowsToContents()
+        rows_height = sum(self.rowHeight(r) for r in range(self.rowCount()))
+        height = self.horizontalHeader().sizeHint().height() + rows_height + 2 * self.frameWidth()
+        self.setFixedHeight(max(90, min(height + 2, 320)))  # as tall as its rows, then scrolls
 
     def use_button(self, version: int) -> QPushButton | None:
         """The Use button of ``version``'s row."""

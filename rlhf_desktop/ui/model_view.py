@@ -153,6 +153,7 @@ class ModelView(QWidget):
             self.top.setColumnStretch(c, 1 if c < columns else 0)
         self.charts.addWidget(self.curve_view, 0, 0)
         self.charts.addWidget(self.labels_view, 0 if wide else 1, 1 if wide else 0)
+        self.charts.setColumnStretch(0, 1)
         self.charts.setColumnStretch(1, 1 if wide else 0)
         self.learned.arrange(wide)
 

@@ -51,5 +51,5 @@ def confidence_text(why: TurnExplanation) -> tuple[str, str]:
            f"your labels. Below {why.unsure_below * 100:.0f} % the ranking is unsure, and "
            f"your pick teaches the model most. ({why.metric})")
     if why.unsure:
-        return f"unsure · #1 vs #2 {pct}", tip
-    return f"sure · #1 beats #2 {pct}", tip
+        return f"unsure · #1 beats #2: {pct}", tip
+    return f"#1 beats #2: {pct}", tip

@@ -165,7 +165,7 @@ def test_card_says_why_it_ranked_here_and_the_turn_how_sure(loop: asyncio.Abstra
         assert "length +" in why  # the style driver that lifted it, named
         assert top.score_badge.toolTip() == why
         assert widget.confidence.isVisible()
-        assert widget.confidence.text().startswith(("sure", "unsure"))
+        assert "#1 beats #2: " in widget.confidence.text()
         assert "P(#1 is better than #2)" in widget.confidence.toolTip()
 
         # Two replies the model cannot tell apart: the header says it is unsure.
@@ -175,5 +175,5 @@ def test_card_says_why_it_ranked_here_and_the_turn_how_sure(loop: asyncio.Abstra
         qtbot.addWidget(other)  # type: ignore[attr-defined]
         other.set_turn(twin)
         run(loop, wait_until(lambda: other.why.explanation is not None, 60, "explanation"))
-        assert other.confidence.text() == "unsure · #1 vs #2 50 %"
+        assert other.confidence.text() == "unsure · #1 beats #2: 50 %"
         run(loop, backend.aclose())
