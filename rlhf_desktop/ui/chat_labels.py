@@ -53,9 +53,11 @@ class LabelActions:
     def _init_labels(self, view: QWidget) -> None:
         self._tie = None
         self.edit_dialog = None
-        self.blind_button = QPushButton("Blind")
+        self.blind_button = QPushButton()
+        self.blind_button.setObjectName("blindButton")
         self.blind_button.setCheckable(True)
         self.blind_button.setChecked(self.backend.settings.blind)
+        self._blind_text()
         self.blind_button.setToolTip(
             "Blind labeling: the next turns show their replies in a random order without "
             "scores or ranks until you pick; then the model's ranking is revealed. The "
@@ -93,8 +95,7 @@ class LabelActions:
             return
         usable = [] if turn is None else [c for c in turn.candidates
                                           if c.text.strip() and c.source == "model"]
-        bar.setVisible(turn is not None and turn.id is not None and len(usable) >= 2
-                       and widget is not self._current)
+        bar.setVisible(turn is not None and turn.id is not None and len(usable) >= 2)
         for card in widget.cards.values():
             button: QPushButton | None = getattr(card, "edit_button", None)
             if button is None:
@@ -117,8 +118,13 @@ class LabelActions:
 
     # ------------------------------------------------------------------ blind
 
+    def _blind_text(self) -> None:
+        self.blind_button.setText("Blind: on" if self.blind_button.isChecked()
+                                  else "Blind: off")
+
     def set_blind(self, on: bool) -> None:
         """Blind labeling for the next turns (saved in the settings)."""
+        self._blind_text()
         settings = replace(self.backend.settings, blind=on)
         try:
             config.save_settings(settings)

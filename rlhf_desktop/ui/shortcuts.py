@@ -25,7 +25,12 @@ SHORTCUTS: tuple[tuple[str, str], ...] = (
     ("Ctrl+Enter", "Send the message"),
     ("Alt+1 … Alt+9", "Pick that reply (plain 1 … 9 when the replies have the focus, "
                       "never while you type)"),
-    ("Alt+Z", "Undo the last pick (Ctrl+Z undoes typing in the message box)"),
+    ("Alt+T", "Tie: then mark the equally good replies with Alt+1 … Alt+9, and Alt+T again "
+              "saves the tie (no preference pairs)"),
+    ("Alt+B", "All bad: flag every reply of the last turn as bad (no preference pairs)"),
+    ("Alt+S", "Skip the last turn (no label)"),
+    ("Alt+Z", "Undo the last pick, tie, all-bad flag or edit (Ctrl+Z undoes typing in the "
+              "message box)"),
     ("Esc", "Stop generating (partial replies are kept)"),
     ("Ctrl+R", "Regenerate the turn"),
     ("Ctrl+N", "New chat"),

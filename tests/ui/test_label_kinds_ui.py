@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QLabel
 
 from rlhf_desktop import config
 from rlhf_desktop.services.turn_labels import turn_labels
+from rlhf_desktop.ui.label_widgets import LabelBar
 from rlhf_desktop.ui.main_window import MainWindow
 from rlhf_desktop.ui.turn_widget import TurnWidget
 from tests.azure_server import AzureServer
@@ -74,8 +75,9 @@ def test_blind_turn_hides_scores_and_ranks_until_the_pick_then_reveals_them(
         window.backend.train_now()
         await wait_until(lambda: window.backend.session.reward_version is not None, 120,
                          "a trained reward model")
+        assert chat.blind_button.text() == "Blind: off"
         chat.blind_button.click()  # the toggle in the chat view
-        assert config.load_settings().blind
+        assert config.load_settings().blind and chat.blind_button.text() == "Blind: on"
         widget = await finished_turn(window, "Name a colour")
         turn = widget.turn
         assert turn is not None and turn.blind
@@ -130,6 +132,8 @@ def test_tie_all_bad_skip_and_edit_from_the_window(loop: asyncio.AbstractEventLo
         widget = await finished_turn(window, "Say hello")
         turn = widget.turn
         assert turn is not None and turn.id is not None
+        bar = widget.findChild(LabelBar)  # Tie…, All bad, Skip under the finished turn
+        assert bar is not None and bar.isVisible() and bar.skip_button.isVisible()
         await activate(window)
         # Tie: Alt+T, mark the first and third cards, Alt+T saves
         press(window, Qt.Key.Key_T, ALT)
@@ -155,8 +159,8 @@ def test_tie_all_bad_skip_and_edit_from_the_window(loop: asyncio.AbstractEventLo
         assert repo.last_label() is not None and repo.last_label().reason == "all wrong"
         press(window, Qt.Key.Key_Z, ALT)
         assert repo.label_kinds() == {}
-        # Skip: no label
-        press(window, Qt.Key.Key_S, ALT)
+        # Skip (the bar's button, Alt+S does the same): no label
+        bar.skip_button.click()
         assert repo.get_turn(turn.id).skipped and repo.label_kinds() == {}
         assert "Skipped" in widget.status.text()
         # Edit the second card: the rewrite is chosen over every original reply
