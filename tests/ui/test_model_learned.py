@@ -80,6 +80,10 @@ def test_model_page_words_plot_versions_and_rollback(loop: asyncio.AbstractEvent
     view.resize(1200, 900)
     view.show()
     view.refresh()
+    run(loop, wait_until(lambda: view.learned.view.width() > 0, 5, "layout"))
+    # side by side, the learning curve is as wide as the labels chart (it was a sliver once
+    # the learned panel joined the page)
+    assert view.curve_view.width() > 0.8 * view.labels_view.width()
     assert view.version_value.text() == "v2"
     text = view.learned.sentences.text()
     # v2 saw one-liners win on some topics and long lists on others: no clear length taste
@@ -177,3 +181,50 @@ def test_card_says_why_it_ranked_here_and_the_turn_how_sure(loop: asyncio.Abstra
         run(loop, wait_until(lambda: other.why.explanation is not None, 60, "explanation"))
         assert other.confidence.text() == "unsure · #1 beats #2: 50 %"
         run(loop, backend.aclose())
+
+
+@pytest.mark.timeout(180)
+def test_rollback_from_the_model_page_reranks_the_turn_waiting_for_a_pick(
+        loop: asyncio.AbstractEventLoop, qtbot: object, monkeypatch: pytest.MonkeyPatch,
+        warm_imports: None) -> None:
+    """The whole window: a turn ranked by v2 waits for its pick; Use v1 on the model page
+    re-ranks it with v1, and its cards explain themselves with v1."""
+    from tests.ui.helpers import activate, make_window, send
+
+    train_two_versions()
+    with AzureServer(api_key=AZURE_KEY, deployment="gpt-test", model="gpt-test-model",
+                     reply_length=12) as server:
+        for name, value in server.environment().items():
+            monkeypatch.setenv(name, value)
+        window = make_window(candidates_per_turn=3, max_tokens=32)
+        qtbot.addWidget(window)  # type: ignore[attr-defined]
+
+        async def flow() -> None:
+            backend, chat = window.backend, window.chat
+            await window.start()
+            await activate(window)
+            await wait_until(lambda: backend.reward_is_ready, 60, "reward model ready")
+            widget = await send(window, "How do I bake bread?")
+            await wait_until(lambda: not chat.generating and widget.version() == 2, 60,
+                             "turn ranked by v2")
+            await wait_until(lambda: widget.why.explanation is not None, 60, "why (v2)")
+            assert widget.why.explanation is not None
+            assert widget.why.explanation.version == 2 and widget.confidence.isVisible()
+
+            window.pages.setCurrentIndex(window.pages.indexOf(window.model_view))
+            page = window.model_view
+            await wait_until(lambda: page.table.use_button(1) is not None, 10, "versions")
+            button = page.table.use_button(1)
+            assert button is not None
+            button.click()
+            await wait_until(lambda: widget.rerank_count == 1, 60, "re-rank after rollback")
+            assert widget.version() == 1
+            assert "v1" in widget.status.text()
+            await wait_until(lambda: widget.why.explanation is not None
+                             and widget.why.explanation.version == 1, 60, "why (v1)")
+            assert page.table.item(1, 5).text() == "in use"
+
+        try:
+            run(loop, flow(), timeout=150)
+        finally:
+            run(loop, window.shutdown())
