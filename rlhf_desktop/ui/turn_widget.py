@@ -178,10 +178,19 @@ class TurnWidget(QFrame):
     def resizeEvent(self, event: QResizeEvent) -> None:
         """Cards side by side when there is room, else one under the other."""
         super().resizeEvent(event)
-        columns = 2 if event.size().width() >= TWO_COLUMNS_WIDTH else 1
+        columns = self.columns_for(event.size().width())
         if columns != self.columns:
             self.columns = columns
             self._layout_cards()
+
+    def columns_for(self, width: int) -> int:
+        """2 when two cards fit side by side at their minimum width (their buttons and
+        badges never clip), else 1."""
+        if not self.cards:
+            return 2 if width >= TWO_COLUMNS_WIDTH else 1
+        card = max(c.minimumSizeHint().width() for c in self.cards.values())
+        need = max(TWO_COLUMNS_WIDTH, 2 * card + self.grid.horizontalSpacing())
+        return 2 if width >= need else 1
 
     def ordered_cards(self) -> list[CandidateCard]:
         """Cards in display order (the key that picks a card is its position + 1)."""

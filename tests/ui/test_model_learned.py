@@ -11,6 +11,7 @@ import asyncio
 import pytest
 from PySide6.QtCharts import QCategoryAxis, QLineSeries
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QPushButton
 
 from rlhf_desktop.domain import Candidate, Message, PreferencePair, SamplingParams, Turn
 from rlhf_desktop.services.rewards import RewardService
@@ -228,3 +229,30 @@ def test_rollback_from_the_model_page_reranks_the_turn_waiting_for_a_pick(
             run(loop, flow(), timeout=150)
         finally:
             run(loop, window.shutdown())
+
+
+def test_cards_go_one_under_the_other_before_they_would_clip(
+        loop: asyncio.AbstractEventLoop, qtbot: object) -> None:
+    """With the app's stylesheet a card needs about 415 px (badges, Why?, Best, and Copy /
+    Regenerate); at 800 px two side by side clipped the right one's Best button."""
+    from rlhf_desktop.ui import theme
+
+    turn = make_turn(["Go to bed earlier.", "Keep a regular schedule.", "Get light early."])
+    for i, cand in enumerate(turn.candidates):
+        cand.id, cand.score, cand.model_version, cand.completion_tokens = i + 1, -i, 2, 95
+        cand.finish_reason, cand.latency_s = "stop", 1.2
+    widget = TurnWidget("How can I get better at waking up early?", 3, MarkdownRenderer())
+    widget.setStyleSheet(theme.stylesheet(theme.LIGHT))
+    for card in widget.cards.values():  # as the chat page's labeling row adds to each card
+        card.layout().itemAt(card.layout().count() - 1).layout().addWidget(QPushButton("Edit"))
+    qtbot.addWidget(widget)  # type: ignore[attr-defined]
+    widget.set_turn(turn)
+    widget.show()
+    for width in (700, 800, 900, 1000, 1300):
+        widget.resize(width, 700)
+        qtbot.wait(20)  # type: ignore[attr-defined]
+        # the chat's scroll area gives the turn its width: the cards must fit in it
+        assert widget.minimumSizeHint().width() <= width, (width, widget.columns)
+    widget.resize(1300, 700)
+    qtbot.wait(20)  # type: ignore[attr-defined]
+    assert widget.columns == 2
