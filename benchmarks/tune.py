@@ -33,6 +33,9 @@ HH = ROOT.parent / "shared" / "data" / "hh-harmless-dev.jsonl"
 COMMAND = ".venv/bin/python -m benchmarks.tune"
 
 BASE: dict[str, Any] = {"batch_size": 2, "grad_accum": 2, "export_gguf": False}
+# "defaults": max_length 256, LoRA r 16 on q/v, fp32, no gradient checkpointing, 2 threads
+# (the run's default before threads became half the cores: 1 here); each other line changes
+# one thing.
 CONFIGS: dict[str, dict[str, Any]] = {
     "defaults": {},
     "max_length 512": {"max_length": 512},
@@ -43,6 +46,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "precompute_ref_log_probs": {"precompute_ref_log_probs": True},
     "1 torch thread": {"threads": 1},
     "bf16 mixed precision": {"bf16": True},
+    "bf16, 1 torch thread": {"bf16": True, "threads": 1},
 }
 
 
