@@ -95,7 +95,8 @@ class LabelActions:
             return
         usable = [] if turn is None else [c for c in turn.candidates
                                           if c.text.strip() and c.source == "model"]
-        bar.setVisible(turn is not None and turn.id is not None and len(usable) >= 2)
+        bar.setVisible(turn is not None and turn.id is not None and len(usable) >= 2
+                       and not turn.labeled)  # to change a label: Best, Edit, or Alt+Z
         for card in widget.cards.values():
             button: QPushButton | None = getattr(card, "edit_button", None)
             if button is None:
@@ -212,6 +213,7 @@ class LabelActions:
         bar: LabelBar | None = getattr(widget, "label_bar", None)
         if bar is not None:
             bar.choosing(len(chosen))
+            bar.show()
 
     def cancel_tie(self) -> None:
         """Leave the tie being chosen (nothing is saved)."""
@@ -224,6 +226,7 @@ class LabelActions:
             bar.choosing(None)
         if widget.turn is not None:
             widget.mark_pick(widget.turn.chosen_candidate_id)
+        self._refresh_bar(widget)
 
     def _save_tie(self, widget: TurnWidget, chosen: list[int]) -> None:
         turn = widget.turn

@@ -153,12 +153,13 @@ def test_tie_all_bad_skip_and_edit_from_the_window(loop: asyncio.AbstractEventLo
         # All bad: Alt+B; a reason may follow
         press(window, Qt.Key.Key_B, ALT)
         assert repo.label_kinds() == {"all_bad": 1} and repo.count_pairs() == 0
+        assert not bar.isVisible()  # a labeled turn: change it with Best, Edit or Alt+Z
         assert widget.reason_row.isVisible()
         QTest.keyClicks(widget.reason_edit, "all wrong")
         QTest.keyClick(widget.reason_edit, Qt.Key.Key_Return)
         assert repo.last_label() is not None and repo.last_label().reason == "all wrong"
         press(window, Qt.Key.Key_Z, ALT)
-        assert repo.label_kinds() == {}
+        assert repo.label_kinds() == {} and bar.isVisible()
         # Skip (the bar's button, Alt+S does the same): no label
         bar.skip_button.click()
         assert repo.get_turn(turn.id).skipped and repo.label_kinds() == {}
