@@ -47,6 +47,12 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "1 torch thread": {"threads": 1},
     "bf16 mixed precision": {"bf16": True},
     "bf16, 1 torch thread": {"bf16": True, "threads": 1},
+    # The same levers at 1 thread: with 2 threads on a shared machine, OpenMP's waiting
+    # threads burn CPU time, so CPU s/pair is only comparable between 1-thread runs.
+    "1 thread, max_length 512": {"threads": 1, "max_length": 512},
+    "1 thread, gradient checkpointing": {"threads": 1, "gradient_checkpointing": True},
+    "1 thread, LoRA on all 7 linear layers": {"threads": 1, "lora_targets": [
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]},
 }
 
 
