@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, Qt, Signal
-from PySide6.QtGui import QKeyEvent, QResizeEvent
+from PySide6.QtGui import QKeyEvent, QResizeEvent, QShowEvent
 from PySide6.QtWidgets import (
     QFrame,
     QGridLayout,
@@ -17,13 +17,12 @@ from PySide6.QtWidgets import (
 
 from rlhf_desktop.domain import Candidate, Message, Turn
 from rlhf_desktop.services.chat import failed_indices
+from rlhf_desktop.ui.card_columns import ColumnFitter
 from rlhf_desktop.ui.cards import CandidateCard
 from rlhf_desktop.ui.label_view import decorate, display_order, shown
 from rlhf_desktop.ui.markdown_render import MarkdownRenderer
 from rlhf_desktop.ui.turn_why import TurnWhy
 from rlhf_desktop.ui.user_bubble import UserBubble
-
-TWO_COLUMNS_WIDTH = 640
 
 
 class ReasonEdit(QLineEdit):
@@ -72,6 +71,7 @@ class TurnWidget(QFrame):
         self.regenerating: set[int] = set()  # replies streaming again (no pick meanwhile)
         self.undoable = False  # this turn holds the pick that Alt+Z undoes
         self.columns = 2
+        self.fitter = ColumnFitter(self)
         self.why = TurnWhy(self)
         """Why the cards rank as they do, and the turn's confidence (see turn_why.py)."""
 
@@ -178,19 +178,16 @@ class TurnWidget(QFrame):
     def resizeEvent(self, event: QResizeEvent) -> None:
         """Cards side by side when there is room, else one under the other."""
         super().resizeEvent(event)
-        columns = self.columns_for(event.size().width())
-        if columns != self.columns:
-            self.columns = columns
-            self._layout_cards()
+        self.fitter.fit()
 
-    def columns_for(self, width: int) -> int:
-        """2 when two cards fit side by side at their minimum width (their buttons and
-        badges never clip), else 1."""
-        if not self.cards:
-            return 2 if width >= TWO_COLUMNS_WIDTH else 1
-        card = max(c.minimumSizeHint().width() for c in self.cards.values())
-        need = max(TWO_COLUMNS_WIDTH, 2 * card + self.grid.horizontalSpacing())
-        return 2 if width >= need else 1
+    def showEvent(self, event: QShowEvent) -> None:
+        """Follow the width of the scroll area that shows the turn."""
+        super().showEvent(event)
+        self.fitter.watch()
+
+    def relayout_cards(self) -> None:
+        """Place the cards again (after :attr:`columns` changed)."""
+        self._layout_cards()
 
     def ordered_cards(self) -> list[CandidateCard]:
         """Cards in display order (the key that picks a card is its position + 1)."""
@@ -239,6 +236,7 @@ class TurnWidget(QFrame):
         self.apply_order()
         self.mark_pick(turn.chosen_candidate_id)
         self.show_failures()
+        self.fitter.fit()  # finished cards may need more width than streaming ones
 
     def is_ranked(self) -> bool:
         """Whether a trained reward model scored the candidates and the ranking may show

@@ -256,3 +256,73 @@ def test_cards_go_one_under_the_other_before_they_would_clip(
     widget.resize(1300, 700)
     qtbot.wait(20)  # type: ignore[attr-defined]
     assert widget.columns == 2
+
+
+def test_cards_in_a_narrow_chat_column_stack_instead_of_overflowing(
+        loop: asyncio.AbstractEventLoop, qtbot: object) -> None:
+    """In the chat's scroll area the turn is never narrower than its layout's minimum, so
+    its own width cannot tell that two cards no longer fit: the viewport's width decides."""
+    from PySide6.QtWidgets import QScrollArea, QVBoxLayout, QWidget
+
+    from rlhf_desktop.ui import theme
+
+    turn = make_turn(["Go to bed earlier.", "Keep a regular schedule.", "Get light early."])
+    for i, cand in enumerate(turn.candidates):
+        cand.id, cand.score, cand.model_version, cand.completion_tokens = i + 1, -i, 2, 95
+        cand.finish_reason, cand.latency_s = "stop", 1.2
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setStyleSheet(theme.stylesheet(theme.LIGHT))
+    widget = TurnWidget("How can I get better at waking up early?", 3, MarkdownRenderer())
+    for card in widget.cards.values():  # as the chat page's labeling row adds to each card
+        card.layout().itemAt(card.layout().count() - 1).layout().addWidget(QPushButton("Edit"))
+    column = QWidget()  # as in the chat page: the turns sit in a column inside the area
+    QVBoxLayout(column).addWidget(widget)
+    area.setWidget(column)
+    qtbot.addWidget(area)  # type: ignore[attr-defined]
+    area.resize(800, 700)  # a narrow window: the turn arrives in a narrow column
+    area.show()
+    widget.set_turn(turn)
+    for width in (800, 1300, 1000, 800, 700):
+        area.resize(width, 700)
+        qtbot.wait(20)  # type: ignore[attr-defined]
+        assert widget.width() <= area.viewport().width(), (width, widget.columns)
+        assert widget.columns == (2 if width >= 1000 else 1)
+
+
+@pytest.mark.timeout(120)
+def test_a_ranked_turn_fits_a_narrow_window(loop: asyncio.AbstractEventLoop, qtbot: object
+                                            ) -> None:
+    """The real window at 800 px (the chat list hidden): the turn's cards stack, so none
+    reaches past the chat's scroll area (its right card's Best button was clipped)."""
+    from PySide6.QtWidgets import QApplication
+
+    from rlhf_desktop.ui import theme
+    from tests.ui.helpers import make_window
+
+    turn = make_turn(["Go to bed earlier.", "Keep a regular schedule and get light early.",
+                      "Move bedtime by 15 minutes every few days."], "How can I get up early?")
+    turn.conversation_id = db().create_conversation("Waking up early").id
+    for cand in turn.candidates:
+        cand.finish_reason, cand.completion_tokens, cand.latency_s = "stop", 95, 1.2
+    saved = db().save_turn(turn)
+    db().set_scores([(c.id, -float(i), 2) for i, c in enumerate(saved.candidates)])
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    old = app.styleSheet()
+    theme.apply(app, False)  # the app's stylesheet: cards need their real width
+    try:
+        window = make_window(candidates_per_turn=3)
+        qtbot.addWidget(window)  # type: ignore[attr-defined]
+        window.resize(800, 600)
+        qtbot.wait(50)  # type: ignore[attr-defined]
+        window.chat.show_conversation(saved.conversation_id)
+        qtbot.wait(100)  # type: ignore[attr-defined]
+        widget = window.chat.widgets[-1]
+        viewport = window.chat.scroll_area.viewport()
+        right = widget.mapTo(viewport, widget.rect().topRight()).x()
+        assert right <= viewport.width(), (right, viewport.width(), widget.columns)
+        run(loop, window.shutdown())
+    finally:
+        app.setStyleSheet(old)
