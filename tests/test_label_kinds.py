@@ -124,6 +124,9 @@ def test_edit_is_chosen_over_every_original_and_undo_removes_it(data_home):
     assert stored.candidates[-1].edited_from == original.id
     with pytest.raises(StorageError, match="same as the original"):
         labeling.edit(turn, original.id or 0, "b")
+    with pytest.raises(StorageError, match="already the chosen"):
+        labeling.pick(turn, cand.id or 0)  # refused, nothing changes
+    assert repo.count_pairs() == 2 and repo.get_turn(turn.id or 0).label_kind == "edit"
     assert labeling.undo() is not None
     assert repo.count_pairs() == 0 and len(repo.get_turn(turn.id or 0).candidates) == 3
 

@@ -118,6 +118,9 @@ class LabelQueries:
         chosen = self._candidate_of(turn, chosen_candidate_id)
         if not chosen.text.strip():
             raise StorageError("the chosen reply is empty; pick a reply with text")
+        if chosen.source == "edit":
+            raise StorageError("your edited reply is already the chosen one; to pick another "
+                               "reply, pick it (the edit is replaced)")
         generated = [c for c in turn.candidates if c.source != "edit"]
         others = rejected_side(generated, chosen.id, against)
         if not others:

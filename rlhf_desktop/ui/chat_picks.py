@@ -105,6 +105,8 @@ class PickActions:
         if not card.candidate.text.strip():
             self._say("That reply is empty or failed; pick one with text")
             return
+        if card.candidate.source == "edit":
+            return  # the user's rewrite is already the chosen reply
         if turn.label_kind == "pick" and turn.chosen_candidate_id == card.candidate.id:
             return
         try:

@@ -85,9 +85,16 @@ def decorate(widget: TurnWidget, keys: str) -> str | None:
     if turn.label_kind == "edit":
         edit = next((c for c in turn.candidates if c.id == turn.chosen_candidate_id), None)
         edit_card = widget.cards.get(edit.index) if edit is not None else None
-        if edit_card is not None:
+        if edit is not None and edit_card is not None:
             edit_card.state_badge.setText("✎ Your edit")
             edit_card.state_badge.setVisible(True)
+            edit_card.pick_button.hide()  # already the chosen reply
+            edit_card.regen_button.hide()
+            source = next((c for c in widget.cards.values() if c.candidate is not None
+                           and c.candidate.id == edit.edited_from), None)
+            if source is not None:
+                edit_card.footer.setText(f"your rewrite of the reply shown at "
+                                         f"{source.position + 1}")
         return ("Your edited reply is chosen over every original reply and continues the "
                 f"conversation{undo}")
     if turn.blind and turn.label_kind == "pick":

@@ -181,7 +181,10 @@ def test_tie_all_bad_skip_and_edit_from_the_window(loop: asyncio.AbstractEventLo
         assert len(pairs) == 3 and {p.chosen for p in pairs} == {"Hello! My own, better reply."}
         assert all(p.source == "edit" and p.metadata and p.metadata["label_kind"] == "edit"
                    for p in pairs)
-        assert any(c.state_badge.text() == "✎ Your edit" for c in widget.cards.values())
+        edit_card = next(c for c in widget.cards.values()
+                         if c.state_badge.text() == "✎ Your edit")
+        assert not edit_card.pick_button.isVisible()
+        assert edit_card.footer.text() == "your rewrite of the reply shown at 2"
         # the conversation continues with the edited text
         second = await finished_turn(window, "And now?")
         assert second.messages[1].content == "Hello! My own, better reply."
