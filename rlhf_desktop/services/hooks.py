@@ -10,7 +10,8 @@ Every hook of an :class:`~rlhf_desktop.services.session.AppSession`:
 ``provider_did_change``    the provider was (re)chosen, or could not be (``session.provider_error``)
 ``reward_did_load``        the reward model and the embedder are loaded: ranking works
 ``retrain_did_update``     ``(RetrainStatus)``: labels to the next run, progress of a run
-``model_did_train``        ``(ModelVersion)``: a new reward-model version is in use
+``model_did_train``        ``(ModelVersion)``: another reward-model version is in use (trained,
+                           or chosen with ``ModelService.use``): re-rank what waits for a pick
 ``training_did_fail``      ``(str)``: a run failed; the message is safe to show
 ``labels_did_change``      picks, undos, imports or deletions changed the labels
 ``conversations_did_change`` a conversation was created, renamed or deleted
