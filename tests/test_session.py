@@ -147,3 +147,22 @@ def test_dataset_delete_and_restore_and_conversation_changes_fire_hooks() -> Non
         await session.aclose()
 
     run(scenario())
+
+
+def test_a_version_that_was_not_adopted_is_reported_as_such_not_as_the_new_model() -> None:
+    from rlhf_desktop.domain import ModelVersion
+
+    async def scenario() -> None:
+        session, fired = session_with(FakeProvider())
+        rejected: list = []
+        session.hooks.model_did_reject.append(rejected.append)
+        kept_back = ModelVersion(2, 1.0, "/x", {"adoption": {"adopted": False,
+                                                             "reason": "worse"}}, 10, 5)
+        session._on_trained(kept_back)  # what the retrainer reports after such a run
+        assert rejected == [kept_back] and not fired["model_did_train"]
+        adopted = ModelVersion(3, 2.0, "/y", {"adoption": {"adopted": True}}, 12, 6)
+        session._on_trained(adopted)
+        assert fired["model_did_train"] == [(adopted,)] and rejected == [kept_back]
+        await session.aclose()
+
+    run(scenario())

@@ -76,6 +76,8 @@ class SessionHooks:
         default_factory=lambda: Hook("retrain_did_update"))
     model_did_train: Hook[[ModelVersion]] = field(
         default_factory=lambda: Hook("model_did_train"))
+    model_did_reject: Hook[[ModelVersion]] = field(
+        default_factory=lambda: Hook("model_did_reject"))
     training_did_fail: Hook[[str]] = field(default_factory=lambda: Hook("training_did_fail"))
     labels_did_change: Hook[[]] = field(default_factory=lambda: Hook("labels_did_change"))
     conversations_did_change: Hook[[]] = field(

@@ -11,7 +11,12 @@ from rlhf_desktop.domain import ModelVersion
 from rlhf_desktop.services.hooks import SessionHooks
 from rlhf_desktop.services.model_words import StylePreference, preferences
 from rlhf_desktop.services.retraining import Retrainer, RetrainStatus
-from rlhf_desktop.services.rewards import RewardService, pin_version, pinned_version
+from rlhf_desktop.services.rewards import (
+    RewardService,
+    candidate_order,
+    pin_version,
+    pinned_version,
+)
 from rlhf_desktop.storage.repo import Repository
 
 log = logging.getLogger(__name__)
@@ -98,6 +103,16 @@ class ModelService:
     def latest(self) -> ModelVersion | None:
         """The newest recorded version."""
         return self._repo.latest_model_version()
+
+    def current(self) -> ModelVersion | None:
+        """The version that ranks now; before the reward model is loaded, the one that
+        will (the pinned one, else the newest adopted one)."""
+        versions = self._repo.list_model_versions()
+        wanted = self.in_use
+        if wanted is not None:
+            return next((v for v in versions if v.version == wanted), None)
+        order = candidate_order(versions, pinned_version())
+        return order[0] if order else None
 
     def status(self) -> RetrainStatus:
         """Labels to the next run, and the progress of a run."""

@@ -226,9 +226,14 @@ class AppSession:
             self.hooks.retrain_did_update(status)
 
     def _on_trained(self, version: ModelVersion) -> None:
-        if not self.closed:
+        if self.closed:
+            return
+        adoption = version.metrics.get("adoption") or {}
+        if adoption.get("adopted", True):
             self.hooks.model_did_train(version)
-            self.hooks.labels_did_change()
+        else:
+            self.hooks.model_did_reject(version)
+        self.hooks.labels_did_change()
 
     def _on_train_error(self, exc: Exception) -> None:
         if not self.closed:

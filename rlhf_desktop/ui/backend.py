@@ -81,6 +81,7 @@ class Backend(QObject):
     reward_ready = Signal()
     retrain_status = Signal(object)  # RetrainStatus
     model_trained = Signal(object)  # ModelVersion
+    model_rejected = Signal(object)  # ModelVersion (trained, not adopted)
     training_failed = Signal(str)
     labels_changed = Signal()
     conversations_changed = Signal()
@@ -90,12 +91,13 @@ class Backend(QObject):
         super().__init__()
         warmup.tune_gil_for_ui()
         self.session = session or AppSession(settings, provider, warm_up=self.warm_up)
-        self.latest: ModelVersion | None = self.session.models.latest()
+        self.latest: ModelVersion | None = self.session.models.current()
         hooks = self.session.hooks
         hooks.provider_did_change.append(self.provider_changed.emit)
         hooks.reward_did_load.append(self._reward_loaded)
         hooks.retrain_did_update.append(self.retrain_status.emit)
         hooks.model_did_train.append(self._model_trained)
+        hooks.model_did_reject.append(self.model_rejected.emit)
         hooks.training_did_fail.append(self.training_failed.emit)
         hooks.labels_did_change.append(self._labels_changed)
         hooks.conversations_did_change.append(self.conversations_changed.emit)
@@ -207,7 +209,7 @@ class Backend(QObject):
         self.model_trained.emit(version)
 
     def _labels_changed(self) -> None:
-        self.latest = self.session.models.latest()
+        self.latest = self.session.models.current()
         self.labels_changed.emit()
 
     # ------------------------------------------------------------------ shutdown

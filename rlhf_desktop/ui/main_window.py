@@ -101,6 +101,7 @@ class MainWindow(QMainWindow):
         backend.provider_changed.connect(self._provider_changed)
         backend.retrain_status.connect(self._retrain_status)
         backend.model_trained.connect(self._model_trained)
+        backend.model_rejected.connect(self._model_rejected)
         backend.training_failed.connect(self.chat.on_training_failed)
         backend.labels_changed.connect(self._labels_changed)
         backend.reward_ready.connect(lambda: self.statusBar().showMessage(
@@ -363,7 +364,14 @@ class MainWindow(QMainWindow):
 
     def _model_trained(self, version: ModelVersion) -> None:
         self.chat.on_model_trained(version)
-        self.statusBar().showMessage(f"New reward model v{version.version}", 6000)
+        self.statusBar().showMessage(f"Ranking with reward model v{version.version}", 6000)
+        self._retrain_status(self.backend.session.models.status())
+
+    def _model_rejected(self, version: ModelVersion) -> None:
+        reason = (version.metrics.get("adoption") or {}).get("reason", "")
+        self.statusBar().showMessage(
+            f"Reward model v{version.version} was trained but not adopted"
+            + (f": {reason}" if reason else "") + " (the model page lists it)", 10000)
         self._retrain_status(self.backend.session.models.status())
 
     def _labels_changed(self) -> None:
