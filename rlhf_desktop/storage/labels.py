@@ -27,6 +27,9 @@ from rlhf_desktop.domain import (
 )
 from rlhf_desktop.storage.pairs import StorageError
 from rlhf_desktop.storage.pick_rules import no_rejected_message, rejected_side
+from rlhf_desktop.storage.provenance import METADATA_KEYS, pair_metadata
+
+__all__ = ["METADATA_KEYS", "LabelQueries", "pair_metadata"]
 
 CHAT_SOURCES = ("pick", "edit")
 """Label sources that belong to a turn of the chat (one label per turn)."""
@@ -45,43 +48,6 @@ def _messages_json(messages: Sequence[Message]) -> str:
 def _shown_json(shown: Shown) -> str:
     return json.dumps({"scores": {str(k): v for k, v in shown.scores.items()},
                        "positions": {str(k): v for k, v in shown.positions.items()}})
-
-
-METADATA_KEYS = (
-    "label_id", "label_kind", "conversation_id", "turn_id", "provider", "model", "temperature",
-    "seed", "blind", "time_to_pick_s", "reward_model_version", "chosen_score",
-    "rejected_score", "chosen_position", "rejected_position", "chosen_source",
-    "edited_from_index",
-)
-"""The keys of every pair's ``metadata`` (each line has all of them; unknown ones are null)."""
-
-
-def pair_metadata(pair: PreferencePair, label: dict[str, Any] | None,
-                  cands: dict[int, dict[str, Any]]) -> dict[str, Any]:
-    """One pair's provenance: its label's and its two replies' (scores and positions as
-    they were when the user labeled the turn)."""
-    meta: dict[str, Any] = dict.fromkeys(METADATA_KEYS)
-    meta["label_id"] = pair.label_id
-    meta["label_kind"] = pair.source if label is None else label["label_kind"]
-    meta["blind"] = False
-    if label is not None:
-        for key in ("conversation_id", "turn_id", "provider", "model", "temperature", "seed",
-                    "blind", "time_to_pick_s", "reward_model_version"):
-            meta[key] = label[key]
-    for side, cid in (("chosen", pair.chosen_candidate_id),
-                      ("rejected", pair.rejected_candidate_id)):
-        facts = cands.get(cid) if cid is not None else None
-        if facts is None:
-            continue
-        scores = label["scores"] if label is not None else {}
-        positions = label["positions"] if label is not None else {}
-        meta[f"{side}_score"] = scores.get(cid, facts["score"]) if cid is not None else None
-        meta[f"{side}_position"] = positions.get(cid, facts["position"]) \
-            if cid is not None else None
-        if side == "chosen":
-            meta["chosen_source"] = facts["source"]
-            meta["edited_from_index"] = facts["edited_from_index"]
-    return meta
 
 
 class LabelQueries:
