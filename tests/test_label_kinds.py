@@ -164,3 +164,17 @@ def test_agreement_counts_blind_picks_only_by_default(data_home):
     assert "blind" in honest.note
     every = labeling.agreement(blind_only=False)
     assert (every.rate, every.picks) == (0.75, 4)
+
+
+def test_position_bias_compares_first_card_picks_with_chance(data_home):
+    repo = Repository.open()
+    labeling = LabelingService(repo)
+    assert labeling.position_bias().picks == 0
+    for chosen_position, n in ((0, 2), (0, 4), (1, 4), (0, 4)):
+        turn = shown_turn(repo, [f"r{i}" for i in range(n)])  # positions: reversed
+        chosen = next(c for c in turn.candidates if c.position == chosen_position)
+        labeling.pick(turn, chosen.id or 0)
+    bias = labeling.position_bias()
+    assert bias.picks == 4 and bias.first_share == 0.75
+    assert bias.chance == pytest.approx((1 / 2 + 3 / 4) / 4)
+    assert bias.words == "you picked the first card 75% of the time (chance 31%, 4 picks)"

@@ -21,7 +21,7 @@ from rlhf_desktop.services.chat import ranked
 from rlhf_desktop.storage.pick_rules import rejected_side
 from rlhf_desktop.storage.repo import Repository, StorageError
 
-__all__ = ["Agreement", "LabelingService", "Pick", "StorageError"]
+__all__ = ["Agreement", "LabelingService", "Pick", "PositionBias", "StorageError"]
 
 
 @dataclass
@@ -54,6 +54,23 @@ class Agreement:
                     "so a habit of picking the top card cannot inflate it")
         return ("from every pick; the cards were shown best-first, so a habit of picking the "
                 "top card inflates it")
+
+
+@dataclass(frozen=True)
+class PositionBias:
+    """How often the user picked the card shown first, against chance (1/N per turn)."""
+
+    first_share: float | None
+    chance: float | None
+    picks: int
+
+    @property
+    def words(self) -> str:
+        """In plain words, e.g. "you picked the first card 41 % of the time (chance 25 %)"."""
+        if self.first_share is None or self.chance is None:
+            return "no picks with recorded card positions yet"
+        return (f"you picked the first card {self.first_share:.0%} of the time "
+                f"(chance {self.chance:.0%}, {self.picks} picks)")
 
 
 def _top(turn: Turn) -> int | None:
@@ -179,6 +196,16 @@ class LabelingService:
     def can_undo(self) -> bool:
         """Whether there is a label to undo."""
         return bool(self._undo)
+
+    def position_bias(self, last: int = 200) -> PositionBias:
+        """Share of the last ``last`` picks that went to the card shown first, against the
+        share a random pick would give (the mean of 1/N)."""
+        picks = self.repo.pick_positions(last)
+        if not picks:
+            return PositionBias(None, None, 0)
+        first = sum(1 for where, _n in picks if where == 0) / len(picks)
+        chance = sum(1 / n for _where, n in picks) / len(picks)
+        return PositionBias(first, chance, len(picks))
 
     def agreement(self, blind_only: bool = True, last: int = 50) -> Agreement:
         """How often the last ``last`` picks were the model's top reply: on blind turns

@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING
 
 from rlhf_desktop.domain import Candidate, Turn
 from rlhf_desktop.services.hooks import SessionHooks
-from rlhf_desktop.services.labeling import Agreement, LabelingService, Pick, model_rank
+from rlhf_desktop.services.labeling import (
+    Agreement,
+    LabelingService,
+    Pick,
+    PositionBias,
+    model_rank,
+)
 
 if TYPE_CHECKING:
     from rlhf_desktop.services.session import AppSession
@@ -62,6 +68,11 @@ class TurnLabels:
         """"The model agreed with you" on the last ``last`` picks (blind turns only by
         default: see :attr:`Agreement.note`)."""
         return self._labeling.agreement(blind_only, last)
+
+
+    def position_bias(self, last: int = 200) -> PositionBias:
+        """How often the card shown first was picked, against chance."""
+        return self._labeling.position_bias(last)
 
 
 def turn_labels(session: AppSession) -> TurnLabels:

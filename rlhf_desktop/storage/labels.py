@@ -298,6 +298,20 @@ class LabelQueries:
         agreed = sum(1 for lab in picks if lab.model_top_candidate_id == lab.chosen_candidate_id)
         return agreed / len(picks), len(picks)
 
+    def pick_positions(self, last: int = 200) -> list[tuple[int, int]]:
+        """(display position of the pick, cards shown) of the last ``last`` picks whose
+        positions were recorded, newest first."""
+        rows = self.conn.execute(
+            "SELECT chosen_candidate_id, shown_json FROM labels WHERE kind = 'pick' AND"
+            " shown_json IS NOT NULL ORDER BY id DESC LIMIT ?", (last,))
+        found: list[tuple[int, int]] = []
+        for chosen, shown in rows:
+            positions = json.loads(shown).get("positions", {})
+            where = positions.get(str(chosen))
+            if where is not None and len(positions) >= 2:
+                found.append((int(where), len(positions)))
+        return found
+
     def label_times(self) -> list[float]:
         """When each label was recorded, oldest first (labels over time)."""
         return [float(r[0]) for r in self.conn.execute("SELECT created_at FROM labels ORDER BY id")]
