@@ -166,3 +166,37 @@ def test_a_version_that_was_not_adopted_is_reported_as_such_not_as_the_new_model
         await session.aclose()
 
     run(scenario())
+
+
+def test_the_window_follows_a_version_trained_by_another_process() -> None:
+    """The CLI trains beside the open window: the session loads that version and says so."""
+    from rlhf_desktop.domain import PreferencePair
+    from rlhf_desktop.services.rewards import RewardService
+    from rlhf_desktop.storage.repo import Repository
+
+    async def scenario() -> None:
+        session, fired = session_with(FakeProvider(turns=[[Reply("A long and careful answer."),
+                                                            Reply("No.")]]),
+                                      candidates_per_turn=2)
+        await session.start()
+        assert session.reward_version is None
+        other = Repository.open()  # another process's connection and reward service
+        other.add_pairs([PreferencePair(prompt=(Message("user", f"question {k}"),),
+                                        chosen=f"A long and careful answer {k}.",
+                                        rejected="No.") for k in range(6)])
+        await asyncio.get_running_loop().run_in_executor(
+            None, RewardService(embedder=HashEmbedder()).train_now)  # type: ignore[arg-type]
+        other.close()
+        await asyncio.wait_for(_until(lambda: session.reward_version == 1), 20)
+        assert [v.version for (v,) in fired["model_did_train"]] == [1]
+        assert fired["labels_did_change"]  # the imported labels are counted too
+        turn = await session.chat.send(None, "new question")  # type: ignore[union-attr]
+        assert all(c.model_version == 1 for c in turn.candidates)
+        await session.aclose()
+
+    run(scenario())
+
+
+async def _until(predicate: Callable[[], bool]) -> None:
+    while not predicate():
+        await asyncio.sleep(0.05)

@@ -34,7 +34,7 @@ from rlhf_desktop.services.hooks import SessionHooks
 from rlhf_desktop.services.labeling import LabelingService, Pick
 from rlhf_desktop.services.models import ModelService
 from rlhf_desktop.services.retraining import Retrainer, RetrainStatus
-from rlhf_desktop.services.rewards import RewardService
+from rlhf_desktop.services.rewards import RewardService, pinned_version
 from rlhf_desktop.storage.repo import Repository
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,7 @@ class AppSession:
         if self.provider is None:
             await self.rebuild_provider()
         await self.load_reward_model()
+        self.spawn(self._follow_other_processes(self._shared_state()), "follow other processes")
 
     async def rebuild_provider(self) -> None:
         """(Re)choose the provider from the settings, in a worker thread."""
@@ -181,14 +182,58 @@ class AppSession:
         self.hooks.retrain_did_update(self._retrainer.status())
 
     def _load_reward_sync(self) -> None:
+        self._load_model_only()
+        if self._warm_up is not None:
+            self._warm_up()
+        self._rewards.embedder.load()
+
+    def _shared_state(self) -> tuple[tuple[int | None, int | None], int]:
+        """What another process (the CLI) may change: the newest version and the pinned
+        one, and the number of labels."""
+        latest = self._repo.latest_model_version()
+        return ((latest.version if latest else None, pinned_version()),
+                self._repo.count_labels())
+
+    async def _follow_other_processes(
+            self, seen: tuple[tuple[int | None, int | None], int], every_s: float = 3.0
+    ) -> None:
+        """The command line may import, train or switch versions beside the window: load
+        the version that should rank now, and refresh the label counts."""
+        models, labels = seen
+        while not self.closed:
+            await asyncio.sleep(every_s)
+            now_models, now_labels = self._shared_state()
+            if now_models != models:
+                models = now_models
+                await self._reload_if_another_version()
+            if now_labels != labels:
+                grew, labels = now_labels > labels, now_labels
+                self.hooks.labels_did_change()
+                if grew:  # imported labels count towards the next training too
+                    self._retrainer.label_recorded()
+                else:
+                    self.hooks.retrain_did_update(self._retrainer.status())
+
+    async def _reload_if_another_version(self) -> None:
+        before = self._rewards.version
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._load_executor,
+                                                             self._load_model_only)
+        except Exception:  # the model in use stays; the next change tries again
+            log.exception("loading the reward model another process chose failed")
+            return
+        after = self._rewards.version
+        if after != before and not self.closed:
+            version = self.models.current()
+            if version is not None:
+                self.hooks.model_did_train(version)
+
+    def _load_model_only(self) -> None:
         repo = Repository.open()
         try:
             self._rewards.load_current(repo)
         finally:
             repo.close()
-        if self._warm_up is not None:
-            self._warm_up()
-        self._rewards.embedder.load()
 
     # ------------------------------------------------------------------ labels
 
