@@ -79,6 +79,7 @@ class AppSession:
         if provider is not None:
             self._use_provider(provider, "given to the window")
         self.reward_is_ready = False
+        self._known_labels = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self.closed = False
 
@@ -117,7 +118,8 @@ class AppSession:
         if self.provider is None:
             await self.rebuild_provider()
         await self.load_reward_model()
-        self.spawn(self._follow_other_processes(self._shared_state()), "follow other processes")
+        models, self._known_labels = self._shared_state()
+        self.spawn(self._follow_other_processes(models), "follow other processes")
 
     async def rebuild_provider(self) -> None:
         """(Re)choose the provider from the settings, in a worker thread."""
@@ -195,19 +197,19 @@ class AppSession:
                 self._repo.count_labels())
 
     async def _follow_other_processes(
-            self, seen: tuple[tuple[int | None, int | None], int], every_s: float = 3.0
-    ) -> None:
+            self, models: tuple[int | None, int | None], every_s: float = 3.0) -> None:
         """The command line may import, train or switch versions beside the window: load
-        the version that should rank now, and refresh the label counts."""
-        models, labels = seen
+        the version that should rank now, and refresh the label counts. (This session's
+        own picks move ``_known_labels`` themselves.)"""
         while not self.closed:
             await asyncio.sleep(every_s)
             now_models, now_labels = self._shared_state()
             if now_models != models:
                 models = now_models
                 await self._reload_if_another_version()
-            if now_labels != labels:
-                grew, labels = now_labels > labels, now_labels
+            if now_labels != self._known_labels:
+                grew = now_labels > self._known_labels
+                self._known_labels = now_labels
                 self.hooks.labels_did_change()
                 if grew:  # imported labels count towards the next training too
                     self._retrainer.label_recorded()
@@ -243,6 +245,7 @@ class AppSession:
         the rejected replies explicitly (default: every whole reply; failed, empty, cut and
         stopped ones are left out unless named here)."""
         pick = self._labeling.pick(turn, candidate_id, reason, against=against)
+        self._known_labels = self._repo.count_labels()
         self.hooks.labels_did_change()
         self._retrainer.label_recorded()
         return pick
@@ -259,6 +262,7 @@ class AppSession:
     def undo_pick(self) -> Pick | None:
         """Remove the last pick of this session and its pairs (None: nothing to undo)."""
         pick = self._labeling.undo()
+        self._known_labels = self._repo.count_labels()
         if pick is not None:
             self.hooks.labels_did_change()
             self.hooks.retrain_did_update(self._retrainer.status())
