@@ -220,7 +220,8 @@ class ModelView(QWidget):
             self.agree_caption.setText("model agreed with you: no ranked picks yet")
         else:
             self.agree_value.setText(f"{rate * 100:.0f} %")
-            self.agree_caption.setText(f"model's top reply was your pick, last {n} picks")
+            last = "your last pick" if n == 1 else f"your last {n} picks"
+            self.agree_caption.setText(f"model's top reply was your pick, {last}")
         self.labels_value.setText(f"{overview.labels:,} · {overview.pairs:,}")
         self.train_status.setText(self.backend.status_text(overview.status,
                                                            early_accuracy=True))
