@@ -133,6 +133,12 @@ def run(cfg: TuneConfig, progress: Progress | None = None,
     started = time.monotonic()
     stop = stop or StopRequest()
     state = PartialState()
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world > state.num_processes:  # e.g. `accelerate launch --multi_gpu` without GPUs
+        raise TuneConfigError(
+            f"accelerate started {world} processes, but here they do not form one distributed "
+            f"run (no GPUs?), so each would train alone on every pair; on a CPU use "
+            f"--num_processes 1")
     main = state.is_main_process
     progress = progress or Progress(cfg.progress_file or None, enabled=main)
     torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 2) // 2))

@@ -176,3 +176,23 @@ def test_cancel_while_loading_trains_nothing_and_says_cancelled(pairs_file, tmp_
     assert done["status"] == "cancelled" and done["steps"] == 0
     assert not any((tmp_path / "run").glob("checkpoints/checkpoint-*"))
     assert list_versions() == []
+
+
+def test_several_processes_that_are_not_one_distributed_run_are_refused(pairs_file, tmp_path):
+    # Measured: on a machine without GPUs, `--multi_gpu --num_processes 2` started two
+    # independent runs, each on every pair, writing into the same folder.
+    cfg_file = tmp_path / "run.json"
+    cfg_file.write_text(json.dumps({**TINY, "data": str(pairs_file),
+                                    "output_dir": str(tmp_path / "out"), "max_steps": 1}))
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+                "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+                "--dynamo_backend", "no", "-m", "rlhf_desktop.tune", "--config", str(cfg_file)]
+    import torch
+
+    if torch.cuda.device_count() >= 2:
+        pytest.skip("this machine has GPUs: the processes do form one run")
+    done = subprocess.run(launcher, capture_output=True, text=True, timeout=110,
+                          cwd=tmp_path, check=False)
+    assert done.returncode != 0
+    assert "do not form one distributed run" in done.stderr
+    assert not (tmp_path / "out" / "checkpoints").exists()
