@@ -13,6 +13,7 @@ import pytest
 from rlhf_desktop.domain import Candidate, Message, ModelVersion, PreferencePair, Turn
 from rlhf_desktop.services.chat import ChatService
 from rlhf_desktop.services.hooks import SessionHooks
+from rlhf_desktop.services.labeling import LabelingService
 from rlhf_desktop.services.model_words import describe, preferences
 from rlhf_desktop.services.models import ModelService, VersionError
 from rlhf_desktop.services.retraining import Retrainer
@@ -60,7 +61,7 @@ def services(embedder) -> tuple[Repository, RewardService, ModelService, list[Mo
     hooks = SessionHooks()
     fired: list[ModelVersion] = []
     hooks.model_did_train.append(fired.append)
-    models = ModelService(repo, Retrainer(repo, rewards), rewards, hooks)
+    models = ModelService(repo, Retrainer(repo, rewards), rewards, hooks, LabelingService(repo))
     return repo, rewards, models, fired
 
 

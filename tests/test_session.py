@@ -200,3 +200,26 @@ def test_the_window_follows_a_version_trained_by_another_process() -> None:
 async def _until(predicate: Callable[[], bool]) -> None:
     while not predicate():
         await asyncio.sleep(0.05)
+
+
+def test_agreement_comes_from_blind_turns_and_the_first_card_habit_is_reported() -> None:
+    async def scenario() -> None:
+        session, _ = session_with(FakeProvider(), candidates_per_turn=4, retrain_every=1)
+        chat = session.chat
+        assert chat is not None
+        for k in range(4):  # the user always takes the card shown first
+            await session.wait_training()  # turns 1-3 are ranked by a model
+            turn = await chat.send(None, f"question {k}")
+            turn.blind = k >= 2
+            for position, cand in enumerate(reversed(turn.candidates)):
+                cand.position = position
+            session.labels.record_display(turn)
+            session.pick(turn, turn.candidates[-1].id)  # shown first
+        overview = session.models.overview()
+        assert overview.agreement.blind_only and overview.agreement.picks == 2
+        assert overview.position_bias.first_share == 1.0
+        assert overview.position_bias.chance == 0.25
+        assert "first card 100% of the time (chance 25%" in overview.position_bias.words
+        await session.aclose()
+
+    run(scenario())

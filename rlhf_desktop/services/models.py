@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from rlhf_desktop.domain import ModelVersion
 from rlhf_desktop.services.hooks import SessionHooks
+from rlhf_desktop.services.labeling import Agreement, LabelingService, PositionBias
 from rlhf_desktop.services.model_words import StylePreference, preferences
 from rlhf_desktop.services.retraining import Retrainer, RetrainStatus
 from rlhf_desktop.services.rewards import (
@@ -61,9 +62,11 @@ class ModelOverview:
 
     versions: list[ModelVersion]
     """Oldest first."""
-    agreement: float | None
-    """Share of the last picks where the model's top reply was the pick (None: no picks)."""
-    agreement_picks: int
+    agreement: Agreement
+    """How often the model's top reply was the pick: from blind turns when there are any
+    (a habit of picking the first card cannot inflate it), else from every pick (said so)."""
+    position_bias: PositionBias
+    """How often the card shown first was picked, against chance."""
     labels: int
     pairs: int
     label_times: list[float]
@@ -81,17 +84,21 @@ class ModelService:
     AGREEMENT_WINDOW = 50
 
     def __init__(self, repo: Repository, retrainer: Retrainer, rewards: RewardService,
-                 hooks: SessionHooks) -> None:
+                 hooks: SessionHooks, labeling: LabelingService) -> None:
         self._repo = repo
+        self._labeling = labeling
         self._retrainer = retrainer
         self._rewards = rewards
         self._hooks = hooks
 
     def overview(self) -> ModelOverview:
         """The model page's data in one call."""
-        rate, picks = self._repo.agreement_rate(self.AGREEMENT_WINDOW)
+        agreement = self._labeling.agreement(blind_only=True, last=self.AGREEMENT_WINDOW)
+        if not agreement.picks:
+            agreement = self._labeling.agreement(blind_only=False, last=self.AGREEMENT_WINDOW)
         return ModelOverview(
-            versions=self._repo.list_model_versions(), agreement=rate, agreement_picks=picks,
+            versions=self._repo.list_model_versions(), agreement=agreement,
+            position_bias=self._labeling.position_bias(),
             labels=self._repo.count_labels(), pairs=self._repo.count_pairs(),
             label_times=self._repo.label_times(), status=self._retrainer.status(),
         )

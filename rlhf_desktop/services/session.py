@@ -35,6 +35,7 @@ from rlhf_desktop.services.labeling import LabelingService, Pick
 from rlhf_desktop.services.models import ModelService
 from rlhf_desktop.services.retraining import Retrainer, RetrainStatus
 from rlhf_desktop.services.rewards import RewardService, pinned_version
+from rlhf_desktop.services.turn_labels import TurnLabels
 from rlhf_desktop.storage.repo import Repository
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,10 @@ class AppSession:
         )
         self.conversations = ConversationService(self._repo, self.hooks)
         self.datasets = DatasetService(self._repo, self.hooks)
-        self.models = ModelService(self._repo, self._retrainer, self._rewards, self.hooks)
+        self.models = ModelService(self._repo, self._retrainer, self._rewards, self.hooks,
+                                   self._labeling)
+        self.labels = TurnLabels(self._labeling, self.hooks, self._label_recorded)
+        """Ties, all-bad flags, rewrites, skips, display positions, agreement, position bias."""
         self.provider: Provider | None = None
         self.provider_reason = ""
         """Why this provider was chosen (shown in the status bar)."""
@@ -245,10 +249,14 @@ class AppSession:
         the rejected replies explicitly (default: every whole reply; failed, empty, cut and
         stopped ones are left out unless named here)."""
         pick = self._labeling.pick(turn, candidate_id, reason, against=against)
-        self._known_labels = self._repo.count_labels()
         self.hooks.labels_did_change()
-        self._retrainer.label_recorded()
+        self._label_recorded()
         return pick
+
+    def _label_recorded(self) -> None:
+        """After any label of this session: it counts towards the next training."""
+        self._known_labels = self._repo.count_labels()
+        self._retrainer.label_recorded()
 
     @property
     def can_undo_pick(self) -> bool:

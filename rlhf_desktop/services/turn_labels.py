@@ -1,13 +1,12 @@
 """The chat's labels beyond the pick: tie, all bad, edit-as-chosen, skip, and the display
 positions of every card; each fires the session's hooks like :meth:`AppSession.pick`.
 
-A page gets it with :func:`turn_labels(session) <turn_labels>`.
+A page gets it as ``session.labels`` (:class:`~rlhf_desktop.services.session.AppSession`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 from rlhf_desktop.domain import Candidate, Turn
 from rlhf_desktop.services.hooks import SessionHooks
@@ -19,10 +18,7 @@ from rlhf_desktop.services.labeling import (
     model_rank,
 )
 
-if TYPE_CHECKING:
-    from rlhf_desktop.services.session import AppSession
-
-__all__ = ["TurnLabels", "model_rank", "turn_labels"]
+__all__ = ["TurnLabels", "model_rank"]
 
 
 class TurnLabels:
@@ -73,15 +69,3 @@ class TurnLabels:
     def position_bias(self, last: int = 200) -> PositionBias:
         """How often the card shown first was picked, against chance."""
         return self._labeling.position_bias(last)
-
-
-def turn_labels(session: AppSession) -> TurnLabels:
-    """The session's :class:`TurnLabels` (``session.labels`` once the session builds one
-    itself; until then made here, once, from the session's own labeling service, hooks and
-    retrainer, so that labels of every kind share one undo stack)."""
-    existing = getattr(session, "labels", None)
-    if isinstance(existing, TurnLabels):
-        return existing
-    labels = TurnLabels(session._labeling, session.hooks, session._retrainer.label_recorded)
-    session.labels = labels  # type: ignore[attr-defined]
-    return labels

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import QPushButton, QVBoxLayout, QWidget
 
 from rlhf_desktop import config
 from rlhf_desktop.services.labeling import Pick, StorageError
-from rlhf_desktop.services.turn_labels import TurnLabels, turn_labels
+from rlhf_desktop.services.turn_labels import TurnLabels
 from rlhf_desktop.ui.backend import Backend
 from rlhf_desktop.ui.cards import CandidateCard
 from rlhf_desktop.ui.label_widgets import (
@@ -72,7 +72,7 @@ class LabelActions:
     @property
     def labels(self) -> TurnLabels:
         """The session's labels beyond the pick."""
-        return turn_labels(self.backend.session)
+        return self.backend.session.labels
 
     def _attach_labels(self, widget: TurnWidget) -> None:
         bar = LabelBar(widget)

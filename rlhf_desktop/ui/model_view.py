@@ -63,7 +63,7 @@ class ModelView(QWidget):
         self.backend = backend
         self.dark = dark
         boxes = [kpi("current reward model"), kpi("cross-validated pairwise accuracy"),
-                 kpi("model agreed with you (last 50 picks)"), kpi("labels · preference pairs")]
+                 kpi("model agreed with you"), kpi("labels · preference pairs")]
         self.version_value, self.accuracy_value = boxes[0][1], boxes[1][1]
         self.agree_value, self.labels_value = boxes[2][1], boxes[3][1]
         self.agree_caption = boxes[2][2]
@@ -214,14 +214,20 @@ class ModelView(QWidget):
                 "cross-validated pairwise accuracy" + (
                     f" · early estimate: noisy under {EARLY_LABELS} labels"
                     if latest.labels < EARLY_LABELS else ""))
-        rate, n = overview.agreement, overview.agreement_picks
-        if rate is None:
+        agreement, bias = overview.agreement, overview.position_bias
+        if agreement.rate is None:
             self.agree_value.setText("–")
             self.agree_caption.setText("model agreed with you: no ranked picks yet")
         else:
-            self.agree_value.setText(f"{rate * 100:.0f} %")
+            self.agree_value.setText(f"{agreement.rate * 100:.0f} %")
+            n = agreement.picks
             last = "your last pick" if n == 1 else f"your last {n} picks"
-            self.agree_caption.setText(f"model's top reply was your pick, {last}")
+            where = "blind " if agreement.blind_only else ""
+            self.agree_caption.setText(f"model's top reply was your pick, {last} ({where}"
+                                       f"turns) · {bias.words}")
+        self.agree_caption.setToolTip(f"Agreement {agreement.note}.\nPosition bias: "
+                                      f"{bias.words}. Blind mode (beside Send) shows the "
+                                      "replies in a random order without scores.")
         self.labels_value.setText(f"{overview.labels:,} · {overview.pairs:,}")
         self.train_status.setText(self.backend.status_text(overview.status,
                                                            early_accuracy=True))

@@ -15,7 +15,6 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QLabel
 
 from rlhf_desktop import config
-from rlhf_desktop.services.turn_labels import turn_labels
 from rlhf_desktop.ui.label_widgets import LabelBar
 from rlhf_desktop.ui.main_window import MainWindow
 from rlhf_desktop.ui.turn_widget import TurnWidget
@@ -112,7 +111,7 @@ def test_blind_turn_hides_scores_and_ranks_until_the_pick_then_reveals_them(
         assert meta is not None and meta["blind"] is True and meta["chosen_position"] == 1
         assert meta["reward_model_version"] == window.backend.session.reward_version
         assert meta["time_to_pick_s"] is not None and meta["time_to_pick_s"] >= 0
-        agreement = turn_labels(window.backend.session).agreement(blind_only=True)
+        agreement = window.backend.session.labels.agreement(blind_only=True)
         assert agreement.picks == 1 and agreement.rate == (1.0 if rank == 1 else 0.0)
 
     try:
