@@ -172,6 +172,8 @@ class ChatService:
 
     def next_messages(self, conversation_id: int | None, text: str) -> list[Message]:
         """What sending ``text`` in the conversation would send: its history plus ``text``."""
+        if self.conversations is not None:
+            return self.conversations.next_messages(conversation_id, text)
         turns = self.repo.list_turns(conversation_id) if conversation_id is not None else []
         return [*history(turns), Message("user", text.strip())]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Sequence
 
-from rlhf_desktop.domain import Conversation, Turn
+from rlhf_desktop.domain import Conversation, Message, Turn
 from rlhf_desktop.services.hooks import SessionHooks
 from rlhf_desktop.storage.repo import Repository
 
@@ -44,6 +44,14 @@ class ConversationService:
         """Delete it and its turns; labels and pairs already recorded stay."""
         self._repo.delete_conversation(conversation_id)
         self._hooks.conversations_did_change()
+
+    def next_messages(self, conversation_id: int | None, text: str) -> builtins.list[Message]:
+        """What sending ``text`` in the conversation sends: its history (each turn's pick,
+        else its top-ranked reply) plus ``text``. Needs no provider."""
+        from rlhf_desktop.services.chat import history
+
+        turns = self.turns(conversation_id) if conversation_id is not None else []
+        return [*history(turns), Message("user", text.strip())]
 
     def turns(self, conversation_id: int) -> builtins.list[Turn]:
         """Its turns, oldest first, with their replies, scores and picks."""

@@ -121,7 +121,12 @@ class PickActions:
             " · the model agreed" if pick.agreed else " · the model ranked another reply first")
         if turn.blind and pick.model_rank is not None:
             agreed = f" · blind: the model ranked your pick #{pick.model_rank}"
-        self._say(f"Saved your pick: {pick.pairs} preference pairs{agreed} · Alt+Z undoes it")
+        pairs = f"{pick.pairs} preference pair{'s' if pick.pairs != 1 else ''}"
+        left_out = sum(1 for c in turn.candidates if c.id != pick.candidate_id and (
+            c.error or c.finish_reason == "cancelled" or not c.text.strip()))
+        kept_out = (f" ({left_out} stopped or failed repl{'y' if left_out == 1 else 'ies'} "
+                    "left out)") if left_out else ""
+        self._say(f"Saved your pick: {pairs}{kept_out}{agreed} · Alt+Z undoes it")
 
     def _set_last_pick(self, turn_id: int | None) -> None:
         if turn_id is not None:

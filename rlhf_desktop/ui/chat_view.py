@@ -89,6 +89,8 @@ class ChatView(LabelActions, PickActions, QWidget):
         self.composer = Composer()
         self.composer.send_requested.connect(self.send_from_composer)
         self.composer.undo_empty.connect(self._undo_empty_composer)
+        self.composer.undid_typing.connect(lambda: self._say(
+            "Undid typing in the message box · Alt+Z undoes the last pick"))
         self.send_button = QPushButton("Send")
         self.send_button.setObjectName("primary")
         self.send_button.setToolTip("Send (Enter or Ctrl+Enter)")
@@ -233,10 +235,7 @@ class ChatView(LabelActions, PickActions, QWidget):
                                settings.n_ctx, settings.system_prompt)
 
     def _next_messages(self, text: str) -> list[Message]:
-        chat = self.backend.chat
-        if chat is None:
-            return [Message("user", text.strip())]
-        return chat.next_messages(self.conversation_id, text)
+        return self.backend.session.conversations.next_messages(self.conversation_id, text)
 
     def send_prompt(self, text: str) -> None:
         """Send a user message as the next turn (its history comes from the database)."""
@@ -303,10 +302,8 @@ class ChatView(LabelActions, PickActions, QWidget):
         self._control = control = TurnControl(widget.cards)
         blind = self.backend.settings.blind  # as it was when the turn was sent
         chat = await self.backend.wait_provider()
-        if chat is None:
-            widget.set_status("")
-            widget.show_error(self.backend.provider_error or "No provider is configured.",
-                              button="Retry")
+        if chat is None:  # nothing was sent: the cards say so, Retry sends the same messages
+            widget.fail_unsent(self.backend.provider_error or "No provider is configured.")
             self._reveal(widget.error_row)
             return
         remaining = set(widget.cards)

@@ -89,6 +89,7 @@ class Composer(QPlainTextEdit):
 
     send_requested = Signal()
     undo_empty = Signal()
+    undid_typing = Signal()  # Ctrl+Z undid typing (the status bar says which undo happened)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -106,8 +107,12 @@ class Composer(QPlainTextEdit):
                 event.modifiers() & Qt.KeyboardModifier.ShiftModifier):
             self.send_requested.emit()
             return
-        if event.matches(QKeySequence.StandardKey.Undo) and not self.document().isUndoAvailable():
-            self.undo_empty.emit()
+        if event.matches(QKeySequence.StandardKey.Undo):
+            if not self.document().isUndoAvailable():
+                self.undo_empty.emit()
+                return
+            super().keyPressEvent(event)
+            self.undid_typing.emit()
             return
         if alt_digit(event) is not None:
             event.ignore()  # the chat view picks (when the window shortcut did not)

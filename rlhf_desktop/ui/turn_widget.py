@@ -374,6 +374,16 @@ class TurnWidget(QFrame):
         self.show_error(message, action="retry" if all_failed else "retry_failed",
                         button=button)
 
+    def fail_unsent(self, message: str) -> None:
+        """The turn could not be sent at all (no provider): every card stops waiting and
+        says so; the reason shows once, with Retry (the same messages, once fixed)."""
+        for index, card in self.cards.items():
+            card.set_streaming(False)
+            card.set_candidate(Candidate(index=index, finish_reason="error", error=message))
+            card.set_reason_on_card(False)
+        self.set_status("Not sent · nothing to pick (the reason is below)")
+        self.show_error(message, button="Retry")
+
     def clear_error(self) -> None:
         """Hide the error row."""
         self.error_row.hide()

@@ -131,6 +131,7 @@ def test_d3_ctrl_z_undoes_typing_alt_z_undoes_the_pick(
         QTest.keyClicks(chat.composer, "hello")
         QTest.keyClick(chat.composer, Qt.Key.Key_Z, CTRL)
         assert chat.composer.toPlainText() == "" and repo.count_labels() == 1
+        assert status(window).startswith("Undid typing in the message box")  # says which
         QTest.keyClick(chat.composer, Qt.Key.Key_Z, CTRL)  # nothing typed to undo
         assert repo.count_labels() == 1, "Ctrl+Z in the message box undid the pick"
         assert status(window) == ("Nothing to undo in the message box — Alt+Z undoes the "
@@ -355,6 +356,10 @@ def test_d12_copy_stop_one_regenerate_one(loop: asyncio.AbstractEventLoop, qtbot
         cand = turn.turn.candidates[2]
         with pytest.raises(StorageError):
             repo.put_candidate(turn.turn.id or 0, cand)
+        # Undo the pick: the turn is unpicked again, so its replies can be regenerated.
+        press(window, Qt.Key.Key_Z, Qt.KeyboardModifier.AltModifier)
+        assert repo.count_labels() == 0
+        assert turn.cards[2].regen_button.isEnabled(), turn.cards[2].regen_button.toolTip()
 
     try:
         run(loop, flow())
@@ -392,6 +397,43 @@ def test_d12_retry_only_the_failed_replies(loop: asyncio.AbstractEventLoop, qtbo
         assert stored[1].text.strip() and not stored[1].error
         assert not turn.error_row.isVisible()
         assert "pick the best" in turn.status.text()
+
+    try:
+        run(loop, flow())
+    finally:
+        run(loop, window.shutdown())
+
+
+@pytest.mark.timeout(120)
+def test_a_turn_not_sent_for_want_of_a_provider_fails_its_cards_and_keeps_the_history(
+        loop: asyncio.AbstractEventLoop, qtbot: object, server: AzureServer) -> None:
+    """A new user: pick, switch to a provider without a key, send (fails), switch back,
+    Retry: the cards said they failed, and the retried turn still carried the conversation."""
+    window = window_for(qtbot, candidates_per_turn=2, max_tokens=24)
+    chat = window.chat
+
+    async def flow() -> None:
+        await window.start()
+        await activate(window)
+        first = await finished_turn(window, "My name is Zork. Remember it.")
+        assert first.turn is not None
+        press(window, Qt.Key.Key_1, Qt.KeyboardModifier.AltModifier)
+        picked = first.turn.chosen_candidate_id
+        assert picked is not None
+        window.backend.session.provider = None  # as when the chosen provider has no key
+        window.backend.session.chat = None
+        window.backend.session.provider_error = "OPENAI_API_KEY is not set"
+        failed = await send(window, "What is my name?")
+        await wait_until(lambda: not chat.generating, 10, "the unsent turn")
+        assert all(not c.stop_button.isVisible() for c in failed.cards.values())
+        assert "Not sent" in failed.status.text() and failed.error_row.isVisible()
+        assert [m.role for m in failed.messages] == ["user", "assistant", "user"]
+        await window.backend.rebuild_provider()
+        failed.retry_button.click()
+        nxt = chat.widgets[-1]
+        await wait_until(lambda: not chat.generating, 30, "the retried turn")
+        assert nxt.turn is not None
+        assert [m.role for m in nxt.turn.messages] == ["user", "assistant", "user"]
 
     try:
         run(loop, flow())
