@@ -130,3 +130,32 @@ def test_split_keeps_each_conversation_on_one_side(tmp_path: Path) -> None:
     assert again.test_path.read_text() == counts.test_path.read_text()  # stable
     with pytest.raises(ValueError, match="between 0 and 1"):
         split_export(repo, "jsonl", tmp_path / "bad", test_share=1.5)
+
+
+def test_cli_writes_the_split_and_the_labels_file(data_home, tmp_path):
+    """`rlhf-desktop export --split DIR --labels FILE`: the real command line."""
+    import json
+    import subprocess
+    import sys
+
+    from rlhf_desktop.domain import Message, PreferencePair
+    from rlhf_desktop.storage.repo import Repository
+
+    repo = Repository.open()
+    repo.add_pairs([PreferencePair(prompt=(Message("user", f"q{k}"),), chosen=f"good {k}",
+                                   rejected=f"bad {k}") for k in range(40)])
+    repo.close()
+    out, labels = tmp_path / "split", tmp_path / "labels.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "rlhf_desktop", "export", "--format", "trl",
+                           "--split", str(out), "--test-share", "0.25", "--labels",
+                           str(labels)], capture_output=True, text=True, timeout=110)
+    assert proc.returncode == 0, proc.stderr
+    train = (out / "train.jsonl").read_text().splitlines()
+    test = (out / "test.jsonl").read_text().splitlines()
+    assert len(train) + len(test) == 40 and train and test
+    assert {json.loads(line)["chosen"] for line in train}.isdisjoint(
+        json.loads(line)["chosen"] for line in test)
+    assert "split by conversation" in proc.stderr and labels.exists()
+    bad = subprocess.run([sys.executable, "-m", "rlhf_desktop", "export", "--split", str(out),
+                          "--test-share", "2"], capture_output=True, text=True, timeout=110)
+    assert bad.returncode == 2 and "between 0 and 1" in bad.stderr

@@ -72,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="jsonl", choices=list(EXPORT_FORMATS),
                    help="openai-dpo: the file an OpenAI/Azure DPO fine-tuning job takes")
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    p.add_argument("--split", metavar="DIR", help="write DIR/train.* and DIR/test.*, split by "
+                   "conversation (no conversation on both sides)")
+    p.add_argument("--test-share", type=float, default=0.1, help="with --split (default 0.1)")
+    p.add_argument("--labels", metavar="FILE", help="also write one line per labeled turn "
+                   "(kind: pick, tie, all_bad, edit, …; ties and all-bad flags live here)")
 
     p = sub.add_parser("import", help="import preference pairs from a JSONL file")
     p.add_argument("file", metavar="FILE")
@@ -122,11 +127,23 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """Export pairs."""
     from rlhf_desktop.services.datasets import export, export_to_file
+    from rlhf_desktop.services.label_export import export_labels, split_export
     from rlhf_desktop.storage.repo import Repository
 
     repo = Repository.open()
     try:
-        if args.output:
+        if args.labels:
+            turns = export_labels(repo, args.labels)
+            print(f"wrote {plural(turns, 'labeled turn')} to {args.labels}", file=sys.stderr)
+        if args.split:
+            try:
+                counts = split_export(repo, args.format, args.split, args.test_share)
+            except ValueError as exc:
+                raise CliError(str(exc)) from exc
+            print(f"exported {plural(counts.train, 'pair')} to {counts.train_path} and "
+                  f"{plural(counts.test, 'pair')} to {counts.test_path} ({args.format}, split "
+                  "by conversation)", file=sys.stderr)
+        elif args.output:
             count = export_to_file(repo, args.format, args.output)
             print(f"exported {plural(count, 'pair')} to {args.output} ({args.format})",
                   file=sys.stderr)

@@ -48,6 +48,8 @@ class Settings:
     request_timeout_s: float = 60.0
     connect_timeout_s: float = 10.0
     max_retries: int = 3
+    chat_model_version: int = 0
+    """The built-in model's tuned version to chat with (``rlhf-desktop tune``); 0: the base."""
     parallel_requests: bool = False
     """Send the extra single-choice requests of a server that ignores ``n`` at once
     (only for servers known to run requests in parallel without cutting them)."""
@@ -71,6 +73,8 @@ class Settings:
             raise ConfigError("retrain_every must be between 1 and 10000")
         if not 1 <= self.n_threads <= 256:
             raise ConfigError("n_threads must be between 1 and 256")
+        if self.chat_model_version < 0:
+            raise ConfigError("chat_model_version must be 0 (the base model) or a version")
         if not 256 <= self.n_ctx <= 131072:
             raise ConfigError("n_ctx (the built-in model's context size) must be between 256 "
                               "and 131072 tokens")

@@ -124,9 +124,13 @@ class LocalProvider(BaseProvider):
 
     name = "local"
 
-    def __init__(self, model_path: str | Path, *, n_threads: int = 1, n_ctx: int = 2048) -> None:
+    def __init__(self, model_path: str | Path, *, n_threads: int = 1, n_ctx: int = 2048,
+                 lora_path: str | Path | None = None) -> None:
         self.model_path = Path(model_path)
-        self.model = self.model_path.stem
+        self.lora_path = Path(lora_path) if lora_path else None
+        """A tuned chat-model version: its LoRA adapter applied on top of the base file."""
+        self.model = self.model_path.stem + (
+            f"+{self.lora_path.parent.name}" if self.lora_path else "")
         self.n_threads = n_threads
         self.n_ctx = n_ctx
         self._llm: Any = None
@@ -138,8 +142,9 @@ class LocalProvider(BaseProvider):
         """Text reaches the event loop in batches at most this often (about 30 per s)."""
 
     def describe(self) -> str:
-        """``Built-in model: <file name> (n threads)``."""
-        return f"Built-in model: {self.model_path.name} ({self.n_threads} thread(s))"
+        """``Built-in model: <file name> [+ tuned vNNNN] (n threads)``."""
+        tuned = f" + tuned {self.lora_path.parent.name}" if self.lora_path else ""
+        return f"Built-in model: {self.model_path.name}{tuned} ({self.n_threads} thread(s))"
 
     async def load(self) -> None:
         """Load the model in the worker thread (idempotent)."""
@@ -166,6 +171,7 @@ class LocalProvider(BaseProvider):
         try:
             self._llm = llama_cpp.Llama(
                 model_path=str(self.model_path),
+                lora_path=str(self.lora_path) if self.lora_path else None,
                 n_threads=self.n_threads,
                 # llama-cpp-python defaults prompt processing to every core; on a busy
                 # machine that made a 40-token prompt take 15 s instead of 0.4 s.

@@ -52,6 +52,8 @@ class ProviderChoice:
     api_version: str = ""
     key_name: str = ""
     has_key: bool = False
+    adapter: str = ""
+    """For ``local``: the LoRA adapter (GGUF) of a tuned chat-model version, or ""."""
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,13 @@ def _local_choice(settings: Settings, reason: str) -> ProviderChoice:
             "The built-in model needs llama-cpp-python, which is not installed. Run "
             "`make setup`, or configure Azure OpenAI or OpenAI in .env (see .env.example)."
         )
+    if settings.chat_model_version:
+        from rlhf_desktop.providers.chat_versions import adapter_for
+
+        adapter = adapter_for(settings.chat_model_version, path)
+        return ProviderChoice(kind="local", reason=reason, endpoint=str(path),
+                              model=f"{path.stem}+v{settings.chat_model_version:04d}",
+                              adapter=str(adapter))
     return ProviderChoice(kind="local", reason=reason, endpoint=str(path), model=path.stem)
 
 
@@ -205,7 +214,7 @@ def build(choice: ProviderChoice, settings: Settings | None = None) -> Provider:
         from rlhf_desktop.providers.local import LocalProvider
 
         return LocalProvider(choice.endpoint, n_threads=settings.n_threads,
-                             n_ctx=settings.n_ctx)
+                             n_ctx=settings.n_ctx, lora_path=choice.adapter or None)
     from rlhf_desktop.providers.openai_client import OpenAIChatProvider
 
     # Concurrent single-choice requests only when the user says the server handles them

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ADAPTER_FILE = "adapter.gguf"
-MANIFEST_FILE = "manifest.json"
+from rlhf_desktop.providers.chat_versions import ADAPTER_FILE, MANIFEST_FILE
+
 _NAME = re.compile(r"^v(\d{4,})$")
 
 

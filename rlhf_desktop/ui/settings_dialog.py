@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -88,6 +89,13 @@ class SettingsDialog(QDialog):
         self.n_threads = QSpinBox()
         self.n_threads.setRange(1, 64)
         self.n_threads.setValue(s.n_threads)
+        self.chat_model_version = QSpinBox()
+        self.chat_model_version.setRange(0, 9999)
+        self.chat_model_version.setSpecialValueText("the base model")
+        self.chat_model_version.setPrefix("v")
+        self.chat_model_version.setValue(s.chat_model_version)
+        self.chat_model_version.setToolTip("A version made by `rlhf-desktop tune` (listed by "
+                                           "`rlhf-desktop tune --list`); the base is v0")
         self.n_ctx = QSpinBox()
         self.n_ctx.setRange(*N_CTX_RANGE)
         self.n_ctx.setSingleStep(1024)
@@ -113,6 +121,9 @@ class SettingsDialog(QDialog):
         self.max_tokens.setValue(s.max_tokens)
         self.system_prompt = QPlainTextEdit(s.system_prompt)
         self.system_prompt.setFixedHeight(70)
+        self.blind = QCheckBox("Blind labeling: replies in a random order, no scores until "
+                               "you pick")
+        self.blind.setChecked(s.blind)
         self.retrain_every = QSpinBox()
         self.retrain_every.setRange(1, 10000)
         self.retrain_every.setValue(s.retrain_every)
@@ -124,6 +135,7 @@ class SettingsDialog(QDialog):
         gen_form.addRow("Max tokens", self.max_tokens)
         gen_form.addRow("System prompt", self.system_prompt)
         gen_form.addRow("Retrain every", self.retrain_every)
+        gen_form.addRow("", self.blind)
 
         self.data_dir = QLineEdit(str(config.data_dir()))
         browse_data = QPushButton("Choose…")
@@ -193,7 +205,8 @@ class SettingsDialog(QDialog):
                        ("API key", self.openai_key)],
                       "Local servers usually need no key.")
         local = page([("GGUF file", gguf_row), ("Threads", self.n_threads),
-                      ("Context size (n_ctx)", self.n_ctx)],
+                      ("Context size (n_ctx)", self.n_ctx),
+                      ("Tuned version", self.chat_model_version)],
                      "Runs offline on this computer; 1 thread is fastest on small machines. "
                      "Raise the context size when a long message does not fit.")
         self._page_of = {"azure": azure, "openai": openai, "compatible": openai,
@@ -246,6 +259,8 @@ class SettingsDialog(QDialog):
             max_tokens=self.max_tokens.value(),
             system_prompt=self.system_prompt.toPlainText().strip(),
             retrain_every=self.retrain_every.value(),
+            blind=self.blind.isChecked(),
+            chat_model_version=self.chat_model_version.value(),
         )
         settings.validate()
         low, high = N_CTX_RANGE
@@ -271,7 +286,8 @@ class SettingsDialog(QDialog):
             config.remember_data_dir(folder)  # the command line uses it too
             self.data_dir_changed = True
         keys = ("provider", "azure_endpoint", "azure_deployment", "azure_api_version",
-                "openai_model", "openai_base_url", "gguf_path", "n_threads", "n_ctx")
+                "openai_model", "openai_base_url", "gguf_path", "n_threads", "n_ctx",
+                "chat_model_version")
         self.provider_changed = stored or any(
             getattr(settings, k) != getattr(self.original, k) for k in keys)
         self.result_settings = settings

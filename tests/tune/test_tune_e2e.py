@@ -6,6 +6,7 @@ cache (dequantised base about 60 s, converter download about 20 s); then about 4
 """
 
 import argparse
+import asyncio
 import json
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 from rlhf_desktop import config
+from rlhf_desktop.providers.errors import ProviderConfigError
 from rlhf_desktop.services import datasets
 from rlhf_desktop.storage.repo import Repository
 from rlhf_desktop.tune import cli as tune_cli
@@ -91,6 +93,22 @@ def test_rlhf_desktop_tune_makes_a_version_that_llama_cpp_chats_with(pairs_file,
     reply = tuned.create_chat_completion(
         messages=[{"role": "user", "content": "Say hello."}], max_tokens=8, temperature=0)
     assert reply["choices"][0]["message"]["content"].strip()
+    del llm, tuned
+
+    # The app's built-in provider chats with that version when the setting names it.
+    from rlhf_desktop.config import Settings
+    from rlhf_desktop.domain import Message, SamplingParams
+    from rlhf_desktop.providers import choose_provider
+
+    provider, _why = choose_provider(Settings(provider="local", chat_model_version=1,
+                                                n_ctx=512))
+    assert provider.model.endswith("+v0001") and "tuned v0001" in provider.describe()
+    replies = asyncio.run(provider.generate([Message("user", "Say hello.")],
+                                            SamplingParams(n=1, max_tokens=8, seed=1)))
+    assert replies[0].text.strip() and replies[0].error is None
+    asyncio.run(provider.aclose())
+    with pytest.raises(ProviderConfigError, match="Chat model v2 is not in"):
+        choose_provider(Settings(provider="local", chat_model_version=2))
 
 
 def test_cancel_keeps_the_checkpoint_and_a_new_start_resumes(pairs_file, tmp_path):
