@@ -31,6 +31,9 @@ EXCLUDED_MODULES: dict[str, tuple[str, ...]] = {
         "tensorboard", "torch.utils.tensorboard", "ast_serialize", "librt",
     ),
     "Hugging Face download backend (the app never downloads)": ("hf_xet",),
+    "the tune extra (rlhf-desktop tune runs from a development install; README)": (
+        "trl", "peft", "accelerate", "deepspeed", "gguf", "sentencepiece",
+    ),
     "Qt modules the app does not use": (
         "PySide6.QtWebEngineCore", "PySide6.QtWebEngineWidgets", "PySide6.QtWebEngineQuick",
         "PySide6.QtWebChannel", "PySide6.QtWebSockets", "PySide6.QtQuick",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rlhf_desktop.domain import Candidate, Message, SamplingParams, Turn
+from rlhf_desktop.domain import Candidate, Message, ModelVersion, SamplingParams, Turn
 from rlhf_desktop.storage.repo import Repository
 
 
@@ -34,3 +34,13 @@ def write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
     """Write rows as JSONL."""
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+def record_version(repo: Repository, version: ModelVersion) -> None:
+    """Record a model version with a given number and time (charts, tests of the page);
+    the app itself allocates numbers with ``add_model_version``."""
+    with repo.transaction() as c:
+        c.execute("INSERT INTO model_versions (version, created_at, path, metrics_json, pairs,"
+                  " labels) VALUES (?, ?, ?, ?, ?, ?)",
+                  (version.version, version.created_at, version.path,
+                   json.dumps(version.metrics), version.pairs, version.labels))

@@ -3,7 +3,7 @@ import sqlite3
 import pytest
 
 from rlhf_desktop import config
-from rlhf_desktop.domain import Message, ModelVersion, PreferencePair
+from rlhf_desktop.domain import Message, PreferencePair
 from rlhf_desktop.storage.db import DatabaseError, connect, schema_version
 from rlhf_desktop.storage.migrations import MIGRATIONS
 from rlhf_desktop.storage.repo import Repository, StorageError
@@ -136,10 +136,9 @@ def test_model_versions_and_embeddings(data_home):
     import numpy as np
 
     repo = Repository.open()
-    assert repo.next_model_version() == 1
-    repo.record_model_version(ModelVersion(1, 1.0, "/x", {"cv_accuracy": 0.6}, 10, 5))
-    assert repo.latest_model_version().cv_accuracy == 0.6
-    assert repo.next_model_version() == 2
+    first = repo.add_model_version(lambda n: f"/x/v{n}", {"cv_accuracy": 0.6}, 10, 5)
+    assert first.version == 1 and repo.latest_model_version().cv_accuracy == 0.6
+    assert repo.add_model_version(lambda n: f"/x/v{n}", {}, 11, 6).version == 2
     vec = np.arange(4, dtype=np.float32)
     repo.put_embeddings("e", {b"h": vec})
     assert np.array_equal(repo.get_embeddings("e", [b"h", b"missing"])[b"h"], vec)

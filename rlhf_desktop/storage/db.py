@@ -46,38 +46,19 @@ def _migrate(conn: sqlite3.Connection) -> list[int]:
     for version, name, sql in MIGRATIONS:
         if version in applied:
             continue
-        conn.execute("BEGIN IMMEDIATE")
+        # One script, one transaction: the migration and its record land together or not
+        # at all (executescript commits what was pending first, then runs the script).
+        record = ("INSERT INTO schema_migrations (version, name, applied_at) VALUES "
+                  f"({int(version)}, '{name.replace(chr(39), chr(39) * 2)}', {time.time()!r});")
         try:
-            # Statements one by one so the migration and its record share one transaction.
-            for statement in _split_sql(sql):
-                conn.execute(statement)
-            conn.execute(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                (version, name, time.time()),
-            )
-            conn.execute("COMMIT")
+            conn.executescript(f"BEGIN IMMEDIATE;\n{sql}\n;\n{record}\nCOMMIT;")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
         done.append(version)
         log.info("applied migration %d: %s", version, name)
     return done
-
-
-def _split_sql(sql: str) -> list[str]:
-    statements: list[str] = []
-    buffer = ""
-    for line in sql.splitlines(keepends=True):
-        if line.strip().startswith("--"):
-            continue
-        buffer += line
-        if sqlite3.complete_statement(buffer):
-            if buffer.strip():
-                statements.append(buffer.strip())
-            buffer = ""
-    if buffer.strip():
-        statements.append(buffer.strip())
-    return statements
 
 
 def _quarantine(path: Path, reason: str) -> Path:

@@ -285,13 +285,6 @@ class Repository(LabelQueries, VersionQueries, PairQueries):
                               [(lab, lab) for lab in labels])
         return removed
 
-    def count_picks_since(self, since: float) -> int:
-        """Labels of any source recorded after ``since`` (for "3/5 labels to next training")."""
-        row = self.conn.execute("SELECT COUNT(*) FROM labels WHERE created_at > ?", (since,))
-        return int(row.fetchone()[0])
-
-    # ------------------------------------------------------------------ embedding cache
-
     def get_embeddings(self, embedder_id: str, hashes: Sequence[bytes]) -> dict[bytes, np.ndarray]:
         """Cached vectors by text hash (missing hashes are absent from the result)."""
         found: dict[bytes, np.ndarray] = {}

@@ -21,27 +21,6 @@ class VersionQueries:
     if TYPE_CHECKING:
         def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
 
-    def next_model_version(self) -> int:
-        """The number the next trained model gets."""
-        row = self.conn.execute("SELECT MAX(version) FROM model_versions").fetchone()
-        return int(row[0] or 0) + 1
-
-    def record_model_version(self, version: ModelVersion) -> None:
-        """Record a trained model (its file is already saved)."""
-        with self.transaction() as c:
-            c.execute(
-                "INSERT INTO model_versions (version, created_at, path, metrics_json, pairs,"
-                " labels) VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    version.version,
-                    version.created_at,
-                    version.path,
-                    json.dumps(version.metrics),
-                    version.pairs,
-                    version.labels,
-                ),
-            )
-
     def add_model_version(
         self, path_for: Callable[[int], str], metrics: dict[str, Any], pairs: int, labels: int
     ) -> ModelVersion:

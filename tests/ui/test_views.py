@@ -25,6 +25,7 @@ from rlhf_desktop.ui.dataset_view import PAGE, DatasetView
 from rlhf_desktop.ui.model_view import ModelView
 from rlhf_desktop.ui.settings_dialog import SettingsDialog
 from rlhf_desktop.ui.sidebar import Sidebar
+from tests.helpers import record_version
 from tests.ui.conftest import run
 from tests.ui.helpers import db
 
@@ -154,7 +155,7 @@ def test_model_view_shows_versions_and_agreement(loop: asyncio.AbstractEventLoop
 
     backend = Backend(provider=None)
     for v, labels, acc in ((1, 5, 0.55), (2, 10, 0.61)):
-        db().record_model_version(ModelVersion(
+        record_version(db(), ModelVersion(
             version=v, created_at=1_700_000_000.0 + v, path="/nowhere",
             metrics={"cv_accuracy": acc, "pairs": labels * 3, "labels": labels},
             pairs=labels * 3, labels=labels))
@@ -170,7 +171,7 @@ def test_model_view_shows_versions_and_agreement(loop: asyncio.AbstractEventLoop
     assert ("model v2 · CV accuracy 61 % (early estimate, 10 labels) · 30 pairs"
             in view.train_status.text())
     assert "early estimate" in view.accuracy_caption.text()
-    db().record_model_version(ModelVersion(
+    record_version(db(), ModelVersion(
         version=3, created_at=1_700_000_003.0, path="/nowhere",
         metrics={"cv_accuracy": 0.27, "pairs": 75, "labels": 25}, pairs=75, labels=25))
     backend.latest = db().latest_model_version()

@@ -37,6 +37,7 @@ from rlhf_desktop.ui.main_window import MainWindow
 from rlhf_desktop.ui.settings_dialog import SettingsDialog
 from rlhf_desktop.ui.shortcuts import SHORTCUTS, ShortcutsDialog
 from rlhf_desktop.ui.widgets import ElidedLabel
+from tests.helpers import record_version
 from tests.ui.conftest import run, wait_until
 from tests.ui.helpers import activate, db, make_window
 
@@ -79,7 +80,7 @@ def answer_next_box(button: QMessageBox.StandardButton, seen: list[str]) -> None
 
 
 def add_version(repo: Repository, version: int, labels: int, acc: float) -> None:
-    repo.record_model_version(ModelVersion(
+    record_version(repo, ModelVersion(
         version=version, created_at=1_700_000_000.0 + version, path="/nowhere",
         metrics={"cv_accuracy": acc, "pairs": labels * 3, "labels": labels},
         pairs=labels * 3, labels=labels))
