@@ -308,11 +308,14 @@ class TurnRequests:
         complete = [len(tracker.text(i).strip()) for i in tracker.finished
                     if tracker.candidates[i].finish_reason in OK_FINISH
                     and tracker.candidates[i].error is None]
-        longest = max(complete, default=0)
+        if not complete and (final or self.running or self._pending):
+            return []  # nothing whole to compare with yet
+        # With no whole sibling at all (every reply came from overlapping requests), the
+        # suspects are compared with each other: the longest one sets the bar.
+        longest = max(complete + [len(tracker.text(i).strip()) for i in self._suspects],
+                      default=0)
         events: list[Done | Restart] = []
         for index, (request, end) in list(self._suspects.items()):
-            if not longest and (final or self.running or self._pending):
-                continue  # nothing to compare with yet
             del self._suspects[index]
             if longest and len(tracker.text(index).strip()) < CUT_RATIO * longest:
                 events += self._void(index, CUT, True, final)
