@@ -171,7 +171,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     new = report.parsed - report.duplicates
     bad = len(report.errors)
     summary = (f"{plural(report.parsed, 'pair')} read from {plural(report.lines, 'line')}, "
-               f"{report.duplicates} already stored, {plural(bad, 'bad line')}")
+               f"{plural(report.duplicates, 'duplicate')} skipped (already stored or repeated "
+               f"in the file), {plural(bad, 'bad line')}")
     if args.dry_run:
         print(f"dry run: {summary}; {new} would be imported")
         return 1 if report.errors and not args.skip_bad else 0
