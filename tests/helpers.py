@@ -44,3 +44,16 @@ def record_version(repo: Repository, version: ModelVersion) -> None:
                   " labels) VALUES (?, ?, ?, ?, ?, ?)",
                   (version.version, version.created_at, version.path,
                    json.dumps(version.metrics), version.pairs, version.labels))
+
+
+def long_list(topic: str) -> str:
+    """A long, list-shaped reply (style features: length, list items)."""
+    return (f"Here is how to {topic}, step by step:\n\n- First, gather what you need for it.\n"
+            f"- Then work through it slowly and check each part as you go.\n"
+            f"- Finally, review the result and repeat what did not work.\n\n"
+            f"With a little practice you will {topic} without thinking about it.")
+
+
+def short(topic: str) -> str:
+    """A one-line reply."""
+    return f"Just {topic}."

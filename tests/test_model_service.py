@@ -20,23 +20,13 @@ from rlhf_desktop.services.retraining import Retrainer
 from rlhf_desktop.services.rewards import RewardService, pinned_version
 from rlhf_desktop.storage.repo import Repository
 from tests.azure_server import AzureServer
+from tests.helpers import long_list, short
 from tests.providers.conftest import AZURE_KEY, azure_provider
 
 TOPICS = ["boil an egg", "learn to swim", "save money", "grow tomatoes", "fix a flat tyre",
           "write a cover letter", "sleep better", "start running", "bake bread", "clean a pan",
           "plan a trip", "learn chess", "brew coffee", "paint a wall", "tie a tie",
           "study for exams", "keep a plant alive", "make friends", "cook rice", "stay focused"]
-
-
-def long_list(topic: str) -> str:
-    return (f"Here is how to {topic}, step by step:\n\n- First, gather what you need for it.\n"
-            f"- Then work through it slowly and check each part as you go.\n"
-            f"- Finally, review the result and repeat what did not work.\n\n"
-            f"With a little practice you will {topic} without thinking about it.")
-
-
-def short(topic: str) -> str:
-    return f"Just {topic}."
 
 
 def long_pairs(topics: list[str]) -> list[PreferencePair]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
@@ -14,6 +17,7 @@ from rlhf_desktop.storage.repo import Repository
 from rlhf_desktop.ui.backend import Backend
 from rlhf_desktop.ui.main_window import MainWindow
 from rlhf_desktop.ui.turn_widget import TurnWidget
+from tests.azure_server import AzureServer
 from tests.ui.conftest import wait_until
 
 _repos: dict[str, Repository] = {}
@@ -61,3 +65,20 @@ def press(window: MainWindow, key: Qt.Key,
     """A key press with the focus on the chat (not in a text field)."""
     window.chat.scroll_area.setFocus()
     QTest.keyClick(window.chat.scroll_area, key, modifier)
+
+
+def window_for(qtbot: object, **settings: object) -> MainWindow:
+    """A window (see :func:`make_window`) that pytest-qt closes after the test."""
+    window = make_window(**settings)
+    qtbot.addWidget(window)  # type: ignore[attr-defined]
+    return window
+
+
+@contextmanager
+def azure_env(monkeypatch: pytest.MonkeyPatch, key: str) -> Iterator[AzureServer]:
+    """The Azure-protocol server (short, fast replies), the app's environment pointing at it."""
+    with AzureServer(api_key=key, deployment="gpt-test", reply_length=12,
+                     chunk_delay_s=0.001) as srv:
+        for name, value in srv.environment().items():
+            monkeypatch.setenv(name, value)
+        yield srv

@@ -23,7 +23,7 @@ from rlhf_desktop.ui.main_window import MainWindow
 from rlhf_desktop.ui.turn_widget import TurnWidget
 from tests.azure_server import AzureServer
 from tests.ui.conftest import run, wait_until
-from tests.ui.helpers import activate, db, make_window, press, send
+from tests.ui.helpers import activate, azure_env, db, press, send, window_for
 
 KEY = "sk-azure-SECRET-defects-71c0"
 ALT = Qt.KeyboardModifier.AltModifier
@@ -33,17 +33,9 @@ CTRL = Qt.KeyboardModifier.ControlModifier
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[AzureServer]:
     """The Azure-protocol server, with the app's environment pointing at it."""
-    with AzureServer(api_key=KEY, deployment="gpt-test", reply_length=12,
-                     chunk_delay_s=0.001) as srv:
-        for name, value in srv.environment().items():
-            monkeypatch.setenv(name, value)
+    with azure_env(monkeypatch, KEY) as srv:
         yield srv
 
-
-def window_for(qtbot: object, **settings: object) -> MainWindow:
-    window = make_window(**settings)
-    qtbot.addWidget(window)  # type: ignore[attr-defined]
-    return window
 
 
 def status(window: MainWindow) -> str:

@@ -20,7 +20,7 @@ from rlhf_desktop.ui.main_window import MainWindow
 from rlhf_desktop.ui.turn_widget import TurnWidget
 from tests.azure_server import AzureServer
 from tests.ui.conftest import run, wait_until
-from tests.ui.helpers import activate, db, make_window, press, send
+from tests.ui.helpers import activate, azure_env, db, press, send, window_for
 from tests.ui.test_chat_flow import import_some
 
 KEY = "sk-azure-SECRET-labels-5d21"
@@ -29,17 +29,10 @@ ALT = Qt.KeyboardModifier.AltModifier
 
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[AzureServer]:
-    with AzureServer(api_key=KEY, deployment="gpt-test", reply_length=12,
-                     chunk_delay_s=0.001) as srv:
-        for name, value in srv.environment().items():
-            monkeypatch.setenv(name, value)
+    """The Azure-protocol server, with the app's environment pointing at it."""
+    with azure_env(monkeypatch, KEY) as srv:
         yield srv
 
-
-def window_for(qtbot: object, **settings: object) -> MainWindow:
-    window = make_window(**settings)
-    qtbot.addWidget(window)  # type: ignore[attr-defined]
-    return window
 
 
 async def finished_turn(window: MainWindow, text: str) -> TurnWidget:

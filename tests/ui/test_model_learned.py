@@ -20,6 +20,7 @@ from rlhf_desktop.ui.markdown_render import MarkdownRenderer
 from rlhf_desktop.ui.model_view import ModelView
 from rlhf_desktop.ui.turn_widget import TurnWidget
 from tests.azure_server import AzureServer
+from tests.helpers import long_list, short
 from tests.providers.conftest import AZURE_KEY, azure_provider
 from tests.ui.conftest import run, wait_until
 from tests.ui.helpers import db
@@ -35,17 +36,6 @@ NEW_TOPICS = ["knit a scarf", "change a bike chain", "learn guitar", "make panca
 ASKS = ("How do I {}?", "Any tips to {}?", "What is the best way to {}?")
 MORE_ASKS = ("Explain how to {}.", "Teach me to {}.", "I want to {}: where do I start?",
              "Can you help me {}?", "Show me how to {}.", "Help: I need to {}.")
-
-
-def long_list(topic: str) -> str:
-    return (f"Here is how to {topic}, step by step:\n\n- First, gather what you need for it.\n"
-            f"- Then work through it slowly and check each part as you go.\n"
-            f"- Finally, review the result and repeat what did not work.\n\n"
-            f"With a little practice you will {topic} without thinking about it.")
-
-
-def short(topic: str) -> str:
-    return f"Just {topic}."
 
 
 def pairs(long_wins: bool, topics: list[str], asks: tuple[str, ...] = ASKS
