@@ -223,3 +223,31 @@ def test_agreement_comes_from_blind_turns_and_the_first_card_habit_is_reported()
         await session.aclose()
 
     run(scenario())
+
+
+def test_labeling_habits_say_how_often_the_longest_and_the_first_card_were_picked() -> None:
+    replies = [[Reply("Yes."), Reply("A long and careful answer with several words in it."),
+                Reply("No.")] for _ in range(3)]
+
+    async def scenario() -> None:
+        session, _ = session_with(FakeProvider(turns=replies), candidates_per_turn=3)
+        chat = session.chat
+        assert chat is not None
+        for k in range(3):  # always the longest reply, which is shown first twice
+            turn = await chat.send(None, f"question {k}")
+            order = [1, 0, 2] if k < 2 else [0, 2, 1]
+            for position, index in enumerate(order):
+                turn.candidates[index].position = position
+            session.labels.record_display(turn)
+            session.pick(turn, turn.candidates[1].id)
+        habits = session.models.overview().habits
+        assert habits.length.longest_share == 1.0 and habits.length.picks == 3
+        assert abs(habits.length.chance - 1 / 3) < 1e-9
+        assert abs(habits.position.first_share - 2 / 3) < 1e-9
+        lines = habits.lines
+        assert lines[0].startswith("You picked the first card 67%")
+        assert lines[1].startswith("You picked the longest reply 100% of the time (chance 33%")
+        assert any(line.startswith("You take") for line in lines)  # time to pick, recorded
+        await session.aclose()
+
+    run(scenario())

@@ -70,7 +70,7 @@ class PositionBias:
         if self.first_share is None or self.chance is None:
             return "no picks with recorded card positions yet"
         return (f"you picked the first card {self.first_share:.0%} of the time "
-                f"(chance {self.chance:.0%}, {self.picks} picks)")
+                f"(chance {self.chance:.0%}, {self.picks} pick{'s' if self.picks != 1 else ''})")
 
 
 def _top(turn: Turn) -> int | None:

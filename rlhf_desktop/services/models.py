@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass
 
 from rlhf_desktop.domain import ModelVersion
+from rlhf_desktop.services.habits import Habits, habits
 from rlhf_desktop.services.hooks import SessionHooks
 from rlhf_desktop.services.labeling import Agreement, LabelingService, PositionBias
 from rlhf_desktop.services.model_words import StylePreference, preferences
@@ -67,6 +68,8 @@ class ModelOverview:
     (a habit of picking the first card cannot inflate it), else from every pick (said so)."""
     position_bias: PositionBias
     """How often the card shown first was picked, against chance."""
+    habits: Habits
+    """The user's labeling habits in plain words (position, length, blind vs shown, time)."""
     labels: int
     pairs: int
     label_times: list[float]
@@ -99,6 +102,7 @@ class ModelService:
         return ModelOverview(
             versions=self._repo.list_model_versions(), agreement=agreement,
             position_bias=self._labeling.position_bias(),
+            habits=habits(self._repo, self._labeling),
             labels=self._repo.count_labels(), pairs=self._repo.count_pairs(),
             label_times=self._repo.label_times(), status=self._retrainer.status(),
         )

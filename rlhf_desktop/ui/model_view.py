@@ -119,6 +119,15 @@ class ModelView(QWidget):
         layout.addLayout(self.top)
         layout.addLayout(self.charts, 1)
         layout.addWidget(self.learned)
+        self.habits_title = QLabel("Your labeling habits")
+        self.habits_title.setObjectName("kpiValue")
+        self.habits_title.setStyleSheet("font-size: 16px;")
+        self.habits = QLabel("")
+        self.habits.setWordWrap(True)
+        self.habits.setToolTip("Computed from your own labels, against a user without the "
+                               "habit. Blind mode (beside Send) removes the shown order's pull.")
+        layout.addWidget(self.habits_title)
+        layout.addWidget(self.habits)
         layout.addLayout(versions_head)
         layout.addWidget(self.table)
         self.page_scroll = QScrollArea()
@@ -234,6 +243,7 @@ class ModelView(QWidget):
         self._fill_curve(versions)
         self._fill_labels(overview.label_times)
         self.learned.show_learned(models.learned())
+        self.habits.setText("\n".join(f"• {line}" for line in overview.habits.lines))
         self._fill_versions()
 
     def _fill_curve(self, versions: list[ModelVersion]) -> None:

@@ -76,6 +76,9 @@ def test_model_page_words_plot_versions_and_rollback(loop: asyncio.AbstractEvent
     # the learned panel joined the page)
     assert view.curve_view.width() > 0.8 * view.labels_view.width()
     assert view.version_value.text() == "v2"
+    # imported pairs only: the habits section says there is nothing to measure yet
+    assert view.habits_title.isVisible()
+    assert "no picks with recorded card positions yet" in view.habits.text().lower()
     text = view.learned.sentences.text()
     # v2 saw one-liners win on some topics and long lists on others: no clear length taste
     assert "length: no clear effect (2× the words: " in text
