@@ -50,6 +50,18 @@ def add_tune_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--nice", type=int, default=19, help="priority of the tuning process "
                    "(0-19, default 19: lowest)")
     p.add_argument("--json", action="store_true", help="print the progress events as JSON lines")
+    r = p.add_argument_group("remote DPO job on Azure OpenAI or OpenAI (the configured account)")
+    r.add_argument("--remote", action="store_true",
+                   help="upload the pairs (openai-dpo) and start a DPO fine-tuning job; with "
+                        "--list: list the recorded remote jobs")
+    r.add_argument("--model", help="the base model to tune, e.g. gpt-4o-mini-2024-07-18")
+    r.add_argument("--yes", action="store_true",
+                   help="confirm sending the pairs without asking (for scripts)")
+    r.add_argument("--no-wait", action="store_true", help="start the job and return")
+    r.add_argument("--status", metavar="JOB_ID", help="show a remote job's status")
+    r.add_argument("--cancel", metavar="JOB_ID", help="cancel a remote job")
+    r.add_argument("--poll-interval", type=float, default=15.0, metavar="SECONDS",
+                   help="seconds between status checks (default 15)")
     return p
 
 
@@ -68,6 +80,10 @@ def run_tune(args: argparse.Namespace) -> int:
     """The command (0 done, 2 error, 3 cancelled)."""
     from rlhf_desktop import config
 
+    if getattr(args, "remote", False):
+        from rlhf_desktop.tune.remote import run_remote
+
+        return run_remote(args)
     if args.list:
         return _list(args)
     missing = missing_packages()
