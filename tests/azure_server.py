@@ -50,7 +50,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 from tests.azure_protocol import (
     FAULTS,
@@ -95,7 +95,50 @@ class Recorded:
     fault: str | None = None
 
 
-class AzureServer:
+class LoopbackServer:
+    """A test HTTP server on 127.0.0.1 served by a daemon thread (``with`` starts/stops it).
+    Subclasses set ``self._httpd`` and ``self._thread = None``."""
+
+    _httpd: _Server
+    _thread: threading.Thread | None
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        return int(self._httpd.server_address[1])
+
+    @property
+    def endpoint(self) -> str:
+        """The Azure endpoint (``AZURE_OPENAI_ENDPOINT``)."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI base URL (``OPENAI_BASE_URL``)."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> Self:
+        """Serve in a daemon thread."""
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
+                                        name=f"{type(self).__name__}-thread", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class AzureServer(LoopbackServer):
     """The server; use as a context manager or call :meth:`start` / :meth:`stop`."""
 
     def __init__(
@@ -141,41 +184,10 @@ class AzureServer:
 
     # ------------------------------------------------------------------ control
 
-    @property
-    def port(self) -> int:
-        """The bound port."""
-        return int(self._httpd.server_address[1])
-
-    @property
-    def endpoint(self) -> str:
-        """The Azure endpoint (``AZURE_OPENAI_ENDPOINT``)."""
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        """The OpenAI base URL (``OPENAI_BASE_URL``)."""
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def start(self) -> AzureServer:
-        """Serve in a daemon thread."""
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
-                                        name="azure-test-server", daemon=True)
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
         """Stop serving and close the socket."""
         self.stopping.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> AzureServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().stop()
 
     def environment(self, api_version: str = "2024-10-21") -> dict[str, str]:
         """The seed's AZURE_OPENAI_* variables that point the app at this server."""

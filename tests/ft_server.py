@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.azure_protocol import SUPPORTED_API_VERSIONS
-from tests.azure_server import _Server
+from tests.azure_server import LoopbackServer, _Server
 
 STEPS = ("validating_files", "running", "succeeded")
 
@@ -39,7 +39,7 @@ class FtRequest:
 
 
 @dataclass
-class FtServer:
+class FtServer(LoopbackServer):
     """The server state; ``start()`` serves in a daemon thread."""
 
     api_key: str = "test-key"
@@ -52,38 +52,6 @@ class FtServer:
         self.lock = threading.Lock()
         self._httpd = _Server(("127.0.0.1", 0), _make_handler(self))
         self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return int(self._httpd.server_address[1])
-
-    @property
-    def endpoint(self) -> str:
-        """The Azure endpoint."""
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        """The OpenAI base URL."""
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def start(self) -> FtServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
-                                        daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FtServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def _error(code: str, message: str) -> dict[str, Any]:
