@@ -25,7 +25,7 @@ from rlhf_desktop.domain import (
     Shown,
     Turn,
 )
-from rlhf_desktop.storage.pairs import StorageError
+from rlhf_desktop.storage.pairs import StorageError, in_chunks
 from rlhf_desktop.storage.pick_rules import no_rejected_message, rejected_side
 from rlhf_desktop.storage.provenance import METADATA_KEYS, pair_metadata
 
@@ -323,9 +323,7 @@ class LabelQueries:
         time to pick, reward-model version, and the scores and positions at display time."""
         found: dict[int, dict[str, Any]] = {}
         ids = sorted(set(label_ids))
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in in_chunks(ids):
             rows = self.conn.execute(
                 "SELECT l.id, l.kind, l.turn_id, t.conversation_id, t.provider, t.model,"
                 " t.params_json, COALESCE(l.blind, t.blind, 0), l.time_to_pick_s,"
@@ -350,9 +348,7 @@ class LabelQueries:
         index of the reply a rewrite came from."""
         found: dict[int, dict[str, Any]] = {}
         ids = sorted(set(candidate_ids))
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in in_chunks(ids):
             rows = self.conn.execute(
                 "SELECT k.id, k.idx, k.score, k.model_version, k.position, k.source, o.idx"
                 " FROM candidates k LEFT JOIN candidates o ON o.id = k.edited_from"

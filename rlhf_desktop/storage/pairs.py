@@ -48,6 +48,16 @@ class StorageError(Exception):
     """A request the database cannot satisfy (unknown id, bad value); the message says why."""
 
 
+IN_CHUNK = 500  # SQLite's default limit is 999 bound parameters
+
+
+def in_chunks(values: Sequence[Any]) -> Iterator[tuple[list[Any], str]]:
+    """``values`` in chunks small enough for one ``IN (...)``, each with its ``?`` marks."""
+    for start in range(0, len(values), IN_CHUNK):
+        chunk = list(values[start:start + IN_CHUNK])
+        yield chunk, ",".join("?" * len(chunk))
+
+
 def messages_from_json(text: str) -> list[Message]:
     """Messages stored as JSON."""
     return [Message.from_dict(item) for item in json.loads(text)]
@@ -189,9 +199,7 @@ class PairQueries:
     def first_prompts(self, conversation_ids: Sequence[int]) -> dict[int, str]:
         """Each conversation's first user message (what its automatic title was cut from)."""
         found: dict[int, str] = {}
-        for start in range(0, len(conversation_ids), 500):
-            chunk = list(conversation_ids[start : start + 500])
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in in_chunks(conversation_ids):
             rows = self.conn.execute(
                 "SELECT conversation_id, messages_json FROM turns WHERE id IN (SELECT MIN(id)"
                 f" FROM turns WHERE conversation_id IN ({marks}) GROUP BY conversation_id)",
@@ -205,15 +213,11 @@ class PairQueries:
     def snapshot_pairs(self, pair_ids: Sequence[int]) -> DeletedPairs:
         """The stored rows of these pairs and of their labels, taken before a delete."""
         pairs: list[dict[str, Any]] = []
-        for start in range(0, len(pair_ids), 500):
-            chunk = list(pair_ids[start : start + 500])
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in in_chunks(pair_ids):
             pairs += self._rows(f"SELECT * FROM pairs WHERE id IN ({marks})", chunk)
         label_ids = sorted({int(p["label_id"]) for p in pairs})
         labels: list[dict[str, Any]] = []
-        for start in range(0, len(label_ids), 500):
-            chunk = label_ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in in_chunks(label_ids):
             labels += self._rows(f"SELECT * FROM labels WHERE id IN ({marks})", chunk)
         return DeletedPairs(tuple(labels), tuple(pairs))
 

@@ -27,6 +27,7 @@ from rlhf_desktop.storage.pairs import (
     PairQueries,
     PairRow,
     StorageError,
+    in_chunks,
 )
 from rlhf_desktop.storage.pairs import (
     messages_from_json as _messages_from_json,
@@ -274,9 +275,7 @@ class Repository(LabelQueries, VersionQueries, PairQueries):
         never had pairs, stays)."""
         with self.transaction() as c:
             removed = 0
-            for start in range(0, len(pair_ids), 500):
-                chunk = list(pair_ids[start : start + 500])
-                marks = ",".join("?" * len(chunk))
+            for chunk, marks in in_chunks(pair_ids):
                 labels = [r[0] for r in c.execute(
                     f"SELECT DISTINCT label_id FROM pairs WHERE id IN ({marks})", chunk)]
                 removed += c.execute(f"DELETE FROM pairs WHERE id IN ({marks})", chunk).rowcount
@@ -288,9 +287,7 @@ class Repository(LabelQueries, VersionQueries, PairQueries):
     def get_embeddings(self, embedder_id: str, hashes: Sequence[bytes]) -> dict[bytes, np.ndarray]:
         """Cached vectors by text hash (missing hashes are absent from the result)."""
         found: dict[bytes, np.ndarray] = {}
-        for start in range(0, len(hashes), 500):
-            chunk = list(hashes[start : start + 500])
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in in_chunks(hashes):
             rows = self.conn.execute(
                 f"SELECT text_hash, dim, vector FROM embeddings WHERE embedder_id = ?"
                 f" AND text_hash IN ({marks})",
