@@ -91,6 +91,9 @@ class Candidate:
     source: str = "model"
     """``model`` (generated) or ``edit`` (the user's rewrite of ``edited_from``)."""
     edited_from: int | None = None
+    origin: dict[str, Any] | None = None
+    """In an arena turn: the candidate source it came from (:meth:`CandidateSource.origin`:
+    name, provider, model, temperature, chat_model_version); None in an ordinary turn."""
 
 
 @dataclass
@@ -148,6 +151,8 @@ class PreferencePair:
     label_id: int | None = None
     chosen_candidate_id: int | None = None
     rejected_candidate_id: int | None = None
+    weight: float = 1.0
+    """How much the pair counts in training (a full ranking's pairs weigh 2/N each)."""
     metadata: dict[str, Any] | None = field(default=None, compare=False)
     """Provenance (label kind, provider, model, temperature, seed, reward-model version and
     scores at display time, display positions, blind, time to pick) when read from the
@@ -226,3 +231,45 @@ class Shown:
                      if c.id is not None and c.position is not None}
         waited = None if turn.shown_at is None else max(0.0, now - turn.shown_at)
         return Shown(turn.blind, waited, versions[0] if versions else None, scores, positions)
+
+
+@dataclass(frozen=True)
+class CandidateSource:
+    """One entry of an arena: where ``count`` of a turn's candidates come from.
+
+    An arena turn asks every source of the chosen arena for its ``count`` replies and shows
+    them together, with the sources' names hidden until the user labels the turn.
+    """
+
+    name: str
+    """What the user calls it; shown after the pick and as the leaderboard's row."""
+    provider: str = "auto"
+    """``auto`` (the chat's provider), ``azure``, ``openai``, ``compatible`` or ``local``."""
+    model: str = ""
+    """Deployment or model name; "" = the provider's configured one."""
+    temperature: float | None = None
+    """None: the chat's temperature."""
+    count: int = 2
+    """How many of the turn's replies come from this source."""
+    chat_model_version: int = 0
+    """For ``local``: 0 the base model, else a tuned chat-model version."""
+    base_url: str = ""
+    """For ``compatible``: the server ("" = the configured one)."""
+
+    def origin(self, temperature: float) -> dict[str, Any]:
+        """What a candidate from this source records (``Candidate.origin``), with the
+        temperature actually used."""
+        return {"name": self.name, "provider": self.provider, "model": self.model,
+                "temperature": temperature, "chat_model_version": self.chat_model_version}
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe mapping (the settings file's form)."""
+        return {"name": self.name, "provider": self.provider, "model": self.model,
+                "temperature": self.temperature, "count": self.count,
+                "chat_model_version": self.chat_model_version, "base_url": self.base_url}
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> CandidateSource:
+        """Inverse of :meth:`to_dict`; unknown keys are ignored."""
+        known = {k: data[k] for k in CandidateSource.__dataclass_fields__ if k in data}
+        return CandidateSource(**known)

@@ -112,4 +112,18 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX labels_by_kind ON labels(kind);
         """,
     ),
+    (
+        3,
+        "arena sources on candidates, weighted pairs (rankings)",
+        """
+        -- Where a candidate came from in an arena turn (a candidate source: its name, provider,
+        -- model or deployment, temperature, chat-model version) as JSON; NULL for an ordinary
+        -- turn, whose provider and model are the turn's.
+        ALTER TABLE candidates ADD COLUMN origin_json TEXT;
+
+        -- How much one pair counts in training: 1 for a pick's pairs; a full ranking of N
+        -- replies yields N(N-1)/2 pairs weighted 2/N, so a ranked turn weighs what a pick does.
+        ALTER TABLE pairs ADD COLUMN weight REAL NOT NULL DEFAULT 1.0;
+        """,
+    ),
 ]

@@ -112,7 +112,7 @@ class PairQueries:
 
     _PAIR_COLUMNS = (
         "id, label_id, prompt_json, chosen, rejected, reason, source, created_at,"
-        " chosen_candidate_id, rejected_candidate_id"
+        " chosen_candidate_id, rejected_candidate_id, weight"
     )
 
     @staticmethod
@@ -120,7 +120,7 @@ class PairQueries:
         return PreferencePair(
             id=r[0], label_id=r[1], prompt=tuple(messages_from_json(r[2])), chosen=r[3],
             rejected=r[4], reason=r[5], source=r[6], created_at=r[7], chosen_candidate_id=r[8],
-            rejected_candidate_id=r[9],
+            rejected_candidate_id=r[9], weight=float(r[10]),
         )
 
     def iter_pairs(self, text_filter: str = "", metadata: bool = True

@@ -154,7 +154,7 @@ class Repository(LabelQueries, VersionQueries, PairQueries):
         cur = c.execute(
             "INSERT INTO candidates (turn_id, idx, text, finish_reason, latency_s, ttft_s,"
             " prompt_tokens, completion_tokens, score, model_version, error, position, source,"
-            " edited_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " edited_from, origin_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 turn_id,
                 cand.index,
@@ -170,6 +170,7 @@ class Repository(LabelQueries, VersionQueries, PairQueries):
                 cand.position,
                 cand.source,
                 cand.edited_from,
+                None if cand.origin is None else json.dumps(cand.origin, ensure_ascii=False),
             ),
         )
         return int(cur.lastrowid or 0)
@@ -185,8 +186,8 @@ class Repository(LabelQueries, VersionQueries, PairQueries):
     def _candidates(self, turn_id: int) -> list[Candidate]:
         rows = self.conn.execute(
             "SELECT id, idx, text, finish_reason, latency_s, ttft_s, prompt_tokens,"
-            " completion_tokens, score, model_version, error, position, source, edited_from"
-            " FROM candidates"
+            " completion_tokens, score, model_version, error, position, source, edited_from,"
+            " origin_json FROM candidates"
             " WHERE turn_id = ? ORDER BY idx",
             (turn_id,),
         ).fetchall()
@@ -195,6 +196,7 @@ class Repository(LabelQueries, VersionQueries, PairQueries):
                 id=r[0], index=r[1], text=r[2], finish_reason=r[3], latency_s=r[4], ttft_s=r[5],
                 prompt_tokens=r[6], completion_tokens=r[7], score=r[8], model_version=r[9],
                 error=r[10], turn_id=turn_id, position=r[11], source=r[12], edited_from=r[13],
+                origin=json.loads(r[14]) if r[14] else None,
             )
             for r in rows
         ]
@@ -257,7 +259,7 @@ class Repository(LabelQueries, VersionQueries, PairQueries):
                 )
                 c.execute(
                     "INSERT INTO pairs (label_id, prompt_json, chosen, rejected, reason, source,"
-                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    " created_at, weight) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         cur.lastrowid,
                         _messages_json(pair.prompt),
@@ -266,6 +268,7 @@ class Repository(LabelQueries, VersionQueries, PairQueries):
                         pair.reason,
                         source,
                         created,
+                        pair.weight,
                     ),
                 )
         return len(pairs)
