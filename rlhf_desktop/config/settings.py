@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from rlhf_desktop.config.files import atomic_write_bytes
 from rlhf_desktop.config.paths import ConfigError, data_dir
+from rlhf_desktop.domain import CandidateSource
 
 SETTINGS_FILENAME = "settings.json"
 SETTINGS_VERSION = 1
@@ -55,6 +56,14 @@ class Settings:
     (only for servers known to run requests in parallel without cutting them)."""
     blind: bool = False
     """Blind labeling: replies in a random order, scores and ranks hidden until the pick."""
+    candidate_sources: list[dict[str, Any]] = field(default_factory=list)
+    """The arena's candidate sources (:class:`~rlhf_desktop.domain.CandidateSource` as dicts)."""
+    arena: bool = False
+    """Draw each turn's replies from the candidate sources (identities hidden until the
+    label) instead of from the one provider."""
+    ranker: str = ""
+    """A transformers reward-model folder (TRL RewardTrainer) to rank replies with; "" uses
+    the tiny reward model."""
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first bad field and its allowed range."""
@@ -75,9 +84,45 @@ class Settings:
             raise ConfigError("n_threads must be between 1 and 256")
         if self.chat_model_version < 0:
             raise ConfigError("chat_model_version must be 0 (the base model) or a version")
+        sources = self.sources()
+        names = [src.name.strip() for src in sources]
+        if any(not name for name in names):
+            raise ConfigError("every candidate source needs a name")
+        if len(set(names)) != len(names):
+            raise ConfigError("candidate source names must differ (they identify the sources "
+                              "on the leaderboard)")
+        for src in sources:
+            if src.provider not in PROVIDERS:
+                raise ConfigError(f"candidate source {src.name!r}: provider must be one of "
+                                  f"{', '.join(PROVIDERS)}")
+            if not 1 <= src.count <= 8:
+                raise ConfigError(f"candidate source {src.name!r}: count must be 1 to 8")
+            if src.temperature is not None and not 0.0 <= src.temperature <= 2.0:
+                raise ConfigError(f"candidate source {src.name!r}: temperature must be "
+                                  "between 0 and 2")
+            if src.chat_model_version < 0:
+                raise ConfigError(f"candidate source {src.name!r}: chat_model_version must "
+                                  "be 0 (the base model) or a version")
+        if self.arena and len(sources) < 2:
+            raise ConfigError("the arena needs two or more candidate sources")
+        if self.arena and sum(src.count for src in sources) > 8:
+            raise ConfigError("the arena's sources ask for more than 8 replies in all")
         if not 256 <= self.n_ctx <= 131072:
             raise ConfigError("n_ctx (the built-in model's context size) must be between 256 "
                               "and 131072 tokens")
+
+    def sources(self) -> list[CandidateSource]:
+        """The candidate sources as typed values (raises ConfigError on a malformed one)."""
+        out: list[CandidateSource] = []
+        for raw in self.candidate_sources:
+            if not isinstance(raw, dict):
+                raise ConfigError(f"candidate_sources: each entry must be an object, not "
+                                  f"{raw!r}")
+            try:
+                out.append(CandidateSource.from_dict(raw))
+            except TypeError as exc:
+                raise ConfigError(f"candidate_sources: {exc}") from exc
+        return out
 
     @staticmethod
     def from_mapping(data: Mapping[str, Any]) -> Settings:

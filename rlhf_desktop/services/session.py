@@ -7,6 +7,7 @@ and it is Qt-free asyncio. Pages get narrow services and listen to :class:`Sessi
 * ``session.chat`` — sending turns, regenerating, ranking (None until a provider is chosen)
 * ``session.datasets`` — :class:`~rlhf_desktop.services.datasets.DatasetService`
 * ``session.models`` — :class:`~rlhf_desktop.services.models.ModelService`
+* ``session.arena`` — :class:`~rlhf_desktop.services.arena.ArenaService` (candidate sources)
 * :meth:`AppSession.pick` / :meth:`AppSession.undo_pick` — labels, which fire
   ``labels_did_change`` and count towards the next retraining.
 
@@ -27,6 +28,7 @@ from rlhf_desktop.config import Settings
 from rlhf_desktop.domain import ModelVersion, SamplingParams, Turn
 from rlhf_desktop.providers import Provider, ProviderError, choose_provider
 from rlhf_desktop.reward.embedder import Embedder
+from rlhf_desktop.services.arena import ArenaService
 from rlhf_desktop.services.chat import ChatService
 from rlhf_desktop.services.conversations import ConversationService
 from rlhf_desktop.services.datasets import DatasetService
@@ -72,6 +74,7 @@ class AppSession:
         self.models = ModelService(self._repo, self._retrainer, self._rewards, self.hooks,
                                    self._labeling)
         self.labels = TurnLabels(self._labeling, self.hooks, self._label_recorded)
+        self.arena = ArenaService(lambda: self.settings, self._apply_and_rebuild)
         """Ties, all-bad flags, rewrites, skips, display positions, agreement, position bias."""
         self.provider: Provider | None = None
         self.provider_reason = ""
@@ -165,6 +168,10 @@ class AppSession:
         self.settings = settings
         self._retrainer.every = settings.retrain_every
         self.hooks.retrain_did_update(self._retrainer.status())
+
+    def _apply_and_rebuild(self, settings: Settings) -> None:
+        self.apply_settings(settings)
+        self.spawn(self.rebuild_provider(), "rebuild provider")
 
     # ------------------------------------------------------------------ reward model
 
