@@ -16,11 +16,12 @@ from __future__ import annotations
 import importlib.util
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rlhf_desktop import config
 from rlhf_desktop.config import Settings
+from rlhf_desktop.domain import CandidateSource
 from rlhf_desktop.providers.base import Provider
 from rlhf_desktop.providers.errors import ProviderConfigError
 
@@ -205,6 +206,41 @@ def _local_choice(settings: Settings, reason: str) -> ProviderChoice:
                               model=f"{path.stem}+v{settings.chat_model_version:04d}",
                               adapter=str(adapter))
     return ProviderChoice(kind="local", reason=reason, endpoint=str(path), model=path.stem)
+
+
+def source_choice(source: CandidateSource, settings: Settings) -> ProviderChoice:
+    """The provider configuration of one arena candidate source.
+
+    ``auto`` is what the chat itself would resolve (environment, ``.env``, settings); an
+    explicit kind skips ``RLHF_DESKTOP_PROVIDER``. The source's ``model`` replaces the
+    deployment or model name (for ``local``: a GGUF file instead of the built-in one), its
+    ``base_url`` the server of a ``compatible`` source, and its ``chat_model_version`` picks
+    the tuned adapter of a ``local`` one. Raises :class:`ProviderConfigError` naming what is
+    missing.
+    """
+    model = source.model.strip()
+    url = source.base_url.strip()
+    local_settings = replace(settings, chat_model_version=source.chat_model_version,
+                             gguf_path=model or settings.gguf_path)
+    if source.provider == "auto":
+        choice = resolve(replace(settings, chat_model_version=source.chat_model_version))
+        if choice.kind == "local":
+            return _local_choice(local_settings, choice.reason) if model else choice
+        if url and choice.kind == "compatible":
+            choice = replace(choice, endpoint=url)
+        return replace(choice, model=model) if model else choice
+    if source.provider not in KINDS:
+        raise ProviderConfigError(f"the provider is {source.provider!r}; use one of auto, "
+                                  f"{', '.join(KINDS)}.")
+    if source.provider == "local":
+        return _local_choice(local_settings, "chosen for this source (local)")
+    found = _find(settings, config.env_file_values())
+    if model:
+        found = replace(found, deployment=model, openai_model=model)
+    if url and source.provider == "compatible":
+        found = replace(found, base_url=url)
+    return replace(_explicit(source.provider, found, settings),
+                   reason=f"chosen for this source ({source.provider})")
 
 
 def build(choice: ProviderChoice, settings: Settings | None = None) -> Provider:

@@ -26,14 +26,15 @@ from rlhf_desktop.providers.base import (
     StreamEvent,
 )
 from rlhf_desktop.providers.errors import ProviderError
+from rlhf_desktop.services.chat_arena import ARENA, RegenerateRefused, regenerate_plan
 from rlhf_desktop.services.conversations import ConversationService
 from rlhf_desktop.services.rewards import RewardService, TurnExplanation
 from rlhf_desktop.storage.repo import Repository, StorageError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ChatService", "Regenerated", "StorageError", "TurnControl", "TurnFailed",
-           "failed_indices", "history", "ranked"]
+__all__ = ["ChatService", "RegenerateRefused", "Regenerated", "StorageError", "TurnControl",
+           "TurnFailed", "failed_indices", "history", "ranked"]
 
 OnDelta = Callable[[int, str], None]
 OnDone = Callable[[Candidate], None]
@@ -251,14 +252,17 @@ class ChatService:
 
         One request for ``len(indices)`` replies; events carry the turn's own indices. A new
         reply that failed or came back empty does not replace a good one (``kept``). The
-        turn is ranked again. Raises StorageError when the turn has a pick.
+        turn is ranked again. Raises StorageError when the turn has a pick. A reply of an
+        arena turn is asked again from its own source (:class:`RegenerateRefused` when that
+        source is no longer in the arena or the arena is off).
         """
         assert turn.id is not None and indices
-        mapping = dict(enumerate(indices))
+        provider, mapping = regenerate_plan(self.provider, turn, indices)
         params = replace(params or self.params(), n=len(indices))
         event = control.cancel if control is not None else None
         try:
-            done = await self._stream(turn.messages, params, event, control, mapping, listener)
+            done = await self._stream(turn.messages, params, event, control, mapping, listener,
+                                      provider)
         except _Failed as failed:
             done = {c.index: c for c in failed.candidates}
         old = {c.index: c for c in turn.candidates}
@@ -285,9 +289,11 @@ class ChatService:
         control: TurnControl | None,
         mapping: dict[int, int],
         listener: Listener | None,
+        provider: Provider | None = None,
     ) -> dict[int, Candidate]:
-        """Run the provider; events and candidates carry ``mapping[provider index]``.
-        Raises :class:`_Failed` with every reply (missing ones as failed) on a fault."""
+        """Run the provider (``self.provider`` unless given); events and candidates carry
+        ``mapping[provider index]``. Raises :class:`_Failed` with every reply (missing ones
+        as failed) on a fault."""
         done: dict[int, Candidate] = {}
         partial: dict[int, str] = {}
         stopped = control.stopped if control is not None else set()
@@ -297,7 +303,7 @@ class ChatService:
                 listener(event)
 
         try:
-            async for event in self.provider.stream(messages, params, cancel):
+            async for event in (provider or self.provider).stream(messages, params, cancel):
                 index = mapping.get(event.index, event.index)
                 if isinstance(event, Delta):
                     if index in stopped:
@@ -343,6 +349,7 @@ class ChatService:
             model=self.provider.model,
             params=params,
             candidates=candidates,
+            blind=self.provider.name == ARENA,  # an arena turn stays blind until labeled
         )
         return self.repo.save_turn(turn)
 

@@ -27,6 +27,7 @@ from rlhf_desktop import config
 from rlhf_desktop.config import Settings
 from rlhf_desktop.domain import ModelVersion, SamplingParams, Turn
 from rlhf_desktop.providers import Provider, ProviderError, choose_provider
+from rlhf_desktop.providers.arena import choose_arena
 from rlhf_desktop.reward.embedder import Embedder
 from rlhf_desktop.services.arena import ArenaService
 from rlhf_desktop.services.chat import ChatService
@@ -109,7 +110,8 @@ class AppSession:
 
     @property
     def provider_kind(self) -> str:
-        """``azure``, ``openai``, ``compatible``, ``local`` or "" while none is chosen."""
+        """``azure``, ``openai``, ``compatible``, ``local``, ``arena`` or "" while none is
+        chosen."""
         return "" if self.provider is None else self.provider.name
 
     def _use_provider(self, provider: Provider, why: str) -> None:
@@ -129,14 +131,17 @@ class AppSession:
         self.spawn(self._follow_other_processes(models), "follow other processes")
 
     async def rebuild_provider(self) -> None:
-        """(Re)choose the provider from the settings, in a worker thread."""
+        """(Re)choose the provider from the settings, in a worker thread: the arena of the
+        candidate sources when ``settings.arena`` is on (``provider_reason`` then reads
+        ``Arena: a (2) vs b (2)``; an invalid arena becomes ``provider_error``)."""
         loop = asyncio.get_running_loop()
         self._provider_ready.clear()
         config.reload_env_files()  # the user may have edited a .env file meanwhile
         old = self.provider
+        choose = choose_arena if self.settings.arena else choose_provider
         try:
             provider, reason = await loop.run_in_executor(
-                self._load_executor, choose_provider, self.settings)
+                self._load_executor, choose, self.settings)
         except (ProviderError, config.ConfigError) as exc:
             self.provider, self.chat, self.provider_reason = None, None, ""
             self.provider_error = config.redact(str(exc))
@@ -160,7 +165,13 @@ class AppSession:
     def sampling_params(self) -> SamplingParams:
         """What the next turn asks the provider for."""
         s = self.settings
-        return SamplingParams(n=s.candidates_per_turn, temperature=s.temperature, top_p=s.top_p,
+        n = s.candidates_per_turn
+        if s.arena:
+            try:
+                n = sum(src.count for src in s.sources()) or n
+            except config.ConfigError:  # provider_error already says why
+                pass
+        return SamplingParams(n=n, temperature=s.temperature, top_p=s.top_p,
                               max_tokens=s.max_tokens, system_prompt=s.system_prompt)
 
     def apply_settings(self, settings: Settings) -> None:
