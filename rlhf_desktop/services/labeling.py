@@ -1,5 +1,6 @@
 """Labels of a turn: a pick (one label = one pair per other whole reply), a tie, an
-all-bad flag, the user's rewrite chosen over every reply, or a skip; with undo.
+all-bad flag, a ranking (one label = a weighted pair per (better, worse) combination), the
+user's rewrite chosen over every reply, or a skip; with undo.
 
 Never invents a label, and never a pair against a reply that failed, came back empty or
 cut, or was stopped with Esc, unless the caller names it in ``against``
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 from rlhf_desktop.domain import Candidate, Shown, Turn
 from rlhf_desktop.services.chat import ranked
-from rlhf_desktop.storage.pick_rules import rejected_side
+from rlhf_desktop.storage.pick_rules import ranking_pairs, rejected_side
 from rlhf_desktop.storage.repo import Repository, StorageError
 
 __all__ = ["Agreement", "LabelingService", "Pick", "PositionBias", "StorageError"]
@@ -132,6 +133,27 @@ class LabelingService:
         turn.chosen_candidate_id = tied[0]  # the conversation continues with the first
         turn.label_kind, turn.tied_candidate_ids, turn.skipped = "tie", tied, False
         return self._remember(Pick(label, turn.id, tied[0], 0, None, "tie"))
+
+    def rank(self, turn: Turn, order: Sequence[int]) -> Pick:
+        """Record the user's ranking of ``turn``'s replies, ``order`` = candidate ids best
+        first (all of them, or the top k ≥ 2 with the rest tied below:
+        :func:`~rlhf_desktop.storage.pick_rules.ranking_pairs`). The conversation continues
+        with the first. ``Pick.pairs`` is the number of pairs; ``model_rank`` where the model
+        ranked the user's first."""
+        assert turn.id is not None
+        top = _top(turn)
+        generated = [c for c in turn.candidates if c.source != "edit"]
+        pairs = len(ranking_pairs(generated, order))  # refuses a bad order before writing
+        label = self.repo.record_ranking(turn.id, order, model_top_candidate_id=top,
+                                         shown=Shown.of(turn, self._clock()))
+        self._forget_edits(turn)
+        members = tuple(order)
+        turn.chosen_candidate_id = members[0]
+        # a ranking's order travels in tied_candidate_ids, as storage reads it back
+        turn.label_kind, turn.tied_candidate_ids, turn.skipped = "ranking", members, False
+        agreed = None if top is None else top == members[0]
+        return self._remember(Pick(label, turn.id, members[0], pairs, agreed, "ranking",
+                                   model_rank(turn, members[0])))
 
     def all_bad(self, turn: Turn) -> Pick:
         """Every reply is bad: a flag on the turn (exported), never pairs."""

@@ -1,5 +1,6 @@
-"""The chat's labels beyond the pick: tie, all bad, edit-as-chosen, skip, and the display
-positions of every card; each fires the session's hooks like :meth:`AppSession.pick`.
+"""The chat's labels beyond the pick: tie, all bad, ranking, edit-as-chosen, skip, and the
+display positions of every card; each fires the session's hooks like
+:meth:`AppSession.pick`.
 
 A page gets it as ``session.labels`` (:class:`~rlhf_desktop.services.session.AppSession`).
 """
@@ -22,7 +23,8 @@ __all__ = ["TurnLabels", "model_rank"]
 
 
 class TurnLabels:
-    """Ties, all-bad flags, rewrites, skips and display positions of the chat's turns.
+    """Ties, all-bad flags, rankings, rewrites, skips and display positions of the chat's
+    turns.
 
     Labels go on the same undo stack as picks (Alt+Z undoes the last label of any kind).
     """
@@ -45,6 +47,14 @@ class TurnLabels:
         self._hooks.labels_did_change()
         return pick
 
+    def rank(self, turn: Turn, order: Sequence[int]) -> Pick:
+        """The user's order of the turn's replies (candidate ids best first): one label
+        whose weighted pairs count as one label towards retraining."""
+        pick = self._labeling.rank(turn, order)
+        self._hooks.labels_did_change()
+        self._label_recorded()
+        return pick
+
     def edit(self, turn: Turn, candidate_id: int, text: str) -> tuple[Pick, Candidate]:
         """The user's rewrite of a reply, chosen over every original reply."""
         pick, cand = self._labeling.edit(turn, candidate_id, text)
@@ -64,7 +74,6 @@ class TurnLabels:
         """"The model agreed with you" on the last ``last`` picks (blind turns only by
         default: see :attr:`Agreement.note`)."""
         return self._labeling.agreement(blind_only, last)
-
 
     def position_bias(self, last: int = 200) -> PositionBias:
         """How often the card shown first was picked, against chance."""

@@ -1,6 +1,7 @@
-"""Labels of a turn (pick, tie, all bad, edit) with their provenance, skips, display
-positions, and the pair metadata read back for exports (a mixin of
-:class:`~rlhf_desktop.storage.repo.Repository`).
+"""Labels of a turn (pick, tie, all bad, ranking, edit) with their provenance, skips,
+display positions, and the pair metadata read back for exports (a mixin of
+:class:`~rlhf_desktop.storage.repo.Repository`; the provenance reads are
+:class:`~rlhf_desktop.storage.provenance.ProvenanceQueries`).
 
 A turn holds at most one label from the chat: a new one replaces the previous one (changing
 one's mind is not a second label), and a rewrite left without its edit label is deleted.
@@ -13,7 +14,6 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from rlhf_desktop.domain import (
@@ -21,13 +21,12 @@ from rlhf_desktop.domain import (
     Candidate,
     Label,
     Message,
-    PreferencePair,
     Shown,
     Turn,
 )
-from rlhf_desktop.storage.pairs import StorageError, in_chunks
-from rlhf_desktop.storage.pick_rules import no_rejected_message, rejected_side
-from rlhf_desktop.storage.provenance import METADATA_KEYS, pair_metadata
+from rlhf_desktop.storage.pairs import StorageError
+from rlhf_desktop.storage.pick_rules import no_rejected_message, ranking_pairs, rejected_side
+from rlhf_desktop.storage.provenance import METADATA_KEYS, ProvenanceQueries, pair_metadata
 
 __all__ = ["METADATA_KEYS", "LabelQueries", "pair_metadata"]
 
@@ -50,7 +49,7 @@ def _shown_json(shown: Shown) -> str:
                        "positions": {str(k): v for k, v in shown.positions.items()}})
 
 
-class LabelQueries:
+class LabelQueries(ProvenanceQueries):
     """Writes and reads of labels, skips and display positions."""
 
     conn: sqlite3.Connection
@@ -108,6 +107,20 @@ class LabelQueries:
         return self._write_label(turn, "pick", "tie", members[0], [], members=members,
                                  top=model_top_candidate_id, shown=shown)
 
+    def record_ranking(self, turn_id: int, order: Sequence[int],
+                       model_top_candidate_id: int | None = None,
+                       shown: Shown | None = None) -> int:
+        """A full (or top-k) ranking of the turn's replies, ``order`` = candidate ids best
+        first: one label (``members_json`` = the order, chosen = the first) and its weighted
+        pairs (:func:`~rlhf_desktop.storage.pick_rules.ranking_pairs`). Replaces an earlier
+        label of the turn. Returns the label id."""
+        turn = self.get_turn(turn_id)
+        generated = [c for c in turn.candidates if c.source != "edit"]
+        pairs = ranking_pairs(generated, order)
+        members = list(order)
+        return self._write_label(turn, "pick", "ranking", members[0], [], members=members,
+                                 top=model_top_candidate_id, shown=shown, ranked=pairs)
+
     def record_all_bad(self, turn_id: int, model_top_candidate_id: int | None = None,
                        shown: Shown | None = None) -> int:
         """Every reply is bad: an all-bad flag on the turn, never turned into pairs."""
@@ -155,7 +168,8 @@ class LabelQueries:
     def _write_label(self, turn: Turn, source: str, kind: str, chosen_id: int | None,
                      others: Sequence[Candidate], *, reason: str | None = None,
                      top: int | None = None, members: Sequence[int] = (),
-                     shown: Shown | None = None, new_candidate: Candidate | None = None) -> int:
+                     shown: Shown | None = None, new_candidate: Candidate | None = None,
+                     ranked: Sequence[tuple[Candidate, Candidate, float]] = ()) -> int:
         assert turn.id is not None
         shown = shown or Shown(blind=turn.blind)
         now = time.time()
@@ -176,13 +190,15 @@ class LabelQueries:
             label_id = int(cur.lastrowid or 0)
             chosen_text = new_candidate.text if new_candidate is not None else next(
                 (k.text for k in turn.candidates if k.id == chosen_id), "")
+            rows = [(chosen_text, o.text, chosen_id, o.id, 1.0) for o in others]
+            rows += [(b.text, w.text, b.id, w.id, weight) for b, w, weight in ranked]
             if kind not in NO_PAIR_KINDS:
                 c.executemany(
                     "INSERT INTO pairs (label_id, prompt_json, chosen, rejected,"
-                    " chosen_candidate_id, rejected_candidate_id, reason, source, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(label_id, prompt, chosen_text, o.text, chosen_id, o.id, reason, source,
-                      now) for o in others],
+                    " chosen_candidate_id, rejected_candidate_id, reason, source, created_at,"
+                    " weight) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(label_id, prompt, better, worse, better_id, worse_id, reason, source,
+                      now, weight) for better, worse, better_id, worse_id, weight in rows],
                 )
             self._write_positions(c, shown.positions)
             c.execute("UPDATE turns SET skipped_at = NULL, blind = ? WHERE id = ?",
@@ -240,7 +256,8 @@ class LabelQueries:
                       (time.time() if skipped else None, turn_id))
 
     def chat_label_of(self, turn_id: int) -> tuple[str, int | None, tuple[int, ...]] | None:
-        """The turn's chat label: (kind, chosen candidate id, tied ids), or None."""
+        """The turn's chat label: (kind, chosen candidate id, members), or None. The members
+        are the tied replies of a tie and the order of a ranking (best first)."""
         row = self.conn.execute(
             "SELECT kind, chosen_candidate_id, members_json FROM labels WHERE turn_id = ?"
             " AND source IN ('pick', 'edit') ORDER BY id DESC LIMIT 1", (turn_id,)).fetchone()
@@ -252,8 +269,8 @@ class LabelQueries:
     # ------------------------------------------------------------------ reading labels
 
     def count_labels(self) -> int:
-        """How many labels the reward model learns from (picks, edits, imports; ties and
-        all-bad flags make no pairs and are not counted)."""
+        """How many labels the reward model learns from (picks, rankings, edits, imports;
+        ties and all-bad flags make no pairs and are not counted)."""
         marks = ",".join("?" * len(NO_PAIR_KINDS))
         return int(self.conn.execute(f"SELECT COUNT(*) FROM labels WHERE kind NOT IN ({marks})",
                                      NO_PAIR_KINDS).fetchone()[0])
@@ -316,56 +333,7 @@ class LabelQueries:
         """When each label was recorded, oldest first (labels over time)."""
         return [float(r[0]) for r in self.conn.execute("SELECT created_at FROM labels ORDER BY id")]
 
-    # ------------------------------------------------------------------ provenance
-
-    def label_provenance(self, label_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-        """Per label: kind, turn, conversation, provider, model, temperature, seed, blind,
-        time to pick, reward-model version, and the scores and positions at display time."""
-        found: dict[int, dict[str, Any]] = {}
-        ids = sorted(set(label_ids))
-        for chunk, marks in in_chunks(ids):
-            rows = self.conn.execute(
-                "SELECT l.id, l.kind, l.turn_id, t.conversation_id, t.provider, t.model,"
-                " t.params_json, COALESCE(l.blind, t.blind, 0), l.time_to_pick_s,"
-                " l.reward_version, l.shown_json, l.members_json FROM labels l"
-                f" LEFT JOIN turns t ON t.id = l.turn_id WHERE l.id IN ({marks})", chunk)
-            for r in rows:
-                params = json.loads(r[6]) if r[6] else {}
-                shown = json.loads(r[10]) if r[10] else {}
-                found[int(r[0])] = {
-                    "label_kind": r[1], "turn_id": r[2], "conversation_id": r[3],
-                    "provider": r[4], "model": r[5], "temperature": params.get("temperature"),
-                    "seed": params.get("seed"), "blind": bool(r[7]), "time_to_pick_s": r[8],
-                    "reward_model_version": r[9],
-                    "scores": {int(k): v for k, v in shown.get("scores", {}).items()},
-                    "positions": {int(k): v for k, v in shown.get("positions", {}).items()},
-                    "tied": [int(m) for m in json.loads(r[11])] if r[11] else [],
-                }
-        return found
-
-    def candidate_facts(self, candidate_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-        """Per candidate: index, score, model version, display position, source, and the
-        index of the reply a rewrite came from."""
-        found: dict[int, dict[str, Any]] = {}
-        ids = sorted(set(candidate_ids))
-        for chunk, marks in in_chunks(ids):
-            rows = self.conn.execute(
-                "SELECT k.id, k.idx, k.score, k.model_version, k.position, k.source, o.idx"
-                " FROM candidates k LEFT JOIN candidates o ON o.id = k.edited_from"
-                f" WHERE k.id IN ({marks})", chunk)
-            for r in rows:
-                found[int(r[0])] = {"index": r[1], "score": r[2], "model_version": r[3],
-                                    "position": r[4], "source": r[5], "edited_from_index": r[6]}
-        return found
-
-    def with_metadata(self, pairs: Sequence[PreferencePair]) -> list[PreferencePair]:
-        """The pairs with their provenance in ``metadata`` (see :data:`METADATA_KEYS`)."""
-        labels = self.label_provenance([p.label_id for p in pairs if p.label_id is not None])
-        cands = self.candidate_facts([cid for p in pairs for cid in
-                                      (p.chosen_candidate_id, p.rejected_candidate_id)
-                                      if cid is not None])
-        return [replace(p, metadata=pair_metadata(p, labels.get(p.label_id or -1), cands))
-                for p in pairs]
+    # ------------------------------------------------------------------ chat labels
 
     def chat_labels(self) -> Iterator[tuple[int, Turn]]:
         """Every label given on a turn of the chat that still exists (oldest first), with

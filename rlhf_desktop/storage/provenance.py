@@ -1,18 +1,30 @@
-"""The provenance of one preference pair, as exported in its ``metadata``."""
+"""The provenance of preference pairs, as exported in their ``metadata``: the keys, one
+pair's record, and the queries that read it (a mixin of
+:class:`~rlhf_desktop.storage.labels.LabelQueries`)."""
 
 from __future__ import annotations
 
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from rlhf_desktop.domain import PreferencePair
+from rlhf_desktop.storage.pairs import in_chunks
 
 METADATA_KEYS = (
     "label_id", "label_kind", "conversation_id", "turn_id", "provider", "model", "temperature",
     "seed", "blind", "time_to_pick_s", "reward_model_version", "chosen_score",
     "rejected_score", "chosen_position", "rejected_position", "chosen_source",
-    "edited_from_index",
+    "edited_from_index", "weight", "chosen_rank", "rejected_rank",
 )
-"""The keys of every pair's ``metadata`` (each line has all of them; unknown ones are null)."""
+"""The keys of every pair's ``metadata`` (each line has all of them; unknown ones are null).
+
+``weight`` is the pair's training weight (1 for a pick; a ranking's pairs share N−1 between
+them). ``chosen_rank`` / ``rejected_rank`` are the 1-based places of the two replies in a
+ranking label (null outside a ranking, and for the replies a partial ranking left unranked,
+which count as tied below every ranked one)."""
 
 
 def pair_metadata(pair: PreferencePair, label: dict[str, Any] | None,
@@ -23,12 +35,16 @@ def pair_metadata(pair: PreferencePair, label: dict[str, Any] | None,
     meta["label_id"] = pair.label_id
     meta["label_kind"] = pair.source if label is None else label["label_kind"]
     meta["blind"] = False
+    meta["weight"] = pair.weight
     if label is not None:
         for key in ("conversation_id", "turn_id", "provider", "model", "temperature", "seed",
                     "blind", "time_to_pick_s", "reward_model_version"):
             meta[key] = label[key]
+    ranking: list[int] = [] if label is None else label.get("ranking", [])
     for side, cid in (("chosen", pair.chosen_candidate_id),
                       ("rejected", pair.rejected_candidate_id)):
+        if cid is not None and cid in ranking:
+            meta[f"{side}_rank"] = ranking.index(cid) + 1
         facts = cands.get(cid) if cid is not None else None
         if facts is None:
             continue
@@ -41,3 +57,62 @@ def pair_metadata(pair: PreferencePair, label: dict[str, Any] | None,
             meta["chosen_source"] = facts["source"]
             meta["edited_from_index"] = facts["edited_from_index"]
     return meta
+
+
+class ProvenanceQueries:
+    """Reads of what a label and its replies were when the user labeled the turn."""
+
+    conn: sqlite3.Connection
+
+    def label_provenance(self, label_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Per label: kind, turn, conversation, provider, model, temperature, seed, blind,
+        time to pick, reward-model version, the scores and positions at display time, the
+        tied replies of a tie (``tied``) and the order of a ranking (``ranking``, candidate
+        ids best first)."""
+        found: dict[int, dict[str, Any]] = {}
+        ids = sorted(set(label_ids))
+        for chunk, marks in in_chunks(ids):
+            rows = self.conn.execute(
+                "SELECT l.id, l.kind, l.turn_id, t.conversation_id, t.provider, t.model,"
+                " t.params_json, COALESCE(l.blind, t.blind, 0), l.time_to_pick_s,"
+                " l.reward_version, l.shown_json, l.members_json FROM labels l"
+                f" LEFT JOIN turns t ON t.id = l.turn_id WHERE l.id IN ({marks})", chunk)
+            for r in rows:
+                params = json.loads(r[6]) if r[6] else {}
+                shown = json.loads(r[10]) if r[10] else {}
+                members = [int(m) for m in json.loads(r[11])] if r[11] else []
+                found[int(r[0])] = {
+                    "label_kind": r[1], "turn_id": r[2], "conversation_id": r[3],
+                    "provider": r[4], "model": r[5], "temperature": params.get("temperature"),
+                    "seed": params.get("seed"), "blind": bool(r[7]), "time_to_pick_s": r[8],
+                    "reward_model_version": r[9],
+                    "scores": {int(k): v for k, v in shown.get("scores", {}).items()},
+                    "positions": {int(k): v for k, v in shown.get("positions", {}).items()},
+                    "tied": members if r[1] != "ranking" else [],
+                    "ranking": members if r[1] == "ranking" else [],
+                }
+        return found
+
+    def candidate_facts(self, candidate_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Per candidate: index, score, model version, display position, source, and the
+        index of the reply a rewrite came from."""
+        found: dict[int, dict[str, Any]] = {}
+        ids = sorted(set(candidate_ids))
+        for chunk, marks in in_chunks(ids):
+            rows = self.conn.execute(
+                "SELECT k.id, k.idx, k.score, k.model_version, k.position, k.source, o.idx"
+                " FROM candidates k LEFT JOIN candidates o ON o.id = k.edited_from"
+                f" WHERE k.id IN ({marks})", chunk)
+            for r in rows:
+                found[int(r[0])] = {"index": r[1], "score": r[2], "model_version": r[3],
+                                    "position": r[4], "source": r[5], "edited_from_index": r[6]}
+        return found
+
+    def with_metadata(self, pairs: Sequence[PreferencePair]) -> list[PreferencePair]:
+        """The pairs with their provenance in ``metadata`` (see :data:`METADATA_KEYS`)."""
+        labels = self.label_provenance([p.label_id for p in pairs if p.label_id is not None])
+        cands = self.candidate_facts([cid for p in pairs for cid in
+                                      (p.chosen_candidate_id, p.rejected_candidate_id)
+                                      if cid is not None])
+        return [replace(p, metadata=pair_metadata(p, labels.get(p.label_id or -1), cands))
+                for p in pairs]
