@@ -1,0 +1,353 @@
+"""Did tuning help? Reward-model-judged win rate of a tuned chat-model version against the base
+on held-out prompts (issue 14, item 2).
+
+For each human preference set named (``../shared/data/NAME.jsonl``, never copied here):
+
+1. Split by prompt (seeded): held-out prompts are never trained on, neither by the tune nor
+   by the judge.
+2. Tune the built-in SmolLM2-135M with the app's own entry point,
+   ``python -m rlhf_desktop.tune --config FILE --nice N --data-dir DIR`` (the measured
+   defaults; only ``data``, ``output_dir``, ``system_prompt`` and the pair budget are set),
+   on a seeded sample of the train prompts' pairs; it makes a GGUF LoRA adapter and
+   registers a chat-model version.
+3. Train the app's tiny reward model (``rlhf_desktop.reward.training.train``, defaults) on all
+   the train prompts' pairs: the judge.
+4. For each held-out prompt, one reply from the base, one from the tuned version (llama.cpp,
+   the chat's system prompt and sampling, seed = base seed + prompt index, the same seed on
+   both sides), and one more from the base with another seed (the noise floor).
+5. The judge scores both replies of a prompt; tuned wins when its score is higher (a tie
+   counts half). 95 % CI: percentile bootstrap over prompts. The same with the content part
+   of the score only (``TinyRewardModel.explain``: score = style + content, style = the
+   style and length blocks), so a version that only got longer or shorter is seen.
+
+    .venv/bin/python -m benchmarks.tune_winrate [--sets pandalm-human hh-harmless-dev]
+        [--tune-pairs 192] [--held-out 60] [--seed 7] [--work DIR] [--nice 19]
+
+Stages are kept in ``--work`` (default /tmp/rlhf-desktop-bench/tune-winrate) and reused on a
+rerun with the same settings. Writes ``benchmarks/results/tune_winrate.json`` (figures, no
+texts from the data sets) and the ``tune_winrate`` section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks._report import ROOT, update_section, write_json
+
+DATA = ROOT.parent / "shared" / "data"
+COMMAND = ".venv/bin/python -m benchmarks.tune_winrate"
+SYSTEM_PROMPT = "You are a helpful assistant."  # Settings.system_prompt's default
+SAMPLING: dict[str, Any] = {"temperature": 0.8, "top_p": 0.95, "max_tokens": 256}
+"""Settings' defaults (the chat's sampling)."""
+NOISE_SEED_OFFSET = 100_000
+BOOTSTRAP = 10_000
+
+
+# ---------------------------------------------------------------- statistics (unit-tested)
+
+def outcomes(a: Sequence[float], b: Sequence[float]) -> np.ndarray:
+    """Per prompt: 1 when ``a`` scores higher, 0 when lower, 0.5 on a tie."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return np.where(x > y, 1.0, np.where(x < y, 0.0, 0.5))
+
+
+def bootstrap_ci(values: Sequence[float] | np.ndarray, resamples: int = BOOTSTRAP, seed: int = 0,
+                 level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean (resampling the prompts)."""
+    v = np.asarray(values, dtype=float)
+    if v.size == 0:
+        raise ValueError("no values to bootstrap")
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, v.size, size=(resamples, v.size))].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+
+
+def win_rate(a: Sequence[float], b: Sequence[float], seed: int = 0) -> dict[str, Any]:
+    """Win rate of ``a`` over ``b`` (ties half) with its bootstrap 95 % CI, in %."""
+    o = outcomes(a, b)
+    low, high = bootstrap_ci(o, seed=seed)
+    return {"win_rate": round(100 * float(o.mean()), 1), "ci95": [round(100 * low, 1),
+                                                                   round(100 * high, 1)],
+            "wins": int((o == 1).sum()), "losses": int((o == 0).sum()),
+            "ties": int((o == 0.5).sum()), "n": int(o.size)}
+
+
+def split_prompts(keys: Sequence[str], held_out: int, seed: int) -> tuple[set[str], set[str]]:
+    """(train, held-out) sets of distinct prompt keys; the held-out ones drawn at random."""
+    distinct = sorted(set(keys))
+    if held_out >= len(distinct):
+        raise ValueError(f"{held_out} held-out prompts asked, only {len(distinct)} distinct")
+    random.Random(seed).shuffle(distinct)
+    return set(distinct[held_out:]), set(distinct[:held_out])
+
+
+# ---------------------------------------------------------------- stages
+
+def load_set(name: str) -> tuple[list[str], list[Any]]:
+    """Raw lines and parsed pairs of ``../shared/data/NAME.jsonl``."""
+    from rlhf_desktop.services.formats import parse_record
+
+    lines = [ln for ln in (DATA / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
+             if ln.strip()]
+    return lines, [parse_record(json.loads(ln)) for ln in lines]
+
+
+def prompt_key(pair: Any) -> str:
+    """The whole conversation before the reply (what a split must keep together)."""
+    return "\x00".join(f"{m.role}:{m.content}" for m in pair.prompt)
+
+
+def run_tune(work: Path, lines: list[str], nice: int) -> dict[str, Any]:
+    """One real ``python -m rlhf_desktop.tune`` run; its events and timings."""
+    record_file = work / "tune-record.json"
+    if record_file.exists():
+        return dict(json.loads(record_file.read_text(encoding="utf-8")))
+    data = work / "tune-pairs.jsonl"
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = {"data": str(data), "output_dir": str(work / "run"),
+              "system_prompt": SYSTEM_PROMPT}
+    (work / "tune-config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
+    command = [sys.executable, "-m", "rlhf_desktop.tune", "--config",
+               str(work / "tune-config.json"), "--nice", str(nice),
+               "--data-dir", str(work / "data-dir")]
+    started, load_before = time.perf_counter(), os.getloadavg()[0]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    events = []
+    for line in proc.stdout:
+        if line.startswith('{"event"'):
+            events.append(json.loads(line))
+            if events[-1]["event"] == "step":
+                e = events[-1]
+                print(f"  step {e['step']}/{e['max_steps']} loss {e.get('loss')} "
+                      f"{e.get('seconds')} s", flush=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    stderr = proc.stderr.read() if proc.stderr else ""
+    done: dict[str, Any] = next((e for e in events if e["event"] == "done"), {})
+    if os.waitstatus_to_exitcode(status) != 0 or done.get("status") != "completed":
+        raise SystemExit(f"the tune failed ({done or 'no done event'}): {stderr[-2000:]}")
+    steps = [e for e in events if e["event"] == "step"]
+    report: dict[str, Any] = next((e for e in events if e["event"] == "data"), {})
+    settings = json.loads((work / "data-dir" / "chat_models" / f"v{done['version']:04d}"
+                           / "manifest.json").read_text(encoding="utf-8"))["settings"]
+    cpu = [e["cpu_seconds"] for e in steps if e.get("cpu_seconds") is not None]
+    record = {
+        "command": " ".join(["python", *command[1:]]),
+        "settings": settings, "pairs_in_file": len(lines),
+        "pairs_used": report.get("used"), "left_out_prompt_too_long": len(
+            report.get("dropped_prompt_too_long", []) or []),
+        "steps": len(steps), "wall_s": round(time.perf_counter() - started, 1),
+        "train_s": done.get("seconds"), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+        "cpu_s_per_pair": round(sum(cpu) / max(1, len(lines)), 2) if cpu else None,
+        "peak_rss_mib": round(usage.ru_maxrss / 1024),
+        "load_avg_before": round(load_before, 2), "load_avg_after": round(os.getloadavg()[0], 2),
+        "first_step": {k: steps[0].get(k) for k in ("loss", "accuracy", "margin")},
+        "last_step": {k: steps[-1].get(k) for k in ("loss", "accuracy", "margin")},
+        "adapter_gguf": done["adapter_gguf"], "version": done["version"],
+    }
+    record_file.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    return record
+
+
+def generate(work: Path, prompts: list[list[dict[str, str]]], adapter: str,
+             seed: int) -> dict[str, list[dict[str, Any]]]:
+    """Replies from the base (two seeds) and the tuned version, same sampling."""
+    out_file = work / "replies.json"
+    if out_file.exists():
+        return dict(json.loads(out_file.read_text(encoding="utf-8")))
+    import llama_cpp
+
+    from rlhf_desktop import config
+
+    def run(lora: str | None, offset: int) -> list[dict[str, Any]]:
+        llm = llama_cpp.Llama(model_path=str(config.default_gguf_path()), lora_path=lora,
+                              n_threads=1, n_threads_batch=1, n_ctx=2048, verbose=False)
+        replies = []
+        for i, messages in enumerate(prompts):
+            started = time.perf_counter()
+            wire: Any = [{"role": "system", "content": SYSTEM_PROMPT}, *messages]
+            res: Any = llm.create_chat_completion(
+                messages=wire,
+                seed=seed + offset + i, temperature=SAMPLING["temperature"],
+                top_p=SAMPLING["top_p"], max_tokens=SAMPLING["max_tokens"])
+            choice = res["choices"][0]
+            replies.append({"text": choice["message"]["content"] or "",
+                            "finish": choice["finish_reason"],
+                            "tokens": res["usage"]["completion_tokens"],
+                            "seconds": round(time.perf_counter() - started, 2)})
+        return replies
+
+    replies = {"base": run(None, 0), "base_other_seed": run(None, NOISE_SEED_OFFSET),
+               "tuned": run(adapter, 0)}
+    out_file.write_text(json.dumps(replies), encoding="utf-8")
+    return replies
+
+
+def judge(work: Path, train_pairs: list[Any], held_pairs: list[Any], prompts: list[str],
+          replies: dict[str, list[dict[str, Any]]], seed: int) -> dict[str, Any]:
+    """Train the tiny reward model on the train split; score and compare."""
+    from rlhf_desktop.reward.embedder import Embedder
+    from rlhf_desktop.reward.training import train
+    from rlhf_desktop.storage.embcache import SqliteEmbeddingCache
+
+    embedder = Embedder(cache=SqliteEmbeddingCache(work / "embeddings.sqlite3"))
+    started = time.perf_counter()
+    result = train(train_pairs, embedder=embedder)
+    model = result.model
+    train_s = time.perf_counter() - started
+    held_acc = float(np.mean(outcomes(
+        [model.score(p.prompt_text, [p.chosen])[0] for p in held_pairs],
+        [model.score(p.prompt_text, [p.rejected])[0] for p in held_pairs])))
+    parts: dict[str, dict[str, list[float]]] = {k: {"score": [], "content": []} for k in replies}
+    for i, prompt in enumerate(prompts):
+        names = list(replies)
+        explained = model.explain(prompt, [replies[k][i]["text"] for k in names])
+        for name, e in zip(names, explained, strict=True):
+            parts[name]["score"].append(e["score"])
+            parts[name]["content"].append(e["content"])
+
+    def words(name: str) -> list[int]:
+        return [len(r["text"].split()) for r in replies[name]]
+
+    tuned_w, base_w, other_w = words("tuned"), words("base"), words("base_other_seed")
+    return {
+        "judge": {"train_pairs": len(train_pairs), "cv_accuracy": result.metrics.get(
+            "cv_accuracy"), "held_out_pairs": len(held_pairs),
+            "held_out_accuracy": round(100 * held_acc, 1), "train_s": round(train_s, 1)},
+        "tuned_vs_base": win_rate(parts["tuned"]["score"], parts["base"]["score"], seed),
+        "noise_floor_base_vs_base": win_rate(parts["base_other_seed"]["score"],
+                                             parts["base"]["score"], seed),
+        "content_only_tuned_vs_base": win_rate(parts["tuned"]["content"],
+                                               parts["base"]["content"], seed),
+        "content_only_noise_floor": win_rate(parts["base_other_seed"]["content"],
+                                             parts["base"]["content"], seed),
+        "mean_score_gain": round(float(np.mean(np.subtract(parts["tuned"]["score"],
+                                                           parts["base"]["score"]))), 4),
+        "mean_words": {"base": round(statistics.mean(base_w), 1),
+                       "base_other_seed": round(statistics.mean(other_w), 1),
+                       "tuned": round(statistics.mean(tuned_w), 1)},
+        "tuned_longer_share": round(100 * float(np.mean(outcomes(tuned_w, base_w))), 1),
+        "identical_replies": sum(t["text"] == b["text"] for t, b in
+                                 zip(replies["tuned"], replies["base"], strict=True)),
+        "cut_at_max_tokens": {k: sum(r["finish"] == "length" for r in v)
+                              for k, v in replies.items()},
+        "generation_s": {k: round(sum(r["seconds"] for r in v), 1) for k, v in replies.items()},
+    }
+
+
+def run_set(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Every stage for one data set."""
+    work = Path(args.work) / f"{name}-p{args.tune_pairs}-h{args.held_out}-s{args.seed}"
+    work.mkdir(parents=True, exist_ok=True)
+    lines, pairs = load_set(name)
+    keys = [prompt_key(p) for p in pairs]
+    train_keys, held_keys = split_prompts(keys, args.held_out, args.seed)
+    train_idx = [i for i, k in enumerate(keys) if k in train_keys]
+    rng = random.Random(args.seed)
+    tune_idx = sorted(rng.sample(train_idx, min(args.tune_pairs, len(train_idx))))
+    print(f"{name}: {len(train_idx)} train pairs ({len(train_keys)} prompts), tuning on "
+          f"{len(tune_idx)}, {len(held_keys)} held-out prompts", flush=True)
+    tune = run_tune(work, [lines[i] for i in tune_idx], args.nice)
+    held_first: dict[str, Any] = {}
+    for i, k in enumerate(keys):
+        if k in held_keys:
+            held_first.setdefault(k, pairs[i])
+    held = [held_first[k] for k in sorted(held_first)]
+    messages = [[m.to_dict() for m in p.prompt] for p in held]
+    started = time.perf_counter()
+    replies = generate(work, messages, tune["adapter_gguf"], args.seed)
+    print(f"{name}: generated in {time.perf_counter() - started:.0f} s", flush=True)
+    figures = judge(work, [pairs[i] for i in train_idx],
+                    [p for p, k in zip(pairs, keys, strict=True) if k in held_keys],
+                    [p.prompt_text for p in held], replies, args.seed)
+    longer = sum(len(p.chosen.split()) > len(p.rejected.split()) for p in pairs)
+    return {"set": f"{name}.jsonl", "pairs": len(pairs), "prompts": len(set(keys)),
+            "longer_chosen_share": round(100 * longer / len(pairs), 1),
+            "held_out_prompts": len(held), "train_prompts": len(train_keys),
+            "train_pairs": len(train_idx), "tune": tune, **figures}
+
+
+# ---------------------------------------------------------------- report
+
+def verdict(r: dict[str, Any]) -> str:
+    """Whether the target (> 50 % with the CI above 50 %) is met, in words."""
+    w = r["tuned_vs_base"]
+    if w["ci95"][0] > 50:
+        return "**met**"
+    if w["ci95"][1] < 50:
+        return "**missed: tuned is worse than base**"
+    return "**missed: no difference the CI can tell from chance**"
+
+
+def markdown(sets: list[dict[str, Any]], command: str) -> str:
+    """The docs section."""
+    out = ["## Did tuning help? Win rate of tuned against base (reward-model judged)", "",
+           f"`{command}` (JSON: `benchmarks/results/tune_winrate.json`). Per set: split by "
+           "prompt (seeded); tune SmolLM2-135M with the app's own `python -m "
+           "rlhf_desktop.tune --config FILE` (measured defaults, nice 19) on a seeded "
+           "sample of the train prompts' pairs; the judge is the app's tiny reward model "
+           "trained on all train prompts' pairs; one reply per held-out prompt from base and "
+           "from tuned (llama.cpp, the chat's system prompt, temperature "
+           f"{SAMPLING['temperature']}, top_p {SAMPLING['top_p']}, max_tokens "
+           f"{SAMPLING['max_tokens']}, the same seed on both sides). Win: higher judge score "
+           "(ties half); 95 % CI by bootstrap over prompts. Noise floor: base against base "
+           "with another seed, judged the same way. Content only: the score minus its style "
+           "and length part (`explain`), a length-controlled judge.", "",
+           "| set (human taste) | tune | judge held-out acc. | tuned vs base | noise floor "
+           "| content only: tuned vs base (noise) | mean words base → tuned | target |",
+           "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for r in sets:
+        t, w, n = r["tune"], r["tuned_vs_base"], r["noise_floor_base_vs_base"]
+        c, cn = r["content_only_tuned_vs_base"], r["content_only_noise_floor"]
+        out.append(
+            f"| `{r['set']}` (longer chosen {r['longer_chosen_share']} %) | {t['pairs_used']} "
+            f"pairs, {t['steps']} steps, {t['wall_s'] / 60:.0f} min wall (load "
+            f"{t['load_avg_before']}–{t['load_avg_after']}) | {r['judge']['held_out_accuracy']} % "
+            f"| **{w['win_rate']} %** [{w['ci95'][0]}, {w['ci95'][1]}] (n={w['n']}) | "
+            f"{n['win_rate']} % [{n['ci95'][0]}, {n['ci95'][1]}] | {c['win_rate']} % "
+            f"[{c['ci95'][0]}, {c['ci95'][1]}] ({cn['win_rate']} %) | "
+            f"{r['mean_words']['base']} → {r['mean_words']['tuned']} | {verdict(r)} |")
+    out += ["", "Target: tuned beats base on more than 50 % of held-out prompts with the 95 % "
+            "CI above 50 %."]
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sets", nargs="+", default=["pandalm-human"])
+    parser.add_argument("--tune-pairs", type=int, default=192)
+    parser.add_argument("--held-out", type=int, default=60)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--nice", type=int, default=19)
+    parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "rlhf-desktop-bench"
+                                              / "tune-winrate"))
+    parser.add_argument("--no-docs", action="store_true", help="leave docs/benchmarks.md")
+    args = parser.parse_args()
+    command = f"{COMMAND} " + " ".join(sys.argv[1:])
+    sets = [run_set(name, args) for name in args.sets]
+    write_json("tune_winrate", {"command": command.strip(), "seed": args.seed,
+                                "tune_pairs": args.tune_pairs, "held_out": args.held_out,
+                                "sampling": SAMPLING, "system_prompt": SYSTEM_PROMPT,
+                                "noise_seed_offset": NOISE_SEED_OFFSET,
+                                "bootstrap_resamples": BOOTSTRAP, "sets": sets})
+    if not args.no_docs:
+        update_section("tune_winrate", markdown(sets, command.strip()))
+    print(markdown(sets, command.strip()))
+
+
+if __name__ == "__main__":
+    main()
