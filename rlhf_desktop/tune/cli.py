@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rlhf_desktop.tune.options import TuneConfig, TuneConfigError, load_config
-from rlhf_desktop.tune.process import CONFIG_FILE, EXIT_MEANING, TuneProcess
+from rlhf_desktop.tune.options import TuneConfig, TuneConfigError
+from rlhf_desktop.tune.process import EXIT_MEANING, TuneProcess
+from rlhf_desktop.tune.runs import PAIRS_FILE, RUNS_DIR, new_config, resume_config
 
-RUNS_DIR = "tune-runs"
-PAIRS_FILE = "pairs.jsonl"
+__all__ = ["PAIRS_FILE", "RUNS_DIR", "add_tune_parser", "missing_packages", "run_tune"]
 _FLAGS = ("max_steps", "epochs", "max_length", "learning_rate", "beta", "threads",
           "lora_r", "batch_size", "grad_accum", "seed")
 
@@ -115,39 +115,17 @@ def run_tune(args: argparse.Namespace) -> int:
 
 def _new_config(args: argparse.Namespace, runs: Path) -> TuneConfig:
     from rlhf_desktop import config
-    from rlhf_desktop.services.datasets import export_to_file
-    from rlhf_desktop.storage.repo import Repository
 
-    run_dir = runs / time.strftime("%Y%m%d-%H%M%S")
-    while run_dir.exists():
-        run_dir = run_dir.with_name(run_dir.name + "-1")
-    run_dir.mkdir(parents=True)
-    pairs = run_dir / PAIRS_FILE
-    repo = Repository.open()
-    try:
-        count = export_to_file(repo, "trl-conversational", pairs)
-    finally:
-        repo.close()
-    if count == 0:
-        raise TuneConfigError("there are no preference pairs to tune on yet: pick replies in "
-                              "the chat, or `rlhf-desktop import FILE`")
     overrides: dict[str, Any] = {k: getattr(args, k) for k in _FLAGS
                                  if getattr(args, k, None) is not None}
-    overrides.update(data=str(pairs), output_dir=str(run_dir))
-    if args.config:
-        return load_config(args.config, overrides)
-    settings = config.load_settings()
-    return TuneConfig.from_mapping({"system_prompt": settings.system_prompt, **overrides})
+    return new_config(runs, overrides, args.config,
+                      "" if args.config else config.load_settings().system_prompt)
 
 
 def _resume_config(runs: Path, args: argparse.Namespace) -> TuneConfig:
     """The newest run's settings (same pairs file); --max-steps/--epochs may extend it."""
-    found = sorted(runs.glob(f"*/{CONFIG_FILE}")) if runs.is_dir() else []
-    if not found:
-        raise TuneConfigError(f"there is no run to resume in {runs}")
-    overrides = {k: getattr(args, k) for k in ("max_steps", "epochs")
-                 if getattr(args, k, None) is not None}
-    return load_config(found[-1], overrides)
+    return resume_config(runs, {k: getattr(args, k) for k in ("max_steps", "epochs")
+                                if getattr(args, k, None) is not None})
 
 
 def _follow(process: TuneProcess, as_json: bool) -> int:

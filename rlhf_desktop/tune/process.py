@@ -33,7 +33,8 @@ class TuneProcess:
     """Start, follow and cancel one run."""
 
     def __init__(self, cfg: TuneConfig, *, nice: int = 19, data_dir: str | None = None,
-                 python: str = sys.executable, env: dict[str, str] | None = None) -> None:
+                 python: str = sys.executable, env: dict[str, str] | None = None,
+                 module: str = "rlhf_desktop.tune") -> None:
         self.run_dir = Path(cfg.output_dir).expanduser().resolve()
         self.progress_path = Path(cfg.progress_file or self.run_dir / PROGRESS_FILE)
         self.log_path = self.run_dir / LOG_FILE
@@ -43,6 +44,8 @@ class TuneProcess:
         self.data_dir = data_dir
         self.python = python
         self.env = env
+        self.module = module
+        """The child's entry point (``python -m MODULE --config ...``; tests script one)."""
         self._proc: subprocess.Popen[bytes] | None = None
         self._offset = 0
         self._log: IO[bytes] | None = None
@@ -50,7 +53,7 @@ class TuneProcess:
 
     def command(self) -> list[str]:
         """The child's command line."""
-        command = [self.python, "-m", "rlhf_desktop.tune", "--config", str(self.config_path),
+        command = [self.python, "-m", self.module, "--config", str(self.config_path),
                    "--nice", str(self.nice)]
         if self.data_dir:
             command += ["--data-dir", self.data_dir]
@@ -113,6 +116,10 @@ class TuneProcess:
                 os.killpg(self._proc.pid, signum)
             except ProcessLookupError:
                 pass
+
+    def running(self) -> bool:
+        """Whether the child was started and has not exited."""
+        return self._proc is not None and self._proc.poll() is None
 
     def log_tail(self, lines: int = 20) -> str:
         """The last lines of the child's stderr (for an error message)."""

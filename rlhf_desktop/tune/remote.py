@@ -105,7 +105,7 @@ def training_file() -> tuple[bytes, int]:
     return "".join(lines).encode("utf-8"), len(lines)
 
 
-def _explain(exc: Exception, account: Account) -> RemoteError:
+def explain(exc: Exception, account: Account) -> RemoteError:
     """The SDK's error as an actionable message (the key is never part of it)."""
     import openai
 
@@ -171,6 +171,26 @@ def record_job(job: Any, account: Account | None = None, pairs: int | None = Non
     config.atomic_write_bytes(_jobs_path(), json.dumps(jobs, indent=1).encode("utf-8"))
 
 
+def create_job(client: Any, account: Account, data: bytes, pairs: int, model: str,
+               beta: float = 0.1, uploaded: Any = None) -> Any:
+    """Upload the validated ``openai-dpo`` lines and create the DPO job; record it.
+    Call only after the user confirmed the account and the number of pairs."""
+    import openai
+
+    try:
+        file = client.files.create(file=("pairs.jsonl", data, "application/jsonl"),
+                                   purpose="fine-tune")
+        if uploaded is not None:
+            uploaded(file.id)
+        job = client.fine_tuning.jobs.create(
+            model=model, training_file=file.id,
+            method={"type": "dpo", "dpo": {"hyperparameters": {"beta": beta}}})
+    except openai.OpenAIError as exc:
+        raise explain(exc, account) from None
+    record_job(job, account, pairs)
+    return job
+
+
 # ---------------------------------------------------------------------- the command
 
 def _confirm(account: Account, pairs: int, model: str, assume_yes: bool) -> bool:
@@ -215,7 +235,7 @@ def follow(client: Any, account: Account, job_id: str, interval: float) -> int:
         try:
             job = client.fine_tuning.jobs.retrieve(job_id)
         except openai.OpenAIError as exc:
-            raise _explain(exc, account) from None
+            raise explain(exc, account) from None
         record_job(job)
         if job.status != last:
             _print_job(job)
@@ -253,7 +273,7 @@ def _run(args: argparse.Namespace) -> int:
             else:
                 job = client.fine_tuning.jobs.retrieve(job_id)
         except openai.OpenAIError as exc:
-            raise _explain(exc, account) from None
+            raise explain(exc, account) from None
         record_job(job)
         _print_job(job)
         if job.status == "succeeded":
@@ -268,16 +288,9 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     client = make_client(account)
     beta = 0.1 if args.beta is None else float(args.beta)
-    try:
-        uploaded = client.files.create(file=("pairs.jsonl", data, "application/jsonl"),
-                                       purpose="fine-tune")
-        print(f"uploaded {pairs} pairs as {uploaded.id}", file=sys.stderr)
-        job = client.fine_tuning.jobs.create(
-            model=args.model, training_file=uploaded.id,
-            method={"type": "dpo", "dpo": {"hyperparameters": {"beta": beta}}})
-    except openai.OpenAIError as exc:
-        raise _explain(exc, account) from None
-    record_job(job, account, pairs)
+    job = create_job(client, account, data, pairs, args.model, beta,
+                     lambda file_id: print(f"uploaded {pairs} pairs as {file_id}",
+                                           file=sys.stderr))
     _print_job(job)
     if args.no_wait:
         print(f"follow it with `rlhf-desktop tune --remote --status {job.id}`",

@@ -1,0 +1,551 @@
+"""Tuning the chat model from the window (Qt-free): a local DPO LoRA run on the user's pairs.
+
+:class:`TuningService` wraps the command line's machinery (:mod:`rlhf_desktop.tune`):
+``start()`` exports the stored pairs into a new run folder (in a worker thread) and starts
+``python -m rlhf_desktop.tune`` in its own process at nice 19 — never in the window's
+process. The run trains, converts the adapter to GGUF and registers chat-model version N.
+:meth:`TuningService.snapshot` reads the run's progress file (never blocking) and says where
+it is: state, step of max steps, loss, reward accuracy and margin, elapsed time, the
+estimate, the pairs that did not fit, and a message. ``cancel()`` stops after the current
+step and keeps the checkpoint; ``resume()`` continues from it. When a run made version N,
+:meth:`TuningService.offer_ab` adds the base and vN as candidate sources and turns the arena
+on: the next turns compare them blind. Remote DPO jobs are in :mod:`.tuning_remote`
+(``service.remote``).
+
+The window polls :meth:`snapshot` (cheap); ``on_change`` is also called, from any thread,
+when the state changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from rlhf_desktop import config
+from rlhf_desktop.config import Settings
+from rlhf_desktop.domain import CandidateSource
+from rlhf_desktop.services.arena import ArenaService
+from rlhf_desktop.services.tuning_remote import RemoteTuning
+from rlhf_desktop.tune.options import TuneConfig, TuneConfigError
+from rlhf_desktop.tune.process import EXIT_MEANING, TuneProcess
+from rlhf_desktop.tune.progress import read_events
+from rlhf_desktop.tune.runs import (
+    checkpoint_steps,
+    latest_run,
+    new_config,
+    resume_config,
+    runs_dir,
+    version_made,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["STATES", "TunePlan", "TuneSnapshot", "TuningService"]
+
+STATES = ("idle", "preparing", "running", "cancelling", "done", "failed", "cancelled")
+ACTIVE = ("preparing", "running", "cancelling")
+WALL_S_PER_PAIR = 9.2
+"""Measured with the defaults (1 torch thread, max_length 256, LoRA r16 on q/v) on 2 busy
+cores: docs/benchmarks.md, "Tuning the chat model"."""
+OVERHEAD_S = 90.0
+"""Loading torch and the model, then converting the adapter (the first run also dequantises
+the base once, about a minute more)."""
+BASE_NAME = "base"
+
+
+@dataclass(frozen=True)
+class TunePlan:
+    """What a new run would take, before it starts."""
+
+    pairs: int
+    steps: int
+    estimate_s: float | None
+    basis: str
+    """Where the estimate comes from (the last run here, or the benchmark)."""
+    blocker: str | None = None
+    """Why it cannot start now (no pairs, the extra missing, a run going), or None."""
+
+    def text(self) -> str:
+        """One line for the Tune button's neighbour."""
+        if self.blocker:
+            return self.blocker
+        pairs = f"{self.pairs} preference pair{'s' if self.pairs != 1 else ''}"
+        if self.estimate_s is None:
+            return f"{pairs}, {self.steps} steps"
+        return (f"{pairs}, {self.steps} steps, about {_duration(self.estimate_s)} "
+                f"({self.basis})")
+
+
+@dataclass(frozen=True)
+class TuneSnapshot:
+    """Where the local run is, for the window."""
+
+    state: str = "idle"
+    stage: str = ""
+    step: int | None = None
+    max_steps: int | None = None
+    loss: float | None = None
+    accuracy: float | None = None
+    margin: float | None = None
+    elapsed_s: float | None = None
+    eta_s: float | None = None
+    pairs_total: int | None = None
+    pairs_used: int | None = None
+    left_out: list[dict[str, Any]] = field(default_factory=list)
+    """Pairs whose prompt alone does not fit (line, preview, prompt_tokens)."""
+    truncated: int = 0
+    data_summary: str = ""
+    checkpoint_step: int | None = None
+    version: int | None = None
+    """The chat-model version this run made."""
+    message: str = ""
+    error: str = ""
+    """The run's own error message, if it reported one."""
+    run_dir: str = ""
+    pid: int | None = None
+    """The tuning process (from its start event)."""
+    outcome: str = ""
+    """``completed`` or ``cancelled`` from the run's done event."""
+
+    @property
+    def active(self) -> bool:
+        """Preparing, running or cancelling."""
+        return self.state in ACTIVE
+
+    @property
+    def fraction(self) -> float | None:
+        """Steps done over max steps (None before the first step is known)."""
+        if not self.max_steps or self.step is None:
+            return None
+        return min(1.0, self.step / self.max_steps)
+
+    @property
+    def can_resume(self) -> bool:
+        """Stopped with a checkpoint to continue from."""
+        return self.state in ("cancelled", "failed") and self.checkpoint_step is not None
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    minutes = round(seconds / 60)
+    if minutes < 90:
+        return f"{minutes} min"
+    return f"{minutes / 60:.1f} h"
+
+
+def _pid_runs_tune(pid: int, module: str) -> bool:
+    """Whether ``pid`` is alive and is a tuning child (not a reused pid)."""
+    try:
+        os.kill(pid, 0)
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return False
+    return module.encode() in cmdline
+
+
+class TuningService:
+    """Start, follow, cancel and resume local tuning runs; see the module docstring."""
+
+    def __init__(self, data_dir: Path, settings: Callable[[], Settings],
+                 arena: ArenaService | None = None, *,
+                 apply: Callable[[Settings], None] | None = None,
+                 on_change: Callable[[], None] | None = None,
+                 overrides: dict[str, Any] | None = None, nice: int = 19,
+                 module: str = "rlhf_desktop.tune", python: str = sys.executable) -> None:
+        """``settings`` returns the settings in use; ``apply`` saves-and-uses new ones (for
+        :meth:`use_version`); ``overrides`` are TuneConfig values every run gets (tests,
+        benchmarks); ``module`` is the child's entry point."""
+        self.data_dir = Path(data_dir)
+        self._settings = settings
+        self._arena = arena
+        self._apply = apply
+        self._on_change = on_change
+        self.overrides = dict(overrides or {})
+        self.nice = nice
+        self.module = module
+        self.python = python
+        self.remote = RemoteTuning(on_change=on_change)
+        self._lock = threading.RLock()
+        self._process: TuneProcess | None = None
+        self._attached_pid: int | None = None
+        self._offset = 0
+        self._progress: Path | None = None
+        self._snap = TuneSnapshot()
+        self._started: float | None = None
+        self._cancel_requested = False
+        self._worker: threading.Thread | None = None
+        self._recover()
+
+    @classmethod
+    def for_session(cls, session: Any, **kwargs: Any) -> TuningService:
+        """The service for an :class:`~rlhf_desktop.services.session.AppSession`."""
+        def apply(settings: Settings) -> None:
+            session.apply_settings(settings)
+            session.spawn(session.rebuild_provider(), "rebuild provider")
+
+        return cls(config.data_dir(), lambda: session.settings, session.arena, apply=apply,
+                   **kwargs)
+
+    # ------------------------------------------------------------------ plan
+
+    def plan(self, max_steps: int | None = None) -> TunePlan:
+        """Pairs, steps and the estimated time of a new run (cheap: one count query)."""
+        from rlhf_desktop.storage.repo import Repository
+        from rlhf_desktop.tune.cli import missing_packages
+
+        repo = Repository.open()
+        try:
+            pairs = repo.count_pairs()
+        finally:
+            repo.close()
+        cfg = TuneConfig(**{k: v for k, v in self.overrides.items()
+                            if k in TuneConfig.__dataclass_fields__})
+        per_step = cfg.batch_size * cfg.grad_accum
+        steps = max_steps or cfg.max_steps or max(1, math.ceil(pairs * cfg.epochs / per_step))
+        seconds_per_pair, basis = self._rate()
+        estimate = OVERHEAD_S + steps * per_step * seconds_per_pair if pairs else None
+        blocker = None
+        missing = missing_packages()
+        if self.snapshot().active:
+            blocker = "A tuning run is going"
+        elif not pairs:
+            blocker = ("No preference pairs to tune on yet: pick replies in the chat, or "
+                       "import a file on the dataset page")
+        elif missing and self.module == "rlhf_desktop.tune":
+            blocker = (f"Tuning needs the 'tune' extra ({', '.join(missing)} missing): "
+                       "pip install 'rlhf-desktop[tune]'")
+        return TunePlan(pairs, steps, estimate, basis, blocker)
+
+    def _rate(self) -> tuple[float, str]:
+        """Seconds per pair: from the last version made here (when it saw 16 or more pairs),
+        else the benchmark's figure."""
+        from rlhf_desktop.tune.versions import list_versions
+
+        for version in reversed(list_versions()):
+            m = version.manifest
+            settings = m.get("settings") or {}
+            seen = (m.get("steps") or 0) * settings.get("batch_size", 0) * settings.get(
+                "grad_accum", 0)
+            if seen >= 16 and m.get("seconds"):
+                rate = max(0.1, (float(m["seconds"]) - OVERHEAD_S) / seen)
+                return rate, f"{rate:.0f} s a pair in your run v{version.version}"
+        return WALL_S_PER_PAIR, f"{WALL_S_PER_PAIR:.0f} s a pair measured on 2 busy cores"
+
+    # ------------------------------------------------------------------ start, cancel, resume
+
+    def start(self, max_steps: int | None = None) -> TuneSnapshot:
+        """Export the pairs (in a worker thread) and start a new run; returns at once."""
+        overrides = dict(self.overrides)
+        if max_steps:
+            overrides["max_steps"] = max_steps
+        system_prompt = self._settings().system_prompt
+
+        def prepare() -> TuneConfig:
+            return new_config(runs_dir(self.data_dir), overrides, None, system_prompt)
+
+        return self._launch(prepare, "Exporting your pairs…")
+
+    def resume(self, max_steps: int | None = None) -> TuneSnapshot:
+        """Continue the newest run from its last checkpoint (same pairs and settings)."""
+        extra = {"max_steps": max_steps} if max_steps else {}
+
+        def prepare() -> TuneConfig:
+            return resume_config(runs_dir(self.data_dir), extra)
+
+        return self._launch(prepare, "Resuming from the last checkpoint…")
+
+    def _launch(self, prepare: Callable[[], TuneConfig], message: str) -> TuneSnapshot:
+        with self._lock:
+            if self._snap.active:
+                raise RuntimeError("a tuning run is already going")
+            self._process, self._attached_pid = None, None
+            self._cancel_requested = False
+            self._started = time.monotonic()
+            self._snap = TuneSnapshot(state="preparing", message=message, elapsed_s=0.0)
+            self._worker = threading.Thread(target=self._prepare_and_start, args=(prepare,),
+                                            name="tune-prepare", daemon=True)
+            self._worker.start()
+        self._changed()
+        return self.snapshot()
+
+    def _prepare_and_start(self, prepare: Callable[[], TuneConfig]) -> None:
+        try:
+            cfg = prepare()
+        except (TuneConfigError, OSError, config.ConfigError) as exc:
+            self._finish("failed", str(exc))
+            return
+        except Exception as exc:  # never leave the window waiting on a dead worker
+            log.exception("preparing a tuning run failed")
+            self._finish("failed", f"Preparing the run failed: {exc}")
+            return
+        process = TuneProcess(cfg, nice=self.nice, data_dir=str(self.data_dir),
+                              python=self.python, module=self.module)
+        with self._lock:
+            if self._cancel_requested:
+                self._snap = replace(self._snap, state="cancelled", run_dir=str(process.run_dir),
+                                     message="Cancelled before training started")
+            else:
+                self._progress = process.progress_path
+                process.start()
+                self._offset = process._offset
+                self._process = process
+                self._snap = replace(self._snap, run_dir=str(process.run_dir),
+                                     checkpoint_step=_last(checkpoint_steps(process.run_dir)),
+                                     message="Starting the tuning process (loading the model)…")
+        self._changed()
+
+    def cancel(self) -> None:
+        """Stop after the current step; the checkpoint is kept (a second call stops now)."""
+        with self._lock:
+            if not self._snap.active:
+                return
+            if self._snap.state == "cancelling":
+                self._kill()
+                return
+            self._cancel_requested = True
+            self._signal_child()
+            self._snap = replace(self._snap, state="cancelling",
+                                 message="Stopping after the current step (the checkpoint is "
+                                         "kept)…")
+        self._changed()
+
+    def _signal_child(self) -> None:
+        if self._process is not None:
+            self._process.cancel()
+        elif self._attached_pid is not None:
+            import signal
+
+            try:
+                os.killpg(self._attached_pid, signal.SIGTERM)
+            except OSError:
+                pass
+
+    def _kill(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+
+    def close(self) -> None:
+        """At the window's close: a run of this window stops after its step (resumable)."""
+        with self._lock:
+            if self._process is not None and self._process.running():
+                self._process.cancel()
+        self.remote.close()
+
+    # ------------------------------------------------------------------ snapshot
+
+    def snapshot(self) -> TuneSnapshot:
+        """The run's state now (reads new progress lines; never blocks)."""
+        changed = False
+        with self._lock:
+            before = self._snap
+            self._read_events()
+            self._check_exit()
+            if self._snap.active and self._started is not None:
+                self._snap = replace(self._snap, elapsed_s=time.monotonic() - self._started)
+            changed = (before.state, before.step, before.version) != (
+                self._snap.state, self._snap.step, self._snap.version)
+            snap = self._snap
+        if changed:
+            self._changed()
+        return snap
+
+    def _read_events(self) -> None:
+        if self._progress is None:
+            return
+        events, self._offset = read_events(self._progress, self._offset)
+        live = self._process is not None or self._attached_pid is not None
+        for event in events:
+            self._snap = _apply_event(self._snap, event, live)
+
+    def _check_exit(self) -> None:
+        code: int | None = None
+        if self._process is not None:
+            code = self._process.poll()
+            if code is None:
+                return
+            self._process.wait()
+        elif self._attached_pid is not None:
+            if _pid_runs_tune(self._attached_pid, self.module):
+                return
+            self._read_events()
+            code = {"completed": 0, "cancelled": 3}.get(self._snap.outcome, 1)
+        else:
+            return
+        self._read_events()  # the last lines written before the exit
+        process, self._process, self._attached_pid = self._process, None, None
+        if code == 0:
+            version = self._snap.version
+            self._snap = replace(self._snap, state="done", eta_s=0.0, message=(
+                f"Chat model v{version} is ready" if version is not None
+                else "Training finished (no chat-model version was made)"))
+        elif code == 3:
+            step = self._snap.checkpoint_step
+            self._snap = replace(self._snap, state="cancelled", message=(
+                f"Cancelled; the checkpoint at step {step} is kept: Resume continues from it"
+                if step else "Cancelled before the first checkpoint"))
+        else:
+            error = self._snap.error
+            tail = process.log_tail(6) if process is not None else ""
+            self._snap = replace(self._snap, state="failed", message=error or (
+                f"Tuning {EXIT_MEANING.get(code, 'failed')} (exit {code}). "
+                f"{config.redact(tail)}".strip()))
+
+    def _finish(self, state: str, message: str) -> None:
+        with self._lock:
+            self._snap = replace(self._snap, state=state, message=message)
+        self._changed()
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            try:
+                self._on_change()
+            except Exception:
+                log.exception("a tuning listener failed")
+
+    def _recover(self) -> None:
+        """The newest run's state as its files tell it (after a restart)."""
+        run = latest_run(runs_dir(self.data_dir))
+        if run is None:
+            return
+        progress = run / "progress.jsonl"
+        self._progress = progress
+        self._offset = 0
+        self._read_events()
+        checkpoint = _last(checkpoint_steps(run))
+        self._snap = replace(self._snap, run_dir=str(run), checkpoint_step=checkpoint)
+        pid = self._snap.pid
+        if self._snap.state in ("preparing", "running") and pid and _pid_runs_tune(
+                pid, self.module):
+            self._attached_pid = pid
+            self._started = time.monotonic() - (self._snap.elapsed_s or 0.0)
+            self._snap = replace(self._snap, message="Tuning in another process "
+                                                     f"(pid {pid})")
+        elif self._snap.state in ACTIVE:
+            self._snap = replace(self._snap, state="cancelled", message=(
+                f"The last run stopped at step {checkpoint} without finishing; Resume "
+                "continues from its checkpoint" if checkpoint else
+                "The last run stopped before its first checkpoint"))
+        elif self._snap.state == "idle":
+            version = version_made(run)
+            if version is not None:
+                self._snap = replace(self._snap, state="done", version=version)
+
+    # ------------------------------------------------------------------ versions and A/B
+
+    def versions(self) -> list[int]:
+        """The chat-model versions in the data folder (0, the base, not included)."""
+        from rlhf_desktop.tune.versions import list_versions
+
+        return [v.version for v in list_versions()]
+
+    def chosen_version(self) -> int:
+        """The version the built-in provider chats with (0: the base)."""
+        return self._settings().chat_model_version
+
+    def use_version(self, version: int) -> None:
+        """Chat with ``version`` (0: the base) in the built-in provider."""
+        if self._apply is None:
+            raise RuntimeError("this service cannot change the settings")
+        settings = replace(self._settings(), chat_model_version=version)
+        settings.validate()
+        config.save_settings(settings)
+        self._apply(settings)
+
+    def offer_ab(self, version: int | None = None) -> list[CandidateSource]:
+        """Add the built-in base and ``version`` (default: the run's) as candidate sources,
+        one reply each, and turn the arena on; returns the sources as they are now named.
+        A source that is already there (same provider and version) is reused, not doubled.
+        Raises ConfigError (a message for the user) when the arena cannot take them."""
+        if self._arena is None:
+            raise RuntimeError("this service has no arena")
+        version = version if version is not None else self.snapshot().version
+        if not version:
+            raise config.ConfigError("There is no tuned chat-model version to compare yet")
+        wanted = [CandidateSource(name=BASE_NAME, provider="local", count=1,
+                                  chat_model_version=0),
+                  CandidateSource(name=f"tuned v{version}", provider="local", count=1,
+                                  chat_model_version=version)]
+        return self._add_and_enable(wanted)
+
+    def _add_and_enable(self, wanted: list[CandidateSource]) -> list[CandidateSource]:
+        assert self._arena is not None
+        out = []
+        for source in wanted:
+            same = next((s for s in self._arena.sources() if _same_source(s, source)), None)
+            out.append(same or self._arena.add_source(source))
+        if not self._arena.enabled:
+            self._arena.set_enabled(True)
+        return out
+
+    def offer_remote_ab(self) -> list[CandidateSource]:
+        """After a remote job succeeded: its base and its fine-tuned model as candidate
+        sources, arena on (see :meth:`RemoteTuning.sources`)."""
+        return self._add_and_enable(self.remote.sources())
+
+
+def _same_source(a: CandidateSource, b: CandidateSource) -> bool:
+    return (a.provider, a.model, a.chat_model_version, a.base_url) == (
+        b.provider, b.model, b.chat_model_version, b.base_url)
+
+
+def _last(values: list[int]) -> int | None:
+    return values[-1] if values else None
+
+
+def _apply_event(snap: TuneSnapshot, event: dict[str, Any], live: bool) -> TuneSnapshot:
+    """The snapshot after one progress event (see :mod:`rlhf_desktop.tune.progress`).
+    While the process is ``live`` its exit status decides how it ended, not the events."""
+    kind = event.get("event")
+    if kind == "start":
+        pid = event.get("pid")
+        return replace(snap, state="preparing" if snap.state in ("idle", "preparing")
+                       else snap.state, stage="starting",
+                       pid=pid if isinstance(pid, int) else None)
+    if kind == "stage":
+        stage = str(event.get("stage") or "")
+        state = snap.state
+        if stage == "training" and state in ("idle", "preparing"):
+            state = "running"
+        text = {"base model": "Preparing the base model (the first run takes a minute more)…",
+                "data": "Measuring your pairs against the length limit…",
+                "loading model": "Loading the model…",
+                "training": "Training…",
+                "converting to GGUF": "Converting the adapter for the chat…"}.get(stage, stage)
+        if stage == "training" and event.get("resume_from"):
+            text = f"Training, resumed from {Path(str(event['resume_from'])).name}…"
+        return replace(snap, state=state, stage=stage,
+                       message=snap.message if state == "cancelling" else text)
+    if kind == "data":
+        return replace(snap, pairs_total=event.get("pairs"), pairs_used=event.get("used"),
+                       left_out=[{k: p.get(k) for k in ("line", "preview", "prompt_tokens")}
+                                 for p in event.get("dropped_prompt_too_long") or []],
+                       truncated=len(event.get("truncated") or []),
+                       data_summary=str(event.get("summary") or ""))
+    if kind == "step":
+        return replace(snap, step=event.get("step"), max_steps=event.get("max_steps"),
+                       loss=event.get("loss"), accuracy=event.get("accuracy"),
+                       margin=event.get("margin"), eta_s=event.get("eta_s"))
+    if kind == "checkpoint":
+        return replace(snap, checkpoint_step=event.get("step"))
+    if kind == "version":
+        return replace(snap, version=event.get("version"))
+    if kind == "done":
+        status = event.get("status")
+        version = event.get("version", snap.version)
+        state = snap.state if live else "done" if status == "completed" else "cancelled"
+        return replace(snap, version=version, step=event.get("steps", snap.step), state=state,
+                       outcome=str(status or ""))
+    if kind == "error":
+        error = str(event.get("message") or "failed")
+        return replace(snap, error=error, state=snap.state if live else "failed",
+                       message=snap.message if live else error)
+    return snap

@@ -1,0 +1,306 @@
+"""The window's tuning service (services/tuning.py, services/tuning_remote.py).
+
+Local runs: a real child process with the real command line, signals, progress file and
+checkpoint folders, scripted instead of trained (``tests/scripted_tune.py``: no torch, so
+this module stays in the fast tier); the real run is in tests/ui/test_model_tune.py and
+tests/tune/. Remote jobs: the real ``openai`` SDK against the protocol-level server
+(``tests/ft_server.py``) over real sockets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from rlhf_desktop import config
+from rlhf_desktop.config import ConfigError, Settings
+from rlhf_desktop.domain import Message, PreferencePair
+from rlhf_desktop.services.arena import ArenaService
+from rlhf_desktop.services.tuning import TuneSnapshot, TuningService
+from rlhf_desktop.services.tuning_remote import RemoteError, RemoteTuning
+from rlhf_desktop.storage.repo import Repository
+from tests.conftest import REPO_ROOT
+from tests.ft_server import FtServer
+
+pytestmark = pytest.mark.timeout(90)
+SCRIPTED = "tests.scripted_tune"
+FAST = {"batch_size": 1, "grad_accum": 1, "max_length": 64}
+KEY = "sk-test-SECRET-77e1"
+MODEL = "gpt-4o-mini-2024-07-18"
+
+
+def add_pairs(n: int, long_prompts: int = 0) -> None:
+    pairs = [PreferencePair(prompt=(Message("user", f"question {i}"),), chosen=f"good {i}",
+                            rejected=f"bad {i}") for i in range(n)]
+    pairs += [PreferencePair(prompt=(Message("user", "explain at length " * 40 + str(i)),),
+                             chosen="ok", rejected="no") for i in range(long_prompts)]
+    repo = Repository.open()
+    try:
+        repo.add_pairs(pairs)
+    finally:
+        repo.close()
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 60, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        time.sleep(0.02)
+
+
+class Holder:
+    """The session's settings, as ArenaService and TuningService see them."""
+
+    def __init__(self) -> None:
+        self.settings = Settings()
+        self.applied: list[Settings] = []
+
+    def get(self) -> Settings:
+        return self.settings
+
+    def apply(self, settings: Settings) -> None:
+        self.settings = settings
+        self.applied.append(settings)
+
+
+@pytest.fixture
+def holder() -> Holder:
+    return Holder()
+
+
+@pytest.fixture
+def service(data_home: Path, holder: Holder,
+            monkeypatch: pytest.MonkeyPatch) -> Iterator[TuningService]:
+    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
+    monkeypatch.setenv("SCRIPTED_TUNE_STEP_S", "0.05")
+    arena = ArenaService(holder.get, holder.apply)
+    svc = TuningService(data_home, holder.get, arena, apply=holder.apply, overrides=FAST,
+                        module=SCRIPTED)
+    yield svc
+    svc.close()
+
+
+def until_state(svc: TuningService, *states: str, timeout: float = 60) -> TuneSnapshot:
+    wait_for(lambda: svc.snapshot().state in states, timeout, f"state in {states}")
+    return svc.snapshot()
+
+
+def test_plan_says_what_a_run_takes(service: TuningService) -> None:
+    plan = service.plan()
+    assert plan.pairs == 0 and "No preference pairs" in (plan.blocker or "")
+    assert service.start().state == "preparing"
+    snap = until_state(service, "failed")
+    assert "no preference pairs" in snap.message
+    add_pairs(6)
+    plan = service.plan()
+    assert plan.blocker is None and plan.pairs == 6 and plan.steps == 6
+    assert plan.estimate_s is not None and plan.estimate_s > 0
+    assert plan.text().startswith("6 preference pairs, 6 steps, about ")
+    assert "measured on 2 busy cores" in plan.text()
+
+
+def test_a_run_goes_preparing_running_done_in_a_low_priority_child(
+        service: TuningService, data_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCRIPTED_TUNE_STEP_S", "0.3")
+    add_pairs(5, long_prompts=1)
+    seen = {service.start().state}
+    snap = until_state(service, "running")
+    assert snap.pid is not None and snap.pid != os.getpid()
+    stat = Path(f"/proc/{snap.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    assert int(stat[16]) == 19  # nice: the child lowered its own priority
+    while snap.state not in ("done", "failed"):
+        seen.add(snap.state)
+        snap = service.snapshot()
+        time.sleep(0.02)
+    assert seen >= {"preparing", "running"}
+    assert snap.state == "done", snap.message
+    assert (snap.step, snap.max_steps) == (5, 5) and snap.fraction == 1.0
+    assert snap.loss is not None and snap.accuracy == 0.5 and snap.margin is not None
+    assert snap.pairs_total == 6 and snap.pairs_used == 5
+    assert [p["line"] for p in snap.left_out] == [6]  # reported, not silently dropped
+    assert snap.version == 1 and snap.message == "Chat model v1 is ready"
+    assert Path(snap.run_dir).parent == data_home / "tune-runs"
+    assert service.versions() == [1]
+
+
+def test_cancel_keeps_the_checkpoint_and_resume_continues(
+        service: TuningService, monkeypatch: pytest.MonkeyPatch, holder: Holder,
+        data_home: Path) -> None:
+    monkeypatch.setenv("SCRIPTED_TUNE_STEP_S", "0.15")
+    add_pairs(40)
+    service.start()
+    wait_for(lambda: (service.snapshot().checkpoint_step or 0) >= 2, what="a checkpoint")
+    service.cancel()
+    assert service.snapshot().state in ("cancelling", "cancelled")
+    snap = until_state(service, "cancelled", "done", "failed")
+    assert snap.state == "cancelled", snap.message
+    kept = snap.checkpoint_step
+    assert kept is not None and 2 <= kept < 40 and snap.can_resume
+    assert (Path(snap.run_dir) / "checkpoints" / f"checkpoint-{kept}").is_dir()
+    assert f"checkpoint at step {kept} is kept" in snap.message
+
+    # After a restart the window still offers to resume.
+    again = TuningService(data_home, holder.get, None, overrides=FAST, module=SCRIPTED)
+    assert again.snapshot().state == "cancelled" and again.snapshot().can_resume
+
+    monkeypatch.setenv("SCRIPTED_TUNE_STEP_S", "0.01")
+    service.resume()
+    first_step: list[int] = []
+    while (snap := service.snapshot()).state not in ("done", "failed"):
+        if snap.step is not None and snap.step > kept and not first_step:
+            first_step.append(snap.step)
+        time.sleep(0.01)
+    assert snap.state == "done" and snap.step == 40 and snap.version == 1
+    events = [json.loads(line) for line in (Path(snap.run_dir) / "progress.jsonl").open()]
+    training = [e for e in events if e.get("stage") == "training"]
+    assert training[-1]["resume_from"].endswith(f"checkpoint-{kept}")
+    steps = [e["step"] for e in events if e["event"] == "step"]
+    assert steps == list(range(1, kept + 1)) + list(range(kept + 1, 41))
+
+
+def test_a_failing_run_says_why(service: TuningService,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCRIPTED_TUNE_FAIL", "no pair fits in max_length 64")
+    add_pairs(2)
+    service.start()
+    snap = until_state(service, "failed", "done")
+    assert snap.state == "failed" and snap.message == "no pair fits in max_length 64"
+    assert not snap.can_resume
+
+
+def test_try_it_blind_adds_base_and_tuned_and_turns_the_arena_on(
+        service: TuningService, holder: Holder) -> None:
+    with pytest.raises(ConfigError, match="no tuned chat-model version"):
+        service.offer_ab()
+    add_pairs(2)
+    service.start()
+    snap = until_state(service, "done", "failed")
+    assert snap.version == 1, snap.message
+    assert not holder.settings.arena
+    base, tuned = service.offer_ab()
+    assert (base.provider, base.chat_model_version) == ("local", 0)
+    assert (tuned.name, tuned.provider, tuned.chat_model_version) == ("tuned v1", "local", 1)
+    assert holder.settings.arena and holder.settings.sources() == [base, tuned]
+    saved = config.load_settings()  # written to the settings file, not only in memory
+    assert saved.arena and [s.chat_model_version for s in saved.sources()] == [0, 1]
+    service.offer_ab()  # a second offer reuses them
+    assert len(holder.settings.sources()) == 2
+
+
+def test_use_version_switches_the_built_in_model(service: TuningService,
+                                                 holder: Holder) -> None:
+    add_pairs(1)
+    service.start()
+    until_state(service, "done")
+    assert service.chosen_version() == 0
+    service.use_version(1)
+    assert service.chosen_version() == 1 and config.load_settings().chat_model_version == 1
+    service.use_version(0)  # rollback: the base again
+    assert holder.settings.chat_model_version == 0
+
+
+# ---------------------------------------------------------------------------- remote
+
+
+@pytest.fixture
+def azure(monkeypatch: pytest.MonkeyPatch) -> Iterator[FtServer]:
+    with FtServer(api_key=KEY) as server:
+        monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", server.endpoint)
+        monkeypatch.setenv("AZURE_OPENAI_API_KEY", KEY)
+        monkeypatch.setenv("AZURE_OPENAI_DEPLOYMENT_NAME", "chat")
+        monkeypatch.setenv("AZURE_OPENAI_API_VERSION", "2025-03-01-preview")
+        yield server
+
+
+def until_remote(remote: RemoteTuning, *states: str) -> None:
+    wait_for(lambda: remote.snapshot().state in states, 30, f"remote state in {states}")
+
+
+def test_remote_job_needs_confirmation_then_succeeds_and_is_offered_blind(
+        azure: FtServer, service: TuningService, holder: Holder) -> None:
+    remote = service.remote
+    remote.poll_interval_s = 0.05
+    add_pairs(3)
+    offer = remote.prepare(MODEL)
+    host = f"127.0.0.1:{azure.port}"
+    assert offer.question == (f"Send 3 preference pairs to the azure account at {host} and "
+                              f"start a DPO fine-tuning job on {MODEL}?")
+    with pytest.raises(RemoteError, match="was not confirmed"):
+        remote.start(offer, confirmed=False)
+    assert azure.requests == [] and remote.snapshot().state == "idle"
+
+    remote.start(offer, confirmed=True)
+    until_remote(remote, "succeeded", "failed")
+    snap = remote.snapshot()
+    assert snap.state == "succeeded", snap.message
+    (job,) = azure.jobs.values()
+    assert snap.job_id == job["id"] and snap.fine_tuned_model == job["fine_tuned_model"]
+    assert (snap.provider, snap.host, snap.pairs) == ("azure", host, 3)
+    (uploaded,) = azure.files.values()
+    assert uploaded == offer.data and len(uploaded.decode().splitlines()) == 3
+    assert KEY not in repr(snap) and KEY not in repr(offer)
+    base, tuned = service.offer_remote_ab()
+    assert (tuned.provider, tuned.model) == ("azure", job["fine_tuned_model"])
+    assert base.provider == "azure" and holder.settings.arena
+    # After a restart the job is shown from its record.
+    assert RemoteTuning().snapshot().fine_tuned_model == job["fine_tuned_model"]
+
+
+def test_remote_quota_429_fails_with_the_reason(azure: FtServer,
+                                                service: TuningService) -> None:
+    add_pairs(1)
+    azure.fail_create = (429, "insufficient_quota", "You exceeded your current quota.")
+    remote = service.remote
+    remote.start(remote.prepare(MODEL), confirmed=True)
+    until_remote(remote, "failed", "succeeded")
+    message = remote.snapshot().message
+    assert "quota or rate limit (429)" in message and "exceeded your current quota" in message
+    assert azure.jobs == {}
+
+
+def test_remote_bad_line_sends_nothing(azure: FtServer, service: TuningService) -> None:
+    add_pairs(1)
+    repo = Repository.open()
+    repo.add_pairs([PreferencePair(prompt=(Message("user", "q"), Message("assistant", "x")),
+                                   chosen="a", rejected="b")])
+    repo.close()
+    with pytest.raises(RemoteError, match="pair 2 of 2 cannot be sent.*nothing was sent"):
+        service.remote.prepare(MODEL)
+    assert azure.requests == []
+
+
+def test_remote_cancel(azure: FtServer, service: TuningService) -> None:
+    add_pairs(2)
+    remote = service.remote
+    remote.poll_interval_s = 30  # the job stays running until cancelled
+    remote.start(remote.prepare(MODEL), confirmed=True)
+    wait_for(lambda: remote.snapshot().job_id, 30, "the job")
+    remote.cancel()
+    until_remote(remote, "cancelled")
+    (job,) = azure.jobs.values()
+    assert job["status"] == "cancelled"
+    records = json.loads((config.data_dir() / "remote_jobs.json").read_text())
+    assert records[-1]["status"] == "cancelled"
+
+
+def test_remote_refuses_when_the_account_changed(azure: FtServer, service: TuningService,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    add_pairs(1)
+    offer = service.remote.prepare(MODEL)
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "http://127.0.0.2:9/")
+    with pytest.raises(RemoteError, match="not the one you confirmed"):
+        service.remote.start(replace(offer), confirmed=True)
+    assert azure.requests == []
+
+
+def test_remote_without_an_account_says_what_to_set(service: TuningService) -> None:
+    add_pairs(1)
+    with pytest.raises(RemoteError, match="AZURE_OPENAI_ENDPOINT.*OPENAI_API_KEY"):
+        service.remote.prepare(MODEL)
