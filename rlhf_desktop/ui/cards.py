@@ -1,4 +1,9 @@
-"""One candidate reply: a card with rank, score and model-version badges and a thumbs-up."""
+"""One candidate reply: a card with rank, score and model-version badges and a thumbs-up.
+
+In an arena turn the card also names the source its reply came from ("from tuned v3"), but
+only once the turn widget reveals it (after the turn's label): until then nothing on the card
+(text, tooltip or accessible name) says which source wrote it.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from rlhf_desktop.domain import Candidate
+from rlhf_desktop.ui.arena_turn import SourceBadge
 from rlhf_desktop.ui.icons import thumb_up
 from rlhf_desktop.ui.markdown_render import MarkdownRenderer
 
@@ -137,6 +143,9 @@ class CandidateCard(QFrame):
         self.score_badge = badge("", "score")
         self.version_badge = badge("", "version")
         self.state_badge = badge("", "state")
+        self.source_badge = SourceBadge()
+        self.origin_shown = False
+        """Whether the card names its reply's source (the turn widget decides)."""
         self.pick_button = QToolButton()
         self.pick_button.setObjectName("pickButton")
         self.pick_button.setCursor(Qt.CursorShape.PointingHandCursor)
@@ -156,7 +165,7 @@ class CandidateCard(QFrame):
         head = QHBoxLayout()
         head.setSpacing(6)
         for w in (self.rank_badge, self.score_badge, self.version_badge, self.why_button,
-                  self.state_badge):
+                  self.source_badge, self.state_badge):
             head.addWidget(w)
         head.addStretch(1)
         head.addWidget(self.pick_button)
@@ -239,6 +248,7 @@ class CandidateCard(QFrame):
         self.pick_button.setVisible(has_text)  # a failed or empty reply cannot be picked
         self.copy_button.setEnabled(has_text)
         self.refresh_badges()
+        self.show_origin(self.origin_shown)
 
     def _empty_text(self, c: Candidate) -> str:
         if c.finish_reason == "cancelled":
@@ -324,8 +334,8 @@ class CandidateCard(QFrame):
             self.version_badge.setToolTip(f"Scored by reward model v{c.model_version}")
             if not self.why_text:
                 self.score_badge.setToolTip("Click Why? to see the style and content parts")
-        else:
-            self.rank_badge.setText(f"Reply {self.index + 1}")
+        else:  # by position: in a blind or arena turn the index would tell the source
+            self.rank_badge.setText(f"Reply {self.position + 1}")
             self.rank_badge.setProperty("badge", "neutral")
             self.score_badge.setText("")
             self.version_badge.setText("")
@@ -336,6 +346,13 @@ class CandidateCard(QFrame):
             self.why_button.setChecked(False)
         self.state_badge.setVisible(bool(self.state_badge.text()))
         _repolish(self.rank_badge)
+
+    def show_origin(self, shown: bool) -> None:
+        """Name the source of this card's reply (an arena turn after its label), or hide it:
+        then no text, tooltip or accessible name of the badge mentions it."""
+        self.origin_shown = shown
+        self.source_badge.show_origin(
+            self.candidate.origin if shown and self.candidate is not None else None)
 
     def set_chosen(self, chosen: bool | None) -> None:
         """True: the user's pick; False: another card was picked; None: no pick."""

@@ -1,4 +1,5 @@
-"""The row above the chat: show/hide the chat list, replies per turn, provider and model.
+"""The row above the chat: show/hide the chat list, replies per turn, where the replies come
+from (a provider, or the arena of candidate sources) and the model.
 
 Each change is written through the same path as the Settings dialog: the settings file
 (:func:`config.save_settings`), then the window applies them and, for the provider or
@@ -9,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (
     QComboBox,
     QFrame,
@@ -23,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from rlhf_desktop import config
 from rlhf_desktop.config import Settings
+from rlhf_desktop.domain import CandidateSource
 
 PROVIDER_CHOICES = (
     ("auto", "Automatic"),
@@ -32,6 +35,10 @@ PROVIDER_CHOICES = (
     ("local", "Built-in model"),
 )
 MIN_REPLIES = 2  # one reply gives nothing to compare
+ARENA = "arena"  # the chooser's last item: replies from the candidate sources
+NO_ARENA_TIP = ("The arena compares replies from two or more candidate sources with their "
+                "names hidden until you pick. Add sources in Settings → Candidate sources "
+                "to use it.")
 
 
 def max_replies() -> int:
@@ -81,8 +88,9 @@ class ChatControls(QFrame):
         self.provider = QComboBox()
         for value, label in PROVIDER_CHOICES:
             self.provider.addItem(label, value)
-        self.provider.setToolTip("Provider (Automatic: Azure → OpenAI → built-in)")
-        self.provider.setAccessibleName("Provider")
+        self.provider.insertSeparator(len(PROVIDER_CHOICES))
+        self.provider.addItem("Arena", ARENA)
+        self.provider.setAccessibleName("Replies from")
         self.provider.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.provider.activated.connect(self._provider_changed)
         self.model = QLineEdit()
@@ -92,6 +100,8 @@ class ChatControls(QFrame):
         self.model.editingFinished.connect(self._model_changed)
         replies_label = QLabel("Replies")
         replies_label.setBuddy(self.replies)
+        from_label = QLabel("from")
+        from_label.setBuddy(self.provider)
         row = QHBoxLayout(self)
         row.setContentsMargins(6, 4, 10, 4)
         row.setSpacing(6)
@@ -99,7 +109,7 @@ class ChatControls(QFrame):
         row.addStretch(1)
         row.addWidget(replies_label)
         row.addWidget(self.replies)
-        row.addSpacing(8)
+        row.addWidget(from_label)
         row.addWidget(self.provider)
         row.addWidget(self.model, 1)
         self.model.setMaximumWidth(260)
@@ -111,10 +121,13 @@ class ChatControls(QFrame):
         self.settings, self.kind = settings, kind
         for w in (self.replies, self.provider, self.model):
             w.blockSignals(True)
-        self.replies.setValue(settings.candidates_per_turn)
+        arena = self._sync_arena(settings)
+        self.replies.setValue(sum(s.count for s in self._sources(settings)) if arena
+                              else settings.candidates_per_turn)
         values = [v for v, _ in PROVIDER_CHOICES]
-        self.provider.setCurrentIndex(values.index(settings.provider)
-                                      if settings.provider in values else 0)
+        self.provider.setCurrentIndex(
+            self.provider.findData(ARENA) if arena else
+            values.index(settings.provider) if settings.provider in values else 0)
         self.model.setText(model)
         self.model.setCursorPosition(0)  # the start of a long name shows
         self.model.setModified(False)
@@ -127,6 +140,42 @@ class ChatControls(QFrame):
         for w in (self.replies, self.provider, self.model):
             w.blockSignals(False)
 
+    @staticmethod
+    def _sources(settings: Settings) -> list[CandidateSource]:
+        try:
+            return settings.sources()
+        except config.ConfigError:
+            return []
+
+    def _sync_arena(self, settings: Settings) -> bool:
+        """The arena item: its text names the sources; disabled (saying what to do) with
+        fewer than two. Returns whether the arena is in use."""
+        sources = self._sources(settings)
+        usable = len(sources) >= 2
+        index = self.provider.findData(ARENA)
+        self.provider.setItemText(index, "Arena: " + " vs ".join(
+            f"{s.name} ({s.count})" for s in sources) if usable else "Arena (no sources yet)")
+        self.provider.setItemData(index, None if usable else NO_ARENA_TIP,
+                                  Qt.ItemDataRole.ToolTipRole)
+        model = self.provider.model()
+        if isinstance(model, QStandardItemModel):
+            item = model.item(index)
+            if item is not None:
+                item.setEnabled(usable)
+        arena = settings.arena and usable
+        self.provider.setToolTip(
+            "Replies from the arena's sources, their names hidden until you pick (Settings → "
+            "Candidate sources edits them)" if arena else
+            "Replies from this provider (Automatic: Azure → OpenAI → built-in), or from an "
+            "arena of candidate sources" + ("" if usable else f".\n{NO_ARENA_TIP}"))
+        self.replies.setEnabled(not arena)
+        self.replies.setToolTip(
+            "In the arena each source gives its own number of replies (Settings → Candidate "
+            "sources)" if arena else "Replies per turn: how many answers to compare and pick "
+            "from")
+        self.model.setVisible(not arena)
+        return arena
+
     # ------------------------------------------------------------------ writing
 
     def _write(self, settings: Settings, rebuild: bool) -> bool:
@@ -134,6 +183,7 @@ class ChatControls(QFrame):
             config.save_settings(settings)
         except (config.ConfigError, OSError) as exc:
             self.failed.emit(f"Settings not saved: {exc}")
+            self.sync(self.settings, self.kind, self.model.text())  # show what is in use
             return False
         self.settings = settings
         self.changed.emit(settings, rebuild)
@@ -145,8 +195,11 @@ class ChatControls(QFrame):
 
     def _provider_changed(self, _index: int = 0) -> None:
         value = str(self.provider.currentData())
-        if value != self.settings.provider:
-            self._write(replace(self.settings, provider=value), rebuild=True)
+        if value == ARENA:
+            if not self.settings.arena:
+                self._write(replace(self.settings, arena=True), rebuild=True)
+        elif value != self.settings.provider or self.settings.arena:
+            self._write(replace(self.settings, provider=value, arena=False), rebuild=True)
 
     def _model_changed(self) -> None:
         name = model_setting(self.kind)

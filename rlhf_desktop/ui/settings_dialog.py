@@ -1,4 +1,5 @@
-"""Settings: provider and its fields, generation, retraining, data folder.
+"""Settings: provider and its fields, generation, retraining, data folder; and on a second
+tab the arena's candidate sources (:mod:`~rlhf_desktop.ui.sources_editor`).
 
 API keys go to the OS keyring (or the owner-only ``secrets.json``) through
 ``config.store_secret``; they are never written to settings.json, QSettings or the database.
@@ -31,6 +32,7 @@ from PySide6.QtWidgets import (
 
 from rlhf_desktop import config
 from rlhf_desktop.config import Settings
+from rlhf_desktop.ui.sources_editor import SourcesEditor
 
 PROVIDER_LABELS = (
     ("auto", "Automatic (Azure → OpenAI → built-in)"),
@@ -157,16 +159,30 @@ class SettingsDialog(QDialog):
         provider_layout.addWidget(self.provider)
         provider_layout.addWidget(self.pages)
 
+        self.sources_editor = SourcesEditor(s)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save
                                    | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
+        general = QWidget()
+        general_layout = QVBoxLayout(general)
+        general_layout.setContentsMargins(8, 10, 8, 8)
+        general_layout.setSpacing(14)
+        general_layout.addWidget(provider_box)
+        general_layout.addWidget(gen)
+        general_layout.addWidget(data_box)
+        sources_page = QWidget()
+        sources_layout = QVBoxLayout(sources_page)
+        sources_layout.setContentsMargins(8, 10, 8, 8)
+        sources_layout.addWidget(self.sources_editor)
+        sources_layout.addStretch(1)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(general, "General")
+        self.tabs.addTab(sources_page, "Candidate sources")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(18, 16, 18, 14)
         layout.setSpacing(14)
-        layout.addWidget(provider_box)
-        layout.addWidget(gen)
-        layout.addWidget(data_box)
+        layout.addWidget(self.tabs)
         layout.addWidget(buttons)
 
     def _key_field(self, name: str) -> QLineEdit:
@@ -223,6 +239,11 @@ class SettingsDialog(QDialog):
 
     def focus_field(self, name: str) -> None:
         """Show and focus one field by its setting name (e.g. ``n_ctx`` from an error)."""
+        if name in ("candidate_sources", "arena"):
+            self.tabs.setCurrentIndex(1)
+            self.sources_editor.list.setFocus()
+            return
+        self.tabs.setCurrentIndex(0)
         if name in ("n_ctx", "n_threads", "gguf_path"):
             self.pages.setCurrentWidget(self._page_of["local"])
         field = getattr(self, name, None)
@@ -262,6 +283,7 @@ class SettingsDialog(QDialog):
             blind=self.blind.isChecked(),
             chat_model_version=self.chat_model_version.value(),
         )
+        settings = self.sources_editor.apply_to(settings)
         settings.validate()
         low, high = N_CTX_RANGE
         if not low <= settings.n_ctx <= high:
@@ -288,13 +310,20 @@ class SettingsDialog(QDialog):
         keys = ("provider", "azure_endpoint", "azure_deployment", "azure_api_version",
                 "openai_model", "openai_base_url", "gguf_path", "n_threads", "n_ctx",
                 "chat_model_version")
-        self.provider_changed = stored or any(
+        arena_changed = settings.arena != self.original.arena or (
+            settings.arena and settings.candidate_sources != self.original.candidate_sources)
+        self.provider_changed = stored or arena_changed or any(
             getattr(settings, k) != getattr(self.original, k) for k in keys)
         self.result_settings = settings
         return settings
 
     def accept(self) -> None:
-        """Save, or say what is wrong and stay open."""
+        """Save, or say what is wrong and stay open (a source's problem is said under its
+        form, on its tab)."""
+        if self.sources_editor.problem() is not None:
+            self.tabs.setCurrentIndex(1)
+            self.sources_editor.problem()  # focus the field now that it shows
+            return
         try:
             self.save()
         except config.ConfigError as exc:

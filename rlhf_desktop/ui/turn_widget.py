@@ -1,6 +1,9 @@
-"""One turn in the chat: the user's message, N reply cards, the pick's reason, errors."""
+"""One turn in the chat: the user's message, N reply cards, the pick's reason, errors
+(an arena turn's sources: :mod:`~.arena_turn`)."""
 
 from __future__ import annotations
+
+import random
 
 from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QKeyEvent, QResizeEvent, QShowEvent
@@ -17,6 +20,7 @@ from PySide6.QtWidgets import (
 
 from rlhf_desktop.domain import Candidate, Message, Turn
 from rlhf_desktop.services.chat import failed_indices
+from rlhf_desktop.ui.arena_turn import arena_status, keep_blind
 from rlhf_desktop.ui.card_columns import ColumnFitter
 from rlhf_desktop.ui.cards import CandidateCard
 from rlhf_desktop.ui.label_view import decorate, display_order, shown
@@ -58,8 +62,9 @@ class TurnWidget(QFrame):
     undo_requested = Signal(object)
 
     def __init__(self, prompt: str, n: int, renderer: MarkdownRenderer,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, blind: bool = False) -> None:
         super().__init__(parent)
+        self.blind = blind  # blind mode or arena: the cards stream in a random order already
         self.setObjectName("turn")
         self.renderer = renderer
         self.turn: Turn | None = None
@@ -162,6 +167,8 @@ class TurnWidget(QFrame):
                 card.why_clicked.connect(lambda _i: self.why.request())
                 self.cards[index] = card
         self.order = sorted(self.cards)
+        if self.blind and self.turn is None:
+            random.shuffle(self.order)
         self._layout_cards()
 
     def _layout_cards(self) -> None:
@@ -226,7 +233,8 @@ class TurnWidget(QFrame):
 
     def set_turn(self, turn: Turn) -> None:
         """The saved (and maybe ranked) turn: final texts, ids, order by score, the pick."""
-        self.turn = turn
+        streamed, self.turn = list(self.order), turn
+        keep_blind(self.blind, turn, streamed)  # an arena turn is blind; its streamed order
         self._ensure_cards([c.index for c in turn.candidates])
         for cand in turn.candidates:
             card = self.cards[cand.index]
@@ -287,6 +295,7 @@ class TurnWidget(QFrame):
             text = (f"{n} replies in the provider's order (the reward model has not been "
                     f"trained yet) · pick the best (click Best or press {keys})")
         text = decorate(self, keys) or text  # blind turns, ties, all bad, edits, skips
+        text = arena_status(self, text, keys)
         self.set_status(f"{note} · {text}" if note else text)
         self.refresh_actions()
 
