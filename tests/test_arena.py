@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from rlhf_desktop.config import Settings
-from rlhf_desktop.domain import CandidateSource, Message, SamplingParams
+from rlhf_desktop.domain import Candidate, CandidateSource, Message, SamplingParams, Turn
 from rlhf_desktop.providers.arena import ArenaProvider, build_arena
 from rlhf_desktop.providers.base import CANCELLED, ERROR, Delta, Done
 from rlhf_desktop.services.chat import RegenerateRefused, TurnControl, TurnFailed
@@ -67,6 +67,11 @@ def run(coro: Any) -> Any:
     return asyncio.run(asyncio.wait_for(coro, 90))
 
 
+def source(cand: Candidate) -> str:
+    assert cand.origin is not None
+    return str(cand.origin["name"])
+
+
 def chat_requests(server: AzureServer) -> list[dict[str, Any]]:
     return [r.body or {} for r in server.requests if r.path.endswith("/chat/completions")]
 
@@ -76,7 +81,7 @@ def test_an_arena_turn_takes_replies_from_both_servers_and_stores_their_origins_
         servers: tuple[AzureServer, AzureServer]) -> None:
     a, b = servers
 
-    async def scenario() -> None:
+    async def scenario() -> Turn:
         session = await started(arena_settings(azure(), compat(b.base_url)))
         assert session.provider_error is None
         assert session.provider_reason == "Arena: Azure A (2) vs Compat B (2)"
@@ -90,7 +95,7 @@ def test_an_arena_turn_takes_replies_from_both_servers_and_stores_their_origins_
     turn = run(scenario())
     assert [c.index for c in turn.candidates] == [0, 1, 2, 3]
     repo = Repository.open()
-    stored = repo.get_turn(turn.id)
+    stored = repo.get_turn(turn.id or 0)
     repo.close()
     assert stored.provider == "arena" and stored.model == "Azure A vs Compat B"
     assert stored.blind
@@ -111,10 +116,10 @@ def test_an_arena_turn_takes_replies_from_both_servers_and_stores_their_origins_
 @pytest.mark.timeout(120)
 def test_a_source_that_is_down_fails_its_own_cards_naming_it_and_the_other_answers(
         servers: tuple[AzureServer, AzureServer]) -> None:
-    a, _ = servers
+    assert servers[0].port  # source A: the Azure server in the environment
     down = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
 
-    async def scenario() -> None:
+    async def scenario() -> tuple[Turn, list[tuple[int, str | None]]]:
         session = await started(arena_settings(azure(), compat(down)))
         chat = session.chat
         assert chat is not None
@@ -168,7 +173,7 @@ def test_a_source_that_cannot_be_built_fails_its_cards_and_when_every_source_fai
         assert "source 'Azure 4o-mini'" in message and "source 'Compat B'" in message
         failed = info.value.turn
         assert failed.id is not None and failed.blind and len(failed.candidates) == 4
-        assert [c.origin["name"] for c in failed.candidates if c.origin] == \
+        assert [source(c) for c in failed.candidates] == \
             ["Azure 4o-mini"] * 2 + ["Compat B"] * 2
 
         # No source can even be built: no provider, and the window says why.
@@ -208,7 +213,7 @@ def test_cancel_stops_every_source_and_a_source_not_started_yet_ends_cancelled(
     sources = (azure(), compat(b.base_url, name="B1", temperature=0.2),
                compat(b.base_url, name="B2", temperature=1.0, count=1))
 
-    async def scenario() -> None:
+    async def scenario() -> Turn:
         session = await started(arena_settings(*sources))
         chat = session.chat
         assert chat is not None
@@ -227,7 +232,7 @@ def test_cancel_stops_every_source_and_a_source_not_started_yet_ends_cancelled(
     turn = run(scenario())
     assert [c.finish_reason for c in turn.candidates] == [CANCELLED] * 5
     assert turn.candidates[0].text and turn.candidates[2].text
-    assert turn.candidates[4].text == "" and turn.candidates[4].origin["name"] == "B2"
+    assert turn.candidates[4].text == "" and source(turn.candidates[4]) == "B2"
     assert len(chat_requests(b)) == 1  # B2 was never asked
     assert len(chat_requests(a)) == 1
 
@@ -239,7 +244,7 @@ def test_stopping_one_sources_replies_lets_the_other_source_finish(
     a.reply_length, a.chunk_delay_s = 400, 0.02
     _, b = servers
 
-    async def scenario() -> None:
+    async def scenario() -> Turn:
         session = await started(arena_settings(azure(), compat(b.base_url)))
         chat = session.chat
         assert chat is not None
@@ -276,7 +281,7 @@ def test_regenerate_asks_the_same_source_again_or_refuses_saying_why(
         assert result.replaced == [2]
         assert chat_requests(a) == [] and len(chat_requests(b)) == 1
         assert chat_requests(b)[0].get("n", 1) == 1 and chat_requests(b)[0]["temperature"] == 0.8
-        assert result.turn.candidates[2].origin["name"] == "Compat B"
+        assert source(result.turn.candidates[2]) == "Compat B"
 
         result = await chat.regenerate(turn, [1, 3])  # one of each source
         assert sorted(result.replaced) == [1, 3]
@@ -284,9 +289,9 @@ def test_regenerate_asks_the_same_source_again_or_refuses_saying_why(
         assert [r["temperature"] for r in chat_requests(a)] == [0.3]
         assert len(chat_requests(b)) == 2
         repo = Repository.open()
-        stored = repo.get_turn(turn.id)
+        stored = repo.get_turn(turn.id or 0)
         repo.close()
-        assert [c.origin["name"] for c in stored.candidates] == \
+        assert [source(c) for c in stored.candidates] == \
             ["Azure A", "Azure A", "Compat B", "Compat B"]
         assert stored.candidates[0].text == before[0]
 
@@ -340,7 +345,8 @@ def test_remote_sources_stream_concurrently_and_share_a_provider_when_only_tempe
     events = run(scenario())
     dones = {e.index: e.candidate for e in events if isinstance(e, Done)}
     assert sorted(dones) == list(range(6))
-    assert [dones[i].origin["temperature"] for i in range(6)] == [0.3, 0.3, 1.2, 1.2, 0.8, 0.8]
+    temperatures = [(dones[i].origin or {})["temperature"] for i in range(6)]
+    assert temperatures == [0.3, 0.3, 1.2, 1.2, 0.8, 0.8]
     # Lanes run at once: server B streamed before the Azure lane's last reply was done.
     first_b = next(k for k, e in enumerate(events) if isinstance(e, Delta) and e.index >= 4)
     last_a = max(k for k, e in enumerate(events) if isinstance(e, Done) and e.index < 4)

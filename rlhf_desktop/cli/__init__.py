@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from rlhf_desktop import __version__, config
+from rlhf_desktop.cli.arena_command import add_arena_parser, arena_for_chat, cmd_arena
 from rlhf_desktop.cli.common import CliError, plural
 from rlhf_desktop.cli.common import emit as _emit
 from rlhf_desktop.cli.export_command import add_export_parser, cmd_export
@@ -83,8 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=None)
     p.add_argument("--temperature", type=float, default=None)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--arena", action="store_true",
+                   help="draw the replies from the arena's sources (see `arena list`)")
     p.add_argument("--json", action="store_true")
 
+    add_arena_parser(sub)
     add_tune_parser(sub)
     return parser
 
@@ -160,14 +164,19 @@ async def _chat(args: argparse.Namespace) -> int:
 
     from rlhf_desktop.domain import SamplingParams
     from rlhf_desktop.providers import ProviderError, choose_provider
+    from rlhf_desktop.providers.arena import choose_arena
     from rlhf_desktop.services.chat import ChatService, TurnFailed, ranked
     from rlhf_desktop.services.rewards import RewardService
     from rlhf_desktop.storage.repo import Repository
 
     settings = config.load_settings()
+    if args.arena:
+        settings = arena_for_chat(settings, args)
     if args.provider:
         settings = replace(settings, provider=args.provider)
     n = settings.candidates_per_turn if args.n is None else args.n
+    if args.arena:
+        n = sum(src.count for src in settings.sources())
     if not 1 <= n <= 8:
         raise CliError("-n must be between 1 and 8")
     params = SamplingParams(
@@ -179,7 +188,7 @@ async def _chat(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     try:
-        provider, reason = choose_provider(settings)
+        provider, reason = (choose_arena if args.arena else choose_provider)(settings)
     except ProviderError as exc:
         raise CliError(str(exc)) from exc
     print(f"provider: {reason}", file=sys.stderr)
@@ -203,7 +212,8 @@ async def _chat(args: argparse.Namespace) -> int:
         "model_version": version,
         "replies": [
             {"rank": r, "index": c.index, "score": c.score, "text": c.text,
-             "finish_reason": c.finish_reason, "error": c.error}
+             "finish_reason": c.finish_reason, "error": c.error,
+             "source": (c.origin or {}).get("name")}
             for r, c in enumerate(order, start=1)
         ],
     }
@@ -212,7 +222,9 @@ async def _chat(args: argparse.Namespace) -> int:
     for r, c in enumerate(order, start=1):
         score = "  n/a " if c.score is None else f"{c.score:+.3f}"
         note = f" [{c.finish_reason}]" if c.finish_reason not in (None, "stop") else ""
-        lines.append(f"\n#{r} score {score}{note}\n{c.text.strip() or '(empty)'}")
+        source = f" from {c.origin.get('name')}" if c.origin else ""
+        text = c.text.strip() or (c.error if c.error else "(empty)")
+        lines.append(f"\n#{r} score {score}{source}{note}\n{text}")
     _emit(data, args.json, lines)
     return 0
 
@@ -227,6 +239,7 @@ COMMANDS = {
     "export": cmd_export,
     "import": cmd_import,
     "chat": cmd_chat,
+    "arena": cmd_arena,
     "tune": run_tune,
 }
 
