@@ -271,7 +271,7 @@ def test_remote_bad_line_sends_nothing(azure: FtServer, service: TuningService) 
     repo.add_pairs([PreferencePair(prompt=(Message("user", "q"), Message("assistant", "x")),
                                    chosen="a", rejected="b")])
     repo.close()
-    with pytest.raises(RemoteError, match="pair 2 of 2 cannot be sent.*nothing was sent"):
+    with pytest.raises(RemoteError, match=r"pair 2 of 2 cannot be sent.*nothing was sent"):
         service.remote.prepare(MODEL)
     assert azure.requests == []
 
@@ -302,5 +302,5 @@ def test_remote_refuses_when_the_account_changed(azure: FtServer, service: Tunin
 
 def test_remote_without_an_account_says_what_to_set(service: TuningService) -> None:
     add_pairs(1)
-    with pytest.raises(RemoteError, match="AZURE_OPENAI_ENDPOINT.*OPENAI_API_KEY"):
+    with pytest.raises(RemoteError, match=r"AZURE_OPENAI_ENDPOINT.*OPENAI_API_KEY"):
         service.remote.prepare(MODEL)

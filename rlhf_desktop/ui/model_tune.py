@@ -1,0 +1,376 @@
+"""The model page's "Tune the chat model" section: a local DPO run on your pairs in a separate
+low-priority process, its progress, cancel/resume, the blind A/B against the base, the
+chosen chat-model version, and a remote DPO job on Azure OpenAI / OpenAI.
+
+Everything goes through :class:`~rlhf_desktop.services.tuning.TuningService`; this widget
+only renders its snapshots (polled every half second while the page is shown or a run is
+going) and never blocks the window: the export runs in the service's worker, the remote
+calls in worker threads, and the confirmation dialog is window-modal but not a nested loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from PySide6.QtCore import QTimer
+from PySide6.QtGui import QHideEvent, QShowEvent
+from PySide6.QtWidgets import (
+    QComboBox,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from rlhf_desktop.config import ConfigError
+from rlhf_desktop.services.tuning import TuneSnapshot, TuningService
+from rlhf_desktop.services.tuning_remote import (
+    DEFAULT_MODEL,
+    RemoteError,
+    RemoteOffer,
+    RemoteSnapshot,
+)
+
+log = logging.getLogger(__name__)
+
+POLL_MS = 500
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "–" if value is None else format(value, fmt)
+
+
+def _minutes(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min"
+
+
+def metrics_text(snap: TuneSnapshot) -> str:
+    """``step 3 of 25 · loss 0.690 · reward accuracy 0.50 · margin +0.004 · …``."""
+    parts = []
+    if snap.step is not None:
+        parts.append(f"step {snap.step} of {snap.max_steps or '?'}")
+        parts += [f"loss {_num(snap.loss, '.3f')}",
+                  f"reward accuracy {_num(snap.accuracy, '.2f')}",
+                  f"margin {_num(snap.margin, '+.3f')}"]
+    if snap.elapsed_s is not None and snap.active:
+        parts.append(f"{_minutes(snap.elapsed_s)} elapsed")
+    if snap.eta_s and snap.active:
+        parts.append(f"about {_minutes(snap.eta_s)} left")
+    return " · ".join(parts)
+
+
+def fit_text(snap: TuneSnapshot) -> str:
+    """The pairs that did not fit (reported, never silently dropped)."""
+    if not snap.left_out and not snap.truncated:
+        return ""
+    text = []
+    if snap.left_out:
+        lines = ", ".join(str(p.get("line")) for p in snap.left_out[:8])
+        more = "…" if len(snap.left_out) > 8 else ""
+        n = len(snap.left_out)
+        text.append(f"{n} pair{'s' if n != 1 else ''} left out: the prompt alone is longer "
+                    f"than the length limit (lines {lines}{more} of the run's pairs file)")
+    if snap.truncated:
+        text.append(f"{snap.truncated} with replies cut at the length limit")
+    return "; ".join(text) + "."
+
+
+class TunePanel(QWidget):
+    """"Tune the chat model" (see the module docstring)."""
+
+    def __init__(self, backend: Any, service: TuningService | None = None,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.backend = backend
+        session = backend.session
+        self.service: TuningService = (service or getattr(session, "tuning", None)
+                                       or TuningService.for_session(session))
+        self.confirm_box: QMessageBox | None = None
+        self._offer: RemoteOffer | None = None
+        self._last_state = ""
+
+        title = QLabel("Tune the chat model")
+        title.setObjectName("kpiValue")
+        title.setStyleSheet("font-size: 16px;")
+        about = QLabel("Fine-tune the built-in chat model on your preference pairs (DPO with "
+                       "LoRA) in a separate low-priority process; the window stays usable. "
+                       "The result is a new chat-model version; choosing the base rolls back.")
+        about.setObjectName("muted")
+        about.setWordWrap(True)
+        self.tune_button = QPushButton("Tune")
+        self.tune_button.setObjectName("primary")
+        self.tune_button.clicked.connect(self.start)
+        self.plan_label = QLabel("")
+        self.plan_label.setWordWrap(True)
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(True)
+        self.progress.hide()
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.metrics = QLabel("")
+        self.metrics.setObjectName("muted")
+        self.fit = QLabel("")
+        self.fit.setObjectName("muted")
+        self.fit.setWordWrap(True)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop after the current step; the checkpoint is kept")
+        self.cancel_button.clicked.connect(self.service.cancel)
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Continue the last run from its checkpoint")
+        self.resume_button.clicked.connect(self.resume)
+        self.ab_button = QPushButton("Try it blind against the base")
+        self.ab_button.setToolTip("Next turns show one reply from the base model and one from "
+                                  "the tuned version, in random order, names hidden until you "
+                                  "pick")
+        self.ab_button.clicked.connect(self.try_blind)
+        self.version_box = QComboBox()
+        self.version_box.setToolTip("The chat-model version the built-in model chats with")
+        self.version_box.activated.connect(self._version_chosen)
+
+        row = QHBoxLayout()
+        row.addWidget(self.tune_button)
+        row.addWidget(self.plan_label, 1)
+        buttons = QHBoxLayout()
+        for b in (self.cancel_button, self.resume_button, self.ab_button):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        buttons.addWidget(QLabel("Chat with:"))
+        buttons.addWidget(self.version_box)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        widgets: list[QWidget] = [title, about]
+        for w in widgets:
+            layout.addWidget(w)
+        layout.addLayout(row)
+        widgets = [self.progress, self.status, self.metrics, self.fit]
+        for w in widgets:
+            layout.addWidget(w)
+        layout.addLayout(buttons)
+        layout.addWidget(self._remote_box())
+
+        self.timer = QTimer(self)
+        self.timer.setInterval(POLL_MS)
+        self.timer.timeout.connect(self.refresh)
+        labels_changed = getattr(backend, "labels_changed", None)
+        if labels_changed is not None:
+            labels_changed.connect(lambda: self.refresh(plan=True))
+        self.refresh(plan=True)
+
+    def _remote_box(self) -> QGroupBox:
+        box = QGroupBox("Remote: a DPO fine-tuning job on Azure OpenAI or OpenAI")
+        self.remote_model = QLineEdit(DEFAULT_MODEL)
+        self.remote_model.setToolTip("The base model to tune on the configured account")
+        self.remote_button = QPushButton("Send pairs…")
+        self.remote_button.setToolTip("Asks first, naming the account and the number of pairs")
+        self.remote_button.clicked.connect(self.send_remote)
+        self.remote_check = QPushButton("Check status")
+        self.remote_check.clicked.connect(self.service.remote.refresh)
+        self.remote_cancel = QPushButton("Cancel job")
+        self.remote_cancel.clicked.connect(self.service.remote.cancel)
+        self.remote_ab = QPushButton("Try it blind against the base")
+        self.remote_ab.clicked.connect(self.try_remote_blind)
+        self.remote_status = QLabel("")
+        self.remote_status.setWordWrap(True)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Base model:"))
+        top.addWidget(self.remote_model, 1)
+        top.addWidget(self.remote_button)
+        bottom = QHBoxLayout()
+        for b in (self.remote_check, self.remote_cancel, self.remote_ab):
+            bottom.addWidget(b)
+        bottom.addStretch(1)
+        layout = QVBoxLayout(box)
+        layout.addLayout(top)
+        layout.addWidget(self.remote_status)
+        layout.addLayout(bottom)
+        return box
+
+    # ------------------------------------------------------------------ polling
+
+    def showEvent(self, event: QShowEvent) -> None:
+        """Follow the service while shown."""
+        super().showEvent(event)
+        self.refresh(plan=True)
+        self.timer.start()
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        """Stop polling unless something is going."""
+        super().hideEvent(event)
+        if not self._busy():
+            self.timer.stop()
+
+    def _busy(self) -> bool:
+        return self.service.snapshot().active or self.service.remote.snapshot().active
+
+    def refresh(self, plan: bool = False) -> None:
+        """Render the service's snapshots (``plan``: also recount the pairs)."""
+        snap = self.service.snapshot()
+        if plan or snap.state != self._last_state:  # counts and folders: not every tick
+            self._last_state = snap.state
+            self._render_plan(snap)
+            self._render_versions()
+        self._render(snap)
+        self._render_remote(self.service.remote.snapshot())
+        if not self.isVisible() and not self._busy():
+            self.timer.stop()
+
+    def _render_plan(self, snap: TuneSnapshot) -> None:
+        if snap.active:
+            return
+        try:
+            plan = self.service.plan()
+        except Exception as exc:  # a locked or damaged database must not break the page
+            log.exception("planning a tuning run failed")
+            self.plan_label.setText(f"Cannot plan a run: {exc}")
+            self.tune_button.setEnabled(False)
+            return
+        self.plan_label.setText(plan.text())
+        self.tune_button.setEnabled(plan.blocker is None)
+
+    def _render(self, snap: TuneSnapshot) -> None:
+        shown = snap.state != "idle"
+        self.progress.setVisible(snap.active or snap.state == "done")
+        if snap.fraction is None:
+            self.progress.setRange(0, 0 if snap.active else 1)  # busy until the first step
+            if not snap.active:
+                self.progress.setValue(1 if snap.state == "done" else 0)
+        else:
+            self.progress.setRange(0, snap.max_steps or 1)
+            self.progress.setValue(snap.step or 0)
+            self.progress.setFormat("step %v of %m")
+        state = {"preparing": "Preparing", "running": "Tuning", "cancelling": "Cancelling",
+                 "done": "Done", "failed": "Failed", "cancelled": "Cancelled"}.get(snap.state)
+        self.status.setText(f"{state}: {snap.message}" if shown and state else "")
+        self.metrics.setText(metrics_text(snap))
+        self.fit.setText(fit_text(snap))
+        if snap.active:
+            self.tune_button.setEnabled(False)
+        self.cancel_button.setVisible(snap.active)
+        self.cancel_button.setText("Stop now" if snap.state == "cancelling" else "Cancel")
+        self.resume_button.setVisible(snap.can_resume)
+        self.ab_button.setVisible(snap.state == "done" and bool(snap.version))
+        if snap.version:
+            self.ab_button.setText(f"Try v{snap.version} blind against the base")
+
+    def _render_versions(self) -> None:
+        versions = [0, *self.service.versions()]
+        chosen = self.service.chosen_version()
+        if [self.version_box.itemData(i) for i in range(self.version_box.count())] != versions:
+            self.version_box.clear()
+            for v in versions:
+                self.version_box.addItem("the base model" if v == 0 else f"tuned v{v}", v)
+        index = self.version_box.findData(chosen)
+        if index >= 0 and index != self.version_box.currentIndex():
+            self.version_box.setCurrentIndex(index)
+
+    def _render_remote(self, snap: RemoteSnapshot) -> None:
+        if snap.state == "idle":
+            text = "No remote job yet."
+        else:
+            where = f"{snap.provider} at {snap.host}" if snap.host else snap.provider
+            job = f"job {snap.job_id} · " if snap.job_id else ""
+            text = (f"{job}{snap.status or snap.state} · {snap.model} · {snap.pairs} pairs · "
+                    f"{where}" + (f"\n{snap.message}" if snap.message else ""))
+        self.remote_status.setText(text)
+        self.remote_button.setEnabled(not snap.active and self.confirm_box is None)
+        self.remote_check.setVisible(bool(snap.job_id) and snap.state == "running")
+        self.remote_cancel.setVisible(bool(snap.job_id) and snap.state == "running")
+        self.remote_ab.setVisible(snap.state == "succeeded" and bool(snap.fine_tuned_model))
+
+    # ------------------------------------------------------------------ actions
+
+    def start(self) -> None:
+        """Start a run with the measured defaults."""
+        try:
+            self.service.start()
+        except RuntimeError as exc:
+            self.status.setText(str(exc))
+        self.timer.start()
+        self.refresh()
+
+    def resume(self) -> None:
+        """Continue the last run from its checkpoint."""
+        try:
+            self.service.resume()
+        except RuntimeError as exc:
+            self.status.setText(str(exc))
+        self.timer.start()
+        self.refresh()
+
+    def try_blind(self) -> None:
+        """Add base and the tuned version as candidate sources; the arena is on."""
+        self._offer_sources(self.service.offer_ab)
+
+    def try_remote_blind(self) -> None:
+        """The remote job's base and fine-tuned model as candidate sources; arena on."""
+        self._offer_sources(self.service.offer_remote_ab)
+
+    def _offer_sources(self, offer: Any) -> None:
+        try:
+            sources = offer()
+        except (ConfigError, RemoteError) as exc:
+            self.status.setText(f"Cannot start the blind comparison: {exc}")
+            return
+        self.status.setText("Blind comparison on: the next turns show "
+                            + " and ".join(s.name for s in sources)
+                            + " in random order, names hidden until you pick.")
+
+    def _version_chosen(self, index: int) -> None:
+        version = self.version_box.itemData(index)
+        if version is None or version == self.service.chosen_version():
+            return
+        try:
+            self.service.use_version(int(version))
+        except (ConfigError, RuntimeError) as exc:
+            self.status.setText(f"Cannot switch the chat model: {exc}")
+
+    def send_remote(self) -> None:
+        """Prepare the upload in a worker, then ask (naming account and pairs)."""
+        self.remote_button.setEnabled(False)
+        self.remote_status.setText("Checking your pairs and the account…")
+        self.backend.spawn(self._prepare_remote(self.remote_model.text()), "prepare remote")
+
+    async def _prepare_remote(self, model: str) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            offer = await loop.run_in_executor(None, self.service.remote.prepare, model)
+        except RemoteError as exc:
+            self.remote_status.setText(f"Not sent: {exc}")
+            self.remote_button.setEnabled(True)
+            return
+        self._offer = offer
+        box = QMessageBox(QMessageBox.Icon.Question, "Send your pairs?",
+                          offer.question, QMessageBox.StandardButton.Yes
+                          | QMessageBox.StandardButton.No, self)
+        box.setInformativeText("Your prompts and replies leave this computer. The job is "
+                               "billed to that account.")
+        box.setDefaultButton(QMessageBox.StandardButton.No)
+        box.finished.connect(self._confirmed)
+        self.confirm_box = box
+        box.open()  # window-modal, no nested event loop
+
+    def _confirmed(self, result: int) -> None:
+        offer, self._offer, self.confirm_box = self._offer, None, None
+        if offer is None:
+            return
+        yes = result == QMessageBox.StandardButton.Yes.value
+        try:
+            self.service.remote.start(offer, confirmed=yes)
+        except RemoteError as exc:
+            self.remote_status.setText(str(exc))
+            self.remote_button.setEnabled(True)
+            return
+        self.timer.start()
+        self.refresh()

@@ -1,0 +1,199 @@
+"""The model page's "Tune the chat model" panel (ui/model_tune.py).
+
+Fast tests drive the panel with a real child process that is scripted instead of trained
+(``tests/scripted_tune.py``); the remote part runs the real ``openai`` SDK against the
+fine-tuning protocol server over real sockets. ``test_a_real_run_shows_progress_and_cancels``
+tunes SmolLM2-135M for real (TRL, peft; marked ``llama`` like tests/tune).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
+
+from rlhf_desktop.config import Settings
+from rlhf_desktop.domain import Message, PreferencePair
+from rlhf_desktop.services.arena import ArenaService
+from rlhf_desktop.services.tuning import TuningService
+from rlhf_desktop.ui.backend import Backend
+from rlhf_desktop.ui.model_tune import TunePanel
+from tests.conftest import REPO_ROOT
+from tests.ft_server import FtServer
+from tests.ui.conftest import run, wait_until
+from tests.ui.helpers import db
+
+pytestmark = pytest.mark.timeout(120)
+FAST = {"batch_size": 1, "grad_accum": 1, "max_length": 64}
+KEY = "sk-test-SECRET-4410"
+
+
+class Holder:
+    def __init__(self) -> None:
+        self.settings = Settings()
+
+    def get(self) -> Settings:
+        return self.settings
+
+    def apply(self, settings: Settings) -> None:
+        self.settings = settings
+
+
+def add_pairs(n: int) -> None:
+    db().add_pairs([PreferencePair(prompt=(Message("user", f"question {i}"),),
+                                   chosen=f"good {i}", rejected=f"bad {i}") for i in range(n)])
+
+
+@pytest.fixture
+def holder() -> Holder:
+    return Holder()
+
+
+@pytest.fixture
+def panel(qtbot, loop, data_home: Path, holder: Holder,
+          monkeypatch: pytest.MonkeyPatch) -> Iterator[TunePanel]:
+    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
+    monkeypatch.setenv("SCRIPTED_TUNE_STEP_S", "0.1")
+    backend = Backend()
+    service = TuningService(data_home, holder.get, ArenaService(holder.get, holder.apply),
+                            apply=holder.apply, overrides=FAST, module="tests.scripted_tune")
+    service.remote.poll_interval_s = 0.05
+    widget = TunePanel(backend, service)
+    qtbot.addWidget(widget)
+    widget.resize(900, 500)
+    widget.show()
+    yield widget
+    service.close()
+    run(loop, backend.aclose())
+
+
+def shown_step(panel: TunePanel) -> int:
+    found = re.search(r"step (\d+) of ", panel.metrics.text())
+    return int(found.group(1)) if found else 0
+
+
+def click(qtbot, button) -> None:
+    assert button.isVisible() and button.isEnabled(), button.text()
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+
+
+def test_tune_shows_progress_cancel_resume_and_the_blind_offer(qtbot, loop, panel: TunePanel,
+                                                                holder: Holder,
+                                                                monkeypatch) -> None:
+    assert not panel.tune_button.isEnabled()
+    assert "No preference pairs" in panel.plan_label.text()
+    add_pairs(60)
+    panel.refresh(plan=True)
+    assert panel.tune_button.isEnabled()
+    assert panel.plan_label.text().startswith("60 preference pairs, 60 steps, about ")
+    assert not panel.progress.isVisible() and not panel.cancel_button.isVisible()
+
+    click(qtbot, panel.tune_button)
+    assert panel.progress.isVisible() and panel.status.text().startswith("Preparing")
+    assert not panel.tune_button.isEnabled()
+    run(loop, wait_until(lambda: shown_step(panel) >= 2, 60, "progress"))
+    assert "loss 0.69" in panel.metrics.text() and "reward accuracy 0.50" in \
+        panel.metrics.text()
+    assert panel.progress.maximum() == 60 and panel.progress.value() >= 2
+    click(qtbot, panel.cancel_button)
+    run(loop, wait_until(lambda: panel.status.text().startswith("Cancelled"), 60, "cancel"))
+    assert "is kept: Resume continues from it" in panel.status.text()
+    assert panel.resume_button.isVisible() and not panel.cancel_button.isVisible()
+    assert panel.tune_button.isEnabled()
+
+    monkeypatch.setenv("SCRIPTED_TUNE_STEP_S", "0.01")
+    click(qtbot, panel.resume_button)
+    run(loop, wait_until(lambda: panel.status.text().startswith("Done"), 60, "done"))
+    assert panel.status.text() == "Done: Chat model v1 is ready"
+    assert panel.progress.value() == 60
+    assert [panel.version_box.itemText(i) for i in range(panel.version_box.count())] == [
+        "the base model", "tuned v1"]
+    assert panel.ab_button.text() == "Try v1 blind against the base"
+    click(qtbot, panel.ab_button)
+    assert holder.settings.arena
+    assert [(s.provider, s.chat_model_version) for s in holder.settings.sources()] == [
+        ("local", 0), ("local", 1)]
+    assert "the next turns show base and tuned v1" in panel.status.text()
+    panel.version_box.setCurrentIndex(1)
+    panel.version_box.activated.emit(1)
+    assert holder.settings.chat_model_version == 1
+
+
+@pytest.fixture
+def azure(monkeypatch: pytest.MonkeyPatch) -> Iterator[FtServer]:
+    with FtServer(api_key=KEY) as server:
+        monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", server.endpoint)
+        monkeypatch.setenv("AZURE_OPENAI_API_KEY", KEY)
+        monkeypatch.setenv("AZURE_OPENAI_DEPLOYMENT_NAME", "chat")
+        monkeypatch.setenv("AZURE_OPENAI_API_VERSION", "2025-03-01-preview")
+        yield server
+
+
+def test_remote_asks_naming_account_and_pairs_and_no_sends_nothing(
+        qtbot, loop, panel: TunePanel, azure: FtServer, holder: Holder) -> None:
+    add_pairs(3)
+    host = f"127.0.0.1:{azure.port}"
+    click(qtbot, panel.remote_button)
+    run(loop, wait_until(lambda: panel.confirm_box is not None, 30, "the confirmation"))
+    box = panel.confirm_box
+    assert box is not None and box.isVisible()
+    assert f"Send 3 preference pairs to the azure account at {host}" in box.text()
+    qtbot.mouseClick(box.button(QMessageBox.StandardButton.No), Qt.MouseButton.LeftButton)
+    assert panel.confirm_box is None and "Not sent" in panel.remote_status.text()
+    assert azure.requests == []
+
+    click(qtbot, panel.remote_button)
+    run(loop, wait_until(lambda: panel.confirm_box is not None, 30, "the confirmation"))
+    box = panel.confirm_box
+    assert box is not None
+    qtbot.mouseClick(box.button(QMessageBox.StandardButton.Yes), Qt.MouseButton.LeftButton)
+    run(loop, wait_until(lambda: panel.remote_ab.isVisible(), 30, "the job to succeed"))
+    (job,) = azure.jobs.values()
+    assert job["id"] in panel.remote_status.text() and "succeeded" in \
+        panel.remote_status.text()
+    assert KEY not in panel.remote_status.text()
+    click(qtbot, panel.remote_ab)
+    assert holder.settings.arena
+    assert holder.settings.sources()[-1].model == job["fine_tuned_model"]
+
+
+@pytest.mark.llama
+def test_a_real_run_shows_progress_and_cancels(qtbot, loop, data_home: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.tune.conftest import TEST_CACHE, needs_tune_stack, short_hh_rows
+
+    needs_tune_stack()
+    monkeypatch.setenv("RLHF_DESKTOP_CACHE", str(TEST_CACHE))
+    TEST_CACHE.mkdir(parents=True, exist_ok=True)
+    from rlhf_desktop.services import formats
+
+    db().add_pairs([formats.parse_record(r) for r in short_hh_rows(8)])
+    holder = Holder()
+    backend = Backend()
+    tiny = {"max_length": 96, "batch_size": 1, "grad_accum": 1, "threads": 1, "lora_r": 4,
+            "max_steps": 4}
+    service = TuningService(data_home, holder.get, overrides=tiny, nice=19)
+    panel = TunePanel(backend, service)
+    qtbot.addWidget(panel)
+    panel.show()
+    try:
+        assert panel.plan_label.text().startswith("8 preference pairs, 4 steps")
+        click(qtbot, panel.tune_button)
+        run(loop, wait_until(lambda: "step 1 of 4" in panel.metrics.text(), 110,
+                             "the first step"), timeout=115)
+        assert panel.progress.isVisible() and panel.progress.maximum() == 4
+        click(qtbot, panel.cancel_button)
+        run(loop, wait_until(lambda: panel.status.text().startswith("Cancelled"), 100,
+                             "the cancel"), timeout=105)
+        snap = service.snapshot()
+        assert snap.checkpoint_step is not None and 1 <= snap.checkpoint_step < 4
+        assert (Path(snap.run_dir) / "checkpoints"
+                / f"checkpoint-{snap.checkpoint_step}").is_dir()
+        assert panel.resume_button.isVisible()
+    finally:
+        service.close()
+        run(loop, backend.aclose())
