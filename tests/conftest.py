@@ -62,7 +62,7 @@ SLOW_MODULES = {
     "tests/test_reward.py", "tests/test_embedder_backends.py", "tests/test_services.py",
     "tests/test_crash_safety.py", "tests/test_packaging.py", "tests/test_cli.py",
     "tests/test_instances.py", "tests/test_formats.py", "tests/test_fuzz_import.py",
-    "tests/test_model_service.py", "tests/test_label_export.py",
+    "tests/test_model_service.py", "tests/test_label_export.py", "tests/test_arena_local.py",
 }
 SLOW_FOLDERS = ("tests/ui/", "tests/tune/")
 HEAVY_LIBRARIES = ("torch", "llama_cpp", "sentence_transformers", "transformers", "trl")
