@@ -26,7 +26,7 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,7 +153,20 @@ def parse_record(record: Any) -> PreferencePair:
     if not chosen.strip() or not rejected.strip():
         raise FormatError("'chosen' and 'rejected' must not be empty")
     return PreferencePair(prompt=tuple(prompt), chosen=chosen, rejected=rejected,
-                          reason=reason, source="import")
+                          reason=reason, source="import", weight=_weight(record))
+
+
+def _weight(record: dict[str, Any]) -> float:
+    """A line's training weight: ``weight`` (the project's jsonl) or ``metadata.weight``
+    (hh, a ranking's pairs); 1 when it has none."""
+    meta = record.get("metadata")
+    value = record.get("weight", meta.get("weight") if isinstance(meta, dict) else None)
+    if value is None:
+        return 1.0
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not 0 < value < float("inf"):
+        raise FormatError("'weight' must be a positive number (1 for an ordinary pair)")
+    return float(value)
 
 
 def _from_openai_dpo(record: dict[str, Any]) -> dict[str, Any]:
@@ -292,6 +305,7 @@ def export_record(pair: PreferencePair, fmt: str) -> dict[str, Any]:
             "reason": pair.reason,
             "source": pair.source,
             "created_at": pair.created_at,
+            "weight": pair.weight,
             **_metadata(pair),
         }
     if fmt == "trl":
@@ -329,20 +343,29 @@ def _metadata(pair: PreferencePair) -> dict[str, Any]:
 CSV_COLUMNS = ("prompt", "chosen", "rejected", "reason", "source", "created_at", "metadata")
 
 
+def csv_row(pair: PreferencePair) -> list[Any]:
+    """A pair as the csv format's row (in :data:`CSV_COLUMNS` order; metadata as JSON)."""
+    return [pair.prompt_text, pair.chosen, pair.rejected, pair.reason or "", pair.source,
+            pair.created_at or "", "" if pair.metadata is None else json.dumps(pair.metadata)]
+
+
+def csv_lines(rows: Iterable[Sequence[Any]]) -> Iterator[str]:
+    """The csv file, line by line: the header (:data:`CSV_COLUMNS`), then ``rows``."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    yield buffer.getvalue()
+    for row in rows:
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerow(row)
+        yield buffer.getvalue()
+
+
 def export_lines(pairs: Iterable[PreferencePair], fmt: str) -> Iterator[str]:
     """The export file, line by line (with newlines)."""
     if fmt == "csv":
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(CSV_COLUMNS)
-        yield buffer.getvalue()
-        for pair in pairs:
-            buffer.seek(0)
-            buffer.truncate()
-            writer.writerow([pair.prompt_text, pair.chosen, pair.rejected, pair.reason or "",
-                             pair.source, pair.created_at or "",
-                             "" if pair.metadata is None else json.dumps(pair.metadata)])
-            yield buffer.getvalue()
+        yield from csv_lines(csv_row(pair) for pair in pairs)
         return
     for pair in pairs:
         yield json.dumps(export_record(pair, fmt), ensure_ascii=False) + "\n"
