@@ -76,8 +76,14 @@ def test_a_source_resolves_like_the_chat_with_its_own_overrides(
                                            base_url="http://127.0.0.1:9/v1"), settings)
     assert (compat.kind, compat.endpoint, compat.model) == \
         ("compatible", "http://127.0.0.1:9/v1", "llama3")
-    with pytest.raises(ProviderConfigError, match="OPENAI_BASE_URL"):
+    with pytest.raises(ProviderConfigError, match="needs its server's base URL"):
         source_choice(CandidateSource("x", provider="compatible"), settings)
+    with pytest.raises(ProviderConfigError, match="'smollm2' is not a GGUF file"):
+        source_choice(CandidateSource("x", provider="local", model="smollm2"), settings)
+    other = gguf.with_name("other.gguf")
+    other.write_bytes(b"GGUF")
+    assert source_choice(CandidateSource("x", provider="local", model=str(other)),
+                         settings).endpoint == str(other)
     # A tuned version that does not exist says what to choose instead.
     with pytest.raises(ProviderConfigError, match="Chat model v3 is not in"):
         source_choice(CandidateSource("x", provider="local", chat_model_version=3), settings)

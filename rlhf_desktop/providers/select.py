@@ -233,8 +233,16 @@ def source_choice(source: CandidateSource, settings: Settings) -> ProviderChoice
         raise ProviderConfigError(f"the provider is {source.provider!r}; use one of auto, "
                                   f"{', '.join(KINDS)}.")
     if source.provider == "local":
+        if model and not Path(model).expanduser().is_file():
+            raise ProviderConfigError(
+                f"the model {model!r} is not a GGUF file; give the path of one, or leave the "
+                "model empty for the built-in model.")
         return _local_choice(local_settings, "chosen for this source (local)")
     found = _find(settings, config.env_file_values())
+    if source.provider == "compatible" and not (url or found.base_url):
+        raise ProviderConfigError(
+            "a compatible source needs its server's base URL (e.g. http://localhost:11434/v1): "
+            f"give the source one, or set {OPENAI_BASE_URL} (or the openai_base_url setting).")
     if model:
         found = replace(found, deployment=model, openai_model=model)
     if url and source.provider == "compatible":
