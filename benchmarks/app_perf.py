@@ -19,6 +19,8 @@ How each figure is taken:
   the parent) and a retrain on 1,000 real pairs.
 * **Stalls**: a 10 ms ``PreciseTimer`` heartbeat on the window's qasync loop (the same as
   ``tests/ui/conftest.py``); the figure is the longest gap between two ticks.
+* **Tune run**: see ``benchmarks/app_perf_tune.py`` (``--only tune`` measures it alone and
+  merges it into the last full run's results).
 * **Retraining** uses real pairs from ``../shared/data/hh-harmless-dev.jsonl``; 10k and
   100k pairs recombine the real prompts, chosen and rejected replies, so every text is
   already embedded (``benchmarks/results/.cache/embeddings.sqlite3``, shared with
@@ -49,7 +51,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from benchmarks._report import ROOT, update_section, write_json
+from benchmarks._report import RESULTS, ROOT, update_section, write_json
+from benchmarks.app_perf_tune import bench_tune
+from benchmarks.app_perf_tune import row as tune_row
 
 T = TypeVar("T")
 DATA = ROOT.parent / "shared" / "data" / "hh-harmless-dev.jsonl"
@@ -564,6 +568,8 @@ def markdown(d: dict[str, Any]) -> str:
             f"{w['dataset_scroll_max_step_ms']:.0f} ms", "< 50 ms",
             verdict(w["dataset_scroll_max_step_ms"], TARGETS["stall_ms"])),
     ]
+    if d.get("tune"):
+        lines.append(tune_row(d["tune"], verdict(d["tune"]["max_ms"], TARGETS["stall_ms"])))
     missed = [line for line in lines if "**missed**" in line]
     lines += ["", "Missed targets: " + ("none." if not missed else
                                         f"{len(missed)}; causes and fixes below.")]
@@ -578,7 +584,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--peak", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--only", choices=("window",), help="one part, no report (debugging)")
+    parser.add_argument("--only", choices=("window", "tune"),
+                        help="one part: window (no report, debugging), or tune (the stall "
+                             "during a tune run, merged into the last full run's results)")
     parser.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
     args = parser.parse_args(argv)
     if args.child:
@@ -587,6 +595,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.only == "window":
         print(json.dumps(bench_window(load_pairs(), args.quick), indent=2))
         return
+    if args.only == "tune":
+        last: dict[str, Any] = json.loads((RESULTS / "app_perf.json").read_text("utf-8"))
+        last["tune"] = bench_tune(load_pairs(), log, cached_embedder)
+        write_json("app_perf", last)
+        if not args.no_docs:
+            update_section("app_perf", markdown(last))
+        return
     load_before = [round(x, 2) for x in os.getloadavg()]
     started = time.perf_counter()
     pairs = load_pairs()
@@ -594,6 +609,7 @@ def main(argv: list[str] | None = None) -> None:
     # The window first: objects bench_train leaves behind would otherwise sit in the
     # window's process and lengthen its garbage collections (the app has none of them).
     window = bench_window(pairs, args.quick)
+    tune = bench_tune(pairs, log, cached_embedder)
     train_times = bench_train(pairs, args.quick)
     data: dict[str, Any] = {
         "command": COMMAND + (" --quick" if args.quick else ""),
@@ -603,6 +619,7 @@ def main(argv: list[str] | None = None) -> None:
         "startup": startup,
         "train": train_times,
         "window": window,
+        "tune": tune,
         "seconds": time.perf_counter() - started,
         "machine_note": f"{os.cpu_count()} cores, QT_QPA_PLATFORM=offscreen",
     }

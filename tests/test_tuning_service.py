@@ -165,6 +165,24 @@ def test_cancel_keeps_the_checkpoint_and_resume_continues(
     assert steps == list(range(1, kept + 1)) + list(range(kept + 1, 41))
 
 
+def test_a_window_opened_during_a_run_follows_and_cancels_it(
+        service: TuningService, holder: Holder, data_home: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCRIPTED_TUNE_STEP_S", "0.1")
+    add_pairs(200)
+    service.start()
+    until_state(service, "running")
+    other = TuningService(data_home, holder.get, None, overrides=FAST, module=SCRIPTED)
+    assert other.snapshot().state == "running"
+    assert f"another process (pid {service.snapshot().pid})" in other.snapshot().message
+    wait_for(lambda: (other.snapshot().step or 0) >= 1, what="steps seen by the other")
+    other.cancel()
+    assert until_state(other, "cancelled", "done", "failed").state == "cancelled"
+    snap = until_state(service, "cancelled", "done", "failed")
+    assert snap.state == "cancelled" and snap.checkpoint_step is not None
+    assert other.snapshot().checkpoint_step == snap.checkpoint_step
+
+
 def test_a_failing_run_says_why(service: TuningService,
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCRIPTED_TUNE_FAIL", "no pair fits in max_length 64")

@@ -295,8 +295,15 @@ class TuningService:
                                      message="Cancelled before training started")
             else:
                 self._progress = process.progress_path
-                process.start()
-                self._offset = process._offset
+                try:
+                    process.start()
+                except OSError as exc:
+                    self._snap = replace(self._snap, state="failed",
+                                         message=f"The tuning process did not start: {exc}")
+                    self._progress = None
+                    self._changed()
+                    return
+                self._offset = process.offset
                 self._process = process
                 self._snap = replace(self._snap, run_dir=str(process.run_dir),
                                      checkpoint_step=_last(checkpoint_steps(process.run_dir)),

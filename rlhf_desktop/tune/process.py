@@ -75,6 +75,12 @@ class TuneProcess:
                                       start_new_session=True)
 
     @property
+    def offset(self) -> int:
+        """The byte offset in the progress file that :meth:`events` reads from next (right
+        after :meth:`start`: where this start's lines begin)."""
+        return self._offset
+
+    @property
     def pid(self) -> int | None:
         """The child's process id once started."""
         return None if self._proc is None else self._proc.pid

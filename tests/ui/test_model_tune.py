@@ -183,14 +183,16 @@ def test_a_real_run_shows_progress_and_cancels(qtbot, loop, data_home: Path,
     try:
         assert panel.plan_label.text().startswith("8 preference pairs, 4 steps")
         click(qtbot, panel.tune_button)
-        run(loop, wait_until(lambda: "step 1 of 4" in panel.metrics.text(), 110,
-                             "the first step"), timeout=115)
-        assert panel.progress.isVisible() and panel.progress.maximum() == 4
+        # Cancel during the first step: the run ends that step and keeps its checkpoint.
+        run(loop, wait_until(lambda: panel.status.text().startswith("Tuning: Training"), 90,
+                             "training to start"), timeout=95)
+        assert panel.progress.isVisible()
         click(qtbot, panel.cancel_button)
+        assert panel.status.text().startswith("Cancelling")
         run(loop, wait_until(lambda: panel.status.text().startswith("Cancelled"), 100,
                              "the cancel"), timeout=105)
         snap = service.snapshot()
-        assert snap.checkpoint_step is not None and 1 <= snap.checkpoint_step < 4
+        assert snap.checkpoint_step == 1 and "step 1 of 4" in panel.metrics.text()
         assert (Path(snap.run_dir) / "checkpoints"
                 / f"checkpoint-{snap.checkpoint_step}").is_dir()
         assert panel.resume_button.isVisible()
