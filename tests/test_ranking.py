@@ -159,8 +159,8 @@ def test_session_rank_fires_hooks_and_counts_as_one_label_towards_retraining() -
 
     async def scenario() -> None:
         session = AppSession(Settings(candidates_per_turn=3, retrain_every=2),
-                             FakeProvider(turns=replies * 2),  # type: ignore[arg-type]
-                             embedder=HashEmbedder())
+                             FakeProvider(turns=replies * 2),
+                             embedder=HashEmbedder())  # type: ignore[arg-type]
         changed: list[tuple[object, ...]] = []
         trained: list[tuple[object, ...]] = []
         session.hooks.labels_did_change.append(lambda *a: changed.append(a))

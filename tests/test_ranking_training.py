@@ -70,7 +70,7 @@ def test_training_follows_the_heavier_of_two_contradicting_pairs() -> None:
     assert m["train_accuracy"] == pytest.approx(0.8)
     flat = train([replace(p, weight=1.0) for p in pairs], cfg, embedder)  # type: ignore[arg-type]
     assert flat.metrics["weighted"] is False
-    assert np.allclose(flat.model.weights, 0.0, atol=1e-6)
+    assert flat.model.weights is not None and np.allclose(flat.model.weights, 0.0, atol=1e-6)
 
 
 def test_a_negative_weight_is_refused_with_a_clear_message() -> None:

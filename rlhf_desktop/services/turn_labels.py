@@ -18,8 +18,16 @@ from rlhf_desktop.services.labeling import (
     PositionBias,
     model_rank,
 )
+from rlhf_desktop.storage.pick_rules import is_whole_reply
 
-__all__ = ["TurnLabels", "model_rank"]
+__all__ = ["TurnLabels", "model_rank", "rankable"]
+
+
+def rankable(turn: Turn) -> list[Candidate]:
+    """The replies of ``turn`` a ranking may order: saved, generated, whole replies (not
+    failed, stopped or empty; not the user's rewrite)."""
+    return [c for c in turn.candidates
+            if c.id is not None and c.source != "edit" and is_whole_reply(c)]
 
 
 class TurnLabels:

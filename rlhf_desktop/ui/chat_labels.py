@@ -1,10 +1,11 @@
-"""Labels beyond the pick, mixed into :class:`~.chat_view.ChatView`: Tie, All bad, Skip
-(buttons under each turn, and Alt+T, Alt+B, Alt+S on the last turn), Edit on a card (the
-rewrite is chosen over every reply), the Blind toggle, and the display positions of every
-card (recorded whenever a turn is shown).
+"""Labels beyond the pick, mixed into :class:`~.chat_view.ChatView`: Tie, Rank, All bad,
+Skip (buttons under each turn, and Alt+T, Alt+R, Alt+B, Alt+S on the last turn), Edit on a
+card (the rewrite is chosen over every reply), the Blind toggle, and the display positions
+of every card (recorded whenever a turn is shown).
 
 Tie: Alt+T (or "Tie…") starts choosing; the Best buttons and Alt+1…9 then mark the tied
-replies; Alt+T again (or "Save tie") saves it, Cancel leaves it.
+replies; Alt+T again (or "Save tie") saves it, Cancel leaves it. Ranking:
+:mod:`~rlhf_desktop.ui.chat_ranking`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from rlhf_desktop.services.labeling import Pick, StorageError
 from rlhf_desktop.services.turn_labels import TurnLabels
 from rlhf_desktop.ui.backend import Backend
 from rlhf_desktop.ui.cards import CandidateCard
+from rlhf_desktop.ui.chat_ranking import RankActions
 from rlhf_desktop.ui.label_widgets import (
     ALL_BAD_KEY,
     SKIP_KEY,
@@ -35,8 +37,8 @@ from rlhf_desktop.ui.turn_widget import TurnWidget
 log = logging.getLogger(__name__)
 
 
-class LabelActions:
-    """Tie, all bad, skip, edit, blind (state lives in the ChatView)."""
+class LabelActions(RankActions):
+    """Tie, ranking, all bad, skip, edit, blind (state lives in the ChatView)."""
 
     backend: Backend
     widgets: list[TurnWidget]
@@ -51,6 +53,7 @@ class LabelActions:
         def _set_last_pick(self, turn_id: int | None) -> None: ...
 
     def _init_labels(self, view: QWidget) -> None:
+        self._init_ranking(view)
         self._tie = None
         self.edit_dialog = None
         self.blind_button = QPushButton()
@@ -78,6 +81,7 @@ class LabelActions:
         bar = LabelBar(widget)
         widget.label_bar = bar  # type: ignore[attr-defined]
         bar.tie_clicked.connect(lambda: self.tie(widget))
+        bar.rank_clicked.connect(lambda: self.rank(widget))
         bar.all_bad_clicked.connect(lambda: self.all_bad(widget))
         bar.skip_clicked.connect(lambda: self.skip(widget))
         bar.cancel_clicked.connect(lambda: self.cancel_tie())
@@ -216,7 +220,8 @@ class LabelActions:
             bar.show()
 
     def cancel_tie(self) -> None:
-        """Leave the tie being chosen (nothing is saved)."""
+        """Leave the tie (or the ranking) being chosen: nothing is saved."""
+        self.cancel_rank()
         if self._tie is None:
             return
         widget = self._tie[0]

@@ -1,7 +1,8 @@
 """What the user does with the replies of a turn: pick, give a reason, undo the pick, copy,
 regenerate one reply, retry the failed ones. Mixed into :class:`~.chat_view.ChatView`.
 
-Keys: Alt+1…9 picks anywhere in the chat view; plain 1…9 only while the focus is on the
+Keys: Alt+1…9 picks anywhere in the chat view (while a tie or a ranking is being chosen,
+it marks or places that reply instead); plain 1…9 only while the focus is on the
 turns (never in the message box or another text field). Alt+Z undoes the last pick; Ctrl+Z
 in the message box only undoes typing.
 
@@ -69,6 +70,9 @@ class PickActions:
     def tie_toggle(self, widget: TurnWidget, index: int) -> bool:
         raise NotImplementedError
 
+    def rank_toggle(self, widget: TurnWidget, index: int) -> bool:
+        raise NotImplementedError
+
     def _labeled(self, widget: TurnWidget, pick: Pick) -> None:
         raise NotImplementedError
 
@@ -92,8 +96,8 @@ class PickActions:
 
     def pick(self, widget: TurnWidget, index: int) -> None:
         """Record a thumbs-up on candidate ``index`` of ``widget``'s turn (while a tie is
-        being chosen there: mark or unmark it as tied)."""
-        if self.tie_toggle(widget, index):
+        being chosen there: mark or unmark it as tied; while ranking: place it next)."""
+        if self.tie_toggle(widget, index) or self.rank_toggle(widget, index):
             return
         turn = widget.turn
         card = widget.cards.get(index)
@@ -164,7 +168,8 @@ class PickActions:
         if focus is None or not focus.isVisible():  # it was in the reason field, now hidden
             self.composer.setFocus(Qt.FocusReason.OtherFocusReason)
         where = f"“{short(prompt)}”" if prompt else "an earlier turn"
-        what = {"tie": "tie", "all_bad": "all-bad flag", "edit": "edit"}.get(pick.kind, "pick")
+        what = {"tie": "tie", "all_bad": "all-bad flag", "edit": "edit",
+                "ranking": "ranking"}.get(pick.kind, "pick")
         self._say(f"Undid the {what} on {where} and its {pick.pairs} pairs")
 
     def _undo_empty_composer(self) -> None:

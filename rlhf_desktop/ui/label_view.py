@@ -1,5 +1,6 @@
 """How a turn's label shows on its cards: blind order and hidden scores, the reveal after the
-pick, tied cards, all-bad flags, rewrites, skips (used by :class:`~.turn_widget.TurnWidget`).
+pick, tied cards, rankings, all-bad flags, rewrites, skips (used by
+:class:`~.turn_widget.TurnWidget`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from rlhf_desktop.services.turn_labels import model_rank
 if TYPE_CHECKING:
     from rlhf_desktop.ui.turn_widget import TurnWidget
 
-LABEL_KEYS = "Alt+T tie · Alt+B all bad · Alt+S skip"
+LABEL_KEYS = "Alt+T tie · Alt+R rank · Alt+B all bad · Alt+S skip"
+
+
+def ordinal(place: int) -> str:
+    """1 → "1st", 2 → "2nd", 3 → "3rd", 4 → "4th", 11 → "11th", 22 → "22nd"."""
+    suffix = "th" if 10 <= place % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(
+        place % 10, "th")
+    return f"{place}{suffix}"
 
 
 def shown(turn: Turn, cand: Candidate) -> Candidate:
@@ -76,6 +84,8 @@ def decorate(widget: TurnWidget, keys: str) -> str | None:
                 card.state_badge.setText("= Tie")
         return (f"You marked replies {_reply_numbers(widget, turn.tied_candidate_ids)} as "
                 f"equally good (a tie: no preference pairs){undo}")
+    if turn.label_kind == "ranking":
+        return _decorate_ranking(widget, turn, n, undo)
     if turn.label_kind == "all_bad":
         for card in widget.cards.values():
             card.set_chosen(False)
@@ -108,3 +118,27 @@ def decorate(widget: TurnWidget, keys: str) -> str | None:
     if turn.skipped and not turn.labeled:
         return "Skipped: no label · you can still pick a reply"
     return None
+
+
+def _decorate_ranking(widget: TurnWidget, turn: Turn, n: int, undo: str) -> str:
+    """A saved ranking: each ranked card shows its place ("1st", "2nd", …), the first as
+    the chosen one; unranked cards (a partial ranking) are tied below."""
+    order = list(turn.tied_candidate_ids)  # a ranking's order, best first
+    for card in widget.cards.values():
+        cid = card.candidate.id if card.candidate is not None else None
+        if cid in order:
+            place = order.index(cid) + 1
+            card.set_chosen(True if place == 1 else None)
+            card.state_badge.setText(ordinal(place))
+            card.state_badge.setVisible(True)
+        else:
+            card.set_chosen(False)
+    rest = n - len(order)
+    said = f"You ranked {len(order)} replies" + (f" (the other {rest} tied below)"
+                                                  if rest > 0 else "")
+    if turn.blind:
+        rank = model_rank(turn, turn.chosen_candidate_id)
+        said += (f" · blind: the model ranked your first #{rank} of {n}, the cards now show "
+                 "its ranking" if rank is not None else
+                 " · blind: the model had not ranked these replies")
+    return f"{said} · your first continues the conversation{undo}"

@@ -27,11 +27,14 @@ SHORTCUTS: tuple[tuple[str, str], ...] = (
                       "never while you type)"),
     ("Alt+T", "Tie: then mark the equally good replies with Alt+1 … Alt+9, and Alt+T again "
               "saves the tie (no preference pairs)"),
+    ("Alt+R", "Rank the last turn: then Alt+1 … Alt+9 (or Best) on the replies from best "
+              "to worst, each card shows its place; it saves when all are placed, Enter or "
+              "Alt+R saves the top ones placed so far (the rest tied below), Esc cancels"),
     ("Alt+B", "All bad: flag every reply of the last turn as bad (no preference pairs)"),
     ("Alt+S", "Skip the last turn (no label)"),
-    ("Alt+Z", "Undo the last pick, tie, all-bad flag or edit (Ctrl+Z undoes typing in the "
-              "message box)"),
-    ("Esc", "Stop generating (partial replies are kept)"),
+    ("Alt+Z", "Undo the last pick, tie, ranking, all-bad flag or edit (Ctrl+Z undoes typing "
+              "in the message box)"),
+    ("Esc", "Stop generating (partial replies are kept); while ranking: cancel the ranking"),
     ("Ctrl+R", "Regenerate the turn"),
     ("Ctrl+N", "New chat"),
     ("Ctrl+F", "Search chats (on the dataset page: filter the pairs)"),

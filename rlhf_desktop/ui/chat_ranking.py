@@ -1,0 +1,186 @@
+"""Ranking a turn's replies, mixed into :class:`~.chat_view.ChatView` (through
+:class:`~.chat_labels.LabelActions`).
+
+Alt+R (or "Rank…" under a turn) starts ranking the last turn. The Best buttons and
+Alt+1…9 then place the replies from best to worst; each card shows its place ("1st",
+"2nd", …), and pressing a placed card again takes it out (the later ones move up). When
+every whole reply is placed, the ranking is saved; Enter, Alt+R or "Save ranking" saves the
+top ones placed so far (two or more; the rest count as tied below them). Esc or Cancel
+leaves it. A blind turn reveals the model's ranking once saved, as after a pick.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import QApplication, QWidget
+
+from rlhf_desktop.services.labeling import Pick, StorageError
+from rlhf_desktop.services.turn_labels import TurnLabels, rankable
+from rlhf_desktop.ui.backend import Backend
+from rlhf_desktop.ui.label_view import ordinal
+from rlhf_desktop.ui.label_widgets import RANK_KEY, LabelBar, RankKeys
+from rlhf_desktop.ui.turn_widget import TurnWidget
+
+log = logging.getLogger(__name__)
+
+
+class RankActions:
+    """The ranking being chosen (state lives in the ChatView)."""
+
+    backend: Backend
+    widgets: list[TurnWidget]
+    _rank: tuple[TurnWidget, list[int]] | None
+    _rank_keys: RankKeys | None
+
+    if TYPE_CHECKING:  # provided by ChatView / LabelActions / PickActions
+        def _say(self, text: str) -> None: ...
+        def _last(self) -> TurnWidget | None: ...
+        def _labeled(self, widget: TurnWidget, pick: Pick) -> None: ...
+        def _refresh_bar(self, widget: TurnWidget) -> None: ...
+        def cancel_tie(self) -> None: ...
+        @property
+        def labels(self) -> TurnLabels: ...
+        @property
+        def generating(self) -> bool: ...
+        def stop(self) -> None: ...
+
+    def _init_ranking(self, view: QWidget) -> None:
+        self._rank = None
+        self._rank_keys = RankKeys(view, self._save_key, self._escape)
+        shortcut = QShortcut(QKeySequence(RANK_KEY), view)
+        shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
+        shortcut.activated.connect(self.rank_key)
+
+    @property
+    def ranking(self) -> list[int] | None:
+        """Candidate ids placed so far, best first (None: no ranking being chosen)."""
+        return None if self._rank is None else list(self._rank[1])
+
+    def rank_key(self) -> None:
+        """Alt+R: start ranking the last turn, or save the ranking being chosen."""
+        widget = self._rank[0] if self._rank is not None else self._last()
+        if widget is not None:
+            self.rank(widget)
+
+    def rank(self, widget: TurnWidget) -> None:
+        """Start ranking ``widget``'s turn, or save the ranking being chosen there."""
+        if self._rank is not None and self._rank[0] is widget:
+            self._save_rank_or_say()
+            return
+        self.cancel_tie()  # leaves any tie or ranking being chosen
+        turn = widget.turn
+        if turn is None or turn.id is None:
+            return
+        if widget.regenerating:
+            self._say("Wait for the reply being regenerated (or stop it)")
+            return
+        if len(rankable(turn)) < 2:
+            self._say("A ranking needs two or more whole replies; failed, stopped and empty "
+                      "ones cannot be ranked")
+            return
+        self._rank = (widget, [])
+        if self._rank_keys is not None:
+            app = QApplication.instance()
+            if app is not None:
+                app.installEventFilter(self._rank_keys)
+        self._show_rank()
+        self._say("Ranking: press Alt+1…9 (or click Best) on the replies from best to worst; "
+                  "it saves when all are placed · Enter saves the top ones · Esc cancels")
+
+    def rank_toggle(self, widget: TurnWidget, index: int) -> bool:
+        """While ``widget``'s turn is being ranked: place reply ``index`` next (or take it
+        out when placed). Returns False when no ranking is being chosen there."""
+        if self._rank is None or self._rank[0] is not widget:
+            return False
+        card = widget.cards.get(index)
+        turn = widget.turn
+        if card is None or card.candidate is None or turn is None:
+            return True
+        placed = self._rank[1]
+        cid = card.candidate.id
+        allowed = {c.id for c in rankable(turn)}
+        if cid in placed:
+            placed.remove(cid)
+        elif cid not in allowed:
+            self._say("That reply failed, was stopped or is empty: it cannot be ranked")
+            return True
+        else:
+            placed.append(cid or 0)
+        if len(placed) == len(allowed):
+            self._save_rank(widget, placed)
+            return True
+        self._show_rank()
+        return True
+
+    def _show_rank(self) -> None:
+        if self._rank is None:
+            return
+        widget, placed = self._rank
+        for card in widget.cards.values():
+            cid = card.candidate.id if card.candidate is not None else None
+            card.set_chosen(True if cid in placed else None)
+            if cid in placed:
+                card.state_badge.setText(ordinal(placed.index(cid) + 1))
+        bar: LabelBar | None = getattr(widget, "label_bar", None)
+        if bar is not None and widget.turn is not None:
+            bar.ranking(len(placed), len(rankable(widget.turn)))
+            bar.show()
+
+    def _save_key(self) -> None:
+        """Enter while ranking."""
+        self._save_rank_or_say()
+
+    def _escape(self) -> None:
+        """Esc while ranking: stop the replies still streaming, if any, else cancel."""
+        if self.generating:
+            self.stop()
+        else:
+            self.cancel_rank()
+
+    def _save_rank_or_say(self) -> None:
+        if self._rank is None:
+            return
+        widget, placed = self._rank
+        if len(placed) < 2:
+            self._say("Place two or more replies first (Alt+1…9 or Best), best first; Esc "
+                      "cancels")
+            return
+        self._save_rank(widget, placed)
+
+    def cancel_rank(self) -> None:
+        """Leave the ranking being chosen (nothing is saved)."""
+        if self._rank is None:
+            return
+        widget = self._rank[0]
+        self._rank = None
+        app = QApplication.instance()
+        if app is not None and self._rank_keys is not None:
+            app.removeEventFilter(self._rank_keys)
+        bar: LabelBar | None = getattr(widget, "label_bar", None)
+        if bar is not None:
+            bar.ranking(None)
+        if widget.turn is not None:
+            widget.mark_pick(widget.turn.chosen_candidate_id)
+        self._refresh_bar(widget)
+
+    def _save_rank(self, widget: TurnWidget, placed: list[int]) -> None:
+        turn = widget.turn
+        assert turn is not None
+        order = list(placed)
+        try:
+            pick = self.labels.rank(turn, order)
+        except StorageError as exc:
+            self._say(str(exc))
+            return
+        self.cancel_rank()
+        self._labeled(widget, pick)
+        rest = len(rankable(turn)) - len(order)
+        left = f", the other {rest} tied below" if rest else ""
+        blind = (f" · blind: the model ranked your first #{pick.model_rank}"
+                 if turn.blind and pick.model_rank is not None else "")
+        self._say(f"Saved your ranking of {len(order)} replies{left}: {pick.pairs} weighted "
+                  f"preference pairs{blind} · Alt+Z undoes it")
