@@ -124,7 +124,8 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
-def test_arena_commands_add_list_remove_on_off(capsys: pytest.CaptureFixture[str]) -> None:
+def test_arena_commands_add_list_remove_on_off(capsys: pytest.CaptureFixture[str],
+                                               gguf: Path) -> None:
     code, out, _ = cli(capsys, "arena", "list")
     assert code == 0 and "arena off: 0 sources" in out and "add two or more" in out
     code, out, err = cli(capsys, "arena", "on")
@@ -133,9 +134,10 @@ def test_arena_commands_add_list_remove_on_off(capsys: pytest.CaptureFixture[str
 
     code, out, _ = cli(capsys, "arena", "add", "base", "--provider", "local", "--count", "2")
     assert code == 0 and "added base: local base, 2 replies, temperature chat's" in out
-    code, out, _ = cli(capsys, "arena", "add", "tuned v3", "--provider", "local", "--version",
-                       "3", "--count", "2", "--temperature", "0.7")
+    code, out, err = cli(capsys, "arena", "add", "tuned v3", "--provider", "local",
+                         "--version", "3", "--count", "2", "--temperature", "0.7")
     assert code == 0 and "local tuned v3, 2 replies, temperature 0.7" in out
+    assert "note: tuned v3 cannot run yet: Chat model v3 is not in" in err
     code, _, err = cli(capsys, "arena", "add", "base")
     assert code == 2 and "'base' exists already" in err
     code, _, err = cli(capsys, "arena", "add", "big", "--count", "9")

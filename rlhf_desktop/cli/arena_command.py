@@ -83,7 +83,9 @@ def cmd_arena(args: argparse.Namespace) -> int:
                 name=args.name.strip(), provider=args.provider, model=args.model.strip(),
                 temperature=args.temperature, count=args.count,
                 chat_model_version=args.chat_model_version, base_url=args.base_url.strip())])
-            print(f"added {_describe(arena.sources()[-1])}")
+            added = arena.sources()[-1]
+            print(f"added {_describe(added)}")
+            _warn_if_unusable(added, holder.settings)
         elif action == "remove":
             names = [s.name for s in arena.sources()]
             if args.name not in names:
@@ -102,6 +104,19 @@ def cmd_arena(args: argparse.Namespace) -> int:
             hint = " (turn the arena off first: rlhf-desktop arena off)"
         raise CliError(f"{exc}{hint}; nothing was changed") from exc
     return 0
+
+
+def _warn_if_unusable(source: CandidateSource, settings: Settings) -> None:
+    """Saved anyway (a key or a tuned version may come later), but say it cannot run now."""
+    import sys
+
+    from rlhf_desktop.providers import ProviderError
+    from rlhf_desktop.providers.select import source_choice
+
+    try:
+        source_choice(source, settings)
+    except (ProviderError, ConfigError) as exc:
+        print(f"note: {source.name} cannot run yet: {config.redact(str(exc))}", file=sys.stderr)
 
 
 def _list(arena: ArenaService, as_json: bool) -> int:
