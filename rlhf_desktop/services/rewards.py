@@ -1,4 +1,6 @@
-"""The current reward model: versions on disk, loading with fallback, training runs.
+"""The current reward model: versions on disk, loading with fallback, training runs; and the
+transformers ranker chosen in Settings, which ranks turns instead of the tiny model while it
+loads and scores (``ranker_slot.py``; the tiny model takes over, with a message, when not).
 
 Qt-free. ``train_now`` is a plain blocking call meant for a worker thread; it opens its own
 database connection, so it never shares one with the caller's thread.
@@ -22,6 +24,7 @@ import numpy as np
 from rlhf_desktop import config
 from rlhf_desktop.domain import ModelVersion, PreferencePair
 from rlhf_desktop.reward.embedder import Embedder
+from rlhf_desktop.reward.hf_ranker import p_better
 from rlhf_desktop.reward.model import (
     UNSURE_BELOW,
     ModelFileError,
@@ -41,6 +44,7 @@ from rlhf_desktop.reward.training import (
     pairwise_accuracy,
     train,
 )
+from rlhf_desktop.services.ranker_slot import TRANSFORMERS_RANKER_VERSION, RankerSlot
 from rlhf_desktop.storage.embcache import SqliteEmbeddingCache
 from rlhf_desktop.storage.repo import Repository
 
@@ -106,6 +110,8 @@ class RewardService:
         self.model = TinyRewardModel(embedder=self.embedder)
         self.load_warnings: list[str] = []
         self._train_lock = threading.Lock()
+        self.ranker = RankerSlot(settings.ranker)
+        """The transformers ranker of ``Settings.ranker`` (loaded on the first turn)."""
 
     # ------------------------------------------------------------------ loading
 
@@ -138,15 +144,33 @@ class RewardService:
 
     # ------------------------------------------------------------------ scoring
 
+    @property
+    def scoring_version(self) -> int | None:
+        """What ranks now: :data:`TRANSFORMERS_RANKER_VERSION` while the transformers ranker
+        does, else :attr:`version`."""
+        if self.ranker.loaded is not None:
+            return TRANSFORMERS_RANKER_VERSION
+        return self.version
+
     def rank(self, prompt: str, replies: Sequence[str]) -> Ranked:
-        """Score replies with the current model (embeds them; call from a worker thread)."""
+        """Score replies with the transformers ranker when one is chosen and works, else the
+        current tiny model (embeds them; call from a worker thread)."""
+        if self.ranker.wanted:
+            scores = self.ranker.score(prompt, replies)
+            if scores is not None:
+                return Ranked(scores=scores, version=TRANSFORMERS_RANKER_VERSION)
         model = self.model
         scores = model.score(prompt, list(replies))
         return Ranked(scores=scores, version=model.version if model.trained else None)
 
     def explain(self, prompt: str, replies: Sequence[str]) -> TurnExplanation:
         """Scores split into style and content, the style drivers and the turn's confidence
-        (embeds the replies; call from a worker thread)."""
+        (embeds the replies; call from a worker thread). With the transformers ranker, its
+        scores are all content and the confidence is its Bradley-Terry P(top ≻ runner-up)."""
+        if self.ranker.wanted:
+            scores = self.ranker.score(prompt, replies)
+            if scores is not None:
+                return ranker_explanation(scores)
         model = self.model
         version = model.version if model.trained else None
         raw = model.explain(prompt, list(replies))
@@ -198,6 +222,18 @@ class RewardService:
             log.info("trained model v%d: %s; %s", record.version, _summary(result.metrics),
                      adoption["reason"])
             return record
+
+
+def ranker_explanation(scores: Sequence[float]) -> TurnExplanation:
+    """A turn scored by the transformers ranker: no style split, BT confidence."""
+    mean = float(np.mean(scores)) if len(scores) else 0.0
+    parts = [ScoreParts(score=s, style=0.0, content=s, style_vs_mean=0.0,
+                        content_vs_mean=s - mean, drivers=()) for s in scores]
+    top = sorted(scores, reverse=True)
+    p_top = p_better(top[0] - top[1]) if len(top) >= 2 else None
+    return TurnExplanation(version=TRANSFORMERS_RANKER_VERSION, parts=parts, p_top=p_top,
+                           unsure=p_top is None or p_top < UNSURE_BELOW,
+                           metric="transformers ranker: sigmoid(top - runner-up)")
 
 
 DRIVER_MIN = 0.02  # logit: smaller style contributions are not named on a card

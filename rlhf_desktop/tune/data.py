@@ -10,6 +10,7 @@ folder, and a ``data`` progress event).
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,3 +138,43 @@ def write_report(report: DataReport, folder: Path) -> Path:
     path = folder / "data-report.json"
     path.write_text(json.dumps(report.to_dict(), indent=1) + "\n", encoding="utf-8")
     return path
+
+
+def prompt_group(record: dict[str, Any]) -> str:
+    """What keeps pairs together in a held-out split: the system prompt and the first user
+    message (the turns of one conversation, and every pair of one ranked turn, share it)."""
+    first_user = next((m["content"] for m in record["prompt"] if m["role"] == "user"), "")
+    system = next((m["content"] for m in record["prompt"] if m["role"] == "system"), "")
+    return "\x00".join((" ".join(system.split()), " ".join(first_user.split())))
+
+
+def split_by_prompt(records: list[dict[str, Any]], share: float, seed: int
+                    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(train, held out): whole prompt groups, about ``share`` of the pairs held out, in a
+    random order fixed by ``seed``; at least one group stays in training."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        groups.setdefault(prompt_group(record), []).append(record)
+    if share <= 0 or len(groups) < 2:
+        return list(records), []
+    order = sorted(groups)
+    random.Random(seed).shuffle(order)
+    held_keys: set[str] = set()
+    held = 0
+    for key in order[:-1]:
+        if held >= share * len(records):
+            break
+        held_keys.add(key)
+        held += len(groups[key])
+    train = [r for r in records if prompt_group(r) not in held_keys]
+    test = [r for r in records if prompt_group(r) in held_keys]
+    return train, test
+
+
+def record_key(record: dict[str, Any]) -> str:
+    """The pair's :func:`rlhf_desktop.reward.model.pair_key` (the app's identity of a pair)."""
+    from rlhf_desktop.reward.model import pair_key
+
+    last_user = next((m["content"] for m in reversed(record["prompt"]) if m["role"] == "user"),
+                     "")
+    return pair_key(last_user, record["chosen"][0]["content"], record["rejected"][0]["content"])

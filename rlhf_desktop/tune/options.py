@@ -1,5 +1,9 @@
 """The tuning run's settings: one JSON or YAML file (``python -m rlhf_desktop.tune --config``).
 
+``method: dpo`` tunes the chat model (a LoRA adapter); ``method: reward`` trains a reward model
+(TRL's RewardTrainer, ``AutoModelForSequenceClassification`` with one output) that the app can
+rank replies with.
+
 Every key is optional except ``data`` and ``output_dir``; unknown keys are refused with the list
 of known ones, so a typo never silently falls back to a default.
 """
@@ -11,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-METHODS: tuple[str, ...] = ("dpo",)
+METHODS: tuple[str, ...] = ("dpo", "reward")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -65,6 +69,17 @@ class TuneConfig:
     """bf16 mixed precision (GPUs; slower on most CPUs). TRL's default is on; here it is off."""
     gradient_checkpointing: bool = False
     """Recompute activations to save memory (TRL's default is on; on CPU it costs time)."""
+    lora: bool = True
+    """reward: train LoRA adapters (and the score head), merged into the saved model; false:
+    every weight (dpo always uses LoRA)."""
+    eval_share: float = 0.2
+    """reward: the share of the pairs held out of training, by prompt (pairs that share their
+    first user message stay together), to measure the saved model's accuracy; 0: none."""
+    eval_data: str = ""
+    """reward: a separate file of test pairs; when set, every pair of ``data`` is trained on."""
+    register: bool = True
+    """reward: copy the finished model into ``<data folder>/rankers/rNNNN`` (Settings can
+    then choose it as the ranker)."""
 
     def validate(self) -> None:
         """Raise TuneConfigError naming the first bad value."""
@@ -100,6 +115,11 @@ class TuneConfig:
             raise TuneConfigError("'lora_dropout' must be in [0, 1)")
         if self.threads < 0:
             raise TuneConfigError("'threads' must be 0 (half the cores) or more")
+        if not 0 <= self.eval_share < 1:
+            raise TuneConfigError(f"'eval_share' must be in [0, 1), not {self.eval_share!r}")
+        if self.method == "dpo" and not self.lora:
+            raise TuneConfigError("'lora: false' (full fine-tuning) is for method 'reward'; "
+                                  "DPO here always trains a LoRA adapter")
         if not self.lora_targets or not all(isinstance(t, str) and t for t in self.lora_targets):
             raise TuneConfigError(f"'lora_targets' must list module names, e.g. "
                                   f"{list(LORA_TARGETS[:4])}")
@@ -141,7 +161,7 @@ class TuneConfig:
             values[name] = value
         config = TuneConfig(**values)
         if base_dir is not None:
-            for name in ("data", "output_dir", "progress_file", "cache_dir"):
+            for name in ("data", "output_dir", "progress_file", "cache_dir", "eval_data"):
                 text = getattr(config, name)
                 if text and not Path(text).expanduser().is_absolute():
                     setattr(config, name, str(base_dir / text))

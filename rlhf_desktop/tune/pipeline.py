@@ -1,5 +1,6 @@
 """One tuning run end to end: train (train.py), convert the adapter to GGUF (convert.py) and
-register it as a chat-model version (versions.py)."""
+register it as a chat-model version (versions.py); or, for ``method: reward``, train a reward
+model (reward_train.py) and register it as a ranker (reward/rankers.py)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,19 @@ from pathlib import Path
 from rlhf_desktop.tune.base_model import cache_dir
 from rlhf_desktop.tune.options import TuneConfig
 from rlhf_desktop.tune.progress import Progress
+from rlhf_desktop.tune.reward_train import RewardResult, run_reward
 from rlhf_desktop.tune.train import StopRequest, TuneResult, run
 from rlhf_desktop.tune.versions import ChatModelVersion
 
 VERSION_MARKER = "version.json"
 
 
-def tune(cfg: TuneConfig, progress: Progress, stop: StopRequest | None = None) -> TuneResult:
-    """Train; on success (main process, GGUF base) add a chat-model version; emit ``done``."""
+def tune(cfg: TuneConfig, progress: Progress, stop: StopRequest | None = None
+         ) -> TuneResult | RewardResult:
+    """Train; on success (main process, GGUF base) add a chat-model version, or for
+    ``method: reward`` a ranker; emit ``done``."""
+    if cfg.method == "reward":
+        return tune_reward(cfg, progress, stop)
     result = run(cfg, progress, stop)
     rank = int(os.environ.get("RANK", "0") or 0)
     fields: dict[str, object] = {"status": result.status, "steps": result.steps,
@@ -83,3 +89,33 @@ def export_version(cfg: TuneConfig, result: TuneResult, progress: Progress) -> C
         json.dumps({"version": version.version, "steps": result.steps}), encoding="utf-8")
     progress.emit("version", version=version.version, folder=str(version.folder))
     return version
+
+
+RANKER_MARKER = "registered-ranker.json"
+
+
+def tune_reward(cfg: TuneConfig, progress: Progress, stop: StopRequest | None = None
+                ) -> RewardResult:
+    """Train a reward model; on success (main process) register ``rankers/rNNNN``."""
+    result = run_reward(cfg, progress, stop)
+    rank = int(os.environ.get("RANK", "0") or 0)
+    fields: dict[str, object] = {"status": result.status, "steps": result.steps,
+                                 "max_steps": result.max_steps, "metrics": result.metrics,
+                                 "model_dir": result.model_dir,
+                                 "held_out": {k: v for k, v in result.held_out.items()
+                                              if k != "lines"},
+                                 "seconds": round(result.seconds, 1)}
+    if result.status == "completed" and rank == 0 and result.model_dir and cfg.register:
+        from rlhf_desktop.reward.rankers import register
+
+        progress.emit("stage", stage="registering the ranker")
+        ranker = register(Path(result.model_dir))
+        (Path(cfg.output_dir) / RANKER_MARKER).write_text(
+            json.dumps({"ranker": ranker.name, "folder": str(ranker.folder),
+                        "steps": result.steps}), encoding="utf-8")
+        fields.update(ranker=ranker.name, ranker_dir=str(ranker.folder))
+        progress.emit("ranker", name=ranker.name, folder=str(ranker.folder))
+    if result.status == "cancelled":
+        fields["note"] = "cancelled: the last checkpoint is kept; run again to resume"
+    progress.emit("done", **fields)
+    return result

@@ -1,4 +1,5 @@
-"""DPO with LoRA through TRL's DPOTrainer: the body of ``python -m rlhf_desktop.tune``.
+"""DPO with LoRA through TRL's DPOTrainer: the body of ``python -m rlhf_desktop.tune``
+(``method: reward`` is in ``reward_train.py`` and shares the callback and stop request).
 
 Runs unchanged under ``accelerate launch`` (any number of processes): only the main process
 writes progress, reports and the result. A checkpoint is saved every ``save_steps`` steps
@@ -89,10 +90,10 @@ def _callback(progress: Progress, stop: StopRequest) -> Any:
             recent = self._durations[-5:]
             per_step = sum(recent) / len(recent) if recent else None
             left = max(state.max_steps - state.global_step, 0)
-            self.last = {
+            self.last = {  # DPOTrainer's names, else RewardTrainer's
                 "loss": logs.get("loss"),
-                "accuracy": logs.get("rewards/accuracies"),
-                "margin": logs.get("rewards/margins"),
+                "accuracy": logs.get("rewards/accuracies", logs.get("accuracy")),
+                "margin": logs.get("rewards/margins", logs.get("margin")),
             }
             progress.emit(
                 "step", step=state.global_step, max_steps=state.max_steps,
@@ -124,14 +125,12 @@ def last_checkpoint(output_dir: str | Path) -> str | None:
     return found
 
 
-def run(cfg: TuneConfig, progress: Progress | None = None,
-        stop: StopRequest | None = None) -> TuneResult:
-    """Train; return what was produced. Raises TuneConfigError for bad input."""
+def prepare(cfg: TuneConfig, progress: Progress | None) -> tuple[Any, Progress, Path]:
+    """accelerate's state (one distributed run, or refused), progress, threads, the run
+    folder; emits ``start``."""
     import torch
     from accelerate import PartialState
 
-    started = time.monotonic()
-    stop = stop or StopRequest()
     state = PartialState()
     world = int(os.environ.get("WORLD_SIZE", "1") or 1)
     if world > state.num_processes:  # e.g. `accelerate launch --multi_gpu` without GPUs
@@ -139,13 +138,24 @@ def run(cfg: TuneConfig, progress: Progress | None = None,
             f"accelerate started {world} processes, but here they do not form one distributed "
             f"run (no GPUs?), so each would train alone on every pair; on a CPU use "
             f"--num_processes 1")
-    main = state.is_main_process
-    progress = progress or Progress(cfg.progress_file or None, enabled=main)
+    progress = progress or Progress(cfg.progress_file or None, enabled=state.is_main_process)
     torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 2) // 2))
     out = Path(cfg.output_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     progress.emit("start", pid=os.getpid(), processes=state.num_processes,
                   torch_threads=torch.get_num_threads(), config=cfg.to_dict())
+    return state, progress, out
+
+
+def run(cfg: TuneConfig, progress: Progress | None = None,
+        stop: StopRequest | None = None) -> TuneResult:
+    """Train; return what was produced. Raises TuneConfigError for bad input."""
+    import torch
+
+    started = time.monotonic()
+    stop = stop or StopRequest()
+    state, progress, out = prepare(cfg, progress)
+    main = state.is_main_process
 
     progress.emit("stage", stage="base model")
     with state.main_process_first():  # one process dequantises the GGUF, the others wait
