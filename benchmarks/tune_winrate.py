@@ -163,36 +163,32 @@ def run_tune(work: Path, lines: list[str], nice: int) -> dict[str, Any]:
     return record
 
 
-def generate(work: Path, prompts: list[list[dict[str, str]]], adapter: str,
-             seed: int) -> dict[str, list[dict[str, Any]]]:
-    """Replies from the base (two seeds) and the tuned version, same sampling."""
-    out_file = work / "replies.json"
+def generate(work: Path, prompts: list[list[dict[str, str]]], adapter: str | None,
+             seed: int, side: str) -> list[dict[str, Any]]:
+    """One side's replies (kept in ``replies-SIDE.json``): llama.cpp on the base file, with
+    the adapter for the tuned side, the chat's system prompt and sampling, seed + index."""
+    out_file = work / f"replies-{side}.json"
     if out_file.exists():
-        return dict(json.loads(out_file.read_text(encoding="utf-8")))
+        return list(json.loads(out_file.read_text(encoding="utf-8")))
     import llama_cpp
 
     from rlhf_desktop import config
 
-    def run(lora: str | None, offset: int) -> list[dict[str, Any]]:
-        llm = llama_cpp.Llama(model_path=str(config.default_gguf_path()), lora_path=lora,
-                              n_threads=1, n_threads_batch=1, n_ctx=2048, verbose=False)
-        replies = []
-        for i, messages in enumerate(prompts):
-            started = time.perf_counter()
-            wire: Any = [{"role": "system", "content": SYSTEM_PROMPT}, *messages]
-            res: Any = llm.create_chat_completion(
-                messages=wire,
-                seed=seed + offset + i, temperature=SAMPLING["temperature"],
-                top_p=SAMPLING["top_p"], max_tokens=SAMPLING["max_tokens"])
-            choice = res["choices"][0]
-            replies.append({"text": choice["message"]["content"] or "",
-                            "finish": choice["finish_reason"],
-                            "tokens": res["usage"]["completion_tokens"],
-                            "seconds": round(time.perf_counter() - started, 2)})
-        return replies
-
-    replies = {"base": run(None, 0), "base_other_seed": run(None, NOISE_SEED_OFFSET),
-               "tuned": run(adapter, 0)}
+    llm = llama_cpp.Llama(model_path=str(config.default_gguf_path()), lora_path=adapter,
+                          n_threads=1, n_threads_batch=1, n_ctx=2048, verbose=False)
+    offset = NOISE_SEED_OFFSET if side == "base_other_seed" else 0
+    replies = []
+    for i, messages in enumerate(prompts):
+        started = time.perf_counter()
+        wire: Any = [{"role": "system", "content": SYSTEM_PROMPT}, *messages]
+        res: Any = llm.create_chat_completion(
+            messages=wire, seed=seed + offset + i, temperature=SAMPLING["temperature"],
+            top_p=SAMPLING["top_p"], max_tokens=SAMPLING["max_tokens"])
+        choice = res["choices"][0]
+        replies.append({"text": choice["message"]["content"] or "",
+                        "finish": choice["finish_reason"],
+                        "tokens": res["usage"]["completion_tokens"],
+                        "seconds": round(time.perf_counter() - started, 2)})
     out_file.write_text(json.dumps(replies), encoding="utf-8")
     return replies
 
@@ -261,16 +257,18 @@ def run_set(name: str, args: argparse.Namespace) -> dict[str, Any]:
     tune_idx = sorted(rng.sample(train_idx, min(args.tune_pairs, len(train_idx))))
     print(f"{name}: {len(train_idx)} train pairs ({len(train_keys)} prompts), tuning on "
           f"{len(tune_idx)}, {len(held_keys)} held-out prompts", flush=True)
-    tune = run_tune(work, [lines[i] for i in tune_idx], args.nice)
     held_first: dict[str, Any] = {}
     for i, k in enumerate(keys):
         if k in held_keys:
             held_first.setdefault(k, pairs[i])
     held = [held_first[k] for k in sorted(held_first)]
     messages = [[m.to_dict() for m in p.prompt] for p in held]
-    started = time.perf_counter()
-    replies = generate(work, messages, tune["adapter_gguf"], args.seed)
-    print(f"{name}: generated in {time.perf_counter() - started:.0f} s", flush=True)
+    replies = {side: generate(work, messages, None, args.seed, side)
+               for side in ("base", "base_other_seed")}
+    if args.base_only:
+        raise SystemExit(f"{name}: base replies written to {work}")
+    tune = run_tune(work, [lines[i] for i in tune_idx], args.nice)
+    replies["tuned"] = generate(work, messages, tune["adapter_gguf"], args.seed, "tuned")
     figures = judge(work, [pairs[i] for i in train_idx],
                     [p for p, k in zip(pairs, keys, strict=True) if k in held_keys],
                     [p.prompt_text for p in held], replies, args.seed)
@@ -322,8 +320,29 @@ def markdown(sets: list[dict[str, Any]], command: str) -> str:
             f"[{c['ci95'][0]}, {c['ci95'][1]}] ({cn['win_rate']} %) | "
             f"{r['mean_words']['base']} → {r['mean_words']['tuned']} | {verdict(r)} |")
     out += ["", "Target: tuned beats base on more than 50 % of held-out prompts with the 95 % "
-            "CI above 50 %."]
+            "CI above 50 %.", ""]
+    for r in sets:
+        t, w = r["tune"], r["tuned_vs_base"]
+        first, last = t["first_step"], t["last_step"]
+        out.append(
+            f"- `{r['set']}`: {r['prompts']} prompts, {r['train_prompts']} for training "
+            f"({r['train_pairs']} pairs: the judge's; the tune's {t['pairs_in_file']} sampled "
+            f"from them), {r['held_out_prompts']} held out. Tune: "
+            f"{t['cpu_s_per_pair']} CPU s/pair, peak RSS {t['peak_rss_mib']} MiB, DPO loss "
+            f"{_f(first.get('loss'))} → {_f(last.get('loss'))}, batch reward accuracy "
+            f"{_f(last.get('accuracy'))} and margin {_f(last.get('margin'))} on the last step. "
+            f"Judge: {r['judge']['held_out_accuracy']} % pairwise accuracy on the "
+            f"{r['judge']['held_out_pairs']} human pairs of the held-out prompts. Tuned won "
+            f"{w['wins']}, lost {w['losses']}, tied {w['ties']}; mean score gain "
+            f"{r['mean_score_gain']}; the tuned reply was the longer one on "
+            f"{r['tuned_longer_share']} % of prompts; {r['identical_replies']} of "
+            f"{w['n']} replies were identical to the base's (same seed); replies cut at "
+            f"max_tokens: {r['cut_at_max_tokens']}.")
     return "\n".join(out)
+
+
+def _f(value: Any) -> str:
+    return "–" if value is None else f"{value:.3f}"
 
 
 def main() -> None:
@@ -336,17 +355,25 @@ def main() -> None:
     parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "rlhf-desktop-bench"
                                               / "tune-winrate"))
     parser.add_argument("--no-docs", action="store_true", help="leave docs/benchmarks.md")
+    parser.add_argument("--note", default="", help="a remark on this run for the docs")
+    parser.add_argument("--base-only", action="store_true",
+                        help="only the base replies (they need no tune; run beside it)")
     args = parser.parse_args()
-    command = f"{COMMAND} " + " ".join(sys.argv[1:])
+    argv = sys.argv[1:]
+    if "--note" in argv:  # the remark is kept beside the command, not in it
+        del argv[argv.index("--note"):argv.index("--note") + 2]
+    command = f"{COMMAND} " + " ".join(argv)
     sets = [run_set(name, args) for name in args.sets]
     write_json("tune_winrate", {"command": command.strip(), "seed": args.seed,
                                 "tune_pairs": args.tune_pairs, "held_out": args.held_out,
                                 "sampling": SAMPLING, "system_prompt": SYSTEM_PROMPT,
                                 "noise_seed_offset": NOISE_SEED_OFFSET,
-                                "bootstrap_resamples": BOOTSTRAP, "sets": sets})
+                                "bootstrap_resamples": BOOTSTRAP, "note": args.note,
+                                "sets": sets})
+    text = markdown(sets, command.strip()) + (f"\n\n{args.note}" if args.note else "")
     if not args.no_docs:
-        update_section("tune_winrate", markdown(sets, command.strip()))
-    print(markdown(sets, command.strip()))
+        update_section("tune_winrate", text)
+    print(text)
 
 
 if __name__ == "__main__":

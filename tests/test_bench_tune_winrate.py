@@ -54,11 +54,17 @@ def test_split_keeps_prompts_apart_and_is_seeded() -> None:
 
 
 def _result(low: float, high: float) -> dict:
-    w = {"win_rate": (low + high) / 2, "ci95": [low, high], "n": 60}
-    return {"set": "x.jsonl", "longer_chosen_share": 60.0,
-            "tune": {"pairs_used": 192, "steps": 24, "wall_s": 1200.0, "load_avg_before": 2.0,
-                     "load_avg_after": 3.0},
-            "judge": {"held_out_accuracy": 65.0}, "tuned_vs_base": w,
+    w = {"win_rate": (low + high) / 2, "ci95": [low, high], "n": 60, "wins": 30,
+         "losses": 30, "ties": 0}
+    return {"set": "x.jsonl", "longer_chosen_share": 60.0, "prompts": 150,
+            "train_prompts": 90, "train_pairs": 500, "held_out_prompts": 60,
+            "tune": {"pairs_used": 192, "pairs_in_file": 192, "steps": 24, "wall_s": 1200.0,
+                     "load_avg_before": 2.0, "load_avg_after": 3.0, "cpu_s_per_pair": 4.0,
+                     "peak_rss_mib": 3000, "first_step": {"loss": 0.69},
+                     "last_step": {"loss": 0.6, "accuracy": None, "margin": 0.1}},
+            "judge": {"held_out_accuracy": 65.0, "held_out_pairs": 300},
+            "mean_score_gain": 0.1, "tuned_longer_share": 55.0, "identical_replies": 0,
+            "cut_at_max_tokens": {"base": 1}, "tuned_vs_base": w,
             "noise_floor_base_vs_base": w, "content_only_tuned_vs_base": w,
             "content_only_noise_floor": w, "mean_words": {"base": 50.0, "tuned": 70.0}}
 
@@ -67,4 +73,5 @@ def test_verdict_says_met_only_when_the_whole_ci_is_above_half() -> None:
     assert verdict(_result(52, 70)) == "**met**"
     assert "no difference" in verdict(_result(40, 60))
     assert "worse" in verdict(_result(30, 45))
-    assert "**met**" in markdown([_result(52, 70)], "cmd")
+    text = markdown([_result(52, 70)], "cmd")
+    assert "**met**" in text and "DPO loss 0.690 → 0.600" in text and "accuracy –" in text
