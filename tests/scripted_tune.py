@@ -50,7 +50,8 @@ def main() -> int:
     rows = [json.loads(line) for line in Path(cfg["data"]).read_text().splitlines() if line]
     limit = cfg["max_length"] * 4
     dropped = [{"line": i, "prompt_tokens": len(json.dumps(r["prompt"])) // 4,
-                "chosen_tokens": 1, "rejected_tokens": 1, "preview": "long"}
+                "chosen_tokens": 1, "rejected_tokens": 1,
+                "preview": str(r["prompt"][-1]["content"])[:60]}
                for i, r in enumerate(rows, 1) if len(json.dumps(r["prompt"])) > limit]
     used = len(rows) - len(dropped)
     progress.emit("data", summary=f"{used} of {len(rows)} pairs used at max_length "

@@ -76,11 +76,12 @@ def fit_text(snap: TuneSnapshot) -> str:
         return ""
     text = []
     if snap.left_out:
-        lines = ", ".join(str(p.get("line")) for p in snap.left_out[:8])
-        more = "…" if len(snap.left_out) > 8 else ""
         n = len(snap.left_out)
-        text.append(f"{n} pair{'s' if n != 1 else ''} left out: the prompt alone is longer "
-                    f"than the length limit (lines {lines}{more} of the run's pairs file)")
+        shown = [f"“{str(p.get('preview') or '').strip()[:40]}…”" if p.get("preview")
+                 else f"line {p.get('line')}" for p in snap.left_out[:3]]
+        more = f" and {n - 3} more" if n > 3 else ""
+        text.append(f"{n} pair{'s' if n != 1 else ''} left out because the prompt alone is "
+                    f"longer than the length limit: {', '.join(shown)}{more}")
     if snap.truncated:
         text.append(f"{snap.truncated} with replies cut at the length limit")
     return "; ".join(text) + "."
@@ -251,8 +252,9 @@ class TunePanel(QWidget):
             self.progress.setValue(snap.step or 0)
             self.progress.setFormat("step %v of %m")
         state = {"preparing": "Preparing", "running": "Tuning", "cancelling": "Cancelling",
-                 "done": "Done", "failed": "Failed", "cancelled": "Cancelled"}.get(snap.state)
-        self.status.setText(f"{state}: {snap.message}" if shown and state else "")
+                 "done": "Done", "failed": "Failed"}.get(snap.state)
+        self.status.setText("" if not shown else f"{state}: {snap.message}" if state
+                            else snap.message)
         self.metrics.setText(metrics_text(snap))
         self.fit.setText(fit_text(snap))
         if snap.active:

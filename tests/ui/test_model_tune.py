@@ -86,7 +86,9 @@ def test_tune_shows_progress_cancel_resume_and_the_blind_offer(qtbot, loop, pane
                                                                 monkeypatch) -> None:
     assert not panel.tune_button.isEnabled()
     assert "No preference pairs" in panel.plan_label.text()
-    add_pairs(60)
+    add_pairs(59)
+    db().add_pairs([PreferencePair(prompt=(Message("user", "Tell me everything " * 30),),
+                                   chosen="ok", rejected="no")])
     panel.refresh(plan=True)
     assert panel.tune_button.isEnabled()
     assert panel.plan_label.text().startswith("60 preference pairs, 60 steps, about ")
@@ -96,9 +98,11 @@ def test_tune_shows_progress_cancel_resume_and_the_blind_offer(qtbot, loop, pane
     assert panel.progress.isVisible() and panel.status.text().startswith("Preparing")
     assert not panel.tune_button.isEnabled()
     run(loop, wait_until(lambda: shown_step(panel) >= 2, 60, "progress"))
-    assert "loss 0.69" in panel.metrics.text() and "reward accuracy 0.50" in \
-        panel.metrics.text()
-    assert panel.progress.maximum() == 60 and panel.progress.value() >= 2
+    assert re.search(r"step \d+ of 59 · loss 0\.6\d\d · reward accuracy 0\.50 · margin "
+                     r"\+0\.0\d\d · \d+ s elapsed", panel.metrics.text()), panel.metrics.text()
+    assert panel.progress.maximum() == 59 and panel.progress.value() >= 2
+    assert panel.fit.text() == ("1 pair left out because the prompt alone is longer than the "
+                                "length limit: “Tell me everything Tell me everything Te…”.")
     click(qtbot, panel.cancel_button)
     run(loop, wait_until(lambda: panel.status.text().startswith("Cancelled"), 60, "cancel"))
     assert "is kept: Resume continues from it" in panel.status.text()
@@ -109,7 +113,7 @@ def test_tune_shows_progress_cancel_resume_and_the_blind_offer(qtbot, loop, pane
     click(qtbot, panel.resume_button)
     run(loop, wait_until(lambda: panel.status.text().startswith("Done"), 60, "done"))
     assert panel.status.text() == "Done: Chat model v1 is ready"
-    assert panel.progress.value() == 60
+    assert panel.progress.value() == 59
     assert [panel.version_box.itemText(i) for i in range(panel.version_box.count())] == [
         "the base model", "tuned v1"]
     assert panel.ab_button.text() == "Try v1 blind against the base"
