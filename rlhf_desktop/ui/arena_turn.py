@@ -102,9 +102,8 @@ def arena_status(widget: TurnWidget, text: str, keys: str) -> str:
     sources = len({str((c.origin or {}).get("name", "")) for c in turn.candidates
                    if c.origin})
     if turn.hidden:
-        return (f"Arena: {n} replies from {sources} sources in a random order · which source "
-                f"wrote which stays hidden until you pick · click Best or press {keys} · "
-                f"{LABEL_KEYS}")
+        return (f"Arena: {n} replies from {sources} sources, shuffled · who wrote which stays "
+                f"hidden until you pick · click Best or press {keys} · {LABEL_KEYS}")
     if revealed:
         return f"{text} · each card now shows the source it came from"
     return text

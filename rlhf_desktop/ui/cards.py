@@ -165,7 +165,7 @@ class CandidateCard(QFrame):
         head = QHBoxLayout()
         head.setSpacing(6)
         for w in (self.rank_badge, self.score_badge, self.version_badge, self.why_button,
-                  self.source_badge, self.state_badge):
+                  self.state_badge):
             head.addWidget(w)
         head.addStretch(1)
         head.addWidget(self.pick_button)
@@ -199,6 +199,8 @@ class CandidateCard(QFrame):
         layout.setContentsMargins(14, 10, 14, 10)
         layout.setSpacing(6)
         layout.addLayout(head)
+        # its own line: in the header it would make two cards too wide to sit side by side
+        layout.addWidget(self.source_badge, 0, Qt.AlignmentFlag.AlignLeft)
         layout.addWidget(self.why_label)
         layout.addWidget(self.body)
         layout.addStretch(1)

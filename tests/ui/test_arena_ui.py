@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QDialog, QLabel, QWidget
+from PySide6.QtWidgets import QApplication, QDialog, QLabel, QWidget
 
 from rlhf_desktop import config
 from rlhf_desktop.config import Settings
 from rlhf_desktop.domain import Candidate, CandidateSource, Message, SamplingParams, Turn
+from rlhf_desktop.ui import theme
 from rlhf_desktop.ui.chat_controls import ARENA, ChatControls
 from rlhf_desktop.ui.main_window import MainWindow
 from rlhf_desktop.ui.settings_dialog import SettingsDialog
@@ -195,7 +196,7 @@ def test_replies_from_offers_the_arena_only_with_two_sources(qtbot: object) -> N
     saved = config.load_settings()
     assert not saved.arena and saved.provider == "local" and changes[-1][1] is True
     controls.sync(saved, "local", "SmolLM2")
-    assert controls.replies.isEnabled() and controls.model.isVisible()
+    assert controls.replies.isEnabled() and not controls.model.isHidden()
 
 
 # ---------------------------------------------------------------------------- the cards
@@ -223,6 +224,10 @@ def test_arena_turn_names_no_source_before_the_pick_and_each_after(
     saved = arena_turn(["Go to bed earlier.", "Keep a regular schedule.",
                         "Move bedtime by 15 minutes.", "Get bright light early."],
                        [names[0], names[0], names[1], names[1]], "How can I get up early?")
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    old_style = app.styleSheet()
+    theme.apply(app, False)  # the app's stylesheet: badges need their real width
     window = window_for(qtbot, candidates_per_turn=4)
     try:
         window.chat.show_conversation(saved.conversation_id)
@@ -255,6 +260,14 @@ def test_arena_turn_names_no_source_before_the_pick_and_each_after(
                                   if c.source_badge.text() == "from hot tuned"
                                   ).source_badge.toolTip()
         assert "each card now shows the source it came from" in widget.status.text()
+        for c in widget.cards.values():  # a badge never widens a card (two fit side by side)
+            shown_width = c.minimumSizeHint().width()
+            c.show_origin(False)
+            QApplication.processEvents()  # the layouts see the badge hidden
+            assert shown_width <= c.minimumSizeHint().width()
+            c.show_origin(True)
+            QApplication.processEvents()
+            assert c.minimumSizeHint().width() == shown_width
         assert any(c.rank_badge.text().startswith("#") for c in widget.cards.values())
         label = db().last_label()
         assert label is not None and label.blind
@@ -273,6 +286,7 @@ def test_arena_turn_names_no_source_before_the_pick_and_each_after(
         assert not leaks(again, names), leaks(again, names)
     finally:
         run(loop, window.shutdown())
+        app.setStyleSheet(old_style)
 
 
 @pytest.mark.timeout(60)
