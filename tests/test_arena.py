@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from rlhf_desktop import config
 from rlhf_desktop.config import Settings
 from rlhf_desktop.domain import Candidate, CandidateSource, Message, SamplingParams, Turn
 from rlhf_desktop.providers.arena import ArenaProvider, build_arena
@@ -352,3 +353,34 @@ def test_remote_sources_stream_concurrently_and_share_a_provider_when_only_tempe
     last_a = max(k for k, e in enumerate(events) if isinstance(e, Done) and e.index < 4)
     assert first_b < last_a
     assert sorted(r["temperature"] for r in chat_requests(a)) == [0.3, 1.2]
+
+
+@pytest.mark.timeout(60)
+def test_turning_the_arena_on_and_off_in_the_session_rebuilds_the_provider(
+        servers: tuple[AzureServer, AzureServer]) -> None:
+    _, b = servers
+
+    async def until(session: AppSession, kind: str) -> None:
+        while session.provider_kind != kind:
+            await asyncio.sleep(0.01)
+
+    async def scenario() -> None:
+        settings = arena_settings(azure(count=1), compat(b.base_url), arena=False,
+                                  provider="azure", candidates_per_turn=2)
+        session = await started(settings)
+        assert session.provider_kind == "azure" and session.sampling_params().n == 2
+        session.arena.set_enabled(True)  # saved, applied, provider rebuilt
+        await until(session, "arena")
+        assert session.sampling_params().n == 3
+        assert session.provider_reason == "Arena: Azure A (1) vs Compat B (2)"
+        assert config.load_settings().arena
+        chat = session.chat
+        assert chat is not None
+        turn = await chat.send(None, "hi")
+        assert [source(c) for c in turn.candidates] == ["Azure A", "Compat B", "Compat B"]
+        session.arena.set_enabled(False)
+        await until(session, "azure")
+        assert session.sampling_params().n == 2 and not config.load_settings().arena
+        await session.aclose()
+
+    run(scenario())
