@@ -183,6 +183,23 @@ def test_a_window_opened_during_a_run_follows_and_cancels_it(
     assert other.snapshot().checkpoint_step == snap.checkpoint_step
 
 
+def test_a_resumed_run_is_followed_by_a_window_opened_meanwhile(
+        service: TuningService, holder: Holder, data_home: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCRIPTED_TUNE_STEP_S", "0.1")
+    add_pairs(200)
+    service.start()
+    wait_for(lambda: service.snapshot().checkpoint_step, what="a checkpoint")
+    service.cancel()
+    until_state(service, "cancelled")
+    service.resume()
+    until_state(service, "running")
+    other = TuningService(data_home, holder.get, None, overrides=FAST, module=SCRIPTED)
+    assert other.snapshot().state == "running"  # not the first process's "cancelled"
+    service.cancel()
+    until_state(other, "cancelled")
+
+
 def test_a_failing_run_says_why(service: TuningService,
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCRIPTED_TUNE_FAIL", "no pair fits in max_length 64")

@@ -282,7 +282,7 @@ class TuningService:
             self._snap = replace(self._snap, state="done", eta_s=0.0, message=(
                 f"Chat model v{version} is ready" if version is not None
                 else "Training finished (no chat-model version was made)"))
-        elif code == 3:
+        elif code == 3 or (code < 0 and self._cancel_requested):  # < 0: ended by a signal
             step = self._snap.checkpoint_step
             self._snap = replace(self._snap, state="cancelled", message=(
                 f"Cancelled; the checkpoint at step {step} is kept: Resume continues from it"

@@ -123,9 +123,10 @@ def apply_event(snap: TuneSnapshot, event: dict[str, Any], live: bool) -> TuneSn
     kind = event.get("event")
     if kind == "start":
         pid = event.get("pid")
-        return replace(snap, state="preparing" if snap.state in ("idle", "preparing")
-                       else snap.state, stage="starting",
-                       pid=pid if isinstance(pid, int) else None)
+        # a new process of the run (a resume appends to the same file): it starts afresh
+        return replace(snap, state="cancelling" if snap.state == "cancelling" else "preparing",
+                       stage="starting", pid=pid if isinstance(pid, int) else None,
+                       outcome="", error="", version=None)
     if kind == "stage":
         stage = str(event.get("stage") or "")
         state = snap.state
