@@ -147,6 +147,12 @@ class LabelActions(RankActions):
             return None
         return widget
 
+    def _choosing(self) -> TurnWidget | None:
+        """The turn whose tie or ranking is being chosen (Alt+1…9 go there), if any."""
+        if self._tie is not None:
+            return self._tie[0]
+        return self._rank[0] if self._rank is not None else None
+
     def tie_key(self) -> None:
         """Alt+T: start choosing a tie on the last turn, or save it."""
         widget = self._tie[0] if self._tie is not None else self._last()

@@ -84,10 +84,13 @@ class PickActions:
 
     # ------------------------------------------------------------------ picks
 
+    def _choosing(self) -> TurnWidget | None:
+        raise NotImplementedError
+
     def pick_key(self, key: int) -> None:
         """Alt+1…9 (or 1…9 on the turns): pick the card shown at that position in the last
-        turn."""
-        widget = self.widgets[-1] if self.widgets else None
+        turn (or mark / place it in the turn whose tie or ranking is being chosen)."""
+        widget = self._choosing() or (self.widgets[-1] if self.widgets else None)
         if widget is None or widget is self._current:
             return
         card = widget.card_at(key - 1)

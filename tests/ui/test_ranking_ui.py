@@ -117,6 +117,16 @@ def test_rank_with_alt_r_and_alt_digits_saves_weighted_pairs(
         nxt = await finished_turn(window, "And then?")
         first_text = next(c.text for c in stored.candidates if c.id == order[0])
         assert nxt.messages[1].content == first_text
+        # ranking an earlier turn from its bar: Alt+1…9 place its replies, not the last turn's
+        press(window, Qt.Key.Key_Z, ALT)
+        assert repo.label_kinds() == {} and bar.isVisible()
+        bar.rank_button.click()
+        press(window, Qt.Key.Key_4, ALT)
+        press(window, Qt.Key.Key_2, ALT)
+        press(window, Qt.Key.Key_Enter)  # the keypad's Enter saves too
+        assert repo.get_turn(turn.id).tied_candidate_ids == (shown_id(widget, 4),
+                                                             shown_id(widget, 2))
+        assert nxt.turn is not None and nxt.turn.label_kind is None
 
     try:
         run(loop, flow())
