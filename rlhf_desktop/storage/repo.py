@@ -359,9 +359,11 @@ class Repository(LabelQueries, VersionQueries, PairQueries):
             c.execute(
                 "UPDATE candidates SET text = ?, finish_reason = ?, latency_s = ?, ttft_s = ?,"
                 " prompt_tokens = ?, completion_tokens = ?, score = NULL,"
-                " model_version = NULL, error = ? WHERE id = ?",
+                " model_version = NULL, error = ?, origin_json = ? WHERE id = ?",
                 (cand.text, cand.finish_reason, cand.latency_s, cand.ttft_s, cand.prompt_tokens,
-                 cand.completion_tokens, cand.error, row[0]),
+                 cand.completion_tokens, cand.error,
+                 None if cand.origin is None else json.dumps(cand.origin, ensure_ascii=False),
+                 row[0]),
             )
             cand.id = int(row[0])
         return cand

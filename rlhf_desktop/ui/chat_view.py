@@ -334,7 +334,7 @@ class ChatView(LabelActions, PickActions, QWidget):
                     Listener(widget.on_delta, on_done, widget.on_restart))
         except TurnFailed as exc:
             widget.messages = list(exc.turn.messages)
-            exc.turn.blind = blind
+            exc.turn.blind = exc.turn.blind or blind
             widget.set_turn(exc.turn)
             self.displayed(widget)
             self.conversation_changed.emit()
@@ -345,7 +345,7 @@ class ChatView(LabelActions, PickActions, QWidget):
             widget.show_error(f"The turn could not be completed: {exc}")
             self._reveal(widget.error_row)
             return
-        turn.blind = blind
+        turn.blind = turn.blind or blind
         widget.set_turn(turn)
         self.displayed(widget)
         self.conversation_changed.emit()
