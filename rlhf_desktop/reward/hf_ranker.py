@@ -132,9 +132,10 @@ class HFRanker:
             tokenizer = AutoTokenizer.from_pretrained(str(path))
             model = AutoModelForSequenceClassification.from_pretrained(
                 str(path), num_labels=1, dtype=inference_dtype(torch))
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            raise RankerLoadError(f"{path} could not be loaded as a reward model: "
-                                  f"{type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # safetensors, config and shape errors alike
+            raise RankerLoadError(f"{path} could not be loaded as a reward model "
+                                  f"({type(exc).__name__}: {exc}); choose another ranker or "
+                                  f"train it again") from exc
         model.eval()
         if torch.cuda.is_available():  # a GPU machine measuring its held-out pairs
             model.to("cuda")
