@@ -11,6 +11,7 @@ from rlhf_desktop.domain import ModelVersion
 from rlhf_desktop.services.habits import Habits, habits
 from rlhf_desktop.services.hooks import SessionHooks
 from rlhf_desktop.services.labeling import Agreement, LabelingService, PositionBias
+from rlhf_desktop.services.leaderboard import ROUNDS, Leaderboard, compute
 from rlhf_desktop.services.model_words import StylePreference, preferences
 from rlhf_desktop.services.retraining import Retrainer, RetrainStatus
 from rlhf_desktop.services.rewards import (
@@ -23,8 +24,8 @@ from rlhf_desktop.storage.repo import Repository
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Learned", "ModelOverview", "ModelService", "StylePreference", "VersionError",
-           "VersionRow"]
+__all__ = ["Leaderboard", "Learned", "ModelOverview", "ModelService", "StylePreference",
+           "VersionError", "VersionRow"]
 
 
 class VersionError(Exception):
@@ -93,6 +94,7 @@ class ModelService:
         self._retrainer = retrainer
         self._rewards = rewards
         self._hooks = hooks
+        self._board: tuple[tuple[int, ...], Leaderboard] | None = None
 
     def overview(self) -> ModelOverview:
         """The model page's data in one call."""
@@ -132,6 +134,20 @@ class ModelService:
     def train_now(self) -> None:
         """Train now (or once more after the current run); progress comes as hooks."""
         self._retrainer.request()
+
+    # ------------------------------------------------------------------ arena leaderboard
+
+    async def leaderboard(self, rounds: int = ROUNDS) -> Leaderboard:
+        """The leaderboard of candidate sources from the labeled arena turns: read here (the
+        repository's thread), computed in a worker thread (a bootstrap of a thousand fits),
+        and kept until the arena labels change."""
+        turns = self._repo.arena_turns()
+        key = (rounds, *(t.label_id for t in turns))
+        if self._board is not None and self._board[0] == key:
+            return self._board[1]
+        board = await asyncio.get_running_loop().run_in_executor(None, compute, turns, rounds)
+        self._board = (key, board)
+        return board
 
     # ------------------------------------------------------------------ what it learned
 

@@ -21,6 +21,7 @@ from rlhf_desktop.domain import (
     SamplingParams,
     Turn,
 )
+from rlhf_desktop.storage.arena import ArenaQueries
 from rlhf_desktop.storage.db import connect
 from rlhf_desktop.storage.labels import LabelQueries
 from rlhf_desktop.storage.pairs import (
@@ -41,7 +42,7 @@ def _messages_json(messages: Sequence[Message]) -> str:
     return json.dumps([m.to_dict() for m in messages], ensure_ascii=False)
 
 
-class Repository(LabelQueries, VersionQueries, PairQueries):
+class Repository(ArenaQueries, LabelQueries, VersionQueries, PairQueries):
     """Typed access to the tables. Every write is one transaction, committed durably."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:

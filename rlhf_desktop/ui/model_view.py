@@ -1,5 +1,7 @@
 """The reward model: learning curve, agreement with your picks, labels over time, train now,
-what it learned (model_learned.py), and its versions with a switch back (model_versions.py)."""
+what it learned (model_learned.py), your labeling habits and the leaderboard of candidate
+sources (model_arena.py), more panels (:meth:`ModelView.add_panel`), and the versions with a
+switch back (model_versions.py)."""
 
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from rlhf_desktop.domain import ModelVersion
 from rlhf_desktop.services.models import VersionError
 from rlhf_desktop.services.retraining import RetrainStatus
 from rlhf_desktop.ui.backend import EARLY_LABELS, Backend
+from rlhf_desktop.ui.model_arena import HabitsPanel, LeaderboardPanel
 from rlhf_desktop.ui.model_learned import LearnedPanel
 from rlhf_desktop.ui.model_versions import VersionsTable
 
@@ -90,6 +93,7 @@ class ModelView(QWidget):
         self.labels_chart, self.labels_view = self._chart("Labels over time")
         self.charts = QGridLayout()
         self.learned = LearnedPanel(dark)
+        self.habits_panel = HabitsPanel()
         self._columns = 0
         self._arrange(wide=True)
 
@@ -119,15 +123,14 @@ class ModelView(QWidget):
         layout.addLayout(self.top)
         layout.addLayout(self.charts, 1)
         layout.addWidget(self.learned)
-        self.habits_title = QLabel("Your labeling habits")
-        self.habits_title.setObjectName("kpiValue")
-        self.habits_title.setStyleSheet("font-size: 16px;")
-        self.habits = QLabel("")
-        self.habits.setWordWrap(True)
-        self.habits.setToolTip("Computed from your own labels, against a user without the "
-                               "habit. Blind mode (beside Send) removes the shown order's pull.")
-        layout.addWidget(self.habits_title)
-        layout.addWidget(self.habits)
+        self.habits_title, self.habits = self.habits_panel.title, self.habits_panel.text
+        layout.addWidget(self.habits_panel)
+        self.leaderboard = LeaderboardPanel(backend)
+        layout.addWidget(self.leaderboard)
+        # The spot for more panels (tuning the chat model, a stronger ranker): add_panel().
+        self.panels = QVBoxLayout()
+        self.panels.setSpacing(12)
+        layout.addLayout(self.panels)
         layout.addLayout(versions_head)
         layout.addWidget(self.table)
         self.page_scroll = QScrollArea()
@@ -141,6 +144,11 @@ class ModelView(QWidget):
         backend.model_trained.connect(lambda _v: self.refresh_if_visible())
         backend.labels_changed.connect(self.refresh_if_visible)
         self.refresh()
+
+    def add_panel(self, panel: QWidget) -> None:
+        """Place another section on the page, after the leaderboard and before the
+        versions (in the order added)."""
+        self.panels.addWidget(panel)
 
     def _arrange(self, wide: bool) -> None:
         """Four figures and the Train button in a row, charts side by side (wide); or two
@@ -165,6 +173,7 @@ class ModelView(QWidget):
         self.charts.setColumnStretch(0, 1)
         self.charts.setColumnStretch(1, 1 if wide else 0)
         self.learned.arrange(wide)
+        self.habits_panel.arrange(wide)
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         """Reflow for the new width."""
@@ -243,7 +252,8 @@ class ModelView(QWidget):
         self._fill_curve(versions)
         self._fill_labels(overview.label_times)
         self.learned.show_learned(models.learned())
-        self.habits.setText("\n".join(f"• {line}" for line in overview.habits.lines))
+        self.habits_panel.show_habits(overview.habits)
+        self.leaderboard.refresh()
         self._fill_versions()
 
     def _fill_curve(self, versions: list[ModelVersion]) -> None:

@@ -1,0 +1,378 @@
+"""The leaderboard of candidate sources (issue 13 item 5), computed from this user's labels
+on arena turns the way Chatbot Arena does it (FastChat ``elo_analysis.py``).
+
+Battles (round 4's "Leaderboard outcomes"): a pick makes the chosen reply's source beat the
+source of each rejected reply, and a ranking makes each better reply's source beat each worse
+one's (both read from the label's pairs); a tie is a tie between each two tied replies of
+different sources; "all bad" is a tie between every two different sources of the turn's
+whole replies (FastChat counts "both bad" as a tie); an edit makes no battle. Two replies of
+one source are never a battle.
+
+Strengths are Bradley-Terry maximum-likelihood estimates by logistic regression, as
+``compute_mle_elo``: one row per battle with +ln(BASE) for the first source and −ln(BASE) for
+the second, no intercept, no penalty; a tie counts as half a win each way; the coefficients
+times SCALE plus INIT_RATING are the strengths. With no intercept, only differences are
+identified; the strengths are anchored so that their mean is INIT_RATING (the average
+source is 1000). P(A beats B) = 1 / (1 + BASE ** ((B − A) / SCALE)).
+
+The 95 % intervals are the 2.5 and 97.5 percentiles of the strengths refitted on bootstrap
+resamples of TURNS (a turn's battles stay together, since they share one decision).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits
+
+from rlhf_desktop.storage.arena import ArenaTurn
+
+SCALE = 400.0
+BASE = 10.0
+INIT_RATING = 1000.0
+ROUNDS = 1000
+"""Bootstrap resamples for the strengths' intervals."""
+MIN_BATTLES = 10
+"""Battles every source needs before the board shows strengths."""
+MIN_TURNS = 5
+"""Turns a head-to-head needs before it shows a win rate."""
+
+
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """Tiny matrices: BLAS threads buy nothing, and an oversubscribed OpenBLAS on a busy
+    machine made each fit ~10× slower (measured here, as in reward/training.py)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+@dataclass(frozen=True)
+class Battle:
+    """One comparison of two different sources: ``score`` is a's (1 won, 0 lost, ½ tie)."""
+
+    a: str
+    b: str
+    score: float
+
+
+def turn_battles(turn: ArenaTurn) -> list[Battle]:
+    """The battles one labeled arena turn makes (module docstring)."""
+    source = {c.id: c.source for c in turn.candidates}
+    battles: list[Battle] = []
+    if turn.kind in ("pick", "ranking"):
+        for better, worse in turn.pairs:
+            a, b = source.get(better), source.get(worse)
+            if a and b and a != b:
+                battles.append(Battle(a, b, 1.0))
+    elif turn.kind == "tie":
+        tied = [source.get(m) for m in turn.members]
+        battles += [Battle(a, b, 0.5) for a, b in combinations(tied, 2) if a and b and a != b]
+    elif turn.kind == "all_bad":
+        names = sorted({c.source for c in turn.candidates if c.source and c.pickable})
+        battles += [Battle(a, b, 0.5) for a, b in combinations(names, 2)]
+    return battles
+
+
+@dataclass(frozen=True)
+class Standing:
+    """One source's row: strength with its interval (None until there are enough battles),
+    and its record."""
+
+    name: str
+    strength: float | None
+    low: float | None
+    high: float | None
+    wins: int
+    losses: int
+    ties: int
+
+    @property
+    def battles(self) -> int:
+        """Battles fought."""
+        return self.wins + self.losses + self.ties
+
+    @property
+    def win_rate(self) -> float | None:
+        """Share of battles won, a tie counting half."""
+        return (self.wins + self.ties / 2) / self.battles if self.battles else None
+
+
+@dataclass(frozen=True)
+class HeadToHead:
+    """How often side ``a`` beat side ``b`` in the battles between them (a tie counts half),
+    with a 95 % bootstrap interval over turns."""
+
+    a: str
+    b: str
+    rate: float | None
+    low: float | None
+    high: float | None
+    wins: int
+    losses: int
+    ties: int
+    turns: int
+
+    @property
+    def battles(self) -> int:
+        """Battles between the two sides."""
+        return self.wins + self.losses + self.ties
+
+    @property
+    def words(self) -> str:
+        """E.g. "tuned v2 beat the base model in 64% of 42 battles (95% CI 51–76%, …)"."""
+        if self.rate is None or self.low is None or self.high is None:
+            return (f"{self.a} against {self.b}: {self.turns} labeled turn"
+                    f"{'s' if self.turns != 1 else ''} so far; a win rate needs at least "
+                    f"{MIN_TURNS}")
+        return (f"{self.a} beat {self.b} in {self.rate:.0%} of {self.battles} battles "
+                f"(95% CI {self.low:.0%}–{self.high:.0%}; {self.wins} won, {self.losses} "
+                f"lost, {self.ties} tied, in {self.turns} blind turns; a tie counts half)")
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    """The sources, strongest first (by record while there are no strengths yet)."""
+
+    standings: list[Standing]
+    turns: int
+    """Labeled arena turns that made at least one battle."""
+    battles: int
+    note: str
+    """Why there are no strengths yet, or what the numbers are."""
+    rounds: int = 0
+    degenerate: float = 0.0
+    """Share of bootstrap resamples in which a source was missing or won (or lost) every
+    battle, so its strength had no finite estimate there."""
+    head_to_head: list[HeadToHead] = field(default_factory=list)
+    """Tuned chat-model versions against the base model (provider local, version 0)."""
+
+    @property
+    def ready(self) -> bool:
+        """True when the standings carry strengths."""
+        return bool(self.standings) and self.standings[0].strength is not None
+
+
+def battle_weights(turns: Sequence[Sequence[Battle]], names: Sequence[str]) -> np.ndarray:
+    """Per turn, ``w[t, i, j]`` = wins of source i over source j, a tie adding ½ to both
+    directions (FastChat's ``ptbl_win`` halved)."""
+    index = {name: i for i, name in enumerate(names)}
+    w = np.zeros((len(turns), len(names), len(names)))
+    for t, battles in enumerate(turns):
+        for bt in battles:
+            i, j = index[bt.a], index[bt.b]
+            w[t, i, j] += bt.score
+            w[t, j, i] += 1.0 - bt.score
+    return w
+
+
+def finite_mle(w: np.ndarray) -> np.ndarray:
+    """Whether every source's strength has a finite maximum-likelihood estimate, for one
+    ``w`` (sources × sources) or a batch of them: the graph "i scored against j" is strongly
+    connected (Zermelo's condition), so no group of sources won, or lost, all its battles
+    against the rest. A source without battles fails it too."""
+    p = w.shape[-1]
+    if p < 2:
+        return np.zeros(w.shape[:-2], dtype=bool)
+    reach = ((w > 0) | np.eye(p, dtype=bool)).astype(np.int64)
+    for _ in range(max(1, math.ceil(math.log2(p)))):
+        reach = np.minimum(reach @ reach, 1)
+    return np.asarray(reach.all(axis=(-2, -1)))
+
+
+def fit_strengths(w: np.ndarray) -> np.ndarray:
+    """Strengths on the Elo scale from ``w`` (sources × sources wins, see
+    :func:`battle_weights`), by FastChat's logistic regression; NaN for a source without
+    battles. The present sources are anchored to a mean of INIT_RATING."""
+    p = w.shape[0]
+    present = (w + w.T).sum(axis=1) > 0
+    rows, ys, weights = [], [], []
+    for i, j in combinations(range(p), 2):
+        if w[i, j] + w[j, i] <= 0:
+            continue
+        x = np.zeros(p)
+        x[i], x[j] = math.log(BASE), -math.log(BASE)
+        rows += [x, x]
+        ys += [1.0, 0.0]
+        weights += [w[i, j], w[j, i]]
+    out = np.full(p, np.nan)
+    if not rows:
+        return out
+    lr = LogisticRegression(fit_intercept=False, C=np.inf, tol=1e-8, max_iter=200)
+    with warnings.catch_warnings(), _one_blas_thread():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        lr.fit(np.array(rows), np.array(ys), sample_weight=np.array(weights))
+    coef = lr.coef_[0]
+    coef = coef - coef[present].mean()
+    out[present] = SCALE * coef[present] + INIT_RATING
+    return out
+
+
+def newton_strengths(w: np.ndarray, iterations: int = 50) -> np.ndarray:
+    """The same maximum-likelihood strengths as :func:`fit_strengths`, for a batch of
+    ``w`` (batch × sources × sources) at once by Newton's method (the bootstrap refits
+    thousands of times; a test checks both give the same strengths). A source without
+    battles is NaN; where no finite estimate exists the steps are capped and the strengths
+    drift far out, as the logistic regression's do."""
+    batch, p = w.shape[0], w.shape[1]
+    alpha = math.log(BASE)
+    n = w + np.transpose(w, (0, 2, 1))
+    present = n.sum(axis=2) > 0
+    coef = np.zeros((batch, p))
+    # The likelihood is flat along "all strengths + c"; the rank-one term fixes the mean,
+    # which the gradient never moves, and the tiny ridge keeps absent sources solvable.
+    fix = np.ones((p, p)) / p + 1e-9 * np.eye(p)
+    for _ in range(iterations):
+        prob = 1.0 / (1.0 + np.exp(-alpha * (coef[:, :, None] - coef[:, None, :])))
+        grad = alpha * (w - n * prob).sum(axis=2)
+        curv = alpha ** 2 * n * prob * (1.0 - prob)
+        hess = -curv + np.eye(p)[None] * curv.sum(axis=2)[:, :, None]  # −∇² (a Laplacian)
+        step = np.linalg.solve(hess + fix, grad[:, :, None])[:, :, 0]
+        step = np.clip(step, -2.0, 2.0)
+        coef += step
+        if np.abs(step).max() < 1e-9:
+            break
+    coef = np.where(present, coef, np.nan)
+    coef -= np.nanmean(coef, axis=1, keepdims=True)
+    return SCALE * coef + INIT_RATING
+
+
+def bootstrap(w_turns: np.ndarray, rounds: int, seed: int) -> tuple[np.ndarray, float]:
+    """Strengths refitted on ``rounds`` resamples of the turns (rows: rounds), and the share
+    of resamples without a finite estimate for every source."""
+    rng = np.random.default_rng(seed)
+    n_turns = w_turns.shape[0]
+    draws = rng.multinomial(n_turns, np.full(n_turns, 1.0 / n_turns), size=rounds)
+    w = np.tensordot(draws.astype(float), w_turns, axes=1)
+    degenerate = float(np.mean(~finite_mle(w))) if rounds else 0.0
+    with _one_blas_thread():
+        return newton_strengths(w), degenerate
+
+
+def _record(turns: Sequence[Sequence[Battle]], name: str) -> tuple[int, int, int]:
+    wins = losses = ties = 0
+    for battles in turns:
+        for bt in battles:
+            if name not in (bt.a, bt.b):
+                continue
+            score = bt.score if bt.a == name else 1.0 - bt.score
+            wins += score == 1.0
+            losses += score == 0.0
+            ties += score == 0.5
+    return wins, losses, ties
+
+
+def _not_ready(w: np.ndarray, names: list[str], records: dict[str, tuple[int, int, int]]
+               ) -> str:
+    if len(names) < 2:
+        return ("No battles yet: an arena turn of two or more sources makes battles when you "
+                "pick, rank, tie or mark all bad (an edit makes none)")
+    few = [f"{n} has {sum(records[n])}" for n in names if sum(records[n]) < MIN_BATTLES]
+    if few:
+        return (f"Too few battles to rank the sources yet ({', '.join(few)}; each needs "
+                f"{MIN_BATTLES}). Keep labeling arena turns")
+    never_lost = [n for n in names if records[n][1] == 0 and records[n][2] == 0]
+    never_won = [n for n in names if records[n][0] == 0 and records[n][2] == 0]
+    who = (f"{', '.join(never_lost)} never lost" if never_lost else
+           f"{', '.join(never_won)} never won" if never_won else
+           "one group of sources never lost to the others")
+    return (f"No finite strengths yet: {who}, so Bradley-Terry cannot say by how much. "
+            "Keep labeling arena turns")
+
+
+def compute(turns: Sequence[ArenaTurn], rounds: int = ROUNDS, seed: int = 0) -> Leaderboard:
+    """The leaderboard of the labeled arena turns (pure: no database, no Qt)."""
+    battles = [b for b in (turn_battles(t) for t in turns) if b]
+    names = sorted({name for bs in battles for bt in bs for name in (bt.a, bt.b)})
+    records = {n: _record(battles, n) for n in names}
+    tuned = tuned_vs_base(turns, battles)
+    total = sum(len(b) for b in battles)
+    w_turns = battle_weights(battles, names)
+    w = w_turns.sum(axis=0)
+    if (len(names) < 2 or any(sum(r) < MIN_BATTLES for r in records.values())
+            or not finite_mle(w)):
+        standings = [Standing(n, None, None, None, *records[n]) for n in names]
+        standings.sort(key=lambda s: -(s.win_rate or 0.0))
+        return Leaderboard(standings, len(battles), total, _not_ready(w, names, records),
+                           head_to_head=tuned)
+    point = fit_strengths(w)
+    boot, degenerate = bootstrap(w_turns, rounds, seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a source absent from every resample
+        low, high = np.nanpercentile(boot, [2.5, 97.5], axis=0)
+    standings = [Standing(n, float(point[i]), float(low[i]), float(high[i]), *records[n])
+                 for i, n in enumerate(names)]
+    standings.sort(key=lambda s: -(s.strength or 0.0))
+    note = (f"Bradley-Terry strengths on the Elo scale (the average source is "
+            f"{INIT_RATING:.0f}; 400 points = 10:1 odds) from {total} battles in "
+            f"{len(battles)} turns; 95% intervals from {rounds} bootstrap resamples of turns")
+    if degenerate > 0.025:
+        note += (f". The intervals are rough: in {degenerate:.0%} of the resamples a source "
+                 "won or lost every battle")
+    return Leaderboard(standings, len(battles), total, note, rounds, degenerate, tuned)
+
+
+def head_to_head(turns: Sequence[Sequence[Battle]], side_a: set[str], side_b: set[str],
+                 a: str, b: str, rounds: int = 2000, seed: int = 0) -> HeadToHead:
+    """How often the sources in ``side_a`` beat those in ``side_b`` (a tie counts half),
+    with a percentile bootstrap interval over the turns where they met."""
+    scores, counts = [], []
+    wins = losses = ties = 0
+    for battles in turns:
+        s = n = 0.0
+        for bt in battles:
+            if bt.a in side_a and bt.b in side_b:
+                score = bt.score
+            elif bt.b in side_a and bt.a in side_b:
+                score = 1.0 - bt.score
+            else:
+                continue
+            s, n = s + score, n + 1
+            wins += score == 1.0
+            losses += score == 0.0
+            ties += score == 0.5
+        if n:
+            scores.append(s)
+            counts.append(n)
+    if len(scores) < MIN_TURNS:
+        return HeadToHead(a, b, None, None, None, wins, losses, ties, len(scores))
+    s_arr, n_arr = np.array(scores), np.array(counts)
+    idx = np.random.default_rng(seed).integers(0, len(scores), size=(rounds, len(scores)))
+    rates = s_arr[idx].sum(axis=1) / n_arr[idx].sum(axis=1)
+    low, high = np.percentile(rates, [2.5, 97.5])
+    return HeadToHead(a, b, float(s_arr.sum() / n_arr.sum()), float(low), float(high),
+                      wins, losses, ties, len(scores))
+
+
+def tuned_vs_base(turns: Sequence[ArenaTurn], battles: Sequence[Sequence[Battle]] | None = None
+                  ) -> list[HeadToHead]:
+    """Each tuned chat-model version (a source with provider ``local`` and
+    ``chat_model_version`` N > 0) against the base model (``local``, version 0), where both
+    met; by the origin each source's replies recorded most recently."""
+    version: dict[str, int] = {}
+    for turn in turns:
+        for cand in turn.candidates:
+            origin = cand.origin or {}
+            if cand.source and origin.get("provider") == "local":
+                version[cand.source] = int(origin.get("chat_model_version") or 0)
+            elif cand.source:
+                version.pop(cand.source, None)
+    base = {name for name, v in version.items() if v == 0}
+    if not base:
+        return []
+    if battles is None:
+        battles = [b for b in (turn_battles(t) for t in turns) if b]
+    met = {name for bs in battles for bt in bs for name in (bt.a, bt.b)}
+    out = []
+    for v in sorted({v for v in version.values() if v > 0}):
+        tuned = {name for name, n in version.items() if n == v}
+        if tuned & met and base & met:
+            out.append(head_to_head(battles, tuned, base, f"tuned v{v}", "the base model"))
+    return out
