@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlhf_desktop.cli.common import CliError, plural
 from rlhf_desktop.services.export_folder import ALL_FORMATS
+
+if TYPE_CHECKING:
+    from rlhf_desktop.storage.repo import Repository
 
 __all__ = ["add_export_parser", "cmd_export"]
 
@@ -74,7 +77,11 @@ def cmd_export(args: argparse.Namespace) -> int:
                                      test_share=None if args.folder else args.test_share,
                                      parquet=args.parquet, license_id=args.license)
                 for f in done.files:
-                    print(f"wrote {plural(f.rows, 'row')} to {f.path}", file=sys.stderr)
+                    print(f"wrote {plural(f.rows, _noun(f.config))} to {f.path}",
+                          file=sys.stderr)
+                if args.parquet and "csv" in formats:
+                    print("csv left out: it is a flat table already (the pairs rows are in "
+                          "pairs.parquet)", file=sys.stderr)
                 print(f"dataset card: {done.card}", file=sys.stderr)
             elif args.split:
                 done = split_export(repo, fmt, args.split, args.test_share,
@@ -97,10 +104,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _noun(fmt: str) -> str:
-    return "ranking" if fmt == "ranking" else "pair"
+    return {"ranking": "ranking", "labels": "label"}.get(fmt, "pair")
 
 
-def _to_file(repo: Any, fmt: str, path: str, parquet: bool) -> int:
+def _to_file(repo: Repository, fmt: str, path: str, parquet: bool) -> int:
     from pathlib import Path
 
     from rlhf_desktop.services.datasets import export_to_file
@@ -113,7 +120,7 @@ def _to_file(repo: Any, fmt: str, path: str, parquet: bool) -> int:
     return len(rows)
 
 
-def _to_stdout(repo: Any, fmt: str) -> None:
+def _to_stdout(repo: Repository, fmt: str) -> None:
     import json
 
     from rlhf_desktop.services.datasets import export
