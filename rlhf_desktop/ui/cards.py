@@ -7,17 +7,14 @@ only once the turn widget reveals it (after the turn's label): until then nothin
 
 from __future__ import annotations
 
-import math
-
-from PySide6.QtCore import QSize, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QGuiApplication, QResizeEvent
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
     QPushButton,
     QSizePolicy,
-    QTextBrowser,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -27,67 +24,11 @@ from rlhf_desktop.domain import Candidate
 from rlhf_desktop.ui.arena_turn import SourceBadge
 from rlhf_desktop.ui.icons import thumb_up
 from rlhf_desktop.ui.markdown_render import MarkdownRenderer
+from rlhf_desktop.ui.markdown_view import MarkdownView
+
+__all__ = ["CandidateCard", "MarkdownView", "badge", "failed"]  # MarkdownView: its old home
 
 RENDER_INTERVAL_MS = 60
-
-
-class MarkdownView(QTextBrowser):
-    """A QTextBrowser as tall as its content (the page scrolls, not the card)."""
-
-    def __init__(self, renderer: MarkdownRenderer, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.renderer = renderer
-        self.code_blocks: list[str] = []
-        self.markdown_source = ""
-        self.setOpenLinks(False)
-        self.setFrameShape(QFrame.Shape.NoFrame)
-        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.viewport().setAutoFillBackground(False)
-        self.setObjectName("markdown")
-        self.document().setDocumentMargin(2)
-        self.document().setDefaultStyleSheet(renderer.stylesheet())
-        self.document().documentLayout().documentSizeChanged.connect(self._fit)
-        self.anchorClicked.connect(self._on_anchor)
-        self.setMinimumHeight(24)
-
-    def set_markdown_text(self, text: str) -> None:
-        """Render ``text`` (Markdown)."""
-        self.markdown_source = text
-        rendered = self.renderer.render(text)
-        self.code_blocks = rendered.code_blocks
-        self.setHtml(rendered.html)
-        self._fit()
-
-    def restyle(self) -> None:
-        """Render the same text again in the renderer's current palette."""
-        self.document().setDefaultStyleSheet(self.renderer.stylesheet())
-        if self.markdown_source:
-            self.set_markdown_text(self.markdown_source)
-
-    def _fit(self) -> None:
-        self.document().setTextWidth(self.viewport().width())
-        height = math.ceil(self.document().size().height()) + 4
-        if height != self.height():
-            self.setFixedHeight(max(24, height))
-
-    def resizeEvent(self, event: QResizeEvent) -> None:
-        """Re-wrap to the new width."""
-        super().resizeEvent(event)
-        self._fit()
-
-    def sizeHint(self) -> QSize:
-        """As tall as the document."""
-        return QSize(300, self.height())
-
-    def _on_anchor(self, url: QUrl) -> None:
-        if url.scheme() == "copy":
-            index = int(url.path()) if url.path().isdigit() else -1
-            if 0 <= index < len(self.code_blocks):
-                QGuiApplication.clipboard().setText(self.code_blocks[index])
-        elif url.scheme() in ("http", "https", "mailto"):
-            QDesktopServices.openUrl(url)
 
 
 def badge(text: str, role: str, parent: QWidget | None = None) -> QLabel:
@@ -162,7 +103,7 @@ class CandidateCard(QFrame):
         self.why_button.setToolTip("Why it ranked here: the style part versus the content "
                                    "part of its score")
         self.why_button.toggled.connect(self._toggle_why)
-        head = QHBoxLayout()
+        self.head = head = QHBoxLayout()
         head.setSpacing(6)
         for w in (self.rank_badge, self.score_badge, self.version_badge, self.why_button,
                   self.state_badge):
@@ -199,8 +140,13 @@ class CandidateCard(QFrame):
         layout.setContentsMargins(14, 10, 14, 10)
         layout.setSpacing(6)
         layout.addLayout(head)
-        # its own line: in the header it would make two cards too wide to sit side by side
-        layout.addWidget(self.source_badge, 0, Qt.AlignmentFlag.AlignLeft)
+        # The source (and then the state: "✓ Your pick") on a line of their own: all in the
+        # header they made a picked card too wide for two cards side by side.
+        self.meta = QHBoxLayout()
+        self.meta.setSpacing(6)
+        self.meta.addWidget(self.source_badge)
+        self.meta.addStretch(1)
+        layout.addLayout(self.meta)
         layout.addWidget(self.why_label)
         layout.addWidget(self.body)
         layout.addStretch(1)
@@ -355,6 +301,14 @@ class CandidateCard(QFrame):
         self.origin_shown = shown
         self.source_badge.show_origin(
             self.candidate.origin if shown and self.candidate is not None else None)
+        below = not self.source_badge.isHidden()
+        if below != (self.meta.indexOf(self.state_badge) >= 0):
+            (self.head if below else self.meta).removeWidget(self.state_badge)
+            if below:
+                self.meta.insertWidget(1, self.state_badge)
+            else:
+                self.head.insertWidget(self.head.indexOf(self.why_button) + 1,
+                                       self.state_badge)
 
     def set_chosen(self, chosen: bool | None) -> None:
         """True: the user's pick; False: another card was picked; None: no pick."""

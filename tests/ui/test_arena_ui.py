@@ -268,6 +268,9 @@ def test_arena_turn_names_no_source_before_the_pick_and_each_after(
             c.show_origin(True)
             QApplication.processEvents()
             assert c.minimumSizeHint().width() == shown_width
+        widths = {c is card: c.minimumSizeHint().width() for c in widget.cards.values()}
+        assert widths[True] <= widths[False]  # "✓ Your pick" went below, beside the source
+        assert card.meta.indexOf(card.state_badge) == 1
         assert any(c.rank_badge.text().startswith("#") for c in widget.cards.values())
         label = db().last_label()
         assert label is not None and label.blind
