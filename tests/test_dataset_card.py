@@ -119,6 +119,13 @@ def test_card_names_the_arena_sources(tmp_path: Path) -> None:
     assert "| `gpt-4o-mini` | azure | gpt-4o-mini | 0.7 | 0 | 2 |" in body
     assert "| `built-in` | local | SmolLM2-135M | None | 0 | 2 |" in body
     assert "No labeled turn was ranked" in body
+    from datasets import load_dataset  # the origins load as structs, nulls and all
+
+    ds = load_dataset(str(tmp_path / "out"), "labels", split="train",
+                      cache_dir=str(tmp_path / "hf-cache"))
+    origins = ds[0]["metadata"]["origins"]
+    assert [o["name"] for o in origins] == ["gpt-4o-mini"] * 2 + ["built-in"] * 2
+    assert origins[3]["temperature"] is None and origins[0]["temperature"] == 0.7
 
 
 def test_licence_option_and_bad_identifiers(tmp_path: Path) -> None:
