@@ -33,12 +33,14 @@ class RankerSlot:
 
     def __init__(self, folder: str = "") -> None:
         self._lock = threading.Lock()
-        self._wanted = folder.strip()
+        self._wanted = ""
         self._ranker: HFRanker | None = None
         self._failed_for: str | None = None
         self._last: tuple[tuple[str, str, tuple[str, ...]], tuple[float, ...]] | None = None
         self.error: str | None = None
         """Why the chosen folder does not rank now (None: it does, or none is chosen)."""
+        if folder.strip():
+            self.choose(folder)
 
     @property
     def wanted(self) -> str:
