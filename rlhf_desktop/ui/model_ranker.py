@@ -15,6 +15,7 @@ from typing import Any
 
 import shiboken6
 from PySide6.QtCore import QTimer
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -114,6 +115,12 @@ class RankerPanel(QWidget):
         self.refresh()
 
     # ------------------------------------------------------------------ view
+
+    def showEvent(self, event: QShowEvent) -> None:
+        """Re-read the rankers each time the page is shown (a run may have added one)."""
+        super().showEvent(event)
+        if not self.comparing:
+            self.refresh()
 
     def refresh(self) -> None:
         """Re-read the rankers, the one in use and the status."""

@@ -7,6 +7,7 @@ Times on the shared 2-core machine: the accelerate run about 40-70 s (the base m
 dequantised once per cache, see conftest.py), the rest seconds.
 """
 
+import asyncio
 import json
 import os
 import shutil
@@ -17,9 +18,10 @@ from pathlib import Path
 import pytest
 
 from rlhf_desktop import config
+from rlhf_desktop.domain import Message, SamplingParams
 from rlhf_desktop.services import datasets
 from rlhf_desktop.storage.repo import Repository
-from tests.fakes import HashEmbedder
+from tests.fakes import FakeProvider, HashEmbedder
 from tests.helpers import write_jsonl
 from tests.tune.conftest import TEST_CACHE, needs_tune_stack, short_hh_rows
 
@@ -91,6 +93,7 @@ def test_accelerate_launch_trains_a_reward_model_from_the_apps_export(trained):
 def test_the_app_ranks_with_the_ranker_and_compares_it_with_the_tiny_model(trained):
     assert trained["done"].returncode == 0, trained["done"].stderr[-2000:]
     from rlhf_desktop.reward.hf_ranker import HFRanker
+    from rlhf_desktop.services.chat import ChatService
     from rlhf_desktop.services.ranker_eval import RankerEvalService, describe
     from rlhf_desktop.services.ranker_slot import TRANSFORMERS_RANKER_VERSION
     from rlhf_desktop.services.rewards import RewardService
@@ -115,6 +118,19 @@ def test_the_app_ranks_with_the_ranker_and_compares_it_with_the_tiny_model(train
     assert [p.score for p in explained.parts] == ranked.scores
     assert explained.p_top is not None and 0.5 <= explained.p_top <= 1.0
     assert "ranks the replies." in service.status()
+
+    # a chat turn: the rank worker scores it with the ranker; the scores are stored
+    provider = FakeProvider()
+    repo = Repository.open()
+    chat = ChatService(repo, rewards, provider)
+    conversation = repo.create_conversation("t")
+    asyncio.run(chat.send_messages(conversation.id, [Message("user", prompt)],
+                                   params=SamplingParams(n=3)))
+    stored = repo.list_turns(conversation.id)[-1].candidates
+    assert [c.model_version for c in stored] == [TRANSFORMERS_RANKER_VERSION] * 3
+    assert [c.score for c in stored] == pytest.approx(
+        HFRanker.load(folder).score(prompt, [c.text for c in stored]), abs=1e-4)
+    repo.close()
 
     # the tiny model, trained on the same data folder's pairs, beside it on a test file
     repo = Repository.open()
