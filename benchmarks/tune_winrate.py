@@ -111,15 +111,17 @@ def prompt_key(pair: Any) -> str:
     return "\x00".join(f"{m.role}:{m.content}" for m in pair.prompt)
 
 
-def run_tune(work: Path, lines: list[str], nice: int) -> dict[str, Any]:
+def run_tune(work: Path, lines: list[str], nice: int, max_steps: int = 0) -> dict[str, Any]:
     """One real ``python -m rlhf_desktop.tune`` run; its events and timings."""
     record_file = work / "tune-record.json"
     if record_file.exists():
         return dict(json.loads(record_file.read_text(encoding="utf-8")))
-    data = work / "tune-pairs.jsonl"
+    data, stamp = work / "tune-pairs.jsonl", work / "tune-started"
     data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if not stamp.exists():  # the first start of this run (a resumed run keeps it)
+        stamp.write_text(str(time.time()), encoding="utf-8")
     config = {"data": str(data), "output_dir": str(work / "run"),
-              "system_prompt": SYSTEM_PROMPT}
+              "system_prompt": SYSTEM_PROMPT, **({"max_steps": max_steps} if max_steps else {})}
     (work / "tune-config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
     command = [sys.executable, "-m", "rlhf_desktop.tune", "--config",
                str(work / "tune-config.json"), "--nice", str(nice),
@@ -140,19 +142,24 @@ def run_tune(work: Path, lines: list[str], nice: int) -> dict[str, Any]:
     done: dict[str, Any] = next((e for e in events if e["event"] == "done"), {})
     if os.waitstatus_to_exitcode(status) != 0 or done.get("status") != "completed":
         raise SystemExit(f"the tune failed ({done or 'no done event'}): {stderr[-2000:]}")
-    steps = [e for e in events if e["event"] == "step"]
+    steps = train_history(work / "run")
     report: dict[str, Any] = next((e for e in events if e["event"] == "data"), {})
     settings = json.loads((work / "data-dir" / "chat_models" / f"v{done['version']:04d}"
                            / "manifest.json").read_text(encoding="utf-8"))["settings"]
-    cpu = [e["cpu_seconds"] for e in steps if e.get("cpu_seconds") is not None]
+    cpu = [e["cpu_seconds"] for e in events if e["event"] == "step" and e.get("cpu_seconds")]
+    wall = Path(done["adapter_gguf"]).stat().st_mtime - float(stamp.read_text(encoding="utf-8"))
     record = {
         "command": " ".join(["python", *command[1:]]),
         "settings": settings, "pairs_in_file": len(lines),
         "pairs_used": report.get("used"), "left_out_prompt_too_long": len(
             report.get("dropped_prompt_too_long", []) or []),
-        "steps": len(steps), "wall_s": round(time.perf_counter() - started, 1),
-        "train_s": done.get("seconds"), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
-        "cpu_s_per_pair": round(sum(cpu) / max(1, len(lines)), 2) if cpu else None,
+        "steps": len(steps), "pairs_trained": len(steps) * settings["batch_size"]
+        * settings["grad_accum"], "wall_s": round(wall, 1),
+        "last_invocation_wall_s": round(time.perf_counter() - started, 1),
+        "last_invocation_cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+        "cpu_s_per_pair": round(sum(cpu) / (len(cpu) * settings["batch_size"]
+                                            * settings["grad_accum"]), 2) if cpu else None,
+        "loss_by_step": [round(e["loss"], 4) for e in steps],
         "peak_rss_mib": round(usage.ru_maxrss / 1024),
         "load_avg_before": round(load_before, 2), "load_avg_after": round(os.getloadavg()[0], 2),
         "first_step": {k: steps[0].get(k) for k in ("loss", "accuracy", "margin")},
@@ -161,6 +168,18 @@ def run_tune(work: Path, lines: list[str], nice: int) -> dict[str, Any]:
     }
     record_file.write_text(json.dumps(record, indent=1), encoding="utf-8")
     return record
+
+
+def train_history(run_dir: Path) -> list[dict[str, Any]]:
+    """Per optimizer step: loss, reward accuracy and margin, from the last checkpoint's
+    ``trainer_state.json`` (complete also when the run was stopped and resumed)."""
+    checkpoints = sorted((run_dir / "checkpoints").glob("checkpoint-*"),
+                         key=lambda p: int(p.name.rsplit("-", 1)[-1]))
+    if not checkpoints:
+        return []
+    state = json.loads((checkpoints[-1] / "trainer_state.json").read_text(encoding="utf-8"))
+    return [{"step": h["step"], "loss": h["loss"], "accuracy": h.get("rewards/accuracies"),
+             "margin": h.get("rewards/margins")} for h in state["log_history"] if "loss" in h]
 
 
 def generate(work: Path, prompts: list[list[dict[str, str]]], adapter: str | None,
@@ -267,7 +286,7 @@ def run_set(name: str, args: argparse.Namespace) -> dict[str, Any]:
                for side in ("base", "base_other_seed")}
     if args.base_only:
         raise SystemExit(f"{name}: base replies written to {work}")
-    tune = run_tune(work, [lines[i] for i in tune_idx], args.nice)
+    tune = run_tune(work, [lines[i] for i in tune_idx], args.nice, args.max_steps)
     replies["tuned"] = generate(work, messages, tune["adapter_gguf"], args.seed, "tuned")
     figures = judge(work, [pairs[i] for i in train_idx],
                     [p for p, k in zip(pairs, keys, strict=True) if k in held_keys],
@@ -312,8 +331,9 @@ def markdown(sets: list[dict[str, Any]], command: str) -> str:
         t, w, n = r["tune"], r["tuned_vs_base"], r["noise_floor_base_vs_base"]
         c, cn = r["content_only_tuned_vs_base"], r["content_only_noise_floor"]
         out.append(
-            f"| `{r['set']}` (longer chosen {r['longer_chosen_share']} %) | {t['pairs_used']} "
-            f"pairs, {t['steps']} steps, {t['wall_s'] / 60:.0f} min wall (load "
+            f"| `{r['set']}` (longer chosen {r['longer_chosen_share']} %) | "
+            f"{t['pairs_trained']} of {t['pairs_used']} pairs, {t['steps']} steps, "
+            f"{t['wall_s'] / 60:.0f} min wall (load "
             f"{t['load_avg_before']}–{t['load_avg_after']}) | {r['judge']['held_out_accuracy']} % "
             f"| **{w['win_rate']} %** [{w['ci95'][0]}, {w['ci95'][1]}] (n={w['n']}) | "
             f"{n['win_rate']} % [{n['ci95'][0]}, {n['ci95'][1]}] | {c['win_rate']} % "
@@ -355,6 +375,9 @@ def main() -> None:
     parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "rlhf-desktop-bench"
                                               / "tune-winrate"))
     parser.add_argument("--no-docs", action="store_true", help="leave docs/benchmarks.md")
+    parser.add_argument("--max-steps", type=int, default=0,
+                        help="the tune's max_steps (0: one epoch, the default); with the same "
+                             "--work a cancelled run resumes from its last checkpoint")
     parser.add_argument("--note", default="", help="a remark on this run for the docs")
     parser.add_argument("--base-only", action="store_true",
                         help="only the base replies (they need no tune; run beside it)")

@@ -58,7 +58,8 @@ def _result(low: float, high: float) -> dict:
          "losses": 30, "ties": 0}
     return {"set": "x.jsonl", "longer_chosen_share": 60.0, "prompts": 150,
             "train_prompts": 90, "train_pairs": 500, "held_out_prompts": 60,
-            "tune": {"pairs_used": 192, "pairs_in_file": 192, "steps": 24, "wall_s": 1200.0,
+            "tune": {"pairs_used": 192, "pairs_in_file": 192, "pairs_trained": 96, "steps": 12,
+                     "wall_s": 1200.0,
                      "load_avg_before": 2.0, "load_avg_after": 3.0, "cpu_s_per_pair": 4.0,
                      "peak_rss_mib": 3000, "first_step": {"loss": 0.69},
                      "last_step": {"loss": 0.6, "accuracy": None, "margin": 0.1}},
