@@ -112,8 +112,10 @@ class Turn:
     blind: bool = False
     """Shown in a random order without scores or ranks until the user labeled it."""
     label_kind: str | None = None
-    """The kind of the turn's label (``pick``, ``tie``, ``all_bad``, ``edit``), if any."""
+    """The kind of the turn's label (``pick``, ``tie``, ``all_bad``, ``edit``, ``ranking``),
+    if any."""
     tied_candidate_ids: tuple[int, ...] = ()
+    """The label's members: the tied replies of a tie, or a ranking's order (best first)."""
     skipped: bool = False
     shown_at: float | None = None
     """When (``time.time()``) the whole turn was first on screen (for the time to pick)."""
