@@ -30,6 +30,7 @@ KIND_NAMES = {
     "openai": "OpenAI",
     "compatible": "OpenAI-compatible server",
     "local": "Built-in model",
+    "arena": "Arena",
 }
 
 

@@ -66,6 +66,7 @@ class LabelActions(RankActions):
             "scores or ranks until you pick; then the model's ranking is revealed. The "
             "model page's agreement rate counts blind turns only.")
         self.blind_button.toggled.connect(self.set_blind)
+        self.backend.provider_changed.connect(self._blind_text)
         for keys, slot in ((TIE_KEY, self.tie_key), (ALL_BAD_KEY, self.all_bad_key),
                            (SKIP_KEY, self.skip_key)):
             shortcut = QShortcut(QKeySequence(keys), view)
@@ -124,6 +125,11 @@ class LabelActions(RankActions):
     # ------------------------------------------------------------------ blind
 
     def _blind_text(self) -> None:
+        arena = self.backend.settings.arena
+        self.blind_button.setEnabled(not arena)
+        if arena:  # arena turns are always blind until labeled
+            self.blind_button.setText("Blind: always (arena)")
+            return
         self.blind_button.setText("Blind: on" if self.blind_button.isChecked()
                                   else "Blind: off")
 

@@ -254,7 +254,8 @@ class PickActions:
         widget.regenerating = set()
         widget.set_turn(result.turn)
         self.displayed(widget)
-        notes = [f"Reply {i + 1} kept: its new attempt failed ({why})"
+        shown = {c.index: c.position for c in result.turn.candidates if c.position is not None}
+        notes = [f"Reply {shown.get(i, i) + 1} kept: its new attempt failed ({why})"
                  for i, why in result.kept.items()]
         if notes:
             self._say("; ".join(notes))

@@ -266,8 +266,10 @@ class ChatView(LabelActions, PickActions, QWidget):
     def start_turn(self, messages: list[Message], text: str | None = None) -> TurnWidget:
         """Create the turn's widget and stream its replies: the user's new ``text``, or
         exactly ``messages`` again (regenerate, retry)."""
-        n = self.backend.settings.candidates_per_turn
-        widget = TurnWidget(last_user_text(messages), n, self.renderer)
+        settings = self.backend.settings
+        n = self.backend.sampling_params().n  # in the arena: the sources' replies in all
+        widget = TurnWidget(last_user_text(messages), n, self.renderer,
+                            blind=settings.blind or settings.arena)
         widget.messages = messages
         self._add_widget(widget)
         widget.set_status(f"Generating {n} replies… (Esc stops them all; each reply has "
