@@ -208,8 +208,8 @@ def inference_dtype(torch: Any) -> Any:
     if torch.cuda.is_available():
         return torch.bfloat16
     try:
-        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
+        native = bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):  # private helpers of torch 2.x
         native = False
     return torch.bfloat16 if native else torch.float32
 
