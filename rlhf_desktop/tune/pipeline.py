@@ -108,14 +108,27 @@ def tune_reward(cfg: TuneConfig, progress: Progress, stop: StopRequest | None = 
     if result.status == "completed" and rank == 0 and result.model_dir and cfg.register:
         from rlhf_desktop.reward.rankers import register
 
-        progress.emit("stage", stage="registering the ranker")
-        ranker = register(Path(result.model_dir))
-        (Path(cfg.output_dir) / RANKER_MARKER).write_text(
-            json.dumps({"ranker": ranker.name, "folder": str(ranker.folder),
-                        "steps": result.steps}), encoding="utf-8")
-        fields.update(ranker=ranker.name, ranker_dir=str(ranker.folder))
-        progress.emit("ranker", name=ranker.name, folder=str(ranker.folder))
+        marker = Path(cfg.output_dir) / RANKER_MARKER
+        made = _registered(marker, result.steps)  # a finished run started again
+        if made is None:
+            progress.emit("stage", stage="registering the ranker")
+            ranker = register(Path(result.model_dir))
+            made = {"ranker": ranker.name, "folder": str(ranker.folder)}
+            marker.write_text(json.dumps({**made, "steps": result.steps}), encoding="utf-8")
+            progress.emit("ranker", name=ranker.name, folder=str(ranker.folder))
+        fields.update(ranker=made["ranker"], ranker_dir=made["folder"])
     if result.status == "cancelled":
         fields["note"] = "cancelled: the last checkpoint is kept; run again to resume"
     progress.emit("done", **fields)
     return result
+
+
+def _registered(marker: Path, steps: int) -> dict[str, str] | None:
+    """The ranker this run folder registered at this step count, if it still exists."""
+    try:
+        made = json.loads(marker.read_text(encoding="utf-8"))
+        if made["steps"] == steps and (Path(made["folder"]) / "config.json").is_file():
+            return {"ranker": str(made["ranker"]), "folder": str(made["folder"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlhf_desktop.reward.hf_ranker import META_FILE, TRAIN_KEYS_FILE, encode
+from rlhf_desktop.reward.hf_ranker import META_FILE, TRAIN_KEYS_FILE, encode, read_meta
 from rlhf_desktop.tune import data as tune_data
 from rlhf_desktop.tune.base_model import BaseModel, cache_dir, resolve
 from rlhf_desktop.tune.options import TuneConfig, TuneConfigError
@@ -31,6 +31,7 @@ from rlhf_desktop.tune.train import (
     CHECKPOINTS_DIR,
     StopRequest,
     _callback,
+    finished_steps,
     last_checkpoint,
     prepare,
 )
@@ -126,6 +127,13 @@ def run_reward(cfg: TuneConfig, progress: Progress | None = None,
                                               encoding="utf-8")
     progress.emit("data", summary=_summary(report), **report)
 
+    resume = last_checkpoint(out)
+    done = _already_done(out, resume, base, report)
+    if done is not None:
+        progress.emit("stage", stage="already trained", steps=done.steps, resume_from=resume)
+        done.seconds = time.monotonic() - started
+        return done
+
     from datasets import Dataset
 
     dataset = Dataset.from_list(rows)
@@ -135,7 +143,6 @@ def run_reward(cfg: TuneConfig, progress: Progress | None = None,
         base.load_from, num_labels=1, dtype=torch.bfloat16 if cfg.bf16 else torch.float32)
     model.config.pad_token_id = tokenizer.pad_token_id
     trainer = _trainer(cfg, model, tokenizer, dataset, _callback(progress, stop), out)
-    resume = last_checkpoint(out)
     progress.emit("stage", stage="training", resume_from=resume,
                   trainer_pairs=len(trainer.train_dataset))
     if not stop.requested:
@@ -161,6 +168,19 @@ def run_reward(cfg: TuneConfig, progress: Progress | None = None,
     state.wait_for_everyone()
     result.seconds = time.monotonic() - started
     return result
+
+
+def _already_done(out: Path, resume: str | None, base: BaseModel, report: dict[str, Any]
+                  ) -> RewardResult | None:
+    """The saved result of a run that already finished (started again: nothing to train)."""
+    steps = finished_steps(resume)
+    meta = read_meta(out / RANKER_DIR)
+    if steps is None or meta.get("steps") != steps:
+        return None
+    return RewardResult(status="completed", steps=steps, max_steps=steps,
+                        model_dir=str(out / RANKER_DIR), base=base,
+                        metrics=dict(meta.get("metrics") or {}), data_report=report,
+                        held_out=dict(meta.get("held_out") or {}))
 
 
 def _trainer(cfg: TuneConfig, model: Any, tokenizer: Any, dataset: Any, callback: Any,

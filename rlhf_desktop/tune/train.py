@@ -9,6 +9,7 @@ and a new run with the same ``output_dir`` resumes from the last one. A stop req
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -145,6 +146,19 @@ def prepare(cfg: TuneConfig, progress: Progress | None) -> tuple[Any, Progress, 
     progress.emit("start", pid=os.getpid(), processes=state.num_processes,
                   torch_threads=torch.get_num_threads(), config=cfg.to_dict())
     return state, progress, out
+
+
+def finished_steps(checkpoint: str | None) -> int | None:
+    """The step count of a checkpoint that ended its run (global_step reached max_steps), else
+    None. (transformers resumed from such a checkpoint still trains one more step.)"""
+    if checkpoint is None:
+        return None
+    try:
+        state = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))
+        step, most = int(state["global_step"]), int(state["max_steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return step if 0 < most <= step else None
 
 
 def run(cfg: TuneConfig, progress: Progress | None = None,

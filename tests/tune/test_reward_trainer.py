@@ -168,3 +168,19 @@ def test_a_ranker_whose_weights_do_not_load_falls_back_to_the_tiny_model(tmp_pat
                                            "model ranks instead: ")
     assert "could not be loaded as a reward model" in rewards.ranker.error
     assert rewards.rank("Hello?", ["Hi!", "Go away."]).version is None  # not retried per turn
+
+
+def test_a_finished_run_started_again_registers_no_second_ranker(trained):
+    assert trained["done"].returncode == 0, trained["done"].stderr[-2000:]
+    env = {**os.environ, "RLHF_DESKTOP_HOME": str(trained["home"]),
+           "RLHF_DESKTOP_CACHE": str(TEST_CACHE), "HF_HUB_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false"}
+    again = subprocess.run([sys.executable, "-m", "rlhf_desktop.tune", "--config",
+                            str(trained["work"] / "run.yaml")], capture_output=True, text=True,
+                           timeout=110, cwd=trained["work"], env=env, check=False)
+    assert again.returncode == 0, again.stderr[-3000:]
+    events = [json.loads(line) for line in again.stdout.splitlines()
+              if line.startswith('{"event"')]
+    assert not [e for e in events if e["event"] == "step"]  # resumed at its last step
+    assert events[-1]["ranker"] == "r0001" and not [e for e in events if e["event"] == "ranker"]
+    assert sorted(p.name for p in (trained["home"] / "rankers").iterdir()) == ["r0001"]
