@@ -7,7 +7,9 @@ the run every 500 ms) start a real local run through the panel's Tune button:
 ``max_steps`` 2, on the first 64 real HH pairs imported into a fresh data folder. A 10 ms
 ``PreciseTimer`` heartbeat on the window's qasync loop runs from the click until the run
 has ended (trained, converted to GGUF, registered as a chat-model version); the figure is
-the longest gap between two ticks, also given per phase of the run.
+the longest gap between two ticks, also given per phase of the run, with how long the
+window's thread waited for a CPU (``/proc/self/task/PID/schedstat``). A control measures the
+same window idle for a minute just before the run, on the same (shared) machine.
 """
 
 from __future__ import annotations
@@ -22,6 +24,16 @@ from typing import Any
 
 PAIRS = 64
 STEPS = 2
+CONTROL_S = 60.0
+
+
+def run_delay_s() -> float:
+    """Seconds this process's main thread has waited for a CPU (``/proc/…/schedstat``)."""
+    try:
+        fields = Path(f"/proc/self/task/{os.getpid()}/schedstat").read_text().split()
+        return int(fields[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return float("nan")
 
 
 def bench_tune(pairs: list[Any], log: Any, cached_embedder: Any) -> dict[str, Any]:
@@ -61,6 +73,7 @@ def bench_tune(pairs: list[Any], log: Any, cached_embedder: Any) -> dict[str, An
     panel.show()
     hb = Heartbeat()
     out: dict[str, Any] = {"pairs": PAIRS, "max_steps": STEPS, "warm_cache": warm_cache,
+                           "window_nice": os.nice(0),
                            "load_before": [round(x, 2) for x in os.getloadavg()]}
 
     async def scenario() -> None:
@@ -71,6 +84,15 @@ def bench_tune(pairs: list[Any], log: Any, cached_embedder: Any) -> dict[str, An
         await asyncio.sleep(0.5)
         panel.refresh(plan=True)
         out["plan"] = panel.plan_label.text()
+        # Control: the same window, idle, on the same machine, before the run.
+        waited = run_delay_s()
+        hb.start()
+        await asyncio.sleep(CONTROL_S)
+        out["control"] = {**hb.stop(), "seconds": CONTROL_S,
+                          "waited_for_cpu_s": run_delay_s() - waited,
+                          "load": [round(x, 2) for x in os.getloadavg()]}
+        log(f"control, no run: {out['control']}")
+        waited = run_delay_s()
         by_phase: dict[str, float] = {}
         hb.start()
         started = time.perf_counter()
@@ -97,6 +119,7 @@ def bench_tune(pairs: list[Any], log: Any, cached_embedder: Any) -> dict[str, An
                 raise TimeoutError("the tune run took more than 25 min")
             await asyncio.sleep(0.1)
         out.update(hb.stop())
+        out["waited_for_cpu_s"] = run_delay_s() - waited
         out.update(seconds=time.perf_counter() - started, state=snap.state,
                    version=snap.version, steps=snap.step, pairs_used=snap.pairs_used,
                    message=snap.message, stall_by_phase_ms=by_phase, child_nice=nice,
@@ -124,10 +147,15 @@ def row(t: dict[str, Any], verdict: str) -> str:
     """The docs table's row."""
     phases = ", ".join(f"{k} {v:.0f}" for k, v in t["stall_by_phase_ms"].items())
     return (f"| longest event-loop stall during a tune run (`{COMMAND}`: a real "
-            f"`python -m rlhf_desktop.tune` at nice {t['child_nice']}, started from the tune "
+            f"`python -m rlhf_desktop.tune` at nice {t['child_nice']} (the window at nice "
+            f"{t.get('window_nice', 0)}), started from the tune "
             f"panel, max_steps {t['max_steps']} on {t['pairs']} imported HH pairs, "
             f"{t['seconds']:.0f} s to chat model v{t['version']} ({t['state']}); load "
-            f"{t['load_before'][0]:.1f} before; per phase: {phases} ms) | "
+            f"{t['load_before'][0]:.1f} before; per phase: {phases} ms; the window's thread "
+            f"waited {t['waited_for_cpu_s']:.1f} s for a CPU. Control, the same window idle "
+            f"for {t['control']['seconds']:.0f} s just before, no run: longest stall "
+            f"{t['control']['max_ms']:.0f} ms, p99 {t['control']['p99_ms']:.0f}, waited "
+            f"{t['control']['waited_for_cpu_s']:.1f} s) | "
             f"{t['max_ms']:.0f} ms (p99 {t['p99_ms']:.0f}) | ≤ 50 ms | {verdict} |")
 
 

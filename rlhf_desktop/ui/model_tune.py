@@ -135,6 +135,10 @@ class TunePanel(QWidget):
                                   "the tuned version, in random order, names hidden until you "
                                   "pick")
         self.ab_button.clicked.connect(self.try_blind)
+        self.notice = QLabel("")
+        """What the last action did (the blind comparison, a refusal); kept until the next."""
+        self.notice.setWordWrap(True)
+        self.notice.hide()
         self.version_box = QComboBox()
         self.version_box.setToolTip("The chat-model version the built-in model chats with")
         self.version_box.activated.connect(self._version_chosen)
@@ -159,6 +163,7 @@ class TunePanel(QWidget):
         for w in widgets:
             layout.addWidget(w)
         layout.addLayout(buttons)
+        layout.addWidget(self.notice)
         layout.addWidget(self._remote_box())
 
         self.timer = QTimer(self)
@@ -257,6 +262,8 @@ class TunePanel(QWidget):
                             else snap.message)
         self.metrics.setText(metrics_text(snap))
         self.fit.setText(fit_text(snap))
+        for label in (self.status, self.metrics, self.fit):
+            label.setVisible(bool(label.text()))
         if snap.active:
             self.tune_button.setEnabled(False)
         self.cancel_button.setVisible(snap.active)
@@ -298,7 +305,7 @@ class TunePanel(QWidget):
         try:
             self.service.start()
         except RuntimeError as exc:
-            self.status.setText(str(exc))
+            self._notify(str(exc))
         self.timer.start()
         self.refresh()
 
@@ -307,7 +314,7 @@ class TunePanel(QWidget):
         try:
             self.service.resume()
         except RuntimeError as exc:
-            self.status.setText(str(exc))
+            self._notify(str(exc))
         self.timer.start()
         self.refresh()
 
@@ -323,11 +330,15 @@ class TunePanel(QWidget):
         try:
             sources = offer()
         except (ConfigError, RemoteError) as exc:
-            self.status.setText(f"Cannot start the blind comparison: {exc}")
+            self._notify(f"Cannot start the blind comparison: {exc}")
             return
-        self.status.setText("Blind comparison on: the next turns show "
-                            + " and ".join(s.name for s in sources)
-                            + " in random order, names hidden until you pick.")
+        self._notify("Blind comparison on: the next turns show "
+                     + " and ".join(s.name for s in sources)
+                     + " in random order, names hidden until you pick.")
+
+    def _notify(self, text: str) -> None:
+        self.notice.setText(text)
+        self.notice.setVisible(bool(text))
 
     def _version_chosen(self, index: int) -> None:
         version = self.version_box.itemData(index)
@@ -336,7 +347,10 @@ class TunePanel(QWidget):
         try:
             self.service.use_version(int(version))
         except (ConfigError, RuntimeError) as exc:
-            self.status.setText(f"Cannot switch the chat model: {exc}")
+            self._notify(f"Cannot switch the chat model: {exc}")
+            return
+        self._notify("The built-in model now chats with "
+                     + ("the base model" if version == 0 else f"tuned v{version}") + ".")
 
     def send_remote(self) -> None:
         """Prepare the upload in a worker, then ask (naming account and pairs)."""

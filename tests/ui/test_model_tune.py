@@ -121,10 +121,13 @@ def test_tune_shows_progress_cancel_resume_and_the_blind_offer(qtbot, loop, pane
     assert holder.settings.arena
     assert [(s.provider, s.chat_model_version) for s in holder.settings.sources()] == [
         ("local", 0), ("local", 1)]
-    assert "the next turns show base and tuned v1" in panel.status.text()
+    panel.refresh()  # the next poll keeps the notice
+    assert "the next turns show base and tuned v1" in panel.notice.text()
+    assert panel.status.text() == "Done: Chat model v1 is ready"
     panel.version_box.setCurrentIndex(1)
     panel.version_box.activated.emit(1)
     assert holder.settings.chat_model_version == 1
+    assert panel.notice.text() == "The built-in model now chats with tuned v1."
 
 
 @pytest.fixture
