@@ -190,6 +190,15 @@ def run(cfg: TuneConfig, progress: Progress | None = None,
         raise TuneConfigError(f"no pair fits in max_length {cfg.max_length}: "
                               f"{report.summary()}")
 
+    resume = last_checkpoint(out)
+    finished = finished_steps(resume)
+    if finished is not None and (out / ADAPTER_DIR / "adapter_config.json").is_file():
+        # a finished run started again: its adapter is saved, there is nothing to train
+        progress.emit("stage", stage="already trained", steps=finished, resume_from=resume)
+        return TuneResult(status="completed", steps=finished, max_steps=finished,
+                          adapter_dir=str(out / ADAPTER_DIR) if main else None, base=base,
+                          data_report=report.to_dict(), seconds=time.monotonic() - started)
+
     from datasets import Dataset
 
     dataset = Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")}
@@ -198,7 +207,6 @@ def run(cfg: TuneConfig, progress: Progress | None = None,
     model = AutoModelForCausalLM.from_pretrained(
         base.load_from, dtype=torch.bfloat16 if cfg.bf16 else torch.float32)
     trainer = _trainer(cfg, model, tokenizer, dataset, _callback(progress, stop), out)
-    resume = last_checkpoint(out)
     progress.emit("stage", stage="training", resume_from=resume,
                   trainer_pairs=len(trainer.train_dataset))  # after TRL's own filter
     if not stop.requested:  # a cancel while loading: leave the checkpoints as they are

@@ -184,3 +184,26 @@ def test_a_finished_run_started_again_registers_no_second_ranker(trained):
     assert not [e for e in events if e["event"] == "step"]  # resumed at its last step
     assert events[-1]["ranker"] == "r0001" and not [e for e in events if e["event"] == "ranker"]
     assert sorted(p.name for p in (trained["home"] / "rankers").iterdir()) == ["r0001"]
+
+
+def test_a_finished_dpo_run_started_again_trains_nothing(tmp_path):
+    # The same resume defect as above, for method: dpo (it would make a second chat version).
+    needs_tune_stack()
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", short_hh_rows(4))
+    cfg = tmp_path / "run.json"
+    cfg.write_text(json.dumps({**TINY, "data": str(pairs), "output_dir": str(tmp_path / "out"),
+                               "max_steps": 1, "export_gguf": False}))
+    env = {**os.environ, "RLHF_DESKTOP_CACHE": str(TEST_CACHE), "HF_HUB_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false"}
+    runs = [subprocess.run([sys.executable, "-m", "rlhf_desktop.tune", "--config", str(cfg)],
+                           capture_output=True, text=True, timeout=limit, env=env, check=False)
+            for limit in (80, 35)]  # the second run loads no model
+    for done in runs:
+        assert done.returncode == 0, done.stderr[-3000:]
+    steps = [[json.loads(line)["step"] for line in done.stdout.splitlines()
+              if line.startswith('{"event": "step"')] for done in runs]
+    assert steps == [[1], []]
+    assert sorted(p.name for p in (tmp_path / "out" / "checkpoints").glob("checkpoint-*")) == [
+        "checkpoint-1"]
+    last = json.loads(runs[1].stdout.splitlines()[-1])
+    assert last["event"] == "done" and last["status"] == "completed" and last["steps"] == 1
