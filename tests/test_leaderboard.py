@@ -158,6 +158,20 @@ def test_a_source_that_never_lost_has_no_finite_strength_and_the_board_says_so()
     assert champ.losses == 0 and champ.wins > 0 and champ.strength is None
 
 
+def test_a_source_that_lost_every_battle_in_some_resamples_gets_an_open_bound() -> None:
+    truth = {"strong": 1200.0, "middle": 1100.0, "weak": 700.0}
+    board = lb.compute(scripted_turns(25, seed=2, truth=truth), seed=0)
+    assert board.ready and board.degenerate > 0.025
+    assert "open" in board.note
+    weak = board.standings[-1]
+    assert weak.name == "weak" and weak.low == -math.inf
+    assert weak.high is not None and weak.strength is not None and weak.strength < weak.high
+    for s in board.standings[:2]:  # the others keep finite, sensible intervals
+        assert s.low is not None and s.high is not None and s.strength is not None
+        assert math.isfinite(s.low) and math.isfinite(s.high)
+        assert s.low < s.strength < s.high < 1600
+
+
 def test_tuned_version_against_the_base_has_a_win_rate_with_an_interval() -> None:
     origins: dict[str, dict[str, object]] = {
         "base": {"provider": "local", "chat_model_version": 0},

@@ -21,46 +21,37 @@ resamples of TURNS (a turn's battles stay together, since they share one decisio
 
 from __future__ import annotations
 
-import contextlib
-import math
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from threadpoolctl import threadpool_limits
 
+from rlhf_desktop.services.bradley_terry import (
+    BASE,
+    INIT_RATING,
+    SCALE,
+    Battle,
+    battle_weights,
+    bootstrap,
+    finite_mle,
+    fit_strengths,
+    intervals,
+    newton_strengths,
+)
 from rlhf_desktop.storage.arena import ArenaTurn
 
-SCALE = 400.0
-BASE = 10.0
-INIT_RATING = 1000.0
+__all__ = ["BASE", "INIT_RATING", "MIN_BATTLES", "MIN_TURNS", "ROUNDS", "SCALE", "Battle",
+           "HeadToHead", "Leaderboard", "Standing", "battle_weights", "compute",
+           "finite_mle", "fit_strengths", "head_to_head", "newton_strengths", "tuned_vs_base",
+           "turn_battles"]
+
 ROUNDS = 1000
 """Bootstrap resamples for the strengths' intervals."""
 MIN_BATTLES = 10
 """Battles every source needs before the board shows strengths."""
 MIN_TURNS = 5
 """Turns a head-to-head needs before it shows a win rate."""
-
-
-@contextlib.contextmanager
-def _one_blas_thread() -> Iterator[None]:
-    """Tiny matrices: BLAS threads buy nothing, and an oversubscribed OpenBLAS on a busy
-    machine made each fit ~10× slower (measured here, as in reward/training.py)."""
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
-
-
-@dataclass(frozen=True)
-class Battle:
-    """One comparison of two different sources: ``score`` is a's (1 won, 0 lost, ½ tie)."""
-
-    a: str
-    b: str
-    score: float
 
 
 def turn_battles(turn: ArenaTurn) -> list[Battle]:
@@ -160,102 +151,6 @@ class Leaderboard:
         return bool(self.standings) and self.standings[0].strength is not None
 
 
-def battle_weights(turns: Sequence[Sequence[Battle]], names: Sequence[str]) -> np.ndarray:
-    """Per turn, ``w[t, i, j]`` = wins of source i over source j, a tie adding ½ to both
-    directions (FastChat's ``ptbl_win`` halved)."""
-    index = {name: i for i, name in enumerate(names)}
-    w = np.zeros((len(turns), len(names), len(names)))
-    for t, battles in enumerate(turns):
-        for bt in battles:
-            i, j = index[bt.a], index[bt.b]
-            w[t, i, j] += bt.score
-            w[t, j, i] += 1.0 - bt.score
-    return w
-
-
-def finite_mle(w: np.ndarray) -> np.ndarray:
-    """Whether every source's strength has a finite maximum-likelihood estimate, for one
-    ``w`` (sources × sources) or a batch of them: the graph "i scored against j" is strongly
-    connected (Zermelo's condition), so no group of sources won, or lost, all its battles
-    against the rest. A source without battles fails it too."""
-    p = w.shape[-1]
-    if p < 2:
-        return np.zeros(w.shape[:-2], dtype=bool)
-    reach = ((w > 0) | np.eye(p, dtype=bool)).astype(np.int64)
-    for _ in range(max(1, math.ceil(math.log2(p)))):
-        reach = np.minimum(reach @ reach, 1)
-    return np.asarray(reach.all(axis=(-2, -1)))
-
-
-def fit_strengths(w: np.ndarray) -> np.ndarray:
-    """Strengths on the Elo scale from ``w`` (sources × sources wins, see
-    :func:`battle_weights`), by FastChat's logistic regression; NaN for a source without
-    battles. The present sources are anchored to a mean of INIT_RATING."""
-    p = w.shape[0]
-    present = (w + w.T).sum(axis=1) > 0
-    rows, ys, weights = [], [], []
-    for i, j in combinations(range(p), 2):
-        if w[i, j] + w[j, i] <= 0:
-            continue
-        x = np.zeros(p)
-        x[i], x[j] = math.log(BASE), -math.log(BASE)
-        rows += [x, x]
-        ys += [1.0, 0.0]
-        weights += [w[i, j], w[j, i]]
-    out = np.full(p, np.nan)
-    if not rows:
-        return out
-    lr = LogisticRegression(fit_intercept=False, C=np.inf, tol=1e-8, max_iter=200)
-    with warnings.catch_warnings(), _one_blas_thread():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        lr.fit(np.array(rows), np.array(ys), sample_weight=np.array(weights))
-    coef = lr.coef_[0]
-    coef = coef - coef[present].mean()
-    out[present] = SCALE * coef[present] + INIT_RATING
-    return out
-
-
-def newton_strengths(w: np.ndarray, iterations: int = 50) -> np.ndarray:
-    """The same maximum-likelihood strengths as :func:`fit_strengths`, for a batch of
-    ``w`` (batch × sources × sources) at once by Newton's method (the bootstrap refits
-    thousands of times; a test checks both give the same strengths). A source without
-    battles is NaN; where no finite estimate exists the steps are capped and the strengths
-    drift far out, as the logistic regression's do."""
-    batch, p = w.shape[0], w.shape[1]
-    alpha = math.log(BASE)
-    n = w + np.transpose(w, (0, 2, 1))
-    present = n.sum(axis=2) > 0
-    coef = np.zeros((batch, p))
-    # The likelihood is flat along "all strengths + c"; the rank-one term fixes the mean,
-    # which the gradient never moves, and the tiny ridge keeps absent sources solvable.
-    fix = np.ones((p, p)) / p + 1e-9 * np.eye(p)
-    for _ in range(iterations):
-        prob = 1.0 / (1.0 + np.exp(-alpha * (coef[:, :, None] - coef[:, None, :])))
-        grad = alpha * (w - n * prob).sum(axis=2)
-        curv = alpha ** 2 * n * prob * (1.0 - prob)
-        hess = -curv + np.eye(p)[None] * curv.sum(axis=2)[:, :, None]  # −∇² (a Laplacian)
-        step = np.linalg.solve(hess + fix, grad[:, :, None])[:, :, 0]
-        step = np.clip(step, -2.0, 2.0)
-        coef += step
-        if np.abs(step).max() < 1e-9:
-            break
-    coef = np.where(present, coef, np.nan)
-    coef -= np.nanmean(coef, axis=1, keepdims=True)
-    return SCALE * coef + INIT_RATING
-
-
-def bootstrap(w_turns: np.ndarray, rounds: int, seed: int) -> tuple[np.ndarray, float]:
-    """Strengths refitted on ``rounds`` resamples of the turns (rows: rounds), and the share
-    of resamples without a finite estimate for every source."""
-    rng = np.random.default_rng(seed)
-    n_turns = w_turns.shape[0]
-    draws = rng.multinomial(n_turns, np.full(n_turns, 1.0 / n_turns), size=rounds)
-    w = np.tensordot(draws.astype(float), w_turns, axes=1)
-    degenerate = float(np.mean(~finite_mle(w))) if rounds else 0.0
-    with _one_blas_thread():
-        return newton_strengths(w), degenerate
-
-
 def _record(turns: Sequence[Sequence[Battle]], name: str) -> tuple[int, int, int]:
     wins = losses = ties = 0
     for battles in turns:
@@ -303,10 +198,8 @@ def compute(turns: Sequence[ArenaTurn], rounds: int = ROUNDS, seed: int = 0) -> 
         return Leaderboard(standings, len(battles), total, _not_ready(w, names, records),
                            head_to_head=tuned)
     point = fit_strengths(w)
-    boot, degenerate = bootstrap(w_turns, rounds, seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a source absent from every resample
-        low, high = np.nanpercentile(boot, [2.5, 97.5], axis=0)
+    boot, degenerate = bootstrap(w_turns, rounds, seed, point)
+    low, high = intervals(boot)
     standings = [Standing(n, float(point[i]), float(low[i]), float(high[i]), *records[n])
                  for i, n in enumerate(names)]
     standings.sort(key=lambda s: -(s.strength or 0.0))
@@ -314,8 +207,9 @@ def compute(turns: Sequence[ArenaTurn], rounds: int = ROUNDS, seed: int = 0) -> 
             f"{INIT_RATING:.0f}; 400 points = 10:1 odds) from {total} battles in "
             f"{len(battles)} turns; 95% intervals from {rounds} bootstrap resamples of turns")
     if degenerate > 0.025:
-        note += (f". The intervals are rough: in {degenerate:.0%} of the resamples a source "
-                 "won or lost every battle")
+        note += (f". In {degenerate:.0%} of the resamples a source won or lost every battle "
+                 "it had, so its strength there has no end: an interval bound shown as … is "
+                 "open (more battles close it)")
     return Leaderboard(standings, len(battles), total, note, rounds, degenerate, tuned)
 
 

@@ -6,6 +6,7 @@ chat-model versions against the base)."""
 from __future__ import annotations
 
 import logging
+import math
 
 import shiboken6
 from PySide6.QtCore import Qt, Signal
@@ -45,6 +46,11 @@ def _caption(text: str = "") -> QLabel:
     label.setWordWrap(True)
     label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     return label
+
+
+def _bound(value: float) -> str:
+    """An interval bound; "…" when it is open (no finite estimate in enough resamples)."""
+    return f"{value:.0f}" if math.isfinite(value) else "…"
 
 
 class HabitsPanel(QFrame):
@@ -196,7 +202,7 @@ class LeaderboardPanel(QFrame):
         self.table.setRowCount(len(board.standings))
         for row, s in enumerate(board.standings):
             strength = ("–" if s.strength is None or s.low is None or s.high is None
-                        else f"{s.strength:.0f}  ({s.low:.0f}–{s.high:.0f})")
+                        else f"{s.strength:.0f}  ({_bound(s.low)}–{_bound(s.high)})")
             rate = "–" if s.win_rate is None else f"{s.win_rate:.0%}"
             cells = (s.name, strength, rate, f"{s.battles}  ({s.wins} · {s.losses} · {s.ties})")
             for col, value in enumerate(cells):
