@@ -126,7 +126,7 @@ class TunePanel(QWidget):
         self.fit.setWordWrap(True)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Stop after the current step; the checkpoint is kept")
-        self.cancel_button.clicked.connect(self.service.cancel)
+        self.cancel_button.clicked.connect(self.cancel)
         self.resume_button = QPushButton("Resume")
         self.resume_button.setToolTip("Continue the last run from its checkpoint")
         self.resume_button.clicked.connect(self.resume)
@@ -307,6 +307,11 @@ class TunePanel(QWidget):
         except RuntimeError as exc:
             self._notify(str(exc))
         self.timer.start()
+        self.refresh()
+
+    def cancel(self) -> None:
+        """Stop after the current step (a second click: stop now); shown at once."""
+        self.service.cancel()
         self.refresh()
 
     def resume(self) -> None:

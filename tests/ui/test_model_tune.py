@@ -104,6 +104,8 @@ def test_tune_shows_progress_cancel_resume_and_the_blind_offer(qtbot, loop, pane
     assert panel.fit.text() == ("1 pair left out because the prompt alone is longer than the "
                                 "length limit: “Tell me everything Tell me everything Te…”.")
     click(qtbot, panel.cancel_button)
+    assert panel.status.text().startswith("Cancelling: Stopping after the current step")
+    assert panel.cancel_button.text() == "Stop now"
     run(loop, wait_until(lambda: panel.status.text().startswith("Cancelled"), 60, "cancel"))
     assert "is kept: Resume continues from it" in panel.status.text()
     assert panel.resume_button.isVisible() and not panel.cancel_button.isVisible()
