@@ -8,13 +8,15 @@ tunes SmolLM2-135M for real (TRL, peft; marked ``llama`` like tests/tune).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtWidgets import QMessageBox, QPushButton
+from pytestqt.qtbot import QtBot
 
 from rlhf_desktop.config import Settings
 from rlhf_desktop.domain import Message, PreferencePair
@@ -54,7 +56,7 @@ def holder() -> Holder:
 
 
 @pytest.fixture
-def panel(qtbot, loop, data_home: Path, holder: Holder,
+def panel(qtbot: QtBot, loop: asyncio.AbstractEventLoop, data_home: Path, holder: Holder,
           monkeypatch: pytest.MonkeyPatch) -> Iterator[TunePanel]:
     monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
     monkeypatch.setenv("SCRIPTED_TUNE_STEP_S", "0.1")
@@ -76,14 +78,14 @@ def shown_step(panel: TunePanel) -> int:
     return int(found.group(1)) if found else 0
 
 
-def click(qtbot, button) -> None:
+def click(qtbot: QtBot, button: QPushButton) -> None:
     assert button.isVisible() and button.isEnabled(), button.text()
     qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
 
 
-def test_tune_shows_progress_cancel_resume_and_the_blind_offer(qtbot, loop, panel: TunePanel,
-                                                                holder: Holder,
-                                                                monkeypatch) -> None:
+def test_tune_shows_progress_cancel_resume_and_the_blind_offer(
+        qtbot: QtBot, loop: asyncio.AbstractEventLoop, panel: TunePanel, holder: Holder,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     assert not panel.tune_button.isEnabled()
     assert "No preference pairs" in panel.plan_label.text()
     add_pairs(59)
@@ -143,7 +145,8 @@ def azure(monkeypatch: pytest.MonkeyPatch) -> Iterator[FtServer]:
 
 
 def test_remote_asks_naming_account_and_pairs_and_no_sends_nothing(
-        qtbot, loop, panel: TunePanel, azure: FtServer, holder: Holder) -> None:
+        qtbot: QtBot, loop: asyncio.AbstractEventLoop, panel: TunePanel, azure: FtServer,
+        holder: Holder) -> None:
     add_pairs(3)
     host = f"127.0.0.1:{azure.port}"
     click(qtbot, panel.remote_button)
@@ -171,7 +174,8 @@ def test_remote_asks_naming_account_and_pairs_and_no_sends_nothing(
 
 
 @pytest.mark.llama
-def test_a_real_run_shows_progress_and_cancels(qtbot, loop, data_home: Path,
+def test_a_real_run_shows_progress_and_cancels(qtbot: QtBot, loop: asyncio.AbstractEventLoop,
+                                               data_home: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.tune.conftest import TEST_CACHE, needs_tune_stack, short_hh_rows
 
