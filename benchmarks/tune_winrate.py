@@ -115,7 +115,12 @@ def run_tune(work: Path, lines: list[str], nice: int, max_steps: int = 0) -> dic
     """One real ``python -m rlhf_desktop.tune`` run; its events and timings."""
     record_file = work / "tune-record.json"
     if record_file.exists():
-        return dict(json.loads(record_file.read_text(encoding="utf-8")))
+        record: dict[str, Any] = json.loads(record_file.read_text(encoding="utf-8"))
+        steps = train_history(work / "run")  # records written before these fields existed
+        pairs_per_step = record["settings"]["batch_size"] * record["settings"]["grad_accum"]
+        record.setdefault("pairs_trained", len(steps) * pairs_per_step)
+        record.setdefault("loss_by_step", [round(e["loss"], 4) for e in steps])
+        return record
     data, stamp = work / "tune-pairs.jsonl", work / "tune-started"
     data.write_text("\n".join(lines) + "\n", encoding="utf-8")
     if not stamp.exists():  # the first start of this run (a resumed run keeps it)
