@@ -60,6 +60,7 @@ def test_picks_drawn_from_known_strengths_recover_their_order_and_the_intervals_
     assert sum(s.battles for s in board.standings) == 2 * board.battles
     assert "600 battles in 300 turns" in board.note
     assert board.degenerate == 0.0
+    assert board.verdict == "alpha leads: its interval lies above every other source's"
 
 
 def test_the_intervals_cover_the_truth_about_95_percent_of_the_time() -> None:
@@ -152,7 +153,7 @@ def test_too_few_battles_say_so_instead_of_numbers() -> None:
 def test_a_source_that_never_lost_has_no_finite_strength_and_the_board_says_so() -> None:
     board = lb.compute(scripted_turns(60, seed=5, truth={"champ": 9000.0, "b": 1000.0,
                                                           "c": 1000.0}))
-    assert not board.ready
+    assert not board.ready and board.verdict == ""
     assert "champ never lost" in board.note
     champ = next(s for s in board.standings if s.name == "champ")
     assert champ.losses == 0 and champ.wins > 0 and champ.strength is None

@@ -150,6 +150,17 @@ class Leaderboard:
         """True when the standings carry strengths."""
         return bool(self.standings) and self.standings[0].strength is not None
 
+    @property
+    def verdict(self) -> str:
+        """The board in one plain sentence ("" while there are no strengths)."""
+        if not self.ready or len(self.standings) < 2:
+            return ""
+        top, second = self.standings[0], self.standings[1]
+        if top.low is not None and second.high is not None and top.low > second.high:
+            return f"{top.name} leads: its interval lies above every other source's"
+        return (f"{top.name} leads, but its interval overlaps {second.name}'s: your picks do "
+                "not yet say which of them is better")
+
 
 def _record(turns: Sequence[Sequence[Battle]], name: str) -> tuple[int, int, int]:
     wins = losses = ties = 0

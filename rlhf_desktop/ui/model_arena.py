@@ -97,8 +97,8 @@ class HabitsPanel(QFrame):
         """Fill the sentences and the chart."""
         self.text.setText("\n".join(f"• {line}" for line in habits.lines))
         report = habits.position
-        self.note.setText(report.note + " p: a two-sided test; below 0.05, chance alone "
-                          "rarely gives a gap this large." if report.shares else "")
+        self.note.setText(report.note + " A p below 0.05 means chance alone rarely gives a "
+                          "gap this large." if report.shares else "")
         self.chart.set_report(report)
 
 
@@ -189,7 +189,7 @@ class LeaderboardPanel(QFrame):
                               "the sources, with their names hidden until you label.")
             self.table.hide()
         else:
-            self.note.setText(board.note + ".")
+            self.note.setText((board.verdict + ". " if board.verdict else "") + board.note + ".")
             self._fill(board)
             self.table.show()
         words = [h.words for h in board.head_to_head]
@@ -212,7 +212,8 @@ class LeaderboardPanel(QFrame):
                                           | Qt.AlignmentFlag.AlignVCenter)
                 self.table.setItem(row, col, item)
         rows = sum(self.table.rowHeight(r) for r in range(self.table.rowCount()))
-        self.table.setFixedHeight(rows + self.table.horizontalHeader().height() + 4)
+        self.table.setFixedHeight(rows + self.table.horizontalHeader().sizeHint().height()
+                                  + 2 * self.table.frameWidth() + 2)
 
     def text(self) -> str:
         """The panel in words (screen readers, tests)."""

@@ -102,7 +102,8 @@ def test_leaderboard_and_bias_report_on_the_model_page(loop: asyncio.AbstractEve
         assert s.strength is not None and s.low is not None and s.high is not None
         assert row[1] == f"{s.strength:.0f}  ({s.low:.0f}–{s.high:.0f})"
         assert re.fullmatch(r"\d+%", row[2]) and row[3].startswith(f"{s.battles}  (")
-    assert "Bradley-Terry strengths on the Elo scale" in board.note.text()
+    assert board.note.text().startswith(expected.verdict + ". Bradley-Terry strengths on the "
+                                        "Elo scale")
     assert board.tuned.isVisibleTo(view)
     (h2h,) = expected.head_to_head
     assert h2h.rate is not None
