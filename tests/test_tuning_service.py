@@ -325,6 +325,21 @@ def test_remote_cancel(azure: FtServer, service: TuningService) -> None:
     assert records[-1]["status"] == "cancelled"
 
 
+def test_a_late_poll_does_not_undo_an_ended_job(data_home: Path) -> None:
+    from types import SimpleNamespace
+
+    remote = RemoteTuning()
+
+    def job(status: str) -> SimpleNamespace:
+        return SimpleNamespace(id="ftjob-1", status=status, fine_tuned_model=None,
+                               model=MODEL, error=None)
+
+    remote._update(job("running"))
+    remote._update(job("cancelled"), "Cancel requested")
+    remote._update(job("running"))  # answered before the cancel, applied after it
+    assert remote.snapshot().state == "cancelled"
+
+
 def test_remote_refuses_when_the_account_changed(azure: FtServer, service: TuningService,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     add_pairs(1)

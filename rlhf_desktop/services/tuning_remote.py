@@ -101,6 +101,7 @@ class RemoteTuning:
         self.poll_interval_s = poll_interval_s
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._account: Account | None = None
         jobs = load_jobs()
@@ -173,6 +174,7 @@ class RemoteTuning:
                 raise explain(exc, account) from None
             record_job(job)
             self._update(job, "Cancel requested")
+            self._wake.set()  # the follower polls now instead of at its next interval
 
         threading.Thread(target=self._guard, args=(cancel,), name="remote-cancel",
                          daemon=True).start()
@@ -193,6 +195,7 @@ class RemoteTuning:
     def close(self) -> None:
         """Stop following (the job itself keeps running remotely)."""
         self._stop.set()
+        self._wake.set()
 
     # ------------------------------------------------------------------ worker
 
@@ -232,13 +235,18 @@ class RemoteTuning:
                 raise explain(exc, account) from None
             record_job(job)
             self._update(job)
-            if job.status in ENDED:
+            if job.status in ENDED or self.snapshot().state in ENDED:
                 return
-            self._stop.wait(self.poll_interval_s)
+            self._wake.wait(self.poll_interval_s)
+            self._wake.clear()
 
     def _update(self, job: Any, message: str = "") -> None:
         status = str(job.status)
         state = status if status in ENDED else "running"
+        with self._lock:
+            now = self._snap
+        if now.job_id == job.id and now.state in ENDED and state not in ENDED:
+            return  # a poll answered before the job ended (e.g. before a cancel) came late
         if not message:
             error = getattr(job, "error", None)
             detail = getattr(error, "message", None) if error is not None else None
