@@ -180,7 +180,8 @@ def seconds_per_pair() -> tuple[float, str]:
             "grad_accum", 0)
         if seen >= 16 and m.get("seconds"):
             rate = max(0.1, (float(m["seconds"]) - OVERHEAD_S) / seen)
-            return rate, f"{rate:.0f} s a pair in your run v{version.version}"
+            shown = f"{rate:.0f}" if rate >= 10 else f"{rate:.1f}"
+            return rate, f"{shown} s a pair in your run v{version.version}"
     return WALL_S_PER_PAIR, f"{WALL_S_PER_PAIR:.0f} s a pair measured on 2 busy cores"
 
 
