@@ -163,6 +163,7 @@ def test_cancel_keeps_the_checkpoint_and_resume_continues(
     assert training[-1]["resume_from"].endswith(f"checkpoint-{kept}")
     steps = [e["step"] for e in events if e["event"] == "step"]
     assert steps == list(range(1, kept + 1)) + list(range(kept + 1, 41))
+    assert "s a pair in your run v1)" in service.plan().text()  # the estimate learns
 
 
 def test_a_window_opened_during_a_run_follows_and_cancels_it(
