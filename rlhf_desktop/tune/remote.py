@@ -166,6 +166,8 @@ def record_job(job: Any, account: Account | None = None, pairs: int | None = Non
                  "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                           time.gmtime(job.created_at or time.time()))}
         jobs.append(entry)
+    if entry.get("status") in ENDED and job.status not in ENDED:
+        return  # a poll answered before the job ended (e.g. before a cancel) came late
     entry["status"] = job.status
     entry["fine_tuned_model"] = job.fine_tuned_model
     config.atomic_write_bytes(_jobs_path(), json.dumps(jobs, indent=1).encode("utf-8"))

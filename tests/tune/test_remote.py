@@ -188,3 +188,20 @@ def test_key_echoed_by_the_server_is_masked(azure: FtServer,
     azure.fail_create = (400, "invalid_request", f"the key {KEY} may not tune")
     code, _, err = _run(capsys, "--model", MODEL, "--yes")
     assert code == 2 and "the key *** may not tune" in err and "answered 400" in err
+
+
+def test_a_late_poll_never_reopens_an_ended_job_record(data_home: Path) -> None:
+    """A status read before a cancel but recorded after it must not turn the job's record
+    back to running (the window's poll and its Cancel run in different threads)."""
+    from types import SimpleNamespace
+
+    from rlhf_desktop.tune.remote import Account, load_jobs, record_job
+
+    def job(status: str) -> SimpleNamespace:
+        return SimpleNamespace(id="ftjob-1", status=status, fine_tuned_model=None,
+                               model="gpt-4o-mini", created_at=0)
+
+    record_job(job("running"), Account("openai", "", "", "OPENAI_API_KEY"), pairs=3)
+    record_job(job("cancelled"))
+    record_job(job("running"))  # answered before the cancel, written after it
+    assert [j["status"] for j in load_jobs()] == ["cancelled"]
