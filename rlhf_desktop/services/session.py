@@ -8,6 +8,7 @@ and it is Qt-free asyncio. Pages get narrow services and listen to :class:`Sessi
 * ``session.datasets`` — :class:`~rlhf_desktop.services.datasets.DatasetService`
 * ``session.models`` — :class:`~rlhf_desktop.services.models.ModelService`
 * ``session.arena`` — :class:`~rlhf_desktop.services.arena.ArenaService` (candidate sources)
+* ``session.tuning`` — :class:`~rlhf_desktop.services.tuning.TuningService` (tune the chat model)
 * :meth:`AppSession.pick` / :meth:`AppSession.undo_pick` — labels, which fire
   ``labels_did_change`` and count towards the next retraining.
 
@@ -38,6 +39,7 @@ from rlhf_desktop.services.labeling import LabelingService, Pick
 from rlhf_desktop.services.models import ModelService
 from rlhf_desktop.services.retraining import Retrainer, RetrainStatus
 from rlhf_desktop.services.rewards import RewardService, pinned_version
+from rlhf_desktop.services.tuning import TuningService
 from rlhf_desktop.services.turn_labels import TurnLabels
 from rlhf_desktop.storage.repo import Repository
 
@@ -76,6 +78,8 @@ class AppSession:
                                    self._labeling)
         self.labels = TurnLabels(self._labeling, self.hooks, self._label_recorded)
         self.arena = ArenaService(lambda: self.settings, self._apply_and_rebuild)
+        self.tuning = TuningService.for_session(self)
+        """Tuning the chat model (a low-priority process; see services/tuning.py)."""
         """Ties, all-bad flags, rewrites, skips, display positions, agreement, position bias."""
         self.provider: Provider | None = None
         self.provider_reason = ""
@@ -325,6 +329,7 @@ class AppSession:
         if self.closed:
             return
         self.closed = True
+        self.tuning.close()
         self._retrainer.shutdown()
         for task in list(self._tasks):
             task.cancel()

@@ -35,6 +35,7 @@ from rlhf_desktop.services.retraining import RetrainStatus
 from rlhf_desktop.ui.backend import EARLY_LABELS, Backend
 from rlhf_desktop.ui.model_arena import HabitsPanel, LeaderboardPanel
 from rlhf_desktop.ui.model_learned import LearnedPanel
+from rlhf_desktop.ui.model_tune import TunePanel
 from rlhf_desktop.ui.model_versions import VersionsTable
 
 ACCENT = QColor("#2f81f7")
@@ -131,6 +132,8 @@ class ModelView(QWidget):
         self.panels = QVBoxLayout()
         self.panels.setSpacing(12)
         layout.addLayout(self.panels)
+        self.tune = TunePanel(backend)
+        self.add_panel(self.tune)
         layout.addLayout(versions_head)
         layout.addWidget(self.table)
         self.page_scroll = QScrollArea()
