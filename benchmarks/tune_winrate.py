@@ -39,13 +39,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from benchmarks._report import ROOT, update_section, write_json
+from benchmarks._winrate import BOOTSTRAP, mean_gain, outcomes, split_prompts, win_rate
 
 DATA = ROOT.parent / "shared" / "data"
 COMMAND = ".venv/bin/python -m benchmarks.tune_winrate"
@@ -53,46 +53,6 @@ SYSTEM_PROMPT = "You are a helpful assistant."  # Settings.system_prompt's defau
 SAMPLING: dict[str, Any] = {"temperature": 0.8, "top_p": 0.95, "max_tokens": 256}
 """Settings' defaults (the chat's sampling)."""
 NOISE_SEED_OFFSET = 100_000
-BOOTSTRAP = 10_000
-
-
-# ---------------------------------------------------------------- statistics (unit-tested)
-
-def outcomes(a: Sequence[float], b: Sequence[float]) -> np.ndarray:
-    """Per prompt: 1 when ``a`` scores higher, 0 when lower, 0.5 on a tie."""
-    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    return np.where(x > y, 1.0, np.where(x < y, 0.0, 0.5))
-
-
-def bootstrap_ci(values: Sequence[float] | np.ndarray, resamples: int = BOOTSTRAP, seed: int = 0,
-                 level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean (resampling the prompts)."""
-    v = np.asarray(values, dtype=float)
-    if v.size == 0:
-        raise ValueError("no values to bootstrap")
-    rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, v.size, size=(resamples, v.size))].mean(axis=1)
-    tail = (1 - level) / 2 * 100
-    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
-
-
-def win_rate(a: Sequence[float], b: Sequence[float], seed: int = 0) -> dict[str, Any]:
-    """Win rate of ``a`` over ``b`` (ties half) with its bootstrap 95 % CI, in %."""
-    o = outcomes(a, b)
-    low, high = bootstrap_ci(o, seed=seed)
-    return {"win_rate": round(100 * float(o.mean()), 1), "ci95": [round(100 * low, 1),
-                                                                   round(100 * high, 1)],
-            "wins": int((o == 1).sum()), "losses": int((o == 0).sum()),
-            "ties": int((o == 0.5).sum()), "n": int(o.size)}
-
-
-def split_prompts(keys: Sequence[str], held_out: int, seed: int) -> tuple[set[str], set[str]]:
-    """(train, held-out) sets of distinct prompt keys; the held-out ones drawn at random."""
-    distinct = sorted(set(keys))
-    if held_out >= len(distinct):
-        raise ValueError(f"{held_out} held-out prompts asked, only {len(distinct)} distinct")
-    random.Random(seed).shuffle(distinct)
-    return set(distinct[held_out:]), set(distinct[:held_out])
 
 
 # ---------------------------------------------------------------- stages
@@ -255,8 +215,17 @@ def judge(work: Path, train_pairs: list[Any], held_pairs: list[Any], prompts: li
                                                parts["base"]["content"], seed),
         "content_only_noise_floor": win_rate(parts["base_other_seed"]["content"],
                                              parts["base"]["content"], seed),
-        "mean_score_gain": round(float(np.mean(np.subtract(parts["tuned"]["score"],
-                                                           parts["base"]["score"]))), 4),
+        "mean_score_gain": mean_gain(parts["tuned"]["score"], parts["base"]["score"], seed),
+        "noise_mean_score_gain": mean_gain(parts["base_other_seed"]["score"],
+                                           parts["base"]["score"], seed),
+        # does the judge's verdict follow the length difference? (Pearson r over prompts)
+        "length_correlation": {
+            f"{side}_vs_base": {
+                part: round(float(np.corrcoef(np.subtract(words(side), base_w),
+                                              np.subtract(parts[side][part],
+                                                          parts["base"][part]))[0, 1]), 2)
+                for part in ("score", "content")}
+            for side in ("tuned", "base_other_seed")},
         "mean_words": {"base": round(statistics.mean(base_w), 1),
                        "base_other_seed": round(statistics.mean(other_w), 1),
                        "tuned": round(statistics.mean(tuned_w), 1)},
@@ -349,6 +318,8 @@ def markdown(sets: list[dict[str, Any]], command: str) -> str:
     for r in sets:
         t, w = r["tune"], r["tuned_vs_base"]
         first, last = t["first_step"], t["last_step"]
+        g, ng = r["mean_score_gain"], r["noise_mean_score_gain"]
+        tl, nl = (r["length_correlation"][f"{k}_vs_base"] for k in ("tuned", "base_other_seed"))
         out.append(
             f"- `{r['set']}`: {r['prompts']} prompts, {r['train_prompts']} for training "
             f"({r['train_pairs']} pairs: the judge's; the tune's {t['pairs_in_file']} sampled "
@@ -359,7 +330,11 @@ def markdown(sets: list[dict[str, Any]], command: str) -> str:
             f"Judge: {r['judge']['held_out_accuracy']} % pairwise accuracy on the "
             f"{r['judge']['held_out_pairs']} human pairs of the held-out prompts. Tuned won "
             f"{w['wins']}, lost {w['losses']}, tied {w['ties']}; mean score gain "
-            f"{r['mean_score_gain']}; the tuned reply was the longer one on "
+            f"{g['mean']} [{g['ci95'][0]}, {g['ci95'][1]}] (noise floor {ng['mean']} "
+            f"[{ng['ci95'][0]}, {ng['ci95'][1]}]); correlation of the score gain with the "
+            f"word-count gain over prompts r = {tl['score']} (content only "
+            f"{tl['content']}; base vs base {nl['score']}, content only "
+            f"{nl['content']}); the tuned reply was the longer one on "
             f"{r['tuned_longer_share']} % of prompts; {r['identical_replies']} of "
             f"{w['n']} replies were identical to the base's (same seed); replies cut at "
             f"max_tokens: {r['cut_at_max_tokens']}.")

@@ -1,17 +1,11 @@
-"""The win-rate benchmark's statistics helpers (benchmarks/tune_winrate.py)."""
+"""The win-rate benchmark's statistics helpers (benchmarks/_winrate.py) and its verdict."""
 
 from __future__ import annotations
 
 import pytest
 
-from benchmarks.tune_winrate import (
-    bootstrap_ci,
-    markdown,
-    outcomes,
-    split_prompts,
-    verdict,
-    win_rate,
-)
+from benchmarks._winrate import bootstrap_ci, mean_gain, outcomes, split_prompts, win_rate
+from benchmarks.tune_winrate import markdown, verdict
 
 
 def test_outcomes_count_a_tie_as_half() -> None:
@@ -43,6 +37,11 @@ def test_clear_winner_has_ci_above_half_and_a_coin_does_not() -> None:
     assert coin["ci95"][0] < 50 < coin["ci95"][1]
 
 
+def test_mean_gain_is_paired() -> None:
+    g = mean_gain([3.0, 4.0, 5.0], [1.0, 2.0, 3.0])
+    assert g == {"mean": 2.0, "ci95": [2.0, 2.0]}
+
+
 def test_split_keeps_prompts_apart_and_is_seeded() -> None:
     keys = [f"p{i % 20}" for i in range(100)]
     train, held = split_prompts(keys, 5, seed=1)
@@ -64,7 +63,11 @@ def _result(low: float, high: float) -> dict:
                      "peak_rss_mib": 3000, "first_step": {"loss": 0.69},
                      "last_step": {"loss": 0.6, "accuracy": None, "margin": 0.1}},
             "judge": {"held_out_accuracy": 65.0, "held_out_pairs": 300},
-            "mean_score_gain": 0.1, "tuned_longer_share": 55.0, "identical_replies": 0,
+            "mean_score_gain": {"mean": 0.1, "ci95": [0.0, 0.2]},
+            "noise_mean_score_gain": {"mean": 0.0, "ci95": [-0.1, 0.1]},
+            "length_correlation": {"tuned_vs_base": {"score": 0.5, "content": 0.1},
+                                   "base_other_seed_vs_base": {"score": 0.4, "content": 0.0}},
+            "tuned_longer_share": 55.0, "identical_replies": 0,
             "cut_at_max_tokens": {"base": 1}, "tuned_vs_base": w,
             "noise_floor_base_vs_base": w, "content_only_tuned_vs_base": w,
             "content_only_noise_floor": w, "mean_words": {"base": 50.0, "tuned": 70.0}}
