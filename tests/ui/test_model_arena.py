@@ -129,5 +129,5 @@ def test_leaderboard_and_bias_report_on_the_model_page(loop: asyncio.AbstractEve
     page = content.layout()
     assert page is not None
     assert page.indexOf(view.leaderboard) < page.indexOf(view.panels) < page.indexOf(view.table)
-    assert view.panels.indexOf(extra) == 0
+    assert view.panels.indexOf(extra) == view.panels.count() - 1  # after the tuning panel
     run(loop, backend.aclose())
