@@ -238,16 +238,16 @@ def judge(work: Path, train_pairs: list[Any], held_pairs: list[Any], prompts: li
     }
 
 
-def run_set(name: str, args: argparse.Namespace) -> dict[str, Any]:
+def run_set(name: str, args: argparse.Namespace, tune_pairs: int) -> dict[str, Any]:
     """Every stage for one data set."""
-    work = Path(args.work) / f"{name}-p{args.tune_pairs}-h{args.held_out}-s{args.seed}"
+    work = Path(args.work) / f"{name}-p{tune_pairs}-h{args.held_out}-s{args.seed}"
     work.mkdir(parents=True, exist_ok=True)
     lines, pairs = load_set(name)
     keys = [prompt_key(p) for p in pairs]
     train_keys, held_keys = split_prompts(keys, args.held_out, args.seed)
     train_idx = [i for i, k in enumerate(keys) if k in train_keys]
     rng = random.Random(args.seed)
-    tune_idx = sorted(rng.sample(train_idx, min(args.tune_pairs, len(train_idx))))
+    tune_idx = sorted(rng.sample(train_idx, min(tune_pairs, len(train_idx))))
     print(f"{name}: {len(train_idx)} train pairs ({len(train_keys)} prompts), tuning on "
           f"{len(tune_idx)}, {len(held_keys)} held-out prompts", flush=True)
     held_first: dict[str, Any] = {}
@@ -256,11 +256,13 @@ def run_set(name: str, args: argparse.Namespace) -> dict[str, Any]:
             held_first.setdefault(k, pairs[i])
     held = [held_first[k] for k in sorted(held_first)]
     messages = [[m.to_dict() for m in p.prompt] for p in held]
-    replies = {side: generate(work, messages, None, args.seed, side)
-               for side in ("base", "base_other_seed")}
     if args.base_only:
+        for side in ("base", "base_other_seed"):
+            generate(work, messages, None, args.seed, side)
         raise SystemExit(f"{name}: base replies written to {work}")
     tune = run_tune(work, [lines[i] for i in tune_idx], args.nice, args.max_steps)
+    replies = {side: generate(work, messages, None, args.seed, side)
+               for side in ("base", "base_other_seed")}
     replies["tuned"] = generate(work, messages, tune["adapter_gguf"], args.seed, "tuned")
     figures = judge(work, [pairs[i] for i in train_idx],
                     [p for p, k in zip(pairs, keys, strict=True) if k in held_keys],
@@ -348,7 +350,8 @@ def _f(value: Any) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sets", nargs="+", default=["pandalm-human"])
-    parser.add_argument("--tune-pairs", type=int, default=192)
+    parser.add_argument("--tune-pairs", type=int, nargs="+", default=[192],
+                        help="pairs to tune on: one number for every set, or one per set")
     parser.add_argument("--held-out", type=int, default=60)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--nice", type=int, default=19)
@@ -366,7 +369,10 @@ def main() -> None:
     if "--note" in argv:  # the remark is kept beside the command, not in it
         del argv[argv.index("--note"):argv.index("--note") + 2]
     command = f"{COMMAND} " + " ".join(argv)
-    sets = [run_set(name, args) for name in args.sets]
+    budgets = args.tune_pairs * len(args.sets) if len(args.tune_pairs) == 1 else args.tune_pairs
+    if len(budgets) != len(args.sets):
+        parser.error("--tune-pairs: one number, or one per set")
+    sets = [run_set(name, args, pairs) for name, pairs in zip(args.sets, budgets, strict=True)]
     write_json("tune_winrate", {"command": command.strip(), "seed": args.seed,
                                 "tune_pairs": args.tune_pairs, "held_out": args.held_out,
                                 "sampling": SAMPLING, "system_prompt": SYSTEM_PROMPT,
