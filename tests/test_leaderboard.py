@@ -257,3 +257,30 @@ def test_the_query_reads_every_label_kind_of_arena_turns_only(data_home: object)
     board = lb.compute(turns)
     assert board.turns == 4 and not board.ready and "Too few battles" in board.note
     repo.close()
+
+
+def test_arena_pairs_export_each_side_s_source(data_home: object) -> None:
+    """A pick in an arena turn: every exported pair names the source of both its replies."""
+    import io
+    import json
+
+    from rlhf_desktop.services.datasets import export
+
+    repo = Repository.open()
+    try:
+        turn = arena_turn(repo, [("base", "Short."), ("tuned v2", "A longer, better answer."),
+                                 ("base", "Another one.")])
+        chosen = turn.candidates[1]
+        assert chosen.id is not None
+        repo.record_pick(turn.id or 0, chosen.id)
+        out = io.StringIO()
+        export(repo, "jsonl", out)
+    finally:
+        repo.close()
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert len(lines) == 2
+    for line in lines:
+        meta = line["metadata"]
+        assert meta["provider"] == "arena"
+        assert meta["chosen_origin"]["name"] == "tuned v2"
+        assert meta["rejected_origin"]["name"] == "base"

@@ -233,12 +233,12 @@ class ChatService:
         candidates = [done[i] for i in sorted(done)]
         turn = self._save(conversation_id, messages, params, candidates)
         await self.rank(turn)
-        if self.rewards.version is not None and self._stale(turn):
+        if self.rewards.scoring_version is not None and self._stale(turn):
             await self.rank(turn)  # a newer model landed while this turn was ranked
         return turn
 
     def _stale(self, turn: Turn) -> bool:
-        return any(c.model_version != self.rewards.version for c in turn.candidates)
+        return any(c.model_version != self.rewards.scoring_version for c in turn.candidates)
 
     async def regenerate(
         self,

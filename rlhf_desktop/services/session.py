@@ -9,6 +9,7 @@ and it is Qt-free asyncio. Pages get narrow services and listen to :class:`Sessi
 * ``session.models`` — :class:`~rlhf_desktop.services.models.ModelService`
 * ``session.arena`` — :class:`~rlhf_desktop.services.arena.ArenaService` (candidate sources)
 * ``session.tuning`` — :class:`~rlhf_desktop.services.tuning.TuningService` (tune the chat model)
+* ``session.rankers`` — :class:`~rlhf_desktop.services.ranker_eval.RankerEvalService`
 * :meth:`AppSession.pick` / :meth:`AppSession.undo_pick` — labels, which fire
   ``labels_did_change`` and count towards the next retraining.
 
@@ -37,6 +38,7 @@ from rlhf_desktop.services.datasets import DatasetService
 from rlhf_desktop.services.hooks import SessionHooks
 from rlhf_desktop.services.labeling import LabelingService, Pick
 from rlhf_desktop.services.models import ModelService
+from rlhf_desktop.services.ranker_eval import RankerEvalService
 from rlhf_desktop.services.retraining import Retrainer, RetrainStatus
 from rlhf_desktop.services.rewards import RewardService, pinned_version
 from rlhf_desktop.services.tuning import TuningService
@@ -80,6 +82,10 @@ class AppSession:
         self.arena = ArenaService(lambda: self.settings, self._apply_and_rebuild)
         self.tuning = TuningService.for_session(self)
         """Tuning the chat model (a low-priority process; see services/tuning.py)."""
+        self.rankers = RankerEvalService(self._rewards, lambda: self.settings,
+                                         self.apply_settings)
+        """Transformers rankers (TRL RewardTrainer) against the tiny model, and the choice."""
+        self._follow_ranker(self.settings)
         """Ties, all-bad flags, rewrites, skips, display positions, agreement, position bias."""
         self.provider: Provider | None = None
         self.provider_reason = ""
@@ -182,7 +188,12 @@ class AppSession:
         """Use new settings (already saved); call :meth:`rebuild_provider` if they need it."""
         self.settings = settings
         self._retrainer.every = settings.retrain_every
+        self._follow_ranker(settings)
         self.hooks.retrain_did_update(self._retrainer.status())
+
+    def _follow_ranker(self, settings: Settings) -> None:
+        if settings.ranker != self._rewards.ranker.wanted:
+            self._rewards.ranker.choose(settings.ranker)
 
     def _apply_and_rebuild(self, settings: Settings) -> None:
         self.apply_settings(settings)

@@ -17,14 +17,17 @@ METADATA_KEYS = (
     "label_id", "label_kind", "conversation_id", "turn_id", "provider", "model", "temperature",
     "seed", "blind", "time_to_pick_s", "reward_model_version", "chosen_score",
     "rejected_score", "chosen_position", "rejected_position", "chosen_source",
-    "edited_from_index", "weight", "chosen_rank", "rejected_rank",
+    "edited_from_index", "weight", "chosen_rank", "rejected_rank", "chosen_origin",
+    "rejected_origin",
 )
 """The keys of every pair's ``metadata`` (each line has all of them; unknown ones are null).
 
 ``weight`` is the pair's training weight (1 for a pick; a ranking's pairs share N−1 between
 them). ``chosen_rank`` / ``rejected_rank`` are the 1-based places of the two replies in a
 ranking label (null outside a ranking, and for the replies a partial ranking left unranked,
-which count as tied below every ranked one)."""
+which count as tied below every ranked one). ``chosen_origin`` / ``rejected_origin`` are the
+arena source each reply came from (name, provider, model, temperature, chat_model_version;
+null outside an arena turn, whose ``provider`` is ``arena``)."""
 
 
 def pair_metadata(pair: PreferencePair, label: dict[str, Any] | None,
@@ -53,6 +56,7 @@ def pair_metadata(pair: PreferencePair, label: dict[str, Any] | None,
         meta[f"{side}_score"] = scores.get(cid, facts["score"]) if cid is not None else None
         meta[f"{side}_position"] = positions.get(cid, facts["position"]) \
             if cid is not None else None
+        meta[f"{side}_origin"] = facts.get("origin")
         if side == "chosen":
             meta["chosen_source"] = facts["source"]
             meta["edited_from_index"] = facts["edited_from_index"]
@@ -100,12 +104,14 @@ class ProvenanceQueries:
         ids = sorted(set(candidate_ids))
         for chunk, marks in in_chunks(ids):
             rows = self.conn.execute(
-                "SELECT k.id, k.idx, k.score, k.model_version, k.position, k.source, o.idx"
+                "SELECT k.id, k.idx, k.score, k.model_version, k.position, k.source, o.idx,"
+                " k.origin_json"
                 " FROM candidates k LEFT JOIN candidates o ON o.id = k.edited_from"
                 f" WHERE k.id IN ({marks})", chunk)
             for r in rows:
                 found[int(r[0])] = {"index": r[1], "score": r[2], "model_version": r[3],
-                                    "position": r[4], "source": r[5], "edited_from_index": r[6]}
+                                    "position": r[4], "source": r[5], "edited_from_index": r[6],
+                                    "origin": json.loads(r[7]) if r[7] else None}
         return found
 
     def with_metadata(self, pairs: Sequence[PreferencePair]) -> list[PreferencePair]:

@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The module's arguments."""
     parser = argparse.ArgumentParser(
         prog="python -m rlhf_desktop.tune",
-        description="DPO fine-tuning (LoRA) of a chat model on preference pairs.")
+        description="DPO fine-tuning (LoRA) of a chat model, or a reward model "
+                    "(method: reward), on preference pairs.")
     parser.add_argument("--config", required=True, metavar="FILE",
                         help="JSON or YAML settings (see rlhf_desktop/tune/options.py)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

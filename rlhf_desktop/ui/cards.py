@@ -278,8 +278,13 @@ class CandidateCard(QFrame):
             self.rank_badge.setText(f"#{self.position + 1}")
             self.rank_badge.setProperty("badge", "rank1" if self.position == 0 else "rank")
             self.score_badge.setText(f"score {c.score:+.3f}")
-            self.version_badge.setText(f"v{c.model_version}")
-            self.version_badge.setToolTip(f"Scored by reward model v{c.model_version}")
+            if c.model_version == 0:  # the transformers ranker chosen on the model page
+                self.version_badge.setText("ranker")
+                self.version_badge.setToolTip(
+                    "Scored by the transformers ranker chosen on the model page")
+            else:
+                self.version_badge.setText(f"v{c.model_version}")
+                self.version_badge.setToolTip(f"Scored by reward model v{c.model_version}")
             if not self.why_text:
                 self.score_badge.setToolTip("Click Why? to see the style and content parts")
         else:  # by position: in a blind or arena turn the index would tell the source

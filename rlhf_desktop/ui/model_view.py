@@ -35,6 +35,7 @@ from rlhf_desktop.services.retraining import RetrainStatus
 from rlhf_desktop.ui.backend import EARLY_LABELS, Backend
 from rlhf_desktop.ui.model_arena import HabitsPanel, LeaderboardPanel
 from rlhf_desktop.ui.model_learned import LearnedPanel
+from rlhf_desktop.ui.model_ranker import RankerPanel
 from rlhf_desktop.ui.model_tune import TunePanel
 from rlhf_desktop.ui.model_versions import VersionsTable
 
@@ -134,6 +135,8 @@ class ModelView(QWidget):
         layout.addLayout(self.panels)
         self.tune = TunePanel(backend)
         self.add_panel(self.tune)
+        self.ranker_panel = RankerPanel(backend)
+        self.add_panel(self.ranker_panel)
         layout.addLayout(versions_head)
         layout.addWidget(self.table)
         self.page_scroll = QScrollArea()
