@@ -42,9 +42,10 @@ class TunePlan:
         if self.blocker:
             return self.blocker
         pairs = f"{self.pairs} preference pair{'s' if self.pairs != 1 else ''}"
+        steps = f"{self.steps} step{'s' if self.steps != 1 else ''}"
         if self.estimate_s is None:
-            return f"{pairs}, {self.steps} steps"
-        return (f"{pairs}, {self.steps} steps, about {duration(self.estimate_s)} "
+            return f"{pairs}, {steps}"
+        return (f"{pairs}, {steps}, about {duration(self.estimate_s)} "
                 f"({self.basis})")
 
 

@@ -26,6 +26,16 @@ def ordinal(place: int) -> str:
     return f"{place}{suffix}"
 
 
+UNDO_TEXTS = {"pick": "Undo pick", "tie": "Undo tie", "all_bad": "Undo all bad",
+              "ranking": "Undo ranking", "edit": "Undo edit"}
+
+
+def undo_text(turn: Turn | None) -> str:
+    """The turn's Undo button: it names the label it undoes ("Undo tie", "Undo ranking")."""
+    kind = turn.label_kind if turn is not None else None
+    return UNDO_TEXTS.get(kind or "pick", "Undo label")
+
+
 def shown(turn: Turn, cand: Candidate) -> Candidate:
     """What a card may show: in a blind turn, before the pick, no score and no version."""
     if turn.hidden:
@@ -109,9 +119,9 @@ def decorate(widget: TurnWidget, keys: str) -> str | None:
                 f"conversation{undo}")
     if turn.blind and turn.label_kind == "pick":
         rank = model_rank(turn, turn.chosen_candidate_id)
-        said = (f"the model ranked your pick #{rank} of {n}" if rank is not None else
-                "the model had not ranked these replies")
-        return f"Blind turn: {said} · the cards now show its ranking{undo}"
+        said = (f"the model ranked your pick #{rank} of {n} · the cards now show its "
+                "ranking" if rank is not None else "the model had not ranked these replies")
+        return f"Blind turn: {said}{undo}"
     if turn.hidden:
         return (f"Blind: {n} replies in a random order, the model's ranking stays hidden "
                 f"until you pick · click Best or press {keys} · {LABEL_KEYS}")

@@ -173,6 +173,11 @@ class SourcesEditor(QGroupBox):
         self.base_url_label = QLabel("Base URL")
         form.addRow(self.base_url_label, self.base_url)
 
+        self.empty_hint = QLabel("No sources yet: click “Add source”, then give it a name, "
+                                 "a provider, a temperature and its replies per turn.")
+        self.empty_hint.setObjectName("muted")
+        self.empty_hint.setWordWrap(True)
+
         self.arena = QCheckBox("Use the arena for new turns (also chosen above the chat)")
         self.arena.setChecked(settings.arena)
         self.error = QLabel("")
@@ -185,6 +190,7 @@ class SourcesEditor(QGroupBox):
         layout.addWidget(intro)
         layout.addLayout(top)
         layout.addWidget(self.form_box)
+        layout.addWidget(self.empty_hint)
         layout.addWidget(self.arena)
         layout.addWidget(self.error)
 
@@ -237,6 +243,8 @@ class SourcesEditor(QGroupBox):
             return
         has = 0 <= row < len(self.drafts)
         self.form_box.setEnabled(has)
+        self.form_box.setVisible(has)  # a disabled form still looks ready to type in
+        self.empty_hint.setVisible(not has)
         self.remove_button.setEnabled(has)
         src = self.drafts[row] if has else CandidateSource(name="")
         self._loading = True

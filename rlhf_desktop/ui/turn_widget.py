@@ -23,7 +23,7 @@ from rlhf_desktop.services.chat import failed_indices
 from rlhf_desktop.ui.arena_turn import arena_status, keep_blind
 from rlhf_desktop.ui.card_columns import ColumnFitter
 from rlhf_desktop.ui.cards import CandidateCard
-from rlhf_desktop.ui.label_view import decorate, display_order, shown
+from rlhf_desktop.ui.label_view import decorate, display_order, shown, undo_text
 from rlhf_desktop.ui.markdown_render import MarkdownRenderer
 from rlhf_desktop.ui.turn_why import TurnWhy
 from rlhf_desktop.ui.user_bubble import UserBubble
@@ -90,7 +90,7 @@ class TurnWidget(QFrame):
         self.status.setObjectName("turnStatus")
         self.status.setWordWrap(True)
         self.undo_button = QPushButton("Undo pick")
-        self.undo_button.setToolTip("Undo this pick and its preference pairs (Alt+Z)")
+        self.undo_button.setToolTip("Undo this label and its preference pairs (Alt+Z)")
         self.undo_button.clicked.connect(lambda: self.undo_requested.emit(self))
         self.undo_button.hide()
         self.confidence = self.why.label
@@ -300,13 +300,14 @@ class TurnWidget(QFrame):
         self.refresh_actions()
 
     def refresh_actions(self, busy: bool = False) -> None:
-        """Enable Regenerate on the cards and the Undo pick button from the turn's state."""
+        """Enable Regenerate on the cards and the Undo button from the turn's state."""
         picked = self.turn is not None and self.turn.labeled
         saved = self.turn is not None and self.turn.id is not None
         why = ("Undo the pick first (Alt+Z): its preference pairs hold this reply" if picked
                else "Wait until the replies have finished" if busy or not saved else "")
         for card in self.cards.values():
             card.set_regenerate(not why and card.candidate is not None, why)
+        self.undo_button.setText(undo_text(self.turn))
         self.undo_button.setVisible(picked and self.undoable)
 
     # ------------------------------------------------------------------ picks
