@@ -259,7 +259,7 @@ class TunePanel(QWidget):
         state = {"preparing": "Preparing", "running": "Tuning", "cancelling": "Cancelling",
                  "done": "Done", "failed": "Failed"}.get(snap.state)
         self.status.setText("" if not shown else f"{state}: {snap.message}" if state
-                            else snap.message)
+                            and not snap.message.startswith(state) else snap.message)
         self.metrics.setText(metrics_text(snap))
         self.fit.setText(fit_text(snap))
         for label in (self.status, self.metrics, self.fit):

@@ -212,3 +212,14 @@ def test_a_real_run_shows_progress_and_cancels(qtbot: QtBot, loop: asyncio.Abstr
     finally:
         service.close()
         run(loop, backend.aclose())
+
+
+def test_status_does_not_repeat_the_state_word(panel: TunePanel) -> None:
+    from rlhf_desktop.services.tuning_state import TuneSnapshot
+
+    panel._render(TuneSnapshot(state="preparing", stage="base model",
+                               message="Preparing the base model (the first run takes a "
+                                       "minute more)…"))
+    assert panel.status.text().startswith("Preparing the base model")
+    panel._render(TuneSnapshot(state="running", stage="training", message="Training…"))
+    assert panel.status.text() == "Tuning: Training…"
