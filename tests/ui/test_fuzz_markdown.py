@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from PySide6.QtCore import QUrl
 from PySide6.QtWidgets import QApplication
 
-from rlhf_desktop.ui import cards
+from rlhf_desktop.ui import markdown_view
 from rlhf_desktop.ui.markdown_render import MarkdownRenderer
 
 FUZZ = settings(max_examples=100, deadline=None,
@@ -104,9 +104,9 @@ def test_any_text_shows_in_the_reply_view_and_links_open_only_the_web(
         qapp: QApplication, monkeypatch: pytest.MonkeyPatch,
         renderers: dict[bool, MarkdownRenderer], text: str) -> None:
     opened: list[str] = []
-    monkeypatch.setattr(cards.QDesktopServices, "openUrl",
+    monkeypatch.setattr(markdown_view.QDesktopServices, "openUrl",
                         lambda url: opened.append(url.scheme()) or True)
-    view = cards.MarkdownView(renderers[False])
+    view = markdown_view.MarkdownView(renderers[False])
     try:
         view.resize(500, 200)
         view.set_markdown_text(text)
