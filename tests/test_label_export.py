@@ -134,7 +134,7 @@ def test_split_keeps_each_conversation_on_one_side(tmp_path: Path) -> None:
     train, test = done.rows("trl-conversational", "train"), done.rows("trl-conversational",
                                                                      "test")
     assert train + test == 80 and test > 0 and train > 0
-    side = {}
+    side: dict[str, str] = {}
     for name in ("train", "test"):
         path = done.path("trl-conversational", name)
         assert path == tmp_path / "out" / f"{name}.jsonl"
@@ -149,7 +149,7 @@ def test_split_keeps_each_conversation_on_one_side(tmp_path: Path) -> None:
         split_export(repo, "jsonl", tmp_path / "bad", test_share=1.5)
 
 
-def test_cli_writes_the_split_and_the_labels_file(data_home, tmp_path):
+def test_cli_writes_the_split_and_the_labels_file(data_home: Path, tmp_path: Path) -> None:
     """`rlhf-desktop export --split DIR --labels FILE`: the real command line."""
     import json
     import subprocess
@@ -301,3 +301,14 @@ def test_cli_folder_ranking_parquet_and_refusals(data_home: Path, tmp_path: Path
         bad = cli(*args)
         assert bad.returncode == 2 and message in bad.stderr, (args, bad.stderr)
     assert not (tmp_path / "bad").exists()
+
+
+def test_cli_ranking_to_stdout_says_when_there_is_none(data_home: Path) -> None:
+    import subprocess
+    import sys
+
+    Repository.open().close()
+    done = subprocess.run([sys.executable, "-m", "rlhf_desktop", "export", "--format",
+                           "ranking"], capture_output=True, text=True, timeout=110)
+    assert done.returncode == 0 and done.stdout == ""
+    assert "no rankings to export" in done.stderr and "Alt+R" in done.stderr

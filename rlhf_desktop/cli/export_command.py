@@ -129,5 +129,10 @@ def _to_stdout(repo: Repository, fmt: str) -> None:
     if fmt != "ranking":
         export(repo, fmt, sys.stdout)
         return
+    wrote = False
     for record in ranking_records(repo):
         sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+        wrote = True
+    if not wrote:  # an empty stdout alone says nothing
+        print("no rankings to export: rank a turn's replies with Rank… (Alt+R) in the window; "
+              "picks are pairs (--format jsonl)", file=sys.stderr)
