@@ -20,7 +20,7 @@ import pytest
 
 from rlhf_desktop import config
 from rlhf_desktop.config import ConfigError, Settings
-from rlhf_desktop.domain import Message, PreferencePair
+from rlhf_desktop.domain import CandidateSource, Message, PreferencePair
 from rlhf_desktop.services.arena import ArenaService
 from rlhf_desktop.services.tuning import TuneSnapshot, TuningService
 from rlhf_desktop.services.tuning_remote import RemoteError, RemoteTuning
@@ -228,6 +228,20 @@ def test_try_it_blind_adds_base_and_tuned_and_turns_the_arena_on(
     assert saved.arena and [s.chat_model_version for s in saved.sources()] == [0, 1]
     service.offer_ab()  # a second offer reuses them
     assert len(holder.settings.sources()) == 2
+
+
+def test_try_it_blind_adds_its_own_base_beside_a_base_at_another_temperature(
+        service: TuningService, holder: Holder) -> None:
+    """A source of the base model at T 0.3 is not "the base": the tuned version samples at
+    the chat's temperature, so the comparison gets a base at the same one."""
+    cool = CandidateSource("cool", provider="local", temperature=0.3, count=1)
+    holder.settings = replace(holder.settings, candidate_sources=[cool.to_dict()])
+    add_pairs(2)
+    service.start()
+    assert until_state(service, "done", "failed").version == 1
+    base, tuned = service.offer_ab()
+    assert base.name != "cool" and base.temperature is None and tuned.temperature is None
+    assert [s.name for s in holder.settings.sources()] == ["cool", base.name, "tuned v1"]
 
 
 def test_use_version_switches_the_built_in_model(service: TuningService,

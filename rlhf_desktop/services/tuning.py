@@ -388,8 +388,8 @@ class TuningService:
 
 
 def _same_source(a: CandidateSource, b: CandidateSource) -> bool:
-    return (a.provider, a.model, a.chat_model_version, a.base_url) == (
-        b.provider, b.model, b.chat_model_version, b.base_url)
+    return (a.provider, a.model, a.chat_model_version, a.base_url, a.temperature) == (
+        b.provider, b.model, b.chat_model_version, b.base_url, b.temperature)
 
 
 def _last(values: list[int]) -> int | None:
