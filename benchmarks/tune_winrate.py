@@ -308,7 +308,7 @@ def markdown(sets: list[dict[str, Any]], command: str) -> str:
         c, cn = r["content_only_tuned_vs_base"], r["content_only_noise_floor"]
         out.append(
             f"| `{r['set']}` (longer chosen {r['longer_chosen_share']} %) | "
-            f"{t['pairs_trained']} of {t['pairs_used']} pairs, {t['steps']} steps, "
+            f"{t['pairs_trained']} of {t['pairs_in_file']} pairs, {t['steps']} steps, "
             f"{t['wall_s'] / 60:.0f} min wall (load "
             f"{t['load_avg_before']}–{t['load_avg_after']}) | {r['judge']['held_out_accuracy']} % "
             f"| **{w['win_rate']} %** [{w['ci95'][0]}, {w['ci95'][1]}] (n={w['n']}) | "
@@ -325,7 +325,8 @@ def markdown(sets: list[dict[str, Any]], command: str) -> str:
         out.append(
             f"- `{r['set']}`: {r['prompts']} prompts, {r['train_prompts']} for training "
             f"({r['train_pairs']} pairs: the judge's; the tune's {t['pairs_in_file']} sampled "
-            f"from them), {r['held_out_prompts']} held out. Tune: "
+            f"from them; {t['left_out_prompt_too_long']} left out, prompt longer than "
+            f"max_length), {r['held_out_prompts']} held out. Tune: "
             f"{t['cpu_s_per_pair']} CPU s/pair, peak RSS {t['peak_rss_mib']} MiB, DPO loss "
             f"{_f(first.get('loss'))} → {_f(last.get('loss'))}, batch reward accuracy "
             f"{_f(last.get('accuracy'))} and margin {_f(last.get('margin'))} on the last step. "

@@ -58,6 +58,7 @@ def _result(low: float, high: float) -> dict:
     return {"set": "x.jsonl", "longer_chosen_share": 60.0, "prompts": 150,
             "train_prompts": 90, "train_pairs": 500, "held_out_prompts": 60,
             "tune": {"pairs_used": 192, "pairs_in_file": 192, "pairs_trained": 96, "steps": 12,
+                     "left_out_prompt_too_long": 0,
                      "wall_s": 1200.0,
                      "load_avg_before": 2.0, "load_avg_after": 3.0, "cpu_s_per_pair": 4.0,
                      "peak_rss_mib": 3000, "first_step": {"loss": 0.69},
