@@ -60,7 +60,8 @@ class StatusArea(QObject):
         name = KIND_NAMES.get(b.provider_kind, b.provider_kind)
         self.provider_label.setText(f"{name} · {b.provider_model}")
         self.provider_label.setToolTip(b.provider_reason)
-        self.provider_why.setText(f"— {b.provider_why}" if b.provider_why else "")
+        arena = b.provider_kind == "arena"  # its why repeats the label ("Arena: a (1) vs b (1)")
+        self.provider_why.setText(f"— {b.provider_why}" if b.provider_why and not arena else "")
         self.provider_why.setToolTip(
             f"Why this provider: {config.redact(b.provider_reason)}\n\nSwitch it above the "
             "chat or in Settings; the README lists the order in which it is chosen.")

@@ -76,3 +76,29 @@ def test_tune_plan_says_one_step_in_the_singular() -> None:
         "4 preference pairs, 1 step, about ")
     assert TunePlan(1, 1, None, "").text() == "1 preference pair, 1 step"
     assert TunePlan(8, 2, None, "").text() == "8 preference pairs, 2 steps"
+
+
+@pytest.mark.timeout(60)
+def test_status_bar_names_the_arena_once(qtbot: object) -> None:
+    from types import SimpleNamespace
+
+    from PySide6.QtWidgets import QMainWindow
+
+    from rlhf_desktop.ui.status_area import StatusArea
+
+    window = QMainWindow()
+    qtbot.addWidget(window)  # type: ignore[attr-defined]
+    area = StatusArea(window.statusBar())
+    arena = SimpleNamespace(provider_error=None, provider_kind="arena",
+                            provider_model="cool vs hot",
+                            provider_reason="Arena: cool (1) vs hot (1)",
+                            provider_why="Arena: cool (1) vs hot (1)")
+    area.show_provider(arena)  # type: ignore[arg-type]
+    assert area.provider_label.text() == "Arena · cool vs hot"
+    assert area.provider_why.text() == ""
+    assert "cool (1) vs hot (1)" in area.provider_label.toolTip()
+    local = SimpleNamespace(provider_error=None, provider_kind="local", provider_model="m",
+                            provider_reason="no credentials found",
+                            provider_why="no credentials found")
+    area.show_provider(local)  # type: ignore[arg-type]
+    assert area.provider_why.text() == "— no credentials found"
