@@ -28,12 +28,12 @@ from rlhf_desktop.tune.base_model import BaseModel, cache_dir, resolve
 from rlhf_desktop.tune.options import TuneConfig, TuneConfigError
 from rlhf_desktop.tune.progress import Progress
 from rlhf_desktop.tune.train import (
-    CHECKPOINTS_DIR,
     StopRequest,
     _callback,
     finished_steps,
     last_checkpoint,
     prepare,
+    trainer_args,
 )
 
 RANKER_DIR = "ranker"
@@ -185,32 +185,9 @@ def _already_done(out: Path, resume: str | None, base: BaseModel, report: dict[s
 
 def _trainer(cfg: TuneConfig, model: Any, tokenizer: Any, dataset: Any, callback: Any,
              out: Path) -> Any:
-    import torch
     from trl import RewardConfig, RewardTrainer
 
-    cpu_only = cfg.bf16 and not torch.cuda.is_available()
-    args = RewardConfig(
-        output_dir=str(out / CHECKPOINTS_DIR),
-        max_length=cfg.max_length,
-        learning_rate=cfg.learning_rate,
-        per_device_train_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        max_steps=cfg.max_steps or -1,
-        num_train_epochs=cfg.epochs,
-        seed=cfg.seed,
-        save_strategy="steps",
-        save_steps=cfg.save_steps,
-        save_total_limit=cfg.keep_checkpoints,
-        logging_steps=1,
-        report_to="none",
-        bf16=cfg.bf16,
-        use_cpu=cpu_only,
-        gradient_checkpointing=cfg.gradient_checkpointing,
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=False,
-        lr_scheduler_type="constant",
-    )
+    args = RewardConfig(**trainer_args(cfg, out))
     peft_config = None
     if cfg.lora:
         from peft import LoraConfig

@@ -229,19 +229,15 @@ def run(cfg: TuneConfig, progress: Progress | None = None,
     )
 
 
-def _trainer(cfg: TuneConfig, model: Any, tokenizer: Any, dataset: Any, callback: Any,
-             out: Path) -> Any:
+def trainer_args(cfg: TuneConfig, out: Path) -> dict[str, Any]:
+    """The transformers TrainingArguments both methods share (DPO and reward)."""
     import torch
-    from peft import LoraConfig
-    from trl import DPOConfig, DPOTrainer
 
     # bf16 without a GPU is refused unless the trainer is told it runs on the CPU
     cpu_only = cfg.bf16 and not torch.cuda.is_available()
-
-    args = DPOConfig(
+    return dict(
         output_dir=str(out / CHECKPOINTS_DIR),
         max_length=cfg.max_length,
-        beta=cfg.beta,
         learning_rate=cfg.learning_rate,
         per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
@@ -256,12 +252,20 @@ def _trainer(cfg: TuneConfig, model: Any, tokenizer: Any, dataset: Any, callback
         bf16=cfg.bf16,
         use_cpu=cpu_only,
         gradient_checkpointing=cfg.gradient_checkpointing,
-        precompute_ref_log_probs=cfg.precompute_ref_log_probs,
         disable_tqdm=True,
         dataloader_num_workers=0,
         dataloader_pin_memory=False,
         lr_scheduler_type="constant",
     )
+
+
+def _trainer(cfg: TuneConfig, model: Any, tokenizer: Any, dataset: Any, callback: Any,
+             out: Path) -> Any:
+    from peft import LoraConfig
+    from trl import DPOConfig, DPOTrainer
+
+    args = DPOConfig(**trainer_args(cfg, out), beta=cfg.beta,
+                     precompute_ref_log_probs=cfg.precompute_ref_log_probs)
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=list(cfg.lora_targets), task_type="CAUSAL_LM")
     trainer = DPOTrainer(model=model, args=args, train_dataset=dataset,
