@@ -45,6 +45,8 @@ class VersionsTable(QTableWidget):
         for col in range(len(COLUMNS)):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(COLUMNS.index("Why"), QHeaderView.ResizeMode.Stretch)
+        # a cell widget has no contents to size by: the Use column is as wide as its buttons
+        header.setSectionResizeMode(USE_COLUMN, QHeaderView.ResizeMode.Fixed)
         self.setMinimumHeight(90)
 
     def fill(self, rows: list[VersionRow], busy: bool = False) -> None:
@@ -53,6 +55,7 @@ class VersionsTable(QTableWidget):
         self.setRowCount(len(rows))
         bold = QFont()
         bold.setBold(True)
+        widest = 60
         for r, row in enumerate(rows):
             acc = row.cv_accuracy
             cells = [f"v{row.version}",
@@ -75,6 +78,8 @@ class VersionsTable(QTableWidget):
                               "turn waiting for your pick)")
             button.clicked.connect(lambda _=False, v=row.version: self.on_use(v))
             self.setCellWidget(r, USE_COLUMN, button)
+            widest = max(widest, button.sizeHint().width() + 8)
+        self.setColumnWidth(USE_COLUMN, widest)
         self.resizeRowsToContents()
         rows_height = sum(self.rowHeight(r) for r in range(self.rowCount()))
         height = self.horizontalHeader().sizeHint().height() + rows_height + 2 * self.frameWidth()

@@ -106,6 +106,9 @@ def test_model_page_words_plot_versions_and_rollback(loop: asyncio.AbstractEvent
 
     use_v1 = table.use_button(1)
     assert use_v1 is not None and use_v1.isEnabled()
+    in_use = table.use_button(2)
+    assert in_use is not None  # the Use column is as wide as its buttons (it was clipped)
+    assert table.columnWidth(table.columnCount() - 1) >= in_use.sizeHint().width()
     trained: list[int] = []
     backend.model_trained.connect(lambda v: trained.append(v.version))
     use_v1.click()
