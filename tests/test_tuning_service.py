@@ -244,6 +244,19 @@ def test_try_it_blind_adds_its_own_base_beside_a_base_at_another_temperature(
     assert [s.name for s in holder.settings.sources()] == ["cool", base.name, "tuned v1"]
 
 
+def test_a_cancel_during_the_last_step_says_why_the_run_finished_anyway(
+        service: TuningService, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCRIPTED_TUNE_STEP_S", "1.5")
+    add_pairs(1)  # one step: a cancel while it runs stops after it, i.e. at the end
+    service.start()
+    until_state(service, "running")
+    service.cancel()
+    snap = until_state(service, "done", "cancelled", "failed")
+    assert snap.state == "done" and snap.version == 1, snap.message
+    assert snap.message == ("Chat model v1 is ready (the cancel came during the last step, "
+                            "so the run finished)")
+
+
 def test_use_version_switches_the_built_in_model(service: TuningService,
                                                  holder: Holder) -> None:
     add_pairs(1)

@@ -279,9 +279,11 @@ class TuningService:
         process, self._process, self._attached_pid = self._process, None, None
         if code == 0:
             version = self._snap.version
+            late = (" (the cancel came during the last step, so the run finished)"
+                    if self._cancel_requested else "")
             self._snap = replace(self._snap, state="done", eta_s=0.0, message=(
                 f"Chat model v{version} is ready" if version is not None
-                else "Training finished (no chat-model version was made)"))
+                else "Training finished (no chat-model version was made)") + late)
         elif code == 3 or (code < 0 and self._cancel_requested):  # < 0: ended by a signal
             step = self._snap.checkpoint_step
             self._snap = replace(self._snap, state="cancelled", message=(
