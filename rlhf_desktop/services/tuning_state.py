@@ -10,10 +10,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from rlhf_desktop.domain import CandidateSource
 from rlhf_desktop.tune.options import TuneConfig
 
-__all__ = ["ACTIVE", "STATES", "TunePlan", "TuneSnapshot", "apply_event", "make_plan",
-           "pid_runs_tune"]
+__all__ = ["ACTIVE", "STATES", "TunePlan", "TuneSnapshot", "ab_notice", "apply_event",
+           "make_plan", "pid_runs_tune"]
 
 STATES = ("idle", "preparing", "running", "cancelling", "done", "failed", "cancelled")
 ACTIVE = ("preparing", "running", "cancelling")
@@ -196,3 +197,14 @@ def make_plan(pairs: int, overrides: dict[str, Any], max_steps: int | None,
     rate, basis = seconds_per_pair()
     estimate = OVERHEAD_S + steps * per_step * rate if pairs else None
     return TunePlan(pairs, steps, estimate, basis, blocker)
+
+
+def ab_notice(offered: list[CandidateSource], arena: list[CandidateSource]) -> str:
+    """What "Try it blind" says: the sources it offered, and any other source that stays in
+    the arena (its replies join every turn, so the comparison is not two-way)."""
+    names = {s.name for s in offered}
+    others = [s.name for s in arena if s.name not in names]
+    also = (f" (with {', '.join(others)}, also in the arena: remove them in Settings → "
+            "Candidate sources for a two-way comparison)" if others else "")
+    return ("Blind comparison on: the next turns show " + " and ".join(s.name for s in offered)
+            + also + " in random order, names hidden until you pick.")

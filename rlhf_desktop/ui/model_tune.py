@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from rlhf_desktop.config import ConfigError
+from rlhf_desktop.config import ConfigError, load_settings
 from rlhf_desktop.services.tuning import TuneSnapshot, TuningService
 from rlhf_desktop.services.tuning_remote import (
     DEFAULT_MODEL,
@@ -37,6 +37,7 @@ from rlhf_desktop.services.tuning_remote import (
     RemoteOffer,
     RemoteSnapshot,
 )
+from rlhf_desktop.services.tuning_state import ab_notice
 
 log = logging.getLogger(__name__)
 
@@ -337,9 +338,7 @@ class TunePanel(QWidget):
         except (ConfigError, RemoteError) as exc:
             self._notify(f"Cannot start the blind comparison: {exc}")
             return
-        self._notify("Blind comparison on: the next turns show "
-                     + " and ".join(s.name for s in sources)
-                     + " in random order, names hidden until you pick.")
+        self._notify(ab_notice(sources, load_settings().sources()))
 
     def _notify(self, text: str) -> None:
         self.notice.setText(text)

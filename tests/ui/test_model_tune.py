@@ -223,3 +223,17 @@ def test_status_does_not_repeat_the_state_word(panel: TunePanel) -> None:
     assert panel.status.text().startswith("Preparing the base model")
     panel._render(TuneSnapshot(state="running", stage="training", message="Training…"))
     assert panel.status.text() == "Tuning: Training…"
+
+
+def test_blind_offer_names_the_other_sources_that_stay_in_the_arena(
+        panel: TunePanel, holder: Holder) -> None:
+    from dataclasses import replace
+
+    from rlhf_desktop.domain import CandidateSource
+
+    cool = CandidateSource("cool", provider="local", temperature=0.3, count=1)
+    holder.settings = replace(holder.settings, candidate_sources=[cool.to_dict()])
+    panel._offer_sources(lambda: panel.service.offer_ab(1))
+    text = panel.notice.text()
+    assert text.startswith("Blind comparison on: the next turns show base and tuned v1 (with "
+                           "cool, also in the arena: remove them in Settings"), text
