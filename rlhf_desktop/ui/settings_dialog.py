@@ -132,7 +132,7 @@ class SettingsDialog(QDialog):
         self.retrain_every.setSuffix(" new labels")
         gen = QGroupBox("Replies and training")
         gen_form = QFormLayout(gen)
-        gen_form.addRow("Candidates per turn", self.candidates)
+        gen_form.addRow("Replies per turn", self.candidates)
         gen_form.addRow("Temperature", self.temperature)
         gen_form.addRow("Max tokens", self.max_tokens)
         gen_form.addRow("System prompt", self.system_prompt)

@@ -102,3 +102,15 @@ def test_status_bar_names_the_arena_once(qtbot: object) -> None:
                             provider_why="no credentials found")
     area.show_provider(local)  # type: ignore[arg-type]
     assert area.provider_why.text() == "— no credentials found"
+
+
+@pytest.mark.timeout(60)
+def test_settings_says_replies_per_turn_as_the_chat_does(qtbot: object) -> None:
+    from PySide6.QtWidgets import QLabel
+
+    from rlhf_desktop.ui.settings_dialog import SettingsDialog
+
+    dialog = SettingsDialog(Settings())
+    qtbot.addWidget(dialog)  # type: ignore[attr-defined]
+    texts = [label.text() for label in dialog.findChildren(QLabel)]
+    assert "Replies per turn" in texts and "Candidates per turn" not in texts
