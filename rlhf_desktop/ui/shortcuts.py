@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 SHORTCUTS: tuple[tuple[str, str], ...] = (
-    ("Ctrl+Enter", "Send the message"),
+    ("Enter or Ctrl+Enter", "Send the message (Shift+Enter adds a line)"),
     ("Alt+1 … Alt+9", "Pick that reply (plain 1 … 9 when the replies have the focus, "
                       "never while you type)"),
     ("Alt+T", "Tie: then mark the equally good replies with Alt+1 … Alt+9, and Alt+T again "

@@ -114,3 +114,10 @@ def test_settings_says_replies_per_turn_as_the_chat_does(qtbot: object) -> None:
     qtbot.addWidget(dialog)  # type: ignore[attr-defined]
     texts = [label.text() for label in dialog.findChildren(QLabel)]
     assert "Replies per turn" in texts and "Candidates per turn" not in texts
+
+
+def test_shortcuts_list_says_enter_sends_as_the_message_box_does() -> None:
+    from rlhf_desktop.ui.shortcuts import SHORTCUTS
+
+    keys, action = SHORTCUTS[0]
+    assert keys.split(" or ")[0] == "Enter" and "Shift+Enter adds a line" in action
