@@ -37,7 +37,7 @@ def shown_turn(repo: Repository, texts: list[str], *, blind: bool = False,
     return turn
 
 
-def test_migration_2_upgrades_a_version_1_database_and_keeps_its_labels(data_home):
+def test_migration_2_upgrades_a_version_1_database_and_keeps_its_labels(data_home: object) -> None:
     path = config.db_path()
     raw = sqlite3.connect(path, isolation_level=None)
     raw.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT"
@@ -55,7 +55,7 @@ def test_migration_2_upgrades_a_version_1_database_and_keeps_its_labels(data_hom
     conn.close()
 
 
-def test_pick_keeps_what_the_user_saw(data_home):
+def test_pick_keeps_what_the_user_saw(data_home: object) -> None:
     repo = Repository.open()
     clock = Clock()
     labeling = LabelingService(repo, clock)
@@ -83,7 +83,7 @@ def test_pick_keeps_what_the_user_saw(data_home):
     assert repo.all_pairs()[0].metadata is None  # training reads no metadata
 
 
-def test_tie_and_all_bad_make_no_pairs_and_replace_each_other(data_home):
+def test_tie_and_all_bad_make_no_pairs_and_replace_each_other(data_home: object) -> None:
     repo = Repository.open()
     labeling = LabelingService(repo)
     turn = shown_turn(repo, ["a", "b", "c"])
@@ -106,7 +106,7 @@ def test_tie_and_all_bad_make_no_pairs_and_replace_each_other(data_home):
     assert repo.label_kinds() == {"all_bad": 1}
 
 
-def test_edit_is_chosen_over_every_original_and_undo_removes_it(data_home):
+def test_edit_is_chosen_over_every_original_and_undo_removes_it(data_home: object) -> None:
     repo = Repository.open()
     labeling = LabelingService(repo)
     turn = shown_turn(repo, ["a", "b", ""], scores=[0.1, 0.2, 0.0])
@@ -131,7 +131,7 @@ def test_edit_is_chosen_over_every_original_and_undo_removes_it(data_home):
     assert repo.count_pairs() == 0 and len(repo.get_turn(turn.id or 0).candidates) == 3
 
 
-def test_a_pick_after_an_edit_drops_the_rewrite(data_home):
+def test_a_pick_after_an_edit_drops_the_rewrite(data_home: object) -> None:
     repo = Repository.open()
     labeling = LabelingService(repo)
     turn = shown_turn(repo, ["a", "b"])
@@ -142,7 +142,7 @@ def test_a_pick_after_an_edit_drops_the_rewrite(data_home):
     assert {(p.chosen, p.rejected) for p in repo.iter_pairs()} == {("b", "a")}
 
 
-def test_skip_stores_no_label_and_a_pick_may_follow(data_home):
+def test_skip_stores_no_label_and_a_pick_may_follow(data_home: object) -> None:
     repo = Repository.open()
     labeling = LabelingService(repo)
     turn = shown_turn(repo, ["a", "b"])
@@ -153,7 +153,7 @@ def test_skip_stores_no_label_and_a_pick_may_follow(data_home):
     assert not repo.get_turn(turn.id or 0).skipped
 
 
-def test_agreement_counts_blind_picks_only_by_default(data_home):
+def test_agreement_counts_blind_picks_only_by_default(data_home: object) -> None:
     repo = Repository.open()
     labeling = LabelingService(repo)
     for blind, chosen in ((False, 0), (False, 0), (True, 1), (True, 0)):
@@ -166,7 +166,7 @@ def test_agreement_counts_blind_picks_only_by_default(data_home):
     assert (every.rate, every.picks) == (0.75, 4)
 
 
-def test_position_bias_compares_first_card_picks_with_chance(data_home):
+def test_position_bias_compares_first_card_picks_with_chance(data_home: object) -> None:
     repo = Repository.open()
     labeling = LabelingService(repo)
     assert labeling.position_bias().picks == 0
@@ -178,3 +178,15 @@ def test_position_bias_compares_first_card_picks_with_chance(data_home):
     assert bias.picks == 4 and bias.first_share == 0.75
     assert bias.chance == pytest.approx((1 / 2 + 3 / 4) / 4)
     assert bias.words == "you picked the first card 75% of the time (chance 31%, 4 picks)"
+
+
+def test_labels_over_time_counts_the_labels_the_model_page_counts(data_home: object) -> None:
+    """The model page shows count_labels() beside a chart of label_times(): a tie or an
+    all-bad flag (no pairs) is in neither, so the two agree."""
+    repo = Repository.open()
+    labeling = LabelingService(repo)
+    picked, tied, bad = (shown_turn(repo, ["a", "b", "c"]) for _ in range(3))
+    labeling.pick(picked, picked.candidates[0].id or 0)
+    labeling.tie(tied, [c.id or 0 for c in tied.candidates[:2]])
+    labeling.all_bad(bad)
+    assert repo.count_labels() == len(repo.label_times()) == 1

@@ -330,8 +330,12 @@ class LabelQueries(ProvenanceQueries):
         return found
 
     def label_times(self) -> list[float]:
-        """When each label was recorded, oldest first (labels over time)."""
-        return [float(r[0]) for r in self.conn.execute("SELECT created_at FROM labels ORDER BY id")]
+        """When each label the reward model learns from was recorded, oldest first (labels
+        over time; the same labels as :meth:`count_labels`)."""
+        marks = ",".join("?" * len(NO_PAIR_KINDS))
+        return [float(r[0]) for r in self.conn.execute(
+            f"SELECT created_at FROM labels WHERE kind NOT IN ({marks}) ORDER BY id",
+            NO_PAIR_KINDS)]
 
     # ------------------------------------------------------------------ chat labels
 
