@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import (
@@ -279,7 +280,8 @@ class DatasetView(QWidget):
     def export_dialog(self) -> None:
         """Ask for a file and a format, then export in a worker thread."""
         path, chosen = QFileDialog.getSaveFileName(
-            self, "Export preference pairs", "preferences.jsonl", ";;".join(EXPORTS))
+            self, "Export preference pairs", str(Path.home() / "preferences.jsonl"),
+            ";;".join(EXPORTS))  # not the working folder: a menu launch has none of its own
         if not path:
             return
         fmt, suffix = EXPORTS.get(chosen, ("jsonl", ".jsonl"))

@@ -5,6 +5,9 @@ says "1 step"."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
 
 from rlhf_desktop.config import Settings
@@ -121,3 +124,29 @@ def test_shortcuts_list_says_enter_sends_as_the_message_box_does() -> None:
 
     keys, action = SHORTCUTS[0]
     assert keys.split(" or ")[0] == "Enter" and "Shift+Enter adds a line" in action
+
+
+@pytest.mark.timeout(60)
+def test_export_dialog_starts_in_the_home_folder(qtbot: object,
+                                                 loop: asyncio.AbstractEventLoop,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not the working folder (the project checkout, or / for a menu launch)."""
+    from PySide6.QtWidgets import QFileDialog
+
+    from rlhf_desktop.ui.backend import Backend
+    from rlhf_desktop.ui.dataset_view import DatasetView
+    from tests.ui.conftest import run
+
+    backend = Backend(provider=None)
+    view = DatasetView(backend)
+    qtbot.addWidget(view)  # type: ignore[attr-defined]
+    seen: list[str] = []
+
+    def ask(parent: object, caption: str, directory: str, filters: str) -> tuple[str, str]:
+        seen.append(directory)
+        return "", ""  # the user cancels
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(ask))
+    view.export_dialog()
+    assert [Path(d) for d in seen] == [Path.home() / "preferences.jsonl"]
+    run(loop, backend.aclose())
