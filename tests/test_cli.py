@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -186,3 +187,10 @@ def test_eval_with_a_model_saved_before_training_keys_uses_the_stored_pairs(
     result = json.loads(proc.stdout)
     assert result["training_data_source"] == "stored" and result["pairs_in_training_data"] == 10
     assert "may have been trained on them" in proc.stderr and result["accuracy_unseen"] is None
+
+
+def test_stats_names_the_pairs_by_source_in_words(tmp_path: Path, data_home: Path) -> None:
+    src = write_jsonl(tmp_path / "x.jsonl", [{"prompt": "q", "chosen": "a", "rejected": "b"}])
+    cli("import", str(src))
+    lines = cli("stats").stdout.splitlines()
+    assert "pairs         1 (import 1)" in lines, lines  # not a Python dict: {'import': 1}

@@ -186,5 +186,5 @@ def _list(args: argparse.Namespace) -> int:
         acc = (m.get("metrics") or {}).get("accuracy")
         acc_text = "" if acc is None else f" · last reward accuracy {acc:.2f}"
         print(f"v{v.version:<5} {m.get('created_at', '')} · {m.get('pairs', {}).get('used')} "
-              f"pairs · {m.get('steps')} steps{acc_text}")
+              f"pairs · {m.get('steps')} step{'' if m.get('steps') == 1 else 's'}{acc_text}")
     return 0

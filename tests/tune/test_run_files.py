@@ -3,6 +3,7 @@ checks before a process starts (no torch, no training)."""
 
 import argparse
 import json
+from pathlib import Path
 
 import pytest
 
@@ -136,3 +137,14 @@ def test_rlhf_desktop_tune_and_openai_dpo_export_are_wired_into_the_cli(capsys, 
     assert cli.main(["export", "--format", "openai-dpo"]) == 0
     line = json.loads(capsys.readouterr().out)
     assert line["preferred_output"] == [{"role": "assistant", "content": "a"}]
+
+
+def test_list_says_1_step_in_the_singular(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                          data_home: Path) -> None:
+    adapter = tmp_path / "adapter.gguf"
+    adapter.write_bytes(b"not a GGUF file; --list reads the manifest only")
+    for steps in (1, 3):
+        register(adapter, {"kind": "lora", "steps": steps, "pairs": {"used": 4}})
+    assert tune_cli.run_tune(parse("--list")) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].endswith("· 4 pairs · 1 step") and out[2].endswith("· 4 pairs · 3 steps")
