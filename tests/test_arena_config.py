@@ -144,7 +144,7 @@ def test_arena_commands_add_list_remove_on_off(capsys: pytest.CaptureFixture[str
     assert code == 2 and "'big': count must be 1 to 8; nothing was changed" in err
 
     code, out, _ = cli(capsys, "arena", "on")
-    assert code == 0 and out.strip() == "arena on: Arena: base (2) vs tuned v3 (2)"
+    assert code == 0 and out.strip() == "arena on: base (2) vs tuned v3 (2)"
     saved = config.load_settings()
     assert saved.arena and [s.name for s in saved.sources()] == ["base", "tuned v3"]
     assert saved.sources()[1] == CandidateSource("tuned v3", provider="local",

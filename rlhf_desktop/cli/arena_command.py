@@ -95,7 +95,8 @@ def cmd_arena(args: argparse.Namespace) -> int:
             print(f"removed {args.name}")
         elif action in ("on", "off"):
             arena.set_enabled(action == "on")
-            print(f"arena {action}: {arena.describe()}" if action == "on" else "arena off")
+            print(f"arena on: {arena.describe().removeprefix('Arena: ')}" if action == "on"
+                  else "arena off")
         else:
             return _list(arena, args.json)
     except ConfigError as exc:
