@@ -46,6 +46,8 @@ class StatusArea(QObject):
         for widget in (self.undo_button, self.provider_label, self.provider_why,
                        self.progress, self.retrain_label):
             bar.addPermanentWidget(widget)
+        # while a message shows (a pick saved, a ranking's keys), the why makes room for it
+        bar.messageChanged.connect(lambda text: self.provider_why.setHidden(bool(text)))
 
     def show_provider(self, b: Backend) -> None:
         """The provider in use and why it was chosen (or what is wrong)."""

@@ -150,3 +150,26 @@ def test_export_dialog_starts_in_the_home_folder(qtbot: object,
     view.export_dialog()
     assert [Path(d) for d in seen] == [Path.home() / "preferences.jsonl"]
     run(loop, backend.aclose())
+
+
+@pytest.mark.timeout(60)
+def test_status_bar_message_gets_the_room_of_the_providers_why(qtbot: object) -> None:
+    from types import SimpleNamespace
+
+    from PySide6.QtWidgets import QMainWindow
+
+    from rlhf_desktop.ui.status_area import StatusArea
+
+    window = QMainWindow()
+    qtbot.addWidget(window)  # type: ignore[attr-defined]
+    area = StatusArea(window.statusBar())
+    area.show_provider(SimpleNamespace(  # type: ignore[arg-type]
+        provider_error=None, provider_kind="local", provider_model="m",
+        provider_reason="no Azure OpenAI or OpenAI credentials found",
+        provider_why="no Azure OpenAI or OpenAI credentials found"))
+    assert not area.provider_why.isHidden()
+    window.statusBar().showMessage("Saved your ranking of 3 replies: 3 weighted preference "
+                                   "pairs · Alt+Z undoes it")
+    assert area.provider_why.isHidden() and not area.provider_label.isHidden()
+    window.statusBar().clearMessage()
+    assert not area.provider_why.isHidden()
