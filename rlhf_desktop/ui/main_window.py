@@ -32,7 +32,7 @@ from rlhf_desktop.ui.chat_controls import ChatControls
 from rlhf_desktop.ui.chat_view import ChatView
 from rlhf_desktop.ui.dataset_view import DatasetView
 from rlhf_desktop.ui.model_view import ModelView
-from rlhf_desktop.ui.settings_dialog import SettingsDialog
+from rlhf_desktop.ui.settings_dialog import SettingsDialog, ranker_choices
 from rlhf_desktop.ui.shortcuts import OPEN_KEYS, ShortcutsDialog, help_button
 from rlhf_desktop.ui.sidebar import Sidebar
 from rlhf_desktop.ui.status_area import StatusArea
@@ -294,7 +294,8 @@ class MainWindow(QMainWindow):
     def open_settings(self, focus: str | None = None) -> SettingsDialog:
         """Show the settings dialog (non-blocking); applies the settings when saved.
         ``focus`` names a setting to show and focus (e.g. ``n_ctx`` from an error)."""
-        dialog = SettingsDialog(self.backend.settings, self, self.backend.provider_kind)
+        dialog = SettingsDialog(self.backend.settings, self, self.backend.provider_kind,
+                                rankers=ranker_choices(self.backend.session))
         dialog.accepted.connect(lambda: self._settings_saved(dialog))
         dialog.open()
         if focus:

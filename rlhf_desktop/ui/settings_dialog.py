@@ -7,7 +7,9 @@ API keys go to the OS keyring (or the owner-only ``secrets.json``) through
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
+from typing import Any
 
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -32,7 +34,10 @@ from PySide6.QtWidgets import (
 
 from rlhf_desktop import config
 from rlhf_desktop.config import Settings
+from rlhf_desktop.services.ranker_eval import accuracy_text
 from rlhf_desktop.ui.sources_editor import SourcesEditor
+
+log = logging.getLogger(__name__)
 
 PROVIDER_LABELS = (
     ("auto", "Automatic (Azure → OpenAI → built-in)"),
@@ -53,12 +58,24 @@ def key_state(name: str) -> str:
     return "not set"
 
 
+def ranker_choices(session: Any) -> list[tuple[str, str]]:
+    """The session's transformers rankers as (folder, label) for the Ranker choice."""
+    try:
+        found = session.rankers.rankers()
+    except (OSError, ValueError):
+        log.exception("listing the rankers failed")
+        return []
+    return [(r.folder, f"{r.name} · held-out accuracy {accuracy_text(r.held_out_accuracy)}"
+                       f" · {r.base}") for r in found]
+
+
 class SettingsDialog(QDialog):
     """Edit and save :class:`Settings`; ``provider_changed`` tells whether to rebuild it."""
 
     def __init__(self, settings: Settings, parent: QWidget | None = None,
-                 active_kind: str = "") -> None:
-        """``active_kind``: the provider in use, whose tab "Automatic" opens on."""
+                 active_kind: str = "", rankers: list[tuple[str, str]] | None = None) -> None:
+        """``active_kind``: the provider in use, whose tab "Automatic" opens on;
+        ``rankers``: the transformers rankers to offer, as (folder, label)."""
         super().__init__(parent)
         self.active_kind = active_kind
         self.setWindowTitle("Settings")
@@ -138,6 +155,18 @@ class SettingsDialog(QDialog):
         gen_form.addRow("System prompt", self.system_prompt)
         gen_form.addRow("Retrain every", self.retrain_every)
         gen_form.addRow("", self.blind)
+        self.ranker = QComboBox()
+        self.ranker.addItem("the tiny reward model (retrained on your labels)", "")
+        for folder, label in rankers or []:
+            self.ranker.addItem(label, folder)
+        if s.ranker and self.ranker.findData(s.ranker) < 0:
+            self.ranker.addItem(f"{s.ranker} (not among this data folder's rankers)", s.ranker)
+        self.ranker.setCurrentIndex(max(0, self.ranker.findData(s.ranker)))
+        self.ranker.setToolTip(
+            "What ranks the replies: the tiny reward model, or a transformers reward model "
+            "trained with `python -m rlhf_desktop.tune` (method: reward). The model page "
+            "compares them on pairs neither saw.")
+        gen_form.addRow("Ranker", self.ranker)
 
         self.data_dir = QLineEdit(str(config.data_dir()))
         browse_data = QPushButton("Choose…")
@@ -282,6 +311,7 @@ class SettingsDialog(QDialog):
             retrain_every=self.retrain_every.value(),
             blind=self.blind.isChecked(),
             chat_model_version=self.chat_model_version.value(),
+            ranker=str(self.ranker.currentData() or ""),
         )
         settings = self.sources_editor.apply_to(settings)
         settings.validate()

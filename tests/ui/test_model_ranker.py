@@ -119,3 +119,29 @@ def test_a_folder_that_cannot_load_is_reported_and_nothing_changes(qtbot, loop, 
     run(loop, wait_until(lambda: not widget.comparing, 30, "the comparison"))
     assert widget.result.text().startswith("The test file ")
     assert "could not be read" in widget.result.text()
+
+
+def test_settings_offer_the_rankers_and_the_session_follows_the_choice(
+        qtbot, loop, data_home: Path) -> None:
+    """Settings → Ranker lists the data folder's transformers rankers beside the tiny model;
+    saving one makes the session's rank worker use it, and choosing the tiny model again
+    switches back (issue 14: 'can be chosen in Settings as the ranker')."""
+    from tests.ui.helpers import window_for
+
+    folder = ranker_folder(data_home, "r0001", 0.71)
+    window = window_for(qtbot)
+    dialog = window.open_settings()
+    labels = [dialog.ranker.itemText(i) for i in range(dialog.ranker.count())]
+    assert labels[0].startswith("the tiny reward model")
+    assert labels[1] == "r0001 · held-out accuracy 71.0 % · SmolLM2-135M-Instruct.Q4_1.gguf"
+    dialog.ranker.setCurrentIndex(1)
+    dialog.accept()
+    assert config.load_settings().ranker == str(folder)
+    rewards = window.backend.session._rewards
+    assert rewards.ranker.wanted == str(folder)
+    dialog = window.open_settings()
+    assert dialog.ranker.currentIndex() == 1  # the choice shows when the dialog opens again
+    dialog.ranker.setCurrentIndex(0)
+    dialog.accept()
+    assert config.load_settings().ranker == "" and rewards.ranker.wanted == ""
+    run(loop, window.backend.aclose())
