@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import stat
+from pathlib import Path
 
 from rlhf_desktop import config
 
@@ -69,3 +70,29 @@ def test_resource_and_model_paths():
     assert config.resource_path("icon.svg").exists()
     assert (config.default_embedder_dir() / "modules.json").exists()
     assert config.default_gguf_path().suffix == ".gguf"
+
+
+def test_atomic_writes_of_one_file_from_several_threads_never_clash(tmp_path: Path) -> None:
+    """The remote-job follower and a Cancel write remote_jobs.json from two threads: a temp
+    name shared by the process let one thread rename the other's file away."""
+    import threading
+
+    from rlhf_desktop.config import atomic_write_bytes
+
+    target = tmp_path / "jobs.json"
+    errors: list[BaseException] = []
+
+    def write(k: int) -> None:
+        try:
+            for i in range(200):
+                atomic_write_bytes(target, f"{k}:{i}".encode())
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert target.read_text().split(":")[0] in {"0", "1", "2", "3"}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -152,8 +153,18 @@ def load_jobs() -> list[dict[str, Any]]:
     return data if isinstance(data, list) else []
 
 
+_RECORDS = threading.Lock()
+"""One read-modify-write of ``remote_jobs.json`` at a time (the follower and a cancel run in
+different threads)."""
+
+
 def record_job(job: Any, account: Account | None = None, pairs: int | None = None) -> None:
     """Add or update a job's record."""
+    with _RECORDS:
+        _record_job(job, account, pairs)
+
+
+def _record_job(job: Any, account: Account | None, pairs: int | None) -> None:
     from rlhf_desktop import config
 
     jobs = load_jobs()
