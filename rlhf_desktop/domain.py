@@ -257,6 +257,9 @@ class CandidateSource:
     """For ``local``: 0 the base model, else a tuned chat-model version."""
     base_url: str = ""
     """For ``compatible``: the server ("" = the configured one)."""
+    active: bool = True
+    """In the arena now; an inactive source stays in the list (and on the leaderboard)
+    without giving replies, e.g. while two others are compared head to head."""
 
     def origin(self, temperature: float) -> dict[str, Any]:
         """What a candidate from this source records (``Candidate.origin``), with the
@@ -268,7 +271,8 @@ class CandidateSource:
         """A JSON-safe mapping (the settings file's form)."""
         return {"name": self.name, "provider": self.provider, "model": self.model,
                 "temperature": self.temperature, "count": self.count,
-                "chat_model_version": self.chat_model_version, "base_url": self.base_url}
+                "chat_model_version": self.chat_model_version, "base_url": self.base_url,
+                "active": self.active}
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> CandidateSource:

@@ -115,6 +115,24 @@ def test_local_sources_share_one_model_per_version_and_an_unknown_version_fails_
     assert len(closed) == 1  # the shared model is closed once
 
 
+def test_a_source_turned_off_stays_in_the_list_but_gives_no_replies(gguf: Path) -> None:
+    settings = Settings(arena=True, candidate_sources=[
+        src("cool", provider="local", temperature=0.2, count=2, active=False),
+        src("base", provider="local", count=1),
+        src("hot", provider="local", temperature=1.2, count=1)])
+    arena = build_arena(settings)
+    assert [s.source.name for s in arena.slots] == ["base", "hot"] and arena.n == 2
+    assert [s.name for s in settings.sources()] == ["cool", "base", "hot"]
+    run(arena.aclose())
+    with pytest.raises(ConfigError, match=r"two or more candidate sources in use \(1 of 3"):
+        Settings(arena=True, candidate_sources=[
+            src("a", count=1), src("b", count=1, active=False),
+            src("c", count=1, active=False)]).validate()
+    # eight replies in all counts the sources in use only
+    Settings(arena=True, candidate_sources=[
+        src("a", count=4), src("b", count=4), src("c", count=8, active=False)]).validate()
+
+
 # ---------------------------------------------------------------------------- the CLI
 
 
@@ -159,6 +177,10 @@ def test_arena_commands_add_list_remove_on_off(capsys: pytest.CaptureFixture[str
     listed = json.loads(out)
     assert listed["enabled"] and [s["name"] for s in listed["sources"]] == ["base", "tuned v3"]
     assert cli(capsys, "arena", "off")[0] == 0
+    code, _, err = cli(capsys, "arena", "use", "base", "nope")
+    assert code != 0 and "no source called 'nope'" in err
+    code, _, err = cli(capsys, "arena", "use", "base")
+    assert code != 0 and "in use (1 of 2" in err and not config.load_settings().arena
     assert cli(capsys, "arena", "remove", "base")[0] == 0
     assert [s.name for s in config.load_settings().sources()] == ["tuned v3"]
 

@@ -177,7 +177,7 @@ async def _chat(args: argparse.Namespace) -> int:
         settings = replace(settings, provider=args.provider)
     n = settings.candidates_per_turn if args.n is None else args.n
     if args.arena:
-        n = sum(src.count for src in settings.sources())
+        n = sum(src.count for src in settings.arena_sources())
     if not 1 <= n <= 8:
         raise CliError("-n must be between 1 and 8")
     params = SamplingParams(

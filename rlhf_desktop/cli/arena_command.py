@@ -43,6 +43,9 @@ def add_arena_parser(sub: Any) -> None:
     q.add_argument("--base-url", default="", help="compatible: the server's base URL")
     q = actions.add_parser("remove", help="remove the source called NAME")
     q.add_argument("name", metavar="NAME")
+    q = actions.add_parser("use", help="only the sources NAME... give replies (a head-to-head; "
+                           "the others stay in the list, off); turns the arena on")
+    q.add_argument("names", metavar="NAME", nargs="+")
     actions.add_parser("on", help="turns draw their replies from the sources (blind)")
     actions.add_parser("off", help="turns use the one provider again")
 
@@ -65,7 +68,8 @@ def _describe(source: CandidateSource) -> str:
     if source.base_url:
         where += f" at {source.base_url}"
     temp = "chat's" if source.temperature is None else f"{source.temperature:g}"
-    return f"{source.name}: {where}, {plural(source.count, 'reply', 'replies')}, " \
+    off = "" if source.active else " (off)"
+    return f"{source.name}{off}: {where}, {plural(source.count, 'reply', 'replies')}, " \
            f"temperature {temp}"
 
 
@@ -93,6 +97,14 @@ def cmd_arena(args: argparse.Namespace) -> int:
                                f"{', '.join(names) or 'none'}")
             arena.set_sources([s for s in arena.sources() if s.name != args.name])
             print(f"removed {args.name}")
+        elif action == "use":
+            names = [s.name for s in arena.sources()]
+            unknown = [n for n in args.names if n not in names]
+            if unknown:
+                raise CliError(f"no source called {', '.join(map(repr, unknown))}; the sources "
+                               f"are: {', '.join(names) or 'none'}")
+            arena.use_only(list(args.names))
+            print(f"arena on: {arena.describe().removeprefix('Arena: ')}")
         elif action in ("on", "off"):
             arena.set_enabled(action == "on")
             print(f"arena on: {arena.describe().removeprefix('Arena: ')}" if action == "on"

@@ -103,9 +103,13 @@ class Settings:
             if src.chat_model_version < 0:
                 raise ConfigError(f"candidate source {src.name!r}: chat_model_version must "
                                   "be 0 (the base model) or a version")
+        active = [src for src in sources if src.active]
         if self.arena and len(sources) < 2:
             raise ConfigError("the arena needs two or more candidate sources")
-        if self.arena and sum(src.count for src in sources) > 8:
+        if self.arena and len(active) < 2:
+            raise ConfigError(f"the arena needs two or more candidate sources in use "
+                              f"({len(active)} of {len(sources)} is on)")
+        if self.arena and sum(src.count for src in active) > 8:
             raise ConfigError("the arena's sources ask for more than 8 replies in all")
         if not 256 <= self.n_ctx <= 131072:
             raise ConfigError("n_ctx (the built-in model's context size) must be between 256 "
@@ -123,6 +127,10 @@ class Settings:
             except TypeError as exc:
                 raise ConfigError(f"candidate_sources: {exc}") from exc
         return out
+
+    def arena_sources(self) -> list[CandidateSource]:
+        """The sources an arena turn asks (the active ones), in order."""
+        return [src for src in self.sources() if src.active]
 
     @staticmethod
     def from_mapping(data: Mapping[str, Any]) -> Settings:

@@ -286,7 +286,7 @@ def build_arena(settings: Settings,
     built: dict[ProviderChoice, Provider] = {}
     slots: list[ArenaSlot] = []
     offset = 0
-    for source in settings.sources():
+    for source in settings.arena_sources():
         try:
             choice = source_choice(source, settings)
             key = replace(choice, reason="")  # the same provider, however it was reached

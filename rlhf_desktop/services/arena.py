@@ -46,7 +46,10 @@ class ArenaService:
         sources = self.sources()
         if not sources:
             return "Arena: no candidate sources yet (add them in Settings)"
-        return "Arena: " + " vs ".join(f"{s.name} ({s.count})" for s in sources)
+        active = [s for s in sources if s.active]
+        off = len(sources) - len(active)
+        return "Arena: " + " vs ".join(f"{s.name} ({s.count})" for s in active) + (
+            f" ({off} more off)" if off else "")
 
     def set_sources(self, sources: list[CandidateSource]) -> None:
         """Replace the list (validated; raises ConfigError with a message for the user).
@@ -64,6 +67,14 @@ class ArenaService:
         added = replace(source, name=name)
         self.set_sources([*self.sources(), added])
         return added
+
+    def use_only(self, names: list[str]) -> None:
+        """Make exactly the sources ``names`` active (the others stay in the list, off) and
+        turn the arena on: a head-to-head of those sources."""
+        wanted = set(names)
+        sources = [replace(s, active=s.name in wanted) for s in self.sources()]
+        self._save(replace(self._settings(), arena=True,
+                           candidate_sources=[s.to_dict() for s in sources]))
 
     def set_enabled(self, on: bool) -> None:
         """Turn the arena on or off (on needs two or more sources)."""

@@ -178,7 +178,7 @@ class AppSession:
         n = s.candidates_per_turn
         if s.arena:
             try:
-                n = sum(src.count for src in s.sources()) or n
+                n = sum(src.count for src in s.arena_sources()) or n
             except config.ConfigError:  # provider_error already says why
                 pass
         return SamplingParams(n=n, temperature=s.temperature, top_p=s.top_p,

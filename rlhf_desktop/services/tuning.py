@@ -379,8 +379,8 @@ class TuningService:
         for source in wanted:
             same = next((s for s in self._arena.sources() if _same_source(s, source)), None)
             out.append(same or self._arena.add_source(source))
-        if not self._arena.enabled:
-            self._arena.set_enabled(True)
+        # a head-to-head: only these two give replies; other sources stay in the list, off
+        self._arena.use_only([s.name for s in out])
         return out
 
     def offer_remote_ab(self) -> list[CandidateSource]:

@@ -200,11 +200,11 @@ def make_plan(pairs: int, overrides: dict[str, Any], max_steps: int | None,
 
 
 def ab_notice(offered: list[CandidateSource], arena: list[CandidateSource]) -> str:
-    """What "Try it blind" says: the sources it offered, and any other source that stays in
-    the arena (its replies join every turn, so the comparison is not two-way)."""
+    """What "Try it blind" says: the two sources now compared head to head, and the other
+    sources it turned off (they stay in the list)."""
     names = {s.name for s in offered}
     others = [s.name for s in arena if s.name not in names]
-    also = (f" (with {', '.join(others)}, also in the arena: remove them in Settings → "
-            "Candidate sources for a two-way comparison)" if others else "")
+    off = (f" ({', '.join(others)} turned off for now: Settings → Candidate sources turns "
+           "them back on)" if others else "")
     return ("Blind comparison on: the next turns show " + " and ".join(s.name for s in offered)
-            + also + " in random order, names hidden until you pick.")
+            + " in random order, names hidden until you pick" + off + ".")

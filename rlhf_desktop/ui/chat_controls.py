@@ -143,7 +143,7 @@ class ChatControls(QFrame):
     @staticmethod
     def _sources(settings: Settings) -> list[CandidateSource]:
         try:
-            return settings.sources()
+            return settings.arena_sources()
         except config.ConfigError:
             return []
 

@@ -66,7 +66,7 @@ class Problem:
 
     message: str
     row: int
-    field: str  # "name", "base_url", "count" or "arena"
+    field: str  # "name", "base_url", "count", "arena" or "active"
 
 
 def check(sources: list[CandidateSource], arena: bool) -> Problem | None:
@@ -86,7 +86,12 @@ def check(sources: list[CandidateSource], arena: bool) -> Problem | None:
             return Problem(f"“{name}”: the base URL must start with http:// or https:// "
                            "(e.g. http://localhost:11434/v1), or stay empty for the one in "
                            "the provider settings.", row, "base_url")
-    total = sum(src.count for src in sources)
+    active = [src for src in sources if src.active]
+    total = sum(src.count for src in active)
+    if arena and len(sources) >= 2 and len(active) < 2:
+        return Problem("The arena needs two or more sources in use: tick “In the arena” "
+                       "on another, or untick “Use the arena”.",
+                       next((r for r, s in enumerate(sources) if not s.active), 0), "active")
     if arena and len(sources) < 2:
         return Problem("The arena needs two or more sources: add another, or untick "
                        "“Use the arena”.", max(0, len(sources) - 1), "arena")
@@ -108,7 +113,8 @@ def summary(src: CandidateSource) -> str:
     parts.append("chat's temperature" if src.temperature is None
                  else f"temperature {src.temperature:g}")
     parts.append(f"{src.count} repl{'y' if src.count == 1 else 'ies'}")
-    return f"{src.name.strip() or '(no name)'} — " + " · ".join(parts)
+    off = "" if src.active else " (off)"
+    return f"{src.name.strip() or '(no name)'}{off} — " + " · ".join(parts)
 
 
 class SourcesEditor(QGroupBox):
@@ -159,6 +165,7 @@ class SourcesEditor(QGroupBox):
         self.version.setToolTip("A version made by “Tune the chat model” (or rlhf-desktop tune)")
         self.base_url = QLineEdit()
         self.base_url.setPlaceholderText("empty: the server in the provider settings")
+        self.active = QCheckBox("In the arena (untick to keep it in the list without replies)")
         self.form_box = QWidget()
         form = QFormLayout(self.form_box)
         form.setContentsMargins(0, 0, 0, 0)
@@ -172,6 +179,7 @@ class SourcesEditor(QGroupBox):
         form.addRow(self.version_label, self.version)
         self.base_url_label = QLabel("Base URL")
         form.addRow(self.base_url_label, self.base_url)
+        form.addRow("", self.active)
 
         self.empty_hint = QLabel("No sources yet: click “Add source”, then give it a name, "
                                  "a provider, a temperature and its replies per turn.")
@@ -204,6 +212,7 @@ class SourcesEditor(QGroupBox):
         self.version.activated.connect(lambda _i: self._edit(
             chat_model_version=int(self.version.currentData())))
         self.base_url.textEdited.connect(lambda t: self._edit(base_url=t.strip()))
+        self.active.toggled.connect(lambda on: self._edit(active=on))
         self.arena.toggled.connect(lambda _on: self._validate())
         self._refill(0)
 
@@ -258,6 +267,7 @@ class SourcesEditor(QGroupBox):
         self.count.setValue(src.count)
         self._fill_versions(src.chat_model_version)
         self.base_url.setText(src.base_url)
+        self.active.setChecked(src.active)
         self._loading = False
         self._show_fields(src.provider)
 
@@ -313,7 +323,7 @@ class SourcesEditor(QGroupBox):
         if problem.field != "arena" and self.list.currentRow() != problem.row:
             self.list.setCurrentRow(problem.row)
         field = {"name": self.name, "base_url": self.base_url, "count": self.count,
-                 "arena": self.arena}[problem.field]
+                 "arena": self.arena, "active": self.active}[problem.field]
         field.setFocus(Qt.FocusReason.OtherFocusReason)
         return problem
 

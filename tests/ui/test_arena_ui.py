@@ -374,3 +374,30 @@ def test_arena_through_two_real_servers_from_the_chooser_to_the_reveal(
         run(loop, flow())
     finally:
         run(loop, window.shutdown())
+
+
+@pytest.mark.timeout(60)
+def test_a_source_turned_off_in_the_editor_stays_listed_and_gives_no_replies(
+        qtbot: object) -> None:
+    config.save_settings(Settings(candidate_sources=[
+        CandidateSource(name, provider="local", count=1).to_dict()
+        for name in ("base", "hot", "cool")]))
+    dialog = SettingsDialog(config.load_settings())
+    qtbot.addWidget(dialog)  # type: ignore[attr-defined]
+    dialog.show()
+    editor = dialog.sources_editor
+    dialog.focus_field("candidate_sources")
+    editor.arena.setChecked(True)
+    editor.list.setCurrentRow(2)
+    assert editor.active.isChecked()
+    editor.active.setChecked(False)
+    assert editor.list.item(2).text().startswith("cool (off) — ")
+    editor.list.setCurrentRow(1)
+    editor.active.setChecked(False)  # one source left in use: refused, in words
+    assert "two or more sources in use" in editor.error.text()
+    editor.active.setChecked(True)
+    assert not editor.error.isVisible()
+    dialog.accept()
+    saved = config.load_settings()
+    assert saved.arena and [s.name for s in saved.arena_sources()] == ["base", "hot"]
+    assert [s.name for s in saved.sources()] == ["base", "hot", "cool"]

@@ -225,7 +225,7 @@ def test_status_does_not_repeat_the_state_word(panel: TunePanel) -> None:
     assert panel.status.text() == "Tuning: Training…"
 
 
-def test_blind_offer_names_the_other_sources_that_stay_in_the_arena(
+def test_blind_offer_is_a_head_to_head_and_names_the_sources_it_turned_off(
         panel: TunePanel, holder: Holder) -> None:
     from dataclasses import replace
 
@@ -235,5 +235,9 @@ def test_blind_offer_names_the_other_sources_that_stay_in_the_arena(
     holder.settings = replace(holder.settings, candidate_sources=[cool.to_dict()])
     panel._offer_sources(lambda: panel.service.offer_ab(1))
     text = panel.notice.text()
-    assert text.startswith("Blind comparison on: the next turns show base and tuned v1 (with "
-                           "cool, also in the arena: remove them in Settings"), text
+    assert text == ("Blind comparison on: the next turns show base and tuned v1 in random "
+                    "order, names hidden until you pick (cool turned off for now: Settings → "
+                    "Candidate sources turns them back on)."), text
+    arena = holder.settings
+    assert arena.arena and [s.name for s in arena.arena_sources()] == ["base", "tuned v1"]
+    assert [s.name for s in arena.sources()] == ["cool", "base", "tuned v1"]  # kept, off
