@@ -78,9 +78,9 @@ class EmptyState(QWidget):
         title.setObjectName("emptyTitle")
         title.setAlignment(Qt.AlignmentFlag.AlignCenter)
         title.setWordWrap(True)
-        hint = QLabel("Every message gets several replies, ranked by your own reward model. "
-                      "Pick the best one with its Best button (or Alt+1–9): each pick teaches "
-                      "the model.")
+        hint = QLabel("Every message gets several replies, ranked by your own reward model "
+                      "(in an arena: shown blind until you pick). Pick the best one with its "
+                      "Best button (or Alt+1–9): each pick teaches the model.")
         hint.setObjectName("emptyHint")
         hint.setWordWrap(True)
         hint.setAlignment(Qt.AlignmentFlag.AlignCenter)

@@ -144,6 +144,11 @@ def apply(app: QApplication, dark: bool | None = None) -> bool:
     }
     for role, color in roles.items():
         pal.setColor(role, QColor(color))
+    disabled = QPalette.ColorGroup.Disabled  # setColor(role, …) set every group: say it
+    for role in (QPalette.ColorRole.Text, QPalette.ColorRole.WindowText,
+                 QPalette.ColorRole.ButtonText):
+        pal.setColor(disabled, role, QColor(c.muted))
+    pal.setColor(disabled, QPalette.ColorRole.Base, QColor(c.surface_alt))
     app.setPalette(pal)
     app.setFont(with_emoji_fallback(app.font()))
     app.setStyleSheet(stylesheet(c))

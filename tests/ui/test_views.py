@@ -273,6 +273,9 @@ def test_window_follows_a_switch_of_the_system_colour_scheme(
     QGuiApplication.styleHints().colorSchemeChanged.emit(Qt.ColorScheme.Dark)
     assert app.palette().color(QPalette.ColorRole.Window).name() == theme.DARK.window
     assert app.palette().color(QPalette.ColorRole.Window).name() != before
+    # disabled fields look disabled (the arena's replies box looked editable)
+    disabled = app.palette().color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text)
+    assert disabled.name() == theme.DARK.muted != theme.DARK.text
     chart = window.model_view.curve_chart
     assert chart.theme() == chart.ChartTheme.ChartThemeDark
     html = views[0].toHtml().lower()
