@@ -24,7 +24,7 @@ from typing import Any
 
 from rlhf_desktop.reward.hf_ranker import META_FILE, TRAIN_KEYS_FILE, encode, read_meta
 from rlhf_desktop.tune import data as tune_data
-from rlhf_desktop.tune.base_model import BaseModel, cache_dir, resolve
+from rlhf_desktop.tune.base_model import BaseModel
 from rlhf_desktop.tune.options import TuneConfig, TuneConfigError
 from rlhf_desktop.tune.progress import Progress
 from rlhf_desktop.tune.train import (
@@ -32,6 +32,7 @@ from rlhf_desktop.tune.train import (
     _callback,
     finished_steps,
     last_checkpoint,
+    load_base,
     prepare,
     trainer_args,
 )
@@ -111,14 +112,8 @@ def run_reward(cfg: TuneConfig, progress: Progress | None = None,
     state, progress, out = prepare(cfg, progress)
     main = state.is_main_process
 
-    progress.emit("stage", stage="base model")
-    with state.main_process_first():  # one process dequantises the GGUF, the others wait
-        base = resolve(cfg.model, cache_dir(cfg.cache_dir))
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
-
-    tokenizer = AutoTokenizer.from_pretrained(base.load_from)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    base, tokenizer = load_base(cfg, progress, state)
+    from transformers import AutoModelForSequenceClassification, set_seed
 
     progress.emit("stage", stage="data")
     train_records, rows, held, report = _data(cfg, tokenizer)

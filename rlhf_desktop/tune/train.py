@@ -161,6 +161,20 @@ def finished_steps(checkpoint: str | None) -> int | None:
     return step if 0 < most <= step else None
 
 
+def load_base(cfg: TuneConfig, progress: Progress, state: Any) -> tuple[BaseModel, Any]:
+    """The base model's files (one process dequantises a GGUF, the others wait) and its
+    tokenizer (padding with EOS where it has no pad token); both methods start here."""
+    progress.emit("stage", stage="base model")
+    with state.main_process_first():
+        base = resolve(cfg.model, cache_dir(cfg.cache_dir))
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base.load_from)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return base, tokenizer
+
+
 def run(cfg: TuneConfig, progress: Progress | None = None,
         stop: StopRequest | None = None) -> TuneResult:
     """Train; return what was produced. Raises TuneConfigError for bad input."""
@@ -171,14 +185,8 @@ def run(cfg: TuneConfig, progress: Progress | None = None,
     state, progress, out = prepare(cfg, progress)
     main = state.is_main_process
 
-    progress.emit("stage", stage="base model")
-    with state.main_process_first():  # one process dequantises the GGUF, the others wait
-        base = resolve(cfg.model, cache_dir(cfg.cache_dir))
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(base.load_from)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    base, tokenizer = load_base(cfg, progress, state)
+    from transformers import AutoModelForCausalLM
 
     progress.emit("stage", stage="data")
     records = tune_data.read_pairs(cfg.data, cfg.system_prompt)
