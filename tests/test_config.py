@@ -96,3 +96,23 @@ def test_atomic_writes_of_one_file_from_several_threads_never_clash(tmp_path: Pa
         t.join()
     assert errors == []
     assert target.read_text().split(":")[0] in {"0", "1", "2", "3"}
+
+
+def test_publish_numbered_takes_the_next_free_number_and_retries_when_taken(
+        tmp_path: Path) -> None:
+    from rlhf_desktop.config.files import publish_numbered
+
+    (tmp_path / "v0001").mkdir()
+    staging = tmp_path / ".new"
+    staging.mkdir()
+    seen: list[int] = []
+
+    def prepare(number: int) -> None:
+        seen.append(number)
+        if number == 2:  # another process takes v0002 between the count and the rename
+            (tmp_path / "v0002").mkdir()
+            (tmp_path / "v0002" / "x").write_text("theirs")
+
+    number, target = publish_numbered(tmp_path, staging, "v", prepare)
+    assert (number, target.name, seen) == (3, "v0003", [2, 3])
+    assert (tmp_path / "v0002" / "x").read_text() == "theirs" and not staging.exists()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -41,3 +43,27 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+
+
+def publish_numbered(root: Path, staging: Path, prefix: str,
+                     prepare: Callable[[int], None] | None = None) -> tuple[int, Path]:
+    """Rename the finished folder ``staging`` (inside ``root``) to the next free
+    ``<prefix>NNNN``; returns the number and the folder.
+
+    ``prepare(number)`` runs before each attempt (e.g. to write the number into a manifest).
+    The rename fails when another process took the number meanwhile; then the next is tried.
+    """
+    name = re.compile(rf"^{re.escape(prefix)}(\d{{4,}})$")
+    while True:
+        used = [int(m.group(1)) for c in root.iterdir() if (m := name.match(c.name))]
+        number = max(used, default=0) + 1
+        if prepare is not None:
+            prepare(number)
+        target = root / f"{prefix}{number:04d}"
+        try:
+            staging.rename(target)
+        except OSError:
+            if target.exists():
+                continue
+            raise
+        return number, target

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rlhf_desktop.config.files import publish_numbered
 from rlhf_desktop.reward.hf_ranker import META_FILE, read_meta
 
 _NAME = re.compile(r"^r(\d{4,})$")
@@ -70,16 +71,7 @@ def register(model_dir: Path, move: bool = False) -> RankerFolder:
             shutil.move(str(model_dir), str(staging))
         else:
             shutil.copytree(model_dir, staging)
-        while True:
-            used = [int(m.group(1)) for c in root.iterdir() if (m := _NAME.match(c.name))]
-            number = max(used, default=0) + 1
-            target = root / f"r{number:04d}"
-            try:
-                staging.rename(target)  # fails if another run took the number meanwhile
-            except OSError:
-                if target.exists():
-                    continue
-                raise
-            return RankerFolder(number, target, read_meta(target))
+        number, target = publish_numbered(root, staging, "r")
+        return RankerFolder(number, target, read_meta(target))
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rlhf_desktop.config.files import publish_numbered
 from rlhf_desktop.providers.chat_versions import ADAPTER_FILE, MANIFEST_FILE
 
 _NAME = re.compile(r"^v(\d{4,})$")
@@ -95,21 +96,16 @@ def register(adapter_gguf: Path, manifest: dict[str, Any]) -> ChatModelVersion:
     staging.mkdir()
     try:
         shutil.copyfile(adapter_gguf, staging / ADAPTER_FILE)
-        while True:
-            used = [int(m.group(1)) for c in root.iterdir() if (m := _NAME.match(c.name))]
-            number = max(used, default=0) + 1
-            record = {"version": number, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                     time.gmtime()),
-                      "adapter": ADAPTER_FILE, **manifest}
+        record: dict[str, Any] = {}
+
+        def write_manifest(number: int) -> None:
+            record.clear()
+            record.update({"version": number, "created_at": time.strftime(
+                "%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "adapter": ADAPTER_FILE, **manifest})
             (staging / MANIFEST_FILE).write_text(json.dumps(record, indent=1) + "\n",
                                                  encoding="utf-8")
-            target = root / f"v{number:04d}"
-            try:
-                staging.rename(target)  # fails if another run took the number meanwhile
-            except OSError:
-                if target.exists():
-                    continue
-                raise
-            return ChatModelVersion(number, target, record)
+
+        number, target = publish_numbered(root, staging, "v", write_manifest)
+        return ChatModelVersion(number, target, record)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
