@@ -1,11 +1,20 @@
-"""The built-in offline model: a GGUF file run by llama-cpp-python in one worker thread.
+"""The built-in offline model: a GGUF file run by llama.cpp through ``xllamacpp``.
 
-``llama_cpp`` is imported only when the model is first loaded (in the worker thread), so
-importing this module costs nothing and the window starts fast. llama.cpp is not safe to
-use from two threads at once, so loading and every generation run on a single dedicated
-thread; the N candidates are generated one after another with seeds ``base + i`` and their
-tokens are handed to the event loop with ``call_soon_threadsafe``. A cancel is checked
-between tokens.
+``xllamacpp`` (prebuilt abi3 wheels on PyPI: no compiler on a user's first run) embeds
+llama.cpp's own server engine in the process. ``xllamacpp`` is imported only when the model
+is first loaded, so importing this module costs nothing and the window starts fast.
+
+Generation runs on one dedicated worker thread: the N candidates are generated one after
+another with seeds ``base + i`` (one llama.cpp slot, so a candidate reuses the prompt that
+the one before left in the KV cache) and their text is handed to the event loop with
+``call_soon_threadsafe``. The engine calls back once per token; the callback returns
+``True`` to stop a reply, which is how a cancel (Esc) ends one reply within a token.
+
+The engine always opens an HTTP listener (llama.cpp's server). It is bound to a Unix socket
+in a private (0700) temporary folder and guarded by a random API key that never leaves
+this process, so nothing else on the machine can use it; the provider itself uses it only
+for ``/tokenize`` (:meth:`LocalProvider.count_tokens`), which llama.cpp answers on its HTTP
+threads, alongside a running generation.
 """
 
 from __future__ import annotations
@@ -13,10 +22,18 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import functools
+import http.client
+import json
 import logging
 import random
+import secrets
+import shutil
+import socket
+import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,8 +131,77 @@ class _Mailbox:
         return out
 
 
+_HTTP_TIMEOUT_S = 30.0
+_UNIX_PATH_MAX = 100  # sun_path holds 108 bytes on Linux, 104 on macOS
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over a Unix socket (the engine's private listener)."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        """Connect to the socket file instead of a host and port."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class _Engine:
+    """One ``xllamacpp.Server`` (llama.cpp's server engine, in this process) and its listener.
+
+    ``xllamacpp.Server`` is thread-safe: generation runs on the provider's worker thread and
+    :meth:`tokenize` on any thread, over a new connection each time.
+    """
+
+    def __init__(self, server: Any, address: str, key: str, folder: Path) -> None:
+        self.server = server
+        self._key = key
+        self._folder = folder
+        self._unix: str | None = None
+        self._host, self._port = "127.0.0.1", 0
+        if address.startswith("unix://"):
+            self._unix = address[len("unix://"):]
+        else:
+            parts = urllib.parse.urlsplit(address)
+            self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 80
+
+    def _post(self, route: str, body: dict[str, Any]) -> Any:
+        conn: http.client.HTTPConnection = (
+            _UnixConnection(self._unix, _HTTP_TIMEOUT_S) if self._unix is not None
+            else http.client.HTTPConnection(self._host, self._port, timeout=_HTTP_TIMEOUT_S))
+        try:
+            conn.request("POST", route, body=json.dumps(body).encode("utf-8"),
+                         headers={"Content-Type": "application/json",
+                                  "Authorization": f"Bearer {self._key}"})
+            response = conn.getresponse()
+            data = response.read()
+        finally:
+            conn.close()
+        if response.status != 200:
+            raise RuntimeError(f"llama.cpp answered {route} with HTTP {response.status}")
+        return json.loads(data)
+
+    def tokenize(self, text: str) -> list[int]:
+        """The model's tokens for ``text`` (no BOS), by llama.cpp's own tokenizer."""
+        return [int(t) for t in self._post("/tokenize", {"content": text,
+                                                         "add_special": False})["tokens"]]
+
+    def close(self) -> None:
+        """Stop the engine (joins its threads) and remove its socket folder."""
+        self.server = None  # the last reference: ~Server stops the loop and the listener
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+
 class LocalProvider(BaseProvider):
-    """llama-cpp-python on a local GGUF file (SmolLM2-135M-Instruct by default).
+    """llama.cpp (``xllamacpp``) on a local GGUF file (SmolLM2-135M-Instruct by default).
 
     ``n_threads`` (default 1, the fastest setting measured on the target machines) is
     used for generation and for prompt processing alike.
@@ -133,10 +219,13 @@ class LocalProvider(BaseProvider):
             f"+{self.lora_path.parent.name}" if self.lora_path else "")
         self.n_threads = n_threads
         self.n_ctx = n_ctx
-        self._llm: Any = None
+        self._engine: _Engine | None = None
+        self._load_lock = threading.Lock()
+        self._closed = False
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="llama"
         )
+        self._count_cached = functools.lru_cache(maxsize=256)(self._count_uncached)
         self.load_seconds: float | None = None
         self.wake_interval_s = 0.03
         """Text reaches the event loop in batches at most this often (about 30 per s)."""
@@ -150,45 +239,103 @@ class LocalProvider(BaseProvider):
         """Load the model in the worker thread (idempotent)."""
         await asyncio.get_running_loop().run_in_executor(self._executor, self._load_sync)
 
-    def _load_sync(self) -> Any:
-        if self._llm is not None:
-            return self._llm
+    def count_tokens(self, text: str) -> int:
+        """How many tokens ``text`` is for this model, counted by its own tokenizer.
+
+        llama.cpp's tokenizer of the loaded GGUF file (``/tokenize``, no BOS); the chat
+        template adds a few tokens per message on top, which are not counted here.
+
+        Thread-safe: any thread may call it, also while a reply is being generated (llama.cpp
+        tokenizes on its HTTP threads, not in the generation loop, so a count never waits for
+        a reply). Cheap: a local-socket round trip of about a millisecond, and the last 256
+        texts are remembered, so calling it on every keystroke is fine. Empty text is 0
+        without touching the model. The first call loads the model if no reply has done so
+        yet (about half a second; it raises :class:`ModelLoadError` as :meth:`load` does),
+        so a UI should make that first call off its own thread or after :meth:`load`.
+        Raises :class:`ProviderError` after :meth:`aclose`.
+        """
+        if not text:
+            return 0
+        return int(self._count_cached(text))
+
+    def _count_uncached(self, text: str) -> int:
+        engine = self._load_sync()
+        try:
+            return len(engine.tokenize(text))
+        except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise ProviderError(
+                f"The built-in model could not count tokens ({type(exc).__name__}).",
+                provider=self.name) from exc
+
+    def _load_sync(self) -> _Engine:
+        engine = self._engine
+        if engine is not None:
+            return engine
+        with self._load_lock:
+            if self._closed:
+                raise ProviderError("The built-in model is closed.", provider=self.name)
+            if self._engine is None:
+                self._engine = self._start_engine()
+            return self._engine
+
+    def _start_engine(self) -> _Engine:
         if not self.model_path.is_file():
             raise ModelLoadError(
                 f"The built-in model file {self.model_path} does not exist. Set gguf_path to "
                 "a GGUF file, or run `make run` to install the default model.",
                 provider=self.name,
             )
+        if self.lora_path is not None and not self.lora_path.is_file():
+            raise ModelLoadError(
+                f"The tuned chat-model adapter {self.lora_path} does not exist. Choose the "
+                "base model (chat_model_version 0) or another version.", provider=self.name)
         try:
-            import llama_cpp
+            import xllamacpp
         except ImportError as exc:
             raise ModelLoadError(
-                "llama-cpp-python is not installed, so the built-in model cannot run. Run "
+                "xllamacpp is not installed, so the built-in model cannot run. Run "
                 "`make setup`, or configure Azure OpenAI or OpenAI in .env.",
                 provider=self.name,
             ) from exc
         started = time.perf_counter()
+        folder = Path(tempfile.mkdtemp(prefix="rlhf-llama-"))  # mode 0700
+        sock = folder / "engine.sock"
+        key = secrets.token_urlsafe(32)
+        params = xllamacpp.CommonParams()
+        params.model.path = str(self.model_path)
+        if self.lora_path is not None:
+            params.lora_adapters = [xllamacpp.CommonAdapterLoraInfo(str(self.lora_path), 1.0)]
+        params.n_ctx = self.n_ctx
+        params.n_parallel = 1  # one slot: candidates in turn, each reusing the cached prompt
+        params.cpuparams.n_threads = self.n_threads
+        # Prompt processing on n_threads too: on a busy machine every core made a 40-token
+        # prompt take 15 s instead of 0.4 s.
+        params.cpuparams_batch.n_threads = self.n_threads
+        params.ctx_shift = False  # never drop the start of the conversation silently
+        # The listener: a Unix socket in a private folder, else loopback; a random key.
+        unix = hasattr(socket, "AF_UNIX") and len(str(sock)) < _UNIX_PATH_MAX
+        params.hostnames = [str(sock)] if unix else ["127.0.0.1"]
+        params.port = 0
+        params.api_keys = [key]
+        params.ui = False
+        params.n_threads_http = 2
+        params.verbosity = 0
         try:
-            self._llm = llama_cpp.Llama(
-                model_path=str(self.model_path),
-                lora_path=str(self.lora_path) if self.lora_path else None,
-                n_threads=self.n_threads,
-                # llama-cpp-python defaults prompt processing to every core; on a busy
-                # machine that made a 40-token prompt take 15 s instead of 0.4 s.
-                n_threads_batch=self.n_threads,
-                n_ctx=self.n_ctx,
-                verbose=False,
-            )
+            server = xllamacpp.Server(params)
         except (ValueError, RuntimeError, OSError) as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            what = f"{self.model_path.name} with the adapter {self.lora_path.name}" if (
+                self.lora_path) else self.model_path.name
             raise ModelLoadError(
-                f"Could not load {self.model_path.name} as a GGUF model ({type(exc).__name__}). "
+                f"Could not load {what} as a GGUF model ({type(exc).__name__}). "
                 "Set gguf_path to a valid GGUF file.",
                 provider=self.name,
             ) from exc
+        engine = _Engine(server, str(server.listening_address), key, folder)
         self.load_seconds = time.perf_counter() - started
         log.info("loaded %s in %.2f s (%d thread(s), n_ctx=%d)", self.model_path.name,
                  self.load_seconds, self.n_threads, self.n_ctx)
-        return self._llm
+        return engine
 
     async def stream(
         self,
@@ -276,15 +423,15 @@ class LocalProvider(BaseProvider):
         """
         last_error: ProviderError | None = None
         try:
-            llm = self._load_sync()
-            prompt_tokens = self._prompt_estimate(llm, messages)
+            engine = self._load_sync()
+            prompt_tokens = self._prompt_estimate(engine, messages)
             for i in range(n):
                 if stop.is_set():
                     break
                 try:
                     if prompt_tokens >= self.n_ctx - 1:
                         raise ValueError("the prompt does not fit the context window")
-                    self._one_candidate(llm, messages, params, i, seed_base + i, stop, post)
+                    self._one_candidate(engine, messages, params, i, seed_base + i, stop, post)
                 except Exception as exc:
                     log.warning("built-in model: candidate %d failed: %s", i, type(exc).__name__)
                     last_error = self._generation_error(exc, prompt_tokens)
@@ -302,10 +449,10 @@ class LocalProvider(BaseProvider):
             post(_END)
 
     @staticmethod
-    def _prompt_estimate(llm: Any, messages: list[dict[str, str]]) -> int:
+    def _prompt_estimate(engine: _Engine, messages: list[dict[str, str]]) -> int:
         """Tokens of the message texts plus a few per message for the chat template."""
         text = "\n".join(m["content"] for m in messages)
-        return len(llm.tokenize(text.encode("utf-8"), add_bos=False)) + 4 * len(messages)
+        return len(engine.tokenize(text)) + 4 * len(messages)
 
     def _generation_error(self, exc: Exception, prompt_tokens: int) -> ProviderError:
         text = str(exc).lower()
@@ -321,7 +468,7 @@ class LocalProvider(BaseProvider):
 
     def _one_candidate(
         self,
-        llm: Any,
+        engine: _Engine,
         messages: list[dict[str, str]],
         params: SamplingParams,
         index: int,
@@ -329,38 +476,68 @@ class LocalProvider(BaseProvider):
         stop: threading.Event,
         post: Callable[[object], None],
     ) -> None:
-        chunks = llm.create_chat_completion(
-            messages=messages,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            max_tokens=params.max_tokens,
-            seed=seed,
-            stream=True,
-        )
+        """One reply through llama.cpp's chat completion (the GGUF file's chat template).
+
+        The engine calls ``on_chunk`` on this thread for every token; returning ``True``
+        ends the reply (a cancel). Exceptions raised inside the callback would be swallowed
+        by the binding, so the callback records failures and they are raised afterwards.
+        """
+        request = {
+            "messages": messages,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": params.max_tokens,
+            "seed": seed,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "cache_prompt": True,
+        }
         reason: str | None = None
         tokens = 0
-        prompt_tokens: int | None = None
-        try:
-            for chunk in chunks:
-                if prompt_tokens is None:
-                    prompt_tokens = int(llm.n_tokens)  # the prompt, evaluated before token 1
-                choice = chunk["choices"][0]
-                text = choice["delta"].get("content")
-                if text:
-                    tokens += 1
-                    post(_Text(index, text))
-                if choice.get("finish_reason"):
-                    reason = choice["finish_reason"]
-                if stop.is_set():
-                    break
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
+        usage: dict[str, Any] = {}
+        failures: list[str] = []
+
+        def on_chunk(chunk: Any) -> bool:
+            nonlocal reason, tokens
+            try:
+                if not isinstance(chunk, dict):
+                    failures.append(f"unexpected chunk {type(chunk).__name__}")
+                    return True
+                if "error" in chunk or "code" in chunk:
+                    error = chunk.get("error", chunk)
+                    failures.append(str(error.get("message", error) if isinstance(
+                        error, dict) else error))
+                    return True
+                if isinstance(chunk.get("usage"), dict):
+                    usage.update(chunk["usage"])
+                for choice in chunk.get("choices") or ():
+                    text = (choice.get("delta") or {}).get("content")
+                    if text:
+                        tokens += 1
+                        post(_Text(index, text))
+                    if choice.get("finish_reason"):
+                        reason = str(choice["finish_reason"])
+            except Exception as exc:  # the binding would swallow it
+                failures.append(f"{type(exc).__name__}: {exc}")
+                return True
+            return stop.is_set()
+
+        server = engine.server
+        if server is None:
+            raise RuntimeError("the engine is closed")
+        server.handle_chat_completions(request, on_chunk)
+        if failures and not stop.is_set():
+            raise RuntimeError(failures[0])
+        if stop.is_set() and reason is None:
+            reason = CANCELLED
         if reason is None:
-            reason = CANCELLED if stop.is_set() else "stop"
+            reason = "stop"
         if reason != CANCELLED:
-            post(_Finish(index, reason, prompt_tokens=prompt_tokens, completion_tokens=tokens))
+            prompt_tokens = usage.get("prompt_tokens")
+            completion = usage.get("completion_tokens")
+            post(_Finish(index, reason,
+                         prompt_tokens=int(prompt_tokens) if prompt_tokens is not None else None,
+                         completion_tokens=int(completion) if completion is not None else tokens))
 
     async def aclose(self) -> None:
         """Free the model in its own thread and stop the worker."""
@@ -372,11 +549,11 @@ class LocalProvider(BaseProvider):
         self._executor.shutdown(wait=False)
 
     def _close_sync(self) -> None:
-        llm, self._llm = self._llm, None
-        if llm is not None:
-            close = getattr(llm, "close", None)
-            if close is not None:
-                close()
+        with self._load_lock:
+            self._closed = True
+            engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.close()
 
 
 async def _stop_on_set(event: asyncio.Event, stop: threading.Event) -> None:

@@ -1,12 +1,14 @@
 """LoRA adapter (peft folder) -> GGUF adapter, with llama.cpp's own ``convert_lora_to_gguf.py``.
 
-The converter is not vendored: in llama.cpp as shipped by llama-cpp-python 0.3.36 it is not
-two files but ``convert_lora_to_gguf.py`` plus the ``conversion/`` package (94 modules) and
-``gguf-py`` (which differs from the ``gguf`` 0.19.0 wheel of the same version number), about
-2 MB, and it must match the llama.cpp that later loads the adapter. So on the first
-conversion it is taken from the source distribution of the *installed* llama-cpp-python
-(``pip download --no-binary :all:``, 77 MB, once) and kept in the cache folder, only those
-files (MIT licence included). Offline, the error says what to do;
+The converter is not vendored: in llama.cpp it is not two files but
+``convert_lora_to_gguf.py`` plus the ``conversion/`` package (about 90 modules) and
+``gguf-py`` (which differs from the ``gguf`` wheel of the same version number), about 2 MB,
+and it must match the llama.cpp that later loads the adapter. The built-in model runs on
+``xllamacpp``, whose source distribution vendors the very llama.cpp its wheel is built from
+(``thirdparty/llama.cpp``; version ``YYYY.M.NNNNN`` is llama.cpp build ``bNNNNN``). So on the
+first conversion the converter is taken from the source distribution of the *installed*
+xllamacpp (``pip download --no-binary :all:``, 38 MB, once) and kept in the cache folder,
+only those files (MIT licence included). Offline, the error says what to do;
 ``$RLHF_DESKTOP_LLAMA_CPP_DIR`` may name a llama.cpp source folder instead.
 """
 
@@ -26,6 +28,9 @@ log = logging.getLogger(__name__)
 
 LLAMA_CPP_DIR_ENV = "RLHF_DESKTOP_LLAMA_CPP_DIR"
 SCRIPT = "convert_lora_to_gguf.py"
+RUNTIME = "xllamacpp"
+"""The distribution that runs the built-in model and whose sdist vendors llama.cpp."""
+_VENDORED = ("thirdparty", "llama.cpp")
 _KEEP = (SCRIPT, "convert_hf_to_gguf.py", "LICENSE", "conversion/", "gguf-py/")
 
 
@@ -34,11 +39,11 @@ class ConversionError(RuntimeError):
 
 
 def llama_cpp_version() -> str:
-    """The installed llama-cpp-python's version."""
+    """The installed xllamacpp's version (it pins the llama.cpp build it vendors)."""
     try:
-        return metadata.version("llama-cpp-python")
+        return metadata.version(RUNTIME)
     except metadata.PackageNotFoundError as exc:
-        raise ConversionError("llama-cpp-python is not installed (pip install -e '.[local]'); "
+        raise ConversionError(f"{RUNTIME} is not installed (pip install -e '.[local]'); "
                               "it runs the built-in model and provides the converter") from exc
 
 
@@ -51,7 +56,7 @@ def converter_dir(cache: Path) -> Path:
             raise ConversionError(f"${LLAMA_CPP_DIR_ENV}={folder} has no {SCRIPT}")
         return folder
     version = llama_cpp_version()
-    folder = cache / "llama-cpp-converters" / version
+    folder = cache / "llama-cpp-converters" / f"{RUNTIME}-{version}"
     if (folder / SCRIPT).is_file():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -68,9 +73,9 @@ def converter_dir(cache: Path) -> Path:
 
 
 def _download_sdist(version: str, into: Path) -> Path:
-    log.info("fetching llama.cpp's converter from llama-cpp-python %s's source (once)", version)
+    log.info("fetching llama.cpp's converter from %s %s's source (once)", RUNTIME, version)
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-               "--quiet", f"llama-cpp-python=={version}", "-d", str(into)]
+               "--quiet", f"{RUNTIME}=={version}", "-d", str(into)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=1800,
                               check=False)
@@ -79,11 +84,11 @@ def _download_sdist(version: str, into: Path) -> Path:
         reason = str(exc)
     if done is not None:
         reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
-    found = sorted(into.glob("llama_cpp_python-*.tar.gz"))
+    found = sorted(into.glob(f"{RUNTIME}-*.tar.gz"))
     if done is None or done.returncode != 0 or not found:
         raise ConversionError(
-            f"llama.cpp's LoRA converter comes from the source of llama-cpp-python {version} "
-            f"on PyPI (77 MB, downloaded once) and the download failed: {reason}. Connect to "
+            f"llama.cpp's LoRA converter comes from the source of {RUNTIME} {version} "
+            f"on PyPI (38 MB, downloaded once) and the download failed: {reason}. Connect to "
             f"the internet and run the conversion again (the trained adapter is kept), or set "
             f"{LLAMA_CPP_DIR_ENV} to a llama.cpp source folder of the same version.")
     return found[0]
@@ -94,7 +99,7 @@ def _extract(sdist: Path, staging: Path) -> None:
         members = []
         for member in archive.getmembers():
             parts = PurePosixPath(member.name).parts
-            if len(parts) < 4 or parts[1:3] != ("vendor", "llama.cpp"):
+            if len(parts) < 4 or parts[1:3] != _VENDORED:
                 continue
             inner = "/".join(parts[3:])
             if not any(inner == k or inner.startswith(k) for k in _KEEP):
@@ -103,7 +108,7 @@ def _extract(sdist: Path, staging: Path) -> None:
             members.append(member)
         archive.extractall(staging, members=members, filter="data")
     if not (staging / SCRIPT).is_file():
-        raise ConversionError(f"{sdist.name} holds no vendor/llama.cpp/{SCRIPT}")
+        raise ConversionError(f"{sdist.name} holds no {'/'.join(_VENDORED)}/{SCRIPT}")
 
 
 def lora_to_gguf(adapter_dir: Path, base_dir: Path, outfile: Path, cache: Path,
