@@ -1,7 +1,7 @@
 """The arena with the real built-in model: two local sources at different temperatures.
 
-Real llama.cpp on the shipped SmolLM2 GGUF, a real SQLite file, the real AppSession (hash
-embeddings). Full tier (``make test``): it loads llama.cpp.
+Real llama.cpp (xllamacpp) on the shipped SmolLM2 GGUF, a real SQLite file, the real
+AppSession (hash embeddings). Full tier (``make test``): it loads llama.cpp.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from tests.fakes import HashEmbedder
 def built_in_model() -> None:
     try:
         config.default_gguf_path()
-        import llama_cpp  # noqa: F401
+        import xllamacpp  # noqa: F401
     except (config.ConfigError, ImportError) as exc:
         pytest.skip(f"the built-in model is not installed: {exc}")
 

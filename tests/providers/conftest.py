@@ -55,9 +55,9 @@ def gguf_path() -> Path:
     except config.ConfigError as exc:
         pytest.skip(str(exc))
     try:
-        import llama_cpp  # noqa: F401
+        import xllamacpp  # noqa: F401
     except ImportError:
-        pytest.skip("llama-cpp-python is not installed")
+        pytest.skip("xllamacpp is not installed")
     return path
 
 
