@@ -72,7 +72,7 @@ def display_order(turn: Turn, is_ranked: bool) -> list[int]:
 def _reply_numbers(widget: TurnWidget, ids: tuple[int, ...]) -> str:
     positions = sorted(card.position + 1 for card in widget.cards.values()
                        if card.candidate is not None and card.candidate.id in ids)
-    words = [f"#{p}" if widget.is_ranked() else str(p) for p in positions]
+    words = [f"#{p}" if widget.numbers_are_ranks() else str(p) for p in positions]
     return ", ".join(words[:-1]) + f" and {words[-1]}" if len(words) > 1 else "".join(words)
 
 

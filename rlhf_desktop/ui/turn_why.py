@@ -79,7 +79,7 @@ class TurnWhy:
         for cand, part in zip(w.turn.candidates, why.parts, strict=True):
             card = w.cards.get(cand.index)
             if card is not None:
-                card.set_why(card_why(part, card.position, len(w.cards), why.version,
+                card.set_why(card_why(part, w.place(card), len(w.cards), why.version,
                                       w.version()))
         text, tip = confidence_text(why)
         self.label.setText(text)

@@ -1,5 +1,10 @@
 """One turn in the chat: the user's message, N reply cards, the pick's reason, errors
-(an arena turn's sources: :mod:`~.arena_turn`)."""
+(an arena turn's sources: :mod:`~.arena_turn`).
+
+A blind (or arena) turn keeps, once labeled or skipped, the order and the numbers its cards
+had when the user labeled it ("Reply 4 ✓ Your pick" stays Reply 4); each scored card then
+names the model's rank beside its number ("Reply 4 · model #2"), and "Sort by score" orders
+them by the model on request."""
 
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from rlhf_desktop.domain import Candidate, Message, Turn
 from rlhf_desktop.services.chat import failed_indices
+from rlhf_desktop.services.turn_labels import model_rank
 from rlhf_desktop.ui.arena_turn import arena_status, keep_blind
 from rlhf_desktop.ui.card_columns import ColumnFitter
 from rlhf_desktop.ui.cards import CandidateCard
@@ -50,6 +56,32 @@ class ReasonEdit(QLineEdit):
         super().keyPressEvent(event)
 
 
+class TurnCard(CandidateCard):
+    """A reply card that, while its revealed blind turn keeps the order it was labeled in,
+    keeps its number and names the model's rank beside it ("Reply 4 · model #2")."""
+
+    model_rank: int | None = None
+    """The model's 1-based rank of the reply while the cards keep the order they were
+    labeled in; None while they are in the model's order (the rank is the position)."""
+
+    def refresh_badges(self) -> None:
+        """As a card's, but "Reply N · model #k" while :attr:`model_rank` is set."""
+        super().refresh_badges()
+        c = self.candidate
+        if self.model_rank is None or c is None or c.score is None or c.model_version is None:
+            self.rank_badge.setToolTip("")
+            return
+        number = self.position + 1
+        self.rank_badge.setText(f"Reply {number} · model #{self.model_rank}")
+        self.rank_badge.setProperty("badge", "neutral")
+        self.rank_badge.setToolTip(
+            f"Shown as Reply {number} when you labeled the turn; the reward model ranks it "
+            f"#{self.model_rank} (Sort by score orders the cards by the model)")
+        style = self.rank_badge.style()
+        style.unpolish(self.rank_badge)
+        style.polish(self.rank_badge)
+
+
 class TurnWidget(QFrame):
     """Signals carry the widget itself so the chat view knows which turn."""
 
@@ -68,13 +100,14 @@ class TurnWidget(QFrame):
         self.setObjectName("turn")
         self.renderer = renderer
         self.turn: Turn | None = None
-        self.cards: dict[int, CandidateCard] = {}
+        self.cards: dict[int, TurnCard] = {}
         self.order: list[int] = []
         self.rerank_count = 0
         self.messages: list[Message] = []
         self.retry_action = "retry"
         self.regenerating: set[int] = set()  # replies streaming again (no pick meanwhile)
         self.undoable = False  # this turn holds the pick that Alt+Z undoes
+        self.sort_by_score = False  # a revealed blind turn: the model's order, on request
         self.columns = 2
         self.fitter = ColumnFitter(self)
         self.why = TurnWhy(self)
@@ -94,9 +127,18 @@ class TurnWidget(QFrame):
         self.undo_button.clicked.connect(lambda: self.undo_requested.emit(self))
         self.undo_button.hide()
         self.confidence = self.why.label
+        self.sort_button = QPushButton("Sort by score")
+        self.sort_button.setObjectName("sortByScore")
+        self.sort_button.setCheckable(True)
+        self.sort_button.setToolTip(
+            "Order the cards by the model's score (unticked: they stay in the order, and "
+            "with the numbers, you labeled them in)")
+        self.sort_button.toggled.connect(self._sort_toggled)
+        self.sort_button.hide()
         status_row = QHBoxLayout()
         status_row.addWidget(self.status, 1)
         status_row.addWidget(self.confidence, 0, Qt.AlignmentFlag.AlignTop)
+        status_row.addWidget(self.sort_button, 0, Qt.AlignmentFlag.AlignTop)
         status_row.addWidget(self.undo_button, 0, Qt.AlignmentFlag.AlignTop)
 
         self.grid = QGridLayout()
@@ -158,7 +200,7 @@ class TurnWidget(QFrame):
                 card.deleteLater()
         for index in wanted:
             if index not in self.cards:
-                card = CandidateCard(index, self.renderer)
+                card = TurnCard(index, self.renderer)
                 card.pick_clicked.connect(lambda i: self.pick_requested.emit(self, i))
                 card.stop_clicked.connect(lambda i: self.stop_requested.emit(self, i))
                 card.regenerate_clicked.connect(
@@ -196,11 +238,11 @@ class TurnWidget(QFrame):
         """Place the cards again (after :attr:`columns` changed)."""
         self._layout_cards()
 
-    def ordered_cards(self) -> list[CandidateCard]:
+    def ordered_cards(self) -> list[TurnCard]:
         """Cards in display order (the key that picks a card is its position + 1)."""
         return [self.cards[i] for i in self.order]
 
-    def card_at(self, position: int) -> CandidateCard | None:
+    def card_at(self, position: int) -> TurnCard | None:
         """The card shown at ``position`` (0-based)."""
         return self.cards[self.order[position]] if 0 <= position < len(self.order) else None
 
@@ -259,16 +301,52 @@ class TurnWidget(QFrame):
         versions = [c.model_version for c in self.turn.candidates if c.model_version is not None]
         return versions[0] if versions else None
 
+    def keeps_seen_order(self) -> bool:
+        """Whether the cards stay in the order the user labeled them in: a blind (or arena)
+        turn once labeled or skipped, whose display positions are known, unless "Sort by
+        score" is on."""
+        turn = self.turn
+        return (turn is not None and turn.blind and not turn.hidden and not self.sort_by_score
+                and all(c.position is not None for c in turn.candidates
+                        if c.source != "edit"))
+
+    def numbers_are_ranks(self) -> bool:
+        """Whether a card's number is the model's rank ("#2"), not just where it is shown."""
+        return self.is_ranked() and not self.keeps_seen_order()
+
+    def place(self, card: TurnCard) -> int:
+        """``card``'s 0-based place in the model's order (its position when so ordered)."""
+        return card.position if card.model_rank is None else card.model_rank - 1
+
     def apply_order(self) -> None:
-        """Order the cards by score when ranked, else by the provider's order."""
+        """Order the cards by score when ranked, else by the provider's order; a revealed
+        blind turn keeps the order it was labeled in (:meth:`keeps_seen_order`)."""
         if self.turn is None:
             return
-        self.order = display_order(self.turn, self.is_ranked())
+        turn = self.turn
+        if turn.hidden and self.sort_by_score:  # its label was undone: blind again
+            self.sort_button.setChecked(False)
+            return
+        order = display_order(turn, self.is_ranked())
+        kept = self.keeps_seen_order()
+        if kept:
+            generated = [c for c in turn.candidates if c.source != "edit"]
+            order = [c.index for c in sorted(generated, key=lambda c: (c.position or 0, c.index))]
+            order += [c.index for c in turn.candidates if c.source == "edit"]
+        self.order = order
+        ranked_here = kept and self.is_ranked()
+        self.sort_button.setVisible(ranked_here or self.sort_by_score)
         self._layout_cards()
         for card in self.cards.values():
+            cand = card.candidate
+            card.model_rank = model_rank(turn, cand.id) if ranked_here and cand else None
             card.refresh_badges()
         self.update_status()
         self.why.stale()
+
+    def _sort_toggled(self, on: bool) -> None:
+        self.sort_by_score = on
+        self.apply_order()
 
     def update_status(self, note: str = "") -> None:
         """The line above the cards, from the turn's state."""

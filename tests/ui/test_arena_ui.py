@@ -271,7 +271,10 @@ def test_arena_turn_names_no_source_before_the_pick_and_each_after(
         widths = {c is card: c.minimumSizeHint().width() for c in widget.cards.values()}
         assert widths[True] <= widths[False]  # "✓ Your pick" went below, beside the source
         assert card.meta.indexOf(card.state_badge) == 1
-        assert any(c.rank_badge.text().startswith("#") for c in widget.cards.values())
+        # numbered as shown when picked, each with the model's rank
+        assert [c.rank_badge.text().split(" · ")[0] for c in widget.ordered_cards()] == \
+            ["Reply 1", "Reply 2", "Reply 3", "Reply 4"] and widget.card_at(2) is card
+        assert all(" · model #" in c.rank_badge.text() for c in widget.cards.values())
         label = db().last_label()
         assert label is not None and label.blind
 

@@ -91,11 +91,13 @@ def test_blind_turn_hides_scores_and_ranks_until_the_pick_then_reveals_them(
         pick_card = next(c for c in widget.cards.values()
                          if c.candidate and c.candidate.id == turn.chosen_candidate_id)
         assert positions[pick_card.index] == 1
-        # after the pick: the same cards show the model's ranking and scores
+        # after the pick: the same cards, where and as they were shown, show the model's
+        # ranking and scores
         ranked = sorted(turn.candidates, key=lambda c: -(c.score or 0))
         rank = [c.id for c in ranked].index(turn.chosen_candidate_id) + 1
         assert f"the model ranked your pick #{rank}" in widget.status.text()
-        assert pick_card.rank_badge.text() == f"#{rank}"
+        assert pick_card.rank_badge.text() == f"Reply 2 · model #{rank}"
+        assert widget.card_at(1) is pick_card
         assert any(t.startswith("score ") for t in card_texts(widget))
         label = repo.last_label()
         assert label is not None and label.blind and label.kind == "pick"
