@@ -1,6 +1,7 @@
 """Markdown → the HTML subset QTextBrowser renders, with highlighted, copyable code blocks.
 
-Raw HTML in a reply is escaped, never rendered. Fenced code blocks are split out first (an
+Raw HTML in a reply is escaped, never rendered. A single newline is a line break (as in
+ChatGPT), not markdown's soft break. Fenced code blocks are split out first (an
 unclosed fence while a reply is still streaming counts as code up to the end), highlighted
 with pygments (inline styles), and get a header with the language and a ``copy:N`` link.
 """
@@ -64,7 +65,9 @@ class MarkdownRenderer:
 
         self.palette = DARK if dark else LIGHT
         self.dark = dark
-        self._md: Any = markdown.Markdown(extensions=["tables", "sane_lists"])
+        # nl2br: a single newline is a line break, as in chat apps (a poem, an address, an
+        # edited haiku keep their lines); code blocks, lists and tables are unaffected.
+        self._md: Any = markdown.Markdown(extensions=["tables", "sane_lists", "nl2br"])
         # Never render HTML from a reply: escape it like text.
         for name in ("html_block",):
             if name in self._md.preprocessors:
