@@ -88,8 +88,8 @@ class RankActions:
             if app is not None:
                 app.installEventFilter(self._rank_keys)
         self._show_rank()
-        self._say("Ranking: press Alt+1…9 (or click Best) on the replies from best to worst; "
-                  "it saves when all are placed · Enter saves the top ones · Esc cancels")
+        self._say("Ranking: Alt+1…9 (or Best) on the replies, best first · Enter saves the "
+                  "top ones · Esc cancels")  # short: the bar on the turn says the rest
 
     def rank_toggle(self, widget: TurnWidget, index: int) -> bool:
         """While ``widget``'s turn is being ranked: place reply ``index`` next (or take it

@@ -1,10 +1,17 @@
-"""The status bar's permanent parts: provider and why, training progress, Undo delete."""
+"""The status bar: the window's messages, provider and why, training progress, Undo delete.
+
+QStatusBar paints a message only in the room its permanent widgets leave and cuts it there
+mid-word ("…Ente Built-in model"). So the message shows in a label of its own, the first
+permanent widget, that stretches: while a message shows, the provider's why steps aside and
+the provider and training labels shrink to :data:`ROOM_WHILE_MESSAGE` (their tooltips keep
+them whole); a message still too long ends in "…" and its tooltip has it whole.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import QObject, QTimer
+from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtWidgets import QProgressBar, QPushButton, QStatusBar
 
 from rlhf_desktop import config
@@ -13,6 +20,8 @@ from rlhf_desktop.ui.backend import KIND_NAMES, Backend
 from rlhf_desktop.ui.widgets import ElidedLabel
 
 UNDO_SECONDS = 30
+ROOM_WHILE_MESSAGE = 200  # px each for the provider and the training status while a message
+NO_LIMIT = 16777215  # QWIDGETSIZE_MAX
 
 
 class StatusArea(QObject):
@@ -21,9 +30,13 @@ class StatusArea(QObject):
     def __init__(self, bar: QStatusBar) -> None:
         super().__init__(bar)
         self.bar = bar
+        self.message_label = ElidedLabel("")
+        self.message_label.setObjectName("statusMessage")
         self.provider_label = ElidedLabel("Choosing a provider…")
         self.provider_label.setObjectName("providerLabel")
-        self.provider_why = ElidedLabel("")  # why this provider (see providers/select.py)
+        # why this provider (see providers/select.py); cut in the middle when narrow, so
+        # that its end ("… are set", "… missing") still shows; the tooltip has it whole
+        self.provider_why = ElidedLabel("", mode=Qt.TextElideMode.ElideMiddle)
         self.provider_why.setObjectName("providerWhy")
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
@@ -41,13 +54,22 @@ class StatusArea(QObject):
         self._undo_timer.setSingleShot(True)
         self._undo_timer.setInterval(UNDO_SECONDS * 1000)
         self._undo_timer.timeout.connect(self.undo_button.hide)
-        # All permanent (a temporary message hides the normal widgets), none stretching (the
-        # message gets the room); the labels elide rather than widen the window.
+        # All permanent (a temporary message hides the normal widgets); the message's label
+        # stretches, the others elide rather than widen the window.
+        bar.addPermanentWidget(self.message_label, 1)
         for widget in (self.undo_button, self.provider_label, self.provider_why,
                        self.progress, self.retrain_label):
             bar.addPermanentWidget(widget)
-        # while a message shows (a pick saved, a ranking's keys), the why makes room for it
-        bar.messageChanged.connect(lambda text: self.provider_why.setHidden(bool(text)))
+        bar.messageChanged.connect(self._show_message)
+
+    def _show_message(self, text: str) -> None:
+        """A message (a pick saved, a ranking's keys) or none: the why makes room for it,
+        the provider and training labels shrink."""
+        self.message_label.setText(text)
+        self.message_label.setToolTip(text)
+        self.provider_why.setHidden(bool(text))
+        for label in (self.provider_label, self.retrain_label):
+            label.setMaximumWidth(ROOM_WHILE_MESSAGE if text else NO_LIMIT)
 
     def show_provider(self, b: Backend) -> None:
         """The provider in use and why it was chosen (or what is wrong)."""

@@ -1,0 +1,92 @@
+"""The status bar shows a message whole where it fits (the provider and training status
+make room for it), elides one that does not with the whole text in its tooltip, and shows
+the provider's why whole when there is room."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from types import SimpleNamespace
+
+import pytest
+from PySide6.QtWidgets import QApplication, QMainWindow
+
+from rlhf_desktop.ui import theme
+from rlhf_desktop.ui.status_area import StatusArea
+
+AZURE_WHY = ("AZURE_OPENAI_ENDPOINT, AZURE_OPENAI_API_KEY and AZURE_OPENAI_DEPLOYMENT_NAME "
+             "are set")
+RANKING = ("Ranking: Alt+1…9 (or Best) on the replies, best first · Enter saves the top ones "
+           "· Esc cancels")
+
+
+@pytest.fixture(autouse=True)
+def app_style(qapp: QApplication) -> Iterator[None]:
+    """The app's stylesheet (its padding is part of the labels' width)."""
+    old = qapp.styleSheet()
+    theme.apply(qapp, False)
+    yield
+    qapp.setStyleSheet(old)
+
+
+def status_window(qtbot: object, width: int) -> tuple[QMainWindow, StatusArea]:
+    window = QMainWindow()
+    qtbot.addWidget(window)  # type: ignore[attr-defined]
+    area = StatusArea(window.statusBar())
+    area.show_provider(SimpleNamespace(  # type: ignore[arg-type]
+        provider_error=None, provider_kind="local", provider_model="SmolLM2-135M-Instruct",
+        provider_reason="Built-in model — no Azure OpenAI or OpenAI credentials found",
+        provider_why="no Azure OpenAI or OpenAI credentials found"))
+    area.retrain_label.setText("model v3 · CV accuracy 61 % · 312 pairs · 4 labels to next "
+                               "training")
+    window.resize(width, 400)
+    window.show()
+    QApplication.processEvents()
+    return window, area
+
+
+@pytest.mark.timeout(60)
+def test_a_message_shows_whole_beside_the_provider(qtbot: object) -> None:
+    window, area = status_window(qtbot, 1100)
+    window.statusBar().showMessage(RANKING)
+    QApplication.processEvents()
+    shown = area.message_label
+    assert shown.isVisible() and shown.shown_text() == RANKING
+    assert shown.toolTip() == RANKING
+    # the provider is still named (shortened), its why steps aside for the message
+    assert area.provider_label.isVisible() and area.provider_label.shown_text()
+    assert area.provider_why.isHidden()
+    window.statusBar().clearMessage()
+    QApplication.processEvents()
+    assert shown.text() == "" and not area.provider_why.isHidden()
+    assert area.provider_label.shown_text() == area.provider_label.text()
+
+
+@pytest.mark.timeout(60)
+def test_a_message_too_long_for_the_bar_ends_in_an_ellipsis_with_a_tooltip(
+        qtbot: object) -> None:
+    window, area = status_window(qtbot, 700)
+    message = RANKING + " · " + RANKING
+    window.statusBar().showMessage(message)
+    QApplication.processEvents()
+    shown = area.message_label.shown_text()
+    assert shown.endswith("…") and message.startswith(shown[:-1])
+    assert area.message_label.toolTip() == message
+
+
+@pytest.mark.parametrize("width", [1800, 1100])
+@pytest.mark.timeout(60)
+def test_the_providers_why_shows_whole_or_keeps_its_start_and_end(
+        qtbot: object, width: int) -> None:
+    _window, area = status_window(qtbot, width)
+    area.show_provider(SimpleNamespace(  # type: ignore[arg-type]
+        provider_error=None, provider_kind="azure", provider_model="gpt-4o-mini",
+        provider_reason=f"Azure OpenAI — {AZURE_WHY}", provider_why=AZURE_WHY))
+    QApplication.processEvents()
+    shown = area.provider_why.shown_text()
+    if width > 1500:
+        assert shown == f"— {AZURE_WHY}"
+    else:  # no room: cut in the middle, never at "…DEPLOYMENT_NAME ar…"
+        start, end = shown.split("…")
+        assert f"— {AZURE_WHY}".startswith(start) and AZURE_WHY.endswith(end)
+        assert end.endswith("DEPLOYMENT_NAME are set") and start.startswith("— AZURE_OPENAI")
+    assert AZURE_WHY in area.provider_why.toolTip()
