@@ -40,6 +40,7 @@ SOURCE_PROVIDERS = (
 )
 MAX_REPLIES = 8  # in all, over every source of the arena (Settings.validate)
 CHATS_TEMPERATURE = -0.1  # the spin box's special value: the chat's temperature
+VERSION_TIP = "A version made by “Tune the chat model” (or rlhf-desktop tune)"
 
 
 def tuned_versions() -> list[tuple[int, str]]:
@@ -162,7 +163,6 @@ class SourcesEditor(QGroupBox):
         self.count.setRange(1, MAX_REPLIES)
         self.count.setSuffix(" per turn")
         self.version = QComboBox()
-        self.version.setToolTip("A version made by “Tune the chat model” (or rlhf-desktop tune)")
         self.base_url = QLineEdit()
         self.base_url.setPlaceholderText("empty: the server in the provider settings")
         self.active = QCheckBox("In the arena (untick to keep it in the list without replies)")
@@ -281,16 +281,29 @@ class SourcesEditor(QGroupBox):
         self.version.setCurrentIndex(self.version.findData(current))
 
     def _show_fields(self, provider: str) -> None:
+        """Enable the fields that apply to ``provider`` and grey out the others, each saying
+        why in its tooltip: every row stays where it is, so choosing a provider never moves
+        the form under the pointer."""
         local, compatible = provider == "local", provider == "compatible"
-        shown: list[tuple[QWidget, bool]] = [
-            (self.version, local), (self.version_label, local),
-            (self.base_url, compatible), (self.base_url_label, compatible),
-            (self.model, not local), (self.model_label, not local)]
-        for w, visible in shown:
-            w.setVisible(visible)
+        fields: list[tuple[QWidget, QLabel, bool, str, str]] = [
+            (self.version, self.version_label, local, VERSION_TIP,
+             "Only the built-in model has tuned versions"),
+            (self.base_url, self.base_url_label, compatible,
+             "The OpenAI-compatible server's base URL (empty: the one in the provider "
+             "settings)", "Only an OpenAI-compatible server takes a base URL"),
+            (self.model, self.model_label, not local,
+             "The model or deployment this source asks for",
+             "The built-in model has no model name: choose its tuned version")]
+        for field, label, applies, tip, why_not in fields:
+            field.setEnabled(applies)
+            label.setEnabled(applies)
+            field.setToolTip(tip if applies else why_not)
+            label.setToolTip(field.toolTip())
         self.model_label.setText("Deployment" if provider == "azure" else "Model")
-        self.model.setPlaceholderText("empty: the one in the provider settings"
+        self.model.setPlaceholderText("" if local else "empty: the one in the provider settings"
                                       if provider != "auto" else "empty: the chat's model")
+        self.base_url.setPlaceholderText("empty: the server in the provider settings"
+                                         if compatible else "")
 
     def _edit(self, **change: object) -> None:
         row = self.list.currentRow()

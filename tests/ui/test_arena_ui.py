@@ -86,7 +86,7 @@ def test_sources_editor_saves_sources_and_refuses_bad_input_inline(qtbot: object
     type_into(editor.name, "azure mini")
     editor.provider.setCurrentIndex(editor.provider.findData("azure"))
     editor.provider.activated.emit(editor.provider.currentIndex())
-    assert editor.model_label.text() == "Deployment" and not editor.version.isVisible()
+    assert editor.model_label.text() == "Deployment" and not editor.version.isEnabled()
     type_into(editor.model, "gpt-4o-mini")
     editor.temperature.setValue(0.3)
     editor.count.setValue(2)
@@ -94,7 +94,7 @@ def test_sources_editor_saves_sources_and_refuses_bad_input_inline(qtbot: object
     editor.add_button.click()
     editor.provider.setCurrentIndex(editor.provider.findData("local"))
     editor.provider.activated.emit(editor.provider.currentIndex())
-    assert editor.version.isVisible() and not editor.model.isVisible()
+    assert editor.version.isEnabled() and not editor.model.isEnabled()
     assert editor.version.itemText(0) == "the base model (v0)"
     assert editor.temperature.text() == "the chat's"  # a new source: the chat's temperature
     # a bad value: the same name twice. Said in words under the form, Save refused.

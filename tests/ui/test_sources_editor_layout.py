@@ -1,0 +1,50 @@
+"""Settings → Candidate sources: choosing a source's provider greys out the fields that do
+not apply instead of hiding them, so no row moves under the pointer."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import QRect
+from PySide6.QtWidgets import QApplication
+
+from rlhf_desktop.config import Settings
+from rlhf_desktop.ui.sources_editor import SourcesEditor
+
+
+def choose(editor: SourcesEditor, provider: str) -> None:
+    """Pick ``provider`` in the combo box, as a click on its item does."""
+    editor.provider.setCurrentIndex(editor.provider.findData(provider))
+    editor.provider.activated.emit(editor.provider.currentIndex())
+    QApplication.processEvents()
+
+
+def rows(editor: SourcesEditor) -> dict[str, QRect]:
+    fields = {"name": editor.name, "provider": editor.provider, "model": editor.model,
+              "temperature": editor.temperature, "count": editor.count,
+              "version": editor.version, "base_url": editor.base_url, "active": editor.active,
+              "arena": editor.arena}
+    return {key: field.geometry() for key, field in fields.items()}
+
+
+@pytest.mark.timeout(60)
+def test_choosing_a_provider_keeps_every_row_in_place(qtbot: object) -> None:
+    editor = SourcesEditor(Settings())
+    qtbot.addWidget(editor)  # type: ignore[attr-defined]
+    editor.resize(640, 560)
+    editor.show()
+    editor.add_button.click()
+    QApplication.processEvents()
+    before = rows(editor)
+    for provider in ("local", "compatible", "azure", "local", "auto"):
+        choose(editor, provider)
+        assert rows(editor) == before, provider
+        assert editor.model.isVisible() and editor.version.isVisible() \
+            and editor.base_url.isVisible()
+    choose(editor, "local")
+    assert editor.version.isEnabled() and not editor.model.isEnabled()
+    assert not editor.base_url.isEnabled() and not editor.model_label.isEnabled()
+    assert "built-in model" in editor.model.toolTip()  # says why it is greyed out
+    choose(editor, "compatible")
+    assert editor.base_url.isEnabled() and editor.model.isEnabled()
+    assert not editor.version.isEnabled()
+    assert editor.sources()[0].provider == "compatible"
