@@ -281,7 +281,8 @@ def parse_lines(raw_lines: Iterable[bytes], max_line_bytes: int = 0) -> ParsedFi
         except json.JSONDecodeError as exc:
             where = ("at the end of the line (is a closing } or \" missing?)"
                      if exc.pos >= len(text.rstrip()) else f"at column {exc.colno}")
-            errors.append(LineError(number, f"not valid JSON: {exc.msg} {where}"))
+            said = exc.msg.removesuffix(" at")  # "Unterminated string starting at"
+            errors.append(LineError(number, f"not valid JSON: {said} {where}"))
             continue
         try:
             pairs.append(parse_record(record))
