@@ -22,6 +22,7 @@ from PySide6.QtWidgets import QWidget
 from rlhf_desktop.domain import Candidate
 from rlhf_desktop.services.chat import Listener, StorageError, TurnControl, failed_indices
 from rlhf_desktop.services.labeling import Pick
+from rlhf_desktop.services.turn_labels import is_whole_reply
 from rlhf_desktop.ui.backend import Backend
 from rlhf_desktop.ui.composer import Composer, alt_digit, plain_digit
 from rlhf_desktop.ui.turn_widget import TurnWidget
@@ -129,10 +130,10 @@ class PickActions:
         if turn.blind and pick.model_rank is not None:
             agreed = f" · blind: the model ranked your pick #{pick.model_rank}"
         pairs = f"{pick.pairs} preference pair{'s' if pick.pairs != 1 else ''}"
-        left_out = sum(1 for c in turn.candidates if c.id != pick.candidate_id and (
-            c.error or c.finish_reason == "cancelled" or not c.text.strip()))
-        kept_out = (f" ({left_out} stopped or failed repl{'y' if left_out == 1 else 'ies'} "
-                    "left out)") if left_out else ""
+        left_out = sum(1 for c in turn.candidates  # the rule the pairs were made by
+                       if c.id != pick.candidate_id and not is_whole_reply(c))
+        kept_out = (f" ({left_out} stopped, filtered or failed "
+                    f"repl{'y' if left_out == 1 else 'ies'} left out)") if left_out else ""
         self._say(f"Saved your pick: {pairs}{kept_out}{agreed} · Alt+Z undoes it")
 
     def _set_last_pick(self, turn_id: int | None) -> None:
