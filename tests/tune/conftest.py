@@ -31,7 +31,7 @@ def tune_cache(monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def needs_tune_stack() -> None:
     """Skip unless the ``tune`` extra and the built-in model are installed."""
-    for name in ("trl", "peft", "transformers", "accelerate", "llama_cpp"):
+    for name in ("trl", "peft", "transformers", "accelerate", "xllamacpp"):
         pytest.importorskip(name)
     from rlhf_desktop import config
 

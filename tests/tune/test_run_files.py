@@ -55,7 +55,7 @@ def test_versions_are_numbered_listed_and_checked_against_their_base(tmp_path):
 
 
 def test_converter_download_offline_says_what_to_do(tmp_path, monkeypatch):
-    pytest.importorskip("llama_cpp")
+    pytest.importorskip("xllamacpp")
     monkeypatch.delenv("RLHF_DESKTOP_LLAMA_CPP_DIR", raising=False)
     monkeypatch.setenv("PIP_NO_INDEX", "1")  # pip as it behaves without a network
     monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))

@@ -11,7 +11,6 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from rlhf_desktop import config
@@ -46,17 +45,33 @@ def parse(*argv):
     return parser.parse_args(["tune", *argv])
 
 
-def last_logits(llm, text):
-    llm.reset()
-    tokens = llm.tokenize(text.encode(), add_bos=True)
-    llm.eval(tokens)
-    return np.array(llm.scores[llm.n_tokens - 1], dtype=np.float64)
+def first_token_logprobs(base, prompt, adapter=None):
+    """Top-10 log-probabilities of the next token after ``prompt`` (llama.cpp via xllamacpp)."""
+    import tempfile
+    from pathlib import Path
+
+    import xllamacpp
+
+    params = xllamacpp.CommonParams()
+    params.model.path = str(base)
+    params.n_ctx = 256
+    params.n_parallel = 1
+    params.cpuparams.n_threads = 2
+    params.cpuparams_batch.n_threads = 2
+    params.verbosity = 0
+    params.ui = False
+    params.hostnames = [str(Path(tempfile.mkdtemp()) / "engine.sock")]
+    if adapter is not None:
+        params.lora_adapters = [xllamacpp.CommonAdapterLoraInfo(str(adapter), 1.0)]
+    server = xllamacpp.Server(params)
+    reply = server.handle_completions({"prompt": prompt, "max_tokens": 1, "temperature": 0,
+                                       "n_probs": 10})
+    top = reply["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
+    return {t["token"]: t["logprob"] for t in top}
 
 
 def test_rlhf_desktop_tune_makes_a_version_that_llama_cpp_chats_with(pairs_file, data_home,
                                                                       capsys):
-    import llama_cpp
-
     repo = Repository.open()
     assert datasets.import_file(repo, pairs_file).imported == 9
     repo.close()
@@ -81,19 +96,14 @@ def test_rlhf_desktop_tune_makes_a_version_that_llama_cpp_chats_with(pairs_file,
 
     base = config.default_gguf_path()
     version.check_base(base)
-    llm = llama_cpp.Llama(model_path=str(base), n_ctx=256, n_threads=2, verbose=False,
-                          logits_all=True)
-    tuned = llama_cpp.Llama(model_path=str(base), lora_path=str(version.adapter), n_ctx=256,
-                            n_threads=2, verbose=False, logits_all=True)
     prompt = "<|im_start|>user\nHow can I make my friend laugh?<|im_end|>\n<|im_start|>assistant\n"
-    before = last_logits(llm, prompt)
-    assert np.abs(before).max() > 1
-    diff = np.abs(before - last_logits(tuned, prompt)).max()
+    before = first_token_logprobs(base, prompt)
+    after = first_token_logprobs(base, prompt, version.adapter)
+    assert len(before) == 10 and all(v < 0 for v in before.values())
+    shared = before.keys() & after.keys()
+    assert shared
+    diff = max(abs(before[t] - after[t]) for t in shared)
     assert diff > 1e-4  # the adapter is applied
-    reply = tuned.create_chat_completion(
-        messages=[{"role": "user", "content": "Say hello."}], max_tokens=8, temperature=0)
-    assert reply["choices"][0]["message"]["content"].strip()
-    del llm, tuned
 
     # The app's built-in provider chats with that version when the setting names it.
     from rlhf_desktop.config import Settings
