@@ -17,6 +17,7 @@ from rlhf_desktop.cli.model_commands import (
     cmd_eval,
     cmd_models,
     cmd_score,
+    cmd_stats,
     cmd_train,
     cmd_use,
 )
@@ -94,31 +95,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---------------------------------------------------------------------------- commands
-
-
-def cmd_stats(args: argparse.Namespace) -> int:
-    """Counts."""
-    from rlhf_desktop.storage.repo import Repository
-
-    repo = Repository.open()
-    try:
-        stats = repo.stats()
-    finally:
-        repo.close()
-    stats["data_dir"] = str(config.data_dir())
-    metrics = stats.get("model_metrics") or {}
-    acc = metrics.get("cv_accuracy")
-    by_source = ", ".join(f"{k} {n}" for k, n in (stats["pairs_by_source"] or {}).items())
-    _emit(stats, args.json, [
-        f"data folder   {stats['data_dir']}",
-        f"chats         {stats['conversations']} ({stats['turns']} turns)",
-        f"labels        {stats['labels']}",
-        f"pairs         {stats['pairs']}" + (f" ({by_source})" if by_source else ""),
-        "model         " + ("none yet" if stats["model_version"] is None else
-                            f"v{stats['model_version']}"
-                            + ("" if acc is None else f" · CV accuracy {acc * 100:.1f} %")),
-    ])
-    return 0
 
 
 def cmd_import(args: argparse.Namespace) -> int:

@@ -215,3 +215,49 @@ def cmd_score(args: argparse.Namespace) -> int:
         lines.append(f"{rank}. [{ranked.scores[i]:+.3f}] {args.responses[i]}")
     _emit(data, args.json, lines)
     return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    """Counts, pairs by label kind (as the dataset card counts them) and the reward model in
+    use (the pinned version, else the newest adopted one; a version that was not adopted is
+    named as the newest, never as the one in use)."""
+    from collections import Counter
+
+    from rlhf_desktop import config
+    from rlhf_desktop.services.rewards import candidate_order, pinned_version
+    from rlhf_desktop.storage.repo import Repository
+
+    repo = Repository.open()
+    try:
+        stats = repo.stats()
+        pairs = repo.with_metadata(repo.all_pairs())
+        versions = repo.list_model_versions()
+    finally:
+        repo.close()
+    stats["data_dir"] = str(config.data_dir())
+    kinds = Counter(str((p.metadata or {}).get("label_kind") or p.source) for p in pairs)
+    stats["pairs_by_source"] = dict(sorted(kinds.items()))
+    order = candidate_order(versions, pinned_version())
+    in_use = order[0] if order else None
+    newest = versions[-1] if versions else None
+    stats["model_version"] = None if in_use is None else in_use.version
+    stats["model_metrics"] = None if in_use is None else in_use.metrics
+    stats["newest_model_version"] = None if newest is None else newest.version
+    acc = None if in_use is None else in_use.cv_accuracy
+    by_source = ", ".join(f"{k} {n}" for k, n in stats["pairs_by_source"].items())
+    model = "none yet"
+    if in_use is not None:
+        model = f"v{in_use.version} in use" + (
+            "" if acc is None else f" · CV accuracy {acc * 100:.1f} %")
+    if newest is not None and in_use is not None and newest.version != in_use.version:
+        adoption = newest.metrics.get("adoption") or {}
+        why = "not adopted" if not adoption.get("adopted", True) else "not in use"
+        model += f" (newest: v{newest.version}, {why})"
+    _emit(stats, args.json, [
+        f"data folder   {stats['data_dir']}",
+        f"chats         {stats['conversations']} ({stats['turns']} turns)",
+        f"labels        {stats['labels']}",
+        f"pairs         {stats['pairs']}" + (f" ({by_source})" if by_source else ""),
+        f"model         {model}",
+    ])
+    return 0
