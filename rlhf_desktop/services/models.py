@@ -82,6 +82,29 @@ class ModelOverview:
         return self.versions[-1] if self.versions else None
 
 
+def rejection_words(version: int, labels: int, adoption: dict[str, object],
+                    in_use: int | None) -> str:
+    """E.g. "v3 was trained on 20 labels and not adopted: held-out accuracy fell from 67 % (v2)
+    to 50 % on the 12 pairs v2 never saw (v3's figure is cross-validated). v2 still ranks
+    your replies, …" """
+    cur, new = adoption.get("current_accuracy"), adoption.get("new_accuracy")
+    compared = adoption.get("compared_pairs")
+    than = f"v{adoption.get('current_version') or in_use}"
+    if isinstance(cur, int | float) and isinstance(new, int | float):
+        why = (f"held-out accuracy fell from {cur * 100:.0f} % ({than}) to {new * 100:.0f} % "
+               f"on the {compared} pairs {than} never saw (v{version}'s figure is "
+               "cross-validated)")
+    else:
+        why = str(adoption.get("reason") or "the version in use was not worse")
+    if in_use is None:
+        still = "No version ranks your replies yet."
+    else:
+        still = (f"v{in_use} still ranks your replies, and the figures below are v{in_use}'s; "
+                 "a new version is trained after the next labels, or with Train now.")
+    return (f"v{version} was trained on {labels:,} label{'s' if labels != 1 else ''} and not "
+            f"adopted: {why}. {still}")
+
+
 class ModelService:
     """Reads for the model page and the "Train now" action."""
 
@@ -173,6 +196,21 @@ class ModelService:
         style = chosen.metrics.get("style") or {}
         return Learned(version=chosen.version, labels=chosen.labels,
                        preferences=preferences(style) if isinstance(style, dict) else [])
+
+    def rejection(self) -> str | None:
+        """When the newest version was trained but not adopted (and another one ranks), the
+        page's one notice of it, in words: which version, from how many labels, why (the
+        held-out accuracies the gate compared) and which version still ranks; else None."""
+        versions = self._repo.list_model_versions()
+        if not versions:
+            return None
+        newest = versions[-1]
+        adoption = newest.metrics.get("adoption") or {}
+        current = self.current()
+        in_use = current.version if current is not None else None
+        if adoption.get("adopted", True) or in_use == newest.version:
+            return None
+        return rejection_words(newest.version, newest.labels, adoption, in_use)
 
     def version_rows(self) -> list[VersionRow]:
         """Every version, newest first, with its adoption verdict and whether it is in use."""

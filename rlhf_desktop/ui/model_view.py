@@ -41,6 +41,9 @@ from rlhf_desktop.ui.model_versions import VersionsTable
 
 ACCENT = QColor("#2f81f7")
 WIDE = 1000  # from this width the figures sit in one row and the charts side by side
+MIN_AGREEMENT_PICKS = 5
+"""Ranked picks before the agreement card shows a percentage (one pick would read 0 % or
+100 %, a verdict from no data)."""
 
 
 def kpi(title: str) -> tuple[QFrame, QLabel, QLabel]:
@@ -87,6 +90,14 @@ class ModelView(QWidget):
         side.addWidget(self.train_status)
         side.addStretch(1)
         self.kpis = [box for box, _v, _c in boxes]
+        self.rejected = QLabel("")
+        """The one notice of a version that was trained and not adopted (wraps, never cut)."""
+        self.rejected.setObjectName("notice")
+        self.rejected.setWordWrap(True)
+        self.rejected.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.rejected.setStyleSheet("QLabel#notice { border: 1px solid #d29922; "
+                                    "border-radius: 6px; padding: 8px; }")
+        self.rejected.hide()
         self.top = QGridLayout()
         self.top.setSpacing(10)
 
@@ -122,6 +133,7 @@ class ModelView(QWidget):
         layout = QVBoxLayout(content)
         layout.setContentsMargins(16, 12, 16, 12)
         layout.setSpacing(12)
+        layout.addWidget(self.rejected)
         layout.addLayout(self.top)
         layout.addLayout(self.charts, 1)
         layout.addWidget(self.learned)
@@ -224,8 +236,8 @@ class ModelView(QWidget):
         overview = self.backend.session.models.overview()
         versions = overview.versions
         models = self.backend.session.models
-        in_use = models.in_use
-        latest = next((v for v in versions if v.version == in_use), overview.latest)
+        # the version that ranks (or will once loaded), never a newer one not adopted
+        latest = models.current() or overview.latest
         if latest is None:
             self.version_value.setText("untrained")
             self.accuracy_value.setText("–")
@@ -238,10 +250,20 @@ class ModelView(QWidget):
                 "cross-validated pairwise accuracy" + (
                     f" · early estimate: noisy under {EARLY_LABELS} labels"
                     if latest.labels < EARLY_LABELS else ""))
+        rejected = models.rejection()
+        self.rejected.setText(rejected or "")
+        self.rejected.setVisible(bool(rejected))
         agreement, bias = overview.agreement, overview.position_bias
         if agreement.rate is None:
             self.agree_value.setText("–")
             self.agree_caption.setText("model agreed with you: no ranked picks yet")
+        elif agreement.picks < MIN_AGREEMENT_PICKS:
+            n = agreement.picks
+            hits = round(agreement.rate * n)
+            self.agree_value.setText("too few picks")
+            self.agree_caption.setText(
+                f"model's top reply was your pick {hits} of {n} time{'s' if n != 1 else ''} "
+                f"so far: a percentage needs {MIN_AGREEMENT_PICKS} ranked picks")
         else:
             self.agree_value.setText(f"{agreement.rate * 100:.0f} %")
             n = agreement.picks
