@@ -108,16 +108,9 @@ def _noun(fmt: str) -> str:
 
 
 def _to_file(repo: Repository, fmt: str, path: str, parquet: bool) -> int:
-    from pathlib import Path
+    from rlhf_desktop.services.datasets import export_file
 
-    from rlhf_desktop.services.datasets import export_to_file
-    from rlhf_desktop.services.export_folder import format_rows, write_rows
-
-    if fmt != "ranking" and not parquet:
-        return export_to_file(repo, fmt, path)
-    rows = [row for _, row in format_rows(repo, fmt)]
-    write_rows(fmt, rows, Path(path), parquet)
-    return len(rows)
+    return export_file(repo, fmt, path, parquet)  # the window's Export… calls it too
 
 
 def _to_stdout(repo: Repository, fmt: str) -> None:

@@ -107,6 +107,28 @@ class TrainConfig:
     # "best": the C with the best CV accuracy; "one_se": the smallest C (strongest penalty)
     # whose CV accuracy is within one standard error of the best (less noise-chasing).
     c_rule: str = "best"
+    # Pairs whose rejected reply was cut at max tokens (metadata ``rejected_cut``): left out
+    # by default. With a low max-token limit the cut replies are the longest ones, so those
+    # pairs teach "shorter wins" rather than "better wins" (:func:`training_pairs`).
+    use_cut_pairs: bool = False
+
+
+def training_pairs(pairs: Sequence[PreferencePair], cut_ids: set[int],
+                   cfg: TrainConfig | None = None) -> tuple[list[PreferencePair], int]:
+    """The pairs a training run uses, and how many it left out: every pair, except those
+    whose rejected reply was cut at max tokens (``cut_ids``, from
+    ``Repository.cut_pair_ids``) unless ``cfg.use_cut_pairs``. Raises TrainingError when
+    only such pairs are stored."""
+    cfg = cfg or TrainConfig()
+    if cfg.use_cut_pairs or not cut_ids:
+        return list(pairs), 0
+    kept = [p for p in pairs if p.id is None or p.id not in cut_ids]
+    if pairs and not kept:
+        raise TrainingError(f"all {len(pairs)} pairs have a rejected reply cut at max tokens, "
+                            "which training leaves out by default (they teach 'shorter "
+                            "wins'): raise the max tokens in Settings and pick again, or "
+                            "train with use_cut_pairs")
+    return kept, len(pairs) - len(kept)
 
 
 @dataclass

@@ -131,6 +131,7 @@ def _facts(repo: Repository, pairs: Sequence[PreferencePair]) -> dict[str, Any]:
     return {
         "pairs": len(pairs),
         "pairs_by_kind": dict(sorted(kinds.items())),
+        "rejected_cut": sum(1 for p in pairs if (p.metadata or {}).get("rejected_cut")),
         "labels_by_kind": dict(sorted(repo.label_kinds().items())),
         "labeled_turns": len(labels),
         "conversations": len({r["metadata"]["conversation_id"] for r in labels}),
@@ -158,7 +159,8 @@ def render_card(repo: Repository, export: FolderExport, pairs: Sequence[Preferen
         "configs": _configs(export),
         "rlhf_desktop": {
             "app_version": __version__, "created": created, "pairs": facts["pairs"],
-            "pairs_by_kind": facts["pairs_by_kind"], "labels_by_kind": facts["labels_by_kind"],
+            "pairs_by_kind": facts["pairs_by_kind"], "rejected_cut": facts["rejected_cut"],
+            "labels_by_kind": facts["labels_by_kind"],
             "labeled_turns": facts["labeled_turns"], "conversations": facts["conversations"],
             "test_share": export.test_share, "split_seed": None if export.test_share is None
             else seed, "parquet": parquet,
@@ -184,8 +186,14 @@ def render_card(repo: Repository, export: FolderExport, pairs: Sequence[Preferen
     body += ["", "A skipped turn has no label. Every pair line of `pairs`, `hh` and `pairs-csv` "
              "has a `metadata` object with its provenance (label kind, provider, model, "
              "temperature, seed, reward-model version and scores at display time, display "
-             "positions, blind or not, time to pick, weight); the TRL and OpenAI formats keep "
-             "their readers' columns only. The `ranking` file has one line per ranking: "
+             "positions, blind or not, time to pick, weight, `rejected_cut`); the TRL and "
+             "OpenAI formats keep their readers' columns only. "
+             f"{facts['rejected_cut']} of the {facts['pairs']} pairs have a rejected reply "
+             "the server cut at max tokens (`metadata.rejected_cut`: the user preferred a "
+             "whole reply, but cut replies are the longest, so these pairs lean toward "
+             "'shorter wins'; the app's reward training leaves them out by default). Two "
+             "replies that are the same reply are a tie and never a pair. The `ranking` file "
+             "has one line per ranking: "
              "`ranking` indexes into `completions`, best first (picks are not written as "
              "partial rankings).", "", "## Sources", ""]
     if facts["providers"]:

@@ -11,6 +11,14 @@ from typing import IO
 
 from rlhf_desktop import config
 from rlhf_desktop.domain import PreferencePair
+from rlhf_desktop.services.export_folder import (
+    ALL_FORMATS,
+    LABELS,
+    FolderExport,
+    export_folder,
+    format_rows,
+    write_rows,
+)
 from rlhf_desktop.services.formats import (
     EXPORT_FORMATS,
     LineError,
@@ -22,8 +30,11 @@ from rlhf_desktop.services.hooks import SessionHooks
 from rlhf_desktop.storage.pairs import DeletedPairs, PairRow
 from rlhf_desktop.storage.repo import Repository
 
-__all__ = ["DatasetService", "DeletedPairs", "ImportFileError", "ImportReport", "PairRow",
-           "export", "export_to_file", "import_file"]
+__all__ = ["FILE_FORMATS", "DatasetService", "DeletedPairs", "ImportFileError", "ImportReport",
+           "PairRow", "export", "export_file", "export_to_file", "import_file"]
+
+FILE_FORMATS: tuple[str, ...] = (*ALL_FORMATS, LABELS)
+"""What :func:`export_file` writes: the pair formats, ``ranking`` and ``labels``."""
 
 MAX_LINE_BYTES = 64 * 1024 * 1024
 
@@ -107,6 +118,20 @@ def export_to_file(repo: Repository, fmt: str, path: str | os.PathLike[str]) -> 
     return count
 
 
+def export_file(repo: Repository, fmt: str, path: str | os.PathLike[str],
+                parquet: bool = False) -> int:
+    """One format to one file, atomically: a pair format (:data:`EXPORT_FORMATS`),
+    ``ranking`` (one line per ranking) or ``labels`` (one line per labeled turn, ties and
+    "all bad" flags included); Parquet instead of JSON Lines with ``parquet`` (needs the
+    ``datasets`` package; ExportError says what to install). Returns the rows written.
+    What ``rlhf-desktop export -o FILE`` and the window's Export… both call."""
+    if fmt in EXPORT_FORMATS and not parquet:
+        return export_to_file(repo, fmt, path)
+    rows = [row for _, row in format_rows(repo, fmt)]
+    write_rows(fmt, rows, Path(path), parquet)
+    return len(rows)
+
+
 class DatasetService:
     """The dataset page's service: count, page, read, delete (with undo) and export pairs.
 
@@ -142,12 +167,24 @@ class DatasetService:
         return restored
 
     @staticmethod
-    def export(fmt: str, path: str | os.PathLike[str]) -> int:
-        """Export every pair to ``path`` atomically. Blocking: call it in a worker thread
-        (it opens its own connection, as each thread must)."""
+    def export(fmt: str, path: str | os.PathLike[str], parquet: bool = False) -> int:
+        """Export ``fmt`` (any of :data:`FILE_FORMATS`) to ``path`` atomically
+        (:func:`export_file`); returns the rows written. Blocking: call it in a worker
+        thread (it opens its own connection, as each thread must)."""
         repo = Repository.open()
         try:
-            return export_to_file(repo, fmt, path)
+            return export_file(repo, fmt, path, parquet)
+        finally:
+            repo.close()
+
+    @staticmethod
+    def export_folder(folder: str | os.PathLike[str]) -> FolderExport:
+        """Every format, the labels file and a dataset card (README.md) into ``folder``
+        (:func:`~rlhf_desktop.services.export_folder.export_folder`, as ``rlhf-desktop
+        export --folder``). Blocking; its own connection."""
+        repo = Repository.open()
+        try:
+            return export_folder(repo, folder)
         finally:
             repo.close()
 

@@ -36,9 +36,9 @@ from rlhf_desktop.services.label_export import (
 )
 from rlhf_desktop.storage.repo import Repository
 
-__all__ = ["ALL_FORMATS", "ExportError", "FolderExport", "WrittenFile", "config_name",
-           "csv_record", "export_folder", "format_rows", "parquet_bytes", "require_datasets",
-           "split_export", "write_rows"]
+__all__ = ["ALL_FORMATS", "LABELS", "ExportError", "FolderExport", "WrittenFile",
+           "config_name", "csv_record", "export_folder", "format_rows", "parquet_bytes",
+           "require_datasets", "split_export", "write_rows"]
 
 ALL_FORMATS: tuple[str, ...] = (*EXPORT_FORMATS, "ranking")
 """Every format ``--format`` takes: the pair formats and ``ranking``."""
@@ -82,8 +82,8 @@ def require_datasets() -> None:
         import datasets  # noqa: F401
     except ImportError as exc:
         raise ExportError("Parquet is written by the 'datasets' package, which is not "
-                          "installed: pip install datasets (or export JSONL without "
-                          "--parquet)") from exc
+                          "installed: pip install datasets (or export JSON Lines instead: "
+                          "another format, or without --parquet)") from exc
 
 
 def parquet_bytes(rows: Sequence[dict[str, Any]]) -> bytes:

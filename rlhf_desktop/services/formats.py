@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlhf_desktop.domain import Message, PreferencePair
+from rlhf_desktop.storage.pick_rules import same_reply
 
 EXPORT_FORMATS: tuple[str, ...] = ("jsonl", "trl", "trl-conversational", "hh", "openai-dpo",
                                    "csv")
@@ -152,6 +153,9 @@ def parse_record(record: Any) -> PreferencePair:
         raise FormatError("the prompt has no user message")
     if not chosen.strip() or not rejected.strip():
         raise FormatError("'chosen' and 'rejected' must not be empty")
+    if same_reply(chosen, rejected):
+        raise FormatError("'chosen' and 'rejected' are the same reply (a tie, not a "
+                          "preference)")
     return PreferencePair(prompt=tuple(prompt), chosen=chosen, rejected=rejected,
                           reason=reason, source="import", weight=_weight(record))
 

@@ -3,8 +3,9 @@ all-bad flag, a ranking (one label = a weighted pair per (better, worse) combina
 user's rewrite chosen over every reply, or a skip; with undo.
 
 Never invents a label, and never a pair against a reply that failed, came back empty or
-cut, or was stopped with Esc, unless the caller names it in ``against``
-(:mod:`rlhf_desktop.storage.pick_rules`). Ties and all-bad flags make no pairs.
+was stopped with Esc, unless the caller names it in ``against``; never a pair of two replies
+that are the same reply (a tie) (:mod:`rlhf_desktop.storage.pick_rules`). Ties and all-bad
+flags make no pairs.
 
 Every label keeps what the user saw (:class:`~rlhf_desktop.domain.Shown`): blind or not,
 the display positions, the reward model's version and scores, and the time to pick,
@@ -18,8 +19,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rlhf_desktop.domain import Candidate, Shown, Turn
-from rlhf_desktop.services.chat import ranked
-from rlhf_desktop.storage.pick_rules import ranking_pairs, rejected_side
+from rlhf_desktop.storage.pick_rules import (
+    is_whole_reply,
+    ranked,
+    ranking_pairs,
+    rejected_side,
+    same_as,
+)
 from rlhf_desktop.storage.repo import Repository, StorageError
 
 __all__ = ["Agreement", "LabelingService", "Pick", "PositionBias", "StorageError"]
@@ -74,16 +80,21 @@ class PositionBias:
                 f"(chance {self.chance:.0%}, {self.picks} pick{'s' if self.picks != 1 else ''})")
 
 
+def _scored(turn: Turn) -> list[Candidate]:
+    """The replies the model ranked: scored, whole (failed ones are never ranked), not a
+    rewrite."""
+    return [c for c in turn.candidates if c.model_version is not None and c.score is not None
+            and is_whole_reply(c) and c.source != "edit"]
+
+
 def _top(turn: Turn) -> int | None:
-    scored = [c for c in turn.candidates
-              if c.model_version is not None and c.text.strip() and c.source != "edit"]
+    scored = _scored(turn)
     return ranked(scored)[0].id if scored else None
 
 
 def model_rank(turn: Turn, candidate_id: int | None) -> int | None:
     """1-based rank of a reply in the model's order (None when unscored or not a reply)."""
-    scored = [c for c in turn.candidates
-              if c.model_version is not None and c.text.strip() and c.source != "edit"]
+    scored = _scored(turn)
     for rank, cand in enumerate(ranked(scored), start=1):
         if cand.id == candidate_id:
             return rank
@@ -108,8 +119,19 @@ class LabelingService:
 
         The other whole replies become the rejected side; ``against`` names the rejected
         replies explicitly instead (it may include a failed or stopped one on purpose).
+        When every other whole reply is the same reply as the picked one (the built-in
+        model's "Canberra" four times), the pick is a tie of those replies: no pairs
+        (``Pick.kind`` is ``tie``); the conversation continues with the picked reply.
         """
         assert turn.id is not None
+        generated = [c for c in turn.candidates if c.source != "edit"]
+        chosen = next((c for c in generated if c.id == candidate_id), None)
+        if against is None and chosen is not None and is_whole_reply(chosen) \
+                and not rejected_side(generated, candidate_id):
+            same = [c.id for c in same_as(generated, chosen)
+                    if is_whole_reply(c) and c.id is not None]
+            if same:
+                return self.tie(turn, [candidate_id, *same])
         top = _top(turn)
         label = self.repo.record_pick(turn.id, candidate_id, reason=reason,
                                       model_top_candidate_id=top, against=against,
@@ -117,7 +139,6 @@ class LabelingService:
         self._forget_edits(turn)
         turn.chosen_candidate_id = candidate_id
         turn.label_kind, turn.tied_candidate_ids, turn.skipped = "pick", (), False
-        generated = [c for c in turn.candidates if c.source != "edit"]
         pairs = len(rejected_side(generated, candidate_id, against))
         agreed = None if top is None else top == candidate_id
         return self._remember(Pick(label, turn.id, candidate_id, pairs, agreed, "pick",

@@ -6,7 +6,8 @@ source of each rejected reply, and a ranking makes each better reply's source be
 one's (both read from the label's pairs); a tie is a tie between each two tied replies of
 different sources; "all bad" is a tie between every two different sources of the turn's
 whole replies (FastChat counts "both bad" as a tie); an edit makes no battle. Two replies of
-one source are never a battle.
+one source are never a battle. Two replies that are the same reply are a tie, never a win
+(:func:`turn_battles`).
 
 Strengths are Bradley-Terry maximum-likelihood estimates by logistic regression, as
 ``compute_mle_elo``: one row per battle with +ln(BASE) for the first source and −ln(BASE) for
@@ -40,6 +41,7 @@ from rlhf_desktop.services.bradley_terry import (
     newton_strengths,
 )
 from rlhf_desktop.storage.arena import ArenaTurn
+from rlhf_desktop.storage.pick_rules import same_reply
 
 __all__ = ["BASE", "INIT_RATING", "MIN_BATTLES", "MIN_TURNS", "ROUNDS", "SCALE", "Battle",
            "HeadToHead", "Leaderboard", "Standing", "battle_weights", "compute",
@@ -55,14 +57,34 @@ MIN_TURNS = 5
 
 
 def turn_battles(turn: ArenaTurn) -> list[Battle]:
-    """The battles one labeled arena turn makes (module docstring)."""
+    """The battles one labeled arena turn makes (module docstring). Two replies that are
+    the same reply (:func:`~rlhf_desktop.storage.pick_rules.same_reply`) battle to a tie,
+    never a win: a pick's chosen reply against an identical one (no pair is stored for
+    it), a ranking's identical replies, and a pair stored before that rule."""
     source = {c.id: c.source for c in turn.candidates}
+    text = {c.id: c.text for c in turn.candidates}
     battles: list[Battle] = []
+
+    def same(one: int, other: int) -> bool:  # no text known: not the same reply
+        a, b = text.get(one, ""), text.get(other, "")
+        return bool(a.strip() and b.strip()) and same_reply(a, b)
+
+    def battle(better: int, worse: int) -> None:
+        a, b = source.get(better), source.get(worse)
+        if a and b and a != b:
+            battles.append(Battle(a, b, 0.5 if same(better, worse) else 1.0))
+
     if turn.kind in ("pick", "ranking"):
         for better, worse in turn.pairs:
-            a, b = source.get(better), source.get(worse)
-            if a and b and a != b:
-                battles.append(Battle(a, b, 1.0))
+            battle(better, worse)
+        stored = set(turn.pairs)
+        first = list(turn.members) if turn.kind == "ranking" else \
+            [turn.chosen] if turn.chosen is not None else []
+        rest = [c.id for c in turn.candidates if c.pickable and c.id not in first]
+        for i, better in enumerate(first):
+            for worse in [*first[i + 1:], *rest]:
+                if (better, worse) not in stored and same(better, worse):
+                    battle(better, worse)
     elif turn.kind == "tie":
         tied = [source.get(m) for m in turn.members]
         battles += [Battle(a, b, 0.5) for a, b in combinations(tied, 2) if a and b and a != b]
@@ -202,21 +224,35 @@ def compute(turns: Sequence[ArenaTurn], rounds: int = ROUNDS, seed: int = 0) -> 
     total = sum(len(b) for b in battles)
     w_turns = battle_weights(battles, names)
     w = w_turns.sum(axis=0)
-    if (len(names) < 2 or any(sum(r) < MIN_BATTLES for r in records.values())
-            or not finite_mle(w)):
+    # A source new to the arena (a tuned version offered blind) must not blank the others:
+    # the sources with enough battles are ranked among themselves, the new ones listed.
+    ranked = [n for n in names if sum(records[n]) >= MIN_BATTLES]
+    newcomers = [n for n in names if n not in ranked]
+    fitted = [[bt for bt in bs if bt.a in ranked and bt.b in ranked] for bs in battles]
+    fitted = [bs for bs in fitted if bs]
+    w_turns_r = battle_weights(fitted, ranked)
+    if len(ranked) < 2 or not finite_mle(w_turns_r.sum(axis=0)):
         standings = [Standing(n, None, None, None, *records[n]) for n in names]
         standings.sort(key=lambda s: -(s.win_rate or 0.0))
         return Leaderboard(standings, len(battles), total, _not_ready(w, names, records),
                            head_to_head=tuned)
-    point = fit_strengths(w)
-    boot, degenerate = bootstrap(w_turns, rounds, seed, point)
+    point = fit_strengths(w_turns_r.sum(axis=0))
+    boot, degenerate = bootstrap(w_turns_r, rounds, seed, point)
     low, high = intervals(boot)
     standings = [Standing(n, float(point[i]), float(low[i]), float(high[i]), *records[n])
-                 for i, n in enumerate(names)]
+                 for i, n in enumerate(ranked)]
     standings.sort(key=lambda s: -(s.strength or 0.0))
+    later = [Standing(n, None, None, None, *records[n]) for n in newcomers]
+    standings += sorted(later, key=lambda s: -(s.win_rate or 0.0))
+    used = sum(len(bs) for bs in fitted)
     note = (f"Bradley-Terry strengths on the Elo scale (the average source is "
-            f"{INIT_RATING:.0f}; 400 points = 10:1 odds) from {total} battles in "
-            f"{len(battles)} turns; 95% intervals from {rounds} bootstrap resamples of turns")
+            f"{INIT_RATING:.0f}; 400 points = 10:1 odds) from {used} battles in "
+            f"{len(fitted)} turns; 95% intervals from {rounds} bootstrap resamples of turns")
+    if newcomers:
+        few = ", ".join(f"{n} has {sum(records[n])}" for n in newcomers)
+        note += (f". Not ranked yet: {few} (each needs {MIN_BATTLES} battles); their "
+                 "battles are counted in their rows, the strengths come from the battles "
+                 "between the ranked sources")
     if degenerate > 0.025:
         note += (f". In {degenerate:.0%} of the resamples a source won or lost every battle "
                  "it had, so its strength there has no end: an interval bound shown as … is "

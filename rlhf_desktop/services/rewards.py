@@ -15,14 +15,14 @@ import shutil
 import threading
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rlhf_desktop import config
-from rlhf_desktop.domain import ModelVersion, PreferencePair
+from rlhf_desktop.domain import Candidate, ModelVersion, PreferencePair
 from rlhf_desktop.reward.embedder import Embedder
 from rlhf_desktop.reward.hf_ranker import p_better
 from rlhf_desktop.reward.model import (
@@ -43,9 +43,11 @@ from rlhf_desktop.reward.training import (
     pair_matrix,
     pairwise_accuracy,
     train,
+    training_pairs,
 )
 from rlhf_desktop.services.ranker_slot import TRANSFORMERS_RANKER_VERSION, RankerSlot
 from rlhf_desktop.storage.embcache import SqliteEmbeddingCache
+from rlhf_desktop.storage.pick_rules import is_whole_reply
 from rlhf_desktop.storage.repo import Repository
 
 log = logging.getLogger(__name__)
@@ -163,6 +165,42 @@ class RewardService:
         scores = model.score(prompt, list(replies))
         return Ranked(scores=scores, version=model.version if model.trained else None)
 
+    def rank_replies(self, prompt: str, candidates: Sequence[Candidate]
+                     ) -> tuple[list[float | None], int | None]:
+        """Scores of a turn's replies, one per candidate, and the version that gave them.
+
+        Only whole replies are scored and ranked (:func:`~rlhf_desktop.storage.pick_rules.
+        is_whole_reply`): a failed, stopped or empty reply gets None, so an empty "Failed"
+        card never outranks a whole reply (an empty text scores near zero, above many whole
+        replies). Call from a worker thread."""
+        whole = [i for i, c in enumerate(candidates) if is_whole_reply(c)]
+        scores: list[float | None] = [None] * len(candidates)
+        if not whole:
+            return scores, self.scoring_version
+        result = self.rank(prompt, [candidates[i].text for i in whole])
+        if result.version is not None:
+            for i, score in zip(whole, result.scores, strict=True):
+                scores[i] = score
+        return scores, result.version
+
+    def explain_replies(self, prompt: str, candidates: Sequence[Candidate]) -> TurnExplanation:
+        """:meth:`explain` of a turn's whole replies only (the confidence compares the top
+        two whole replies, never two failures); a failed, stopped or empty reply gets an
+        all-zero :class:`ScoreParts` in its place, so ``parts`` stays one per candidate."""
+        whole = [i for i, c in enumerate(candidates) if is_whole_reply(c)]
+        blank = ScoreParts(score=0.0, style=0.0, content=0.0, style_vs_mean=0.0,
+                           content_vs_mean=0.0, drivers=())
+        parts = [blank] * len(candidates)
+        if not whole:
+            return TurnExplanation(version=self.scoring_version, parts=parts, p_top=None,
+                                   unsure=True, metric="no whole reply to rank")
+        why = self.explain(prompt, [candidates[i].text for i in whole])
+        if len(why.parts) != len(whole):
+            return replace(why, parts=[])
+        for i, part in zip(whole, why.parts, strict=True):
+            parts[i] = part
+        return replace(why, parts=parts)
+
     def explain(self, prompt: str, replies: Sequence[str]) -> TurnExplanation:
         """Scores split into style and content, the style drivers and the turn's confidence
         (embeds the replies; call from a worker thread). With the transformers ranker, its
@@ -201,15 +239,17 @@ class RewardService:
         progress: ProgressFn | None = None,
         cancel: CancelFlag | None = None,
     ) -> ModelVersion:
-        """Train on every stored pair, save a new version atomically, record it, use it.
+        """Train on the stored pairs (:func:`training_pairs`: without the cut-rejected ones by
+        default), save a new version atomically, record it, use it.
 
         Blocking; one at a time (a second call waits for the first).
         """
         with self._train_lock:
             repo = Repository.open(self.db_path)
             try:
-                pairs = repo.all_pairs()
+                pairs, cut = training_pairs(repo.all_pairs(), repo.cut_pair_ids(), cfg)
                 result = train(pairs, cfg, self.embedder, progress, cancel)
+                result.metrics["cut_pairs_left_out"] = cut
                 adoption = decide_adoption(self.model, result, pairs, self.embedder)
                 result.metrics["adoption"] = adoption
                 record = store_version(repo, result.model, result.metrics)

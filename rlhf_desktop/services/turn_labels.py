@@ -18,9 +18,9 @@ from rlhf_desktop.services.labeling import (
     PositionBias,
     model_rank,
 )
-from rlhf_desktop.storage.pick_rules import is_whole_reply
+from rlhf_desktop.storage.pick_rules import is_whole_reply, same_as
 
-__all__ = ["TurnLabels", "model_rank", "rankable"]
+__all__ = ["TurnLabels", "is_whole_reply", "model_rank", "rankable", "same_replies"]
 
 
 def rankable(turn: Turn) -> list[Candidate]:
@@ -28,6 +28,19 @@ def rankable(turn: Turn) -> list[Candidate]:
     failed, stopped or empty; not the user's rewrite)."""
     return [c for c in turn.candidates
             if c.id is not None and c.source != "edit" and is_whole_reply(c)]
+
+
+def same_replies(turn: Turn) -> dict[int, list[int]]:
+    """For each whole generated reply of ``turn`` that is the same reply as others
+    (:func:`~rlhf_desktop.storage.pick_rules.same_reply`), their candidate indices: what a
+    card says as "same as Reply 2" (a pick never stores a pair between them)."""
+    whole = [c for c in turn.candidates if c.source != "edit" and is_whole_reply(c)]
+    found: dict[int, list[int]] = {}
+    for cand in whole:
+        same = [c.index for c in same_as(whole, cand)]
+        if same:
+            found[cand.index] = same
+    return found
 
 
 class TurnLabels:

@@ -33,6 +33,8 @@ class ArenaCandidate:
     origin: dict[str, Any] | None
     pickable: bool
     """A whole reply of the model (text, no error, not stopped, not the user's rewrite)."""
+    text: str = ""
+    """The reply (two replies that are the same reply battle to a tie)."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ class ArenaQueries:
                 found.setdefault(int(r[1]), []).append(ArenaCandidate(
                     id=int(r[0]), source=str(name) if name else None,
                     origin=origin if isinstance(origin, dict) else None,
-                    pickable=r[6] != "edit" and is_whole_reply(reply)))
+                    pickable=r[6] != "edit" and is_whole_reply(reply), text=str(r[3])))
         return found
 
     def _pairs_of(self, label_ids: list[int]) -> dict[int, list[tuple[int, int]]]:

@@ -25,7 +25,12 @@ from rlhf_desktop.domain import (
     Turn,
 )
 from rlhf_desktop.storage.pairs import StorageError
-from rlhf_desktop.storage.pick_rules import no_rejected_message, ranking_pairs, rejected_side
+from rlhf_desktop.storage.pick_rules import (
+    no_rejected_message,
+    ranking_pairs,
+    rejected_side,
+    same_reply,
+)
 from rlhf_desktop.storage.provenance import METADATA_KEYS, ProvenanceQueries, pair_metadata
 
 __all__ = ["METADATA_KEYS", "LabelQueries", "pair_metadata"]
@@ -73,11 +78,13 @@ class LabelQueries(ProvenanceQueries):
     ) -> int:
         """Record a thumbs-up: one label and its pairs in one durable transaction.
 
-        The rejected side is every other whole reply: failed, cut, empty, filtered and
-        Esc-stopped (cancelled) replies are left out (:mod:`rlhf_desktop.storage.pick_rules`),
-        and so is a rewrite of the user's. ``against`` names the rejected replies explicitly
-        instead, which may include such a reply on purpose. Returns the label id. A previous
-        label on the same turn is replaced.
+        The rejected side is every other whole reply: failed, empty, filtered and
+        Esc-stopped (cancelled) replies are left out, and so are replies that are the same
+        reply as the chosen one (a tie) (:mod:`rlhf_desktop.storage.pick_rules`), and a
+        rewrite of the user's. A reply cut at max tokens stays, flagged ``rejected_cut``.
+        ``against`` names the rejected replies explicitly instead, which may include a
+        failed or stopped reply on purpose. Returns the label id. A previous label on the
+        same turn is replaced.
         """
         turn = self.get_turn(turn_id)
         chosen = self._candidate_of(turn, chosen_candidate_id)
@@ -145,11 +152,11 @@ class LabelQueries(ProvenanceQueries):
         if not text.strip():
             raise StorageError("the edited reply is empty; write the reply you want, or "
                                "cancel")
-        if text.strip() == original.text.strip():
+        if same_reply(text, original.text):
             raise StorageError("the edited reply is the same as the original; change it, or "
                                "pick the original with Best")
         generated = [c for c in turn.candidates if c.source != "edit"]
-        others = [c for c in rejected_side(generated, None)]
+        others = rejected_side(generated, None, chosen_text=text)
         if original not in others:
             others.append(original)
         index = max((c.index for c in turn.candidates), default=-1) + 1

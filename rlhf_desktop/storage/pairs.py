@@ -11,11 +11,20 @@ from typing import TYPE_CHECKING, Any
 
 from rlhf_desktop.domain import Message, PreferencePair, last_user_text
 
-PairRow = tuple[int, str, str, str, str | None, str, float, str]
-"""(id, last user message, chosen, rejected, reason, source, created_at, matched in)
+PairRow = tuple[int, str, str, str, str | None, str, float, str, str]
+"""(id, last user message, chosen, rejected, reason, source, created_at, matched in, note)
 
 ``matched in`` names where the text filter was found ("prompt", "earlier turn",
-"chosen", ...), empty without a filter."""
+"chosen", ...), empty without a filter. ``note`` says what a reader of the pair must know:
+"rejected cut at max tokens" (:func:`~rlhf_desktop.storage.pick_rules.is_cut`), "same
+reply on both sides: never exported" (a pair stored before identical replies became a
+tie), or ""."""
+
+NOTE_CUT = "rejected cut at max tokens"
+CUT = "length"
+"""The finish reason of a reply cut at max tokens (:data:`pick_rules.CUT
+<rlhf_desktop.storage.pick_rules.CUT>`, which imports this module's StorageError)."""
+NOTE_SAME = "same reply on both sides: never exported"
 
 
 # The words of the stored prompt JSON's structure: its keys and roles.
@@ -46,6 +55,14 @@ _REFERENCES = {
 
 class StorageError(Exception):
     """A request the database cannot satisfy (unknown id, bad value); the message says why."""
+
+
+def same_reply(a: str, b: str) -> bool:
+    """:func:`rlhf_desktop.storage.pick_rules.same_reply` (imported when first used: that
+    module imports this one)."""
+    from rlhf_desktop.storage.pick_rules import same_reply as rule
+
+    return rule(a, b)
 
 
 IN_CHUNK = 500  # SQLite's default limit is 999 bound parameters
@@ -126,16 +143,29 @@ class PairQueries:
     def iter_pairs(self, text_filter: str = "", metadata: bool = True
                    ) -> Iterator[PreferencePair]:
         """Every pair, oldest first, streamed; with its provenance in ``metadata`` when
-        asked (read 500 pairs at a time)."""
+        asked (read 500 pairs at a time). A pair whose two replies are the same reply
+        (:func:`~rlhf_desktop.storage.pick_rules.same_reply`, stored before that rule) is a
+        tie, never a preference: it is left out of every read for exports and training
+        (the dataset view still lists it, to be deleted)."""
         sql, args = self._pair_query(text_filter)
         cur = self.conn.execute(sql + " ORDER BY id", args)
         while rows := cur.fetchmany(500):
-            pairs = [self._pair(row) for row in rows]
+            pairs = [p for p in (self._pair(row) for row in rows)
+                     if not same_reply(p.chosen, p.rejected)]
             yield from self.with_metadata(pairs) if metadata else pairs
 
     def all_pairs(self) -> list[PreferencePair]:
-        """Every pair, oldest first (without metadata: what training reads)."""
+        """Every pair, oldest first (without metadata: what training reads; see
+        :meth:`cut_pair_ids` for the pairs whose rejected reply was cut)."""
         return list(self.iter_pairs(metadata=False))
+
+    def cut_pair_ids(self) -> set[int]:
+        """The ids of the pairs whose rejected reply the server cut at max tokens (finish
+        reason ``length``; :func:`~rlhf_desktop.storage.pick_rules.is_cut`): the pairs
+        ``metadata["rejected_cut"]`` flags. Imported pairs have no stored reply: never."""
+        return {int(r[0]) for r in self.conn.execute(
+            "SELECT p.id FROM pairs p JOIN candidates k ON k.id = p.rejected_candidate_id"
+            " WHERE k.finish_reason = ?", (CUT,))}
 
     def _pair_query(self, text_filter: str) -> tuple[str, list[Any]]:
         sql = f"SELECT {self._PAIR_COLUMNS} FROM pairs"
@@ -170,7 +200,8 @@ class PairQueries:
         view holding 100k of them gives the garbage collector nothing to walk."""
         sql, args = self._pair_query(text_filter)
         sql = sql.replace(self._PAIR_COLUMNS, "id, prompt_json, chosen, rejected, reason,"
-                          " source, created_at")
+                          " source, created_at, (SELECT k.finish_reason FROM candidates k"
+                          " WHERE k.id = pairs.rejected_candidate_id)")
         if before_id is not None:
             sql += (" AND" if args else " WHERE") + " id < ?"
             args = [*args, before_id]
@@ -178,8 +209,9 @@ class PairQueries:
         out: list[PairRow] = []
         for r in rows:
             messages = messages_from_json(r[1])
+            note = NOTE_SAME if same_reply(r[2], r[3]) else NOTE_CUT if r[7] == CUT else ""
             out.append((r[0], last_user_text(messages), r[2], r[3], r[4], r[5], r[6],
-                        matched_in(text_filter, messages, r[2], r[3], r[4])))
+                        matched_in(text_filter, messages, r[2], r[3], r[4]), note))
         return out
 
     def get_pair(self, pair_id: int) -> PreferencePair:

@@ -1,5 +1,7 @@
-"""Which replies of a turn a pick turns into preference pairs (the rejected side), and
-the pairs and weights of a ranking (:func:`ranking_pairs`).
+"""Which replies of a turn a pick turns into preference pairs (the rejected side), the
+pairs and weights of a ranking (:func:`ranking_pairs`), and the rules every reader of pairs
+shares: which replies are whole, which are the same reply, which were cut at max tokens,
+the order replies rank in, and which reply continues the conversation.
 
 A pair says "the chosen reply is better than the rejected one". A reply that failed (the
 server sent it empty, cut it short, or an error ended it), one the content filter stopped,
@@ -7,15 +9,32 @@ and one the user stopped with Esc (a cancelled partial) are not whole replies: a
 complete reply against a cut one teaches the reward model "longer wins", not "better
 wins". So by default they are left out of the rejected side, as are empty replies. A UI
 may still put one there deliberately by naming it in ``against``. Such replies cannot be
-ranked at all.
+ranked or scored at all, and they sort after the whole ones (:func:`rank_key`).
+
+Two replies that are the same reply (:func:`same_reply`: equal after Unicode NFKC,
+casefolding, collapsing whitespace and dropping trailing full stops) are a tie, never a
+win: no pair holds them on both sides, none is exported, and the leaderboard counts their
+battle as a tie. No fuzzy threshold: replies that differ in a word differ.
+
+A reply the server cut at max tokens (finish reason ``length``) is whole text the user may
+rightly prefer another reply over, so a pair against it is kept, flagged ``rejected_cut``
+in the pair's metadata (:func:`is_cut`): with a low max-token limit the cut replies are
+the longest ones, and such pairs push a ranker toward "shorter wins". Reward training
+leaves them out by default (``TrainConfig.use_cut_pairs``).
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Sequence
 
-from rlhf_desktop.domain import Candidate
-from rlhf_desktop.storage.pairs import StorageError
+from rlhf_desktop.domain import Candidate, Turn
+from rlhf_desktop.storage.pairs import CUT, StorageError
+
+__all__ = ["CUT", "NOT_WHOLE", "context_reply", "is_cut", "is_whole_reply",
+           "no_rejected_message", "rank_key", "ranked", "ranking_pairs", "rejected_side",
+           "reply_key", "same_as", "same_reply", "why_left_out"]
 
 NOT_WHOLE = frozenset({"error", "cancelled", "content_filter"})
 """Finish reasons of replies that did not end as the model meant them to."""
@@ -25,6 +44,70 @@ def is_whole_reply(candidate: Candidate) -> bool:
     """True for a reply with text that finished normally (no error, not stopped)."""
     return (bool(candidate.text.strip()) and not candidate.error
             and candidate.finish_reason not in NOT_WHOLE)
+
+
+_SPACE = re.compile(r"\s+")
+_FULL_STOPS = ".。…"
+
+
+def reply_key(text: str) -> str:
+    """What two replies must share to be the same reply: the text after Unicode NFKC,
+    casefolding, whitespace collapsed to single spaces, and trailing full stops dropped.
+
+    Sampling at a temperature often returns one answer four times, spaced or cased a little
+    differently ("Canberra." and "canberra"); a preference between those says nothing
+    about which reply is better, only which one the user clicked."""
+    flat = _SPACE.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+    return flat.rstrip(_FULL_STOPS + " ")
+
+
+def same_reply(a: str, b: str) -> bool:
+    """Whether two reply texts are the same reply (:func:`reply_key`); a tie, never a win."""
+    return reply_key(a) == reply_key(b)
+
+
+def same_as(candidates: Sequence[Candidate], candidate: Candidate) -> list[Candidate]:
+    """The other replies of ``candidates`` that are the same reply as ``candidate``
+    (:func:`same_reply`), in their order; none for a reply without text."""
+    if not candidate.text.strip():
+        return []
+    key = reply_key(candidate.text)
+    return [c for c in candidates
+            if c is not candidate and (c.id is None or c.id != candidate.id)
+            and c.text.strip() and reply_key(c.text) == key]
+
+
+def is_cut(candidate: Candidate) -> bool:
+    """A reply the server cut at max tokens (kept as a rejected reply, flagged)."""
+    return candidate.finish_reason == CUT
+
+
+def rank_key(candidate: Candidate) -> tuple[bool, float, int]:
+    """Sort key of a turn's replies: whole replies first, best score first; failed, stopped
+    and empty replies after them, unscored, in the provider's order."""
+    whole = is_whole_reply(candidate)
+    score = candidate.score if whole and candidate.score is not None else 0.0
+    return (not whole, -score, candidate.index)
+
+
+def ranked(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """``candidates`` in rank order (:func:`rank_key`)."""
+    return sorted(candidates, key=rank_key)
+
+
+def context_reply(turn: Turn) -> Candidate | None:
+    """The reply that continues the conversation after ``turn``: the one the user picked
+    (a tie's first, a ranking's first, a rewrite); none after "all bad" (a bad reply never
+    becomes context unless the user picks it, which replaces the flag); else the top-ranked
+    reply with text, whole replies first."""
+    usable = [c for c in turn.candidates if c.text.strip()]
+    if turn.label_kind == "all_bad" or not usable:
+        return None
+    if turn.chosen_candidate_id is not None:
+        for cand in usable:
+            if cand.id == turn.chosen_candidate_id:
+                return cand
+    return ranked(usable)[0]
 
 
 def why_left_out(candidate: Candidate) -> str:
@@ -40,17 +123,25 @@ def why_left_out(candidate: Candidate) -> str:
 
 def rejected_side(
     candidates: Sequence[Candidate], chosen_id: int | None,
-    against: Sequence[int] | None = None,
+    against: Sequence[int] | None = None, chosen_text: str | None = None,
 ) -> list[Candidate]:
-    """The replies that become the rejected side of a pick of ``chosen_id``.
+    """The replies that become the rejected side of a pick of ``chosen_id`` (or of
+    ``chosen_text``, a rewrite that is not among ``candidates``).
 
-    ``against=None``: every other whole reply (:func:`is_whole_reply`). Otherwise exactly
-    the replies with those ids, whole or not (each must be another reply of the turn, with
-    text): the explicit way to prefer a reply over a failed or stopped one.
+    ``against=None``: every other whole reply (:func:`is_whole_reply`) that is not the same
+    reply as the chosen one (:func:`same_reply`: a tie, no pair). Otherwise exactly the
+    replies with those ids, whole or not (each must be another reply of the turn, with text,
+    and differ from the chosen one): the explicit way to prefer a reply over a failed or
+    stopped one.
     """
-    others = [c for c in candidates if c.id != chosen_id]
+    chosen = next((c for c in candidates if c.id == chosen_id), None) \
+        if chosen_id is not None else None
+    if chosen_text is None and chosen is not None:
+        chosen_text = chosen.text
+    others = [c for c in candidates if chosen_id is None or c.id != chosen_id]
     if against is None:
-        return [c for c in others if is_whole_reply(c)]
+        return [c for c in others if is_whole_reply(c)
+                and (chosen_text is None or not same_reply(chosen_text, c.text))]
     by_id = {c.id: c for c in others}
     picked: list[Candidate] = []
     for cid in dict.fromkeys(against):
@@ -60,6 +151,9 @@ def rejected_side(
         if not cand.text.strip():
             raise StorageError(f"reply {cand.index + 1} is empty; an empty reply cannot be "
                                "the rejected side of a pair")
+        if chosen_text is not None and same_reply(chosen_text, cand.text):
+            raise StorageError(f"reply {cand.index + 1} is the same reply as the chosen one; "
+                               "the same reply is a tie, never the rejected side of a pair")
         picked.append(cand)
     return picked
 
@@ -69,10 +163,15 @@ def no_rejected_message(candidates: Sequence[Candidate], chosen_id: int | None) 
     others = [c for c in candidates if c.id != chosen_id]
     if not others:
         return "a pick needs at least one other reply to compare; this turn has only one"
-    reasons = ", ".join(f"reply {c.index + 1} {why_left_out(c)}" for c in others)
-    return (f"a pick needs at least one other whole reply to compare against ({reasons}); "
-            "failed, stopped and empty replies are not stored as pairs. Regenerate the turn "
-            "to get whole replies.")
+    chosen = next((c for c in candidates if c.id == chosen_id), None)
+    same = {c.id for c in same_as(candidates, chosen)} if chosen is not None else set()
+    reasons = ", ".join(
+        f"reply {c.index + 1} " + ("is the same reply" if c.id in same else why_left_out(c))
+        for c in others)
+    return (f"a pick needs at least one other whole reply, a different one, to compare against "
+            f"({reasons}); failed, stopped, empty and identical replies are not stored as "
+            "pairs. Regenerate the turn to get other replies (identical replies are a "
+            "tie).")
 
 
 def ranking_pairs(
@@ -86,16 +185,19 @@ def ranking_pairs(
     top k of N whole replies, k ≥ 2) ranks the rest tied below the last ranked one: each
     ranked reply beats the ones after it and every unranked whole reply, and the unranked
     ones make no pairs among themselves (k(k−1)/2 + k(N−k) pairs). Failed, stopped and
-    empty replies left unranked are left out, as from a pick's rejected side.
+    empty replies left unranked are left out, as from a pick's rejected side, and so is
+    every combination of two replies that are the same reply (:func:`same_reply`: a tie).
 
     Weights: the pairs of one ranking share N−1 between them (each weighs (N−1)/pairs; 2/N
     for a full ranking), so a ranked turn counts in training as much as a pick of the same N
-    replies (N−1 pairs of weight 1), however much of it was ranked. Raises StorageError,
-    with what to do, on an unknown, repeated, failed or empty reply, or fewer than two.
+    replies (N−1 pairs of weight 1), however much of it was ranked; a combination left out
+    as a tie takes its share with it, as a pick's identical reply does. Raises
+    StorageError, with what to do, on an unknown, repeated, failed or empty reply, fewer
+    than two, or replies that are all the same reply.
     """
     by_id = {c.id: c for c in candidates if c.id is not None}
     seen: set[int] = set()
-    ranked: list[Candidate] = []
+    placed: list[Candidate] = []
     for cid in order:
         cand = by_id.get(cid)
         if cand is None:
@@ -108,12 +210,17 @@ def ranking_pairs(
             raise StorageError(f"reply {cand.index + 1} is {why_left_out(cand)} and cannot "
                                "be ranked; rank the whole replies (or regenerate it first)")
         seen.add(cid)
-        ranked.append(cand)
-    if len(ranked) < 2:
+        placed.append(cand)
+    if len(placed) < 2:
         raise StorageError("a ranking needs two or more replies in order; to choose just one "
                            "reply, pick it with Best")
     rest = [c for c in candidates if c.id not in seen and is_whole_reply(c)]
-    combos = [(better, worse) for i, better in enumerate(ranked)
-              for worse in [*ranked[i + 1:], *rest]]
-    weight = (len(ranked) + len(rest) - 1) / len(combos)
-    return [(better, worse, weight) for better, worse in combos]
+    combos = [(better, worse) for i, better in enumerate(placed)
+              for worse in [*placed[i + 1:], *rest]]
+    weight = (len(placed) + len(rest) - 1) / len(combos)
+    kept = [(better, worse, weight) for better, worse in combos
+            if not same_reply(better.text, worse.text)]
+    if not kept:
+        raise StorageError("the ranked replies are all the same reply: a tie, not an order; "
+                           "mark them as a tie")
+    return kept

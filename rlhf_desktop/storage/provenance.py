@@ -11,14 +11,14 @@ from dataclasses import replace
 from typing import Any
 
 from rlhf_desktop.domain import PreferencePair
-from rlhf_desktop.storage.pairs import in_chunks
+from rlhf_desktop.storage.pairs import CUT, in_chunks
 
 METADATA_KEYS = (
     "label_id", "label_kind", "conversation_id", "turn_id", "provider", "model", "temperature",
     "seed", "blind", "time_to_pick_s", "reward_model_version", "chosen_score",
     "rejected_score", "chosen_position", "rejected_position", "chosen_source",
     "edited_from_index", "weight", "chosen_rank", "rejected_rank", "chosen_origin",
-    "rejected_origin",
+    "rejected_origin", "rejected_cut",
 )
 """The keys of every pair's ``metadata`` (each line has all of them; unknown ones are null).
 
@@ -27,7 +27,10 @@ them). ``chosen_rank`` / ``rejected_rank`` are the 1-based places of the two rep
 ranking label (null outside a ranking, and for the replies a partial ranking left unranked,
 which count as tied below every ranked one). ``chosen_origin`` / ``rejected_origin`` are the
 arena source each reply came from (name, provider, model, temperature, chat_model_version;
-null outside an arena turn, whose ``provider`` is ``arena``)."""
+null outside an arena turn, whose ``provider`` is ``arena``). ``rejected_cut`` is true when
+the rejected reply was cut at max tokens (finish reason ``length``; the pair is kept, and
+reward training leaves it out by default), false for a whole one, null for a pair without a
+stored reply (an import)."""
 
 
 def pair_metadata(pair: PreferencePair, label: dict[str, Any] | None,
@@ -57,6 +60,8 @@ def pair_metadata(pair: PreferencePair, label: dict[str, Any] | None,
         meta[f"{side}_position"] = positions.get(cid, facts["position"]) \
             if cid is not None else None
         meta[f"{side}_origin"] = facts.get("origin")
+        if side == "rejected":
+            meta["rejected_cut"] = facts.get("finish_reason") == CUT
         if side == "chosen":
             meta["chosen_source"] = facts["source"]
             meta["edited_from_index"] = facts["edited_from_index"]
@@ -105,13 +110,14 @@ class ProvenanceQueries:
         for chunk, marks in in_chunks(ids):
             rows = self.conn.execute(
                 "SELECT k.id, k.idx, k.score, k.model_version, k.position, k.source, o.idx,"
-                " k.origin_json"
+                " k.origin_json, k.finish_reason"
                 " FROM candidates k LEFT JOIN candidates o ON o.id = k.edited_from"
                 f" WHERE k.id IN ({marks})", chunk)
             for r in rows:
                 found[int(r[0])] = {"index": r[1], "score": r[2], "model_version": r[3],
                                     "position": r[4], "source": r[5], "edited_from_index": r[6],
-                                    "origin": json.loads(r[7]) if r[7] else None}
+                                    "origin": json.loads(r[7]) if r[7] else None,
+                                    "finish_reason": r[8]}
         return found
 
     def with_metadata(self, pairs: Sequence[PreferencePair]) -> list[PreferencePair]:

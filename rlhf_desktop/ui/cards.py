@@ -39,6 +39,30 @@ def badge(text: str, role: str, parent: QWidget | None = None) -> QLabel:
     return label
 
 
+BAD_MARK = "✗"
+"""A state badge whose text starts with it ("✗ Bad") is a verdict against the reply: it
+shows in the ``bad`` colour, never in the green of "✓ Your pick"."""
+
+
+class StateBadge(QLabel):
+    """The card's state badge ("✓ Your pick", "= Tie", "2nd", "✗ Bad"): its colour follows
+    its text, so whoever sets the text gets the right colour (``badge`` role ``bad`` for a
+    text starting with :data:`BAD_MARK`, else ``state``)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("", parent)
+        self.setProperty("badge", "state")
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
+
+    def setText(self, text: str) -> None:  # Qt's name
+        """Set the text and the colour role that goes with it."""
+        super().setText(text)
+        role = "bad" if text.startswith(BAD_MARK) else "state"
+        if self.property("badge") != role:
+            self.setProperty("badge", role)
+            _repolish(self)
+
+
 def failed(c: Candidate) -> bool:
     """A reply that failed or came back empty (nothing to pick)."""
     return bool(c.error) or (not c.text.strip() and c.finish_reason != "cancelled")
@@ -83,7 +107,7 @@ class CandidateCard(QFrame):
         self.rank_badge = badge(f"Reply {index + 1}", "neutral")
         self.score_badge = badge("", "score")
         self.version_badge = badge("", "version")
-        self.state_badge = badge("", "state")
+        self.state_badge = StateBadge()
         self.source_badge = SourceBadge()
         self.origin_shown = False
         """Whether the card names its reply's source (the turn widget decides)."""
@@ -120,6 +144,13 @@ class CandidateCard(QFrame):
         self.why_label.hide()
 
         self.body = MarkdownView(renderer)
+        self.same_note = QLabel("")
+        self.same_note.setObjectName("cardFooter")
+        self.same_note.setWordWrap(True)
+        self.same_note.setToolTip("The same reply (ignoring case, spacing and a final full "
+                                  "stop): a pick never stores a preference between them, "
+                                  "they are a tie")
+        self.same_note.hide()
         self.footer = QLabel("")
         self.footer.setObjectName("cardFooter")
         self.footer.setWordWrap(True)
@@ -148,6 +179,7 @@ class CandidateCard(QFrame):
         self.meta.addStretch(1)
         layout.addLayout(self.meta)
         layout.addWidget(self.why_label)
+        layout.addWidget(self.same_note)
         layout.addWidget(self.body)
         layout.addStretch(1)
         layout.addLayout(actions)
@@ -223,6 +255,17 @@ class CandidateCard(QFrame):
             self.copy_button.setText("Copied ✓")
             self._copied_timer.start()
             self.copied.emit(self.index)
+
+    def set_same_as(self, names: list[str]) -> None:
+        """Say that this reply is the same reply as the cards named (e.g. ["Reply 2"] or
+        ["#1", "#3"]); an empty list hides the note."""
+        if not names:
+            self.same_note.setText("")
+            self.same_note.hide()
+            return
+        said = names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
+        self.same_note.setText(f"= same as {said} (a tie: no preference pair)")
+        self.same_note.show()
 
     def set_regenerate(self, allowed: bool, why: str = "") -> None:
         """Enable this card's Regenerate (``why`` says why not, in its tooltip)."""

@@ -35,18 +35,31 @@ from PySide6.QtWidgets import (
 
 from rlhf_desktop.domain import PreferencePair
 from rlhf_desktop.services.datasets import DatasetService, DeletedPairs, PairRow
+from rlhf_desktop.services.export_folder import FolderExport
 from rlhf_desktop.ui.backend import Backend
 
 PAGE = 500
-COLUMNS = ("Prompt", "Chosen", "Rejected", "Reason", "Time", "Source", "Matched in")
+COLUMNS = ("Prompt", "Chosen", "Rejected", "Reason", "Time", "Source", "Matched in", "Note")
 MATCH_COLUMN = 6  # shown first, and only while a filter is set
-EXPORTS = {
-    "JSON Lines, project format (*.jsonl)": ("jsonl", ".jsonl"),
-    "TRL standard (*.jsonl)": ("trl", ".jsonl"),
-    "TRL conversational (*.jsonl)": ("trl-conversational", ".jsonl"),
-    "Anthropic HH-RLHF (*.jsonl)": ("hh", ".jsonl"),
-    "CSV (*.csv)": ("csv", ".csv"),
+NOTE_COLUMN = 7  # "rejected cut at max tokens", "same reply on both sides: never exported"
+FOLDER = "folder"
+"""The export that writes a folder: every format, the labels file and a dataset card."""
+EXPORTS: dict[str, tuple[str, str, bool]] = {
+    # name filter: (format, suffix, parquet), as ``rlhf-desktop export`` takes them
+    "JSON Lines, project format, with metadata (*.jsonl)": ("jsonl", ".jsonl", False),
+    "TRL standard (*.jsonl)": ("trl", ".jsonl", False),
+    "TRL conversational (*.jsonl)": ("trl-conversational", ".jsonl", False),
+    "Anthropic HH-RLHF (*.jsonl)": ("hh", ".jsonl", False),
+    "OpenAI or Azure OpenAI DPO fine-tuning (*.jsonl)": ("openai-dpo", ".jsonl", False),
+    "CSV (*.csv)": ("csv", ".csv", False),
+    "Rankings, one line per ranked turn (*.jsonl)": ("ranking", ".jsonl", False),
+    "Labels, one line per labeled turn, ties and all bad included (*.jsonl)":
+        ("labels", ".jsonl", False),
+    "Parquet, project format, needs the datasets package (*.parquet)":
+        ("jsonl", ".parquet", True),
+    "Dataset folder: every format, the labels and a dataset card (*)": (FOLDER, "", False),
 }
+NOUNS = {"ranking": "rankings", "labels": "labeled turns"}
 Index = QModelIndex | QPersistentModelIndex
 
 
@@ -54,6 +67,18 @@ def one_line(text: str, limit: int = 300) -> str:
     """Cell text: the first ``limit`` characters on one line."""
     flat = " ".join(text[: limit + 50].split())
     return flat if len(flat) <= limit else flat[:limit] + "…"
+
+
+NOTE_TIPS = {
+    "rejected cut at max tokens": (
+        "The rejected reply was cut at max tokens. The pair is kept and exported with "
+        "metadata.rejected_cut = true; reward training leaves such pairs out by default "
+        "(cut replies are the longest, so they teach 'shorter wins')."),
+    "same reply on both sides: never exported": (
+        "Chosen and rejected are the same reply (ignoring case, spacing and a final full "
+        "stop): a tie, not a preference. Stored before that rule; never exported or "
+        "trained on. Delete it to tidy up."),
+}
 
 
 class PairsModel(QAbstractTableModel):
@@ -81,7 +106,7 @@ class PairsModel(QAbstractTableModel):
         return 0 if parent.isValid() else len(self.rows)
 
     def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        """Seven columns."""
+        """Eight columns."""
         return 0 if parent.isValid() else len(COLUMNS)
 
     def canFetchMore(self, parent: Index = QModelIndex()) -> bool:  # noqa: B008
@@ -113,6 +138,8 @@ class PairsModel(QAbstractTableModel):
             return one_line(self._full(row, col), 600)
         if role == Qt.ItemDataRole.ToolTipRole and col == MATCH_COLUMN and row[7]:
             return f"“{self.text_filter}” occurs in: {row[7]}"
+        if role == Qt.ItemDataRole.ToolTipRole and col == NOTE_COLUMN and row[8]:
+            return NOTE_TIPS.get(row[8], row[8])
         return None
 
     @staticmethod
@@ -124,7 +151,7 @@ class PairsModel(QAbstractTableModel):
             return one_line(self._full(row, col))
         if col == 4:
             return time.strftime("%Y-%m-%d %H:%M", time.localtime(row[6] or 0.0))
-        return row[5] if col == 5 else row[7]
+        return row[5] if col == 5 else row[7] if col == MATCH_COLUMN else row[8]
 
     def headerData(self, section: int, orientation: Qt.Orientation,
                    role: int = Qt.ItemDataRole.DisplayRole) -> Any:
@@ -144,6 +171,8 @@ class DatasetView(QWidget):
         super().__init__(parent)
         self.backend = backend
         self.last_deleted: DeletedPairs | None = None
+        self.last_export_error = ""
+        """What the last failed export said ("" after a success)."""
         self.datasets = backend.session.datasets
         self.model = PairsModel(self.datasets)
         self.filter = QLineEdit()
@@ -178,7 +207,7 @@ class DatasetView(QWidget):
         self.table.verticalHeader().setDefaultSectionSize(26)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        for col, width in enumerate((260, 300, 300, 160, 130, 70, 110)):
+        for col, width in enumerate((260, 300, 300, 160, 130, 70, 110, 170)):
             self.table.setColumnWidth(col, width)
         header.moveSection(MATCH_COLUMN, 0)
         self.table.setColumnHidden(MATCH_COLUMN, True)
@@ -227,8 +256,9 @@ class DatasetView(QWidget):
             self.detail.clear()
             return
         p = self.datasets.get(ids[0])
+        note = next((r[8] for r in self.model.rows if r[0] == ids[0]), "")
         self.detail.document().setMarkdown(
-            pair_markdown(p), QTextDocument.MarkdownFeature.MarkdownNoHTML)
+            pair_markdown(p, note), QTextDocument.MarkdownFeature.MarkdownNoHTML)
         self._highlight(self.model.text_filter)
 
     def _highlight(self, text: str) -> None:
@@ -278,42 +308,61 @@ class DatasetView(QWidget):
         return restored
 
     def export_dialog(self) -> None:
-        """Ask for a file and a format, then export in a worker thread."""
+        """Ask for a file (or a folder name) and a format, then export in a worker thread:
+        every format ``rlhf-desktop export`` writes, through the same service functions."""
         path, chosen = QFileDialog.getSaveFileName(
             self, "Export preference pairs", str(Path.home() / "preferences.jsonl"),
             ";;".join(EXPORTS))  # not the working folder: a menu launch has none of its own
         if not path:
             return
-        fmt, suffix = EXPORTS.get(chosen, ("jsonl", ".jsonl"))
-        if "." not in path.rsplit("/", 1)[-1]:
+        fmt, suffix, parquet = EXPORTS.get(chosen, ("jsonl", ".jsonl", False))
+        if fmt == FOLDER:
+            path = path.removesuffix(".jsonl")  # the suggested name was a file's
+        elif "." not in path.rsplit("/", 1)[-1]:
             path += suffix
-        self.backend.spawn(self.export(fmt, path), "export")
+        self.backend.spawn(self.export(fmt, path, parquet), "export")
 
-    async def export(self, fmt: str, path: str) -> int:
-        """Export every pair to ``path`` in ``fmt`` without blocking the window."""
+    async def export(self, fmt: str, path: str, parquet: bool = False) -> int:
+        """Export ``fmt`` to ``path`` without blocking the window (``folder``: every format,
+        the labels and a dataset card into the folder ``path``). Returns the rows written
+        (pairs, rankings or labeled turns; a folder's pairs); an error is shown, not
+        raised, and returns 0."""
         self.export_button.setEnabled(False)
         self.count_label.setText("Exporting…")
-
+        loop = asyncio.get_running_loop()
         try:
-            count = await asyncio.get_running_loop().run_in_executor(
-                None, self.datasets.export, fmt, path)
-        except (OSError, ValueError) as exc:
-            QMessageBox.warning(self, "Export failed", f"Could not export to {path}: {exc}")
+            if fmt == FOLDER:
+                done: FolderExport = await loop.run_in_executor(
+                    None, self.datasets.export_folder, path)
+                count = done.rows("jsonl")
+            else:
+                count = await loop.run_in_executor(None, self.datasets.export, fmt, path,
+                                                   parquet)
+        except (OSError, ValueError) as exc:  # ExportError is a ValueError
+            self.last_export_error = f"Could not export to {path}: {exc}"
+            QMessageBox.warning(self, "Export failed", self.last_export_error)
             return 0
         finally:
             self.export_button.setEnabled(True)
             self._update_count()
-        self.count_label.setText(f"Exported {count:,} pairs to {path}")
+        self.last_export_error = ""
+        if fmt == FOLDER:
+            self.count_label.setText(f"Exported {count:,} pairs, every format and a dataset "
+                                     f"card (README.md) to {path}")
+        else:
+            self.count_label.setText(f"Exported {count:,} {NOUNS.get(fmt, 'pairs')} to {path}")
         return count
 
 
-def pair_markdown(p: PreferencePair) -> str:
-    """The detail pane: what was asked, the two replies, then the earlier conversation.
+def pair_markdown(p: PreferencePair, note: str = "") -> str:
+    """The detail pane: what was asked, the two replies, then the earlier conversation
+    (``note``: the row's note, e.g. "rejected cut at max tokens", said first).
 
     Reply text is shown as Markdown with HTML off (a reply is data, never markup)."""
     asked = p.prompt[-1].content if p.prompt else ""
-    parts = [f"**Prompt:** {asked}", f"**Chosen:**\n\n{p.chosen}",
-             f"**Rejected:**\n\n{p.rejected}"]
+    parts = [f"*Note: {NOTE_TIPS.get(note, note)}*"] if note else []
+    parts += [f"**Prompt:** {asked}", f"**Chosen:**\n\n{p.chosen}",
+              f"**Rejected:**\n\n{p.rejected}"]
     if p.reason:
         parts.append(f"**Reason:** {p.reason}")
     if len(p.prompt) > 1:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from rlhf_desktop.domain import Candidate, Turn
 from rlhf_desktop.services.chat import failed_indices, ranked
-from rlhf_desktop.services.turn_labels import model_rank
+from rlhf_desktop.services.turn_labels import model_rank, same_replies
 
 if TYPE_CHECKING:
     from rlhf_desktop.ui.turn_widget import TurnWidget
@@ -76,10 +76,24 @@ def _reply_numbers(widget: TurnWidget, ids: tuple[int, ...]) -> str:
     return ", ".join(words[:-1]) + f" and {words[-1]}" if len(words) > 1 else "".join(words)
 
 
+def mark_same(widget: TurnWidget) -> None:
+    """Note on each card whose reply is the same reply as other cards' which ones
+    ("= same as Reply 2"): a pick never makes a pair between them."""
+    turn = widget.turn
+    same = same_replies(turn) if turn is not None and not widget.regenerating else {}
+    by_index = {card.index: card for card in widget.cards.values()}
+    for card in widget.cards.values():
+        others = [by_index[i] for i in same.get(card.index, []) if i in by_index]
+        card.set_same_as([f"#{o.position + 1}" if widget.is_ranked() else
+                          f"Reply {o.position + 1}"
+                          for o in sorted(others, key=lambda o: o.position)])
+
+
 def decorate(widget: TurnWidget, keys: str) -> str | None:
     """Mark the cards for the turn's label and say it in the status line (None: the usual
     text). Called whenever the turn's status is refreshed."""
     turn = widget.turn
+    mark_same(widget)
     if turn is None or widget.regenerating:
         return None
     n = len([c for c in turn.candidates if c.source != "edit"])

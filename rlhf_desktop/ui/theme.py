@@ -86,6 +86,7 @@ QLabel[badge="neutral"] {{ background: {c.surface_alt}; color: {c.muted}; }}
 QLabel[badge="score"] {{ color: {c.text}; background: transparent; font-weight: 500; }}
 QLabel[badge="version"] {{ color: {c.muted}; border: 1px solid {c.border}; }}
 QLabel[badge="state"] {{ background: {c.chosen}; color: white; }}
+QLabel[badge="bad"] {{ background: {c.error_border}; color: {c.text}; }}
 QToolButton#pickButton {{ border: 1px solid {c.border}; border-radius: 8px; padding: 3px 10px;
     background: {c.surface}; font-weight: 600; }}
 QToolButton#pickButton:hover {{ border-color: {c.chosen}; color: {c.chosen}; }}

@@ -1,0 +1,238 @@
+"""Pairs the user never meant, in a real SQLite file: two replies that are the same reply
+are a tie (no pair, no win on the leaderboard, never exported or imported); a reply cut at
+max tokens stays the rejected side but is flagged ``rejected_cut`` and left out of reward
+training by default; failed and empty replies are never scored or ranked; after "all bad"
+no reply is carried into the next turn unless the user picks one."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from rlhf_desktop.domain import Candidate, Message, PreferencePair, SamplingParams, Turn
+from rlhf_desktop.reward.training import TrainConfig, TrainingError, training_pairs
+from rlhf_desktop.services import datasets
+from rlhf_desktop.services.chat import ChatService, history, ranked
+from rlhf_desktop.services.formats import FormatError, parse_record
+from rlhf_desktop.services.labeling import LabelingService
+from rlhf_desktop.services.leaderboard import turn_battles
+from rlhf_desktop.services.rewards import RewardService
+from rlhf_desktop.storage.pairs import NOTE_CUT, NOTE_SAME
+from rlhf_desktop.storage.pick_rules import same_reply
+from rlhf_desktop.storage.repo import Repository, StorageError
+from tests.fakes import FakeProvider, HashEmbedder
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def stored_turn(repo: Repository, cands: list[Candidate], prompt: str = "What is 12 times 12?",
+                origins: list[str] | None = None) -> Turn:
+    conv = repo.create_conversation("test")
+    for i, cand in enumerate(cands):
+        cand.index = i
+        cand.finish_reason = cand.finish_reason or "stop"
+        if origins is not None:
+            cand.origin = {"name": origins[i], "provider": "azure", "model": origins[i],
+                           "temperature": 0.8, "chat_model_version": 0}
+    return repo.save_turn(Turn(
+        conversation_id=conv.id, messages=[Message("user", prompt)], provider="azure",
+        model="gpt-test", params=SamplingParams(n=len(cands)), candidates=cands))
+
+
+def test_the_same_reply_spaced_cased_or_with_a_full_stop_is_the_same_and_a_word_is_not() -> None:
+    assert same_reply("12 times 12 equals 144.", "12 times 12 equals 144.")
+    assert same_reply("12 times 12 equals 144.", "  12 times 12\n equals 144 ")
+    assert same_reply("Canberra", "canberra.")
+    assert not same_reply("12 times 12 equals 144.", "12 times 12 equals 144, of course.")
+    assert not same_reply("Is it 144?", "It is 144.")
+
+
+def test_a_pick_stores_no_pair_against_an_identical_reply(data_home: Path, tmp_path: Path
+                                                          ) -> None:
+    repo = Repository.open()
+    turn = stored_turn(repo, [Candidate(0, "12 times 12 equals 144."),
+                              Candidate(0, "12 times 12 equals 144."),
+                              Candidate(0, "It is 124.")])
+    a, _same, other = (c.id for c in turn.candidates)
+    assert a is not None
+    pick = LabelingService(repo).pick(turn, a)
+    assert pick.kind == "pick" and pick.pairs == 1
+    assert [(p.chosen, p.rejected) for p in repo.all_pairs()] == [
+        ("12 times 12 equals 144.", "It is 124.")]
+    assert [p.rejected_candidate_id for p in repo.all_pairs()] == [other]
+    out = tmp_path / "trl.jsonl"
+    assert datasets.export_to_file(repo, "trl", out) == 1
+    assert all(r["chosen"] != r["rejected"] for r in map(json.loads, out.read_text()
+                                                         .splitlines()))
+
+
+def test_a_pick_among_four_identical_replies_is_a_tie_with_no_pairs(data_home: Path) -> None:
+    repo = Repository.open()
+    turn = stored_turn(repo, [Candidate(0, t) for t in
+                              ("Canberra", "Canberra.", "canberra", " Canberra ")])
+    first = turn.candidates[0].id
+    assert first is not None
+    pick = LabelingService(repo).pick(turn, first)
+    assert pick.kind == "tie" and pick.pairs == 0
+    assert repo.count_pairs() == 0 and repo.label_kinds() == {"tie": 1}
+    assert turn.chosen_candidate_id == first  # the conversation continues with the pick
+    with pytest.raises(StorageError, match="same reply"):
+        repo.record_pick(turn.id or 0, first)  # storage alone never writes such a pair
+    with pytest.raises(StorageError, match="same reply"):
+        repo.record_pick(turn.id or 0, first, against=[turn.candidates[1].id or 0])
+
+
+def test_a_ranking_makes_no_pair_between_identical_replies(data_home: Path) -> None:
+    repo = Repository.open()
+    turn = stored_turn(repo, [Candidate(0, "Paris is the capital of France."),
+                              Candidate(0, "paris is the capital of france"),
+                              Candidate(0, "Lyon.")])
+    order = [c.id or 0 for c in turn.candidates]
+    LabelingService(repo).rank(turn, order)
+    pairs = [(p.chosen, p.rejected) for p in repo.all_pairs()]
+    assert pairs == [("Paris is the capital of France.", "Lyon."),
+                     ("paris is the capital of france", "Lyon.")]
+    twins = stored_turn(repo, [Candidate(0, "Yes."), Candidate(0, "yes")])
+    with pytest.raises(StorageError, match="tie"):
+        LabelingService(repo).rank(twins, [c.id or 0 for c in twins.candidates])
+
+
+def test_an_identical_pair_stored_earlier_is_never_exported_and_the_view_says_so(
+        data_home: Path, tmp_path: Path) -> None:
+    repo = Repository.open()
+    prompt = (Message("user", "What is 12 times 12?"),)
+    repo.add_pairs([PreferencePair(prompt, "12 times 12 equals 144.", "12 times 12 equals 144."),
+                    PreferencePair(prompt, "144", "124")])
+    assert [p.chosen for p in repo.all_pairs()] == ["144"]
+    for fmt in ("jsonl", "trl", "openai-dpo"):
+        out = tmp_path / f"{fmt}.jsonl"
+        assert datasets.export_to_file(repo, fmt, out) == 1
+        assert "12 times 12 equals 144." not in out.read_text()
+    notes = {row[2]: row[8] for row in repo.pair_rows(None, 10)}
+    assert notes == {"12 times 12 equals 144.": NOTE_SAME, "144": ""}
+
+
+def test_an_identical_pair_is_refused_on_import() -> None:
+    with pytest.raises(FormatError, match="same reply"):
+        parse_record({"prompt": "2+2?", "chosen": "4.", "rejected": " 4"})
+
+
+def test_identical_replies_of_two_sources_battle_to_a_tie_never_a_win(data_home: Path) -> None:
+    repo = Repository.open()
+    turn = stored_turn(repo, [Candidate(0, "12 times 12 equals 144."),
+                              Candidate(0, "12 times 12 equals 144."),
+                              Candidate(0, "It is 124.")],
+                       origins=["tuned v1", "base", "base"])
+    LabelingService(repo).pick(turn, turn.candidates[0].id or 0)
+    (arena,) = repo.arena_turns()
+    battles = sorted((b.a, b.b, b.score) for b in turn_battles(arena))
+    assert battles == [("tuned v1", "base", 0.5), ("tuned v1", "base", 1.0)]
+    # a pair stored before the rule (same reply on both sides) is a tie too
+    with repo.transaction() as c:
+        c.execute("INSERT INTO pairs (label_id, prompt_json, chosen, rejected,"
+                  " chosen_candidate_id, rejected_candidate_id, source, created_at, weight)"
+                  " VALUES (?, '[]', 'x', 'x', ?, ?, 'pick', 0, 1)",
+                  (arena.label_id, turn.candidates[0].id, turn.candidates[1].id))
+    (arena,) = repo.arena_turns()
+    assert sorted((b.a, b.b, b.score) for b in turn_battles(arena)) == battles  # not 2 wins
+
+
+def cut_turn(repo: Repository) -> Turn:
+    return stored_turn(repo, [
+        Candidate(0, "Gravity pulls masses together."),
+        Candidate(0, "Gravity is the force by which a planet or other body draws objects "
+                  "toward its centre. It keeps the", finish_reason="length"),
+        Candidate(0, "Things fall down.")], prompt="Explain gravity")
+
+
+def test_a_pair_against_a_cut_reply_is_kept_and_flagged_in_metadata_and_exports(
+        data_home: Path, tmp_path: Path) -> None:
+    repo = Repository.open()
+    turn = cut_turn(repo)
+    LabelingService(repo).pick(turn, turn.candidates[0].id or 0)
+    flags = {p.rejected: (p.metadata or {}).get("rejected_cut") for p in repo.iter_pairs()}
+    assert flags == {turn.candidates[1].text: True, "Things fall down.": False}
+    cut_id = next(p.id for p in repo.all_pairs() if p.rejected == turn.candidates[1].text)
+    assert repo.cut_pair_ids() == {cut_id}
+    out = tmp_path / "pairs.jsonl"
+    datasets.export_to_file(repo, "jsonl", out)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["metadata"]["rejected_cut"] for r in lines) == [False, True]
+    notes = {row[3]: row[8] for row in repo.pair_rows(None, 10)}
+    assert notes == {turn.candidates[1].text: NOTE_CUT, "Things fall down.": ""}
+
+
+def test_reward_training_leaves_cut_pairs_out_by_default(data_home: Path) -> None:
+    repo = Repository.open()
+    turn = cut_turn(repo)
+    LabelingService(repo).pick(turn, turn.candidates[0].id or 0)
+    pairs, cut = repo.all_pairs(), repo.cut_pair_ids()
+    used, left = training_pairs(pairs, cut)
+    assert [p.rejected for p in used] == ["Things fall down."] and left == 1
+    used, left = training_pairs(pairs, cut, TrainConfig(use_cut_pairs=True))
+    assert len(used) == 2 and left == 0
+    with pytest.raises(TrainingError, match="cut at max tokens"):
+        training_pairs([p for p in pairs if p.id in cut], cut)
+    record = RewardService(embedder=HashEmbedder()).train_now()  # type: ignore[arg-type]
+    assert record.pairs == 1
+
+
+def failed_turn(repo: Repository) -> Turn:
+    """The trial's turn: two replies failed (server error, empty), one whole, one stopped."""
+    return stored_turn(repo, [
+        Candidate(0, "", finish_reason="error", error="server error (500)"),
+        Candidate(0, "", finish_reason="error", error="server error (500)"),
+        Candidate(0, "Photosynthesis turns light, water and carbon dioxide into sugar."),
+        Candidate(0, "Photosynthesis is", finish_reason="cancelled")], prompt="Photosynthesis?")
+
+
+def trained_rewards(repo: Repository) -> RewardService:
+    """A reward model trained on picks of the shortest reply (so an empty text would score
+    highest of all)."""
+    for i in range(12):
+        turn = stored_turn(repo, [Candidate(0, f"No {i}."),
+                                  Candidate(0, f"Well, there are many ways to see question {i} "
+                                            "and I will go through each of them slowly.")])
+        LabelingService(repo).pick(turn, turn.candidates[0].id or 0)
+    rewards = RewardService(embedder=HashEmbedder())  # type: ignore[arg-type]
+    rewards.train_now()
+    return rewards
+
+
+def test_failed_and_empty_replies_are_never_scored_and_sort_after_whole_ones(
+        data_home: Path) -> None:
+    repo = Repository.open()
+    rewards = trained_rewards(repo)
+    turn = failed_turn(repo)
+    chat = ChatService(repo, rewards, FakeProvider([]))
+    asyncio.run(chat.rank(turn))
+    assert [c.score is None for c in turn.candidates] == [True, True, False, True]
+    assert ranked(turn.candidates)[0].index == 2
+    stored = repo.get_turn(turn.id or 0)
+    assert [c.score is None for c in stored.candidates] == [True, True, False, True]
+    why = asyncio.run(chat.explain(turn))
+    assert len(why.parts) == 4 and why.p_top is None  # one whole reply: nothing to compare
+    # a turn scored before this rule: the stored scores of failures never put them first
+    for cand in turn.candidates:
+        cand.score = 0.5 if cand.index != 2 else -3.0
+    assert next(c.index for c in ranked(turn.candidates)) == 2
+
+
+def test_after_all_bad_no_reply_enters_the_history_unless_one_is_picked(data_home: Path
+                                                                         ) -> None:
+    repo = Repository.open()
+    turn = stored_turn(repo, [Candidate(0, "Blorp fizz wug."), Candidate(0, "Qwzx zzz.")],
+                       prompt="What is the capital of Australia?")
+    for cand, score in zip(turn.candidates, (0.9, 0.1), strict=True):
+        cand.score, cand.model_version = score, 1
+    repo.set_scores([(c.id, c.score, c.model_version) for c in turn.candidates])
+    labeling = LabelingService(repo)
+    assert history(repo.list_turns(turn.conversation_id))[-1].content == "Blorp fizz wug."
+    labeling.all_bad(turn)
+    sent = history(repo.list_turns(turn.conversation_id))
+    assert [m.role for m in sent] == ["user"]
+    labeling.pick(turn, turn.candidates[1].id or 0)  # the user keeps one after all
+    assert history(repo.list_turns(turn.conversation_id))[-1].content == "Qwzx zzz."
