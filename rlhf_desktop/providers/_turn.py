@@ -19,7 +19,12 @@ candidate of a request that is over:
 * it finished ``stop`` with no text (an empty reply), or its single-choice stream ended
   without a finish reason: it is requested again as a single-choice request (a
   :class:`~rlhf_desktop.providers.base.Restart` voids text already streamed), at most
-  :data:`MAX_RESENDS` times; after that it fails with an ``error`` that says what happened;
+  :data:`MAX_RESENDS` times; after that it fails with an ``error`` that says what happened.
+  An empty reply from a request that overlapped no other is asked again without streaming
+  (first): llama-cpp-python's server ends a stream empty when the request fails (a prompt
+  over its context), and says why only unstreamed;
+  a :class:`~rlhf_desktop.providers.errors.ContextLengthError` fails every reply not yet
+  asked for;
 * it finished ``stop`` in a single-choice request that overlapped a later request of the
   turn, and it is far shorter (under :data:`CUT_RATIO`) than the longest complete sibling:
   it was cut short, and is requested again in the same way (judged once a complete
@@ -40,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlhf_desktop.providers.base import CANCELLED, ERROR, CandidateTracker, Done, Restart
-from rlhf_desktop.providers.errors import ProviderError, StreamInterrupted
+from rlhf_desktop.providers.errors import ContextLengthError, ProviderError, StreamInterrupted
 
 log = logging.getLogger(__name__)
 MAX_RESENDS = 2
@@ -85,6 +90,9 @@ class Request:
     indices: list[int]
     seed: int | None
     fallback: bool = False
+    stream: bool = True
+    """Streamed (the provider's way); False for a reply that came back empty from a stream:
+    asked without streaming, a server that hides its errors in a stream says them."""
     seen: set[int] = field(default_factory=set)
     """Server choice positions that arrived."""
     ended: dict[int, ChoiceEnd] = field(default_factory=dict)
@@ -163,6 +171,8 @@ class TurnRequests:
         self._runner = runner
         self._pending: list[int] = []
         self._resends: dict[int, int] = {}
+        self._unstreamed: set[int] = set()
+        """Replies that came back empty from a stream: asked again without streaming."""
         self._suspects: dict[int, tuple[Request, ChoiceEnd]] = {}
 
     # ------------------------------------------------------------------ scheduling
@@ -187,7 +197,8 @@ class TurnRequests:
         limit = self._learned.single_limit or self.n
         while self._pending and len(self.running) < limit:
             i = self._pending.pop(0)
-            self._launch(Request([i], self._seed_base + i, fallback=True))
+            self._launch(Request([i], self._seed_base + i, fallback=True,
+                                 stream=i not in self._unstreamed))
 
     def _fail(self, index: int, error: ProviderError) -> None:
         self.first_failure = self.first_failure or error
@@ -265,6 +276,11 @@ class TurnRequests:
             else:
                 events += self._void(index, UNFINISHED, request.overlapped, final)
         events += self._judge_suspects(final)
+        if isinstance(request.error, ContextLengthError):
+            # No reply of this turn can fit: fail the ones not asked yet instead of asking.
+            for index in self._pending:
+                self._fail(index, request.error)
+            self._pending.clear()
         if not final:
             self._pump()
         return events
@@ -292,12 +308,22 @@ class TurnRequests:
                                          has_text=self.tracker.has_text(index)))
             return []
         self._resends[index] = tries + 1
+        hidden = kind == EMPTY and not overlapped
+        if hidden:
+            # Empty with no other request about: not an interruption. llama-cpp-python's
+            # server (also behind LiteLLM) ends a stream empty when the request fails, e.g.
+            # a prompt over its context; asked without streaming, it answers with the error
+            # (or with the reply).
+            self._unstreamed.add(index)
         log.info("%s ended reply %d %s; requesting it again (%d of %d)", self._label,
                  index + 1, _WHAT[kind], tries + 1, MAX_RESENDS)
         events: list[Done | Restart] = []
         if self.tracker.has_text(index):
             events.append(self.tracker.restart(index))
-        self._pending.append(index)
+        if hidden:
+            self._pending.insert(0, index)  # first: its answer may say that none can work
+        else:
+            self._pending.append(index)
         return events
 
     def _judge_suspects(self, final: bool) -> list[Done | Restart]:

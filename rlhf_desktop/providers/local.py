@@ -48,7 +48,12 @@ from rlhf_desktop.providers.base import (
     StreamEvent,
     build_messages,
 )
-from rlhf_desktop.providers.errors import ModelLoadError, ProviderError
+from rlhf_desktop.providers.errors import (
+    ContextLengthError,
+    ModelLoadError,
+    ProviderError,
+    context_length_message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -457,11 +462,10 @@ class LocalProvider(BaseProvider):
     def _generation_error(self, exc: Exception, prompt_tokens: int) -> ProviderError:
         text = str(exc).lower()
         if prompt_tokens >= self.n_ctx - 8 or "context" in text or "exceed" in text:
-            return ProviderError(
-                f"The conversation is too long for the built-in model (about {prompt_tokens} "
-                f"tokens, n_ctx={self.n_ctx}). Start a new chat, or raise n_ctx in Settings.",
-                provider=self.name,
-            )
+            return ContextLengthError(
+                context_length_message(prompt_tokens, self.n_ctx, what="the built-in model",
+                                       raise_setting="Settings → Context size (n_ctx)"),
+                tokens=prompt_tokens, limit=self.n_ctx, provider=self.name)
         return ProviderError(
             f"The built-in model failed to generate ({type(exc).__name__}).", provider=self.name
         )

@@ -154,6 +154,21 @@ class OpenAIChatProvider(BaseProvider):
         """Close the HTTP connection pool."""
         await self._client.close()
 
+    async def list_models(self) -> list[str]:
+        """The model ids the server offers (``GET /models``), sorted. Azure has no such
+        list for a key (its deployments are configured): the configured deployment.
+        Raises :class:`ProviderError` saying what went wrong."""
+        if self.target.kind == "azure":
+            return [self.model]
+        try:
+            page = await self._client.models.list()
+            ids = {str(m.id) async for m in page if getattr(m, "id", None)}
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise classify(exc, self.target, self._secret, streamed=False) from None
+        return sorted(ids)
+
     # ------------------------------------------------------------------ streaming
 
     @property
@@ -222,7 +237,7 @@ class OpenAIChatProvider(BaseProvider):
                 request.reset()
                 kwargs = self._request_kwargs(request, wire)
                 try:
-                    if self.streaming:
+                    if self.streaming and request.stream:
                         await read_stream(wire, request, kwargs)
                     else:
                         await complete_once(wire, request, kwargs)
@@ -285,6 +300,6 @@ class OpenAIChatProvider(BaseProvider):
             kwargs["n"] = len(request.indices)
         if request.seed is not None:
             kwargs["seed"] = request.seed
-        if self.streaming and self._include_usage:
+        if self.streaming and request.stream and self._include_usage:
             kwargs["stream_options"] = {"include_usage": True}
         return kwargs

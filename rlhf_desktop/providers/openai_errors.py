@@ -16,6 +16,7 @@ from typing import Any
 from rlhf_desktop.providers.errors import (
     AuthError,
     ContentFilterError,
+    ContextLengthError,
     InvalidRequestError,
     NotFoundError,
     ProviderConnectionError,
@@ -24,6 +25,7 @@ from rlhf_desktop.providers.errors import (
     RateLimitError,
     ServerError,
     StreamInterrupted,
+    context_length_error,
 )
 
 
@@ -60,7 +62,11 @@ def _error_body(exc: Any) -> dict[str, Any]:
     body = getattr(exc, "body", None)
     if isinstance(body, dict):
         inner = body.get("error")
+        if isinstance(inner, str) and inner.strip():  # LM Studio: {"error": "text"}
+            return {"message": inner}
         return inner if isinstance(inner, dict) else body
+    if isinstance(body, str) and body.strip():
+        return {"message": body}
     return {}
 
 
@@ -114,6 +120,16 @@ def _with_detail(message: str, detail: str) -> str:
     return f"{message} (server said: {detail})" if detail else message
 
 
+def _context_error(exc: BaseException, target: Target, status: int | None
+                   ) -> ContextLengthError | None:
+    """The plain-words error when the server says the messages exceed the context."""
+    body = _error_body(exc)
+    message = body.get("message")
+    text = message if isinstance(message, str) else str(getattr(exc, "message", "") or "")
+    return context_length_error(text, body, what="this model",
+                                provider=target.kind, status_code=status)
+
+
 def classify(
     exc: BaseException, target: Target, secret: str | None, *, streamed: bool
 ) -> ProviderError:
@@ -145,6 +161,9 @@ def classify(
             provider=target.kind,
         )
     if not isinstance(exc, openai.APIStatusError) or status is None:
+        overflow = _context_error(exc, target, None)
+        if overflow is not None:  # an SSE error event that says so
+            return overflow
         if isinstance(exc, openai.APIError):
             # An error event inside an SSE stream before any text.
             return ServerError(
@@ -199,6 +218,9 @@ def classify(
             "candidates per turn.",
             retry_after=wait, provider=target.kind, status_code=status,
         )
+    overflow = _context_error(exc, target, status)
+    if overflow is not None:
+        return overflow
     if status >= 500:
         return ServerError(
             _with_detail(f"{label} had a server error ({status}). Try again in a moment.",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -290,3 +291,28 @@ def choose_provider(settings: Settings | None = None) -> tuple[Provider, str]:
     reason = f"{provider.describe()} — {choice.reason}"
     log.info("provider: %s", reason)
     return provider, reason
+
+
+TUNED_SUFFIX = re.compile(r"\+v(\d+)$")
+"""The built-in model's tuned versions are named ``<stem>+vNNNN`` (as the provider says)."""
+
+
+def local_model_name(base: str, version: int) -> str:
+    """The name of the built-in model (``version`` 0) or of one of its tuned versions."""
+    base = TUNED_SUFFIX.sub("", base)
+    return f"{base}+v{version:04d}" if version else base
+
+
+def provider_with_model(settings: Settings, kind: str, model: str) -> Provider:
+    """The provider of ``kind`` (as configured) with another model: a deployment (Azure),
+    a model name (OpenAI, a compatible server), or for the built-in model a tuned version
+    (``<stem>+vNNNN``) or the base (``<stem>``). Raises :class:`ProviderConfigError`."""
+    if kind == "local":
+        match = TUNED_SUFFIX.search(model)
+        source = CandidateSource(name="chat", provider="local",
+                                 chat_model_version=int(match.group(1)) if match else 0)
+    elif kind in KINDS:
+        source = CandidateSource(name="chat", provider=kind, model=model.strip())
+    else:
+        raise ProviderConfigError(f"A chat's own model needs a single provider, not {kind!r}.")
+    return build(source_choice(source, settings), settings)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -25,11 +25,10 @@ from rlhf_desktop.providers.base import (
     Restart,
     StreamEvent,
 )
-from rlhf_desktop.providers.errors import ProviderError
+from rlhf_desktop.providers.errors import ContextLengthError, ProviderError
 from rlhf_desktop.services.chat_arena import ARENA, RegenerateRefused, regenerate_plan
 from rlhf_desktop.services.conversations import ConversationService
 from rlhf_desktop.services.rewards import RewardService, TurnExplanation
-from rlhf_desktop.storage import pick_rules
 from rlhf_desktop.storage.repo import Repository, StorageError
 
 log = logging.getLogger(__name__)
@@ -40,6 +39,8 @@ __all__ = ["ChatService", "RegenerateRefused", "Regenerated", "StorageError", "T
 OnDelta = Callable[[int, str], None]
 OnDone = Callable[[Candidate], None]
 OnRestart = Callable[[int], None]
+ProviderFor = Callable[[str], Awaitable[Provider]]
+"""The chat's provider with another model (built off the event loop)."""
 
 
 @dataclass
@@ -123,15 +124,20 @@ def failed_indices(turn: Turn) -> list[int]:
 
 
 def reply_for_context(turn: Turn) -> Candidate | None:
-    """The reply that continues the conversation (the rule: :func:`pick_rules.context_reply
-    <rlhf_desktop.storage.pick_rules.context_reply>`; none after "all bad")."""
-    return pick_rules.context_reply(turn)
+    """The reply that continues the conversation: the pick, else the top-ranked reply."""
+    usable = [c for c in turn.candidates if c.text.strip()]
+    if not usable:
+        return None
+    if turn.chosen_candidate_id is not None:
+        for cand in usable:
+            if cand.id == turn.chosen_candidate_id:
+                return cand
+    return ranked(usable)[0]
 
 
 def ranked(candidates: list[Candidate]) -> list[Candidate]:
-    """Whole replies best score first, then failed, stopped and empty ones
-    (:func:`~rlhf_desktop.storage.pick_rules.ranked`)."""
-    return pick_rules.ranked(candidates)
+    """Best score first; unscored candidates keep the provider's order."""
+    return sorted(candidates, key=lambda c: (-(c.score or 0.0), c.index))
 
 
 def history(turns: list[Turn]) -> list[Message]:
@@ -158,6 +164,7 @@ class ChatService:
         *,
         conversations: ConversationService | None = None,
         params: Callable[[], SamplingParams] = SamplingParams,
+        provider_for: ProviderFor | None = None,
     ) -> None:
         self.repo = repo
         self.rewards = rewards
@@ -166,6 +173,28 @@ class ChatService:
         self.conversations = conversations
         self.params = params
         """What a turn asks for (the session passes its settings)."""
+        self.provider_for = provider_for
+        """The provider with another model (a chat's own); None: every chat uses
+        ``provider``."""
+        self.context_limits: dict[tuple[str, str], int] = {}
+        """(provider, model) → its context in tokens, as a context-length error said."""
+
+    async def _for_chat(self, conversation_id: int, params: SamplingParams,
+                        model: str | None = None) -> tuple[Provider, SamplingParams]:
+        """The provider and parameters of a turn in this chat: its own system prompt and
+        model (``model`` instead when given: a regenerated reply asks the turn's model)
+        when it has them; an arena turn keeps the arena's sources."""
+        if self.conversations is None:
+            return self.provider, params
+        chat = self.conversations.chat_settings(conversation_id)
+        if chat.system_prompt is not None:
+            params = replace(params, system_prompt=chat.system_prompt)
+        provider = self.provider
+        model = model if model is not None else chat.model
+        if (model and model != provider.model and provider.name != ARENA
+                and self.provider_for is not None):
+            provider = await self.provider_for(model)
+        return provider, params
 
     def next_messages(self, conversation_id: int | None, text: str) -> list[Message]:
         """What sending ``text`` in the conversation would send: its history plus ``text``."""
@@ -217,17 +246,28 @@ class ChatService:
         ``cancel`` is an event (stops every reply) or a :class:`TurnControl` (also stops
         one reply). A failed turn is saved with all N replies, the missing ones as failed.
         """
-        params = params or self.params()
         control = cancel if isinstance(cancel, TurnControl) else None
         event = cancel.cancel if isinstance(cancel, TurnControl) else cancel
+        provider, params = await self._for_chat(conversation_id, params or self.params())
         mapping = {i: i for i in range(params.n)}
+        # The user's message is stored before anything is asked, and each reply as soon as
+        # it is over: closing the window (or a crash) mid-turn loses neither.
+        turn = self._save(conversation_id, messages, params, [], provider)
+        saved: dict[int, Candidate] = {}
+
+        def keep(cand: Candidate) -> None:
+            assert turn.id is not None
+            saved[cand.index] = self.repo.put_candidate(turn.id, cand)
+
         try:
-            done = await self._stream(messages, params, event, control, mapping, listener)
+            done = await self._stream(messages, params, event, control, mapping, listener,
+                                      provider, on_finished=keep)
         except _Failed as failed:
-            turn = self._save(conversation_id, messages, params, failed.candidates)
+            turn.candidates = self._keep_rest(turn, saved, failed.candidates)
+            if isinstance(failed.error, ContextLengthError) and failed.error.limit:
+                self.context_limits[(provider.name, provider.model)] = failed.error.limit
             raise TurnFailed(failed.error, turn) from failed.error
-        candidates = [done[i] for i in sorted(done)]
-        turn = self._save(conversation_id, messages, params, candidates)
+        turn.candidates = self._keep_rest(turn, saved, [done[i] for i in sorted(done)])
         await self.rank(turn)
         if self.rewards.scoring_version is not None and self._stale(turn):
             await self.rank(turn)  # a newer model landed while this turn was ranked
@@ -253,8 +293,12 @@ class ChatService:
         source is no longer in the arena or the arena is off).
         """
         assert turn.id is not None and indices
-        provider, mapping = regenerate_plan(self.provider, turn, indices)
-        params = replace(params or self.params(), n=len(indices))
+        chat_provider, params = await self._for_chat(turn.conversation_id,
+                                                     params or self.params(),
+                                                     turn.model if turn.provider
+                                                     == self.provider.name else None)
+        provider, mapping = regenerate_plan(chat_provider, turn, indices)
+        params = replace(params, n=len(indices))
         event = control.cancel if control is not None else None
         try:
             done = await self._stream(turn.messages, params, event, control, mapping, listener,
@@ -286,15 +330,24 @@ class ChatService:
         mapping: dict[int, int],
         listener: Listener | None,
         provider: Provider | None = None,
+        *,
+        on_finished: Callable[[Candidate], None] | None = None,
     ) -> dict[int, Candidate]:
         """Run the provider (``self.provider`` unless given); events and candidates carry
         ``mapping[provider index]``. Raises :class:`_Failed` with every reply (missing ones
-        as failed) on a fault."""
+        as failed) on a fault.
+
+        ``on_finished`` gets each reply as soon as it is over (before the listener hears
+        of it); when the task is cancelled (the window closes), it also gets every reply
+        still streaming, as ``cancelled`` with the text so far, before the cancel goes on.
+        """
         done: dict[int, Candidate] = {}
         partial: dict[int, str] = {}
         stopped = control.stopped if control is not None else set()
 
         def emit(event: StreamEvent) -> None:
+            if isinstance(event, Done) and on_finished is not None:
+                on_finished(event.candidate)
             if listener is not None:
                 listener(event)
 
@@ -318,6 +371,12 @@ class ChatService:
                 elif isinstance(event, Restart):  # the provider re-requests this reply
                     partial[index] = ""
                     emit(Restart(index))
+        except asyncio.CancelledError:
+            if on_finished is not None:
+                for index in sorted(set(mapping.values()) - set(done)):
+                    on_finished(Candidate(index=index, text=partial.get(index, ""),
+                                          finish_reason=CANCELLED))
+            raise
         except ProviderError as exc:
             got = {mapping.get(c.index, c.index): replace(c, index=mapping.get(c.index, c.index))
                    for c in exc.partial}
@@ -336,27 +395,37 @@ class ChatService:
             raise _Failed(exc, [got[i] for i in sorted(got)]) from exc
         return done
 
+    def _keep_rest(self, turn: Turn, saved: dict[int, Candidate],
+                   candidates: list[Candidate]) -> list[Candidate]:
+        """Store the replies not stored yet; all of the turn's replies, by index."""
+        assert turn.id is not None
+        for cand in candidates:
+            if cand.index not in saved:
+                saved[cand.index] = self.repo.put_candidate(turn.id, cand)
+        return [saved[i] for i in sorted(saved)]
+
     def _save(self, conversation_id: int, messages: list[Message], params: SamplingParams,
-              candidates: list[Candidate]) -> Turn:
+              candidates: list[Candidate], provider: Provider | None = None) -> Turn:
+        provider = provider or self.provider
         turn = Turn(
             conversation_id=conversation_id,
             messages=list(messages),
-            provider=self.provider.name,
-            model=self.provider.model,
+            provider=provider.name,
+            model=provider.model,
             params=params,
             candidates=candidates,
-            blind=self.provider.name == ARENA,  # an arena turn stays blind until labeled
+            blind=provider.name == ARENA,  # an arena turn stays blind until labeled
         )
         return self.repo.save_turn(turn)
 
     async def rank(self, turn: Turn) -> Turn:
         """Score a turn's replies with the current model (in the worker) and store the scores."""
+        texts = [c.text for c in turn.candidates]
         loop = asyncio.get_running_loop()
-        scores, version = await loop.run_in_executor(  # whole replies only
-            self.executor, self.rewards.rank_replies, turn.prompt, list(turn.candidates))
-        for cand, score in zip(turn.candidates, scores, strict=True):
-            cand.score = score if version is not None else None
-            cand.model_version = version
+        result = await loop.run_in_executor(self.executor, self.rewards.rank, turn.prompt, texts)
+        for cand, score in zip(turn.candidates, result.scores, strict=True):
+            cand.score = score if result.version is not None else None
+            cand.model_version = result.version
         self.repo.set_scores([(c.id, c.score, c.model_version) for c in turn.candidates
                               if c.id is not None])
         return turn
@@ -364,6 +433,7 @@ class ChatService:
     async def explain(self, turn: Turn) -> TurnExplanation:
         """Why the turn's replies rank as they do with the model in use: each reply's score
         split into style and content, and the turn's confidence (in the rank worker)."""
+        texts = [c.text for c in turn.candidates]
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, self.rewards.explain_replies,
-                                          turn.prompt, list(turn.candidates))
+        return await loop.run_in_executor(self.executor, self.rewards.explain, turn.prompt,
+                                          texts)

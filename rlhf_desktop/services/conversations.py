@@ -1,21 +1,42 @@
-"""The sidebar's service: list, search, rename and delete conversations, read their turns."""
+"""The sidebar's service: list, search, rename and delete conversations, read their turns,
+and each chat's own settings (system prompt and model)."""
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from rlhf_desktop.domain import Conversation, Message, Turn
 from rlhf_desktop.services.hooks import SessionHooks
 from rlhf_desktop.storage.repo import Repository
 
 
-class ConversationService:
-    """Conversations of the data folder. Writes fire ``conversations_did_change``."""
+@dataclass(frozen=True)
+class ChatSettings:
+    """What one chat sends with every turn."""
 
-    def __init__(self, repo: Repository, hooks: SessionHooks) -> None:
+    system_prompt: str | None = None
+    """None: the Settings' system prompt (chats from before per-chat settings)."""
+    model: str | None = None
+    """Deployment, model name, or the built-in model or a tuned version of it
+    (``<stem>+vNNNN``); None: the provider's configured one."""
+
+
+class ConversationService:
+    """Conversations of the data folder. Writes fire ``conversations_did_change``.
+
+    ``defaults`` gives what a new chat starts from (the Settings' system prompt); a chat
+    set up before its first message (:attr:`pending`) starts from that instead.
+    """
+
+    def __init__(self, repo: Repository, hooks: SessionHooks,
+                 defaults: Callable[[], ChatSettings] = ChatSettings) -> None:
         self._repo = repo
         self._hooks = hooks
+        self._defaults = defaults
+        self.pending: ChatSettings | None = None
+        """Chat settings chosen for the new chat before its first message."""
 
     def list(self, search: str = "") -> builtins.list[Conversation]:
         """Newest first; ``search`` matches titles and any message or reply text."""
@@ -30,10 +51,37 @@ class ConversationService:
         return self._repo.get_conversation(conversation_id)
 
     def create(self, title: str) -> Conversation:
-        """A new, empty conversation."""
+        """A new, empty conversation, with the pending chat settings or the defaults."""
+        chat = self.new_chat_settings()
+        self.pending = None
         conversation = self._repo.create_conversation(title)
+        self._repo.set_chat_settings(conversation.id, chat.system_prompt, chat.model)
         self._hooks.conversations_did_change()
         return conversation
+
+    def new_chat_settings(self) -> ChatSettings:
+        """What the next new chat starts from: the pending settings, else the defaults."""
+        return self.pending if self.pending is not None else self._defaults()
+
+    def chat_settings(self, conversation_id: int | None) -> ChatSettings:
+        """A chat's settings (None: the new chat's, see :meth:`new_chat_settings`)."""
+        if conversation_id is None:
+            return self.new_chat_settings()
+        found = self._repo.chat_settings([conversation_id]).get(conversation_id)
+        return ChatSettings() if found is None else ChatSettings(*found)
+
+    def chat_settings_of(self, conversation_ids: Sequence[int]) -> dict[int, ChatSettings]:
+        """The settings of several chats (for the list's tooltips)."""
+        return {cid: ChatSettings(*found)
+                for cid, found in self._repo.chat_settings(conversation_ids).items()}
+
+    def set_chat_settings(self, conversation_id: int | None, chat: ChatSettings) -> None:
+        """Use ``chat`` for the chat's next turns (None: for the new chat, once created)."""
+        if conversation_id is None:
+            self.pending = chat
+            return
+        self._repo.set_chat_settings(conversation_id, chat.system_prompt, chat.model)
+        self._hooks.conversations_did_change()
 
     def rename(self, conversation_id: int, title: str) -> None:
         """Set its title (blank: "New chat")."""

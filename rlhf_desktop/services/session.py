@@ -30,10 +30,11 @@ from rlhf_desktop.config import Settings
 from rlhf_desktop.domain import ModelVersion, SamplingParams, Turn
 from rlhf_desktop.providers import Provider, ProviderError, choose_provider
 from rlhf_desktop.providers.arena import choose_arena
+from rlhf_desktop.providers.select import local_model_name, provider_with_model
 from rlhf_desktop.reward.embedder import Embedder
 from rlhf_desktop.services.arena import ArenaService
 from rlhf_desktop.services.chat import ChatService
-from rlhf_desktop.services.conversations import ConversationService
+from rlhf_desktop.services.conversations import ChatSettings, ConversationService
 from rlhf_desktop.services.datasets import DatasetService
 from rlhf_desktop.services.hooks import SessionHooks
 from rlhf_desktop.services.labeling import LabelingService, Pick
@@ -41,6 +42,7 @@ from rlhf_desktop.services.models import ModelService
 from rlhf_desktop.services.ranker_eval import RankerEvalService
 from rlhf_desktop.services.retraining import Retrainer, RetrainStatus
 from rlhf_desktop.services.rewards import RewardService, pinned_version
+from rlhf_desktop.services.token_count import TokenCount, TokenCounter, known_context
 from rlhf_desktop.services.tuning import TuningService
 from rlhf_desktop.services.turn_labels import TurnLabels
 from rlhf_desktop.storage.repo import Repository
@@ -74,7 +76,9 @@ class AppSession:
             on_status=self._on_retrain_status, on_trained=self._on_trained,
             on_error=self._on_train_error,
         )
-        self.conversations = ConversationService(self._repo, self.hooks)
+        self.conversations = ConversationService(
+            self._repo, self.hooks,
+            lambda: ChatSettings(system_prompt=self.settings.system_prompt))
         self.datasets = DatasetService(self._repo, self.hooks)
         self.models = ModelService(self._repo, self._retrainer, self._rewards, self.hooks,
                                    self._labeling)
@@ -93,6 +97,8 @@ class AppSession:
         self.provider_error: str | None = None
         """Why no provider could be chosen (safe to show)."""
         self.chat: ChatService | None = None
+        self._model_providers: dict[tuple[str, str], Provider] = {}
+        self._tokens = TokenCounter()
         self._provider_ready = asyncio.Event()
         if provider is not None:
             self._use_provider(provider, "given to the window")
@@ -129,8 +135,75 @@ class AppSession:
         self.provider_reason = why
         self.provider_error = None
         self.chat = ChatService(self._repo, self._rewards, provider, self._rank_executor,
-                                conversations=self.conversations, params=self.sampling_params)
+                                conversations=self.conversations, params=self.sampling_params,
+                                provider_for=self.provider_for_model)
         self._provider_ready.set()
+
+    async def provider_for_model(self, model: str) -> Provider:
+        """The chat's provider with another model (a chat's own), built in a worker thread
+        once and kept until the provider changes. Raises ProviderError."""
+        kind = self.provider_kind
+        key = (kind, model)
+        if key not in self._model_providers:
+            loop = asyncio.get_running_loop()
+            self._model_providers[key] = await loop.run_in_executor(
+                self._load_executor, provider_with_model, self.settings, kind, model)
+        return self._model_providers[key]
+
+    def count_tokens(self, conversation_id: int | None, text: str) -> TokenCount:
+        """How big the next turn would be if ``text`` were sent in the chat now: its
+        history, its system prompt and ``text``, against the model's context when known
+        (the built-in model's ``n_ctx``, what a context-length error said, or a well-known
+        OpenAI model's)."""
+        chat = self.conversations.chat_settings(conversation_id)
+        messages = self.conversations.next_messages(conversation_id, text)
+        system = chat.system_prompt
+        if system is None:
+            system = self.settings.system_prompt
+        provider = self.provider
+        kind = "" if provider is None else provider.name
+        model = chat.model or ("" if provider is None else provider.model)
+        tokenizer = None
+        if kind == "local" and getattr(provider, "load_seconds", None) is not None:
+            tokenizer = getattr(provider, "count_tokens", None)  # its own, once loaded
+        learned = {} if self.chat is None else self.chat.context_limits
+        limit = (self.settings.n_ctx if kind == "local"
+                 else learned.get((kind, model)) or known_context(model))
+        return self._tokens.count(messages, system, kind=kind, model=model, limit=limit,
+                                  tokenizer=tokenizer if callable(tokenizer) else None)
+
+    async def list_models(self) -> list[str]:
+        """The models a chat can use with the provider: what an OpenAI-compatible server or
+        OpenAI lists (``GET /models``), the configured deployments on Azure (the one in use
+        and the arena sources'), the built-in model and its tuned versions. Raises
+        ProviderError (safe to show) when the server could not be asked."""
+        provider = self.provider
+        if provider is None:
+            raise ProviderError(self.provider_error or "No provider is configured yet.")
+        kind = provider.name
+        if kind == "local":
+            versions = await asyncio.get_running_loop().run_in_executor(
+                self._load_executor, self.tuning.versions)
+            return [local_model_name(provider.model, v) for v in [0, *versions]]
+        lister = getattr(provider, "list_models", None)
+        if lister is None:  # the arena: its sources name their own models
+            return [provider.model] if provider.model else []
+        models: list[str] = list(await lister())
+        if kind == "azure":
+            try:
+                sources = self.settings.arena_sources()
+            except config.ConfigError:
+                sources = []
+            models += [src.model for src in sources if src.provider == "azure" and src.model]
+        return sorted(set(models), key=str.lower)
+
+    async def _close_model_providers(self) -> None:
+        providers, self._model_providers = list(self._model_providers.values()), {}
+        for provider in providers:
+            try:
+                await provider.aclose()
+            except Exception:  # closing must never break the session
+                log.warning("closing a chat's provider failed", exc_info=True)
 
     async def start(self) -> None:
         """Choose the provider (unless one was given), then load the reward model."""
@@ -161,6 +234,7 @@ class AppSession:
             self._use_provider(provider, reason[len(lead):] if reason.startswith(lead)
                                else reason)
         self.hooks.provider_did_change()
+        await self._close_model_providers()
         if old is not None and old is not self.provider:
             try:
                 await old.aclose()
@@ -342,8 +416,12 @@ class AppSession:
         self.closed = True
         self.tuning.close()
         self._retrainer.shutdown()
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        if tasks:  # a cancelled turn stores its unfinished replies (as stopped) on its way out
+            await asyncio.wait(tasks, timeout=3)
+        await self._close_model_providers()
         if self.provider is not None:
             try:
                 await asyncio.wait_for(self.provider.aclose(), timeout=5)

@@ -126,4 +126,15 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE pairs ADD COLUMN weight REAL NOT NULL DEFAULT 1.0;
         """,
     ),
+    (
+        4,
+        "per-chat system prompt and model",
+        """
+        -- What a chat sends with every turn: its system prompt and its model (deployment,
+        -- model name, or the built-in model or one of its tuned versions). NULL: the
+        -- Settings' default (system prompt) or the provider's configured model.
+        ALTER TABLE conversations ADD COLUMN system_prompt TEXT;
+        ALTER TABLE conversations ADD COLUMN model TEXT;
+        """,
+    ),
 ]

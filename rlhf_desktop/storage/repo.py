@@ -116,6 +116,27 @@ class Repository(ArenaQueries, LabelQueries, VersionQueries, PairQueries):
         if cur.rowcount == 0:
             raise StorageError(f"no conversation {conversation_id}")
 
+    def chat_settings(self, conversation_ids: Sequence[int]
+                      ) -> dict[int, tuple[str | None, str | None]]:
+        """``{id: (system_prompt, model)}`` of each conversation (None: the default)."""
+        found: dict[int, tuple[str | None, str | None]] = {}
+        for chunk, marks in in_chunks(list(conversation_ids)):
+            for r in self.conn.execute(
+                    f"SELECT id, system_prompt, model FROM conversations WHERE id IN ({marks})",
+                    chunk):
+                found[int(r[0])] = (r[1], r[2])
+        return found
+
+    def set_chat_settings(self, conversation_id: int, system_prompt: str | None,
+                          model: str | None) -> None:
+        """Set a conversation's system prompt and model (None: the default)."""
+        with self.transaction() as c:
+            cur = c.execute(
+                "UPDATE conversations SET system_prompt = ?, model = ? WHERE id = ?",
+                (system_prompt, model or None, conversation_id))
+        if cur.rowcount == 0:
+            raise StorageError(f"no conversation {conversation_id}")
+
     def delete_conversation(self, conversation_id: int) -> None:
         """Delete a conversation and its turns. Labels and pairs already recorded stay."""
         with self.transaction() as c:

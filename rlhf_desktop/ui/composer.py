@@ -7,9 +7,10 @@ cannot fit the model's context is held back once with a warning, never lost.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeyEvent, QKeySequence, QResizeEvent, QShowEvent
 from PySide6.QtWidgets import (
     QBoxLayout,
@@ -23,6 +24,9 @@ from PySide6.QtWidgets import (
 )
 
 from rlhf_desktop.domain import Message
+from rlhf_desktop.services.token_count import TokenCount
+
+log = logging.getLogger(__name__)
 
 CHARS_PER_TOKEN = 4
 """A rough estimate for English text; good enough to tell an obvious overflow."""
@@ -30,6 +34,8 @@ REMOTE_CONTEXT_TOKENS = 1_048_576
 """A generous bound for remote models, whose context size the app does not know."""
 PLACEHOLDERS = ("Message — Enter sends, Shift+Enter adds a line", "Message — Enter sends",
                 "Message")
+COUNT_DEBOUNCE_MS = 250
+"""The token count follows typing after this pause."""
 NARROW_WIDTH = 560
 """Below this width the buttons go under the message box instead of beside it."""
 
@@ -195,7 +201,44 @@ class ComposerBar(QFrame):
             self.buttons.addWidget(b, 0, Qt.AlignmentFlag.AlignBottom)
         self.row.addLayout(self.buttons)
         outer.addLayout(self.row)
+        self.token_label = QLabel("")
+        self.token_label.setObjectName("muted")
+        self.token_label.setAlignment(Qt.AlignmentFlag.AlignRight)
+        self.token_label.hide()
+        outer.addWidget(self.token_label)
         self.narrow = False
+        self._counter: Callable[[str], TokenCount] | None = None
+        self._count_timer = QTimer(self)
+        self._count_timer.setSingleShot(True)
+        self._count_timer.setInterval(COUNT_DEBOUNCE_MS)
+        self._count_timer.timeout.connect(self.update_count)
+        composer.textChanged.connect(self._count_timer.start)
+
+    def set_counter(self, counter: Callable[[str], TokenCount] | None) -> None:
+        """How to count the next turn's tokens for a text (None: no count)."""
+        self._counter = counter
+        self.update_count()
+
+    def update_count(self) -> TokenCount | None:
+        """Show the token count of the next turn once it matters (above half the model's
+        context, or a few thousand tokens when the context is unknown)."""
+        text = self.composer.toPlainText()
+        count = None
+        if self._counter is not None and text.strip():
+            try:
+                count = self._counter(text)
+            except Exception:  # counting must never get in the way of typing
+                log.warning("counting tokens failed", exc_info=True)
+        if count is None or not count.matters:
+            self.token_label.hide()
+            return count
+        over = " — more than this model takes: shorten it or start a new chat" \
+            if count.over else ""
+        self.token_label.setText(f"{'⚠ ' if count.over else ''}{count.text()}{over}")
+        self.token_label.setToolTip(f"This message with the conversation so far and the "
+                                    f"system prompt, counted with {count.how}")
+        self.token_label.show()
+        return count
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         """Buttons under the message box when narrow, so the box keeps its width."""

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
+    QMessageBox,
     QPushButton,
     QSplitter,
     QStackedWidget,
@@ -25,6 +26,8 @@ from PySide6.QtWidgets import (
 from rlhf_desktop import config
 from rlhf_desktop.config import Settings
 from rlhf_desktop.domain import ModelVersion
+from rlhf_desktop.services.chat import StorageError
+from rlhf_desktop.services.conversations import ChatSettings
 from rlhf_desktop.services.retraining import RetrainStatus
 from rlhf_desktop.ui import theme
 from rlhf_desktop.ui.backend import Backend
@@ -32,7 +35,7 @@ from rlhf_desktop.ui.chat_controls import ChatControls
 from rlhf_desktop.ui.chat_view import ChatView
 from rlhf_desktop.ui.dataset_view import DatasetView
 from rlhf_desktop.ui.model_view import ModelView
-from rlhf_desktop.ui.settings_dialog import SettingsDialog, ranker_choices
+from rlhf_desktop.ui.settings_dialog import ChatSettingsDialog, SettingsDialog, ranker_choices
 from rlhf_desktop.ui.shortcuts import OPEN_KEYS, ShortcutsDialog, help_button
 from rlhf_desktop.ui.sidebar import Sidebar
 from rlhf_desktop.ui.status_area import StatusArea
@@ -41,6 +44,8 @@ log = logging.getLogger(__name__)
 BANNER_KEY = "builtin_banner_dismissed"
 NARROW_WIDTH = 860  # below it the chat list hides (the ☰ button shows it)
 MIN_HEIGHT = 480  # below it the conversation had no room left between banner and composer
+STOP_WAIT_S = 3.0
+"""How long quitting waits for a stopped turn to store its replies before cancelling it."""
 
 
 class MainWindow(QMainWindow):
@@ -54,6 +59,10 @@ class MainWindow(QMainWindow):
         self.setMinimumHeight(MIN_HEIGHT)
         self._closed = False
         self._closed_event = asyncio.Event()
+        self._quit_confirmed = False
+        self.quit_confirm: QMessageBox | None = None
+        self.chat_settings_dialog: ChatSettingsDialog | None = None
+        """The "Quit while replies are streaming?" question while it is open."""
         self._banner_dismissed = bool(QSettings().value(BANNER_KEY, False, type=bool))
 
         self.chat = ChatView(backend, dark)
@@ -66,6 +75,7 @@ class MainWindow(QMainWindow):
         chat_column.setContentsMargins(0, 0, 0, 0)
         chat_column.setSpacing(0)
         chat_column.addWidget(self.controls)
+        chat_column.addWidget(self._build_chat_header())
         chat_column.addWidget(self.chat, 1)
         self.splitter = splitter = QSplitter()
         splitter.addWidget(self.sidebar)
@@ -92,6 +102,9 @@ class MainWindow(QMainWindow):
         self._build_help_shortcuts()
 
         self.sidebar.selected.connect(self._select_conversation)
+        self.chat.bar.set_counter(
+            lambda text: backend.session.count_tokens(self.chat.conversation_id, text))
+        self.sidebar.settings_requested.connect(self.open_chat_settings)
         self.chat.conversation_changed.connect(self._conversation_changed)
         self.chat.message.connect(lambda text: self.statusBar().showMessage(text, 6000))
         self.controls.changed.connect(self.apply_settings)
@@ -171,6 +184,61 @@ class MainWindow(QMainWindow):
         self.banner.hide()
         return self.banner
 
+    def _build_chat_header(self) -> QWidget:
+        """This chat's own settings, in one line, with the button that changes them."""
+        header = QFrame()
+        header.setObjectName("chatHeader")
+        row = QHBoxLayout(header)
+        row.setContentsMargins(16, 2, 12, 2)
+        self.chat_summary = QLabel("")
+        self.chat_summary.setObjectName("muted")
+        self.chat_summary.setTextFormat(Qt.TextFormat.PlainText)
+        self.chat_settings_button = QPushButton("Chat settings…")
+        self.chat_settings_button.setToolTip("This chat's system prompt and model (Ctrl+Shift+,)")
+        self.chat_settings_button.clicked.connect(lambda: self.open_chat_settings())
+        row.addWidget(self.chat_summary, 1)
+        row.addWidget(self.chat_settings_button)
+        return header
+
+    def _show_chat_summary(self) -> None:
+        self.chat.bar.update_count()  # another chat, model or provider: another count
+        chat = self.backend.session.conversations.chat_settings(self.chat.conversation_id)
+        default_model = self.backend.provider_model
+        model = chat.model or (f"{default_model} (provider default)" if default_model
+                               else "provider default")
+        prompt = chat.system_prompt
+        if prompt is None:
+            prompt = self.backend.settings.system_prompt
+        flat = " ".join(prompt.split())
+        shown = f"“{flat[:70]}…”" if len(flat) > 70 else (f"“{flat}”" if flat else "none")
+        self.chat_summary.setText(f"Model: {model}   ·   System prompt: {shown}")
+
+    def open_chat_settings(self, conversation_id: int | None = None) -> ChatSettingsDialog:
+        """This chat's system prompt and model (the new chat's, before its first message)."""
+        cid = self.chat.conversation_id if conversation_id is None else conversation_id
+        service = self.backend.session.conversations
+        conversation = service.get(cid) if cid is not None else None
+        dialog = ChatSettingsDialog(
+            service.chat_settings(cid), default_prompt=self.backend.settings.system_prompt,
+            default_model=self.backend.provider_model,
+            list_models=self.backend.session.list_models,
+            spawn=lambda coro: self.backend.spawn(coro, "list models"),
+            title=conversation.title if conversation is not None else "new chat", parent=self)
+
+        def saved(chat: ChatSettings) -> None:
+            try:
+                service.set_chat_settings(cid, chat)
+            except StorageError as exc:
+                self.statusBar().showMessage(f"The chat settings were not saved: {exc}", 10000)
+                return
+            self._show_chat_summary()
+            self.statusBar().showMessage("Chat settings saved: the next turn uses them", 5000)
+
+        dialog.saved.connect(saved)
+        dialog.open()
+        self.chat_settings_dialog = dialog
+        return dialog
+
     def _build_status_bar(self) -> None:
         self.status = StatusArea(self.statusBar())
         self.provider_label = self.status.provider_label
@@ -192,6 +260,7 @@ class MainWindow(QMainWindow):
         add("Alt+Z", self.chat.undo_pick)  # undo the last pick, wherever the focus is
         add("Esc", self.chat.stop)
         add("Ctrl+,", self.open_settings)
+        add("Ctrl+Shift+,", self.open_chat_settings)
         add("Ctrl+Q", self.close)  # StandardKey.Quit is empty outside GNOME/KDE themes
         for page in range(3):
             add(f"Ctrl+{page + 1}", lambda p=page: self.show_page(p))
@@ -215,18 +284,51 @@ class MainWindow(QMainWindow):
         await self._closed_event.wait()
 
     async def shutdown(self) -> None:
-        """Stop generation and training, close the provider and the database."""
+        """Stop generation (the replies so far are kept, as stopped) and training, close the
+        provider and the database."""
         self.chat.stop()
-        await self.backend.aclose()
+        deadline = asyncio.get_running_loop().time() + STOP_WAIT_S
+        while self.chat.generating and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)  # the stopped turn stores its replies and ends
+        await self.backend.aclose()  # cancels what is left; a cancelled turn stores it too
+
+    def confirm_quit(self) -> QMessageBox:
+        """Ask before quitting while replies stream (non-blocking; Quit closes)."""
+        if self.quit_confirm is not None:
+            self.quit_confirm.raise_()
+            return self.quit_confirm
+        box = QMessageBox(QMessageBox.Icon.Question, "Quit while replies are streaming?",
+                          "Replies are still streaming. Quit anyway?", parent=self)
+        box.setInformativeText("Your message and the replies that finished are saved; the "
+                               "ones still streaming are kept as far as they got, marked as "
+                               "stopped.")
+        self.quit_button = box.addButton("Quit", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton("Keep generating", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(self.quit_button)
+
+        def answered() -> None:
+            self.quit_confirm = None
+            if box.clickedButton() is self.quit_button:
+                self._quit_confirmed = True
+                self.close()
+
+        box.finished.connect(answered)
+        self.quit_confirm = box
+        box.open()
+        return box
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        """Close after an orderly shutdown of the services."""
+        """Close after an orderly shutdown of the services (asking first while replies
+        stream)."""
         if self._closed or self.backend.closed:
             self._closed = True
             self._closed_event.set()
             event.accept()
             return
         event.ignore()
+        if self.chat.generating and not self._quit_confirmed:
+            self.confirm_quit()
+            return
         self.hide()
 
         async def finish() -> None:
@@ -344,6 +446,7 @@ class MainWindow(QMainWindow):
     def _provider_changed(self) -> None:
         b = self.backend
         self._sync_controls()
+        self._show_chat_summary()
         self.status.show_provider(b)
         if b.provider_error:
             self.banner_text.setText(f"⚠ The provider is not configured: {b.provider_error}")
@@ -381,10 +484,14 @@ class MainWindow(QMainWindow):
 
     def _select_conversation(self, conversation_id: object) -> None:
         cid = conversation_id if isinstance(conversation_id, int) else None
+        if cid is None:  # a new chat starts from the defaults again
+            self.backend.session.conversations.pending = None
         self.chat.show_conversation(cid)
+        self._show_chat_summary()
         if self._narrow:  # a narrow window gives the room back to the chat
             self.sidebar.hide()
 
     def _conversation_changed(self) -> None:
         self.sidebar.current_id = self.chat.conversation_id
         self.sidebar.refresh()
+        self._show_chat_summary()

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from rlhf_desktop.domain import Conversation
-from rlhf_desktop.services.conversations import ConversationService
+from rlhf_desktop.services.conversations import ChatSettings, ConversationService
 
 ID_ROLE = Qt.ItemDataRole.UserRole
 AUTO_TITLE_CHARS = 60  # the chat view titles a new chat with its first message cut here
@@ -39,9 +39,16 @@ def display_title(title: str, first_prompt: str | None) -> str:
     return f"{head} … {tail}"
 
 
-def tooltip(title: str, first_prompt: str | None) -> str:
-    """The title and the first message (long ones cut), as wrapped rich text."""
+def tooltip(title: str, first_prompt: str | None, chat: ChatSettings | None = None) -> str:
+    """The title, the chat's own model and system prompt, and the first message (long ones
+    cut), as wrapped rich text."""
     text = html.escape(title)
+    if chat is not None and chat.model:
+        text += f"<br><i>Model:</i> {html.escape(chat.model)}"
+    if chat is not None and chat.system_prompt:
+        prompt = " ".join(chat.system_prompt.split())
+        cut = prompt if len(prompt) <= 300 else prompt[:299] + "…"
+        text += f"<br><i>System prompt:</i> {html.escape(cut)}"
     if first_prompt:
         prompt = first_prompt.strip()
         left_out = len(prompt) - TOOLTIP_CHARS
@@ -64,6 +71,7 @@ class Sidebar(QWidget):
     """Emits ``selected(id)`` (``None``: a new chat)."""
 
     selected = Signal(object)
+    settings_requested = Signal(int)  # "Chat settings…" on a chat of the list
 
     def __init__(self, conversations: ConversationService,
                  parent: QWidget | None = None) -> None:
@@ -108,19 +116,21 @@ class Sidebar(QWidget):
         """Reload the list (keeps the selection)."""
         convs = self.conversations.list(self.search.text())
         prompts = self.conversations.first_prompts([c.id for c in convs])
+        chats = self.conversations.chat_settings_of([c.id for c in convs])
         self.list.blockSignals(True)
         self.list.clear()
         for conv in convs:
-            self.list.addItem(self._item(conv, prompts.get(conv.id)))
+            self.list.addItem(self._item(conv, prompts.get(conv.id), chats.get(conv.id)))
         self.list.blockSignals(False)
         self.highlight(self.current_id)
 
     @staticmethod
-    def _item(conv: Conversation, first_prompt: str | None) -> QListWidgetItem:
+    def _item(conv: Conversation, first_prompt: str | None,
+              chat: ChatSettings | None = None) -> QListWidgetItem:
         title = display_title(conv.title, first_prompt)
         item = QListWidgetItem(f"{title}\n{when(conv.updated_at)}")
         item.setData(ID_ROLE, conv.id)
-        item.setToolTip(tooltip(conv.title, first_prompt))
+        item.setToolTip(tooltip(conv.title, first_prompt, chat))
         return item
 
     def highlight(self, conversation_id: int | None) -> None:
@@ -155,6 +165,7 @@ class Sidebar(QWidget):
             return
         cid = int(item.data(ID_ROLE))
         menu = QMenu(self)
+        menu.addAction("Chat settings…", lambda: self.settings_requested.emit(cid))
         menu.addAction("Rename…", lambda: self.rename(cid))
         menu.addAction("Delete…", lambda: self.delete(cid))
         menu.exec(self.list.mapToGlobal(pos))
