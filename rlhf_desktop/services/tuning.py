@@ -32,6 +32,8 @@ from rlhf_desktop import config
 from rlhf_desktop.config import Settings
 from rlhf_desktop.domain import CandidateSource
 from rlhf_desktop.services.arena import ArenaService
+from rlhf_desktop.services.tuning_effect import PROMPTS as EFFECT_PROMPTS
+from rlhf_desktop.services.tuning_effect import Effect, load_effect
 from rlhf_desktop.services.tuning_remote import RemoteTuning
 from rlhf_desktop.services.tuning_state import (
     ACTIVE,
@@ -41,6 +43,7 @@ from rlhf_desktop.services.tuning_state import (
     apply_event,
     make_plan,
     pid_runs_tune,
+    stopped_message,
 )
 from rlhf_desktop.tune.options import TuneConfig, TuneConfigError
 from rlhf_desktop.tune.process import EXIT_MEANING, TuneProcess
@@ -59,6 +62,20 @@ log = logging.getLogger(__name__)
 __all__ = ["STATES", "TunePlan", "TuneSnapshot", "TuningService"]
 
 BASE_NAME = "base"
+FIT_CHECK_DIR = ".fit-check"
+"""Where the plan's measurement of the pairs exports them (in ``tune-runs/``)."""
+
+
+class _Pending:
+    """A measurement whose process has not started yet (it is exporting the pairs)."""
+
+    returncode = None
+
+    def poll(self) -> int | None:
+        return None
+
+    def kill(self) -> None:
+        return None
 
 
 class TuningService:
@@ -92,6 +109,17 @@ class TuningService:
         self._started: float | None = None
         self._cancel_requested = False
         self._worker: threading.Thread | None = None
+        self.fit_check = module == "rlhf_desktop.tune"
+        """Whether :meth:`check_fit` measures the pairs (the real tuning module only)."""
+        self._fit: tuple[tuple[Any, ...], dict[str, Any]] | None = None
+        self._fit_proc: Any = None
+        self._closed = False
+        self.measure_after_run = module == "rlhf_desktop.tune"
+        """Whether a run that made a version starts measuring its effect (the real tuning
+        module only: a scripted run's adapter is no GGUF)."""
+        self._effect_proc: Any = None
+        self._effect_version: int | None = None
+        self._effect_note = ""
         self._recover()
 
     @classmethod
@@ -126,7 +154,85 @@ class TuningService:
         elif missing and self.module == "rlhf_desktop.tune":
             blocker = (f"Tuning needs the 'tune' extra ({', '.join(missing)} missing): "
                        "pip install 'rlhf-desktop[tune]'")
-        return make_plan(pairs, self.overrides, max_steps, blocker)
+        fit, checking = self._fit_for(pairs)
+        return make_plan(pairs, self.overrides, max_steps, blocker, fit, checking)
+
+    # ------------------------------------------------------------------ which pairs fit
+
+    def _fit_key(self, pairs: int) -> tuple[Any, ...]:
+        cfg = TuneConfig(**{k: v for k, v in self.overrides.items()
+                            if k in TuneConfig.__dataclass_fields__})
+        return (pairs, self._settings().system_prompt, cfg.max_length, cfg.model)
+
+    def _fit_for(self, pairs: int) -> tuple[dict[str, Any] | None, bool]:
+        """The data report of the stored pairs, when measured for these settings, and
+        whether a measurement is going."""
+        with self._lock:
+            key = self._fit_key(pairs) if pairs else None
+            fit = self._fit[1] if self._fit is not None and self._fit[0] == key else None
+            checking = self._fit_proc is not None and self._fit_proc.poll() is None
+            return fit, checking
+
+    def check_fit(self) -> bool:
+        """Measure the stored pairs against the length limit (the chat template's tokens)
+        in a low-priority child process, unless this is known for the pairs and settings or
+        a measurement is going; the plan counts only the pairs a run will use once this
+        is done (``on_change`` is called then). Returns whether a measurement started."""
+        from rlhf_desktop.storage.repo import Repository
+
+        if not self.fit_check:
+            return False
+        repo = Repository.open()
+        try:
+            pairs = repo.count_pairs()
+        finally:
+            repo.close()
+        with self._lock:
+            key = self._fit_key(pairs)
+            busy = self._fit_proc is not None and self._fit_proc.poll() is None
+            if not pairs or busy or (self._fit is not None and self._fit[0] == key):
+                return False
+            thread = threading.Thread(target=self._measure, args=(key,), daemon=True,
+                                      name="tune-fit-check")
+            self._fit_proc = _Pending()
+            thread.start()
+        return True
+
+    def _measure(self, key: tuple[Any, ...]) -> None:
+        import json
+        import subprocess
+
+        from rlhf_desktop.tune.runs import export_pairs
+
+        _pairs, system_prompt, max_length, model = key
+        folder = runs_dir(self.data_dir) / FIT_CHECK_DIR
+        report: dict[str, Any] | None = None
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            export_pairs(folder)
+            cmd = [self.python, "-m", "rlhf_desktop.tune.data", "--data",
+                   str(folder / "pairs.jsonl"), "--max-length", str(max_length),
+                   "--system-prompt", system_prompt, "--model", model, "--nice", str(self.nice)]
+            with self._lock:
+                if self._closed:
+                    return
+                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True)
+                self._fit_proc = proc
+            out, err = proc.communicate()
+            if proc.returncode == 0:
+                report = json.loads(out)
+            else:
+                log.warning("measuring the pairs failed (exit %s): %s", proc.returncode,
+                            config.redact(err[-500:]))
+        except (OSError, ValueError, config.ConfigError) as exc:
+            log.warning("measuring the pairs failed: %s", exc)
+        finally:
+            with self._lock:
+                if report is not None:
+                    self._fit = (key, report)
+                self._fit_proc = None
+        self._changed()
 
     # ------------------------------------------------------------------ start, cancel, resume
 
@@ -231,8 +337,13 @@ class TuningService:
     def close(self) -> None:
         """At the window's close: a run of this window stops after its step (resumable)."""
         with self._lock:
+            self._closed = True
             if self._process is not None and self._process.running():
                 self._process.cancel()
+            if self._fit_proc is not None and self._fit_proc.poll() is None:
+                self._fit_proc.kill()
+            if self._effect_proc is not None and self._effect_proc.poll() is None:
+                self._effect_proc.kill()  # a measurement is cheap to start again
         self.remote.close()
 
     # ------------------------------------------------------------------ snapshot
@@ -284,6 +395,9 @@ class TuningService:
             self._snap = replace(self._snap, state="done", eta_s=0.0, message=(
                 f"Chat model v{version} is ready" if version is not None
                 else "Training finished (no chat-model version was made)") + late)
+            if version is not None and self.measure_after_run and not self._closed:
+                threading.Thread(target=self.measure_effect, args=(version,), daemon=True,
+                                 name="tune-effect-start").start()
         elif code == 3 or (code < 0 and self._cancel_requested):  # < 0: ended by a signal
             step = self._snap.checkpoint_step
             self._snap = replace(self._snap, state="cancelled", message=(
@@ -327,14 +441,90 @@ class TuningService:
             self._snap = replace(self._snap, message="Tuning in another process "
                                                      f"(pid {pid})")
         elif self._snap.state in ACTIVE:
-            self._snap = replace(self._snap, state="cancelled", message=(
-                f"The last run stopped at step {checkpoint} without finishing; Resume "
-                "continues from its checkpoint" if checkpoint else
-                "The last run stopped before its first checkpoint"))
+            self._snap = replace(self._snap, state="cancelled",
+                                 message=stopped_message(self._snap.stage, checkpoint))
         elif self._snap.state == "idle":
             version = version_made(run)
             if version is not None:
                 self._snap = replace(self._snap, state="done", version=version)
+
+    # ------------------------------------------------------------------ measured effect
+
+    def effect(self, version: int | None = None) -> Effect | None:
+        """The stored measurement of ``version`` (default: the newest), if any."""
+        from rlhf_desktop.tune.versions import VersionError, get_version, list_versions
+
+        try:
+            found = get_version(version) if version else next(iter(list_versions()[::-1]),
+                                                               None)
+        except VersionError:
+            return None
+        return load_effect(found.folder) if found is not None else None
+
+    def effect_status(self) -> tuple[int | None, str]:
+        """(the version being measured or None, a line about the measurement: its progress,
+        or why the last one failed; "" when there is nothing to say)."""
+        with self._lock:
+            running = self._effect_proc is not None and self._effect_proc.poll() is None
+            return (self._effect_version if running else None), self._effect_note
+
+    def measure_effect(self, version: int, prompts: int = EFFECT_PROMPTS) -> bool:
+        """Start measuring ``version`` against the base on the user's past prompts in a
+        low-priority child process (:mod:`.tuning_effect`); ``on_change`` is called as it
+        goes and when it ends. Returns False when one is going already."""
+        import subprocess
+
+        with self._lock:
+            if self._effect_proc is not None and self._effect_proc.poll() is None:
+                return False
+            cmd = [self.python, "-m", "rlhf_desktop.services.tuning_effect", "--version",
+                   str(version), "--prompts", str(prompts), "--data-dir", str(self.data_dir),
+                   "--nice", str(self.nice)]
+            try:
+                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True)
+            except OSError as exc:
+                self._effect_note = f"The measurement did not start: {exc}"
+                return False
+            self._effect_proc, self._effect_version = proc, version
+            self._effect_note = (f"Measuring tuned v{version} against the base on up to "
+                                 f"{prompts} of your past prompts (one reply each, low "
+                                 "priority)…")
+        threading.Thread(target=self._follow_effect, args=(proc, version), daemon=True,
+                         name="tune-effect").start()
+        self._changed()
+        return True
+
+    def _follow_effect(self, proc: Any, version: int) -> None:
+        import json
+
+        assert proc.stdout is not None
+        error = ""
+        for line in proc.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("event") == "reply":
+                with self._lock:
+                    self._effect_note = (f"Measuring tuned v{version} against the base: "
+                                         f"{event.get('done')} of {event.get('total')} "
+                                         "replies…")
+                self._changed()
+            elif event.get("event") == "error":
+                error = str(event.get("message") or "")
+        code = proc.wait()
+        tail = proc.stderr.read()[-400:] if proc.stderr is not None else ""
+        with self._lock:
+            if code == 0:
+                self._effect_note = ""
+            else:
+                self._effect_note = (f"Measuring tuned v{version} failed: "
+                                     f"{error or config.redact(tail.strip()) or f'exit {code}'}")
+                if code != 0 and not error:
+                    log.warning("effect measurement failed (exit %s): %s", code,
+                                config.redact(tail))
+        self._changed()
 
     # ------------------------------------------------------------------ versions and A/B
 

@@ -31,23 +31,46 @@ class TunePlan:
     """What a new run would take, before it starts."""
 
     pairs: int
+    """The pairs the run will train on (all stored pairs until they were measured)."""
     steps: int
     estimate_s: float | None
     basis: str
     """Where the estimate comes from (the last run here, or the benchmark)."""
     blocker: str | None = None
     """Why it cannot start now (no pairs, the extra missing, a run going), or None."""
+    stored: int | None = None
+    """Every stored pair, when the pairs were measured against the length limit."""
+    left_out: int = 0
+    """Pairs that cannot be used: the system prompt and the last message alone fill it."""
+    context_cut: int = 0
+    """Pairs used with the earliest turns of their chat cut to fit."""
+    max_length: int = 0
+    checking: bool = False
+    """The pairs are being measured against the length limit now."""
 
     def text(self) -> str:
-        """One line for the Tune button's neighbour."""
+        """One line (or two) for the Tune button's neighbour."""
         if self.blocker:
             return self.blocker
-        pairs = f"{self.pairs} preference pair{'s' if self.pairs != 1 else ''}"
+        if self.stored is not None and self.stored != self.pairs:
+            pairs = f"{self.pairs} of your {self.stored} preference pairs"
+        else:
+            pairs = f"{self.pairs} preference pair{'s' if self.pairs != 1 else ''}"
         steps = f"{self.steps} step{'s' if self.steps != 1 else ''}"
-        if self.estimate_s is None:
-            return f"{pairs}, {steps}"
-        return (f"{pairs}, {steps}, about {duration(self.estimate_s)} "
-                f"({self.basis})")
+        text = f"{pairs}, {steps}"
+        if self.estimate_s is not None:
+            text += f", about {duration(self.estimate_s)} ({self.basis})"
+        notes = []
+        if self.left_out:
+            notes.append(f"{self.left_out} pair{'s' if self.left_out != 1 else ''} cannot be "
+                         f"used: the system prompt and the last message alone are longer than "
+                         f"the length limit ({self.max_length} tokens)")
+        if self.context_cut:
+            notes.append(f"{self.context_cut} from later turns of a chat are used with their "
+                         "earliest turns cut to fit the length limit")
+        if self.checking:
+            notes.append("measuring which pairs fit the length limit…")
+        return text + (". " + "; ".join(notes) + "." if notes else "")
 
 
 @dataclass(frozen=True)
@@ -68,6 +91,8 @@ class TuneSnapshot:
     left_out: list[dict[str, Any]] = field(default_factory=list)
     """Pairs whose prompt alone does not fit (line, preview, prompt_tokens)."""
     truncated: int = 0
+    context_cut: int = 0
+    """Pairs used with the earliest turns of their chat cut to fit the length limit."""
     data_summary: str = ""
     checkpoint_step: int | None = None
     version: int | None = None
@@ -148,6 +173,7 @@ def apply_event(snap: TuneSnapshot, event: dict[str, Any], live: bool) -> TuneSn
                        left_out=[{k: p.get(k) for k in ("line", "preview", "prompt_tokens")}
                                  for p in event.get("dropped_prompt_too_long") or []],
                        truncated=len(event.get("truncated") or []),
+                       context_cut=len(event.get("context_cut") or []),
                        data_summary=str(event.get("summary") or ""))
     if kind == "step":
         return replace(snap, step=event.get("step"), max_steps=event.get("max_steps"),
@@ -161,8 +187,14 @@ def apply_event(snap: TuneSnapshot, event: dict[str, Any], live: bool) -> TuneSn
         status = event.get("status")
         version = event.get("version", snap.version)
         state = snap.state if live else "done" if status == "completed" else "cancelled"
-        return replace(snap, version=version, step=event.get("steps", snap.step), state=state,
-                       outcome=str(status or ""))
+        steps = event.get("steps", snap.step)
+        # read back after the fact (a restart): the last stage's words ("Converting the
+        # adapter…") must not outlive the run; while live, the exit status words it
+        message = snap.message if live else finished_message(
+            str(status or ""), version if isinstance(version, int) else None,
+            steps if isinstance(steps, int) else None)
+        return replace(snap, version=version, step=steps, state=state,
+                       outcome=str(status or ""), message=message)
     if kind == "error":
         error = str(event.get("message") or "failed")
         return replace(snap, error=error, state=snap.state if live else "failed",
@@ -170,33 +202,119 @@ def apply_event(snap: TuneSnapshot, event: dict[str, Any], live: bool) -> TuneSn
     return snap
 
 
+def finished_message(status: str, version: int | None, steps: int | None) -> str:
+    """How a finished run reads afterwards (from its done event)."""
+    if status == "completed":
+        return (f"Chat model v{version} is ready" if version is not None
+                else "Training finished (no chat-model version was made)")
+    return (f"Cancelled at step {steps}; Resume continues from the checkpoint" if steps
+            else "Cancelled before the first checkpoint")
+
+
+def stopped_message(stage: str, checkpoint: int | None) -> str:
+    """How a run that ended without its done event reads after a restart (its process was
+    killed, or the computer stopped): where it stopped and what Resume does."""
+    if stage == "converting to GGUF":
+        return ("The last run was stopped while converting the adapter for the chat (training "
+                "had finished): Resume converts it again, without training again"
+                if checkpoint else "The last run was stopped while converting the adapter")
+    return (f"The last run stopped at step {checkpoint} without finishing; Resume continues "
+            "from its checkpoint" if checkpoint else
+            "The last run stopped before its first checkpoint")
+
+
+def run_rate(run_dir: Path) -> float | None:
+    """Wall seconds a pair in a run, from its own progress file: the steps' measured
+    durations (a step redone after a resume counted once, every process of a cancelled and
+    resumed run included) over the pairs those steps trained on (the epoch reached times the
+    pairs the trainer kept); None without measured steps."""
+    from rlhf_desktop.tune.progress import read_events
+
+    events, _ = read_events(run_dir / "progress.jsonl")
+    seconds: dict[int, float] = {}
+    trainer_pairs: int | None = None
+    per_step: int | None = None
+    last_step, epoch = 0, None
+    for event in events:
+        kind = event.get("event")
+        if kind == "start":
+            cfg = event.get("config") or {}
+            if isinstance(cfg.get("batch_size"), int) and isinstance(cfg.get("grad_accum"), int):
+                per_step = cfg["batch_size"] * cfg["grad_accum"]
+        elif kind == "stage" and isinstance(event.get("trainer_pairs"), int):
+            trainer_pairs = event["trainer_pairs"]
+        elif kind == "step" and isinstance(event.get("step"), int):
+            if isinstance(event.get("seconds"), int | float) and event["seconds"] > 0:
+                seconds[event["step"]] = float(event["seconds"])
+            if event["step"] >= last_step:
+                last_step = event["step"]
+                epoch = event.get("epoch") if isinstance(event.get("epoch"),
+                                                         int | float) else None
+    if not seconds or not last_step:
+        return None
+    if epoch and trainer_pairs:
+        pairs_per_step = epoch * trainer_pairs / last_step
+    elif per_step:
+        pairs_per_step = float(per_step)
+    else:
+        return None
+    mean_step = sum(seconds.values()) / len(seconds)
+    return mean_step / pairs_per_step if pairs_per_step > 0 else None
+
+
 def seconds_per_pair() -> tuple[float, str]:
-    """Wall seconds a pair: from the last version made here (when it saw 16 or more
-    pairs), else the benchmark's figure; and where the figure comes from."""
+    """Wall seconds a pair: measured in the newest version made here whose run folder still
+    holds its progress (:func:`run_rate`), else the benchmark's figure; and where the figure
+    comes from."""
+    from rlhf_desktop import config
+    from rlhf_desktop.tune.runs import runs_dir, version_made
     from rlhf_desktop.tune.versions import list_versions
 
-    for version in reversed(list_versions()):
-        m = version.manifest
-        settings = m.get("settings") or {}
-        seen = (m.get("steps") or 0) * settings.get("batch_size", 0) * settings.get(
-            "grad_accum", 0)
-        if seen >= 16 and m.get("seconds"):
-            rate = max(0.1, (float(m["seconds"]) - OVERHEAD_S) / seen)
+    versions = list_versions()
+    made: dict[int, Path] = {}  # version -> run folder, for manifests without run_dir
+    runs = runs_dir(config.data_dir())
+    if versions and runs.is_dir():
+        for run in runs.iterdir():
+            number = version_made(run)
+            if number is not None:
+                made[number] = run
+    for version in reversed(versions):
+        named = version.manifest.get("run_dir")
+        run_dir = Path(named) if isinstance(named, str) and named else made.get(
+            version.version)
+        rate = run_rate(run_dir) if run_dir is not None else None
+        if rate is not None:
             shown = f"{rate:.0f}" if rate >= 10 else f"{rate:.1f}"
             return rate, f"{shown} s a pair in your run v{version.version}"
     return WALL_S_PER_PAIR, f"{WALL_S_PER_PAIR:.0f} s a pair measured on 2 busy cores"
 
 
 def make_plan(pairs: int, overrides: dict[str, Any], max_steps: int | None,
-              blocker: str | None) -> TunePlan:
-    """Steps and estimate of a run on ``pairs`` with the defaults and ``overrides``."""
+              blocker: str | None, fit: dict[str, Any] | None = None,
+              checking: bool = False) -> TunePlan:
+    """Steps and estimate of a run with the defaults and ``overrides`` on ``pairs`` stored
+    pairs, or, when ``fit`` (the data report of :func:`rlhf_desktop.tune.data.fit_report`)
+    is given, on the pairs it will use."""
     cfg = TuneConfig(**{k: v for k, v in overrides.items()
                         if k in TuneConfig.__dataclass_fields__})
+    stored, used = pairs, pairs
+    left_out = cut = 0
+    if fit is not None:
+        used = int(fit.get("used") or 0)
+        left_out = len(fit.get("dropped_prompt_too_long") or [])
+        cut = len(fit.get("context_cut") or [])
     per_step = cfg.batch_size * cfg.grad_accum
-    steps = max_steps or cfg.max_steps or max(1, math.ceil(pairs * cfg.epochs / per_step))
+    steps = max_steps or cfg.max_steps or max(1, math.ceil(used * cfg.epochs / per_step))
     rate, basis = seconds_per_pair()
-    estimate = OVERHEAD_S + steps * per_step * rate if pairs else None
-    return TunePlan(pairs, steps, estimate, basis, blocker)
+    # the pairs the steps go through: every used pair once an epoch, or max_steps batches
+    seen = steps * per_step if (max_steps or cfg.max_steps) else used * cfg.epochs
+    estimate = OVERHEAD_S + seen * rate if used else None
+    if fit is not None and not used and blocker is None:
+        blocker = (f"None of your {stored} pairs fits the length limit ({cfg.max_length} "
+                   "tokens): the system prompt and the last message alone are longer")
+    return TunePlan(used, steps, estimate, basis, blocker,
+                    stored=stored if fit is not None else None, left_out=left_out,
+                    context_cut=cut, max_length=cfg.max_length, checking=checking)
 
 
 def ab_notice(offered: list[CandidateSource], arena: list[CandidateSource]) -> str:

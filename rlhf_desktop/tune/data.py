@@ -1,10 +1,18 @@
-"""Pairs for tuning: read any file the app imports, check each against ``max_length``.
+"""Pairs for tuning: read any file the app imports, fit each into ``max_length``.
 
 TRL's DPOTrainer silently drops a pair whose prompt alone fills ``max_length`` and cuts the
-replies of a pair that is too long. Here every pair is measured first with the model's own
-chat template, exactly as TRL tokenises it; the pairs that would be dropped are left out
-*and listed*, the ones that will be cut are listed too (``data-report.json`` in the run
-folder, and a ``data`` progress event).
+replies of a pair that is too long. A pair from the second or later turn of a chat carries
+the whole conversation before it, so at the chat's own length limit most of them would be
+dropped. Here every pair is measured first with the model's own chat template, exactly as
+TRL tokenises it, and a conversation that does not fit is cut from the left, by whole turns:
+the system prompt and the last user message are always kept, then as many of the most recent
+earlier turns as leave room for the longer reply (:func:`fit`). A pair that still does not
+fit (the system prompt and the last message alone fill ``max_length``) is left out *and
+listed*; pairs whose earlier turns were cut, and pairs whose replies TRL will cut, are listed
+too (``data-report.json`` in the run folder, and a ``data`` progress event).
+
+``python -m rlhf_desktop.tune.data --data FILE`` prints the same report as JSON without
+training (the window's plan counts the pairs a run will use with it, before it starts).
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ class PairLength:
     rejected_tokens: int
     preview: str = ""
     """The start of the last user message, to find the pair in the dataset view."""
+    turns_cut: int = 0
+    """Earlier turns (a user message and its reply) cut from the left to make it fit."""
 
 
 @dataclass
@@ -40,7 +50,11 @@ class DataReport:
     pairs: int
     used: int
     dropped_prompt_too_long: list[PairLength] = field(default_factory=list)
+    """Left out: the system prompt and the last user message alone fill ``max_length``."""
     truncated: list[PairLength] = field(default_factory=list)
+    """Used, with the longer reply cut at ``max_length`` by TRL."""
+    context_cut: list[PairLength] = field(default_factory=list)
+    """Used, with earlier turns of the conversation cut from the left to fit."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able."""
@@ -49,11 +63,15 @@ class DataReport:
     def summary(self) -> str:
         """One line for people."""
         text = f"{self.used} of {self.pairs} pairs used at max_length {self.max_length}"
+        if self.context_cut:
+            text += (f"; {len(self.context_cut)} with earlier turns of the chat cut to fit "
+                     "(the system prompt, the last message and the replies kept)")
         if self.dropped_prompt_too_long:
             lines = ", ".join(str(p.line) for p in self.dropped_prompt_too_long[:10])
             more = "…" if len(self.dropped_prompt_too_long) > 10 else ""
-            text += (f"; {len(self.dropped_prompt_too_long)} left out because the prompt alone "
-                     f"is too long (lines {lines}{more}; raise max_length to use them)")
+            text += (f"; {len(self.dropped_prompt_too_long)} left out because the system "
+                     f"prompt and the last message alone are too long (lines {lines}{more}; "
+                     "raise max_length to use them)")
         if self.truncated:
             text += f"; {len(self.truncated)} with replies cut at max_length"
         return text
@@ -116,16 +134,45 @@ def measure(record: dict[str, Any], tokenizer: Any) -> PairLength:
     return PairLength(record["line"], n, len(chosen) - n, len(rejected) - n, preview)
 
 
+def fit(record: dict[str, Any], tokenizer: Any, max_length: int
+        ) -> tuple[dict[str, Any], PairLength]:
+    """The record with its conversation cut from the left, by whole turns, until the prompt
+    and the longer reply fit ``max_length`` (in the chat template's tokens), and its length.
+    The system prompt and the last user message are always kept; when even they leave no
+    room for the reply, the record comes back with only them (the caller decides)."""
+    length = measure(record, tokenizer)
+    if length.prompt_tokens + max(length.chosen_tokens, length.rejected_tokens) <= max_length:
+        return record, length
+    prompt = record["prompt"]
+    head = 0
+    while head < len(prompt) and prompt[head]["role"] == "system":
+        head += 1
+    system, rest = prompt[:head], prompt[head:]
+    starts = [i for i, m in enumerate(rest) if m["role"] == "user"]
+    for cut, start in enumerate(starts[1:], start=1):  # drop the oldest turns first
+        trimmed = {**record, "prompt": system + rest[start:]}
+        length = measure(trimmed, tokenizer)
+        length.turns_cut = cut
+        fits = length.prompt_tokens + max(length.chosen_tokens,
+                                          length.rejected_tokens) <= max_length
+        if fits or start == starts[-1]:
+            return trimmed, length
+    return record, length  # a single turn: nothing earlier to cut
+
+
 def select(records: list[dict[str, Any]], tokenizer: Any, max_length: int,
            file: str) -> tuple[list[dict[str, Any]], DataReport]:
-    """Keep the pairs that fit; report every one left out or cut."""
+    """Fit every pair (:func:`fit`); keep those whose prompt fits; report every pair left
+    out, cut from the left, or with replies TRL will cut."""
     report = DataReport(file=file, max_length=max_length, pairs=len(records), used=0)
     kept: list[dict[str, Any]] = []
-    for record in records:
-        length = measure(record, tokenizer)
+    for original in records:
+        record, length = fit(original, tokenizer, max_length)
         if length.prompt_tokens >= max_length:
             report.dropped_prompt_too_long.append(length)
             continue
+        if length.turns_cut:
+            report.context_cut.append(length)
         if length.prompt_tokens + max(length.chosen_tokens, length.rejected_tokens) > max_length:
             report.truncated.append(length)
         kept.append(record)
@@ -178,3 +225,63 @@ def record_key(record: dict[str, Any]) -> str:
     last_user = next((m["content"] for m in reversed(record["prompt"]) if m["role"] == "user"),
                      "")
     return pair_key(last_user, record["chosen"][0]["content"], record["rejected"][0]["content"])
+
+
+def load_tokenizer(model: str = "") -> Any:
+    """The tokenizer (with its chat template) of the model a run tunes, without loading the
+    model: from the GGUF file for the built-in model (as base_model.dequantise saves it),
+    else from the transformers folder or hub name."""
+    from transformers import AutoTokenizer
+
+    if not model or model.lower().endswith(".gguf"):
+        from rlhf_desktop import config
+
+        try:
+            gguf = Path(model).expanduser() if model else config.default_gguf_path()
+        except config.ConfigError as exc:
+            raise TuneConfigError(str(exc)) from exc
+        if not gguf.is_file():
+            raise TuneConfigError(f"model file {gguf} does not exist")
+        return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    return AutoTokenizer.from_pretrained(str(Path(model).expanduser()) if Path(
+        model).expanduser().exists() else model)
+
+
+def fit_report(data: str | Path, max_length: int, system_prompt: str = "",
+               model: str = "") -> DataReport:
+    """What a run with these settings would do with each pair of ``data`` (no training)."""
+    tokenizer = load_tokenizer(model)
+    records = read_pairs(data, system_prompt)
+    _kept, report = select(records, tokenizer, max_length, str(data))
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m rlhf_desktop.tune.data --data FILE [--max-length N] [--system-prompt T]
+    [--model M]``: the data report as one JSON object on stdout (exit 2 with the message on
+    stderr for input the user must fix)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m rlhf_desktop.tune.data")
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--system-prompt", default="")
+    parser.add_argument("--model", default="")
+    parser.add_argument("--nice", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.nice:
+        import os
+
+        os.nice(args.nice)
+    try:
+        report = fit_report(args.data, args.max_length, args.system_prompt, args.model)
+    except TuneConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    print(json.dumps({**report.to_dict(), "summary": report.summary()}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

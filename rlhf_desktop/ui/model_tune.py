@@ -14,7 +14,7 @@ import asyncio
 import logging
 from typing import Any
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 
 from rlhf_desktop.config import ConfigError, load_settings
 from rlhf_desktop.services.tuning import TuneSnapshot, TuningService
+from rlhf_desktop.services.tuning_effect import effect_words
 from rlhf_desktop.services.tuning_remote import (
     DEFAULT_MODEL,
     RemoteError,
@@ -73,7 +74,7 @@ def metrics_text(snap: TuneSnapshot) -> str:
 
 def fit_text(snap: TuneSnapshot) -> str:
     """The pairs that did not fit (reported, never silently dropped)."""
-    if not snap.left_out and not snap.truncated:
+    if not snap.left_out and not snap.truncated and not snap.context_cut:
         return ""
     text = []
     if snap.left_out:
@@ -81,8 +82,12 @@ def fit_text(snap: TuneSnapshot) -> str:
         shown = [f"“{str(p.get('preview') or '').strip()[:40]}…”" if p.get("preview")
                  else f"line {p.get('line')}" for p in snap.left_out[:3]]
         more = f" and {n - 3} more" if n > 3 else ""
-        text.append(f"{n} pair{'s' if n != 1 else ''} left out because the prompt alone is "
-                    f"longer than the length limit: {', '.join(shown)}{more}")
+        text.append(f"{n} pair{'s' if n != 1 else ''} left out because the system prompt and "
+                    f"the last message alone are longer than the length limit: "
+                    f"{', '.join(shown)}{more}")
+    if snap.context_cut:
+        text.append(f"{snap.context_cut} from later turns of a chat used with their earliest "
+                    "turns cut to fit")
     if snap.truncated:
         text.append(f"{snap.truncated} with replies cut at the length limit")
     return "; ".join(text) + "."
@@ -101,6 +106,8 @@ class TunePanel(QWidget):
         self.confirm_box: QMessageBox | None = None
         self._offer: RemoteOffer | None = None
         self._last_state = ""
+        self._checking = False
+        """The plan waits for the pairs' measurement: re-plan on every tick until it ends."""
 
         title = QLabel("Tune the chat model")
         title.setObjectName("kpiValue")
@@ -136,6 +143,18 @@ class TunePanel(QWidget):
                                   "the tuned version, in random order, names hidden until you "
                                   "pick")
         self.ab_button.clicked.connect(self.try_blind)
+        self.effect = QLabel("")
+        """The measured effect of the newest tuned version on the user's taste, in words."""
+        self.effect.setObjectName("effect")
+        self.effect.setWordWrap(True)
+        self.effect.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.effect.hide()
+        self.effect_button = QPushButton("Measure the effect")
+        self.effect_button.setToolTip("One reply from the base and one from the tuned version "
+                                      "for each of up to 40 of your past prompts (same seeds), "
+                                      "judged by your ranker, in a low-priority process")
+        self.effect_button.clicked.connect(self.measure_effect)
+        self.effect_button.hide()
         self.notice = QLabel("")
         """What the last action did (the blind comparison, a refusal); kept until the next."""
         self.notice.setWordWrap(True)
@@ -148,7 +167,7 @@ class TunePanel(QWidget):
         row.addWidget(self.tune_button)
         row.addWidget(self.plan_label, 1)
         buttons = QHBoxLayout()
-        for b in (self.cancel_button, self.resume_button, self.ab_button):
+        for b in (self.cancel_button, self.resume_button, self.ab_button, self.effect_button):
             buttons.addWidget(b)
         buttons.addStretch(1)
         buttons.addWidget(QLabel("Chat with:"))
@@ -160,7 +179,7 @@ class TunePanel(QWidget):
         for w in widgets:
             layout.addWidget(w)
         layout.addLayout(row)
-        widgets = [self.progress, self.status, self.metrics, self.fit]
+        widgets = [self.progress, self.status, self.metrics, self.fit, self.effect]
         for w in widgets:
             layout.addWidget(w)
         layout.addLayout(buttons)
@@ -224,7 +243,7 @@ class TunePanel(QWidget):
     def refresh(self, plan: bool = False) -> None:
         """Render the service's snapshots (``plan``: also recount the pairs)."""
         snap = self.service.snapshot()
-        if plan or snap.state != self._last_state:  # counts and folders: not every tick
+        if plan or snap.state != self._last_state or self._checking:  # not every tick
             self._last_state = snap.state
             self._render_plan(snap)
             self._render_versions()
@@ -243,6 +262,11 @@ class TunePanel(QWidget):
             self.plan_label.setText(f"Cannot plan a run: {exc}")
             self.tune_button.setEnabled(False)
             return
+        if plan.blocker is None and plan.stored is None and not plan.checking:
+            if self.service.check_fit():  # count only the pairs that fit, before starting
+                plan = self.service.plan()
+                self.timer.start()
+        self._checking = plan.checking
         self.plan_label.setText(plan.text())
         self.tune_button.setEnabled(plan.blocker is None)
 
@@ -273,6 +297,27 @@ class TunePanel(QWidget):
         self.ab_button.setVisible(snap.state == "done" and bool(snap.version))
         if snap.version:
             self.ab_button.setText(f"Try v{snap.version} blind against the base")
+        self._render_effect(snap)
+
+    def _render_effect(self, snap: TuneSnapshot) -> None:
+        """The newest version's measured effect, or the measurement's progress."""
+        measuring, note = self.service.effect_status()
+        versions = self.service.versions()
+        newest = versions[-1] if versions else None
+        effect = self.service.effect(newest) if newest is not None else None
+        lines = []
+        if effect is not None:
+            lines.append(effect_words(effect))
+        if note:
+            lines.append(note)
+        self.effect.setText("\n".join(lines))
+        self.effect.setVisible(bool(lines))
+        self.effect_button.setVisible(newest is not None and effect is None
+                                      and measuring is None and not snap.active)
+        if newest is not None:
+            self.effect_button.setText(f"Measure v{newest}'s effect on your past prompts")
+        if measuring is not None:
+            self.timer.start()  # follow the measurement's progress
 
     def _render_versions(self) -> None:
         versions = [0, *self.service.versions()]
@@ -321,6 +366,14 @@ class TunePanel(QWidget):
             self.service.resume()
         except RuntimeError as exc:
             self._notify(str(exc))
+        self.timer.start()
+        self.refresh()
+
+    def measure_effect(self) -> None:
+        """Measure the newest version against the base on the user's past prompts."""
+        versions = self.service.versions()
+        if versions:
+            self.service.measure_effect(versions[-1])
         self.timer.start()
         self.refresh()
 

@@ -103,8 +103,9 @@ def test_tune_shows_progress_cancel_resume_and_the_blind_offer(
     assert re.search(r"step \d+ of 59 · loss 0\.6\d\d · reward accuracy 0\.50 · margin "
                      r"\+0\.0\d\d · \d+ s elapsed", panel.metrics.text()), panel.metrics.text()
     assert panel.progress.maximum() == 59 and panel.progress.value() >= 2
-    assert panel.fit.text() == ("1 pair left out because the prompt alone is longer than the "
-                                "length limit: “Tell me everything Tell me everything Te…”.")
+    assert panel.fit.text() == ("1 pair left out because the system prompt and the last "
+                                "message alone are longer than the length limit: “Tell me "
+                                "everything Tell me everything Te…”.")
     click(qtbot, panel.cancel_button)
     assert panel.status.text().startswith("Cancelling: Stopping after the current step")
     assert panel.cancel_button.text() == "Stop now"

@@ -1,0 +1,67 @@
+"""The tune panel's plan before a run: it counts only the pairs the run will use (with how
+many cannot be used, and why), and its time estimate comes from the user's own last run,
+measured correctly (the steps' own durations over the pairs they trained on), also for a run
+that was cancelled and resumed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rlhf_desktop.services import tuning_state
+from rlhf_desktop.services.tuning_state import make_plan, seconds_per_pair
+from rlhf_desktop.tune.progress import Progress
+from rlhf_desktop.tune.runs import runs_dir
+from rlhf_desktop.tune.versions import chat_models_dir, register
+
+CONFIG = {"batch_size": 2, "grad_accum": 4}
+
+
+def _resumed_run(run: Path) -> None:
+    """15 pairs, 2 steps of about 12 s a pair: step 1, a cancel, then a resume that trained
+    step 2 (its process, the one that made the version, ran 60 s in all)."""
+    progress = Progress(run / "progress.jsonl")
+    progress.emit("start", pid=1, config=CONFIG)
+    progress.emit("stage", stage="training", resume_from=None, trainer_pairs=15)
+    progress.emit("step", step=1, max_steps=2, epoch=0.53, seconds=96.0)
+    progress.emit("checkpoint", step=1)
+    progress.emit("done", status="cancelled", steps=1, max_steps=2)
+    progress.emit("start", pid=2, config=CONFIG)
+    progress.emit("stage", stage="training", resume_from="checkpoint-1", trainer_pairs=15)
+    progress.emit("step", step=2, max_steps=2, epoch=1.0, seconds=84.0)
+    progress.emit("done", status="completed", steps=2, max_steps=2, version=1, seconds=60.0)
+    progress.close()
+
+
+def test_the_estimate_comes_from_the_last_runs_own_steps(data_home: Path) -> None:
+    run = runs_dir(data_home) / "20261206-080000"
+    run.mkdir(parents=True)
+    _resumed_run(run)
+    adapter = run / "adapter.gguf"
+    adapter.write_bytes(b"not read here")
+    register(adapter, {"kind": "lora", "steps": 2, "seconds": 60.0, "run_dir": str(run),
+                       "pairs": {"used": 15}, "settings": CONFIG})
+    assert (chat_models_dir() / "v0001").is_dir()
+    rate, basis = seconds_per_pair()  # (96 + 84) s / 15 pairs
+    assert 11.5 < rate < 12.5 and basis == "12 s a pair in your run v1", basis
+    plan = make_plan(43, {}, None, None)
+    assert plan.estimate_s is not None and plan.estimate_s > 43 * 11.5
+    assert tuning_state.run_rate(run) == rate
+
+
+def test_the_plan_counts_only_the_pairs_that_fit_and_says_why_the_others_do_not(
+        data_home: Path) -> None:
+    fit = {"pairs": 43, "used": 40, "max_length": 256,
+           "dropped_prompt_too_long": [{"line": n} for n in (3, 9, 17)],
+           "context_cut": [{"line": n} for n in range(20, 45)], "truncated": []}
+    plan = make_plan(43, {}, None, None, fit)
+    assert plan.pairs == 40 and plan.steps == 5  # ceil(40 / 8), not ceil(43 / 8) = 6
+    text = plan.text()
+    assert text.startswith("40 of your 43 preference pairs, 5 steps, about "), text
+    assert ("3 pairs cannot be used: the system prompt and the last message alone are "
+            "longer than the length limit (256 tokens)") in text
+    assert "25 from later turns of a chat are used with their earliest turns cut" in text
+    nothing = make_plan(2, {}, None, None, {"pairs": 2, "used": 0,
+                                             "dropped_prompt_too_long": [{}, {}]})
+    assert nothing.blocker is not None and "None of your 2 pairs fits" in nothing.blocker
+    json.dumps(fit)  # the report is what the data command prints
