@@ -300,10 +300,12 @@ class SourcesEditor(QGroupBox):
             field.setToolTip(tip if applies else why_not)
             label.setToolTip(field.toolTip())
         self.model_label.setText("Deployment" if provider == "azure" else "Model")
-        self.model.setPlaceholderText("" if local else "empty: the one in the provider settings"
+        self.model.setPlaceholderText("not used by the built-in model" if local else
+                                      "empty: the one in the provider settings"
                                       if provider != "auto" else "empty: the chat's model")
         self.base_url.setPlaceholderText("empty: the server in the provider settings"
-                                         if compatible else "")
+                                         if compatible else
+                                         "only for an OpenAI-compatible server")
 
     def _edit(self, **change: object) -> None:
         row = self.list.currentRow()

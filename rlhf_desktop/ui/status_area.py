@@ -3,8 +3,9 @@
 QStatusBar paints a message only in the room its permanent widgets leave and cuts it there
 mid-word ("…Ente Built-in model"). So the message shows in a label of its own, the first
 permanent widget, that stretches: while a message shows, the provider's why steps aside and
-the provider and training labels shrink to :data:`ROOM_WHILE_MESSAGE` (their tooltips keep
-them whole); a message still too long ends in "…" and its tooltip has it whole.
+the provider and training labels shrink as far as the message needs, down to
+:data:`ROOM_WHILE_MESSAGE` (their tooltips keep them whole); a message still too long ends
+in "…" and its tooltip has it whole.
 """
 
 from __future__ import annotations
@@ -68,8 +69,14 @@ class StatusArea(QObject):
         self.message_label.setText(text)
         self.message_label.setToolTip(text)
         self.provider_why.setHidden(bool(text))
+        cap = NO_LIMIT
+        if text:  # what the message leaves them, in halves, but at least ROOM_WHILE_MESSAGE
+            need = self.message_label.fontMetrics().horizontalAdvance(text) + 60
+            if self.undo_button.isVisibleTo(self.bar):
+                need += self.undo_button.sizeHint().width()
+            cap = max(ROOM_WHILE_MESSAGE, (self.bar.width() - need) // 2)
         for label in (self.provider_label, self.retrain_label):
-            label.setMaximumWidth(ROOM_WHILE_MESSAGE if text else NO_LIMIT)
+            label.setMaximumWidth(cap)
 
     def show_provider(self, b: Backend) -> None:
         """The provider in use and why it was chosen (or what is wrong)."""
@@ -107,10 +114,10 @@ class StatusArea(QObject):
         """Show ``message`` and an "Undo ``what``" button for :data:`UNDO_SECONDS` seconds
         (the button says what it undoes: a narrow bar has no room for the message)."""
         self._undo = undo
-        self.bar.showMessage(message, UNDO_SECONDS * 1000)
         self.undo_button.setText(f"Undo {what}")
         self.undo_button.setToolTip(message)
         self.undo_button.show()
+        self.bar.showMessage(message, UNDO_SECONDS * 1000)  # after: it makes room for both
         self._undo_timer.start()
 
     def _undo_clicked(self) -> None:

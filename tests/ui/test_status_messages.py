@@ -55,6 +55,12 @@ def test_a_message_shows_whole_beside_the_provider(qtbot: object) -> None:
     # the provider is still named (shortened), its why steps aside for the message
     assert area.provider_label.isVisible() and area.provider_label.shown_text()
     assert area.provider_why.isHidden()
+    # a short message leaves the others whole
+    window.statusBar().showMessage("Reason saved")
+    QApplication.processEvents()
+    assert shown.shown_text() == "Reason saved"
+    for label in (area.provider_label, area.retrain_label):
+        assert label.shown_text() == label.text()
     window.statusBar().clearMessage()
     QApplication.processEvents()
     assert shown.text() == "" and not area.provider_why.isHidden()
