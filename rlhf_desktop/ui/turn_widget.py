@@ -131,8 +131,8 @@ class TurnWidget(QFrame):
         self.sort_button.setObjectName("sortByScore")
         self.sort_button.setCheckable(True)
         self.sort_button.setToolTip(
-            "Order the cards by the model's score (unticked: they stay in the order, and "
-            "with the numbers, you labeled them in)")
+            "Order the cards by the model's score, or back in the order (and with the "
+            "numbers) you labeled them in")
         self.sort_button.toggled.connect(self._sort_toggled)
         self.sort_button.hide()
         status_row = QHBoxLayout()
@@ -346,6 +346,7 @@ class TurnWidget(QFrame):
 
     def _sort_toggled(self, on: bool) -> None:
         self.sort_by_score = on
+        self.sort_button.setText("Order as shown" if on else "Sort by score")
         self.apply_order()
 
     def update_status(self, note: str = "") -> None:

@@ -94,11 +94,13 @@ def test_a_scored_blind_pick_keeps_its_order_and_sorts_by_score_on_request(
     assert widget.sort_button.isVisible() and not widget.sort_button.isChecked()
     # on request: the model's order, its ranks as the numbers
     widget.sort_button.click()
+    assert widget.sort_button.text() == "Order as shown"
     assert [c.index for c in widget.ordered_cards()] == [2, 1, 3, 0]
     assert [c.rank_badge.text() for c in widget.ordered_cards()] == ["#1", "#2", "#3", "#4"]
     assert widget.sort_button.isVisible()
     widget.sort_button.click()  # and back to the order it was labeled in
     assert [c.index for c in widget.ordered_cards()] == [2, 0, 3, 1]
+    assert widget.sort_button.text() == "Sort by score"
     # undone while sorted: blind again, in the order it was shown, the toggle gone
     widget.sort_button.click()
     turn.chosen_candidate_id, turn.label_kind = None, None
