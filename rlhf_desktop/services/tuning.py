@@ -49,9 +49,12 @@ from rlhf_desktop.tune.options import TuneConfig, TuneConfigError
 from rlhf_desktop.tune.process import EXIT_MEANING, TuneProcess
 from rlhf_desktop.tune.progress import read_events
 from rlhf_desktop.tune.runs import (
+    PAIRS_FILE,
     checkpoint_steps,
+    export_pairs,
     latest_run,
     new_config,
+    new_run_dir,
     resume_config,
     runs_dir,
     version_made,
@@ -109,6 +112,10 @@ class TuningService:
         self._started: float | None = None
         self._cancel_requested = False
         self._worker: threading.Thread | None = None
+        self.use_cut_pairs = True
+        """Tune on the pairs whose rejected reply was cut at max tokens too (the default:
+        a whole reply preferred over one that stops mid-sentence is a real preference, and
+        it teaches the model to finish its replies); False leaves them out."""
         self.fit_check = module == "rlhf_desktop.tune"
         """Whether :meth:`check_fit` measures the pairs (the real tuning module only)."""
         self._fit: tuple[tuple[Any, ...], dict[str, Any]] | None = None
@@ -142,8 +149,11 @@ class TuningService:
         repo = Repository.open()
         try:
             pairs = repo.count_pairs()
+            cut = len(repo.cut_pair_ids())
         finally:
             repo.close()
+        if not self.use_cut_pairs:
+            pairs -= cut
         blocker = None
         missing = missing_packages()
         if self.snapshot().active:
@@ -155,14 +165,16 @@ class TuningService:
             blocker = (f"Tuning needs the 'tune' extra ({', '.join(missing)} missing): "
                        "pip install 'rlhf-desktop[tune]'")
         fit, checking = self._fit_for(pairs)
-        return make_plan(pairs, self.overrides, max_steps, blocker, fit, checking)
+        return replace(make_plan(pairs, self.overrides, max_steps, blocker, fit, checking),
+                       cut_pairs=cut, use_cut_pairs=self.use_cut_pairs)
 
     # ------------------------------------------------------------------ which pairs fit
 
     def _fit_key(self, pairs: int) -> tuple[Any, ...]:
         cfg = TuneConfig(**{k: v for k, v in self.overrides.items()
                             if k in TuneConfig.__dataclass_fields__})
-        return (pairs, self._settings().system_prompt, cfg.max_length, cfg.model)
+        return (pairs, self._settings().system_prompt, cfg.max_length, cfg.model,
+                self.use_cut_pairs)
 
     def _fit_for(self, pairs: int) -> tuple[dict[str, Any] | None, bool]:
         """The data report of the stored pairs, when measured for these settings, and
@@ -187,6 +199,8 @@ class TuningService:
             pairs = repo.count_pairs()
         finally:
             repo.close()
+        if not self.use_cut_pairs:
+            pairs -= len(repo_cut_ids())
         with self._lock:
             key = self._fit_key(pairs)
             busy = self._fit_proc is not None and self._fit_proc.poll() is None
@@ -202,14 +216,12 @@ class TuningService:
         import json
         import subprocess
 
-        from rlhf_desktop.tune.runs import export_pairs
-
-        _pairs, system_prompt, max_length, model = key
+        _pairs, system_prompt, max_length, model, use_cut = key
         folder = runs_dir(self.data_dir) / FIT_CHECK_DIR
         report: dict[str, Any] | None = None
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            export_pairs(folder)
+            export_for_tuning(folder, use_cut)
             cmd = [self.python, "-m", "rlhf_desktop.tune.data", "--data",
                    str(folder / "pairs.jsonl"), "--max-length", str(max_length),
                    "--system-prompt", system_prompt, "--model", model, "--nice", str(self.nice)]
@@ -242,9 +254,18 @@ class TuningService:
         if max_steps:
             overrides["max_steps"] = max_steps
         system_prompt = self._settings().system_prompt
+        use_cut = self.use_cut_pairs
 
         def prepare() -> TuneConfig:
-            return new_config(runs_dir(self.data_dir), overrides, None, system_prompt)
+            if use_cut:
+                return new_config(runs_dir(self.data_dir), overrides, None, system_prompt)
+            run_dir = new_run_dir(runs_dir(self.data_dir))
+            if export_for_tuning(run_dir, use_cut_pairs=False) == 0:
+                raise TuneConfigError("there are no preference pairs to tune on without the "
+                                      "pairs against a cut reply")
+            return TuneConfig.from_mapping({"system_prompt": system_prompt, **overrides,
+                                            "data": str(run_dir / PAIRS_FILE),
+                                            "output_dir": str(run_dir)})
 
         return self._launch(prepare, "Exporting your pairs…")
 
@@ -577,6 +598,36 @@ class TuningService:
         """After a remote job succeeded: its base and its fine-tuned model as candidate
         sources, arena on (see :meth:`RemoteTuning.sources`)."""
         return self._add_and_enable(self.remote.sources())
+
+
+def repo_cut_ids() -> set[int]:
+    """The ids of the stored pairs whose rejected reply was cut at max tokens."""
+    from rlhf_desktop.storage.repo import Repository
+
+    repo = Repository.open()
+    try:
+        return repo.cut_pair_ids()
+    finally:
+        repo.close()
+
+
+def export_for_tuning(run_dir: Path, use_cut_pairs: bool = True) -> int:
+    """The stored pairs as ``trl-conversational`` lines in ``run_dir``, without the pairs
+    whose rejected reply was cut at max tokens unless ``use_cut_pairs``; the count."""
+    if use_cut_pairs:
+        return export_pairs(run_dir)
+    from rlhf_desktop.services.formats import export_lines
+    from rlhf_desktop.storage.repo import Repository
+
+    repo = Repository.open()
+    try:
+        cut = repo.cut_pair_ids()
+        pairs = [p for p in repo.iter_pairs(metadata=False) if p.id not in cut]
+    finally:
+        repo.close()
+    text = "".join(export_lines(pairs, "trl-conversational"))
+    config.atomic_write_bytes(run_dir / PAIRS_FILE, text.encode("utf-8"))
+    return len(pairs)
 
 
 def _same_source(a: CandidateSource, b: CandidateSource) -> bool:

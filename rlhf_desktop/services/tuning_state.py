@@ -26,6 +26,16 @@ OVERHEAD_S = 90.0
 the base once, about a minute more)."""
 
 
+def cut_pairs_words(n: int, used: bool) -> str:
+    """What the plan says of the pairs against a reply cut at max tokens, and why."""
+    pairs = f"{n} pair{'s' if n != 1 else ''} against a reply cut at max tokens"
+    if used:
+        return (f"{pairs} included (you preferred a whole reply over one that stops "
+                "mid-sentence: a real preference, and it teaches the model to finish its "
+                "replies)")
+    return f"{pairs} left out, as chosen"
+
+
 @dataclass(frozen=True)
 class TunePlan:
     """What a new run would take, before it starts."""
@@ -47,6 +57,10 @@ class TunePlan:
     max_length: int = 0
     checking: bool = False
     """The pairs are being measured against the length limit now."""
+    cut_pairs: int = 0
+    """Stored pairs whose rejected reply was cut at max tokens."""
+    use_cut_pairs: bool = True
+    """Whether the run tunes on those too."""
 
     def text(self) -> str:
         """One line (or two) for the Tune button's neighbour."""
@@ -68,6 +82,8 @@ class TunePlan:
         if self.context_cut:
             notes.append(f"{self.context_cut} from later turns of a chat are used with their "
                          "earliest turns cut to fit the length limit")
+        if self.cut_pairs:
+            notes.append(cut_pairs_words(self.cut_pairs, self.use_cut_pairs))
         if self.checking:
             notes.append("measuring which pairs fit the length limit…")
         return text + (". " + "; ".join(notes) + "." if notes else "")
@@ -304,10 +320,12 @@ def make_plan(pairs: int, overrides: dict[str, Any], max_steps: int | None,
         left_out = len(fit.get("dropped_prompt_too_long") or [])
         cut = len(fit.get("context_cut") or [])
     per_step = cfg.batch_size * cfg.grad_accum
-    steps = max_steps or cfg.max_steps or max(1, math.ceil(used * cfg.epochs / per_step))
+    budget = int(getattr(cfg, "pair_budget", 0) or 0)  # a cap on pairs × epochs, if set
+    passes = used * cfg.epochs if not budget else min(used * cfg.epochs, budget)
+    steps = max_steps or cfg.max_steps or max(1, math.ceil(passes / per_step))
     rate, basis = seconds_per_pair()
     # the pairs the steps go through: every used pair once an epoch, or max_steps batches
-    seen = steps * per_step if (max_steps or cfg.max_steps) else used * cfg.epochs
+    seen = steps * per_step if (max_steps or cfg.max_steps) else passes
     estimate = OVERHEAD_S + seen * rate if used else None
     if fit is not None and not used and blocker is None:
         blocker = (f"None of your {stored} pairs fits the length limit ({cfg.max_length} "

@@ -17,6 +17,7 @@ from typing import Any
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QGroupBox,
     QHBoxLayout,
@@ -122,6 +123,14 @@ class TunePanel(QWidget):
         self.tune_button.clicked.connect(self.start)
         self.plan_label = QLabel("")
         self.plan_label.setWordWrap(True)
+        self.cut_box = QCheckBox("Tune on pairs against a reply cut at max tokens")
+        self.cut_box.setChecked(self.service.use_cut_pairs)
+        self.cut_box.setToolTip("Included by default: you preferred a whole reply over one that "
+                                "stops mid-sentence, a real preference that teaches the model "
+                                "to finish its replies. Untick to leave them out (the reward "
+                                "model leaves them out of its training).")
+        self.cut_box.toggled.connect(self._cut_toggled)
+        self.cut_box.hide()
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
         self.progress.hide()
@@ -179,6 +188,7 @@ class TunePanel(QWidget):
         for w in widgets:
             layout.addWidget(w)
         layout.addLayout(row)
+        layout.addWidget(self.cut_box)
         widgets = [self.progress, self.status, self.metrics, self.fit, self.effect]
         for w in widgets:
             layout.addWidget(w)
@@ -267,6 +277,8 @@ class TunePanel(QWidget):
                 plan = self.service.plan()
                 self.timer.start()
         self._checking = plan.checking
+        self.cut_box.setVisible(plan.cut_pairs > 0)
+        self.cut_box.setEnabled(not snap.active)
         self.plan_label.setText(plan.text())
         self.tune_button.setEnabled(plan.blocker is None)
 
@@ -368,6 +380,10 @@ class TunePanel(QWidget):
             self._notify(str(exc))
         self.timer.start()
         self.refresh()
+
+    def _cut_toggled(self, checked: bool) -> None:
+        self.service.use_cut_pairs = checked
+        self.refresh(plan=True)
 
     def measure_effect(self) -> None:
         """Measure the newest version against the base on the user's past prompts."""
