@@ -16,6 +16,12 @@ from pathlib import Path
 from typing import Any
 
 METHODS: tuple[str, ...] = ("dpo", "reward")
+LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair",
+              "sppo_hard", "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft",
+              "sigmoid_norm")
+"""TRL 1.16's DPO loss types."""
+SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts",
+              "polynomial", "inverse_sqrt")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -48,6 +54,9 @@ class TuneConfig:
     max_steps: int = 0
     """Optimizer steps; 0: as many as ``epochs`` passes over the pairs take."""
     epochs: float = 1.0
+    pair_budget: int = 0
+    """At most this many pairs trained on (epochs × pairs, counted with repeats), so a run
+    fits a time budget whatever the number of picks; 0: no cap. Ignored with ``max_steps``."""
     batch_size: int = 2
     grad_accum: int = 4
     seed: int = 42
@@ -55,6 +64,17 @@ class TuneConfig:
     """torch threads in this process; 0: half the CPU cores, at least 1 (the rest stay free
     for the window and llama.cpp; on 2 shared cores 1 thread was faster than 2)."""
     precompute_ref_log_probs: bool = False
+    """Compute the reference model's log-probabilities once before training (one forward
+    pass per pair instead of one per pair and epoch)."""
+    loss_type: list[str] = field(default_factory=lambda: ["sigmoid"])
+    """DPO: TRL's loss types, e.g. ``["sigmoid"]`` (DPO), ``["ipo"]``, ``["sigmoid", "sft"]``
+    (DPO plus the chosen reply's likelihood), ``["sft"]`` (SFT on the picks)."""
+    loss_weights: list[float] = field(default_factory=list)
+    """One weight per ``loss_type`` (empty: 1 each)."""
+    lr_scheduler: str = "constant"
+    """transformers' scheduler name: ``constant``, ``linear``, ``cosine``, ..."""
+    warmup_ratio: float = 0.0
+    """Share of the steps spent warming the learning rate up from 0."""
     save_steps: int = 1
     keep_checkpoints: int = 2
     progress_file: str = ""
@@ -102,6 +122,8 @@ class TuneConfig:
                                       f"not {value!r}")
         if isinstance(self.max_steps, bool) or self.max_steps < 0:
             raise TuneConfigError("'max_steps' must be 0 (use 'epochs') or more")
+        if isinstance(self.pair_budget, bool) or self.pair_budget < 0:
+            raise TuneConfigError("'pair_budget' must be 0 (no cap) or more")
         if not self.epochs > 0:
             raise TuneConfigError(f"'epochs' must be positive, not {self.epochs!r}")
         if self.max_length < 32:
@@ -120,6 +142,20 @@ class TuneConfig:
         if self.method == "dpo" and not self.lora:
             raise TuneConfigError("'lora: false' (full fine-tuning) is for method 'reward'; "
                                   "DPO here always trains a LoRA adapter")
+        bad_loss = [t for t in self.loss_type if t not in LOSS_TYPES]
+        if not self.loss_type or bad_loss:
+            raise TuneConfigError(f"'loss_type' must list some of {', '.join(LOSS_TYPES)}, "
+                                  f"not {self.loss_type!r}")
+        try:
+            weights = [float(w) for w in self.loss_weights]
+        except (TypeError, ValueError):
+            weights = []
+        if self.loss_weights and len(weights) != len(self.loss_type):
+            raise TuneConfigError("'loss_weights' needs one number per 'loss_type'")
+        if self.lr_scheduler not in SCHEDULERS:
+            raise TuneConfigError(f"'lr_scheduler' must be one of {', '.join(SCHEDULERS)}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise TuneConfigError(f"'warmup_ratio' must be in [0, 1), not {self.warmup_ratio!r}")
         if not self.lora_targets or not all(isinstance(t, str) and t for t in self.lora_targets):
             raise TuneConfigError(f"'lora_targets' must list module names, e.g. "
                                   f"{list(LORA_TARGETS[:4])}")

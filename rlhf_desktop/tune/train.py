@@ -9,8 +9,10 @@ and a new run with the same ``output_dir`` resumes from the last one. A stop req
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -214,6 +216,11 @@ def run(cfg: TuneConfig, progress: Progress | None = None,
     progress.emit("stage", stage="loading model")
     model = AutoModelForCausalLM.from_pretrained(
         base.load_from, dtype=torch.bfloat16 if cfg.bf16 else torch.float32)
+    steps_cap = budget_steps(cfg, len(dataset))
+    if steps_cap != cfg.max_steps:
+        progress.emit("stage", stage="pair budget", pair_budget=cfg.pair_budget,
+                      max_steps=steps_cap)
+        cfg = dataclasses.replace(cfg, max_steps=steps_cap)
     trainer = _trainer(cfg, model, tokenizer, dataset, _callback(progress, stop), out)
     progress.emit("stage", stage="training", resume_from=resume,
                   trainer_pairs=len(trainer.train_dataset))  # after TRL's own filter
@@ -235,6 +242,17 @@ def run(cfg: TuneConfig, progress: Progress | None = None,
         adapter_dir=adapter, base=base, metrics=dict(callback.last),
         data_report=report.to_dict(), seconds=time.monotonic() - started,
     )
+
+
+def budget_steps(cfg: TuneConfig, pairs: int) -> int:
+    """Optimizer steps for ``pairs`` pairs: ``max_steps`` when set; else 0 (``epochs``
+    decide) unless ``pair_budget`` caps the pairs seen below what the epochs would take."""
+    if cfg.max_steps or not cfg.pair_budget:
+        return cfg.max_steps
+    per_step = cfg.batch_size * cfg.grad_accum
+    by_epochs = math.ceil(cfg.epochs * math.ceil(pairs / cfg.batch_size) / cfg.grad_accum)
+    by_budget = max(1, cfg.pair_budget // per_step)
+    return by_budget if by_budget < by_epochs else 0
 
 
 def trainer_args(cfg: TuneConfig, out: Path) -> dict[str, Any]:
@@ -263,7 +281,8 @@ def trainer_args(cfg: TuneConfig, out: Path) -> dict[str, Any]:
         disable_tqdm=True,
         dataloader_num_workers=0,
         dataloader_pin_memory=False,
-        lr_scheduler_type="constant",
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,  # a float below 1 is a share of the steps
     )
 
 
@@ -272,8 +291,11 @@ def _trainer(cfg: TuneConfig, model: Any, tokenizer: Any, dataset: Any, callback
     from peft import LoraConfig
     from trl import DPOConfig, DPOTrainer
 
+    losses: dict[str, Any] = {"loss_type": list(cfg.loss_type)}
+    if cfg.loss_weights:
+        losses["loss_weights"] = [float(w) for w in cfg.loss_weights]
     args = DPOConfig(**trainer_args(cfg, out), beta=cfg.beta,
-                     precompute_ref_log_probs=cfg.precompute_ref_log_probs)
+                     precompute_ref_log_probs=cfg.precompute_ref_log_probs, **losses)
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=list(cfg.lora_targets), task_type="CAUSAL_LM")
     trainer = DPOTrainer(model=model, args=args, train_dataset=dataset,
