@@ -60,3 +60,32 @@ def test_the_sentence_says_the_effect_its_interval_and_its_caveat(tmp_path: Path
     assert "not you" in words and "Try v2 blind against the base" in words
     (tmp_path / "effect.json").write_text("{broken", encoding="utf-8")
     assert load_effect(tmp_path) is None
+
+
+def test_a_measurement_runs_in_a_child_and_says_why_it_failed(data_home: Path) -> None:
+    """The service's measurement: a real low-priority child process; with no past prompts
+    it ends before loading any model and the panel's line says why."""
+    import time
+
+    from rlhf_desktop.config import Settings
+    from rlhf_desktop.services.tuning import TuningService
+    from rlhf_desktop.tune.versions import register
+
+    adapter = data_home / "adapter.gguf"
+    adapter.write_bytes(b"never loaded: there is nothing to measure")
+    register(adapter, {"kind": "lora", "steps": 1})
+    service = TuningService(data_home, Settings)
+    try:
+        assert service.measure_effect(1, prompts=3)
+        assert service.effect_status()[0] == 1
+        assert not service.measure_effect(1)  # one at a time
+        deadline = time.monotonic() + 60
+        while service.effect_status()[0] is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)  # the follower's last words
+        measuring, note = service.effect_status()
+        assert measuring is None
+        assert note.startswith("Measuring tuned v1 failed: there are no past prompts"), note
+        assert service.effect(1) is None
+    finally:
+        service.close()
