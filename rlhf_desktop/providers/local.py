@@ -138,6 +138,28 @@ class _Mailbox:
 
 _HTTP_TIMEOUT_S = 30.0
 _UNIX_PATH_MAX = 100  # sun_path holds 108 bytes on Linux, 104 on macOS
+CPU_FLAGS_NEEDED = ("avx", "avx2", "fma", "f16c", "bmi2")
+"""What xllamacpp's x86-64 CPU wheel is compiled for (GGML_NATIVE=OFF: x86-64-v3, no AVX-512
+or AMX, no runtime dispatch). A CPU without them would die of SIGILL at the first token."""
+
+
+def cpu_flags() -> set[str] | None:
+    """The CPU's feature flags from ``/proc/cpuinfo`` (x86 Linux), else ``None`` (unknown)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return None
+
+
+def missing_cpu_flags(flags: set[str] | None) -> list[str]:
+    """The needed x86 features that ``flags`` lacks ([] when unknown or not x86)."""
+    if flags is None or "sse2" not in flags:  # not x86 (an ARM build has its own wheel)
+        return []
+    return [f for f in CPU_FLAGS_NEEDED if f not in flags]
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -294,6 +316,13 @@ class LocalProvider(BaseProvider):
             raise ModelLoadError(
                 f"The tuned chat-model adapter {self.lora_path} does not exist. Choose the "
                 "base model (chat_model_version 0) or another version.", provider=self.name)
+        missing = missing_cpu_flags(cpu_flags())
+        if missing:
+            raise ModelLoadError(
+                "This CPU lacks " + ", ".join(f.upper() for f in missing) + ", which the "
+                "built-in model's prebuilt llama.cpp needs (x86-64-v3: Intel Haswell or AMD "
+                "Zen and later). Configure Azure OpenAI or OpenAI in .env instead.",
+                provider=self.name)
         try:
             import xllamacpp
         except ImportError as exc:

@@ -92,7 +92,7 @@ def test_prompt_too_long_for_the_context(gguf_path: Path) -> None:
         finally:
             await provider.aclose()
 
-    with pytest.raises(ProviderError, match="n_ctx=64") as info:
+    with pytest.raises(ProviderError, match="the built-in model takes 64") as info:
         run(go())
     assert [c.finish_reason for c in info.value.partial] == ["error", "error"]
 
@@ -262,3 +262,25 @@ def test_broken_or_missing_adapter_is_a_load_error(gguf_path: Path, tmp_path: Pa
 
         with pytest.raises(ModelLoadError, match=pattern):
             run(go())
+
+
+def test_a_cpu_without_avx2_gets_an_error_instead_of_sigill(
+        gguf_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rlhf_desktop.providers import local as local_module
+
+    flags = local_module.cpu_flags()
+    assert flags is None or local_module.missing_cpu_flags(flags) == []  # this machine runs it
+    old_cpu = {"fpu", "sse", "sse2", "ssse3", "sse4_1", "sse4_2", "avx", "popcnt"}  # Sandy Bridge
+    assert local_module.missing_cpu_flags(old_cpu) == ["avx2", "fma", "f16c", "bmi2"]
+    assert local_module.missing_cpu_flags({"fp", "asimd"}) == []  # ARM: its own wheel
+    monkeypatch.setattr(local_module, "cpu_flags", lambda: old_cpu)
+    provider = LocalProvider(gguf_path)
+
+    async def go() -> None:
+        try:
+            await provider.generate(PROMPT, SamplingParams(n=1, max_tokens=4))
+        finally:
+            await provider.aclose()
+
+    with pytest.raises(ModelLoadError, match="lacks AVX2, FMA, F16C, BMI2"):
+        run(go())
