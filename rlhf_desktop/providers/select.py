@@ -194,9 +194,9 @@ def _local_choice(settings: Settings, reason: str) -> ProviderChoice:
             path = config.default_gguf_path()
         except config.ConfigError as exc:
             raise ProviderConfigError(str(exc)) from None
-    if importlib.util.find_spec("llama_cpp") is None:
+    if importlib.util.find_spec("xllamacpp") is None:
         raise ProviderConfigError(
-            "The built-in model needs llama-cpp-python, which is not installed. Run "
+            "The built-in model needs xllamacpp, which is not installed. Run "
             "`make setup`, or configure Azure OpenAI or OpenAI in .env (see .env.example)."
         )
     if settings.chat_model_version:
