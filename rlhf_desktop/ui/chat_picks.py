@@ -22,7 +22,7 @@ from PySide6.QtWidgets import QWidget
 from rlhf_desktop.domain import Candidate
 from rlhf_desktop.services.chat import Listener, StorageError, TurnControl, failed_indices
 from rlhf_desktop.services.labeling import Pick
-from rlhf_desktop.services.turn_labels import is_whole_reply
+from rlhf_desktop.services.turn_labels import is_whole_reply, same_replies
 from rlhf_desktop.ui.backend import Backend
 from rlhf_desktop.ui.composer import Composer, alt_digit, plain_digit
 from rlhf_desktop.ui.turn_widget import TurnWidget
@@ -123,6 +123,10 @@ class PickActions:
             self._say(str(exc))
             return
         self._labeled(widget, pick)
+        if pick.kind == "tie":  # every other whole reply is the same reply as this one
+            self._say("Saved as a tie: the other replies are the same reply as this one, so "
+                      "there is no preference to store · Alt+Z undoes it")
+            return
         widget.ask_reason(pick.pairs)
         self._reveal(widget.reason_row)
         agreed = "" if pick.agreed is None else (
@@ -134,6 +138,9 @@ class PickActions:
                        if c.id != pick.candidate_id and not is_whole_reply(c))
         kept_out = (f" ({left_out} stopped, filtered or failed "
                     f"repl{'y' if left_out == 1 else 'ies'} left out)") if left_out else ""
+        same = len(same_replies(turn).get(card.candidate.index, []))
+        kept_out += (f" ({same} identical repl{'y' if same == 1 else 'ies'}: a tie, no pair)"
+                     if same else "")
         self._say(f"Saved your pick: {pairs}{kept_out}{agreed} · Alt+Z undoes it")
 
     def _set_last_pick(self, turn_id: int | None) -> None:
