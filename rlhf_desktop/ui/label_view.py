@@ -84,7 +84,7 @@ def mark_same(widget: TurnWidget) -> None:
     by_index = {card.index: card for card in widget.cards.values()}
     for card in widget.cards.values():
         others = [by_index[i] for i in same.get(card.index, []) if i in by_index]
-        card.set_same_as([f"#{o.position + 1}" if widget.is_ranked() else
+        card.set_same_as([f"#{o.position + 1}" if widget.numbers_are_ranks() else
                           f"Reply {o.position + 1}"
                           for o in sorted(others, key=lambda o: o.position)])
 

@@ -153,3 +153,21 @@ def test_a_blind_pick_in_the_window_keeps_its_number_when_shown_again(
         assert "the model ranked your pick #2 of 4" in again.status.text()
     finally:
         run(loop, window.shutdown())
+
+
+@pytest.mark.timeout(60)
+def test_same_reply_notes_name_the_cards_by_the_numbers_shown(qtbot: object) -> None:
+    turn = blind_turn(scored=True)
+    for cand in turn.candidates:
+        if cand.index in (1, 3):  # shown as Reply 4 and Reply 3
+            cand.text = "The same haiku"
+    widget = shown_widget(qtbot, turn)
+    turn.chosen_candidate_id, turn.label_kind = 12, "pick"
+    widget.set_turn(turn)
+    widget.mark_pick(12, undoable=True)
+    notes = {c.index: c.same_note.text() for c in widget.cards.values() if c.same_note.text()}
+    assert notes == {1: "= same as Reply 3 (a tie: no preference pair)",
+                     3: "= same as Reply 4 (a tie: no preference pair)"}
+    widget.sort_button.click()  # sorted by score: the numbers are the model's ranks
+    notes = {c.index: c.same_note.text() for c in widget.cards.values() if c.same_note.text()}
+    assert notes[1].startswith("= same as #") and notes[3].startswith("= same as #")
