@@ -29,6 +29,7 @@ from rlhf_desktop.providers.errors import ContextLengthError, ProviderError
 from rlhf_desktop.services.chat_arena import ARENA, RegenerateRefused, regenerate_plan
 from rlhf_desktop.services.conversations import ConversationService
 from rlhf_desktop.services.rewards import RewardService, TurnExplanation
+from rlhf_desktop.storage import pick_rules
 from rlhf_desktop.storage.repo import Repository, StorageError
 
 log = logging.getLogger(__name__)
@@ -124,20 +125,15 @@ def failed_indices(turn: Turn) -> list[int]:
 
 
 def reply_for_context(turn: Turn) -> Candidate | None:
-    """The reply that continues the conversation: the pick, else the top-ranked reply."""
-    usable = [c for c in turn.candidates if c.text.strip()]
-    if not usable:
-        return None
-    if turn.chosen_candidate_id is not None:
-        for cand in usable:
-            if cand.id == turn.chosen_candidate_id:
-                return cand
-    return ranked(usable)[0]
+    """The reply that continues the conversation (the rule: :func:`pick_rules.context_reply
+    <rlhf_desktop.storage.pick_rules.context_reply>`; none after "all bad")."""
+    return pick_rules.context_reply(turn)
 
 
 def ranked(candidates: list[Candidate]) -> list[Candidate]:
-    """Best score first; unscored candidates keep the provider's order."""
-    return sorted(candidates, key=lambda c: (-(c.score or 0.0), c.index))
+    """Whole replies best score first, then failed, stopped and empty ones
+    (:func:`~rlhf_desktop.storage.pick_rules.ranked`)."""
+    return pick_rules.ranked(candidates)
 
 
 def history(turns: list[Turn]) -> list[Message]:
@@ -420,12 +416,12 @@ class ChatService:
 
     async def rank(self, turn: Turn) -> Turn:
         """Score a turn's replies with the current model (in the worker) and store the scores."""
-        texts = [c.text for c in turn.candidates]
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self.executor, self.rewards.rank, turn.prompt, texts)
-        for cand, score in zip(turn.candidates, result.scores, strict=True):
-            cand.score = score if result.version is not None else None
-            cand.model_version = result.version
+        scores, version = await loop.run_in_executor(  # whole replies only
+            self.executor, self.rewards.rank_replies, turn.prompt, list(turn.candidates))
+        for cand, score in zip(turn.candidates, scores, strict=True):
+            cand.score = score if version is not None else None
+            cand.model_version = version
         self.repo.set_scores([(c.id, c.score, c.model_version) for c in turn.candidates
                               if c.id is not None])
         return turn
@@ -433,7 +429,6 @@ class ChatService:
     async def explain(self, turn: Turn) -> TurnExplanation:
         """Why the turn's replies rank as they do with the model in use: each reply's score
         split into style and content, and the turn's confidence (in the rank worker)."""
-        texts = [c.text for c in turn.candidates]
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, self.rewards.explain, turn.prompt,
-                                          texts)
+        return await loop.run_in_executor(self.executor, self.rewards.explain_replies,
+                                          turn.prompt, list(turn.candidates))
