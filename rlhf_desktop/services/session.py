@@ -167,8 +167,10 @@ class AppSession:
         if kind == "local" and getattr(provider, "load_seconds", None) is not None:
             tokenizer = getattr(provider, "count_tokens", None)  # its own, once loaded
         learned = {} if self.chat is None else self.chat.context_limits
-        limit = (self.settings.n_ctx if kind == "local"
-                 else learned.get((kind, model)) or known_context(model))
+        # By name only on OpenAI itself: Azure deployments and local servers' models are
+        # named by their owners.
+        limit = (self.settings.n_ctx if kind == "local" else learned.get((kind, model))
+                 or (known_context(model) if kind == "openai" else None))
         return self._tokens.count(messages, system, kind=kind, model=model, limit=limit,
                                   tokenizer=tokenizer if callable(tokenizer) else None)
 

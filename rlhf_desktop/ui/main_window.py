@@ -39,6 +39,7 @@ from rlhf_desktop.ui.settings_dialog import ChatSettingsDialog, SettingsDialog, 
 from rlhf_desktop.ui.shortcuts import OPEN_KEYS, ShortcutsDialog, help_button
 from rlhf_desktop.ui.sidebar import Sidebar
 from rlhf_desktop.ui.status_area import StatusArea
+from rlhf_desktop.ui.widgets import ElidedLabel
 
 log = logging.getLogger(__name__)
 BANNER_KEY = "builtin_banner_dismissed"
@@ -190,9 +191,8 @@ class MainWindow(QMainWindow):
         header.setObjectName("chatHeader")
         row = QHBoxLayout(header)
         row.setContentsMargins(16, 2, 12, 2)
-        self.chat_summary = QLabel("")
+        self.chat_summary = ElidedLabel("")  # never sets the window's minimum width
         self.chat_summary.setObjectName("muted")
-        self.chat_summary.setTextFormat(Qt.TextFormat.PlainText)
         self.chat_settings_button = QPushButton("Chat settings…")
         self.chat_settings_button.setToolTip("This chat's system prompt and model (Ctrl+Shift+,)")
         self.chat_settings_button.clicked.connect(lambda: self.open_chat_settings())
@@ -212,6 +212,8 @@ class MainWindow(QMainWindow):
         flat = " ".join(prompt.split())
         shown = f"“{flat[:70]}…”" if len(flat) > 70 else (f"“{flat}”" if flat else "none")
         self.chat_summary.setText(f"Model: {model}   ·   System prompt: {shown}")
+        self.chat_summary.setToolTip(f"This chat's model: {model}\nIts system prompt: "
+                                     f"{prompt or '(none)'}\n\nChange them in Chat settings…")
 
     def open_chat_settings(self, conversation_id: int | None = None) -> ChatSettingsDialog:
         """This chat's system prompt and model (the new chat's, before its first message)."""
@@ -223,7 +225,8 @@ class MainWindow(QMainWindow):
             default_model=self.backend.provider_model,
             list_models=self.backend.session.list_models,
             spawn=lambda coro: self.backend.spawn(coro, "list models"),
-            title=conversation.title if conversation is not None else "new chat", parent=self)
+            title=conversation.title if conversation is not None else "new chat",
+            provider_kind=self.backend.provider_kind, parent=self)
 
         def saved(chat: ChatSettings) -> None:
             try:

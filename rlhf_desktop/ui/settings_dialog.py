@@ -366,6 +366,18 @@ class SettingsDialog(QDialog):
         super().accept()
 
 
+def models_note(kind: str, count: int) -> str:
+    """What the model list under the chooser is."""
+    if kind == "azure":
+        return ("The configured deployments (Azure does not list them for a key); type the "
+                "name of another deployment to use it.")
+    if kind == "local":
+        return "The built-in model and its tuned versions (model page → Tune)."
+    if not count:
+        return "The server lists no models; type a model name."
+    return f"{count} model{'s' if count != 1 else ''} offered by the server."
+
+
 class ChatSettingsDialog(QDialog):
     """One chat's own settings: its system prompt and its model, from a list of what the
     provider offers (asked when the dialog opens; an error shows inline, and a model name can
@@ -376,9 +388,11 @@ class ChatSettingsDialog(QDialog):
     def __init__(self, chat: ChatSettings, *, default_prompt: str, default_model: str,
                  list_models: Callable[[], Awaitable[list[str]]],
                  spawn: Callable[[Coroutine[Any, Any, Any]], object],
-                 title: str = "", parent: QWidget | None = None) -> None:
+                 title: str = "", provider_kind: str = "",
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"Chat settings — {title}" if title else "Chat settings")
+        self.provider_kind = provider_kind
         self.setMinimumWidth(520)
         self._list_models = list_models
         self._spawn = spawn
@@ -388,7 +402,8 @@ class ChatSettingsDialog(QDialog):
         self.prompt.setPlainText(chat.system_prompt if chat.system_prompt is not None
                                  else default_prompt)
         self.prompt.setToolTip("Sent before the conversation with every turn of this chat")
-        self.prompt.setMinimumHeight(110)
+        self.prompt.setMinimumHeight(90)
+        self.prompt.setMaximumHeight(160)
         self.model = QComboBox()
         self.model.setEditable(True)
         self.model.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
@@ -471,9 +486,7 @@ class ChatSettingsDialog(QDialog):
             self.model.setEditText(typed)
         self.model.blockSignals(False)
         self.refresh_button.setEnabled(True)
-        self.models_note.setText(f"{len(models)} model{'s' if len(models) != 1 else ''} "
-                                 "offered by the provider" if models
-                                 else "The provider lists no models; type a name.")
+        self.models_note.setText(models_note(self.provider_kind, len(models)))
 
     def _alive(self) -> bool:
         try:
