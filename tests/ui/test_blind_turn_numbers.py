@@ -171,3 +171,15 @@ def test_same_reply_notes_name_the_cards_by_the_numbers_shown(qtbot: object) -> 
     widget.sort_button.click()  # sorted by score: the numbers are the model's ranks
     notes = {c.index: c.same_note.text() for c in widget.cards.values() if c.same_note.text()}
     assert notes[1].startswith("= same as #") and notes[3].startswith("= same as #")
+
+
+@pytest.mark.timeout(60)
+def test_a_skipped_blind_turn_keeps_its_numbers(qtbot: object) -> None:
+    turn = blind_turn(scored=True)
+    widget = shown_widget(qtbot, turn)
+    turn.skipped = True  # Skip reveals the model's scores, in the order shown
+    widget.set_turn(turn)
+    assert numbers(widget) == SEEN
+    assert widget.card_at(0) is not None and widget.card_at(0).rank_badge.text() == \
+        "Reply 1 · model #1"
+    assert "Skipped" in widget.status.text() and widget.sort_button.isVisible()
