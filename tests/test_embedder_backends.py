@@ -1,4 +1,5 @@
-"""The lean BERT runner gives sentence-transformers' vectors, and is used only where it can."""
+"""The lean BERT runner (numpy, no torch) gives sentence-transformers' vectors, and is used only
+where it can; the library is an optional fallback that says which extra brings it."""
 
 from __future__ import annotations
 
@@ -29,6 +30,21 @@ EDGE_TEXTS = [
 ]
 
 
+DATA_SETS = ("hh-harmless-dev.jsonl", "pandalm-human.jsonl", "llmbar-human.jsonl")
+TRAINING_STACK = ("torch", "transformers", "sentence_transformers", "trl", "peft",
+                  "accelerate", "datasets")
+BLOCK_TRAINING_STACK = f"""
+import sys
+class _Blocked:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {TRAINING_STACK!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (not installed)", name=name)
+        return None
+sys.meta_path.insert(0, _Blocked())
+"""
+"""Run first in a subprocess: the training stack behaves as if it were not installed."""
+
+
 def real_texts(hh_data: Path, rows: int = 40) -> list[str]:
     """Prompts and both replies of real pairs, long and short."""
     texts: list[str] = []
@@ -57,6 +73,20 @@ def test_builtin_minilm_runs_on_the_lean_runner_with_the_librarys_vectors(hh_dat
     assert np.allclose(np.linalg.norm(lean, axis=1), 1.0, atol=1e-5)
     # Real texts differ from each other: the comparison above is not between constants.
     assert np.abs(lean[0] - lean[1]).max() > 0.01
+
+
+def test_vectors_match_the_library_on_prompts_and_replies_of_every_data_set(hh_data, reference):
+    texts: list[str] = []
+    for name in DATA_SETS:
+        for row in hh_rows(hh_data.parent / name, 0, 25):
+            texts += [str(row["prompt"]), str(row["chosen"]), str(row["rejected"])]
+    lean = bert_encoder.BertEncoder(config.default_embedder_dir(), normalize=True).encode(texts)
+    expected = reference.encode(texts, normalize_embeddings=True)  # type: ignore[attr-defined]
+    cosine = np.sum(lean * expected, axis=1) / (
+        np.linalg.norm(lean, axis=1) * np.linalg.norm(expected, axis=1))
+    assert len(texts) == 225
+    assert cosine.min() >= 0.9999
+    assert np.abs(lean - expected).max() < 1e-5
 
 
 def test_batching_and_order_do_not_change_a_vector(hh_data):
@@ -175,3 +205,46 @@ def test_embedding_never_imports_the_library_stack(data_home):
                          timeout=120, env={**os.environ, "RLHF_DESKTOP_HOME": str(data_home)})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[] bert"
+
+
+def run_without_training_stack(code: str, home: Path) -> subprocess.CompletedProcess[str]:
+    """``code`` in a fresh interpreter where torch and the rest cannot be imported."""
+    return subprocess.run([sys.executable, "-c", BLOCK_TRAINING_STACK + code],
+                          capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "RLHF_DESKTOP_HOME": str(home)})
+
+
+def test_the_lean_runner_needs_no_torch(hh_data, reference, tmp_path, data_home):
+    texts = real_texts(hh_data, 5)
+    (tmp_path / "texts.json").write_text(json.dumps(texts))
+    out = tmp_path / "vectors.npy"
+    code = (
+        "import json, sys, numpy as np\n"
+        "from rlhf_desktop.reward.embedder import Embedder\n"
+        f"texts = json.loads(open({str(tmp_path / 'texts.json')!r}).read())\n"
+        "e = Embedder(); np.save(" + repr(str(out)) + ", e.embed(texts))\n"
+        "try:\n    import torch\nexcept ImportError:\n    print('no torch')\n"
+        "print(e.backend)\n"
+    )
+    proc = run_without_training_stack(code, data_home)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["no torch", "bert"]
+    expected = reference.encode(texts, normalize_embeddings=True)  # type: ignore[attr-defined]
+    assert np.abs(np.load(out) - expected).max() < 1e-5
+
+
+def test_a_folder_only_the_library_runs_names_the_tune_extra_when_it_is_missing(
+        tmp_path, data_home):
+    folder = linked_copy(config.default_embedder_dir(), tmp_path / "cls-minilm")
+    _rewrite(folder / "1_Pooling" / "config.json", pooling_mode_mean_tokens=False,
+             pooling_mode_cls_token=True)
+    code = (
+        "from rlhf_desktop.reward.embedder import Embedder, EmbedderError\n"
+        f"e = Embedder(model_dir={str(folder)!r})\n"
+        "try:\n    e.embed(['hello'])\nexcept EmbedderError as exc:\n    print(exc)\n"
+    )
+    proc = run_without_training_stack(code, data_home)
+    assert proc.returncode == 0, proc.stderr
+    message = proc.stdout
+    assert "needs sentence-transformers" in message and "mean pooling" in message
+    assert "pip install -e '.[tune]'" in message and "embedder_path" in message

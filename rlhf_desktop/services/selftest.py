@@ -30,15 +30,17 @@ REPLIES = ("Paris is the capital of France.", "Bananas are rich in potassium.")
 GEN_TOKENS = 8
 
 # Imported lazily by the app (after the window shows); a bundle that lacks one of them
-# would only fail later, on a user's first training run or provider switch.
+# would only fail later, on a user's first training run or provider switch. Nothing here
+# needs torch: the app never imports it unless the user tunes or picks a transformers ranker
+# (tests/test_lean_runtime.py), and a bundle without the `tune` extra must pass.
 LAZY_MODULES = (
     "sklearn.linear_model",
     "sklearn.model_selection",
     "rlhf_desktop.reward.training",
     "rlhf_desktop.reward.bert_encoder",
     "tokenizers",
-    "safetensors.torch",
-    "sentence_transformers",  # for an embedder folder the lean runner cannot run
+    "safetensors.numpy",
+    "threadpoolctl",
     "rlhf_desktop.providers.openai_client",
     "openai",
     "keyring",

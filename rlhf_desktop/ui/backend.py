@@ -107,7 +107,6 @@ class Backend(QObject):
     def warm_up() -> None:
         """In the session's loading worker: what the window will need soon."""
         markdown_render.warm_up()
-        warmup.preload_torch_libraries()
 
     # ------------------------------------------------------------------ session state
 
