@@ -20,9 +20,9 @@ candidate of a request that is over:
   without a finish reason: it is requested again as a single-choice request (a
   :class:`~rlhf_desktop.providers.base.Restart` voids text already streamed), at most
   :data:`MAX_RESENDS` times; after that it fails with an ``error`` that says what happened.
-  An empty reply from a request that overlapped no other is asked again without streaming
-  (first): llama-cpp-python's server ends a stream empty when the request fails (a prompt
-  over its context), and says why only unstreamed;
+  An empty reply from the turn's first request, which overlapped no other, is asked again
+  without streaming (first): llama-cpp-python's server ends a stream empty when the
+  request fails (a prompt over its context), and says why only unstreamed;
   a :class:`~rlhf_desktop.providers.errors.ContextLengthError` fails every reply not yet
   asked for;
 * it finished ``stop`` in a single-choice request that overlapped a later request of the
@@ -172,6 +172,8 @@ class TurnRequests:
         self._pending: list[int] = []
         self._resends: dict[int, int] = {}
         self._unstreamed: set[int] = set()
+        self._first: Request | None = None
+        """The turn's first request (the only one whose empty reply is asked unstreamed)."""
         """Replies that came back empty from a stream: asked again without streaming."""
         self._suspects: dict[int, tuple[Request, ChoiceEnd]] = {}
 
@@ -188,6 +190,8 @@ class TurnRequests:
             self._launch(Request(list(range(self.n)), self._seed))
 
     def _launch(self, request: Request) -> None:
+        if self._first is None:
+            self._first = request
         for other in self.running:
             other.overlapped = True
         self.running.add(request)
@@ -261,7 +265,8 @@ class TurnRequests:
             end = request.ended.get(index)
             if end is not None:
                 if end.reason in STOP_REASONS and not tracker.text(index).strip():
-                    events += self._void(index, EMPTY, request.overlapped, final)
+                    events += self._void(index, EMPTY, request.overlapped, final,
+                                         first=request is self._first)
                 elif (end.reason in STOP_REASONS and request.overlapped and returned_one
                       and request.error is None):
                     self._suspects[index] = (request, end)
@@ -294,7 +299,8 @@ class TurnRequests:
                                    completion_tokens=completion, latency_s=end.latency_s)
         return [] if done is None else [done]
 
-    def _void(self, index: int, kind: str, overlapped: bool, final: bool) -> list[Done | Restart]:
+    def _void(self, index: int, kind: str, overlapped: bool, final: bool, *,
+              first: bool = False) -> list[Done | Restart]:
         """An empty, unfinished or cut reply: request it again, or fail it when spent."""
         if overlapped and not self._learned.interrupted:
             log.info("%s ended a reply %s while another request was running; sending "
@@ -308,9 +314,10 @@ class TurnRequests:
                                          has_text=self.tracker.has_text(index)))
             return []
         self._resends[index] = tries + 1
-        hidden = kind == EMPTY and not overlapped
+        hidden = kind == EMPTY and first and not overlapped
         if hidden:
-            # Empty with no other request about: not an interruption. llama-cpp-python's
+            # The turn's first request, empty with no other request about: not an
+            # interruption. llama-cpp-python's
             # server (also behind LiteLLM) ends a stream empty when the request fails, e.g.
             # a prompt over its context; asked without streaming, it answers with the error
             # (or with the reply).

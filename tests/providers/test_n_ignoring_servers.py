@@ -103,18 +103,17 @@ def test_empty_reply_is_requested_again() -> None:
     assert Restart(2) not in events  # nothing had streamed, nothing to void
 
 
-def test_reply_whose_stream_stays_empty_is_asked_without_streaming() -> None:
-    """A server that ends every stream of a reply empty (llama-cpp-python's server does so
-    when the request fails, and says why only unstreamed) gets it asked unstreamed once."""
+def test_reply_that_stays_empty_fails_with_the_reason() -> None:
     with AzureServer(api_key=AZURE_KEY) as server:
         server.ignore_n = True
         server.inject("truncate", times=10, after=0, finish="stop", match_seed=41)
         (done,), _ = run(turns(azure_provider(server), [40], n=3))
-        asked = [bool((r.body or {}).get("stream")) for r in server.requests
-                 if (r.body or {}).get("seed") == 41]
-    assert asked == [True, False]  # the empty stream, then once without streaming
-    assert done[1].candidate.text == expected(41, server)
-    assert all(done[i].candidate.error is None for i in range(3))
+        seeds = [(r.body or {}).get("seed") for r in server.requests]
+    failed = done[1].candidate
+    assert failed.finish_reason == "error" and failed.text == ""
+    assert failed.error and "empty 3 times" in failed.error and "Regenerate" in failed.error
+    assert seeds.count(41) == 3  # the first try and two more, then it stops asking
+    assert done[0].candidate.error is None and done[2].candidate.error is None
 
 
 def test_parallel_requests_fall_back_to_one_at_a_time_when_cut() -> None:
