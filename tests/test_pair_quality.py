@@ -23,7 +23,9 @@ from rlhf_desktop.services.rewards import RewardService
 from rlhf_desktop.storage.pairs import NOTE_CUT, NOTE_SAME
 from rlhf_desktop.storage.pick_rules import same_reply
 from rlhf_desktop.storage.repo import Repository, StorageError
+from tests.azure_server import AzureServer
 from tests.fakes import FakeProvider, HashEmbedder
+from tests.providers.conftest import AZURE_KEY, azure_provider, fast_settings
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -219,6 +221,32 @@ def test_failed_and_empty_replies_are_never_scored_and_sort_after_whole_ones(
     for cand in turn.candidates:
         cand.score = 0.5 if cand.index != 2 else -3.0
     assert next(c.index for c in ranked(turn.candidates)) == 2
+
+
+def test_a_reply_that_failed_at_the_server_is_never_ranked_above_a_whole_one(
+        data_home: Path) -> None:
+    """Over a real socket: the Azure-protocol server ends reply 2 with an error after a word
+    ("Reply 1:"); a model that learned "shorter wins" would put that stub first."""
+    repo = Repository.open()
+    rewards = trained_rewards(repo)
+    with AzureServer(api_key=AZURE_KEY, deployment="gpt-test", reply_length=10) as server:
+        provider = azure_provider(server, settings=fast_settings(max_retries=0))
+        chat = ChatService(repo, rewards, provider)
+        conv = repo.create_conversation("t")
+        server.inject("choice_error", times=1, choice=1)
+
+        async def scenario() -> Turn:
+            turn = await chat.send_messages(conv.id, [Message("user", "Tell me a story")],
+                                            params=SamplingParams(n=4, max_tokens=50))
+            await provider.aclose()
+            return turn
+
+        turn = asyncio.run(scenario())
+    failed = turn.candidates[1]
+    assert failed.error and failed.score is None
+    assert all(c.score is not None for c in turn.candidates if c is not failed)
+    assert ranked(turn.candidates)[-1] is failed
+    assert repo.get_turn(turn.id or 0).candidates[1].score is None
 
 
 def test_after_all_bad_no_reply_enters_the_history_unless_one_is_picked(data_home: Path
