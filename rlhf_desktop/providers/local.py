@@ -34,6 +34,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,6 +193,8 @@ class _Engine:
         self.server = server
         self._key = key
         self._folder = folder
+        # The socket folder goes when the engine does, or at exit if nobody closed it.
+        self._cleanup = weakref.finalize(self, shutil.rmtree, folder, True)
         self._unix: str | None = None
         self._host, self._port = "127.0.0.1", 0
         if address.startswith("unix://"):
@@ -224,7 +227,7 @@ class _Engine:
     def close(self) -> None:
         """Stop the engine (joins its threads) and remove its socket folder."""
         self.server = None  # the last reference: ~Server stops the loop and the listener
-        shutil.rmtree(self._folder, ignore_errors=True)
+        self._cleanup()
 
 
 class LocalProvider(BaseProvider):
@@ -354,8 +357,14 @@ class LocalProvider(BaseProvider):
         params.ui = False
         params.n_threads_http = 2
         params.verbosity = 0
+        params.endpoint_metrics = True  # answered by the main loop: see below
         try:
             server = xllamacpp.Server(params)
+            # Server() returns just before its thread enters llama.cpp's main loop, and a
+            # terminate() (closing the engine) that comes before the loop starts is lost: the
+            # close would then wait forever, holding the GIL. A metrics request is answered
+            # by that loop, so once it returns the engine can be closed at any time.
+            server.handle_metrics()
         except (ValueError, RuntimeError, OSError) as exc:
             shutil.rmtree(folder, ignore_errors=True)
             what = f"{self.model_path.name} with the adapter {self.lora_path.name}" if (

@@ -163,7 +163,10 @@ def test_count_tokens_from_many_threads_while_a_reply_streams(local: LocalProvid
 def test_count_tokens_after_close_says_closed(gguf_path: Path) -> None:
     provider = LocalProvider(gguf_path, n_ctx=256)
     assert provider.count_tokens("Name a fruit.") == 4
+    folder = Path(provider._load_sync()._unix or "").parent
+    assert folder.is_dir()
     run(provider.aclose())
+    assert not folder.exists()  # the socket folder goes with the engine
     with pytest.raises(ProviderError, match="closed"):
         provider.count_tokens("Something new.")
 
@@ -187,8 +190,17 @@ def test_cancel_before_the_first_token_ends_every_reply(local: LocalProvider) ->
     assert len(deltas) <= 2
 
 
-def test_reply_ends_at_the_chat_template_end_of_turn(local: LocalProvider) -> None:
-    _, done = run(collect(local, SamplingParams(n=1, max_tokens=200, temperature=0.0, seed=1)))
+def test_reply_ends_at_the_chat_template_end_of_turn(gguf_path: Path) -> None:
+    provider = LocalProvider(gguf_path, n_ctx=1024)  # a fresh KV cache: greedy is repeatable
+
+    async def go() -> tuple[list[Delta], dict[int, Done]]:
+        try:
+            return await collect(provider, SamplingParams(n=1, max_tokens=200,
+                                                          temperature=0.0, seed=1))
+        finally:
+            await provider.aclose()
+
+    _, done = run(go())
     cand = done[0].candidate
     assert cand.finish_reason == "stop"
     assert cand.completion_tokens is not None and cand.completion_tokens < 200
@@ -284,3 +296,20 @@ def test_a_cpu_without_avx2_gets_an_error_instead_of_sigill(
 
     with pytest.raises(ModelLoadError, match="lacks AVX2, FMA, F16C, BMI2"):
         run(go())
+
+
+def test_engines_closed_right_after_they_start_never_hang(gguf_path: Path) -> None:
+    """Closing an engine the moment it has loaded (here: after one token count) must not
+    lose llama.cpp's terminate; a hang would hold the GIL, so it runs in a child process."""
+    code = (
+        "import asyncio, sys\n"
+        "from rlhf_desktop.providers.local import LocalProvider\n"
+        "for i in range(12):\n"
+        "    p = LocalProvider(sys.argv[1], n_ctx=128)\n"
+        "    assert p.count_tokens('Name a fruit.') == 4\n"
+        "    asyncio.run(p.aclose())\n"
+        "print('closed', i + 1)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(gguf_path)], capture_output=True,
+                          text=True, timeout=110, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "closed 12"
