@@ -60,13 +60,15 @@ COMMAND = ".venv/bin/python -m benchmarks.loop"
 N = 4
 HELD_SEED_OFFSET = 1_000_000
 SEED_STRIDE = 10
+RETRIES = 3
+"""Attempts per request when the built-in model fails (a fresh provider each time)."""
 RECIPES: dict[str, dict[str, Any]] = {
     "defaults": {},
     "new": {"lora_targets": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                              "down_proj"],
             "learning_rate": 2e-4, "lr_scheduler": "cosine", "warmup_ratio": 0.1,
-            "epochs": 2.0, "beta": 0.1, "loss_type": ["sigmoid"],
-            "precompute_ref_log_probs": True, "max_length": 256},
+            "epochs": 2.0, "pair_budget": 400, "beta": 0.1, "loss_type": ["sigmoid"],
+            "precompute_ref_log_probs": False, "max_length": 256},
 }
 """Tuning recipes (``TuneConfig`` keys over today's defaults); more with ``--recipe FILE.json``."""
 
@@ -157,18 +159,14 @@ def provider(args: argparse.Namespace, lora: str | None = None) -> Any:
     return LocalProvider(config.default_gguf_path(), n_threads=1, lora_path=lora)
 
 
-async def generate_training(args: argparse.Namespace, folder: Path,
-                            prompts: list[str]) -> dict[str, Any]:
-    """N replies per training prompt through the app (a turn each, in ``folder``); resumes.
-    Returns the index (prompt → turn id) and the CPU seconds spent."""
+async def _generate_training(args: argparse.Namespace, folder: Path, prompts: list[str],
+                             index: dict[str, Any], index_file: Path) -> None:
+    from rlhf_desktop.domain import Message
     from rlhf_desktop.services.session import AppSession
 
-    index_file = folder / "turns.json"
-    index: dict[str, Any] = (json.loads(index_file.read_text(encoding="utf-8"))
-                             if index_file.exists() else {"turns": {}, "cpu_s": 0.0})
     todo = [p for p in prompts if p not in index["turns"]]
     if not todo:
-        return index
+        return
     with data_folder(folder):
         s = settings(args)
         session = AppSession(s, provider=provider(args))
@@ -176,23 +174,42 @@ async def generate_training(args: argparse.Namespace, folder: Path,
         chat = await session.wait_provider()
         assert chat is not None
         try:
-            for k, prompt in enumerate(todo):
+            for prompt in todo:
                 i = prompts.index(prompt)
                 cpu = time.process_time()
                 conv = session.conversations.create(prompt[:60])
-                from rlhf_desktop.domain import Message
-
                 turn = await chat.send_messages(
                     conv.id, [Message("user", prompt)],
                     params=sampling(args, N, args.seed + SEED_STRIDE * i, s.system_prompt))
                 index["turns"][prompt] = turn.id
                 index["cpu_s"] += time.process_time() - cpu
-                if k % 5 == 4 or k == len(todo) - 1:
-                    index_file.write_text(json.dumps(index), encoding="utf-8")
+                index_file.write_text(json.dumps(index), encoding="utf-8")
+                if len(index["turns"]) % 5 == 0:
                     print(f"  generated {len(index['turns'])}/{len(prompts)} training turns",
                           flush=True)
         finally:
             await session.aclose()
+
+
+async def generate_training(args: argparse.Namespace, folder: Path,
+                            prompts: list[str]) -> dict[str, Any]:
+    """N replies per training prompt through the app (a turn each, in ``folder``); resumes
+    (and starts the session again when the built-in model fails). Returns the index
+    (prompt → turn id) and the CPU seconds spent."""
+    from rlhf_desktop.providers import ProviderError
+    from rlhf_desktop.services.chat import TurnFailed
+
+    index_file = folder / "turns.json"
+    index: dict[str, Any] = (json.loads(index_file.read_text(encoding="utf-8"))
+                             if index_file.exists() else {"turns": {}, "cpu_s": 0.0})
+    for attempt in range(RETRIES):
+        try:
+            await _generate_training(args, folder, prompts, index, index_file)
+            break
+        except (TurnFailed, ProviderError):
+            if attempt == RETRIES - 1:
+                raise
+            print("  the built-in model failed; starting the session again", flush=True)
     index_file.write_text(json.dumps(index), encoding="utf-8")
     return index
 
@@ -317,34 +334,43 @@ def run_tune(args: argparse.Namespace, folder: Path, name: str,
 async def generate_held(args: argparse.Namespace, file: Path, prompts: list[str], n: int,
                         system_prompt: str, lora: str | None = None) -> dict[str, Any]:
     """``n`` replies per held-out prompt (seed base: held-out offset + stride × index, the
-    same for every arm), through the app's provider; kept in ``file``."""
-    if file.exists():
-        return dict(json.loads(file.read_text(encoding="utf-8")))
+    same for every arm), through the app's provider; kept in ``file`` (saved every 5 prompts,
+    resumed, and a longer file serves a shorter list: ``--held-limit``)."""
     from rlhf_desktop.domain import Message
+    from rlhf_desktop.providers import ProviderError
 
-    partial = file.with_suffix(".partial.json")
-    done: dict[str, Any] = (json.loads(partial.read_text(encoding="utf-8"))
-                            if partial.exists() else {"replies": [], "cpu_s": 0.0, "wall_s": 0.0})
+    done: dict[str, Any] = (json.loads(file.read_text(encoding="utf-8")) if file.exists()
+                            else {"replies": [], "cpu_s": 0.0, "wall_s": 0.0})
     replies: list[list[dict[str, Any]]] = done["replies"]
-    llm = provider(args, lora)
-    cpu, started = time.process_time(), time.perf_counter()
-    try:
-        for i in range(len(replies), len(prompts)):
-            seed = args.seed + HELD_SEED_OFFSET + SEED_STRIDE * i
-            cands = await llm.generate([Message("user", prompts[i])],
-                                       sampling(args, n, seed, system_prompt))
-            replies.append([{"text": c.text, "finish": c.finish_reason} for c in cands])
-            if i % 5 == 4:
-                partial.write_text(json.dumps({
-                    "replies": replies, "cpu_s": done["cpu_s"] + time.process_time() - cpu,
-                    "wall_s": done["wall_s"] + time.perf_counter() - started}), encoding="utf-8")
-                print(f"  {file.stem}: {len(replies)}/{len(prompts)}", flush=True)
-    finally:
-        await llm.aclose()
-    out = {"replies": replies, "cpu_s": round(done["cpu_s"] + time.process_time() - cpu, 1),
-           "wall_s": round(done["wall_s"] + time.perf_counter() - started, 1)}
-    file.write_text(json.dumps(out), encoding="utf-8")
-    return out
+    if len(replies) < len(prompts):
+        llm = provider(args, lora)
+        cpu, started = time.process_time(), time.perf_counter()
+        cpu0, wall0 = done["cpu_s"], done["wall_s"]
+        try:
+            for i in range(len(replies), len(prompts)):
+                seed = args.seed + HELD_SEED_OFFSET + SEED_STRIDE * i
+                for attempt in range(RETRIES):
+                    try:
+                        cands = await llm.generate([Message("user", prompts[i])],
+                                                   sampling(args, n, seed, system_prompt))
+                        break
+                    except ProviderError:
+                        if attempt == RETRIES - 1:
+                            raise
+                        print("  the built-in model failed; starting it again", flush=True)
+                        await llm.aclose()
+                        llm = provider(args, lora)
+                replies.append([{"text": c.text, "finish": c.finish_reason} for c in cands])
+                done.update(cpu_s=round(cpu0 + time.process_time() - cpu, 1),
+                            wall_s=round(wall0 + time.perf_counter() - started, 1))
+                if i % 5 == 4 or i == len(prompts) - 1:
+                    file.write_text(json.dumps(done), encoding="utf-8")
+                    print(f"  {file.stem}: {len(replies)}/{len(prompts)}", flush=True)
+        finally:
+            await llm.aclose()
+    share = len(prompts) / len(replies)
+    return {"replies": replies[:len(prompts)], "cpu_s": round(done["cpu_s"] * share, 1),
+            "wall_s": round(done["wall_s"] * share, 1)}
 
 
 # ---------------------------------------------------------------- judging
@@ -445,6 +471,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     prompts = load_prompts(Path(args.data), args.max_prompt_chars)
     top = max(args.picks)
     train_prompts, held = split(prompts, top, args.held_out, args.seed)
+    if args.held_limit:
+        held = held[:args.held_limit]
     print(f"{len(prompts)} distinct prompts: {top} for picks, {len(held)} held out", flush=True)
 
     tag = f"s{args.seed}-t{args.max_tokens}"
@@ -458,6 +486,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.stage == "held":
         pool = await generate_held(args, held_dir / "base-pool.json", held, N, system)
         return {"stage": "held", **{k: pool[k] for k in ("cpu_s", "wall_s")}}
+    if args.stage == "system":
+        for spec in args.taste:
+            name, taste = resolve_taste(spec, None, args)
+            safe = name.replace(":", "-").replace("/", "-")
+            await generate_held(args, held_dir / f"system-{safe}.json", held, 1,
+                                f"{system} {loop_tastes.describe(taste)}".strip())
+        return {"stage": "system"}
     index = await generate_training(args, gen, train_prompts)
     if args.stage == "train":
         return await tune_only(args, gen, index["turns"], train_prompts, guards)
@@ -618,9 +653,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help="held-out arms: base, system, rm, tuned_new, noise; tunes capped at "
                         "8 steps")
-    p.add_argument("--stage", default="all", choices=["all", "train", "held", "gold"],
+    p.add_argument("--held-limit", type=int, default=0,
+                   help="judge only the first K of the --held-out prompts (what was generated "
+                        "in time)")
+    p.add_argument("--stage", default="all",
+                   choices=["all", "train", "held", "system", "gold"],
                    help="train: the training replies, picks and tunes only; held: the "
-                        "held-out base replies only; gold: the frozen HH reward model only "
+                        "held-out base replies only; system: the system-prompt arm's replies "
+                        "only; gold: the frozen HH reward model only "
                         "(run them side by side; a later full run reuses what they kept)")
     p.add_argument("--nice", type=int, default=5)
     p.add_argument("--on-topic-floor", type=float, default=0.15)
