@@ -329,8 +329,10 @@ class LocalProvider(BaseProvider):
         try:
             import xllamacpp
         except ImportError as exc:
+            why = "is not installed" if isinstance(exc, ModuleNotFoundError) else (
+                f"could not be loaded ({exc}; it needs the GCC OpenMP runtime libgomp.so.1)")
             raise ModelLoadError(
-                "xllamacpp is not installed, so the built-in model cannot run. Run "
+                f"xllamacpp {why}, so the built-in model cannot run. Run "
                 "`make setup`, or configure Azure OpenAI or OpenAI in .env.",
                 provider=self.name,
             ) from exc

@@ -313,3 +313,32 @@ def test_engines_closed_right_after_they_start_never_hang(gguf_path: Path) -> No
                           text=True, timeout=110, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "closed 12"
+
+
+@pytest.mark.timeout(240)
+def test_missing_or_broken_runtime_is_a_load_error(gguf_path: Path, tmp_path: Path) -> None:
+    """No xllamacpp, or one whose library cannot load (e.g. no libgomp.so.1): an error that
+    says so, never a crash."""
+    broken = tmp_path / "broken" / "xllamacpp"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text(
+        "raise ImportError('libgomp.so.1: cannot open shared object file')\n")
+    missing = tmp_path / "missing"
+    missing.mkdir()
+    (missing / "xllamacpp.py").write_text("raise ModuleNotFoundError(\"No module named 'x'\")\n")
+    code = ("import asyncio, sys\n"
+            "from rlhf_desktop.domain import Message, SamplingParams\n"
+            "from rlhf_desktop.providers import ModelLoadError\n"
+            "from rlhf_desktop.providers.local import LocalProvider\n"
+            "p = LocalProvider(sys.argv[1])\n"
+            "try:\n"
+            "    asyncio.run(p.generate([Message('user', 'Hi')], SamplingParams(n=1)))\n"
+            "except ModelLoadError as exc:\n"
+            "    print(exc.message)\n")
+    for folder, expected in ((broken.parent, "could not be loaded (libgomp.so.1"),
+                             (missing, "xllamacpp is not installed")):
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(folder), str(Path(__file__).resolve().parents[2])])}
+        done = subprocess.run([sys.executable, "-c", code, str(gguf_path)], env=env,
+                              capture_output=True, text=True, timeout=100, check=False)
+        assert expected in done.stdout, done.stdout + done.stderr[-1500:]
