@@ -225,3 +225,34 @@ def test_an_unknown_model_fails_the_turn_with_the_servers_reason_and_keeps_the_m
         await session.aclose()
 
     _run(scenario())
+
+
+@pytest.mark.timeout(90)
+def test_a_chat_model_that_cannot_be_used_fails_the_turn_saying_why_and_keeps_the_message(
+        ) -> None:
+    """The built-in provider with a tuned version that is not in the data folder."""
+    from rlhf_desktop.services.chat import TurnFailed
+
+    async def scenario() -> None:
+        session = _session(provider="local")
+        await session.rebuild_provider()
+        if session.chat is None:
+            pytest.skip(f"no built-in model here: {session.provider_error}")
+        base = session.provider_kind and session.chat.provider.model
+        models = await session.list_models()
+        assert models[0] == base  # the base model first, then any tuned versions
+        session.conversations.set_chat_settings(None, ChatSettings(None, f"{base}+v0099"))
+        with pytest.raises(TurnFailed) as failed:
+            await session.chat.send(None, "Hello?")
+        assert "v99" in str(failed.value.error)
+        turn = failed.value.turn
+        assert [c.error for c in turn.candidates] == [str(failed.value.error)] * 2
+        stored = session.conversations.turns(turn.conversation_id)
+        assert [t.prompt for t in stored] == ["Hello?"]
+        assert [c.error for c in stored[0].candidates] == [str(failed.value.error)] * 2
+        # Regenerating a reply of that turn keeps it and says why.
+        result = await session.chat.regenerate(stored[0], [0])
+        assert result.replaced == [] and "v99" in result.kept[0]
+        await session.aclose()
+
+    _run(scenario())

@@ -244,7 +244,18 @@ class ChatService:
         """
         control = cancel if isinstance(cancel, TurnControl) else None
         event = cancel.cancel if isinstance(cancel, TurnControl) else cancel
-        provider, params = await self._for_chat(conversation_id, params or self.params())
+        params = params or self.params()
+        try:
+            provider, params = await self._for_chat(conversation_id, params)
+        except ProviderError as exc:  # the chat's own model cannot be used: say so, keep it
+            chat = self.conversations.chat_settings(conversation_id) \
+                if self.conversations is not None else None
+            turn = self._save(conversation_id, messages, params, [],
+                              model=chat.model if chat is not None else None)
+            turn.candidates = self._keep_rest(turn, {}, [
+                Candidate(index=i, finish_reason=ERROR, error=str(exc))
+                for i in range(params.n)])
+            raise TurnFailed(exc, turn) from exc
         mapping = {i: i for i in range(params.n)}
         # The user's message is stored before anything is asked, and each reply as soon as
         # it is over: closing the window (or a crash) mid-turn loses neither.
@@ -289,10 +300,13 @@ class ChatService:
         source is no longer in the arena or the arena is off).
         """
         assert turn.id is not None and indices
-        chat_provider, params = await self._for_chat(turn.conversation_id,
-                                                     params or self.params(),
-                                                     turn.model if turn.provider
-                                                     == self.provider.name else None)
+        try:
+            chat_provider, params = await self._for_chat(turn.conversation_id,
+                                                         params or self.params(),
+                                                         turn.model if turn.provider
+                                                         == self.provider.name else None)
+        except ProviderError as exc:  # the turn's model cannot be used now: keep the replies
+            return Regenerated(turn, [], {index: str(exc) for index in indices})
         provider, mapping = regenerate_plan(chat_provider, turn, indices)
         params = replace(params, n=len(indices))
         event = control.cancel if control is not None else None
@@ -401,13 +415,14 @@ class ChatService:
         return [saved[i] for i in sorted(saved)]
 
     def _save(self, conversation_id: int, messages: list[Message], params: SamplingParams,
-              candidates: list[Candidate], provider: Provider | None = None) -> Turn:
+              candidates: list[Candidate], provider: Provider | None = None, *,
+              model: str | None = None) -> Turn:
         provider = provider or self.provider
         turn = Turn(
             conversation_id=conversation_id,
             messages=list(messages),
             provider=provider.name,
-            model=provider.model,
+            model=model or provider.model,
             params=params,
             candidates=candidates,
             blind=provider.name == ARENA,  # an arena turn stays blind until labeled
