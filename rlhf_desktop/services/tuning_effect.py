@@ -190,6 +190,46 @@ async def _replies(version: int, prompts: Sequence[tuple[Message, ...]],
     return out
 
 
+def tick_many(n: int, tick: Callable[[], None]) -> None:
+    """``tick`` ``n`` times (the count of replies a child made)."""
+    for _ in range(n):
+        tick()
+
+
+def _replies_child(version: int, prompts: list[list[dict[str, str]]],
+                   params: dict[str, Any], data_dir: str, offset: int, total: int,
+                   report: bool) -> list[str]:
+    """In a child process: :func:`_replies`, printing progress lines when ``report``."""
+    from rlhf_desktop import config
+
+    config.set_data_dir(data_dir)
+    done = [offset]
+
+    def tick() -> None:
+        done[0] += 1
+        if report:
+            print(json.dumps({"event": "reply", "done": done[0], "total": total}), flush=True)
+
+    messages = [tuple(Message(m["role"], m["content"]) for m in p) for p in prompts]
+    return asyncio.run(_replies(version, messages, SamplingParams(**params), tick))
+
+
+def _replies_apart(version: int, prompts: Sequence[tuple[Message, ...]],
+                   params: SamplingParams, offset: int, total: int, report: bool
+                   ) -> list[str]:
+    """:func:`_replies` in a process of its own (a fresh llama.cpp engine for each side:
+    one process never holds the base and the tuned engine, and frees each at its end)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from rlhf_desktop import config
+
+    data = [[m.to_dict() for m in p] for p in prompts]
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_replies_child, version, data, params.to_dict(),
+                           str(config.data_dir()), offset, total, report).result()
+
+
 def measure(version: int, limit: int = PROMPTS,
             on_progress: Callable[[int, int], None] | None = None) -> Effect:
     """Generate, judge and store the effect of chat-model ``version`` (blocking; run it in
@@ -227,8 +267,11 @@ def measure(version: int, limit: int = PROMPTS,
         if on_progress is not None:
             on_progress(done[0], total)
 
-    base = asyncio.run(_replies(0, prompts, params, tick))
-    tuned = asyncio.run(_replies(version, prompts, params, tick))
+    base = _replies_apart(0, prompts, params, 0, total, on_progress is not None)
+    tick_many(len(prompts), tick)
+    tuned = _replies_apart(version, prompts, params, len(prompts), total,
+                           on_progress is not None)
+    tick_many(len(prompts), tick)
     base_scores, tuned_scores, rows = [], [], []
     judge_version: int | None = None
     for prompt, a, b in zip(prompts, base, tuned, strict=True):
@@ -282,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         config.set_data_dir(args.data_dir)
 
     def progress(done: int, total: int) -> None:
-        print(json.dumps({"event": "reply", "done": done, "total": total}), flush=True)
+        """The children print each reply's line; nothing more to say here."""
 
     try:
         effect = measure(args.version, max(1, args.prompts), progress)
