@@ -61,30 +61,46 @@ def gguf_path() -> Path:
     return path
 
 
+LLAMA_SLOTS = 4
+"""The test server's slots (llama-server's default ``--parallel``): the most ``n`` it takes."""
+
+
 @pytest.fixture(scope="session")
 def llama_server(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """llama.cpp's OpenAI-compatible server on a free port; yields its base URL.
+    """llama.cpp's own OpenAI-compatible HTTP server on 127.0.0.1; yields its base URL.
 
-    It is llama-cpp-python's server (``python -m llama_cpp.server``), whose quirks the
-    OpenAI-compatible tests pin down; the built-in model itself runs on xllamacpp."""
-    try:
-        import llama_cpp.server  # noqa: F401
-    except ImportError:
-        pytest.skip("llama-cpp-python[server] is not installed (the test server)")
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path),
-           "--host", "127.0.0.1", "--port", str(port), "--n_threads", "1",
-           "--n_threads_batch", "1", "--n_ctx", "2048"]
+    ``tests/llama_http_server.py`` runs it through ``xllamacpp`` (the built-in model's
+    engine; never llama-cpp-python) in a child process, on a port the system picks, with
+    :data:`LLAMA_SLOTS` slots sharing a 2,048-token context and no API key. It honours ``n``
+    up to the slots (more is a 400) and runs the choices side by side."""
+    folder = tmp_path_factory.mktemp("llama-server")
+    log_path = folder / "server.log"
+    ready = folder / "base_url"
+    cmd = [sys.executable, str(Path(__file__).resolve().parents[1] / "llama_http_server.py"),
+           "--model", str(gguf_path), "--ready-file", str(ready), "--port", "0",
+           "--alias", "smollm2", "--n-ctx", "2048", "--threads", "1",
+           "--parallel", str(LLAMA_SLOTS)]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    base = f"http://127.0.0.1:{port}/v1"
     try:
-        wait_for(f"{base}/models", proc, log_path, "llama.cpp server", 90)
+        deadline = time.monotonic() + 90
+        while not ready.exists():
+            if proc.poll() is not None:
+                pytest.fail(f"llama.cpp server exited ({proc.returncode}):\n"
+                            + log_path.read_text(errors="replace")[-3000:])
+            if time.monotonic() > deadline:
+                pytest.fail("llama.cpp server did not start within 90 s:\n"
+                            + log_path.read_text(errors="replace")[-3000:])
+            time.sleep(0.1)
+        base = ready.read_text(encoding="utf-8").strip()
+        wait_for(f"{base}/models", proc, log_path, "llama.cpp server", 30)
         yield base
     finally:
         stop_process(proc)
+    if proc.returncode != 0:  # SIGTERM ends it with 0 once the engine has stopped
+        pytest.fail(f"llama.cpp server did not stop cleanly ({proc.returncode}):\n"
+                    + log_path.read_text(errors="replace")[-3000:])
 
 
 LITELLM_KEY = "sk-litellm-master-5e7d1c"
