@@ -10,6 +10,7 @@ packaging/rlhf-desktop.spec``). Writes ``benchmarks/results/packaging.json`` and
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import shutil
@@ -47,6 +48,47 @@ def package_bytes(internal: Path, names: list[str]) -> int:
             if path.is_dir():
                 total += folder_bytes(path)
     return total
+
+
+# What the bundle's ``_internal/`` holds, by component: glob patterns of top-level entries.
+# A file counts once, for the first component that matches it; the rest is "other".
+COMPONENTS: dict[str, tuple[str, ...]] = {
+    "torch (torch, torchgen, functorch)": ("torch", "torch-*", "torchgen", "torchgen-*",
+                                           "functorch", "torch.libs"),
+    "transformers, sentence-transformers, kernels, trl, peft, accelerate": (
+        "transformers", "transformers-*", "sentence_transformers", "sentence_transformers-*",
+        "kernels", "kernels-*", "trl", "trl-*", "peft", "peft-*", "accelerate", "accelerate-*"),
+    "tokenizers, safetensors, huggingface_hub": (
+        "tokenizers", "tokenizers-*", "safetensors", "safetensors-*", "huggingface_hub",
+        "huggingface_hub-*", "hf_xet", "hf_xet-*"),
+    "model weights (MiniLM + SmolLM2 GGUF)": ("models",),
+    "llama.cpp (xllamacpp / llama_cpp)": ("xllamacpp", "xllamacpp-*", "llama_cpp",
+                                          "llama_cpp-*", "llama_cpp_python-*", "libgomp*"),
+    "PySide6 / Qt": ("PySide6", "PySide6*", "shiboken6", "shiboken6*", "libicu*", "libQt6*"),
+    "GTK and its libraries (Qt's gtk3 theme plugin)": (
+        "libgtk-3*", "libgdk-3*", "libgdk_pixbuf*", "libpango*", "libcairo*", "libatk*",
+        "libharfbuzz*", "libepoxy*", "libgio-2*", "libgobject-2*", "libglib-2*"),
+    "scipy": ("scipy", "scipy-*", "scipy.libs"),
+    "numpy": ("numpy", "numpy-*", "numpy.libs"),
+    "scikit-learn": ("sklearn", "scikit_learn-*", "scikit_learn.libs"),
+    "sympy, networkx (torch's)": ("sympy", "sympy-*", "networkx", "networkx-*", "mpmath",
+                                  "mpmath-*"),
+    "Python runtime (libpython, stdlib extensions, base_library.zip)": (
+        "libpython*", "python3*", "base_library.zip", "lib-dynload"),
+}
+
+
+def components(internal: Path) -> dict[str, int]:
+    """Bytes of each :data:`COMPONENTS` entry in a bundle's ``_internal``, plus "other"."""
+    sizes = {name: 0 for name in COMPONENTS}
+    sizes["other"] = 0
+    for entry in sorted(internal.iterdir()):
+        size = (folder_bytes(entry) if entry.is_dir() and not entry.is_symlink()
+                else entry.stat().st_size if entry.is_file() and not entry.is_symlink() else 0)
+        name = next((name for name, patterns in COMPONENTS.items()
+                     if any(fnmatch.fnmatch(entry.name, p) for p in patterns)), "other")
+        sizes[name] += size
+    return sizes
 
 
 def tarball(dist: Path) -> Path | None:
@@ -126,6 +168,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         data["tar_gz_bytes"] = tgz.stat().st_size
     data["build_s"] = args.build_seconds
     data["models_bytes"] = folder_bytes(dist / "_internal" / "models")
+    data["components_bytes"] = components(dist / "_internal")
     trims = json.loads(TRIM_REPORT.read_text()) if TRIM_REPORT.exists() else {}
     data["file_rules"] = trims.get("file_rules", {})
     if args.baseline is not None:
@@ -154,14 +197,21 @@ def markdown(d: dict[str, Any]) -> str:
     """The docs/benchmarks.md section."""
     lines = ["## Packaging (PyInstaller one-folder bundle, Linux x86-64)", "",
              "`make package`, then `.venv/bin/python -m benchmarks.packaging` (see its "
-             "docstring for the untrimmed baseline build). Details: docs/packaging.md.", "",
-             "| | size |", "|---|---:|"]
+             "docstring for the untrimmed baseline build). Details: docs/packaging.md.", ""]
+    if d.get("note"):
+        lines += [f"**Conditions:** {d['note']}", ""]
+    lines += ["| | size |", "|---|---:|"]
     if "baseline_bytes" in d:
         lines.append(f"| untrimmed bundle (folder) | {_mb(d['baseline_bytes'])} |")
     lines.append(f"| **trimmed bundle, `dist/rlhf-desktop/`** | **{_mb(d['bundle_bytes'])}** |")
     if "tar_gz_bytes" in d:
         lines.append(f"| **`{d['tar_gz']}`** | **{_mb(d['tar_gz_bytes'])}** |")
     lines.append(f"| of which model weights (MiniLM + SmolLM2 GGUF) | {_mb(d['models_bytes'])} |")
+    if "components_bytes" in d:
+        lines += ["", "What the folder holds, by component (`_internal/`; a file counts once):",
+                  "", "| component | size |", "|---|---:|"]
+        for name, size in sorted(d["components_bytes"].items(), key=lambda kv: -kv[1]):
+            lines.append(f"| {name} | {_mb(size)} |")
     lines += ["", "Each trim's measured effect (bytes the rule kept out of the folder):", "",
               "| trim | files | saved |", "|---|---:|---:|"]
     for name, stats in d.get("file_rules", {}).items():
@@ -208,11 +258,14 @@ def main() -> int:
     parser.add_argument("--build-seconds", type=float, default=None)
     parser.add_argument("--baseline-build-seconds", type=float, default=None)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--note", default="", help="the conditions, printed with the figures")
     args = parser.parse_args()
     if not (args.dist / "rlhf-desktop").exists():
         print(f"{args.dist} has no bundle; run `make package` first", file=sys.stderr)
         return 2
     data = measure(args)
+    if args.note:
+        data["note"] = args.note
     write_json("packaging", data)
     update_section("packaging", markdown(data))
     return 0
