@@ -19,12 +19,9 @@ candidate of a request that is over:
 * it finished ``stop`` with no text (an empty reply), or its single-choice stream ended
   without a finish reason: it is requested again as a single-choice request (a
   :class:`~rlhf_desktop.providers.base.Restart` voids text already streamed), at most
-  :data:`MAX_RESENDS` times; after that it fails with an ``error`` that says what happened.
-  An empty reply from the turn's first request, which overlapped no other, is asked again
-  without streaming (first): llama-cpp-python's server ends a stream empty when the
-  request fails (a prompt over its context), and says why only unstreamed;
-  a :class:`~rlhf_desktop.providers.errors.ContextLengthError` fails every reply not yet
-  asked for;
+  :data:`MAX_RESENDS` times; after that it fails with an ``error`` that says what happened
+  (an empty reply of the turn's first request, alone, is asked unstreamed first: see
+  :meth:`TurnRequests._void`; a context-length error fails the replies not yet asked);
 * it finished ``stop`` in a single-choice request that overlapped a later request of the
   turn, and it is far shorter (under :data:`CUT_RATIO`) than the longest complete sibling:
   it was cut short, and is requested again in the same way (judged once a complete
@@ -91,8 +88,7 @@ class Request:
     seed: int | None
     fallback: bool = False
     stream: bool = True
-    """Streamed (the provider's way); False for a reply that came back empty from a stream:
-    asked without streaming, a server that hides its errors in a stream says them."""
+    """False: asked unstreamed (a server that hides its errors in a stream says them)."""
     seen: set[int] = field(default_factory=set)
     """Server choice positions that arrived."""
     ended: dict[int, ChoiceEnd] = field(default_factory=dict)
@@ -172,8 +168,7 @@ class TurnRequests:
         self._pending: list[int] = []
         self._resends: dict[int, int] = {}
         self._unstreamed: set[int] = set()
-        self._first: Request | None = None
-        """The turn's first request (the only one whose empty reply is asked unstreamed)."""
+        self._first: Request | None = None  # whose empty reply is asked unstreamed
         """Replies that came back empty from a stream: asked again without streaming."""
         self._suspects: dict[int, tuple[Request, ChoiceEnd]] = {}
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from rlhf_desktop.domain import Candidate, Message, SamplingParams, Turn
 from rlhf_desktop.providers.base import (
@@ -29,94 +29,26 @@ from rlhf_desktop.providers.errors import ContextLengthError, ProviderError
 from rlhf_desktop.services.chat_arena import ARENA, RegenerateRefused, regenerate_plan
 from rlhf_desktop.services.conversations import ConversationService
 from rlhf_desktop.services.rewards import RewardService, TurnExplanation
+from rlhf_desktop.services.turn_events import (
+    Listener,
+    OnDelta,
+    OnDone,
+    OnRestart,
+    Regenerated,
+    TurnControl,
+    TurnFailed,
+    _Failed,
+)
 from rlhf_desktop.storage import pick_rules
 from rlhf_desktop.storage.repo import Repository, StorageError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ChatService", "RegenerateRefused", "Regenerated", "StorageError", "TurnControl",
-           "TurnFailed", "failed_indices", "history", "ranked"]
+__all__ = ["ChatService", "Listener", "RegenerateRefused", "Regenerated", "StorageError",
+           "TurnControl", "TurnFailed", "failed_indices", "history", "ranked"]
 
-OnDelta = Callable[[int, str], None]
-OnDone = Callable[[Candidate], None]
-OnRestart = Callable[[int], None]
 ProviderFor = Callable[[str], Awaitable[Provider]]
 """The chat's provider with another model (built off the event loop)."""
-
-
-@dataclass
-class Listener:
-    """The callbacks of one streamed turn (each optional)."""
-
-    on_delta: OnDelta | None = None
-    on_done: OnDone | None = None
-    on_restart: OnRestart | None = None
-
-    def __call__(self, event: StreamEvent) -> None:
-        if isinstance(event, Delta):
-            if self.on_delta is not None:
-                self.on_delta(event.index, event.text)
-        elif isinstance(event, Done):
-            if self.on_done is not None:
-                self.on_done(event.candidate)
-        elif isinstance(event, Restart) and self.on_restart is not None:
-            self.on_restart(event.index)
-
-
-class TurnFailed(Exception):
-    """A provider fault; the turn (prompt and every partial reply) is saved in ``turn``."""
-
-    def __init__(self, error: ProviderError, turn: Turn) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.turn = turn
-
-
-class _Failed(Exception):
-    """A provider fault, with every reply of the request as far as it got."""
-
-    def __init__(self, error: ProviderError, candidates: list[Candidate]) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.candidates = candidates
-
-
-class TurnControl:
-    """Stops for a running generation: every reply (Esc) or one reply (its card's Stop).
-
-    A stopped reply keeps the text streamed up to the stop and ends as ``cancelled``; when
-    every unfinished reply is stopped, the provider's request is cancelled too.
-    """
-
-    def __init__(self, indices: Iterable[int]) -> None:
-        self.cancel = asyncio.Event()
-        self.pending = set(indices)
-        self.stopped: set[int] = set()
-
-    def stop_all(self) -> None:
-        """Stop every reply still streaming."""
-        self.cancel.set()
-
-    def stop_one(self, index: int) -> None:
-        """Stop reply ``index`` (the others go on)."""
-        if index in self.pending:
-            self.stopped.add(index)
-        if self.pending <= self.stopped:
-            self.cancel.set()
-
-    def finished(self, index: int) -> None:
-        """Reply ``index`` is done."""
-        self.pending.discard(index)
-
-
-@dataclass
-class Regenerated:
-    """What :meth:`ChatService.regenerate` did: replies replaced, and those kept because
-    the new attempt failed (index → why)."""
-
-    turn: Turn
-    replaced: list[int]
-    kept: dict[int, str]
 
 
 def failed_indices(turn: Turn) -> list[int]:

@@ -30,10 +30,10 @@ from rlhf_desktop.config import Settings
 from rlhf_desktop.domain import ModelVersion, SamplingParams, Turn
 from rlhf_desktop.providers import Provider, ProviderError, choose_provider
 from rlhf_desktop.providers.arena import choose_arena
-from rlhf_desktop.providers.select import local_model_name, provider_with_model
 from rlhf_desktop.reward.embedder import Embedder
 from rlhf_desktop.services.arena import ArenaService
 from rlhf_desktop.services.chat import ChatService
+from rlhf_desktop.services.chat_models import ChatModels
 from rlhf_desktop.services.conversations import ChatSettings, ConversationService
 from rlhf_desktop.services.datasets import DatasetService
 from rlhf_desktop.services.hooks import SessionHooks
@@ -42,7 +42,6 @@ from rlhf_desktop.services.models import ModelService
 from rlhf_desktop.services.ranker_eval import RankerEvalService
 from rlhf_desktop.services.retraining import Retrainer, RetrainStatus
 from rlhf_desktop.services.rewards import RewardService, pinned_version
-from rlhf_desktop.services.token_count import TokenCount, TokenCounter, known_context
 from rlhf_desktop.services.tuning import TuningService
 from rlhf_desktop.services.turn_labels import TurnLabels
 from rlhf_desktop.storage.repo import Repository
@@ -52,7 +51,7 @@ log = logging.getLogger(__name__)
 __all__ = ["AppSession", "Provider"]
 
 
-class AppSession:
+class AppSession(ChatModels):
     """Everything one process needs for one data folder; see the module docstring."""
 
     def __init__(
@@ -97,8 +96,7 @@ class AppSession:
         self.provider_error: str | None = None
         """Why no provider could be chosen (safe to show)."""
         self.chat: ChatService | None = None
-        self._model_providers: dict[tuple[str, str], Provider] = {}
-        self._tokens = TokenCounter()
+        self._init_chat_models()
         self._provider_ready = asyncio.Event()
         if provider is not None:
             self._use_provider(provider, "given to the window")
@@ -124,12 +122,6 @@ class AppSession:
 
     # ------------------------------------------------------------------ provider
 
-    @property
-    def provider_kind(self) -> str:
-        """``azure``, ``openai``, ``compatible``, ``local``, ``arena`` or "" while none is
-        chosen."""
-        return "" if self.provider is None else self.provider.name
-
     def _use_provider(self, provider: Provider, why: str) -> None:
         self.provider = provider
         self.provider_reason = why
@@ -138,74 +130,6 @@ class AppSession:
                                 conversations=self.conversations, params=self.sampling_params,
                                 provider_for=self.provider_for_model)
         self._provider_ready.set()
-
-    async def provider_for_model(self, model: str) -> Provider:
-        """The chat's provider with another model (a chat's own), built in a worker thread
-        once and kept until the provider changes. Raises ProviderError."""
-        kind = self.provider_kind
-        key = (kind, model)
-        if key not in self._model_providers:
-            loop = asyncio.get_running_loop()
-            self._model_providers[key] = await loop.run_in_executor(
-                self._load_executor, provider_with_model, self.settings, kind, model)
-        return self._model_providers[key]
-
-    def count_tokens(self, conversation_id: int | None, text: str) -> TokenCount:
-        """How big the next turn would be if ``text`` were sent in the chat now: its
-        history, its system prompt and ``text``, against the model's context when known
-        (the built-in model's ``n_ctx``, what a context-length error said, or a well-known
-        OpenAI model's)."""
-        chat = self.conversations.chat_settings(conversation_id)
-        messages = self.conversations.next_messages(conversation_id, text)
-        system = chat.system_prompt
-        if system is None:
-            system = self.settings.system_prompt
-        provider = self.provider
-        kind = "" if provider is None else provider.name
-        model = chat.model or ("" if provider is None else provider.model)
-        tokenizer = None
-        if kind == "local" and getattr(provider, "load_seconds", None) is not None:
-            tokenizer = getattr(provider, "count_tokens", None)  # its own, once loaded
-        learned = {} if self.chat is None else self.chat.context_limits
-        # By name only on OpenAI itself: Azure deployments and local servers' models are
-        # named by their owners.
-        limit = (self.settings.n_ctx if kind == "local" else learned.get((kind, model))
-                 or (known_context(model) if kind == "openai" else None))
-        return self._tokens.count(messages, system, kind=kind, model=model, limit=limit,
-                                  tokenizer=tokenizer if callable(tokenizer) else None)
-
-    async def list_models(self) -> list[str]:
-        """The models a chat can use with the provider: what an OpenAI-compatible server or
-        OpenAI lists (``GET /models``), the configured deployments on Azure (the one in use
-        and the arena sources'), the built-in model and its tuned versions. Raises
-        ProviderError (safe to show) when the server could not be asked."""
-        provider = self.provider
-        if provider is None:
-            raise ProviderError(self.provider_error or "No provider is configured yet.")
-        kind = provider.name
-        if kind == "local":
-            versions = await asyncio.get_running_loop().run_in_executor(
-                self._load_executor, self.tuning.versions)
-            return [local_model_name(provider.model, v) for v in [0, *versions]]
-        lister = getattr(provider, "list_models", None)
-        if lister is None:  # the arena: its sources name their own models
-            return [provider.model] if provider.model else []
-        models: list[str] = list(await lister())
-        if kind == "azure":
-            try:
-                sources = self.settings.arena_sources()
-            except config.ConfigError:
-                sources = []
-            models += [src.model for src in sources if src.provider == "azure" and src.model]
-        return sorted(set(models), key=str.lower)
-
-    async def _close_model_providers(self) -> None:
-        providers, self._model_providers = list(self._model_providers.values()), {}
-        for provider in providers:
-            try:
-                await provider.aclose()
-            except Exception:  # closing must never break the session
-                log.warning("closing a chat's provider failed", exc_info=True)
 
     async def start(self) -> None:
         """Choose the provider (unless one was given), then load the reward model."""

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from PySide6.QtCore import QSettings, Qt
-from PySide6.QtGui import QCloseEvent, QGuiApplication, QKeySequence, QResizeEvent, QShortcut
+from PySide6.QtGui import QGuiApplication, QKeySequence, QResizeEvent, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
     QButtonGroup,
     QFrame,
     QHBoxLayout,
     QLabel,
-    QMainWindow,
-    QMessageBox,
     QPushButton,
     QSplitter,
     QStackedWidget,
@@ -26,30 +23,27 @@ from PySide6.QtWidgets import (
 from rlhf_desktop import config
 from rlhf_desktop.config import Settings
 from rlhf_desktop.domain import ModelVersion
-from rlhf_desktop.services.chat import StorageError
-from rlhf_desktop.services.conversations import ChatSettings
 from rlhf_desktop.services.retraining import RetrainStatus
 from rlhf_desktop.ui import theme
 from rlhf_desktop.ui.backend import Backend
 from rlhf_desktop.ui.chat_controls import ChatControls
+from rlhf_desktop.ui.chat_settings import ChatHeader, ChatSettingsDialog
 from rlhf_desktop.ui.chat_view import ChatView
 from rlhf_desktop.ui.dataset_view import DatasetView
 from rlhf_desktop.ui.model_view import ModelView
-from rlhf_desktop.ui.settings_dialog import ChatSettingsDialog, SettingsDialog, ranker_choices
+from rlhf_desktop.ui.orderly_close import OrderlyClose
+from rlhf_desktop.ui.settings_dialog import SettingsDialog, ranker_choices
 from rlhf_desktop.ui.shortcuts import OPEN_KEYS, ShortcutsDialog, help_button
 from rlhf_desktop.ui.sidebar import Sidebar
 from rlhf_desktop.ui.status_area import StatusArea
-from rlhf_desktop.ui.widgets import ElidedLabel
 
 log = logging.getLogger(__name__)
 BANNER_KEY = "builtin_banner_dismissed"
 NARROW_WIDTH = 860  # below it the chat list hides (the ☰ button shows it)
 MIN_HEIGHT = 480  # below it the conversation had no room left between banner and composer
-STOP_WAIT_S = 3.0
-"""How long quitting waits for a stopped turn to store its replies before cancelling it."""
 
 
-class MainWindow(QMainWindow):
+class MainWindow(OrderlyClose):
     """Owns the pages; the backend owns the services."""
 
     def __init__(self, backend: Backend, dark: bool = False) -> None:
@@ -58,12 +52,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("RLHF Desktop")
         self.resize(1320, 860)
         self.setMinimumHeight(MIN_HEIGHT)
-        self._closed = False
-        self._closed_event = asyncio.Event()
-        self._quit_confirmed = False
-        self.quit_confirm: QMessageBox | None = None
-        self.chat_settings_dialog: ChatSettingsDialog | None = None
-        """The "Quit while replies are streaming?" question while it is open."""
+        self._init_close()
         self._banner_dismissed = bool(QSettings().value(BANNER_KEY, False, type=bool))
 
         self.chat = ChatView(backend, dark)
@@ -187,60 +176,19 @@ class MainWindow(QMainWindow):
 
     def _build_chat_header(self) -> QWidget:
         """This chat's own settings, in one line, with the button that changes them."""
-        header = QFrame()
-        header.setObjectName("chatHeader")
-        row = QHBoxLayout(header)
-        row.setContentsMargins(16, 2, 12, 2)
-        self.chat_summary = ElidedLabel("")  # never sets the window's minimum width
-        self.chat_summary.setObjectName("muted")
-        self.chat_settings_button = QPushButton("Chat settings…")
-        self.chat_settings_button.setToolTip("This chat's system prompt and model (Ctrl+Shift+,)")
-        self.chat_settings_button.clicked.connect(lambda: self.open_chat_settings())
-        row.addWidget(self.chat_summary, 1)
-        row.addWidget(self.chat_settings_button)
-        return header
+        self.chat_header = ChatHeader(self.backend, lambda: self.chat.conversation_id)
+        self.chat_header.message.connect(lambda text: self.statusBar().showMessage(text, 6000))
+        self.chat_summary = self.chat_header.summary
+        self.chat_settings_button = self.chat_header.button
+        return self.chat_header
 
     def _show_chat_summary(self) -> None:
         self.chat.bar.update_count()  # another chat, model or provider: another count
-        chat = self.backend.session.conversations.chat_settings(self.chat.conversation_id)
-        default_model = self.backend.provider_model
-        model = chat.model or (f"{default_model} (provider default)" if default_model
-                               else "provider default")
-        prompt = chat.system_prompt
-        if prompt is None:
-            prompt = self.backend.settings.system_prompt
-        flat = " ".join(prompt.split())
-        shown = f"“{flat[:70]}…”" if len(flat) > 70 else (f"“{flat}”" if flat else "none")
-        self.chat_summary.setText(f"Model: {model}   ·   System prompt: {shown}")
-        self.chat_summary.setToolTip(f"This chat's model: {model}\nIts system prompt: "
-                                     f"{prompt or '(none)'}\n\nChange them in Chat settings…")
+        self.chat_header.refresh()
 
     def open_chat_settings(self, conversation_id: int | None = None) -> ChatSettingsDialog:
         """This chat's system prompt and model (the new chat's, before its first message)."""
-        cid = self.chat.conversation_id if conversation_id is None else conversation_id
-        service = self.backend.session.conversations
-        conversation = service.get(cid) if cid is not None else None
-        dialog = ChatSettingsDialog(
-            service.chat_settings(cid), default_prompt=self.backend.settings.system_prompt,
-            default_model=self.backend.provider_model,
-            list_models=self.backend.session.list_models,
-            spawn=lambda coro: self.backend.spawn(coro, "list models"),
-            title=conversation.title if conversation is not None else "new chat",
-            provider_kind=self.backend.provider_kind, parent=self)
-
-        def saved(chat: ChatSettings) -> None:
-            try:
-                service.set_chat_settings(cid, chat)
-            except StorageError as exc:
-                self.statusBar().showMessage(f"The chat settings were not saved: {exc}", 10000)
-                return
-            self._show_chat_summary()
-            self.statusBar().showMessage("Chat settings saved: the next turn uses them", 5000)
-
-        dialog.saved.connect(saved)
-        dialog.open()
-        self.chat_settings_dialog = dialog
-        return dialog
+        return self.chat_header.open_dialog(conversation_id)
 
     def _build_status_bar(self) -> None:
         self.status = StatusArea(self.statusBar())
@@ -281,68 +229,6 @@ class MainWindow(QMainWindow):
     async def start(self) -> None:
         """Choose the provider and load the reward model (after the window shows)."""
         await self.backend.start()
-
-    async def wait_closed(self) -> None:
-        """Until the window has closed (after its shutdown)."""
-        await self._closed_event.wait()
-
-    async def shutdown(self) -> None:
-        """Stop generation (the replies so far are kept, as stopped) and training, close the
-        provider and the database."""
-        self.chat.stop()
-        deadline = asyncio.get_running_loop().time() + STOP_WAIT_S
-        while self.chat.generating and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.05)  # the stopped turn stores its replies and ends
-        await self.backend.aclose()  # cancels what is left; a cancelled turn stores it too
-
-    def confirm_quit(self) -> QMessageBox:
-        """Ask before quitting while replies stream (non-blocking; Quit closes)."""
-        if self.quit_confirm is not None:
-            self.quit_confirm.raise_()
-            return self.quit_confirm
-        box = QMessageBox(QMessageBox.Icon.Question, "Quit while replies are streaming?",
-                          "Replies are still streaming. Quit anyway?", parent=self)
-        box.setInformativeText("Your message and the replies that finished are saved; the "
-                               "ones still streaming are kept as far as they got, marked as "
-                               "stopped.")
-        self.quit_button = box.addButton("Quit", QMessageBox.ButtonRole.AcceptRole)
-        box.addButton("Keep generating", QMessageBox.ButtonRole.RejectRole)
-        box.setDefaultButton(self.quit_button)
-
-        def answered() -> None:
-            self.quit_confirm = None
-            if box.clickedButton() is self.quit_button:
-                self._quit_confirmed = True
-                self.close()
-
-        box.finished.connect(answered)
-        self.quit_confirm = box
-        box.open()
-        return box
-
-    def closeEvent(self, event: QCloseEvent) -> None:
-        """Close after an orderly shutdown of the services (asking first while replies
-        stream)."""
-        if self._closed or self.backend.closed:
-            self._closed = True
-            self._closed_event.set()
-            event.accept()
-            return
-        event.ignore()
-        if self.chat.generating and not self._quit_confirmed:
-            self.confirm_quit()
-            return
-        self.hide()
-
-        async def finish() -> None:
-            try:
-                await asyncio.wait_for(self.shutdown(), timeout=8)
-            except Exception:  # closing must always end the app
-                log.warning("shutdown did not finish cleanly", exc_info=True)
-            self._closed = True
-            self.close()
-
-        self._finish_task = asyncio.ensure_future(finish())
 
     # ------------------------------------------------------------------ actions
 

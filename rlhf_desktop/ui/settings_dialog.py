@@ -7,13 +7,10 @@ API keys go to the OS keyring (or the owner-only ``secrets.json``) through
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from typing import Any
 
-from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -37,7 +34,6 @@ from PySide6.QtWidgets import (
 
 from rlhf_desktop import config
 from rlhf_desktop.config import Settings
-from rlhf_desktop.services.conversations import ChatSettings
 from rlhf_desktop.services.ranker_eval import accuracy_text
 from rlhf_desktop.ui.sources_editor import SourcesEditor
 
@@ -365,137 +361,3 @@ class SettingsDialog(QDialog):
             return
         super().accept()
 
-
-def models_note(kind: str, count: int) -> str:
-    """What the model list under the chooser is."""
-    if kind == "azure":
-        return ("The configured deployments (Azure does not list them for a key); type the "
-                "name of another deployment to use it.")
-    if kind == "local":
-        return "The built-in model and its tuned versions (model page → Tune)."
-    if not count:
-        return "The server lists no models; type a model name."
-    return f"{count} model{'s' if count != 1 else ''} offered by the server."
-
-
-class ChatSettingsDialog(QDialog):
-    """One chat's own settings: its system prompt and its model, from a list of what the
-    provider offers (asked when the dialog opens; an error shows inline, and a model name can
-    still be typed). ``saved(ChatSettings)`` is emitted on Save."""
-
-    saved = Signal(object)
-
-    def __init__(self, chat: ChatSettings, *, default_prompt: str, default_model: str,
-                 list_models: Callable[[], Awaitable[list[str]]],
-                 spawn: Callable[[Coroutine[Any, Any, Any]], object],
-                 title: str = "", provider_kind: str = "",
-                 parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setWindowTitle(f"Chat settings — {title}" if title else "Chat settings")
-        self.provider_kind = provider_kind
-        self.setMinimumWidth(520)
-        self._list_models = list_models
-        self._spawn = spawn
-        self.default_model = default_model
-        self.prompt = QPlainTextEdit()
-        self.prompt.setPlaceholderText("No system prompt: the model's own behaviour")
-        self.prompt.setPlainText(chat.system_prompt if chat.system_prompt is not None
-                                 else default_prompt)
-        self.prompt.setToolTip("Sent before the conversation with every turn of this chat")
-        self.prompt.setMinimumHeight(90)
-        self.prompt.setMaximumHeight(160)
-        self.model = QComboBox()
-        self.model.setEditable(True)
-        self.model.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
-        self.model.setToolTip("The model (or Azure deployment) this chat's turns use")
-        self.model.addItem(self._default_label(), "")
-        if chat.model:
-            self.model.addItem(chat.model, chat.model)
-            self.model.setCurrentIndex(1)
-        self.refresh_button = QPushButton("Refresh")
-        self.refresh_button.setToolTip("Ask the provider again which models it offers")
-        self.refresh_button.clicked.connect(self.refresh_models)
-        self.models_note = QLabel("")
-        self.models_note.setObjectName("muted")
-        self.models_note.setWordWrap(True)
-        row = QHBoxLayout()
-        row.addWidget(self.model, 1)
-        row.addWidget(self.refresh_button)
-        form = QFormLayout()
-        form.addRow("System prompt", self.prompt)
-        form.addRow("Model", row)
-        form.addRow("", self.models_note)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save
-                                   | QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        note = QLabel("New chats start from Settings' system prompt and the provider's model.")
-        note.setObjectName("muted")
-        note.setWordWrap(True)
-        layout.addLayout(form)
-        layout.addWidget(note)
-        layout.addWidget(buttons)
-        self.loading: asyncio.Task[None] | None = None
-        self.refresh_models()
-
-    def _default_label(self) -> str:
-        return (f"Provider default ({self.default_model})" if self.default_model
-                else "Provider default")
-
-    def chosen_model(self) -> str | None:
-        """The model typed or chosen; None for the provider's default."""
-        text = self.model.currentText().strip()
-        if not text or text == self._default_label():
-            return None
-        return text
-
-    def result_settings(self) -> ChatSettings:
-        """What Save stores."""
-        return ChatSettings(system_prompt=self.prompt.toPlainText().strip(),
-                            model=self.chosen_model())
-
-    def refresh_models(self) -> None:
-        """List the provider's models (in the background; the typed text stays)."""
-        self.models_note.setText("Asking the provider which models it offers…")
-        self.refresh_button.setEnabled(False)
-        task = self._spawn(self._load_models())
-        self.loading = task if isinstance(task, asyncio.Task) else None
-
-    async def _load_models(self) -> None:
-        try:
-            models = await self._list_models()
-        except Exception as exc:  # shown inline; the dialog stays usable
-            if self._alive():
-                self.models_note.setText(f"⚠ Could not list the models: {exc} You can still "
-                                         "type a model name.")
-                self.refresh_button.setEnabled(True)
-            return
-        if not self._alive():
-            return
-        typed = self.model.currentText()
-        self.model.blockSignals(True)
-        while self.model.count() > 1:
-            self.model.removeItem(1)
-        for name in models:
-            self.model.addItem(name, name)
-        index = self.model.findText(typed)
-        if index >= 0:
-            self.model.setCurrentIndex(index)
-        else:
-            self.model.setEditText(typed)
-        self.model.blockSignals(False)
-        self.refresh_button.setEnabled(True)
-        self.models_note.setText(models_note(self.provider_kind, len(models)))
-
-    def _alive(self) -> bool:
-        try:
-            self.objectName()
-        except RuntimeError:  # the dialog was closed and deleted meanwhile
-            return False
-        return True
-
-    def accept(self) -> None:
-        """Save: emit ``saved``."""
-        self.saved.emit(self.result_settings())
-        super().accept()
