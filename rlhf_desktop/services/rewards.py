@@ -8,12 +8,8 @@ database connection, so it never shares one with the caller's thread.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import shutil
 import threading
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -46,16 +42,18 @@ from rlhf_desktop.reward.training import (
     training_pairs,
 )
 from rlhf_desktop.services.ranker_slot import TRANSFORMERS_RANKER_VERSION, RankerSlot
+from rlhf_desktop.services.reward_versions import (
+    candidate_order,
+    clean_pending,
+    pin_version,
+    pinned_version,
+    store_version,
+)
 from rlhf_desktop.storage.embcache import SqliteEmbeddingCache
 from rlhf_desktop.storage.pick_rules import is_whole_reply
 from rlhf_desktop.storage.repo import Repository
 
 log = logging.getLogger(__name__)
-
-
-def version_dir(version: int) -> Path:
-    """The folder of a model version."""
-    return config.models_dir() / f"v{version:04d}"
 
 
 @dataclass
@@ -298,7 +296,6 @@ def style_contributions(model: TinyRewardModel, prompt: str, replies: Sequence[s
 
 
 MIN_UNSEEN_FOR_GATE = 10
-PIN_FILENAME = "in-use.json"
 
 
 def decide_adoption(current: TinyRewardModel, result: TrainResult,
@@ -333,90 +330,6 @@ def decide_adoption(current: TinyRewardModel, result: TrainResult,
                      f"{new * 100:.1f} % (cross-validated) vs v{current.version} "
                      f"{cur * 100:.1f} %; {verdict}")
     return out
-
-
-def candidate_order(versions: Sequence[ModelVersion], pinned: int | None
-                    ) -> list[ModelVersion]:
-    """Which versions to try loading, in order: pinned, adopted newest first, the rest."""
-    newest_first = list(reversed(versions))
-    first = [v for v in newest_first if v.version == pinned]
-    adopted = [v for v in newest_first
-               if v.version != pinned and (v.metrics.get("adoption") or {}).get("adopted", True)]
-    rest = [v for v in newest_first if v not in first and v not in adopted]
-    return first + adopted + rest
-
-
-def pinned_version() -> int | None:
-    """The version chosen with ``rlhf-desktop use`` (None: the newest adopted one)."""
-    path = config.models_dir() / PIN_FILENAME
-    try:
-        value = json.loads(path.read_text(encoding="utf-8")).get("version")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return value if isinstance(value, int) else None
-
-
-def pin_version(version: int | None) -> None:
-    """Use ``version`` from now on (None: back to the newest adopted one)."""
-    path = config.models_dir() / PIN_FILENAME
-    if version is None:
-        path.unlink(missing_ok=True)
-        return
-    config.atomic_write_bytes(path, json.dumps({"version": version}).encode())
-
-
-def store_version(repo: Repository, model: TinyRewardModel, metrics: dict[str, Any]
-                  ) -> ModelVersion:
-    """Save a trained model and record it as the next version.
-
-    Order: save into a hidden pending folder (fsynced), record the version (which allocates
-    its number atomically), rename the folder into place. A crash at any point leaves the
-    previous versions loadable; a recorded version whose folder never arrived is skipped
-    by :meth:`RewardService.load_current`.
-    """
-    pending = save_pending(model)
-    record = repo.add_model_version(
-        lambda n: str(version_dir(n)), metrics, int(metrics["pairs"]), int(metrics["labels"])
-    )
-    publish(pending, Path(record.path))
-    return record
-
-
-def save_pending(model: TinyRewardModel) -> Path:
-    """Save a trained model into a fresh hidden folder under models/ (not yet a version)."""
-    pending = config.models_dir() / f".pending-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    model.save(pending)
-    return pending
-
-
-def publish(pending: Path, final: Path) -> None:
-    """Move a saved model into its version folder (a rename: all or nothing)."""
-    if final.exists():  # left by an interrupted run; the database row is authoritative
-        shutil.rmtree(final)
-    os.replace(pending, final)
-    config.fsync_dir(final.parent)
-
-
-def clean_pending() -> int:
-    """Remove folders left by training runs that were killed mid-save."""
-    removed = 0
-    for folder in config.models_dir().glob(".pending-*"):
-        pid = folder.name.split("-")[1]
-        if pid.isdigit() and _alive(int(pid)) and int(pid) != os.getpid():
-            continue
-        shutil.rmtree(folder, ignore_errors=True)
-        removed += 1
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _summary(metrics: dict[str, object]) -> str:
