@@ -174,15 +174,25 @@ async def _replies(version: int, prompts: Sequence[tuple[Message, ...]],
     with seed SEED + i, through the provider the chat and the arena use."""
     from rlhf_desktop import config
     from rlhf_desktop.providers import select
+    from rlhf_desktop.providers.errors import ProviderError
 
     settings = config.load_settings()
     source = CandidateSource(name=f"v{version}", provider="local", count=1,
                              chat_model_version=version)
-    provider = select.build(select.source_choice(source, settings), settings)
+    choice = select.source_choice(source, settings)
+    provider = select.build(choice, settings)
     out = []
     try:
         for i, prompt in enumerate(prompts):
-            got = await provider.generate(list(prompt), replace(params, n=1, seed=SEED + i))
+            wanted = replace(params, n=1, seed=SEED + i)
+            try:
+                got = await provider.generate(list(prompt), wanted)
+            except ProviderError as exc:  # the engine went away: once more on a fresh one
+                log.warning("reply %d of v%d failed (%s); retrying on a fresh engine", i,
+                            version, exc)
+                await provider.aclose()
+                provider = select.build(choice, settings)
+                got = await provider.generate(list(prompt), wanted)
             out.append(got[0].text if got else "")
             on_reply()
     finally:
