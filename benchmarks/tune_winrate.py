@@ -154,25 +154,36 @@ def generate(work: Path, prompts: list[list[dict[str, str]]], adapter: str | Non
     out_file = work / f"replies-{side}.json"
     if out_file.exists():
         return list(json.loads(out_file.read_text(encoding="utf-8")))
-    import llama_cpp
+    import asyncio
 
     from rlhf_desktop import config
+    from rlhf_desktop.domain import Message, SamplingParams
+    from rlhf_desktop.providers.local import LocalProvider
 
-    llm = llama_cpp.Llama(model_path=str(config.default_gguf_path()), lora_path=adapter,
-                          n_threads=1, n_threads_batch=1, n_ctx=2048, verbose=False)
     offset = NOISE_SEED_OFFSET if side == "base_other_seed" else 0
-    replies = []
-    for i, messages in enumerate(prompts):
-        started = time.perf_counter()
-        wire: Any = [{"role": "system", "content": SYSTEM_PROMPT}, *messages]
-        res: Any = llm.create_chat_completion(
-            messages=wire, seed=seed + offset + i, temperature=SAMPLING["temperature"],
-            top_p=SAMPLING["top_p"], max_tokens=SAMPLING["max_tokens"])
-        choice = res["choices"][0]
-        replies.append({"text": choice["message"]["content"] or "",
-                        "finish": choice["finish_reason"],
-                        "tokens": res["usage"]["completion_tokens"],
-                        "seconds": round(time.perf_counter() - started, 2)})
+
+    async def run() -> list[dict[str, Any]]:
+        # The app's own built-in provider (xllamacpp), the adapter applied for the tuned side.
+        llm = LocalProvider(config.default_gguf_path(), n_threads=1, n_ctx=2048,
+                            lora_path=adapter)
+        out = []
+        try:
+            for i, messages in enumerate(prompts):
+                started = time.perf_counter()
+                params = SamplingParams(n=1, temperature=SAMPLING["temperature"],
+                                        top_p=SAMPLING["top_p"],
+                                        max_tokens=SAMPLING["max_tokens"],
+                                        system_prompt=SYSTEM_PROMPT, seed=seed + offset + i)
+                cands = await llm.generate([Message(m["role"], m["content"]) for m in messages],
+                                           params)
+                out.append({"text": cands[0].text, "finish": cands[0].finish_reason,
+                            "tokens": cands[0].completion_tokens,
+                            "seconds": round(time.perf_counter() - started, 2)})
+        finally:
+            await llm.aclose()
+        return out
+
+    replies = asyncio.run(run())
     out_file.write_text(json.dumps(replies), encoding="utf-8")
     return replies
 

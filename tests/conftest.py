@@ -65,7 +65,8 @@ SLOW_MODULES = {
     "tests/test_model_service.py", "tests/test_label_export.py", "tests/test_arena_local.py",
 }
 SLOW_FOLDERS = ("tests/ui/", "tests/tune/")
-HEAVY_LIBRARIES = ("torch", "llama_cpp", "sentence_transformers", "transformers", "trl")
+HEAVY_LIBRARIES = ("torch", "llama_cpp", "xllamacpp", "sentence_transformers", "transformers",
+                   "trl")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

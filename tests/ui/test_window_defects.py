@@ -91,7 +91,7 @@ def add_version(repo: Repository, version: int, labels: int, acc: float) -> None
 
 def test_settings_offer_the_context_size_and_saving_it_rebuilds_the_provider(
         window: MainWindow, loop: asyncio.AbstractEventLoop) -> None:
-    pytest.importorskip("llama_cpp")
+    pytest.importorskip("xllamacpp")
     config.default_gguf_path()  # the built-in model is installed by make setup
     dialog = window.open_settings()
     labels = [w.text() for w in dialog.findChildren(QLabel)]
@@ -223,7 +223,7 @@ def test_the_model_page_at_minimum_size_shows_every_text_whole_without_overlap(
 
 def test_the_status_bar_says_why_the_provider_was_chosen(
         window: MainWindow, loop: asyncio.AbstractEventLoop) -> None:
-    pytest.importorskip("llama_cpp")
+    pytest.importorskip("xllamacpp")
     config.default_gguf_path()
     run(loop, window.backend.rebuild_provider())
     why = window.provider_why
