@@ -42,7 +42,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlhf_desktop.providers.base import CANCELLED, ERROR, CandidateTracker, Done, Restart
-from rlhf_desktop.providers.errors import ContextLengthError, ProviderError, StreamInterrupted
+from rlhf_desktop.providers.errors import (
+    ChoicesRefusedError,
+    ContextLengthError,
+    ProviderError,
+    StreamInterrupted,
+)
 
 log = logging.getLogger(__name__)
 MAX_RESENDS = 2
@@ -240,6 +245,17 @@ class TurnRequests:
         """
         self.running.discard(request)
         cancelled = cancelled or request.cancelled
+        if (isinstance(request.error, ChoicesRefusedError) and len(request.indices) > 1
+                and not request.seen):
+            # Refused for asking several choices at once (llama.cpp's server above its slot
+            # count): ask for these replies one request each, now and on later turns.
+            self._learned.n_supported = False
+            log.info("%s refused n=%d; requesting the replies one at a time", self._label,
+                     len(request.indices))
+            self._pending.extend(request.indices)
+            if not final:
+                self._pump()
+            return []
         tracker = self.tracker
         returned_one = len(request.seen) <= 1
         missing: list[int] = []

@@ -90,6 +90,29 @@ class InvalidRequestError(ProviderError):
     """Another 400/422: the server refused the request (API version, parameters, length)."""
 
 
+class ChoicesRefusedError(InvalidRequestError):
+    """The server refused a request for several choices (``n`` > 1) as invalid.
+
+    llama.cpp's server answers ``n`` above its slot count with a 400 ("Field 'n': Value must be
+    between 1 <= value <= 4"), and some models refuse ``n`` > 1 outright. The turn then asks
+    for its replies one request each instead of failing.
+    """
+
+
+_N_REFUSED = re.compile(
+    r"""(field|param(eter)?|argument|value\s+of|invalid|unsupported)\s*[:=]?\s*['"`]n['"`]"""
+    r"""|['"`]n['"`]\s*(must|is\s+not\s+supported|should|is\s+invalid)"""
+    r"""|\bonly\s+n\s*=\s*1\b""",
+    re.IGNORECASE)
+
+
+def refuses_choices(message: str, body: dict[str, object] | None = None) -> bool:
+    """Whether a 400/422 says that the number of choices (``n``) is what was refused."""
+    if body and body.get("param") == "n":
+        return True
+    return bool(_N_REFUSED.search(message))
+
+
 class ContextLengthError(InvalidRequestError):
     """The messages (with room for the reply) do not fit the model's context window.
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from rlhf_desktop.providers.errors import (
     AuthError,
+    ChoicesRefusedError,
     ContentFilterError,
     ContextLengthError,
     InvalidRequestError,
@@ -26,6 +27,7 @@ from rlhf_desktop.providers.errors import (
     ServerError,
     StreamInterrupted,
     context_length_error,
+    refuses_choices,
 )
 
 
@@ -234,6 +236,11 @@ def classify(
         return ContentFilterError(
             f"{label}'s content filter blocked this prompt{why}. Rephrase the message and "
             "send it again.",
+            provider=target.kind, status_code=status,
+        )
+    if status in (400, 422) and refuses_choices(detail, body):
+        return ChoicesRefusedError(
+            _with_detail(f"{label} refused several replies in one request ({status}).", detail),
             provider=target.kind, status_code=status,
         )
     hint = ""

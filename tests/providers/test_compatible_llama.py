@@ -14,7 +14,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from rlhf_desktop.domain import Candidate, Message, SamplingParams
-from rlhf_desktop.providers import Delta, Done, InvalidRequestError, StreamEvent
+from rlhf_desktop.providers import Delta, Done, StreamEvent
+from rlhf_desktop.providers.errors import refuses_choices
 from rlhf_desktop.providers.openai_client import OpenAIChatProvider
 from tests.providers.conftest import LLAMA_SLOTS, fast_settings, run
 from tests.providers.http_meter import HttpMeter
@@ -132,11 +133,9 @@ def test_n_replies_come_from_one_request(llama_server: str) -> None:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(raises=InvalidRequestError, strict=True,
-                   reason="llama.cpp's server answers n above its slots with a 400 (\"Field 'n': "
-                          "Value must be between 1 <= value <= 4\"), which fails the turn; "
-                          "the provider does not yet fall back to fewer choices a request")
 def test_more_choices_than_the_server_has_slots(llama_server: str) -> None:
+    """llama.cpp's server answers n above its slots with a 400 ("Field 'n': Value must be
+    between 1 <= value <= 4"): the turn asks for its replies one request each instead."""
     provider = provider_for(llama_server)
 
     async def go() -> list[Candidate]:
@@ -148,3 +147,18 @@ def test_more_choices_than_the_server_has_slots(llama_server: str) -> None:
 
     cands = run(go())
     assert len(cands) == LLAMA_SLOTS + 1 and all(c.text.strip() for c in cands)
+    assert provider.n_supported is False  # later turns ask one reply a request at once
+
+
+
+@pytest.mark.parametrize("message, refused", [
+    ("Field 'n': Value must be between 1 <= value <= 4, but got 5", True),  # llama.cpp
+    ("Unsupported parameter: 'n' is not supported with this model.", True),  # OpenAI
+    ("Only n=1 is supported", True),
+    ("This model's maximum context length is 2048 tokens", False),
+    ("Invalid model name passed in model=gpt-4o-mini", False),
+    ("Field 'messages' is required", False),
+])
+def test_which_refusals_are_about_the_number_of_choices(message: str, refused: bool) -> None:
+    assert refuses_choices(message) is refused
+    assert refuses_choices("bad request", {"param": "n"})
