@@ -50,7 +50,7 @@ EXCLUDED_MODULES: dict[str, tuple[str, ...]] = {
     ),
 }
 
-# Left out with ``RLHF_PACKAGE_TORCH=0``: torch and the libraries that need it. The window,
+# Left out unless ``RLHF_PACKAGE_TORCH=1``: torch and the libraries that need it. The window,
 # chat, ranking (the numpy MiniLM runner) and the self-test do not import them; tuning and
 # transformers rankers do, and stay available from a development install.
 TORCH_STACK: tuple[str, ...] = (
@@ -188,7 +188,7 @@ def write_report(path: Path, removed: dict[str, dict[str, int]], trimmed: bool,
     path.parent.mkdir(parents=True, exist_ok=True)
     groups = {k: list(v) for k, v in EXCLUDED_MODULES.items()}
     if not torch:
-        groups["torch and what needs it (RLHF_PACKAGE_TORCH=0)"] = list(TORCH_STACK)
+        groups["torch and what needs it (unless RLHF_PACKAGE_TORCH=1)"] = list(TORCH_STACK)
     data = {"trimmed": trimmed, "torch": torch, "file_rules": removed,
             "excluded_modules": groups}
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
