@@ -487,8 +487,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         pool = await generate_held(args, held_dir / "base-pool.json", held, N, system)
         return {"stage": "held", **{k: pool[k] for k in ("cpu_s", "wall_s")}}
     if args.stage == "system":
-        for spec in args.taste:
-            name, taste = resolve_taste(spec, None, args)
+        for spec in args.taste:  # only the taste's sentence is needed (no gold model)
+            name, taste = ((spec, loop_tastes.gold_taste(None, 0.0)) if spec == "hh_gold"
+                           else resolve_taste(spec, None, args))
             safe = name.replace(":", "-").replace("/", "-")
             await generate_held(args, held_dir / f"system-{safe}.json", held, 1,
                                 f"{system} {loop_tastes.describe(taste)}".strip())
@@ -512,7 +513,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         t_out: dict[str, Any] = {"description": loop_tastes.describe(taste), "picks": {}}
         arms: dict[str, dict[str, Any]] = {}
         sys_prompt = f"{system} {loop_tastes.describe(taste)}".strip()
-        if "system" in args.arms:
+        if "system" in args.arms and (not args.system_tastes or spec in args.system_tastes):
             g = await generate_held(args, held_dir / f"system-{safe}.json", held, 1, sys_prompt)
             arms["system"] = {"replies": [r[0] for r in g["replies"]], "cpu_s": g["cpu_s"]}
         arms["noise"] = {"replies": noise, "cpu_s": None}
@@ -647,6 +648,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--arms", nargs="+", default=["system", "rm", "tuned"],
                    help="system, rm, tuned (every recipe) or tuned_<recipe>; base and noise "
                         "always")
+    p.add_argument("--system-tastes", nargs="*", default=[],
+                   help="the system-prompt arm for these of --taste only (default: every one)")
     p.add_argument("--tune-tastes", nargs="*", default=[],
                    help="tune for these of --taste only (default: every one)")
     p.add_argument("--max-steps", type=int, default=0, help="cap every tune (0: the recipe's)")
