@@ -169,7 +169,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     data["build_s"] = args.build_seconds
     data["models_bytes"] = folder_bytes(dist / "_internal" / "models")
     data["components_bytes"] = components(dist / "_internal")
-    trims = json.loads(TRIM_REPORT.read_text()) if TRIM_REPORT.exists() else {}
+    report: Path = args.trim_report
+    trims = json.loads(report.read_text()) if report.exists() else {}
     data["file_rules"] = trims.get("file_rules", {})
     if args.baseline is not None:
         internal = Path(args.baseline) / "_internal"
@@ -246,7 +247,8 @@ def markdown(d: dict[str, Any]) -> str:
               "mapped on an Xvfb display (polled with `xdotool search --onlyvisible` every "
               "20 ms), a fresh data folder each run. The files were in the page cache (the "
               "bundle had just been built and read); a first start from a cold disk is slower. "
-              "The window shows before torch and llama.cpp load (they load in worker threads)."]
+              "The window shows before the embedder and llama.cpp load (they load in worker "
+              "threads)."]
     return "\n".join(lines)
 
 
@@ -257,6 +259,8 @@ def main() -> int:
     parser.add_argument("--baseline", type=Path, default=None, help="an untrimmed bundle")
     parser.add_argument("--build-seconds", type=float, default=None)
     parser.add_argument("--baseline-build-seconds", type=float, default=None)
+    parser.add_argument("--trim-report", type=Path, default=TRIM_REPORT,
+                        help="the spec's trim-report.json of the build measured")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--note", default="", help="the conditions, printed with the figures")
     args = parser.parse_args()
