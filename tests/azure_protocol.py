@@ -30,7 +30,7 @@ WORDS = ("sun", "river", "stone", "light", "cloud", "garden", "bridge", "window"
          "music", "forest", "candle", "harbor", "meadow", "lantern", "valley", "echo")
 FAULTS = ("auth", "forbidden", "not_found", "rate_limit", "server_error", "drop", "slow",
           "truncate", "drop_mid", "sse_error", "content_filter", "choice_filter",
-          "choice_error", "ignore_n")
+          "choice_error", "ignore_n", "choice_unfinished")
 MAGIC = re.compile(r"\[\[fault:([a-z_]+)(?:\*(\d+))?\]\]")
 AZURE_PATH = re.compile(r"^/openai/deployments/([^/]+)/chat/completions$")
 SAFE_FILTER = {name: {"filtered": False, "severity": "safe"}
@@ -377,7 +377,10 @@ class Handler(BaseHTTPRequestHandler):
                     live[i] = pos + 1
                     sent += 1
                 else:
-                    chunk([{"index": i, "delta": {}, "finish_reason": reason}])
+                    # choice_unfinished: this choice never gets its finish reason, the stream
+                    # still ends cleanly (as LiteLLM relays llama.cpp's server with n > 1).
+                    if not (name == "choice_unfinished" and i == special):
+                        chunk([{"index": i, "delta": {}, "finish_reason": reason}])
                     del live[i]
             rounds += 1
             if self.state.chunk_delay_s:

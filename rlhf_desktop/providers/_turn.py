@@ -287,8 +287,13 @@ class TurnRequests:
                 continue  # stays unfinished: the turn finishes it as cancelled
             elif request.error is not None:
                 self._fail(index, request.error)
-            elif not returned_one:
+            elif not returned_one and not request.ended:
                 self._fail(index, interrupted(self._label, seen=tracker.has_text(index)))
+            elif not returned_one:
+                # The stream ended cleanly and finished its other choices, but not this one
+                # (LiteLLM in front of llama.cpp's server drops some choices' finish reason):
+                # ask for this reply again on its own, as for a single reply without one.
+                events += self._void(index, UNFINISHED, request.overlapped, final)
             else:
                 events += self._void(index, UNFINISHED, request.overlapped, final)
         events += self._judge_suspects(final)

@@ -261,6 +261,18 @@ def test_stream_ending_mid_reply_keeps_partial_text(azure_server: AzureServer,
     assert len(azure_server.requests) == 1  # text had arrived: not retried
 
 
+def test_a_choice_left_without_its_finish_reason_is_asked_again_alone(
+        azure_server: AzureServer) -> None:
+    """The stream ends cleanly and finishes the other choices, but not this one (LiteLLM in
+    front of llama.cpp's server with n > 1): it is asked again on its own, not failed."""
+    azure_server.inject("choice_unfinished", choice=1)
+    _, done = run(collect(azure_provider(azure_server), SamplingParams(n=3)))
+    for i in range(3):
+        assert done[i].candidate.error is None and done[i].candidate.finish_reason == "stop"
+    assert done[1].candidate.text.strip()
+    assert len(azure_server.requests) == 2
+
+
 def test_request_level_content_filter(azure_server: AzureServer) -> None:
     azure_server.inject("content_filter")
     with pytest.raises(ContentFilterError) as info:
