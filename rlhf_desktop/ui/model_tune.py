@@ -319,7 +319,7 @@ class TunePanel(QWidget):
         effect = self.service.effect(newest) if newest is not None else None
         lines = []
         if effect is not None:
-            lines.append(effect_words(effect))
+            lines.append("Measured effect: " + effect_words(effect))
         if note:
             lines.append(note)
         self.effect.setText("\n".join(lines))

@@ -46,7 +46,7 @@ def test_the_panel_states_the_measured_effect_of_the_newest_version(
     panel.refresh()
     assert panel.effect.isVisibleTo(panel) and not panel.effect_button.isVisibleTo(panel)
     text = panel.effect.text()
-    assert text.startswith("Tuned v1 wins 69 % (58–77 %) against the base on 40 of your past "
-                           "prompts"), text
+    assert text.startswith("Measured effect: Tuned v1 wins 69 % (58–77 %) against the base on "
+                           "40 of your past prompts"), text
     assert "agrees with your blind picks 71 % of the time" in text
     service.close()
