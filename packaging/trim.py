@@ -182,6 +182,26 @@ def apply_rules(entries: Iterable[Entry], rules: dict[str, Rule],
     return kept
 
 
+def drop_dangling_links(entries: Iterable[Entry], kept: set[str],
+                        removed: dict[str, dict[str, int]]) -> list[Entry]:
+    """The entries less the ``SYMLINK`` ones whose target is not in ``kept``.
+
+    PyInstaller links each library it collected into a sub-folder (``PySide6/Qt/lib/``) from
+    the top folder; a rule that removed the library would leave the link dangling.
+    """
+    out: list[Entry] = []
+    for entry in entries:
+        dest, target, kind = entry
+        if kind == "SYMLINK":
+            resolved = os.path.normpath(os.path.join(os.path.dirname(dest), target))
+            if resolved.replace("\\", "/") not in kept:
+                stats = removed.setdefault("links to removed files", {"files": 0, "bytes": 0})
+                stats["files"] += 1
+                continue
+        out.append(entry)
+    return out
+
+
 def write_report(path: Path, removed: dict[str, dict[str, int]], trimmed: bool,
                  torch: bool = True) -> None:
     """Save what the rules removed (read by ``benchmarks/packaging.py``)."""

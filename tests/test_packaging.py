@@ -222,6 +222,11 @@ def test_trim_rules_keep_what_the_app_needs() -> None:
         "torch-2.13.0+cpu.dist-info/METADATA",
     }
     assert sum(s["files"] for s in removed.values()) == 7
+    links = [("libQt6Pdf.so.6", "PySide6/Qt/lib/libQt6Pdf.so.6", "SYMLINK"),
+             ("libQt6Core.so.6", "PySide6/Qt/lib/libQt6Core.so.6", "SYMLINK")]
+    kept_links = trim.drop_dangling_links(links, {"PySide6/Qt/lib/libQt6Core.so.6"}, removed)
+    assert kept_links == links[1:]
+    assert removed["links to removed files"]["files"] == 1
     used = {"PySide6.QtCore", "PySide6.QtGui", "PySide6.QtWidgets", "PySide6.QtCharts",
             "PySide6.QtSvg", "torch", "transformers", "sentence_transformers", "sklearn",
             "llama_cpp", "openai", "keyring", "qasync"}
