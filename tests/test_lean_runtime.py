@@ -169,3 +169,26 @@ def test_self_test_passes_without_importing_the_training_stack(data_home: Path) 
     assert loaded.isdisjoint(TRAINING_STACK), sorted(loaded & set(TRAINING_STACK))
     # The importtime parse is not vacuous: the self-test does import the app's libraries.
     assert {"numpy", "tokenizers", "safetensors", "PySide6", "rlhf_desktop"} <= loaded
+
+
+def test_a_transformers_ranker_without_torch_falls_back_to_the_tiny_model(
+        tmp_path: Path, data_home: Path) -> None:
+    from tests.test_embedder_backends import BLOCK_TRAINING_STACK
+
+    folder = tmp_path / "r0001"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(
+        {"architectures": ["Qwen2ForSequenceClassification"], "num_labels": 1}))
+    code = BLOCK_TRAINING_STACK + (
+        "from rlhf_desktop.services.ranker_slot import RankerSlot\n"
+        f"slot = RankerSlot({str(folder)!r})\n"
+        "print(slot.score('Say hi.', ['Hi!', 'No.']))\n"
+        "print(slot.error)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=app_env(data_home, None), timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    scores, error = proc.stdout.splitlines()[:2]
+    assert scores == "None"  # the caller ranks with the tiny model
+    assert error.startswith("The transformers ranker is not used, the tiny model ranks instead")
+    assert "needs torch and transformers" in error and "'.[tune]'" in error
