@@ -62,6 +62,12 @@ def reply_for_context(turn: Turn) -> Candidate | None:
     return pick_rules.context_reply(turn)
 
 
+def every_reply_failed(turn: Turn) -> bool:
+    """Whether the turn has replies and every one failed (an error and no text)."""
+    return bool(turn.candidates) and all(
+        c.error is not None and not c.text.strip() for c in turn.candidates)
+
+
 def ranked(candidates: list[Candidate]) -> list[Candidate]:
     """Whole replies best score first, then failed, stopped and empty ones
     (:func:`~rlhf_desktop.storage.pick_rules.ranked`)."""
@@ -69,7 +75,13 @@ def ranked(candidates: list[Candidate]) -> list[Candidate]:
 
 
 def history(turns: list[Turn]) -> list[Message]:
-    """The conversation as sent on the next turn: each turn's messages plus its reply."""
+    """The conversation as sent on the next turn: each turn's messages plus its reply.
+
+    Turns at the end whose every reply failed are left out: the model never answered their
+    message, and one too long for the model's context would fail every later turn too.
+    """
+    while turns and every_reply_failed(turns[-1]):
+        turns = turns[:-1]
     if not turns:
         return []
     last = turns[-1]
