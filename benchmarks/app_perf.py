@@ -89,11 +89,11 @@ def rss_mb() -> dict[str, float]:
 
 def load_pairs() -> list[Any]:
     """The real human preference pairs."""
-    from rlhf_desktop.services.formats import parse_record
+    from rlhf_desktop.services.formats import parse_lines
 
-    lines = DATA.read_text(encoding="utf-8").splitlines()
-    return [replace(parse_record(json.loads(line)), source="import")
-            for line in lines if line.strip()]
+    # The lines the app's import takes (a tie of identical replies is left out, as there).
+    parsed = parse_lines(DATA.read_bytes().splitlines())
+    return [replace(pair, source="import") for pair in parsed.pairs]
 
 
 def synthetic(pairs: list[Any], n: int) -> list[Any]:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import functools
 import itertools
-import json
 import os
 import sys
 import tempfile
@@ -62,7 +61,7 @@ from rlhf_desktop.reward.training import (  # noqa: E402
     pairwise_accuracy,
     train,
 )
-from rlhf_desktop.services.formats import parse_record  # noqa: E402
+from rlhf_desktop.services.formats import parse_lines  # noqa: E402
 from rlhf_desktop.storage.embcache import SqliteEmbeddingCache  # noqa: E402
 
 TODAY = TrainConfig(features=("reply", "prompt_x_reply", "length", "words"), fit="joint",
@@ -86,8 +85,13 @@ def log(message: str) -> None:
 
 def load_set(path: Path, embedder: Embedder) -> list[PreferencePair]:
     """Parse a JSONL set and embed (cache first) every text the methods use."""
-    pairs = [parse_record(json.loads(line))
-             for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    # As the app imports a file: a line it refuses (chosen and rejected the same reply: a tie,
+    # not a preference) is left out and counted.
+    parsed = parse_lines(path.read_bytes().splitlines())
+    if parsed.errors:
+        log(f"{path.name}: {len(parsed.errors)} line(s) left out as the app's import leaves "
+            f"them out (first: line {parsed.errors[0].line}: {parsed.errors[0].message})")
+    pairs = parsed.pairs
     started = time.perf_counter()
     before = embedder.encoded_texts
     for chunk in range(0, len(pairs), 128):  # chunks: the cache is written as it goes

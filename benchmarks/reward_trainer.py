@@ -36,7 +36,11 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "pandalm-human.jsonl"
 
 def split(path: Path, train_count: int, seed: int) -> tuple[list[dict], list[dict]]:
     """Whole prompts into training until it holds ``train_count`` pairs; the rest is the test."""
+    from rlhf_desktop.storage.pick_rules import same_reply
+
     rows = [json.loads(line) for line in path.open(encoding="utf-8") if line.strip()]
+    # A tie of identical replies is no preference: the app's import leaves it out too.
+    rows = [r for r in rows if not same_reply(str(r["chosen"]), str(r["rejected"]))]
     groups: dict[str, list[dict]] = {}
     for row in rows:
         groups.setdefault(" ".join(row["prompt"].split()), []).append(row)
