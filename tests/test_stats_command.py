@@ -41,3 +41,20 @@ def test_stats_names_the_version_in_use_and_pairs_by_label_kind(data_home: Path)
     data = json.loads(cli("stats", "--json").stdout)
     assert data["model_version"] == 2 and data["newest_model_version"] == 3
     assert data["pairs_by_source"] == {"pick": 2, "ranking": 3}
+
+
+def test_stats_labels_line_names_ties_and_all_bad_flags(data_home: Path) -> None:
+    """A new user's trial: 5 picks, a tie and an "all bad" showed "labels 5" with no word of
+    the other two; the line now says they are there and make no pairs."""
+    repo = Repository.open()
+    try:
+        _fill(repo)
+        tied = make_turn(repo, ["same", "same"], prompt="tie them")
+        repo.record_tie(tied.id, [c.id for c in tied.candidates])
+        bad = make_turn(repo, ["no", "nope"], prompt="all bad")
+        repo.record_all_bad(bad.id)
+    finally:
+        repo.close()
+    lines = cli("stats").stdout.splitlines()
+    assert "labels        2 (+ 1 tie, 1 all bad: no pairs)" in lines, lines
+    assert json.loads(cli("stats", "--json").stdout)["labels"] == 2

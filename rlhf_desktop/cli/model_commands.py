@@ -217,6 +217,14 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _no_pair_labels(by_kind: dict[str, int]) -> str:
+    """" (+ 1 tie, 2 all bad: no pairs)" for the labels ``stats`` does not count, or ""."""
+    words = (("tie", "tie", "ties"), ("all_bad", "all bad", "all bad"))
+    parts = [f"{n} {one if n == 1 else many}" for kind, one, many in words
+             if (n := int(by_kind.get(kind) or 0))]
+    return f" (+ {', '.join(parts)}: no pairs)" if parts else ""
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     """Counts, pairs by label kind (as the dataset card counts them) and the reward model in
     use (the pinned version, else the newest adopted one; a version that was not adopted is
@@ -256,7 +264,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     _emit(stats, args.json, [
         f"data folder   {stats['data_dir']}",
         f"chats         {stats['conversations']} ({stats['turns']} turns)",
-        f"labels        {stats['labels']}",
+        f"labels        {stats['labels']}" + _no_pair_labels(stats.get("labels_by_kind") or {}),
         f"pairs         {stats['pairs']}" + (f" ({by_source})" if by_source else ""),
         f"model         {model}",
     ])
