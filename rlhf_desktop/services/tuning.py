@@ -32,6 +32,7 @@ from rlhf_desktop import config
 from rlhf_desktop.config import Settings
 from rlhf_desktop.domain import CandidateSource
 from rlhf_desktop.services.arena import ArenaService
+from rlhf_desktop.services.tune_install import InstallSnapshot, TuneInstall
 from rlhf_desktop.services.tuning_effect import PROMPTS as EFFECT_PROMPTS
 from rlhf_desktop.services.tuning_effect import Effect, load_effect
 from rlhf_desktop.services.tuning_remote import RemoteTuning
@@ -62,7 +63,7 @@ from rlhf_desktop.tune.runs import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["STATES", "TunePlan", "TuneSnapshot", "TuningService"]
+__all__ = ["STATES", "InstallSnapshot", "TunePlan", "TuneSnapshot", "TuningService"]
 
 BASE_NAME = "base"
 FIT_CHECK_DIR = ".fit-check"
@@ -103,6 +104,9 @@ class TuningService:
         self.module = module
         self.python = python
         self.remote = RemoteTuning(on_change=on_change)
+        self.install = TuneInstall(on_change=on_change, python=python)
+        """The tune extra: whether it is installed, and installing it with pip (a child
+        process followed like the runs; see :mod:`.tune_install`)."""
         self._lock = threading.RLock()
         self._process: TuneProcess | None = None
         self._attached_pid: int | None = None
@@ -144,7 +148,6 @@ class TuningService:
     def plan(self, max_steps: int | None = None) -> TunePlan:
         """Pairs, steps and the estimated time of a new run (cheap: one count query)."""
         from rlhf_desktop.storage.repo import Repository
-        from rlhf_desktop.tune.cli import missing_packages
 
         repo = Repository.open()
         try:
@@ -155,15 +158,17 @@ class TuningService:
         if not self.use_cut_pairs:
             pairs -= cut
         blocker = None
-        missing = missing_packages()
+        extra = self.install.check() if self.module == "rlhf_desktop.tune" else None
         if self.snapshot().active:
             blocker = "A tuning run is going"
         elif not pairs:
             blocker = ("No preference pairs to tune on yet: pick replies in the chat, or "
                        "import a file on the dataset page")
-        elif missing and self.module == "rlhf_desktop.tune":
-            blocker = (f"Tuning needs the 'tune' extra ({', '.join(missing)} missing): "
-                       "pip install 'rlhf-desktop[tune]'")
+        elif extra is not None and extra.active:
+            blocker = "Installing the tuning packages…"
+        elif extra is not None and not extra.available:
+            blocker = (f"Tuning needs the 'tune' extra ({', '.join(extra.missing)} missing)"
+                       + (": install it above" if extra.can_install else ""))
         fit, checking = self._fit_for(pairs)
         return replace(make_plan(pairs, self.overrides, max_steps, blocker, fit, checking),
                        cut_pairs=cut, use_cut_pairs=self.use_cut_pairs)
@@ -365,6 +370,7 @@ class TuningService:
                 self._fit_proc.kill()
             if self._effect_proc is not None and self._effect_proc.poll() is None:
                 self._effect_proc.kill()  # a measurement is cheap to start again
+        self.install.close()
         self.remote.close()
 
     # ------------------------------------------------------------------ snapshot

@@ -6,6 +6,9 @@ Everything goes through :class:`~rlhf_desktop.services.tuning.TuningService`; th
 only renders its snapshots (polled every half second while the page is shown or a run is
 going) and never blocks the window: the export runs in the service's worker, the remote
 calls in worker threads, and the confirmation dialog is window-modal but not a nested loop.
+Where the ``tune`` extra is missing, the panel offers to install it (pip in the service's
+low-priority child, with a progress bar, the current line and Cancel); in the desktop bundle
+it says that tuning needs a Python install.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from rlhf_desktop.config import ConfigError, load_settings
-from rlhf_desktop.services.tuning import TuneSnapshot, TuningService
+from rlhf_desktop.services.tuning import InstallSnapshot, TuneSnapshot, TuningService
 from rlhf_desktop.services.tuning_effect import effect_words
 from rlhf_desktop.services.tuning_remote import (
     DEFAULT_MODEL,
@@ -109,6 +112,7 @@ class TunePanel(QWidget):
         self._last_state = ""
         self._checking = False
         """The plan waits for the pairs' measurement: re-plan on every tick until it ends."""
+        self._install_state = ""
 
         title = QLabel("Tune the chat model")
         title.setObjectName("kpiValue")
@@ -187,6 +191,7 @@ class TunePanel(QWidget):
         widgets: list[QWidget] = [title, about]
         for w in widgets:
             layout.addWidget(w)
+        layout.addWidget(self._install_box())
         layout.addLayout(row)
         layout.addWidget(self.cut_box)
         widgets = [self.progress, self.status, self.metrics, self.fit, self.effect]
@@ -203,6 +208,39 @@ class TunePanel(QWidget):
         if labels_changed is not None:
             labels_changed.connect(lambda: self.refresh(plan=True))
         self.refresh(plan=True)
+
+    def _install_box(self) -> QGroupBox:
+        box = QGroupBox("The tuning packages")
+        self.install_box = box
+        self.install_text = QLabel("")
+        self.install_text.setWordWrap(True)
+        self.install_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.install_button = QPushButton("Install the tuning packages")
+        self.install_button.setObjectName("primary")
+        self.install_button.setToolTip("pip install of the 'tune' extra into this Python, in a "
+                                       "low-priority process")
+        self.install_button.clicked.connect(self.install)
+        self.install_cancel = QPushButton("Cancel")
+        self.install_cancel.setToolTip("Stop pip now")
+        self.install_cancel.clicked.connect(self.cancel_install)
+        self.install_progress = QProgressBar()
+        self.install_progress.setTextVisible(True)
+        self.install_line = QLabel("")
+        self.install_line.setObjectName("muted")
+        self.install_line.setWordWrap(True)
+        self.install_errors = QLabel("")
+        self.install_errors.setWordWrap(True)
+        self.install_errors.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.install_button)
+        buttons.addWidget(self.install_cancel)
+        buttons.addStretch(1)
+        layout = QVBoxLayout(box)
+        for w in (self.install_text, self.install_progress, self.install_line,
+                  self.install_errors):
+            layout.addWidget(w)
+        layout.addLayout(buttons)
+        return box
 
     def _remote_box(self) -> QGroupBox:
         box = QGroupBox("Remote: a DPO fine-tuning job on Azure OpenAI or OpenAI")
@@ -248,16 +286,21 @@ class TunePanel(QWidget):
             self.timer.stop()
 
     def _busy(self) -> bool:
-        return self.service.snapshot().active or self.service.remote.snapshot().active
+        return (self.service.snapshot().active or self.service.remote.snapshot().active
+                or self.service.install.snapshot().active)
 
     def refresh(self, plan: bool = False) -> None:
         """Render the service's snapshots (``plan``: also recount the pairs)."""
         snap = self.service.snapshot()
+        extra = self.service.install.snapshot()
+        if extra.state != self._install_state:  # installed, failed or cancelled: plan again
+            plan, self._install_state = True, extra.state
         if plan or snap.state != self._last_state or self._checking:  # not every tick
             self._last_state = snap.state
             self._render_plan(snap)
             self._render_versions()
         self._render(snap)
+        self._render_install(self.service.install.snapshot())
         self._render_remote(self.service.remote.snapshot())
         if not self.isVisible() and not self._busy():
             self.timer.stop()
@@ -342,6 +385,26 @@ class TunePanel(QWidget):
         if index >= 0 and index != self.version_box.currentIndex():
             self.version_box.setCurrentIndex(index)
 
+    def _render_install(self, extra: InstallSnapshot) -> None:
+        """The offer to install the tune extra, pip's progress, or why it cannot be here."""
+        self.install_box.setVisible(not extra.available)
+        if extra.available:
+            return
+        self.install_text.setText(extra.message)
+        self.install_button.setVisible(extra.can_install)
+        self.install_button.setText("Try the install again" if extra.state == "failed"
+                                    else "Install the tuning packages")
+        self.install_cancel.setVisible(extra.active)
+        self.install_progress.setVisible(extra.active)
+        if extra.active:
+            self.install_progress.setRange(0, max(extra.total, 1))
+            self.install_progress.setValue(min(extra.step, extra.total))
+            self.install_progress.setFormat("step %v of %m")
+        self.install_line.setText(extra.line if extra.active else "")
+        self.install_line.setVisible(extra.active and bool(extra.line))
+        self.install_errors.setText("\n".join(extra.errors) if extra.state == "failed" else "")
+        self.install_errors.setVisible(bool(self.install_errors.text()))
+
     def _render_remote(self, snap: RemoteSnapshot) -> None:
         if snap.state == "idle":
             text = "No remote job yet."
@@ -365,6 +428,20 @@ class TunePanel(QWidget):
         except RuntimeError as exc:
             self._notify(str(exc))
         self.timer.start()
+        self.refresh()
+
+    def install(self) -> None:
+        """Install the tune extra (pip in the service's low-priority child process)."""
+        try:
+            self.service.install.start()
+        except RuntimeError as exc:
+            self._notify(str(exc))
+        self.timer.start()
+        self.refresh(plan=True)
+
+    def cancel_install(self) -> None:
+        """Kill pip."""
+        self.service.install.cancel()
         self.refresh()
 
     def cancel(self) -> None:
