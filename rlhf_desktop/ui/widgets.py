@@ -24,9 +24,20 @@ class ElidedLabel(QLabel):
         return QSize(40, super().minimumSizeHint().height())
 
     def shown_text(self) -> str:
-        """The text as it fits now."""
+        """The text as it fits now; cut on the right, it ends after a whole word (a single
+        word too long for the room is cut inside)."""
+        text = self.text()
         room = self.contentsRect().width()
-        return self.fontMetrics().elidedText(self.text(), self.mode, room)
+        shown = self.fontMetrics().elidedText(text, self.mode, room)
+        if self.mode != Qt.TextElideMode.ElideRight or shown == text or not shown.endswith("…"):
+            return shown
+        kept = shown[:-1]
+        if kept[-1:].isalnum() and text[len(kept):len(kept) + 1].isalnum():
+            word_start = max(kept.rfind(" "), kept.rfind("\t"))
+            whole = kept[:word_start].rstrip(" ·|,;:-") if word_start > 0 else ""
+            if whole:
+                return whole + "…"
+        return shown
 
     def paintEvent(self, event: QPaintEvent) -> None:
         """Paint the elided text where QLabel would paint the whole."""

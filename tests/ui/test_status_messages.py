@@ -96,3 +96,31 @@ def test_the_providers_why_shows_whole_or_keeps_its_start_and_end(
         assert f"— {AZURE_WHY}".startswith(start) and AZURE_WHY.endswith(end)
         assert end.endswith("DEPLOYMENT_NAME are set") and start.startswith("— AZURE_OPENAI")
     assert AZURE_WHY in area.provider_why.toolTip()
+
+
+@pytest.mark.timeout(60)
+def test_an_elided_status_ends_at_a_word_not_mid_word(qtbot: object) -> None:
+    """A new user's trial: the training status read "1/5 labels to n…" beside a message;
+    an elided label now stops after a whole word (one long word is still cut)."""
+    from rlhf_desktop.ui.widgets import ElidedLabel
+
+    text = "model v1 · 6 pairs · accuracy shown from 20 labels   |   1/5 labels to next training"
+    label = ElidedLabel(text)
+    qtbot.addWidget(label)  # type: ignore[attr-defined]
+    metrics = label.fontMetrics()
+    label.show()
+    for cut in range(len(text) - 1, 10, -1):  # a width for every place the text could end
+        label.setFixedWidth(metrics.horizontalAdvance(text[:cut] + "…") + 2)
+        QApplication.processEvents()
+        shown = label.shown_text()
+        if shown == text:  # "…" is wider than the letters it would replace
+            continue
+        kept = shown[:-1]
+        assert shown.endswith("…") and text.startswith(kept), shown
+        assert not (kept[-1:].isalnum() and text[len(kept)].isalnum()), shown
+    one_word = ElidedLabel("Supercalifragilisticexpialidocious")
+    qtbot.addWidget(one_word)  # type: ignore[attr-defined]
+    one_word.setFixedWidth(metrics.horizontalAdvance("Supercali…") + 2)
+    one_word.show()
+    QApplication.processEvents()
+    assert one_word.shown_text().endswith("…") and len(one_word.shown_text()) > 3
