@@ -29,6 +29,9 @@ DIST = ROOT / "dist" / "rlhf-desktop"
 TRIM_REPORT = ROOT / "build" / "pyinstaller" / "rlhf-desktop" / "trim-report.json"
 TITLE = "^RLHF Desktop$"
 MB = 1024 * 1024
+# The size targets: the folder in MiB, the .tar.gz in (decimal) MB.
+TARGET_FOLDER_MIB = 450
+TARGET_TAR_GZ_MB = 250
 
 
 def folder_bytes(folder: Path) -> int:
@@ -208,6 +211,14 @@ def markdown(d: dict[str, Any]) -> str:
     if "tar_gz_bytes" in d:
         lines.append(f"| **`{d['tar_gz']}`** | **{_mb(d['tar_gz_bytes'])}** |")
     lines.append(f"| of which model weights (MiniLM + SmolLM2 GGUF) | {_mb(d['models_bytes'])} |")
+    folder_ok = d["bundle_bytes"] <= TARGET_FOLDER_MIB * MB
+    lines += ["", f"Targets: folder <= {TARGET_FOLDER_MIB} MiB: "
+              f"**{'met' if folder_ok else 'missed'}** ({_mb(d['bundle_bytes'])})"]
+    if "tar_gz_bytes" in d:
+        tgz_ok = d["tar_gz_bytes"] <= TARGET_TAR_GZ_MB * 1_000_000
+        lines[-1] += (f"; `.tar.gz` <= {TARGET_TAR_GZ_MB} MB: **{'met' if tgz_ok else 'missed'}** "
+                      f"({d['tar_gz_bytes'] / 1e6:,.0f} MB)")
+    lines[-1] += "."
     if "components_bytes" in d:
         lines += ["", "What the folder holds, by component (`_internal/`; a file counts once):",
                   "", "| component | size |", "|---|---:|"]

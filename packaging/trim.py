@@ -11,6 +11,8 @@ import fnmatch
 import json
 import os
 import re
+import shutil
+import subprocess
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -47,6 +49,9 @@ EXCLUDED_MODULES: dict[str, tuple[str, ...]] = {
         "PySide6.QtSql", "PySide6.QtTest", "PySide6.QtDesigner", "PySide6.QtHelp",
         "PySide6.QtRemoteObjects", "PySide6.QtScxml", "PySide6.QtSpatialAudio",
         "PySide6.QtTextToSpeech", "PySide6.QtHttpServer", "PySide6.QtUiTools",
+        # Python bindings that hooks add although the app imports none of them (the C++
+        # libraries that QtCharts or the platform plugins link stay, found as their needs).
+        "PySide6.QtOpenGL", "PySide6.QtOpenGLWidgets", "PySide6.QtNetwork", "PySide6.QtDBus",
     ),
 }
 
@@ -57,6 +62,10 @@ TORCH_STACK: tuple[str, ...] = (
     "torch", "torchgen", "functorch", "transformers", "sentence_transformers", "trl", "peft",
     "accelerate", "datasets", "kernels", "safetensors.torch",
 )
+
+GTK_THEME_RULE = "Qt's gtk3 platform theme plugin"
+ORPHANS_RULE = "libraries that only the removed files needed (GTK, Pango, cairo, ATK ...)"
+STRIP_RULE = "debug info and unneeded symbols stripped from ELF files (strip --strip-unneeded)"
 
 _VERSIONED_SO = re.compile(r"\.so\.\d+\.\d+(\.\d+)*$")
 
@@ -142,6 +151,11 @@ FILE_RULES: dict[str, Rule] = {
         "PySide6/Qt/lib/libQt6VirtualKeyboard*", "PySide6/Qt/lib/libQt6EglFSDeviceIntegration*",
         "PySide6/Qt/lib/libQt6EglFsKmsSupport*",
     ),
+    # The GTK platform theme: native GTK file dialogs and GTK's font/palette settings on
+    # GNOME. Without it Qt draws its own dialogs (or uses the XDG desktop portal, kept) in
+    # its Fusion style. The GTK, Pango, cairo, ATK ... libraries it alone needs go with it
+    # (drop_orphaned_libraries).
+    GTK_THEME_RULE: _glob("PySide6/Qt/plugins/platformthemes/libqgtk3.so"),
     "llama.cpp: duplicate versioned copies of its libraries": _llama_duplicate,
     "metadata (.dist-info) of the excluded packages": _excluded_metadata,
 }
@@ -166,8 +180,10 @@ def _size(source: str) -> int:
 
 
 def apply_rules(entries: Iterable[Entry], rules: dict[str, Rule],
-                removed: dict[str, dict[str, int]]) -> list[Entry]:
-    """The entries no rule matches; ``removed[rule]`` counts the files and bytes dropped."""
+                removed: dict[str, dict[str, int]],
+                dropped: list[Entry] | None = None) -> list[Entry]:
+    """The entries no rule matches; ``removed[rule]`` counts the files and bytes dropped,
+    and ``dropped`` (if given) receives the dropped entries."""
     kept: list[Entry] = []
     for entry in entries:
         dest = entry[0]
@@ -176,6 +192,8 @@ def apply_rules(entries: Iterable[Entry], rules: dict[str, Rule],
                 stats = removed.setdefault(name, {"files": 0, "bytes": 0})
                 stats["files"] += 1
                 stats["bytes"] += _size(entry[1])
+                if dropped is not None:
+                    dropped.append(entry)
                 break
         else:
             kept.append(entry)
@@ -200,6 +218,106 @@ def drop_dangling_links(entries: Iterable[Entry], kept: set[str],
                 continue
         out.append(entry)
     return out
+
+
+_NEEDED = re.compile(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]")
+
+
+def elf_needed(path: str) -> list[str]:
+    """The ``DT_NEEDED`` sonames of an ELF file (``readelf -d``); [] if it is not ELF."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"\x7fELF":
+                return []
+    except OSError:
+        return []
+    out = subprocess.run(["readelf", "-d", "-W", path], capture_output=True, text=True,
+                         check=False).stdout
+    return _NEEDED.findall(out)
+
+
+def drop_orphaned_libraries(entries: Iterable[Entry], dropped: Iterable[Entry],
+                            removed: dict[str, dict[str, int]],
+                            needed: Callable[[str], list[str]] = elf_needed) -> list[Entry]:
+    """The entries less the libraries that only ``dropped`` files needed.
+
+    PyInstaller collects each binary's ``DT_NEEDED`` libraries; when a rule removes a binary
+    (Qt's gtk3 theme plugin), the libraries it pulled in (GTK, Pango, cairo, ...) stay unless
+    something else still needs them. A candidate is any library in the (transitive) needs of
+    a dropped binary; it goes when no kept binary needs it, directly or through other kept
+    libraries. Only ``DT_NEEDED`` links count, so a library that the bundle loads with
+    ``dlopen`` is never a candidate unless a dropped binary linked it.
+    """
+    entries = list(entries)
+    by_name: dict[str, Entry] = {}
+    for entry in entries:
+        if entry[2] != "SYMLINK":
+            by_name.setdefault(os.path.basename(entry[0]), entry)
+    cache: dict[str, list[str]] = {}
+
+    def needs(entry: Entry) -> list[str]:
+        if entry[1] not in cache:
+            cache[entry[1]] = needed(entry[1])
+        return cache[entry[1]]
+
+    def closure(start: Iterable[Entry]) -> set[str]:
+        seen: set[str] = set()
+        todo = list(start)
+        while todo:
+            for name in needs(todo.pop()):
+                if name in by_name and name not in seen:
+                    seen.add(name)
+                    todo.append(by_name[name])
+        return seen
+
+    candidates = closure(dropped)
+    roots = [e for e in entries
+             if e[2] != "SYMLINK" and os.path.basename(e[0]) not in candidates]
+    orphans = candidates - closure(roots)
+    out: list[Entry] = []
+    for entry in entries:
+        if entry[2] != "SYMLINK" and os.path.basename(entry[0]) in orphans \
+                and by_name.get(os.path.basename(entry[0])) is entry:
+            stats = removed.setdefault(ORPHANS_RULE, {"files": 0, "bytes": 0})
+            stats["files"] += 1
+            stats["bytes"] += _size(entry[1])
+            continue
+        out.append(entry)
+    return out
+
+
+def _has_debug_info(path: Path) -> bool:
+    out = subprocess.run(["readelf", "-S", "-W", str(path)], capture_output=True, text=True,
+                         check=False).stdout
+    return ".debug_" in out
+
+
+def strip_debug_info(folder: Path, removed: dict[str, dict[str, int]]) -> None:
+    """``strip --strip-unneeded`` every ELF file under ``folder`` that carries debug info.
+
+    xllamacpp's extension module ships with DWARF (106 MB, 26 MB stripped), and so do
+    libpython, the stdlib extensions and a few wheels. Run on the collected copies, never
+    on the installed files; the executable beside ``_internal`` is not touched (its
+    archive is appended to it). Linux only (macOS code signatures would break).
+    """
+    tool = shutil.which("strip")
+    if tool is None:
+        return
+    for path in sorted(folder.rglob("*")):
+        if path.is_symlink() or not path.is_file():
+            continue
+        with path.open("rb") as f:
+            if f.read(4) != b"\x7fELF":
+                continue
+        if not _has_debug_info(path):
+            continue
+        before = path.stat().st_size
+        mode = path.stat().st_mode
+        subprocess.run([tool, "--strip-unneeded", str(path)], check=True)
+        path.chmod(mode)
+        stats = removed.setdefault(STRIP_RULE, {"files": 0, "bytes": 0})
+        stats["files"] += 1
+        stats["bytes"] += before - path.stat().st_size
 
 
 def write_report(path: Path, removed: dict[str, dict[str, int]], trimmed: bool,

@@ -233,6 +233,57 @@ def test_trim_rules_keep_what_the_app_needs() -> None:
     assert not used & set(trim.excluded_modules())
 
 
+def test_gtk_theme_goes_with_the_libraries_only_it_needed() -> None:
+    needs = {
+        "/s/libqgtk3.so": ["libgtk-3.so.0", "libglib-2.0.so.0", "libQt6Gui.so.6"],
+        "/s/libgtk-3.so.0": ["libpango-1.0.so.0", "libglib-2.0.so.0"],
+        "/s/libpango-1.0.so.0": ["libglib-2.0.so.0"],
+        "/s/libQt6Gui.so.6": ["libQt6Core.so.6"],
+        "/s/libQt6Core.so.6": ["libglib-2.0.so.0"],
+        "/s/libqxcb.so": ["libQt6Gui.so.6"],
+    }
+    entries = [
+        ("PySide6/Qt/plugins/platformthemes/libqgtk3.so", "/s/libqgtk3.so", "BINARY"),
+        ("PySide6/Qt/plugins/platforms/libqxcb.so", "/s/libqxcb.so", "BINARY"),
+        ("libgtk-3.so.0", "/s/libgtk-3.so.0", "BINARY"),
+        ("libpango-1.0.so.0", "/s/libpango-1.0.so.0", "BINARY"),
+        ("libglib-2.0.so.0", "/s/libglib-2.0.so.0", "BINARY"),
+        ("PySide6/Qt/lib/libQt6Gui.so.6", "/s/libQt6Gui.so.6", "BINARY"),
+        ("PySide6/Qt/lib/libQt6Core.so.6", "/s/libQt6Core.so.6", "BINARY"),
+        ("libQt6Gui.so.6", "PySide6/Qt/lib/libQt6Gui.so.6", "SYMLINK"),
+    ]
+    removed: dict[str, dict[str, int]] = {}
+    dropped: list[trim.Entry] = []
+    kept = trim.apply_rules(entries, trim.FILE_RULES, removed, dropped)
+    assert [e[0] for e in dropped] == ["PySide6/Qt/plugins/platformthemes/libqgtk3.so"]
+    kept = trim.drop_orphaned_libraries(kept, dropped, removed,
+                                        needed=lambda src: needs.get(src, []))
+    assert {e[0] for e in kept} == {
+        "PySide6/Qt/plugins/platforms/libqxcb.so", "libglib-2.0.so.0",
+        "PySide6/Qt/lib/libQt6Gui.so.6", "PySide6/Qt/lib/libQt6Core.so.6", "libQt6Gui.so.6"}
+    assert removed[trim.ORPHANS_RULE]["files"] == 2
+
+
+@pytest.mark.skipif(not (shutil.which("strip") and shutil.which("cc") and shutil.which("readelf")),
+                    reason="needs binutils and a C compiler")
+def test_strip_debug_info_strips_collected_copies_only(tmp_path: Path) -> None:
+    src = tmp_path / "m.c"
+    src.write_text("int answer(void) { return 42; }\n")
+    lib = tmp_path / "_internal" / "libm42.so"
+    lib.parent.mkdir()
+    subprocess.run(["cc", "-g", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
+    (tmp_path / "_internal" / "data.txt").write_text("not ELF")
+    before = lib.stat().st_size
+    removed: dict[str, dict[str, int]] = {}
+    trim.strip_debug_info(tmp_path / "_internal", removed)
+    assert removed[trim.STRIP_RULE]["files"] == 1
+    assert lib.stat().st_size == before - removed[trim.STRIP_RULE]["bytes"] < before
+    assert lib.stat().st_mode & 0o111  # still executable
+    again: dict[str, dict[str, int]] = {}
+    trim.strip_debug_info(tmp_path / "_internal", again)  # nothing left to strip
+    assert again == {}
+
+
 # ------------------------------------------------------------------ the packaged binary
 
 PACKAGED = os.environ.get("RLHF_PACKAGED_BINARY")
