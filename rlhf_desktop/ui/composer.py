@@ -213,6 +213,13 @@ class ComposerBar(QFrame):
         self._count_timer.setInterval(COUNT_DEBOUNCE_MS)
         self._count_timer.timeout.connect(self.update_count)
         composer.textChanged.connect(self._count_timer.start)
+        composer.textChanged.connect(self._text_changed)
+
+    def _text_changed(self) -> None:
+        """A warning about a message no longer in the box goes (Enter checks the new one)."""
+        if self.warning.isVisible() and \
+                self.composer.toPlainText().strip() != self.warning.held_text:
+            self.warning.dismiss()
 
     def set_counter(self, counter: Callable[[str], TokenCount] | None) -> None:
         """How to count the next turn's tokens for a text (None: no count)."""
