@@ -264,3 +264,26 @@ def test_after_all_bad_no_reply_enters_the_history_unless_one_is_picked(data_hom
     assert [m.role for m in sent] == ["user"]
     labeling.pick(turn, turn.candidates[1].id or 0)  # the user keeps one after all
     assert history(repo.list_turns(turn.conversation_id))[-1].content == "Qwzx zzz."
+
+
+def test_the_retrainer_follows_the_setting_for_cut_pairs(data_home: Path) -> None:
+    """Settings.train_on_cut_pairs: off, a run leaves the pair against a cut reply out; on,
+    it trains on it too."""
+    from rlhf_desktop.services.retraining import Retrainer
+
+    repo = Repository.open()
+    turn = cut_turn(repo)
+    LabelingService(repo).pick(turn, turn.candidates[0].id or 0)
+    rewards = RewardService(embedder=HashEmbedder())  # type: ignore[arg-type]
+    trained = []
+
+    async def train(use_cut: bool) -> None:
+        retrainer = Retrainer(repo, rewards, every=1, on_trained=trained.append,
+                              use_cut_pairs=use_cut)
+        retrainer.request()
+        while retrainer.running:
+            await asyncio.sleep(0.05)
+
+    asyncio.run(train(False))
+    asyncio.run(train(True))
+    assert [v.pairs for v in trained] == [1, 2]

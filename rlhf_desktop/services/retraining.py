@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from rlhf_desktop.domain import ModelVersion
-from rlhf_desktop.reward.training import TrainingCancelled, TrainingError
+from rlhf_desktop.reward.training import TrainConfig, TrainingCancelled, TrainingError
 from rlhf_desktop.services.rewards import RewardService
 from rlhf_desktop.storage.repo import Repository
 
@@ -44,8 +44,11 @@ class Retrainer:
         on_status: Callable[[RetrainStatus], None] | None = None,
         on_trained: Callable[[ModelVersion], None] | None = None,
         on_error: Callable[[Exception], None] | None = None,
+        use_cut_pairs: bool = False,
     ) -> None:
         self.repo = repo
+        self.use_cut_pairs = use_cut_pairs
+        """Whether training uses pairs against a reply cut at max tokens (Settings)."""
         self.rewards = rewards
         self.every = every
         self.on_status = on_status
@@ -107,7 +110,9 @@ class Retrainer:
             self._set_progress(0.0, "starting")
             try:
                 record = await loop.run_in_executor(
-                    self._executor, lambda: self.rewards.train_now(None, progress, self._cancel)
+                    self._executor,
+                    lambda: self.rewards.train_now(TrainConfig(use_cut_pairs=self.use_cut_pairs),
+                                                   progress, self._cancel)
                 )
             except TrainingCancelled:
                 log.info("training cancelled")

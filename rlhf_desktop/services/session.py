@@ -73,7 +73,7 @@ class AppSession(ChatModels):
         self._retrainer = Retrainer(
             self._repo, self._rewards, every=self.settings.retrain_every,
             on_status=self._on_retrain_status, on_trained=self._on_trained,
-            on_error=self._on_train_error,
+            on_error=self._on_train_error, use_cut_pairs=self.settings.train_on_cut_pairs,
         )
         self.conversations = ConversationService(
             self._repo, self.hooks,
@@ -188,6 +188,7 @@ class AppSession(ChatModels):
         """Use new settings (already saved); call :meth:`rebuild_provider` if they need it."""
         self.settings = settings
         self._retrainer.every = settings.retrain_every
+        self._retrainer.use_cut_pairs = settings.train_on_cut_pairs
         self._follow_ranker(settings)
         self.hooks.retrain_did_update(self._retrainer.status())
 
