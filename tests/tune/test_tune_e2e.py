@@ -81,7 +81,7 @@ def test_rlhf_desktop_tune_makes_a_version_that_llama_cpp_chats_with(pairs_file,
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "chat model v1 saved" in out
-    assert "8 of 9 pairs used" in err and "prompt alone is too long" in err
+    assert "8 of 9 pairs used" in err and "last message alone are too long" in err
     version = get_version(1)
     assert version.manifest["steps"] == 2
     assert version.manifest["pairs"]["used"] == 8

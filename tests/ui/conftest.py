@@ -25,17 +25,13 @@ T = TypeVar("T")
 
 @pytest.fixture(scope="session")
 def warm_imports() -> None:
-    """Import the embedder's libraries once per session, before any heartbeat starts.
-
-    The first import of torch in a worker thread holds the GIL in long stretches (see
-    rlhf_desktop/runtime/warmup.py); the app pays it once at start-up.
-    """
-    from rlhf_desktop.runtime import warmup
-
-    warmup.preload_torch_libraries()
-    import safetensors.torch  # noqa: F401
+    """Import the embedder's libraries once per session, before any heartbeat starts, as the
+    app does at start-up. Never torch: the app does not import it, and torch's OpenMP beside
+    xllamacpp's in one process aborted the built-in model's tests."""
+    import safetensors.numpy  # noqa: F401
     import tokenizers  # noqa: F401
-    import torch  # noqa: F401
+
+    import rlhf_desktop.reward.bert_encoder  # noqa: F401
 
 
 @pytest.fixture(autouse=True)
