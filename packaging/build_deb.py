@@ -32,9 +32,10 @@ import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-RESOURCES = ROOT / "resources"
-APP_ID = "rlhf-desktop"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The same icons, paths under hicolor/, as the per-user install (packaging/install_desktop.py).
+from install_desktop import APP_ID, RESOURCES, ROOT, icon_files
+
 PREFIX = Path("opt") / APP_ID
 MAINTAINER = "rlhf-desktop maintainers <rlhf-desktop@users.noreply.github.com>"
 DESCRIPTION = """\
@@ -120,14 +121,6 @@ def desktop_entry(template: Path = RESOURCES / f"{APP_ID}.desktop") -> str:
             line = f"TryExec=/usr/bin/{APP_ID}"
         lines.append(line)
     return "\n".join(lines) + "\n"
-
-
-def icon_files(resources: Path = RESOURCES) -> list[tuple[Path, str]]:
-    """(source, path under ``/usr/share/icons/hicolor``) of every icon."""
-    files = [(p, f"{p.parent.name}/apps/{APP_ID}.png")
-             for p in sorted((resources / "icons").glob(f"*/{APP_ID}.png"))]
-    files.append((resources / "icon.svg", f"scalable/apps/{APP_ID}.svg"))
-    return files
 
 
 def _is_elf(path: Path) -> bool:
