@@ -73,8 +73,21 @@ def loop(qapp: QApplication) -> Iterator[asyncio.AbstractEventLoop]:
 
 
 def run(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], timeout: float = 120) -> T:
-    """Run a coroutine on the Qt loop, with a deadline."""
-    return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+    """Run a coroutine on the Qt loop, with a deadline.
+
+    qasync's ``run_until_complete`` stops the loop from a done-callback that ``call_soon``
+    queues; when one call's future finishes just as it returns, that queued stop can end the
+    next call's run at once ("Event loop stopped before Future completed": seen once a full
+    run, never alone). The app never stops the loop, so a stop before the task is done is
+    that stale callback: run again until the task is done (the deadline still holds).
+    """
+    task = asyncio.ensure_future(asyncio.wait_for(coro, timeout), loop=loop)
+    while True:
+        try:
+            return loop.run_until_complete(task)
+        except RuntimeError as exc:
+            if task.done() or "stopped before Future completed" not in str(exc):
+                raise
 
 
 async def wait_until(predicate: Callable[[], object], timeout: float = 30.0,
