@@ -40,7 +40,6 @@ import random
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -287,7 +286,7 @@ def run_tune(args: argparse.Namespace, folder: Path, name: str,
              recipe: dict[str, Any]) -> dict[str, Any]:
     """One ``python -m rlhf_desktop.tune`` run on the exported pairs (a chat-model version in
     ``folder``); its record is kept in ``tune-NAME.json``."""
-    from benchmarks.tune_winrate import train_history
+    from benchmarks.tune_winrate import run_tune_process, train_history
 
     record_file = folder / f"tune-{name}.json"
     if record_file.exists():
@@ -302,21 +301,7 @@ def run_tune(args: argparse.Namespace, folder: Path, name: str,
     command = [sys.executable, "-m", "rlhf_desktop.tune", "--config", str(cfg_file),
                "--nice", str(args.nice), "--data-dir", str(folder)]
     started = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    events = []
-    for line in proc.stdout:
-        if line.startswith('{"event"'):
-            events.append(json.loads(line))
-            e = events[-1]
-            if e["event"] == "step":
-                print(f"  {name}: step {e['step']}/{e['max_steps']} loss {e.get('loss')} "
-                      f"{e.get('seconds')} s", flush=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    stderr = proc.stderr.read() if proc.stderr else ""
-    done: dict[str, Any] = next((e for e in events if e["event"] == "done"), {})
-    if os.waitstatus_to_exitcode(status) != 0 or done.get("status") != "completed":
-        raise SystemExit(f"the tune {name} failed ({done or 'no done event'}): {stderr[-2000:]}")
+    events, done, usage = run_tune_process(command, f"the tune {name}")
     steps = train_history(run)
     report: dict[str, Any] = next((e for e in events if e["event"] == "data"), {})
     record = {"recipe": recipe, "config": cfg, "steps": len(steps),

@@ -92,21 +92,7 @@ def run_tune(work: Path, lines: list[str], nice: int, max_steps: int = 0) -> dic
                str(work / "tune-config.json"), "--nice", str(nice),
                "--data-dir", str(work / "data-dir")]
     started, load_before = time.perf_counter(), os.getloadavg()[0]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    events = []
-    for line in proc.stdout:
-        if line.startswith('{"event"'):
-            events.append(json.loads(line))
-            if events[-1]["event"] == "step":
-                e = events[-1]
-                print(f"  step {e['step']}/{e['max_steps']} loss {e.get('loss')} "
-                      f"{e.get('seconds')} s", flush=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    stderr = proc.stderr.read() if proc.stderr else ""
-    done: dict[str, Any] = next((e for e in events if e["event"] == "done"), {})
-    if os.waitstatus_to_exitcode(status) != 0 or done.get("status") != "completed":
-        raise SystemExit(f"the tune failed ({done or 'no done event'}): {stderr[-2000:]}")
+    events, done, usage = run_tune_process(command, "the tune")
     steps = train_history(work / "run")
     report: dict[str, Any] = next((e for e in events if e["event"] == "data"), {})
     settings = json.loads((work / "data-dir" / "chat_models" / f"v{done['version']:04d}"
@@ -133,6 +119,28 @@ def run_tune(work: Path, lines: list[str], nice: int, max_steps: int = 0) -> dic
     }
     record_file.write_text(json.dumps(record, indent=1), encoding="utf-8")
     return record
+
+
+def run_tune_process(command: list[str], label: str
+                     ) -> tuple[list[dict[str, Any]], dict[str, Any], Any]:
+    """Run one ``python -m rlhf_desktop.tune`` to the end, printing its steps: its JSON
+    events, the ``done`` event and the child's resource usage; SystemExit when it failed."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    events: list[dict[str, Any]] = []
+    for line in proc.stdout:
+        if line.startswith('{"event"'):
+            events.append(json.loads(line))
+            e = events[-1]
+            if e["event"] == "step":
+                print(f"  {label}: step {e['step']}/{e['max_steps']} loss {e.get('loss')} "
+                      f"{e.get('seconds')} s", flush=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    stderr = proc.stderr.read() if proc.stderr else ""
+    done: dict[str, Any] = next((e for e in events if e["event"] == "done"), {})
+    if os.waitstatus_to_exitcode(status) != 0 or done.get("status") != "completed":
+        raise SystemExit(f"{label} failed ({done or 'no done event'}): {stderr[-2000:]}")
+    return events, done, usage
 
 
 def train_history(run_dir: Path) -> list[dict[str, Any]]:
