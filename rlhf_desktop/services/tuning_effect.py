@@ -168,23 +168,29 @@ def load_effect(version_folder: Path) -> Effect | None:
         return None
 
 
+Reply = tuple[str, str | None]
+"""A reply's text and its finish reason (``length``: cut at max tokens; None: failed)."""
+
+
 async def _replies(version: int, prompts: Sequence[tuple[Message, ...]],
-                   params: SamplingParams, on_reply: Callable[[], None]) -> list[str]:
-    """One reply per prompt from the built-in model at ``version`` (0: the base), prompt i
-    with seed SEED + i, through the provider the chat and the arena use."""
+                   params: SamplingParams, on_reply: Callable[[], None],
+                   seed: int = SEED) -> list[list[Reply]]:
+    """``params.n`` replies per prompt from the built-in model at ``version`` (0: the base),
+    prompt i with seeds ``seed`` + 10 i onwards, through the provider the chat and the arena
+    use."""
     from rlhf_desktop import config
     from rlhf_desktop.providers import select
     from rlhf_desktop.providers.errors import ProviderError
 
     settings = config.load_settings()
-    source = CandidateSource(name=f"v{version}", provider="local", count=1,
+    source = CandidateSource(name=f"v{version}", provider="local", count=params.n,
                              chat_model_version=version)
     choice = select.source_choice(source, settings)
     provider = select.build(choice, settings)
-    out = []
+    out: list[list[Reply]] = []
     try:
         for i, prompt in enumerate(prompts):
-            wanted = replace(params, n=1, seed=SEED + i)
+            wanted = replace(params, seed=seed + (10 * i if params.n > 1 else i))
             try:
                 got = await provider.generate(list(prompt), wanted)
             except ProviderError as exc:  # the engine went away: once more on a fresh one
@@ -193,7 +199,7 @@ async def _replies(version: int, prompts: Sequence[tuple[Message, ...]],
                 await provider.aclose()
                 provider = select.build(choice, settings)
                 got = await provider.generate(list(prompt), wanted)
-            out.append(got[0].text if got else "")
+            out.append([(c.text, None if c.error else c.finish_reason) for c in got])
             on_reply()
     finally:
         await provider.aclose()
@@ -208,7 +214,7 @@ def tick_many(n: int, tick: Callable[[], None]) -> None:
 
 def _replies_child(version: int, prompts: list[list[dict[str, str]]],
                    params: dict[str, Any], data_dir: str, offset: int, total: int,
-                   report: bool) -> list[str]:
+                   report: bool, seed: int = SEED) -> list[list[Reply]]:
     """In a child process: :func:`_replies`, printing progress lines when ``report``."""
     from rlhf_desktop import config
 
@@ -221,12 +227,12 @@ def _replies_child(version: int, prompts: list[list[dict[str, str]]],
             print(json.dumps({"event": "reply", "done": done[0], "total": total}), flush=True)
 
     messages = [tuple(Message(m["role"], m["content"]) for m in p) for p in prompts]
-    return asyncio.run(_replies(version, messages, SamplingParams(**params), tick))
+    return asyncio.run(_replies(version, messages, SamplingParams(**params), tick, seed))
 
 
-def _replies_apart(version: int, prompts: Sequence[tuple[Message, ...]],
-                   params: SamplingParams, offset: int, total: int, report: bool
-                   ) -> list[str]:
+def replies_apart(version: int, prompts: Sequence[tuple[Message, ...]],
+                  params: SamplingParams, offset: int, total: int, report: bool,
+                  seed: int = SEED) -> list[list[Reply]]:
     """:func:`_replies` in a process of its own (a fresh llama.cpp engine for each side:
     one process never holds the base and the tuned engine, and frees each at its end)."""
     import multiprocessing
@@ -237,7 +243,7 @@ def _replies_apart(version: int, prompts: Sequence[tuple[Message, ...]],
     data = [[m.to_dict() for m in p] for p in prompts]
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         return pool.submit(_replies_child, version, data, params.to_dict(),
-                           str(config.data_dir()), offset, total, report).result()
+                           str(config.data_dir()), offset, total, report, seed).result()
 
 
 def measure(version: int, limit: int = PROMPTS,
@@ -277,10 +283,11 @@ def measure(version: int, limit: int = PROMPTS,
         if on_progress is not None:
             on_progress(done[0], total)
 
-    base = _replies_apart(0, prompts, params, 0, total, on_progress is not None)
+    base = [r[0][0] for r in replies_apart(0, prompts, params, 0, total,
+                                           on_progress is not None)]
     tick_many(len(prompts), tick)
-    tuned = _replies_apart(version, prompts, params, len(prompts), total,
-                           on_progress is not None)
+    tuned = [r[0][0] for r in replies_apart(version, prompts, params, len(prompts), total,
+                                            on_progress is not None)]
     tick_many(len(prompts), tick)
     base_scores, tuned_scores, rows = [], [], []
     judge_version: int | None = None
