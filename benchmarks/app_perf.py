@@ -90,7 +90,7 @@ def rss_mb() -> dict[str, float]:
 
 def load_pairs() -> list[Any]:
     """The real human preference pairs."""
-    from rlhf_desktop.services.formats import parse_lines
+    from rlhf_desktop.core.formats import parse_lines
 
     # The lines the app's import takes (a tie of identical replies is left out, as there).
     parsed = parse_lines(DATA.read_bytes().splitlines())

@@ -66,15 +66,10 @@ RECIPES: dict[str, dict[str, Any]] = {
     "new": {"lora_targets": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                              "down_proj"],
             "learning_rate": 2e-4, "lr_scheduler": "cosine", "warmup_ratio": 0.1,
-            "epochs": 2.0, "pair_budget": 240, "beta": 0.1, "loss_type": ["sigmoid"],
+            "epochs": 2.0, "pair_budget": 400, "beta": 0.1, "loss_type": ["sigmoid"],
             "precompute_ref_log_probs": False, "max_length": 256},
 }
-"""Tuning recipes (``TuneConfig`` keys over today's defaults). ``new`` was fixed before any
-run of this benchmark, from the literature and one probe on a taste that is not shipped
-(../shared/notes/loop-research.md: LoRA on all 7 projections at lr 2e-4 took 55 % to 77 %),
-never from the shipped tastes' results. Its ``pair_budget`` comes from the time budget, not
-from a result: a DPO pair costs about 6.5 s on one core of this 2-core machine (the probe: 52 s
-a step of 8 pairs), so 30 minutes hold about 270 pairs; 240 is 30 steps of 8."""
+"""Tuning recipes (``TuneConfig`` keys over today's defaults); more with ``--recipe FILE.json``."""
 
 
 # ---------------------------------------------------------------- prompts
@@ -160,7 +155,7 @@ def provider(args: argparse.Namespace, lora: str | None = None) -> Any:
     from rlhf_desktop import config
     from rlhf_desktop.providers.local import LocalProvider
 
-    return LocalProvider(config.default_gguf_path(), n_threads=args.threads, lora_path=lora)
+    return LocalProvider(config.default_gguf_path(), n_threads=1, lora_path=lora)
 
 
 async def _generate_training(args: argparse.Namespace, folder: Path, prompts: list[str],
@@ -656,9 +651,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "only; gold: the frozen HH reward model only "
                         "(run them side by side; a later full run reuses what they kept)")
     p.add_argument("--nice", type=int, default=5)
-    p.add_argument("--threads", type=int, default=1,
-                   help="the built-in model's threads (the app's default is 1; 2 when this "
-                        "benchmark has the machine to itself)")
     p.add_argument("--on-topic-floor", type=float, default=0.15)
     p.add_argument("--no-gold", action="store_true",
                    help="no frozen HH reward model (no hh_gold taste, no HH-RM guard)")

@@ -53,6 +53,7 @@ from benchmarks.reward_prior import fit_prior, prior_methods  # noqa: E402
 from benchmarks.reward_simulated import markdown as simulated_markdown  # noqa: E402
 from benchmarks.reward_simulated import simulated_users  # noqa: E402
 from benchmarks.reward_timings import timings  # noqa: E402
+from rlhf_desktop.core.formats import parse_lines  # noqa: E402
 from rlhf_desktop.domain import PreferencePair  # noqa: E402
 from rlhf_desktop.reward.embedder import Embedder  # noqa: E402
 from rlhf_desktop.reward.training import (  # noqa: E402
@@ -61,7 +62,6 @@ from rlhf_desktop.reward.training import (  # noqa: E402
     pairwise_accuracy,
     train,
 )
-from rlhf_desktop.services.formats import parse_lines  # noqa: E402
 from rlhf_desktop.storage.embcache import SqliteEmbeddingCache  # noqa: E402
 
 TODAY = TrainConfig(features=("reply", "prompt_x_reply", "length", "words"), fit="joint",

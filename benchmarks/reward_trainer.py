@@ -36,7 +36,7 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "pandalm-human.jsonl"
 
 def split(path: Path, train_count: int, seed: int) -> tuple[list[dict], list[dict]]:
     """Whole prompts into training until it holds ``train_count`` pairs; the rest is the test."""
-    from rlhf_desktop.storage.pick_rules import same_reply
+    from rlhf_desktop.core.pick_rules import same_reply
 
     rows = [json.loads(line) for line in path.open(encoding="utf-8") if line.strip()]
     # A tie of identical replies is no preference: the app's import leaves it out too.
@@ -80,10 +80,10 @@ def train_ranker(work: Path, settings: dict[str, Any]) -> dict[str, Any]:
 
 def tiny_accuracy(train: list[dict], test: list[dict]) -> dict[str, Any]:
     """The app's tiny model trained on the same pairs, on the same test pairs."""
+    from rlhf_desktop.core.formats import parse_record
     from rlhf_desktop.reward.embedder import Embedder
     from rlhf_desktop.reward.hf_ranker import pairwise_accuracy
     from rlhf_desktop.reward.training import train as train_tiny
-    from rlhf_desktop.services.formats import parse_record
 
     embedder = Embedder()
     started = time.monotonic()

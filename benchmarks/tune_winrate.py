@@ -59,7 +59,7 @@ NOISE_SEED_OFFSET = 100_000
 
 def load_set(name: str) -> tuple[list[str], list[Any]]:
     """Raw lines and parsed pairs of ``../shared/data/NAME.jsonl``."""
-    from rlhf_desktop.services.formats import parse_record
+    from rlhf_desktop.core.formats import parse_record
 
     lines = [ln for ln in (DATA / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
              if ln.strip()]

@@ -2,9 +2,7 @@ import json
 
 import pytest
 
-from rlhf_desktop.domain import Message, PreferencePair
-from rlhf_desktop.services import datasets
-from rlhf_desktop.services.formats import (
+from rlhf_desktop.core.formats import (
     EXPORT_FORMATS,
     FormatError,
     export_record,
@@ -13,6 +11,8 @@ from rlhf_desktop.services.formats import (
     parse_transcript,
     validate_openai_dpo,
 )
+from rlhf_desktop.domain import Message, PreferencePair
+from rlhf_desktop.services import datasets
 from rlhf_desktop.storage.repo import Repository
 from tests.helpers import hh_rows, write_jsonl
 

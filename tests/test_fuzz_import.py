@@ -8,7 +8,7 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rlhf_desktop.services.formats import FormatError, parse_lines, parse_record
+from rlhf_desktop.core.formats import FormatError, parse_lines, parse_record
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -3,7 +3,7 @@ that read right (never "starting at at column")."""
 
 from __future__ import annotations
 
-from rlhf_desktop.services.formats import parse_lines
+from rlhf_desktop.core.formats import parse_lines
 
 
 def test_an_unterminated_string_says_where_it_starts_once() -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from rlhf_desktop.core.formats import EXPORT_FORMATS
 from rlhf_desktop.services import datasets
 from rlhf_desktop.services.export_folder import ExportError, export_folder, split_export
-from rlhf_desktop.services.formats import EXPORT_FORMATS
 from rlhf_desktop.services.label_export import export_labels, label_records, ranking_records
 from rlhf_desktop.services.labeling import LabelingService
 from rlhf_desktop.storage.labels import METADATA_KEYS

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from rlhf_desktop.core import leaderboard as lb
+from rlhf_desktop.core.leaderboard import ArenaCandidate, ArenaTurn
 from rlhf_desktop.domain import Candidate, CandidateSource, Message, SamplingParams, Turn
-from rlhf_desktop.services import leaderboard as lb
-from rlhf_desktop.storage.arena import ArenaCandidate, ArenaTurn
 from rlhf_desktop.storage.repo import Repository
 
 TRUE = {"alpha": 1250.0, "bravo": 1075.0, "charlie": 950.0, "delta": 725.0}

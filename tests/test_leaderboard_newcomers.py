@@ -5,8 +5,8 @@ on the board."""
 
 from __future__ import annotations
 
-from rlhf_desktop.services import leaderboard as lb
-from rlhf_desktop.storage.arena import ArenaCandidate, ArenaTurn
+from rlhf_desktop.core import leaderboard as lb
+from rlhf_desktop.core.leaderboard import ArenaCandidate, ArenaTurn
 from tests.test_leaderboard import scripted_turns
 
 

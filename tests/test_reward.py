@@ -8,6 +8,7 @@ import threading
 import numpy as np
 import pytest
 
+from rlhf_desktop.core.formats import parse_record
 from rlhf_desktop.domain import Message, PreferencePair
 from rlhf_desktop.reward import signing
 from rlhf_desktop.reward.embedder import Embedder
@@ -25,7 +26,6 @@ from rlhf_desktop.reward.training import (
     pairwise_accuracy,
     train,
 )
-from rlhf_desktop.services.formats import parse_record
 from rlhf_desktop.storage.embcache import SqliteEmbeddingCache
 from tests.helpers import hh_rows
 

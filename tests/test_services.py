@@ -156,7 +156,7 @@ def test_retrainer_runs_after_n_labels_and_queues_once(shared_embedder):
 
 def test_labels_recorded_during_training_are_in_the_next_model(shared_embedder, hh_data):
     async def scenario():
-        from rlhf_desktop.services.formats import parse_record
+        from rlhf_desktop.core.formats import parse_record
 
         repo = Repository.open()
         repo.add_pairs([parse_record(r) for r in hh_rows(hh_data, 0, 60)])

@@ -121,8 +121,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Pairwise accuracy on a file."""
     import numpy as np
 
+    from rlhf_desktop.core.formats import parse_lines
     from rlhf_desktop.reward.training import pair_matrix, pairwise_accuracy
-    from rlhf_desktop.services.formats import parse_lines
 
     service = _current_model()
     model = service.model

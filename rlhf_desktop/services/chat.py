@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import replace
 
+from rlhf_desktop.core import pick_rules
 from rlhf_desktop.domain import Candidate, Message, SamplingParams, Turn
 from rlhf_desktop.providers.base import (
     CANCELLED,
@@ -39,7 +40,6 @@ from rlhf_desktop.services.turn_events import (
     TurnFailed,
     _Failed,
 )
-from rlhf_desktop.storage import pick_rules
 from rlhf_desktop.storage.repo import Repository, StorageError
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def failed_indices(turn: Turn) -> list[int]:
 
 def reply_for_context(turn: Turn) -> Candidate | None:
     """The reply that continues the conversation (the rule: :func:`pick_rules.context_reply
-    <rlhf_desktop.storage.pick_rules.context_reply>`; none after "all bad")."""
+    <rlhf_desktop.core.pick_rules.context_reply>`; none after "all bad")."""
     return pick_rules.context_reply(turn)
 
 
@@ -70,7 +70,7 @@ def every_reply_failed(turn: Turn) -> bool:
 
 def ranked(candidates: list[Candidate]) -> list[Candidate]:
     """Whole replies best score first, then failed, stopped and empty ones
-    (:func:`~rlhf_desktop.storage.pick_rules.ranked`)."""
+    (:func:`~rlhf_desktop.core.pick_rules.ranked`)."""
     return pick_rules.ranked(candidates)
 
 

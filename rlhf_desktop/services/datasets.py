@@ -10,6 +10,13 @@ from pathlib import Path
 from typing import IO
 
 from rlhf_desktop import config
+from rlhf_desktop.core.formats import (
+    EXPORT_FORMATS,
+    LineError,
+    export_lines,
+    pair_key,
+    parse_lines,
+)
 from rlhf_desktop.domain import PreferencePair
 from rlhf_desktop.services.export_folder import (
     ALL_FORMATS,
@@ -18,13 +25,6 @@ from rlhf_desktop.services.export_folder import (
     export_folder,
     format_rows,
     write_rows,
-)
-from rlhf_desktop.services.formats import (
-    EXPORT_FORMATS,
-    LineError,
-    export_lines,
-    pair_key,
-    parse_lines,
 )
 from rlhf_desktop.services.hooks import SessionHooks
 from rlhf_desktop.storage.pairs import DeletedPairs, PairRow

@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from rlhf_desktop import config
-from rlhf_desktop.domain import PreferencePair
-from rlhf_desktop.services.formats import (
+from rlhf_desktop.core.formats import (
     CSV_COLUMNS,
     EXPORT_FORMATS,
     csv_lines,
     csv_row,
     export_record,
 )
+from rlhf_desktop.domain import PreferencePair
 from rlhf_desktop.services.label_export import (
     group_of,
     in_test,

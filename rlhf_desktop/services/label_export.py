@@ -44,8 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from rlhf_desktop import config
+from rlhf_desktop.core.pick_rules import is_whole_reply
 from rlhf_desktop.domain import Candidate, PreferencePair, Turn
-from rlhf_desktop.storage.pick_rules import is_whole_reply
 from rlhf_desktop.storage.repo import Repository
 
 __all__ = ["export_labels", "group_of", "in_test", "label_records", "pair_group",

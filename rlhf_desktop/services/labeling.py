@@ -4,7 +4,7 @@ user's rewrite chosen over every reply, or a skip; with undo.
 
 Never invents a label, and never a pair against a reply that failed, came back empty or
 was stopped with Esc, unless the caller names it in ``against``; never a pair of two replies
-that are the same reply (a tie) (:mod:`rlhf_desktop.storage.pick_rules`). Ties and all-bad
+that are the same reply (a tie) (:mod:`rlhf_desktop.core.pick_rules`). Ties and all-bad
 flags make no pairs.
 
 Every label keeps what the user saw (:class:`~rlhf_desktop.domain.Shown`): blind or not,
@@ -18,14 +18,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from rlhf_desktop.domain import Candidate, Shown, Turn
-from rlhf_desktop.storage.pick_rules import (
+from rlhf_desktop.core.pick_rules import (
+    RuleError,
     is_whole_reply,
     ranked,
     ranking_pairs,
     rejected_side,
     same_as,
 )
+from rlhf_desktop.domain import Candidate, Shown, Turn
 from rlhf_desktop.storage.repo import Repository, StorageError
 
 __all__ = ["Agreement", "LabelingService", "Pick", "PositionBias", "StorageError"]
@@ -158,13 +159,16 @@ class LabelingService:
     def rank(self, turn: Turn, order: Sequence[int]) -> Pick:
         """Record the user's ranking of ``turn``'s replies, ``order`` = candidate ids best
         first (all of them, or the top k ≥ 2 with the rest tied below:
-        :func:`~rlhf_desktop.storage.pick_rules.ranking_pairs`). The conversation continues
+        :func:`~rlhf_desktop.core.pick_rules.ranking_pairs`). The conversation continues
         with the first. ``Pick.pairs`` is the number of pairs; ``model_rank`` where the model
         ranked the user's first."""
         assert turn.id is not None
         top = _top(turn)
         generated = [c for c in turn.candidates if c.source != "edit"]
-        pairs = len(ranking_pairs(generated, order))  # refuses a bad order before writing
+        try:  # refuses a bad order before writing
+            pairs = len(ranking_pairs(generated, order))
+        except RuleError as exc:
+            raise StorageError(str(exc)) from exc
         label = self.repo.record_ranking(turn.id, order, model_top_candidate_id=top,
                                          shown=Shown.of(turn, self._clock()))
         self._forget_edits(turn)

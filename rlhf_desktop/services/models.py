@@ -3,15 +3,15 @@ switching to another version (rollback)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from rlhf_desktop.core.leaderboard import ROUNDS, Leaderboard, compute
 from rlhf_desktop.domain import ModelVersion
 from rlhf_desktop.services.habits import Habits, habits
 from rlhf_desktop.services.hooks import SessionHooks
 from rlhf_desktop.services.labeling import Agreement, LabelingService, PositionBias
-from rlhf_desktop.services.leaderboard import ROUNDS, Leaderboard, compute
 from rlhf_desktop.services.model_words import StylePreference, preferences
 from rlhf_desktop.services.retraining import Retrainer, RetrainStatus
 from rlhf_desktop.services.rewards import (
@@ -20,6 +20,7 @@ from rlhf_desktop.services.rewards import (
     pin_version,
     pinned_version,
 )
+from rlhf_desktop.services.runner import Handle
 from rlhf_desktop.storage.repo import Repository
 
 log = logging.getLogger(__name__)
@@ -160,17 +161,30 @@ class ModelService:
 
     # ------------------------------------------------------------------ arena leaderboard
 
-    async def leaderboard(self, rounds: int = ROUNDS) -> Leaderboard:
+    def load_leaderboard(self, on_success: Callable[[Leaderboard], None] | None = None,
+                         on_failure: Callable[[BaseException], None] | None = None,
+                         rounds: int = ROUNDS) -> Handle[Leaderboard]:
         """The leaderboard of candidate sources from the labeled arena turns: read here (the
-        repository's thread), computed in a worker thread (a bootstrap of a thousand fits),
-        and kept until the arena labels change."""
+        repository's thread), computed in the background runner (a bootstrap of a thousand
+        fits), and kept until the arena labels change. ``on_success(board)`` runs on the
+        loop, unless the handle is cancelled or the session closed first."""
         turns = self._repo.arena_turns()
         key = (rounds, *(t.label_id for t in turns))
-        if self._board is not None and self._board[0] == key:
-            return self._board[1]
-        board = await asyncio.get_running_loop().run_in_executor(None, compute, turns, rounds)
-        self._board = (key, board)
-        return board
+        cached = self._board[1] if self._board is not None and self._board[0] == key else None
+
+        def job(_job: object) -> Leaderboard:
+            return cached if cached is not None else compute(turns, rounds)
+
+        def done(board: Leaderboard) -> None:
+            self._board = (key, board)
+            if on_success is not None:
+                on_success(board)
+
+        return self._retrainer.runner.run(job, done, on_failure, name="arena leaderboard")
+
+    async def leaderboard(self, rounds: int = ROUNDS) -> Leaderboard:
+        """:meth:`load_leaderboard`, awaited."""
+        return await self.load_leaderboard(rounds=rounds)
 
     # ------------------------------------------------------------------ what it learned
 
@@ -228,9 +242,10 @@ class ModelService:
     async def use(self, version: int | None) -> ModelVersion | None:
         """Rank with ``version`` from now on (None: back to the newest adopted one).
 
-        Pins it, loads it in a worker thread, and fires ``model_did_train`` with the version
-        now in use, so the window re-ranks the visible turn. Raises :class:`VersionError`
-        (nothing changed) for an unknown version or a file that does not load.
+        Pins it, loads it in the runner's ``load`` lane, and fires ``model_did_train`` with
+        the version now in use, so the window re-ranks the visible turn. Raises
+        :class:`VersionError` (nothing changed) for an unknown version or a file that does
+        not load.
         """
         known = {v.version: v for v in self._repo.list_model_versions()}
         if version is not None and version not in known:
@@ -238,12 +253,12 @@ class ModelService:
             raise VersionError(f"There is no model version v{version} (versions: {listed}).")
         before = pinned_version()
         pin_version(version)
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self._reload)
+        runner = self._retrainer.runner
+        await runner.call(self._reload, lane="load")
         now = self.in_use
         if version is not None and now != version:
             pin_version(before)
-            await loop.run_in_executor(None, self._reload)
+            await runner.call(self._reload, lane="load")
             warnings = "; ".join(self._rewards.load_warnings) or "its file is missing"
             raise VersionError(f"Model v{version} could not be used ({warnings}). Still "
                                f"using {'v' + str(self.in_use) if self.in_use else 'none'}.")

@@ -214,7 +214,7 @@ class RankerEvalService:
 
 
 def _read_file(path: str) -> list[PreferencePair]:
-    from rlhf_desktop.services.formats import parse_lines
+    from rlhf_desktop.core.formats import parse_lines
 
     file = Path(path).expanduser()
     try:

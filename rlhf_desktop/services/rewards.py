@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from rlhf_desktop import config
+from rlhf_desktop.core.pick_rules import is_whole_reply
 from rlhf_desktop.domain import Candidate, ModelVersion, PreferencePair
 from rlhf_desktop.reward.embedder import Embedder
 from rlhf_desktop.reward.hf_ranker import p_better
@@ -50,7 +51,6 @@ from rlhf_desktop.services.reward_versions import (
     store_version,
 )
 from rlhf_desktop.storage.embcache import SqliteEmbeddingCache
-from rlhf_desktop.storage.pick_rules import is_whole_reply
 from rlhf_desktop.storage.repo import Repository
 
 log = logging.getLogger(__name__)
@@ -167,7 +167,7 @@ class RewardService:
                      ) -> tuple[list[float | None], int | None]:
         """Scores of a turn's replies, one per candidate, and the version that gave them.
 
-        Only whole replies are scored and ranked (:func:`~rlhf_desktop.storage.pick_rules.
+        Only whole replies are scored and ranked (:func:`~rlhf_desktop.core.pick_rules.
         is_whole_reply`): a failed, stopped or empty reply gets None, so an empty "Failed"
         card never outranks a whole reply (an empty text scores near zero, above many whole
         replies). Call from a worker thread."""

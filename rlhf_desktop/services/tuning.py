@@ -622,7 +622,7 @@ def export_for_tuning(run_dir: Path, use_cut_pairs: bool = True) -> int:
     whose rejected reply was cut at max tokens unless ``use_cut_pairs``; the count."""
     if use_cut_pairs:
         return export_pairs(run_dir)
-    from rlhf_desktop.services.formats import export_lines
+    from rlhf_desktop.core.formats import export_lines
     from rlhf_desktop.storage.repo import Repository
 
     repo = Repository.open()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from rlhf_desktop.core.pick_rules import is_whole_reply, same_as
 from rlhf_desktop.domain import Candidate, Turn
 from rlhf_desktop.services.hooks import SessionHooks
 from rlhf_desktop.services.labeling import (
@@ -18,7 +19,6 @@ from rlhf_desktop.services.labeling import (
     PositionBias,
     model_rank,
 )
-from rlhf_desktop.storage.pick_rules import is_whole_reply, same_as
 
 __all__ = ["TurnLabels", "is_whole_reply", "model_rank", "rankable", "same_replies"]
 
@@ -32,7 +32,7 @@ def rankable(turn: Turn) -> list[Candidate]:
 
 def same_replies(turn: Turn) -> dict[int, list[int]]:
     """For each whole generated reply of ``turn`` that is the same reply as others
-    (:func:`~rlhf_desktop.storage.pick_rules.same_reply`), their candidate indices: what a
+    (:func:`~rlhf_desktop.core.pick_rules.same_reply`), their candidate indices: what a
     card says as "same as Reply 2" (a pick never stores a pair between them)."""
     whole = [c for c in turn.candidates if c.source != "edit" and is_whole_reply(c)]
     found: dict[int, list[int]] = {}

@@ -13,50 +13,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass, field
-from typing import Any
 
+from rlhf_desktop.core.leaderboard import ArenaCandidate, ArenaTurn
+from rlhf_desktop.core.pick_rules import is_whole_reply
 from rlhf_desktop.domain import Candidate
 from rlhf_desktop.storage.pairs import in_chunks
-from rlhf_desktop.storage.pick_rules import is_whole_reply
 
-__all__ = ["ArenaCandidate", "ArenaQueries", "ArenaTurn"]
-
-
-@dataclass(frozen=True)
-class ArenaCandidate:
-    """One reply of an arena turn."""
-
-    id: int
-    source: str | None
-    """The name of the candidate source it came from (None: no origin, e.g. a rewrite)."""
-    origin: dict[str, Any] | None
-    pickable: bool
-    """A whole reply of the model (text, no error, not stopped, not the user's rewrite)."""
-    text: str = ""
-    """The reply (two replies that are the same reply battle to a tie)."""
-
-
-@dataclass(frozen=True)
-class ArenaTurn:
-    """One label on an arena turn, with the replies it was about."""
-
-    label_id: int
-    turn_id: int
-    kind: str
-    """``pick``, ``tie``, ``all_bad``, ``ranking`` or ``edit``."""
-    chosen: int | None
-    members: tuple[int, ...]
-    """A ranking's replies best first; a tie's tied replies; else empty."""
-    pairs: tuple[tuple[int, int], ...]
-    """The label's preference pairs as (better, worse) reply ids."""
-    candidates: tuple[ArenaCandidate, ...] = field(default_factory=tuple)
-    blind: bool = True
-    created_at: float = 0.0
-
-    def candidate(self, candidate_id: int) -> ArenaCandidate | None:
-        """The reply with that id, if it belongs to the turn."""
-        return next((c for c in self.candidates if c.id == candidate_id), None)
+__all__ = ["ArenaQueries"]
 
 
 class ArenaQueries:

@@ -16,6 +16,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
+from rlhf_desktop.core.pick_rules import (
+    RuleError,
+    no_rejected_message,
+    ranking_pairs,
+    rejected_side,
+    same_reply,
+)
 from rlhf_desktop.domain import (
     NO_PAIR_KINDS,
     Candidate,
@@ -25,12 +32,6 @@ from rlhf_desktop.domain import (
     Turn,
 )
 from rlhf_desktop.storage.pairs import StorageError
-from rlhf_desktop.storage.pick_rules import (
-    no_rejected_message,
-    ranking_pairs,
-    rejected_side,
-    same_reply,
-)
 from rlhf_desktop.storage.provenance import METADATA_KEYS, ProvenanceQueries, pair_metadata
 
 __all__ = ["METADATA_KEYS", "LabelQueries", "pair_metadata"]
@@ -80,7 +81,7 @@ class LabelQueries(ProvenanceQueries):
 
         The rejected side is every other whole reply: failed, empty, filtered and
         Esc-stopped (cancelled) replies are left out, and so are replies that are the same
-        reply as the chosen one (a tie) (:mod:`rlhf_desktop.storage.pick_rules`), and a
+        reply as the chosen one (a tie) (:mod:`rlhf_desktop.core.pick_rules`), and a
         rewrite of the user's. A reply cut at max tokens stays, flagged ``rejected_cut``.
         ``against`` names the rejected replies explicitly instead, which may include a
         failed or stopped reply on purpose. Returns the label id. A previous label on the
@@ -94,7 +95,10 @@ class LabelQueries(ProvenanceQueries):
             raise StorageError("your edited reply is already the chosen one; to pick another "
                                "reply, pick it (the edit is replaced)")
         generated = [c for c in turn.candidates if c.source != "edit"]
-        others = rejected_side(generated, chosen.id, against)
+        try:
+            others = rejected_side(generated, chosen.id, against)
+        except RuleError as exc:
+            raise StorageError(str(exc)) from exc
         if not others:
             raise StorageError(no_rejected_message(generated, chosen.id))
         return self._write_label(turn, "pick", "pick", chosen.id, others, reason=reason,
@@ -119,11 +123,14 @@ class LabelQueries(ProvenanceQueries):
                        shown: Shown | None = None) -> int:
         """A full (or top-k) ranking of the turn's replies, ``order`` = candidate ids best
         first: one label (``members_json`` = the order, chosen = the first) and its weighted
-        pairs (:func:`~rlhf_desktop.storage.pick_rules.ranking_pairs`). Replaces an earlier
+        pairs (:func:`~rlhf_desktop.core.pick_rules.ranking_pairs`). Replaces an earlier
         label of the turn. Returns the label id."""
         turn = self.get_turn(turn_id)
         generated = [c for c in turn.candidates if c.source != "edit"]
-        pairs = ranking_pairs(generated, order)
+        try:
+            pairs = ranking_pairs(generated, order)
+        except RuleError as exc:
+            raise StorageError(str(exc)) from exc
         members = list(order)
         return self._write_label(turn, "pick", "ranking", members[0], [], members=members,
                                  top=model_top_candidate_id, shown=shown, ranked=pairs)

@@ -9,6 +9,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from rlhf_desktop.core.pick_rules import CUT, same_reply
 from rlhf_desktop.domain import Message, PreferencePair, last_user_text
 
 PairRow = tuple[int, str, str, str, str | None, str, float, str, str]
@@ -16,14 +17,11 @@ PairRow = tuple[int, str, str, str, str | None, str, float, str, str]
 
 ``matched in`` names where the text filter was found ("prompt", "earlier turn",
 "chosen", ...), empty without a filter. ``note`` says what a reader of the pair must know:
-"rejected cut at max tokens" (:func:`~rlhf_desktop.storage.pick_rules.is_cut`), "same
+"rejected cut at max tokens" (:func:`~rlhf_desktop.core.pick_rules.is_cut`), "same
 reply on both sides: never exported" (a pair stored before identical replies became a
 tie), or ""."""
 
 NOTE_CUT = "rejected cut at max tokens"
-CUT = "length"
-"""The finish reason of a reply cut at max tokens (:data:`pick_rules.CUT
-<rlhf_desktop.storage.pick_rules.CUT>`, which imports this module's StorageError)."""
 NOTE_SAME = "same reply on both sides: never exported"
 
 
@@ -55,14 +53,6 @@ _REFERENCES = {
 
 class StorageError(Exception):
     """A request the database cannot satisfy (unknown id, bad value); the message says why."""
-
-
-def same_reply(a: str, b: str) -> bool:
-    """:func:`rlhf_desktop.storage.pick_rules.same_reply` (imported when first used: that
-    module imports this one)."""
-    from rlhf_desktop.storage.pick_rules import same_reply as rule
-
-    return rule(a, b)
 
 
 IN_CHUNK = 500  # SQLite's default limit is 999 bound parameters
@@ -144,7 +134,7 @@ class PairQueries:
                    ) -> Iterator[PreferencePair]:
         """Every pair, oldest first, streamed; with its provenance in ``metadata`` when
         asked (read 500 pairs at a time). A pair whose two replies are the same reply
-        (:func:`~rlhf_desktop.storage.pick_rules.same_reply`, stored before that rule) is a
+        (:func:`~rlhf_desktop.core.pick_rules.same_reply`, stored before that rule) is a
         tie, never a preference: it is left out of every read for exports and training
         (the dataset view still lists it, to be deleted)."""
         sql, args = self._pair_query(text_filter)
@@ -161,7 +151,7 @@ class PairQueries:
 
     def cut_pair_ids(self) -> set[int]:
         """The ids of the pairs whose rejected reply the server cut at max tokens (finish
-        reason ``length``; :func:`~rlhf_desktop.storage.pick_rules.is_cut`): the pairs
+        reason ``length``; :func:`~rlhf_desktop.core.pick_rules.is_cut`): the pairs
         ``metadata["rejected_cut"]`` flags. Imported pairs have no stored reply: never."""
         return {int(r[0]) for r in self.conn.execute(
             "SELECT p.id FROM pairs p JOIN candidates k ON k.id = p.rejected_candidate_id"

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from rlhf_desktop.core.pick_rules import CUT
 from rlhf_desktop.domain import PreferencePair
-from rlhf_desktop.storage.pairs import CUT, in_chunks
+from rlhf_desktop.storage.pairs import in_chunks
 
 METADATA_KEYS = (
     "label_id", "label_kind", "conversation_id", "turn_id", "provider", "model", "temperature",

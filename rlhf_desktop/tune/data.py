@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlhf_desktop.services.formats import parse_lines
+from rlhf_desktop.core.formats import parse_lines
 from rlhf_desktop.tune.options import TuneConfigError
 
 

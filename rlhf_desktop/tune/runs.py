@@ -39,15 +39,20 @@ def new_run_dir(runs: Path) -> Path:
 def export_pairs(run_dir: Path) -> int:
     """The data folder's pairs as ``trl-conversational`` lines in ``run_dir``; the count.
 
-    Opens its own database connection, so it may run in any thread."""
-    from rlhf_desktop.services.datasets import export_to_file
+    Opens its own database connection, so it may run in any thread; writes the file
+    atomically (a failed export never leaves half a file)."""
+    from rlhf_desktop.config import atomic_write_bytes
+    from rlhf_desktop.core.formats import export_lines
     from rlhf_desktop.storage.repo import Repository
 
     repo = Repository.open()
     try:
-        return export_to_file(repo, "trl-conversational", run_dir / PAIRS_FILE)
+        pairs = list(repo.iter_pairs())
     finally:
         repo.close()
+    text = "".join(export_lines(pairs, "trl-conversational"))
+    atomic_write_bytes(run_dir / PAIRS_FILE, text.encode("utf-8"))
+    return len(pairs)
 
 
 def new_config(runs: Path, overrides: dict[str, Any], config_file: str | None = None,

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PySide6.QtWidgets import QLabel
 
+from rlhf_desktop.core.leaderboard import compute
 from rlhf_desktop.domain import (
     Candidate,
     CandidateSource,
@@ -19,7 +20,6 @@ from rlhf_desktop.domain import (
     Shown,
     Turn,
 )
-from rlhf_desktop.services.leaderboard import compute
 from rlhf_desktop.storage.repo import Repository
 from rlhf_desktop.ui.backend import Backend
 from rlhf_desktop.ui.model_view import ModelView

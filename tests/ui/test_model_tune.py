@@ -183,7 +183,7 @@ def test_a_real_run_shows_progress_and_cancels(qtbot: QtBot, loop: asyncio.Abstr
     needs_tune_stack()
     monkeypatch.setenv("RLHF_DESKTOP_CACHE", str(TEST_CACHE))
     TEST_CACHE.mkdir(parents=True, exist_ok=True)
-    from rlhf_desktop.services import formats
+    from rlhf_desktop.core import formats
 
     db().add_pairs([formats.parse_record(r) for r in short_hh_rows(8)])
     holder = Holder()

@@ -25,10 +25,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
+from typing import Any
 
 import numpy as np
 
-from rlhf_desktop.services.bradley_terry import (
+from rlhf_desktop.core.bradley_terry import (
     BASE,
     INIT_RATING,
     SCALE,
@@ -40,10 +41,10 @@ from rlhf_desktop.services.bradley_terry import (
     intervals,
     newton_strengths,
 )
-from rlhf_desktop.storage.arena import ArenaTurn
-from rlhf_desktop.storage.pick_rules import same_reply
+from rlhf_desktop.core.pick_rules import same_reply
 
-__all__ = ["BASE", "INIT_RATING", "MIN_BATTLES", "MIN_TURNS", "ROUNDS", "SCALE", "Battle",
+__all__ = ["BASE", "INIT_RATING", "MIN_BATTLES", "MIN_TURNS", "ROUNDS", "SCALE",
+           "ArenaCandidate", "ArenaTurn", "Battle",
            "HeadToHead", "Leaderboard", "Standing", "battle_weights", "compute",
            "finite_mle", "fit_strengths", "head_to_head", "newton_strengths", "tuned_vs_base",
            "turn_battles"]
@@ -56,9 +57,46 @@ MIN_TURNS = 5
 """Turns a head-to-head needs before it shows a win rate."""
 
 
+@dataclass(frozen=True)
+class ArenaCandidate:
+    """One reply of an arena turn."""
+
+    id: int
+    source: str | None
+    """The name of the candidate source it came from (None: no origin, e.g. a rewrite)."""
+    origin: dict[str, Any] | None
+    pickable: bool
+    """A whole reply of the model (text, no error, not stopped, not the user's rewrite)."""
+    text: str = ""
+    """The reply (two replies that are the same reply battle to a tie)."""
+
+
+@dataclass(frozen=True)
+class ArenaTurn:
+    """One label on an arena turn, with the replies it was about."""
+
+    label_id: int
+    turn_id: int
+    kind: str
+    """``pick``, ``tie``, ``all_bad``, ``ranking`` or ``edit``."""
+    chosen: int | None
+    members: tuple[int, ...]
+    """A ranking's replies best first; a tie's tied replies; else empty."""
+    pairs: tuple[tuple[int, int], ...]
+    """The label's preference pairs as (better, worse) reply ids."""
+    candidates: tuple[ArenaCandidate, ...] = field(default_factory=tuple)
+    blind: bool = True
+    created_at: float = 0.0
+
+    def candidate(self, candidate_id: int) -> ArenaCandidate | None:
+        """The reply with that id, if it belongs to the turn."""
+        return next((c for c in self.candidates if c.id == candidate_id), None)
+
+
+
 def turn_battles(turn: ArenaTurn) -> list[Battle]:
     """The battles one labeled arena turn makes (module docstring). Two replies that are
-    the same reply (:func:`~rlhf_desktop.storage.pick_rules.same_reply`) battle to a tie,
+    the same reply (:func:`~rlhf_desktop.core.pick_rules.same_reply`) battle to a tie,
     never a win: a pick's chosen reply against an identical one (no pair is stored for
     it), a ranking's identical replies, and a pair stored before that rule."""
     source = {c.id: c.source for c in turn.candidates}

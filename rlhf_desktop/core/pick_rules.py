@@ -30,14 +30,21 @@ import unicodedata
 from collections.abc import Sequence
 
 from rlhf_desktop.domain import Candidate, Turn
-from rlhf_desktop.storage.pairs import CUT, StorageError
 
-__all__ = ["CUT", "NOT_WHOLE", "context_reply", "is_cut", "is_whole_reply",
+__all__ = ["CUT", "NOT_WHOLE", "RuleError", "context_reply", "is_cut", "is_whole_reply",
            "no_rejected_message", "rank_key", "ranked", "ranking_pairs", "rejected_side",
            "reply_key", "same_as", "same_reply", "why_left_out"]
 
 NOT_WHOLE = frozenset({"error", "cancelled", "content_filter"})
 """Finish reasons of replies that did not end as the model meant them to."""
+CUT = "length"
+"""The finish reason of a reply cut at max tokens (:func:`is_cut`)."""
+
+
+class RuleError(ValueError):
+    """A label the rules refuse (an unknown, failed, empty or identical reply; too few
+    ranked); the message says why and what to do. Storage and the services raise it on as
+    their StorageError."""
 
 
 def is_whole_reply(candidate: Candidate) -> bool:
@@ -147,12 +154,12 @@ def rejected_side(
     for cid in dict.fromkeys(against):
         cand = by_id.get(cid)
         if cand is None:
-            raise StorageError(f"candidate {cid} is not another reply of this turn")
+            raise RuleError(f"candidate {cid} is not another reply of this turn")
         if not cand.text.strip():
-            raise StorageError(f"reply {cand.index + 1} is empty; an empty reply cannot be "
+            raise RuleError(f"reply {cand.index + 1} is empty; an empty reply cannot be "
                                "the rejected side of a pair")
         if chosen_text is not None and same_reply(chosen_text, cand.text):
-            raise StorageError(f"reply {cand.index + 1} is the same reply as the chosen one; "
+            raise RuleError(f"reply {cand.index + 1} is the same reply as the chosen one; "
                                "the same reply is a tie, never the rejected side of a pair")
         picked.append(cand)
     return picked
@@ -192,7 +199,7 @@ def ranking_pairs(
     for a full ranking), so a ranked turn counts in training as much as a pick of the same N
     replies (N−1 pairs of weight 1), however much of it was ranked; a combination left out
     as a tie takes its share with it, as a pick's identical reply does. Raises
-    StorageError, with what to do, on an unknown, repeated, failed or empty reply, fewer
+    RuleError, with what to do, on an unknown, repeated, failed or empty reply, fewer
     than two, or replies that are all the same reply.
     """
     by_id = {c.id: c for c in candidates if c.id is not None}
@@ -201,18 +208,18 @@ def ranking_pairs(
     for cid in order:
         cand = by_id.get(cid)
         if cand is None:
-            raise StorageError(f"candidate {cid} is not a reply of this turn; rank the "
+            raise RuleError(f"candidate {cid} is not a reply of this turn; rank the "
                                "turn's own replies")
         if cid in seen:
-            raise StorageError(f"reply {cand.index + 1} is ranked twice; give each reply "
+            raise RuleError(f"reply {cand.index + 1} is ranked twice; give each reply "
                                "one place")
         if not is_whole_reply(cand):
-            raise StorageError(f"reply {cand.index + 1} is {why_left_out(cand)} and cannot "
+            raise RuleError(f"reply {cand.index + 1} is {why_left_out(cand)} and cannot "
                                "be ranked; rank the whole replies (or regenerate it first)")
         seen.add(cid)
         placed.append(cand)
     if len(placed) < 2:
-        raise StorageError("a ranking needs two or more replies in order; to choose just one "
+        raise RuleError("a ranking needs two or more replies in order; to choose just one "
                            "reply, pick it with Best")
     rest = [c for c in candidates if c.id not in seen and is_whole_reply(c)]
     combos = [(better, worse) for i, better in enumerate(placed)
@@ -221,6 +228,6 @@ def ranking_pairs(
     kept = [(better, worse, weight) for better, worse in combos
             if not same_reply(better.text, worse.text)]
     if not kept:
-        raise StorageError("the ranked replies are all the same reply: a tie, not an order; "
+        raise RuleError("the ranked replies are all the same reply: a tie, not an order; "
                            "mark them as a tie")
     return kept

@@ -30,8 +30,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rlhf_desktop.core.pick_rules import same_reply
 from rlhf_desktop.domain import Message, PreferencePair
-from rlhf_desktop.storage.pick_rules import same_reply
 
 EXPORT_FORMATS: tuple[str, ...] = ("jsonl", "trl", "trl-conversational", "hh", "openai-dpo",
                                    "csv")

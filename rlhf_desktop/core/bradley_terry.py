@@ -1,6 +1,6 @@
 """Bradley-Terry strengths on the Elo scale, as Chatbot Arena computes them (FastChat
 ``elo_analysis.py`` ``compute_mle_elo``), and their bootstrap intervals; the arithmetic of
-:mod:`rlhf_desktop.services.leaderboard` (pure: numpy and scikit-learn).
+:mod:`rlhf_desktop.core.leaderboard` (pure: numpy and scikit-learn).
 
 The fit is a logistic regression without intercept or penalty on rows of +ln(BASE) for one
 source and −ln(BASE) for the other, a tie counting as half a win each way; strengths are
