@@ -289,3 +289,23 @@ def test_without_a_loop_callbacks_run_on_the_worker(runner: BackgroundRunner) ->
     runner.run(lambda _job: 7, on_success=ok)
     assert done.wait(20)
     assert got == [(7, False)]
+
+
+def test_waiting_for_a_handle_does_not_cancel_it(runner: BackgroundRunner) -> None:
+    """The retrainer waits for its run this way: a waiter that gives up leaves the job be."""
+    release = threading.Event()
+
+    async def main() -> str:
+        handle = runner.run(lambda _job: release.wait(20) and "trained")
+        waiter = asyncio.ensure_future(handle.wait())
+        await asyncio.sleep(0)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert not handle.cancelled
+        release.set()
+        await handle.wait()
+        assert handle.done and not handle.cancelled
+        return await handle
+
+    assert asyncio.run(main()) == "trained"

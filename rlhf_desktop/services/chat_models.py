@@ -4,9 +4,7 @@ provider offers, and the size of the next turn in tokens (a mixin of
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from rlhf_desktop import config
@@ -18,6 +16,7 @@ from rlhf_desktop.services.token_count import TokenCount, TokenCounter, known_co
 
 if TYPE_CHECKING:
     from rlhf_desktop.services.chat import ChatService
+    from rlhf_desktop.services.runner import BackgroundRunner
     from rlhf_desktop.services.tuning import TuningService
 
 log = logging.getLogger(__name__)
@@ -32,7 +31,7 @@ class ChatModels:
     chat: ChatService | None
     conversations: ConversationService
     tuning: TuningService
-    _load_executor: ThreadPoolExecutor
+    runner: BackgroundRunner
 
     def _init_chat_models(self) -> None:
         self._model_providers: dict[tuple[str, str], Provider] = {}
@@ -45,14 +44,13 @@ class ChatModels:
         return "" if self.provider is None else self.provider.name
 
     async def provider_for_model(self, model: str) -> Provider:
-        """The chat's provider with another model (a chat's own), built in a worker thread
-        once and kept until the provider changes. Raises ProviderError."""
+        """The chat's provider with another model (a chat's own), built in the runner's
+        ``load`` lane once and kept until the provider changes. Raises ProviderError."""
         kind = self.provider_kind
         key = (kind, model)
         if key not in self._model_providers:
-            loop = asyncio.get_running_loop()
-            self._model_providers[key] = await loop.run_in_executor(
-                self._load_executor, provider_with_model, self.settings, kind, model)
+            self._model_providers[key] = await self.runner.call(
+                provider_with_model, self.settings, kind, model, lane="load")
         return self._model_providers[key]
 
     def count_tokens(self, conversation_id: int | None, text: str) -> TokenCount:
@@ -89,8 +87,7 @@ class ChatModels:
             raise ProviderError(self.provider_error or "No provider is configured yet.")
         kind = provider.name
         if kind == "local":
-            versions = await asyncio.get_running_loop().run_in_executor(
-                self._load_executor, self.tuning.versions)
+            versions = await self.runner.call(self.tuning.versions, lane="load")
             return [local_model_name(provider.model, v) for v in [0, *versions]]
         lister = getattr(provider, "list_models", None)
         if lister is None:  # the arena: its sources name their own models

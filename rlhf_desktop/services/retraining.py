@@ -1,24 +1,27 @@
-"""Retraining after every N new labels, one run at a time, in a worker thread.
+"""Retraining after every N new labels, one run at a time, in the background runner's
+``train`` lane (a single worker: runs never overlap).
 
 A request while a run is going is queued once (never stacked). Progress and results come
-back on the event loop through callbacks; nothing here knows about Qt.
+back on the event loop through the runner's callbacks; nothing here knows about Qt.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from rlhf_desktop.domain import ModelVersion
-from rlhf_desktop.reward.training import TrainConfig, TrainingCancelled, TrainingError
+from rlhf_desktop.reward.training import TrainConfig, TrainingCancelled
 from rlhf_desktop.services.rewards import RewardService
+from rlhf_desktop.services.runner import BackgroundRunner, Handle, Job
 from rlhf_desktop.storage.repo import Repository
 
 log = logging.getLogger(__name__)
+
+TRAIN_LANE = "train"
+"""The runner's single-worker lane of reward-model training."""
 
 
 @dataclass
@@ -34,7 +37,7 @@ class RetrainStatus:
 
 
 class Retrainer:
-    """Schedules :meth:`RewardService.train_now` on a single worker thread."""
+    """Schedules :meth:`RewardService.train_now` in the runner's ``train`` lane."""
 
     def __init__(
         self,
@@ -45,7 +48,9 @@ class Retrainer:
         on_trained: Callable[[ModelVersion], None] | None = None,
         on_error: Callable[[Exception], None] | None = None,
         use_cut_pairs: bool = False,
+        runner: BackgroundRunner | None = None,
     ) -> None:
+        """``runner``: the session's (default: one of its own, closed by :meth:`shutdown`)."""
         self.repo = repo
         self.use_cut_pairs = use_cut_pairs
         """Whether training uses pairs against a reply cut at max tokens (Settings)."""
@@ -54,10 +59,11 @@ class Retrainer:
         self.on_status = on_status
         self.on_trained = on_trained
         self.on_error = on_error
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="train")
-        self._task: asyncio.Task[None] | None = None
+        self._own_runner = runner is None
+        self.runner = runner if runner is not None else BackgroundRunner()
+        self._handle: Handle[ModelVersion] | None = None
+        self._running = False
         self._queued = False
-        self._cancel = threading.Event()
         self._progress: float | None = None
         self._stage = ""
 
@@ -71,7 +77,7 @@ class Retrainer:
     @property
     def running(self) -> bool:
         """Whether a training run is in progress."""
-        return self._task is not None and not self._task.done()
+        return self._running
 
     def status(self) -> RetrainStatus:
         """The current status."""
@@ -96,40 +102,49 @@ class Retrainer:
         if self.running:
             self._queued = True
         else:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+            self._start()
         self._emit()
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
+    def _start(self) -> None:
+        config = TrainConfig(use_cut_pairs=self.use_cut_pairs)
 
-        def progress(fraction: float, stage: str) -> None:  # worker thread
-            loop.call_soon_threadsafe(self._set_progress, fraction, stage)
+        def train(job: Job) -> ModelVersion:  # the train lane's worker
+            return self.rewards.train_now(config, lambda fraction, stage: job.report(
+                (fraction, stage)), job.cancel_event)
 
-        while True:
-            self._cancel.clear()
-            self._set_progress(0.0, "starting")
-            try:
-                record = await loop.run_in_executor(
-                    self._executor,
-                    lambda: self.rewards.train_now(TrainConfig(use_cut_pairs=self.use_cut_pairs),
-                                                   progress, self._cancel)
-                )
-            except TrainingCancelled:
-                log.info("training cancelled")
-                break
-            except (TrainingError, Exception) as exc:  # shown in the window, never a crash
-                log.exception("training failed")
-                if self.on_error is not None:
-                    self.on_error(exc)
-            else:
-                if self.on_trained is not None:
-                    self.on_trained(record)
-            if not self._queued:
-                break
+        def progress(value: Any) -> None:
+            self._set_progress(*value)
+
+        self._running = True
+        self._progress, self._stage = 0.0, "starting"
+        self._handle = self.runner.run(train, self._trained, self._failed, progress,
+                                       lane=TRAIN_LANE, name="train the reward model")
+
+    def _trained(self, record: ModelVersion) -> None:
+        if self.on_trained is not None:
+            self.on_trained(record)
+        self._next()
+
+    def _failed(self, exc: BaseException) -> None:
+        if isinstance(exc, TrainingCancelled):
+            log.info("training cancelled")
+            self._queued = False
+        else:  # TrainingError or a bug: shown in the window, never a crash
+            log.error("training failed", exc_info=exc)
+            if self.on_error is not None and isinstance(exc, Exception):
+                self.on_error(exc)
+        self._next()
+
+    def _next(self) -> None:
+        if self._queued:
             self._queued = False  # the queued request starts now
+            self._start()
+            self._emit()
+            return
+        self._running = False
+        self._handle = None
         self._progress = None
         self._stage = ""
-        self._task = None
         self._emit()
 
     def _set_progress(self, fraction: float, stage: str) -> None:
@@ -139,10 +154,14 @@ class Retrainer:
 
     async def wait(self) -> None:
         """Until the current run (and a queued one) are finished."""
-        while self._task is not None:
-            await asyncio.shield(self._task)
+        while self._handle is not None:
+            await self._handle.wait()
 
     def shutdown(self) -> None:
-        """Cancel a run and stop the worker (at exit)."""
-        self._cancel.set()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Cancel a run (at exit); closes the runner when it is this retrainer's own."""
+        handle, self._handle = self._handle, None
+        self._running = self._queued = False
+        if handle is not None:
+            handle.cancel()
+        if self._own_runner:
+            self.runner.close()

@@ -55,6 +55,11 @@ POOL_WORKERS = 4
 _ids = itertools.count(1)
 
 
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class Job:
     """What a job's function receives in its worker thread."""
 
@@ -126,6 +131,15 @@ class Handle(Generic[T]):
             self._submitted.cancel()  # still queued: never starts
         self._future.cancel()
         return True
+
+    async def wait(self) -> None:
+        """Until it settles (whatever the outcome); cancelling the waiter leaves the job
+        alone (``await handle`` would cancel it)."""
+        if self._future.done():
+            return
+        waiter = asyncio.wrap_future(self._future)
+        waiter.add_done_callback(_retrieve)  # its failure belongs to on_failure
+        await asyncio.wait([waiter])  # a cancelled wait leaves the waiter (and job) alone
 
     def __await__(self) -> Generator[Any, None, T]:
         self._awaited = True

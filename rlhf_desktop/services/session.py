@@ -1,6 +1,7 @@
 """AppSession: the one object a composition root builds (``app.py`` or ``cli.py``).
 
-It owns the repository, the reward model, the provider, the executors and the services,
+It owns the repository, the reward model, the provider, the background runner
+(:mod:`.runner`: ``session.runner``, closed in :meth:`AppSession.aclose`) and the services,
 and it is Qt-free asyncio. Pages get narrow services and listen to :class:`SessionHooks`:
 
 * ``session.conversations`` — :class:`~rlhf_desktop.services.conversations.ConversationService`
@@ -14,7 +15,8 @@ and it is Qt-free asyncio. Pages get narrow services and listen to :class:`Sessi
   ``labels_did_change`` and count towards the next retraining.
 
 Nothing here blocks the event loop: the provider is chosen and the reward model loaded in
-a worker thread, scoring runs in the rank worker, training in the retrainer's worker.
+the runner's ``load`` lane, scoring runs in its ``rank`` lane, training in its ``train``
+lane, and the watch on other processes (below) in its ``watch`` lane.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rlhf_desktop import config
@@ -42,6 +43,7 @@ from rlhf_desktop.services.models import ModelService
 from rlhf_desktop.services.ranker_eval import RankerEvalService
 from rlhf_desktop.services.retraining import Retrainer, RetrainStatus
 from rlhf_desktop.services.rewards import RewardService, pinned_version
+from rlhf_desktop.services.runner import BackgroundRunner, Job
 from rlhf_desktop.services.tuning import TuningService
 from rlhf_desktop.services.turn_labels import TurnLabels
 from rlhf_desktop.storage.repo import Repository
@@ -49,6 +51,14 @@ from rlhf_desktop.storage.repo import Repository
 log = logging.getLogger(__name__)
 
 __all__ = ["AppSession", "Provider"]
+
+LOAD_LANE = "load"
+"""The runner's lane for choosing the provider and loading models (one at a time)."""
+RANK_LANE = "rank"
+"""The runner's lane for scoring replies with the reward model."""
+WATCH_LANE = "watch"
+"""The runner's lane of the watch on other processes (it lives as long as the session)."""
+WATCH_EVERY_S = 3.0
 
 
 class AppSession(ChatModels):
@@ -68,12 +78,13 @@ class AppSession(ChatModels):
         self._warm_up = warm_up
         self._rewards = RewardService(embedder=embedder)
         self._labeling = LabelingService(self._repo)
-        self._rank_executor = ThreadPoolExecutor(1, thread_name_prefix="rank")
-        self._load_executor = ThreadPoolExecutor(1, thread_name_prefix="load")
+        self.runner = BackgroundRunner()
+        """The one place background work runs (see :mod:`.runner`); widgets use it too."""
         self._retrainer = Retrainer(
             self._repo, self._rewards, every=self.settings.retrain_every,
             on_status=self._on_retrain_status, on_trained=self._on_trained,
             on_error=self._on_train_error, use_cut_pairs=self.settings.train_on_cut_pairs,
+            runner=self.runner,
         )
         self.conversations = ConversationService(
             self._repo, self.hooks,
@@ -126,7 +137,8 @@ class AppSession(ChatModels):
         self.provider = provider
         self.provider_reason = why
         self.provider_error = None
-        self.chat = ChatService(self._repo, self._rewards, provider, self._rank_executor,
+        self.chat = ChatService(self._repo, self._rewards, provider,
+                                self.runner.executor(RANK_LANE),
                                 conversations=self.conversations, params=self.sampling_params,
                                 provider_for=self.provider_for_model)
         self._provider_ready.set()
@@ -136,21 +148,19 @@ class AppSession(ChatModels):
         if self.provider is None:
             await self.rebuild_provider()
         await self.load_reward_model()
-        models, self._known_labels = self._shared_state()
-        self.spawn(self._follow_other_processes(models), "follow other processes")
+        models, self._known_labels = self._shared_state(self._repo)
+        self._watch_other_processes(models)
 
     async def rebuild_provider(self) -> None:
         """(Re)choose the provider from the settings, in a worker thread: the arena of the
         candidate sources when ``settings.arena`` is on (``provider_reason`` then reads
         ``Arena: a (2) vs b (2)``; an invalid arena becomes ``provider_error``)."""
-        loop = asyncio.get_running_loop()
         self._provider_ready.clear()
         config.reload_env_files()  # the user may have edited a .env file meanwhile
         old = self.provider
         choose = choose_arena if self.settings.arena else choose_provider
         try:
-            provider, reason = await loop.run_in_executor(
-                self._load_executor, choose, self.settings)
+            provider, reason = await self.runner.call(choose, self.settings, lane=LOAD_LANE)
         except (ProviderError, config.ConfigError) as exc:
             self.provider, self.chat, self.provider_reason = None, None, ""
             self.provider_error = config.redact(str(exc))
@@ -209,9 +219,8 @@ class AppSession(ChatModels):
 
     async def load_reward_model(self) -> None:
         """Load the reward model in use and the embedder without blocking the loop."""
-        loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._load_executor, self._load_reward_sync)
+            await self.runner.call(self._load_reward_sync, lane=LOAD_LANE)
         except Exception as exc:  # the chat still works; ranking waits
             log.exception("loading the reward model failed")
             self.hooks.training_did_fail(
@@ -227,46 +236,64 @@ class AppSession(ChatModels):
             self._warm_up()
         self._rewards.embedder.load()
 
-    def _shared_state(self) -> tuple[tuple[int | None, int | None], int]:
+    @staticmethod
+    def _shared_state(repo: Repository) -> tuple[tuple[int | None, int | None], int]:
         """What another process (the CLI) may change: the newest version and the pinned
         one, and the number of labels."""
-        latest = self._repo.latest_model_version()
-        return ((latest.version if latest else None, pinned_version()),
-                self._repo.count_labels())
+        latest = repo.latest_model_version()
+        return ((latest.version if latest else None, pinned_version()), repo.count_labels())
 
-    async def _follow_other_processes(
-            self, models: tuple[int | None, int | None], every_s: float = 3.0) -> None:
-        """The command line may import, train or switch versions beside the window: load
-        the version that should rank now, and refresh the label counts. (This session's
-        own picks move ``_known_labels`` themselves.)"""
-        while not self.closed:
-            await asyncio.sleep(every_s)
-            now_models, now_labels = self._shared_state()
-            if now_models != models:
-                models = now_models
-                await self._reload_if_another_version()
-            if now_labels != self._known_labels:
-                grew = now_labels > self._known_labels
-                self._known_labels = now_labels
-                self.hooks.labels_did_change()
-                if grew:  # imported labels count towards the next training too
-                    self._retrainer.label_recorded()
-                else:
-                    self.hooks.retrain_did_update(self._retrainer.status())
+    def _watch_other_processes(self, models: tuple[int | None, int | None],
+                               every_s: float = WATCH_EVERY_S) -> None:
+        """The command line may import, train or switch versions beside the window. Another
+        process writing the database fires no event here, so this still polls: a job in the
+        runner's ``watch`` lane reads the shared state every ``every_s`` on its own
+        connection and reports a change; :meth:`_other_process_changed` handles it on the
+        loop. It ends when the runner closes (the job waits on its cancel event)."""
+        self._seen_models = models
 
-    async def _reload_if_another_version(self) -> None:
+        def watch(job: Job) -> None:
+            repo = Repository.open()
+            try:
+                while not job.cancel_event.wait(every_s):
+                    job.report(self._shared_state(repo))
+            finally:
+                repo.close()
+
+        self.runner.run(watch, progress=self._other_process_changed, lane=WATCH_LANE,
+                        name="watch other processes")
+
+    def _other_process_changed(self, state: tuple[tuple[int | None, int | None], int]) -> None:
+        """Load the version that should rank now, and refresh the label counts. (This
+        session's own picks move ``_known_labels`` themselves.)"""
+        now_models, now_labels = state
+        if now_models != self._seen_models:
+            self._seen_models = now_models
+            self._reload_if_another_version()
+        if now_labels != self._known_labels:
+            grew = now_labels > self._known_labels
+            self._known_labels = now_labels
+            self.hooks.labels_did_change()
+            if grew:  # imported labels count towards the next training too
+                self._retrainer.label_recorded()
+            else:
+                self.hooks.retrain_did_update(self._retrainer.status())
+
+    def _reload_if_another_version(self) -> None:
         before = self._rewards.version
-        try:
-            await asyncio.get_running_loop().run_in_executor(self._load_executor,
-                                                             self._load_model_only)
-        except Exception:  # the model in use stays; the next change tries again
-            log.exception("loading the reward model another process chose failed")
-            return
-        after = self._rewards.version
-        if after != before and not self.closed:
-            version = self.models.current()
-            if version is not None:
-                self.hooks.model_did_train(version)
+
+        def loaded(_: None) -> None:
+            if self._rewards.version != before and not self.closed:
+                version = self.models.current()
+                if version is not None:
+                    self.hooks.model_did_train(version)
+
+        def failed(exc: BaseException) -> None:  # the model in use stays; the next change
+            log.error("loading the reward model another process chose failed",  # tries again
+                      exc_info=exc)
+
+        self.runner.run(lambda _job: self._load_model_only(), loaded, failed, lane=LOAD_LANE,
+                        name="load the reward model another process chose")
 
     def _load_model_only(self) -> None:
         repo = Repository.open()
@@ -343,6 +370,7 @@ class AppSession(ChatModels):
         self.closed = True
         self.tuning.close()
         self._retrainer.shutdown()
+        self.runner.close()  # pending jobs cancelled; what ends later calls nothing
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -354,6 +382,4 @@ class AppSession(ChatModels):
                 await asyncio.wait_for(self.provider.aclose(), timeout=5)
             except Exception:  # best effort at exit
                 log.warning("closing the provider failed", exc_info=True)
-        self._rank_executor.shutdown(wait=False, cancel_futures=True)
-        self._load_executor.shutdown(wait=False, cancel_futures=True)
         self._repo.close()
