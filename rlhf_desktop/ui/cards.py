@@ -100,6 +100,8 @@ class CandidateCard(QFrame):
         self._rendered = ""
         self.position = index
         self.reason_on_card = True
+        self.streaming = True
+        """Whether this reply is being generated (streaming, or waiting for its first text)."""
         self.setObjectName("card")
         self.setProperty("state", "streaming")
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
@@ -368,6 +370,7 @@ class CandidateCard(QFrame):
 
     def set_streaming(self, streaming: bool) -> None:
         """Card look and buttons while its text streams."""
+        self.streaming = streaming
         self.setProperty("state", "streaming" if streaming else "done")
         self.stop_button.setVisible(streaming)
         self.stop_button.setEnabled(True)

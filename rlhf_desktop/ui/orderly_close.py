@@ -1,4 +1,5 @@
-"""Closing the main window: an orderly shutdown, and a question first while replies stream.
+"""Closing the main window: an orderly shutdown, and a question first while replies are
+being generated (not while the reward model scores finished replies: that is kept as it is).
 
 A turn that is stopped stores its replies (the unfinished ones as stopped) before the
 services close; see :meth:`ChatService.send_messages
@@ -10,15 +11,46 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QMainWindow, QMessageBox, QPushButton
 
 from rlhf_desktop.ui.backend import Backend
+from rlhf_desktop.ui.cards import CandidateCard
 from rlhf_desktop.ui.chat_view import ChatView
 
 log = logging.getLogger(__name__)
 STOP_WAIT_S = 3.0
 """How long quitting waits for a stopped turn to store its replies before cancelling it."""
+KEEP = "Keep generating"
+
+
+def replies_in_progress(chat: ChatView) -> list[CandidateCard]:
+    """The cards whose replies are being generated now: those of the turn being sent (its
+    widget has no saved turn yet) or being regenerated, still streaming or waiting for
+    their first text. Empty while the reward model scores finished replies, after a turn
+    ended (with an error or not) and whenever nothing runs."""
+    if not chat.generating:
+        return []
+    return [card for widget in chat.widgets if widget.turn is None or widget.regenerating
+            for card in widget.cards.values()
+            if card.streaming and (widget.turn is None or card.index in widget.regenerating)]
+
+
+def quit_question(chat: ChatView) -> tuple[str, str]:
+    """The quit question's title and text, by what is in progress."""
+    cards = replies_in_progress(chat)
+    if not cards:
+        return ("Quit now?", "The replies have finished and are saved. Quit now?")
+    again = any(widget.turn is not None and widget.regenerating for widget in chat.widgets)
+    verb = "regenerated" if again else "generated"
+    if len(cards) == 1:
+        what = f"Reply {cards[0].position + 1} is still being {verb}"
+        title = f"Quit while a reply is being {verb}?"
+    else:
+        what = f"{len(cards)} replies are still being {verb}"
+        title = f"Quit while replies are being {verb}?"
+    return title, f"{what}. Quit anyway?"
 
 
 class OrderlyClose(QMainWindow):
@@ -33,7 +65,7 @@ class OrderlyClose(QMainWindow):
         self._closed_event = asyncio.Event()
         self._quit_confirmed = False
         self.quit_confirm: QMessageBox | None = None
-        """The "Quit while replies are streaming?" question while it is open."""
+        """The "Quit while replies are being generated?" question while it is open."""
 
     async def wait_closed(self) -> None:
         """Until the window has closed (after its shutdown)."""
@@ -49,20 +81,36 @@ class OrderlyClose(QMainWindow):
         await self.backend.aclose()  # cancels what is left; a cancelled turn stores it too
 
     def confirm_quit(self) -> QMessageBox:
-        """Ask before quitting while replies stream (non-blocking; Quit closes)."""
+        """Ask before quitting while replies are being generated (non-blocking; Quit closes).
+        The question follows what is in progress while it is open."""
         if self.quit_confirm is not None:
             self.quit_confirm.raise_()
             return self.quit_confirm
-        box = QMessageBox(QMessageBox.Icon.Question, "Quit while replies are streaming?",
-                          "Replies are still streaming. Quit anyway?", parent=self)
+        title, text = quit_question(self.chat)
+        box = QMessageBox(QMessageBox.Icon.Question, title, text, parent=self)
         box.setInformativeText("Your message and the replies that finished are saved; the "
-                               "ones still streaming are kept as far as they got, marked as "
-                               "stopped.")
+                               "ones still being generated are kept as far as they got, "
+                               "marked as stopped.")
         self.quit_button = box.addButton("Quit", QMessageBox.ButtonRole.AcceptRole)
-        box.addButton("Keep generating", QMessageBox.ButtonRole.RejectRole)
+        keep = box.addButton(KEEP, QMessageBox.ButtonRole.RejectRole)
         box.setDefaultButton(self.quit_button)
+        follow = QTimer(box)  # the replies go on behind the question
+        follow.setInterval(200)
+
+        def update() -> None:
+            title, text = quit_question(self.chat)
+            box.setWindowTitle(title)
+            box.setText(text)
+            if not replies_in_progress(self.chat):
+                box.setInformativeText("")
+                keep.setText("Stay")
+                follow.stop()
+
+        follow.timeout.connect(update)
+        follow.start()
 
         def answered() -> None:
+            follow.stop()
             self.quit_confirm = None
             if box.clickedButton() is self.quit_button:
                 self._quit_confirmed = True
@@ -74,15 +122,15 @@ class OrderlyClose(QMainWindow):
         return box
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        """Close after an orderly shutdown of the services (asking first while replies
-        stream)."""
+        """Close after an orderly shutdown of the services (asking first while replies are
+        being generated)."""
         if self._closed or self.backend.closed:
             self._closed = True
             self._closed_event.set()
             event.accept()
             return
         event.ignore()
-        if self.chat.generating and not self._quit_confirmed:
+        if replies_in_progress(self.chat) and not self._quit_confirmed:
             self.confirm_quit()
             return
         self.hide()
