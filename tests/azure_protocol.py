@@ -30,7 +30,18 @@ WORDS = ("sun", "river", "stone", "light", "cloud", "garden", "bridge", "window"
          "music", "forest", "candle", "harbor", "meadow", "lantern", "valley", "echo")
 FAULTS = ("auth", "forbidden", "not_found", "rate_limit", "server_error", "drop", "slow",
           "truncate", "drop_mid", "sse_error", "content_filter", "choice_filter",
-          "choice_error", "ignore_n", "choice_unfinished")
+          "choice_error", "ignore_n", "choice_unfinished", "litellm_upstream_auth",
+          "litellm_cooldown")
+# LiteLLM's proxy (litellm[proxy] 1.108.7, measured): a wrong key without a key database,
+# and the upstream Azure refusing the proxy's own key (LiteLLM wraps Azure's body).
+LITELLM_NO_DB = {"error": {"message": "No connected db.", "type": "no_db_connection",
+                           "param": None, "code": "400"}}
+LITELLM_UPSTREAM_AUTH = (
+    "litellm.AuthenticationError: AzureException AuthenticationError - Access denied due to "
+    "invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an "
+    "active subscription and use a correct regional API endpoint for your resource.\n\n"
+    "LiteLLM: model group '{deployment}' failed with the error above. No fallback was "
+    "attempted.")
 MAGIC = re.compile(r"\[\[fault:([a-z_]+)(?:\*(\d+))?\]\]")
 AZURE_PATH = re.compile(r"^/openai/deployments/([^/]+)/chat/completions$")
 SAFE_FILTER = {name: {"filtered": False, "severity": "safe"}
@@ -155,6 +166,9 @@ class Handler(BaseHTTPRequestHandler):
         if not version:
             self._send_json(404, _error("404", "Resource not found"))
             return False
+        if self.headers.get("api-key") != self.state.api_key and self.state.litellm_keys:
+            self._send_json(400, LITELLM_NO_DB)  # LiteLLM without a key database
+            return False
         if self.headers.get("api-key") != self.state.api_key:
             self._send_json(401, _error("401", (
                 "Access denied due to invalid subscription key or wrong API endpoint. Make "
@@ -251,6 +265,18 @@ class Handler(BaseHTTPRequestHandler):
                 "type": None, "param": "prompt", "code": "content_filter", "status": 400,
                 "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": {
                     **SAFE_FILTER, "violence": {"filtered": True, "severity": "medium"}}}}})
+        elif name == "litellm_upstream_auth":
+            message = LITELLM_UPSTREAM_AUTH.replace("{deployment}", self.state.deployment)
+            self._send_json(401, {"error": {"message": message, "type": "authentication_error",
+                                            "param": None, "code": "401"}})
+        elif name == "litellm_cooldown":
+            wait = opts.get("retry_after", 5)
+            self._send_json(429, {"error": {"message": (
+                f"No deployments available for selected model, Try again in {wait} seconds. "
+                "All deployments for selected model are in cooldown. Passed model="
+                f"{self.state.deployment}. pre-call-checks=False, cooldown_list=['00de408f']"),
+                "type": "all_deployments_in_cooldown", "param": None, "code": "429"}},
+                headers={"Retry-After": str(wait)})
         elif name == "drop":
             self._abort()
         elif name == "slow":

@@ -32,9 +32,14 @@ does, so ``after=0`` gives an empty reply), ``drop_mid`` (cut the connection aft
 ``choice_filter`` (choice [choice=1] ends with ``finish_reason`` ``content_filter`` after
 [after=2] words), ``choice_error`` (choice
 [choice=1] ends with finish_reason ``error`` and an ``error`` object), ``ignore_n`` (answer
-with one choice, as llama.cpp's server does).
+with one choice, as llama.cpp's server does), ``litellm_upstream_auth`` (LiteLLM's 401 when
+the Azure behind it refuses the proxy's own key: ``litellm.AuthenticationError:
+AzureException ...``), ``litellm_cooldown`` (LiteLLM's 429 ``all_deployments_in_cooldown``
+after such failures [retry_after=5]).
 
-``server.ignore_n = True`` makes ``ignore_n`` permanent; ``server.llama_like = True`` also
+``server.ignore_n = True`` makes ``ignore_n`` permanent; ``server.litellm_keys = True``
+answers a wrong key as a LiteLLM proxy without a key database does (400 "No connected
+db."); ``server.llama_like = True`` also
 serializes streams and cuts a running one short when another request waits, as
 llama-cpp-python's server does (``interrupt_requests``); ``server.interrupt_finish = "stop"``
 ends such a cut stream with ``finish_reason: "stop"``, as the LiteLLM proxy in front of it
@@ -160,6 +165,9 @@ class AzureServer(LoopbackServer):
         self.reply_length = reply_length
         self.api_versions = api_versions
         self.ignore_n = False
+        self.litellm_keys = False
+        """Like a LiteLLM proxy without a key database: a wrong key gets 400
+        ``no_db_connection`` ("No connected db."), not Azure's 401."""
         self.reasoning_model = False
         """Like OpenAI's reasoning models: refuse ``max_tokens`` and a non-default
         ``temperature`` with 400 (they want ``max_completion_tokens``)."""

@@ -113,6 +113,37 @@ def refuses_choices(message: str, body: dict[str, object] | None = None) -> bool
     return bool(_N_REFUSED.search(message))
 
 
+PROXY_KEY = "key"
+"""A LiteLLM proxy refused the app's own key."""
+UPSTREAM_KEY = "upstream"
+"""A LiteLLM proxy took the app's key, but the service behind it refused the proxy's key."""
+_UPSTREAM_AUTH = re.compile(r"^litellm\.AuthenticationError:\s*(\w+?)Exception", re.IGNORECASE)
+UPSTREAM_NAMES = {"azure": "Azure OpenAI", "openai": "OpenAI", "azure_ai": "Azure AI"}
+
+
+def proxy_key_refusal(status: int | None, message: str,
+                      body: dict[str, object] | None = None) -> tuple[str, str] | None:
+    """Whether a LiteLLM proxy's error body says a key was refused, and whose:
+    (:data:`PROXY_KEY`, "") when the proxy refused the app's key (a wrong key gives 400
+    ``no_db_connection`` when the proxy has no key database, else 401 ``auth_error``), or
+    (:data:`UPSTREAM_KEY`, upstream name) when the service behind the proxy refused the
+    proxy's own key (401 ``litellm.AuthenticationError: AzureException ...``); else None."""
+    kind = str((body or {}).get("type") or "")
+    if kind == "no_db_connection" or (status == 401 and kind == "auth_error"):
+        return PROXY_KEY, ""
+    upstream = _UPSTREAM_AUTH.match(message.strip())
+    if upstream is not None:
+        name = upstream.group(1).lower()
+        return UPSTREAM_KEY, UPSTREAM_NAMES.get(name, upstream.group(1))
+    return None
+
+
+def proxy_cooldown(body: dict[str, object] | None) -> bool:
+    """Whether a 429 is a LiteLLM proxy pausing a model after the failures before it (not
+    a rate limit of the service behind it)."""
+    return str((body or {}).get("type") or "") == "all_deployments_in_cooldown"
+
+
 class ContextLengthError(InvalidRequestError):
     """The messages (with room for the reply) do not fit the model's context window.
 

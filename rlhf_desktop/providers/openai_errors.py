@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlhf_desktop.providers.errors import (
+    PROXY_KEY,
     AuthError,
     ChoicesRefusedError,
     ContentFilterError,
@@ -27,6 +28,8 @@ from rlhf_desktop.providers.errors import (
     ServerError,
     StreamInterrupted,
     context_length_error,
+    proxy_cooldown,
+    proxy_key_refusal,
     refuses_choices,
 )
 
@@ -180,6 +183,9 @@ def classify(
     detail = _server_message(exc, secret)
     body = _error_body(exc)
     code = str(body.get("code") or "")
+    refusal = proxy_key_refusal(status, detail, body)
+    if refusal is not None:
+        return _proxy_auth_error(refusal, target, status, detail)
     if status in (401, 403):
         what = "rejected the API key" if status == 401 else "refused access with this key"
         return AuthError(
@@ -209,6 +215,15 @@ def classify(
             f"{label} says the account has no quota left (insufficient_quota). Check the "
             "plan and billing of the account that owns the key, or use another provider.",
             provider=target.kind, status_code=status,
+        )
+    if status == 429 and proxy_cooldown(body):
+        wait = parse_retry_after(exc.response.headers)
+        return RateLimitError(
+            f"The LiteLLM proxy at {target.url} paused {target.what}"
+            + (f" for {wait:.0f} s" if wait is not None else "")
+            + " because the requests before this one failed (429, all deployments in "
+            "cooldown). The first error of this turn says why: fix that, then try again.",
+            retry_after=wait, provider=target.kind, status_code=status,
         )
     if status == 429:
         wait = parse_retry_after(exc.response.headers)
@@ -250,3 +265,23 @@ def classify(
         _with_detail(f"{label} refused the request ({status}).{hint}", detail),
         provider=target.kind, status_code=status,
     )
+
+
+def _proxy_auth_error(refusal: tuple[str, str], target: Target, status: int,
+                      detail: str) -> AuthError:
+    """A key refused through a LiteLLM proxy, said plainly: whose key, and where to set it."""
+    whose, upstream = refusal
+    if whose == PROXY_KEY:
+        message = (f"The LiteLLM proxy at {target.url} refused the API key ({status}): it "
+                   "accepts only its master key or the keys it issued. Set the proxy's key "
+                   f"in {target.key_setting} in your environment or .env file (or the key "
+                   "stored in Settings).")
+        setting = target.key_setting
+    else:
+        message = (f"The LiteLLM proxy at {target.url} accepted this app's key, but "
+                   f"{upstream} behind it refused the proxy's own key ({status}). Fix the "
+                   f"api_key of {target.what} in the proxy's configuration (its model_list); "
+                   f"{target.key_setting} in this app is not the key that failed.")
+        setting = ""
+    return AuthError(_with_detail(message, detail), setting=setting, provider=target.kind,
+                     status_code=status)
