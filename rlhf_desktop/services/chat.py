@@ -27,6 +27,7 @@ from rlhf_desktop.providers.base import (
     StreamEvent,
 )
 from rlhf_desktop.providers.errors import ContextLengthError, ProviderError
+from rlhf_desktop.services.branches import ACTIVE, Parent, active_turns
 from rlhf_desktop.services.chat_arena import ARENA, RegenerateRefused, regenerate_plan
 from rlhf_desktop.services.conversations import ConversationService
 from rlhf_desktop.services.rewards import RewardService, TurnExplanation
@@ -140,7 +141,7 @@ class ChatService:
         """What sending ``text`` in the conversation would send: its history plus ``text``."""
         if self.conversations is not None:
             return self.conversations.next_messages(conversation_id, text)
-        turns = self.repo.list_turns(conversation_id) if conversation_id is not None else []
+        turns = active_turns(self.repo, conversation_id) if conversation_id is not None else []
         return [*history(turns), Message("user", text.strip())]
 
     async def send(
@@ -179,9 +180,14 @@ class ChatService:
         cancel: asyncio.Event | TurnControl | None = None,
         listener: Listener | None = None,
         params: SamplingParams | None = None,
+        *,
+        parent: Parent = ACTIVE,
     ) -> Turn:
-        """Stream N candidates for exactly ``messages`` (a regenerated turn), save the turn,
-        rank it. Raises :class:`TurnFailed`.
+        """Stream N candidates for exactly ``messages`` (a regenerated turn, an edited
+        message), save the turn, rank it. Raises :class:`TurnFailed`.
+
+        The turn continues ``parent`` (default: the end of the branch shown; an edit names
+        the turn before the edited one, see :mod:`.branches`).
 
         ``cancel`` is an event (stops every reply) or a :class:`TurnControl` (also stops
         one reply). A failed turn is saved with all N replies, the missing ones as failed.
@@ -195,7 +201,7 @@ class ChatService:
             chat = self.conversations.chat_settings(conversation_id) \
                 if self.conversations is not None else None
             turn = self._save(conversation_id, messages, params, [],
-                              model=chat.model if chat is not None else None)
+                              model=chat.model if chat is not None else None, parent=parent)
             turn.candidates = self._keep_rest(turn, {}, [
                 Candidate(index=i, finish_reason=ERROR, error=str(exc))
                 for i in range(params.n)])
@@ -203,7 +209,7 @@ class ChatService:
         mapping = {i: i for i in range(params.n)}
         # The user's message is stored before anything is asked, and each reply as soon as
         # it is over: closing the window (or a crash) mid-turn loses neither.
-        turn = self._save(conversation_id, messages, params, [], provider)
+        turn = self._save(conversation_id, messages, params, [], provider, parent=parent)
         saved: dict[int, Candidate] = {}
 
         def keep(cand: Candidate) -> None:
@@ -360,7 +366,7 @@ class ChatService:
 
     def _save(self, conversation_id: int, messages: list[Message], params: SamplingParams,
               candidates: list[Candidate], provider: Provider | None = None, *,
-              model: str | None = None) -> Turn:
+              model: str | None = None, parent: Parent = ACTIVE) -> Turn:
         provider = provider or self.provider
         turn = Turn(
             conversation_id=conversation_id,
@@ -371,7 +377,7 @@ class ChatService:
             candidates=candidates,
             blind=provider.name == ARENA,  # an arena turn stays blind until labeled
         )
-        return self.repo.save_turn(turn)
+        return self.repo.save_turn(turn, parent)
 
     async def rank(self, turn: Turn) -> Turn:
         """Score a turn's replies with the current model (in the worker) and store the scores."""

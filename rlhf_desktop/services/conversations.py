@@ -1,5 +1,6 @@
-"""The sidebar's service: list, search, rename and delete conversations, read their turns,
-and each chat's own settings (system prompt and model)."""
+"""The sidebar's service: list, search, rename and delete conversations, read their turns
+(the branch shown; edit and resend a message, switch branches: :mod:`.branches`), and each
+chat's own settings (system prompt and model)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rlhf_desktop.domain import Conversation, Message, Turn
+from rlhf_desktop.services import branches
+from rlhf_desktop.services.branches import BranchPoint, EditPlan
 from rlhf_desktop.services.hooks import SessionHooks
 from rlhf_desktop.storage.repo import Repository
 
@@ -94,13 +97,29 @@ class ConversationService:
         self._hooks.conversations_did_change()
 
     def next_messages(self, conversation_id: int | None, text: str) -> builtins.list[Message]:
-        """What sending ``text`` in the conversation sends: its history (each turn's pick,
-        else its top-ranked reply) plus ``text``. Needs no provider."""
+        """What sending ``text`` in the conversation sends: the history of the branch shown
+        (each turn's pick, else its top-ranked reply) plus ``text``. Needs no provider."""
         from rlhf_desktop.services.chat import history
 
         turns = self.turns(conversation_id) if conversation_id is not None else []
         return [*history(turns), Message("user", text.strip())]
 
     def turns(self, conversation_id: int) -> builtins.list[Turn]:
-        """Its turns, oldest first, with their replies, scores and picks."""
-        return self._repo.list_turns(conversation_id)
+        """The turns of the branch it shows, oldest first, with their replies, scores and
+        picks (the other branches: :meth:`branch_points`)."""
+        return branches.active_turns(self._repo, conversation_id)
+
+    def branch_points(self, conversation_id: int,
+                      turn_ids: Sequence[int]) -> dict[int, BranchPoint]:
+        """Each shown turn's place among the edits of its message ("‹ 2/3 ›")."""
+        return branches.branch_points(self._repo.turn_links(conversation_id), turn_ids)
+
+    def plan_edit(self, conversation_id: int, turn_id: int, text: str) -> EditPlan:
+        """What resending ``turn_id``'s message as ``text`` sends (a new branch); raises
+        :class:`~.branches.EditRefused` (an empty text, a turn no longer shown)."""
+        return branches.plan_edit(self._repo, conversation_id, turn_id, text)
+
+    def switch_branch(self, conversation_id: int, turn_id: int) -> None:
+        """Show (and continue) ``turn_id``'s branch, down to its newest turn; remembered
+        across restarts."""
+        branches.switch_to(self._repo, conversation_id, turn_id)

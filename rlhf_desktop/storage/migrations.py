@@ -137,4 +137,27 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE conversations ADD COLUMN model TEXT;
         """,
     ),
+    (
+        5,
+        "conversation branches: each turn's parent, each chat's active branch",
+        """
+        -- The turn this one continues (its history ends with that turn's reply); NULL: a
+        -- turn that starts the chat. Editing a message makes a sibling of its turn (the same
+        -- parent), so the old branch stays. Turns from before branches followed the turn
+        -- before them: that is written down here, so NULL means one thing only.
+        ALTER TABLE turns ADD COLUMN parent_turn_id INTEGER
+            REFERENCES turns(id) ON DELETE SET NULL;
+        UPDATE turns SET parent_turn_id = (
+            SELECT MAX(p.id) FROM turns p
+            WHERE p.conversation_id = turns.conversation_id AND p.id < turns.id);
+        CREATE INDEX turns_by_parent ON turns(parent_turn_id);
+
+        -- The last turn of the branch the chat shows and continues (remembered across
+        -- restarts); NULL: its newest turn.
+        ALTER TABLE conversations ADD COLUMN active_turn_id INTEGER
+            REFERENCES turns(id) ON DELETE SET NULL;
+        UPDATE conversations SET active_turn_id = (
+            SELECT MAX(t.id) FROM turns t WHERE t.conversation_id = conversations.id);
+        """,
+    ),
 ]

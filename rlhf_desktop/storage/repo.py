@@ -22,6 +22,7 @@ from rlhf_desktop.domain import (
     Turn,
 )
 from rlhf_desktop.storage.arena import ArenaQueries
+from rlhf_desktop.storage.branches import ACTIVE, BranchQueries, Parent
 from rlhf_desktop.storage.db import connect
 from rlhf_desktop.storage.labels import LabelQueries
 from rlhf_desktop.storage.pairs import (
@@ -42,7 +43,7 @@ def _messages_json(messages: Sequence[Message]) -> str:
     return json.dumps([m.to_dict() for m in messages], ensure_ascii=False)
 
 
-class Repository(ArenaQueries, LabelQueries, VersionQueries, PairQueries):
+class Repository(ArenaQueries, BranchQueries, LabelQueries, VersionQueries, PairQueries):
     """Typed access to the tables. Every write is one transaction, committed durably."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -144,13 +145,18 @@ class Repository(ArenaQueries, LabelQueries, VersionQueries, PairQueries):
 
     # ------------------------------------------------------------------ turns
 
-    def save_turn(self, turn: Turn) -> Turn:
-        """Insert a turn and its candidates in one transaction; fills in their ids."""
+    def save_turn(self, turn: Turn, parent: Parent = ACTIVE) -> Turn:
+        """Insert a turn and its candidates in one transaction; fills in their ids.
+
+        The turn continues ``parent`` (:data:`~rlhf_desktop.storage.branches.ACTIVE`: the
+        end of the conversation's active branch; None: it starts the chat) and becomes the
+        end of the active branch."""
         now = time.time()
         with self.transaction() as c:
+            parent_id = self._parent_of_new_turn(c, turn.conversation_id, parent)
             cur = c.execute(
                 "INSERT INTO turns (conversation_id, messages_json, provider, model, params_json,"
-                " created_at, blind) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " created_at, blind, parent_turn_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     turn.conversation_id,
                     _messages_json(turn.messages),
@@ -159,6 +165,7 @@ class Repository(ArenaQueries, LabelQueries, VersionQueries, PairQueries):
                     json.dumps(turn.params.to_dict()),
                     now,
                     int(turn.blind),
+                    parent_id,
                 ),
             )
             turn.id = int(cur.lastrowid or 0)
@@ -167,7 +174,8 @@ class Repository(ArenaQueries, LabelQueries, VersionQueries, PairQueries):
                 cand.turn_id = turn.id
                 cand.id = self._insert_candidate(c, turn.id, cand)
             c.execute(
-                "UPDATE conversations SET updated_at = ? WHERE id = ?", (now, turn.conversation_id)
+                "UPDATE conversations SET updated_at = ?, active_turn_id = ? WHERE id = ?",
+                (now, turn.id, turn.conversation_id),
             )
         return turn
 
@@ -256,7 +264,8 @@ class Repository(ArenaQueries, LabelQueries, VersionQueries, PairQueries):
         return self._turn_from_row(row)
 
     def list_turns(self, conversation_id: int) -> list[Turn]:
-        """The turns of a conversation, oldest first."""
+        """The turns of a conversation, oldest first, of every branch (the active branch:
+        :func:`rlhf_desktop.services.branches.active_turns`)."""
         rows = self.conn.execute(
             "SELECT id, conversation_id, messages_json, provider, model, params_json, created_at,"
             " blind, skipped_at"
