@@ -1,4 +1,6 @@
-"""The chat: turns with N streamed, ranked reply cards; sending, stopping, regenerating.
+"""The chat: turns with N streamed, ranked reply cards; sending, stopping, regenerating;
+editing and resending a message as a new branch, and browsing the branches (the rules:
+:mod:`rlhf_desktop.services.branches`).
 
 Picks, undo and per-reply actions are in :mod:`.chat_picks`; the message box in
 :mod:`.composer`; the empty page in :mod:`.empty_state`.
@@ -22,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from rlhf_desktop.domain import Candidate, Message, ModelVersion, last_user_text
+from rlhf_desktop.services.branches import ACTIVE, EditRefused, Parent
 from rlhf_desktop.services.chat import Listener, StorageError, TurnControl, TurnFailed
 from rlhf_desktop.services.labeling import Pick
 from rlhf_desktop.ui.backend import Backend
@@ -89,6 +92,7 @@ class ChatView(LabelActions, PickActions, QWidget):
         self.composer = Composer()
         self.composer.send_requested.connect(self.send_from_composer)
         self.composer.undo_empty.connect(self._undo_empty_composer)
+        self.composer.edit_last.connect(self.edit_last_message)
         self.composer.undid_typing.connect(lambda: self._say(
             "Undid typing in the message box · Alt+Z undoes the last pick"))
         self.send_button = QPushButton("Send")
@@ -129,6 +133,8 @@ class ChatView(LabelActions, PickActions, QWidget):
         widget.regenerate_requested.connect(self.regenerate_reply)
         widget.copied.connect(self._copied)
         widget.undo_requested.connect(self._undo_button)
+        widget.edit_requested.connect(self.resend_edit)
+        widget.branch_requested.connect(self.show_branch)
         self._attach_labels(widget)
         self.column_layout.insertWidget(self.column_layout.count() - 1, widget)
         self.widgets.append(widget)
@@ -198,9 +204,90 @@ class ChatView(LabelActions, PickActions, QWidget):
             self._add_widget(widget)
             widget.set_turn(turn)
             self.displayed(widget)
+        self._refresh_branches()
         if self.widgets:
             self.scroll_to(self.widgets[-1])
         self._update_buttons()
+
+    # ------------------------------------------------------------------ branches
+
+    def _refresh_branches(self) -> None:
+        """Each shown message's switcher ("‹ 2/3 ›"), as the service says."""
+        if self.conversation_id is None:
+            return
+        ids = [w.turn.id for w in self.widgets if w.turn is not None and w.turn.id is not None]
+        points = self.backend.session.conversations.branch_points(self.conversation_id, ids)
+        for widget in self.widgets:
+            turn_id = widget.turn.id if widget.turn is not None else None
+            widget.bubble.set_branch(points.get(turn_id) if turn_id is not None else None)
+
+    def edit_last_message(self) -> None:
+        """↑ in the empty message box: edit the last message shown."""
+        saved = [w for w in self.widgets if w.turn is not None and w.turn.id is not None]
+        if saved:
+            saved[-1].bubble.start_edit()
+            self._reveal(saved[-1].bubble)
+
+    def resend_edit(self, widget: TurnWidget, text: str) -> None:
+        """Send ``widget``'s message, edited to ``text``, as a new branch: the turns after
+        it leave the view (kept, behind its switcher) and the new turn streams. Refused,
+        the editor staying open, while replies stream and for an empty text."""
+        turn = widget.turn
+        if self.conversation_id is None or turn is None or turn.id is None:
+            return
+        if self.generating:
+            why = ("Replies are still streaming: wait for them or stop them (Esc), then send "
+                   "the edit.")
+            widget.bubble.refuse(why)
+            self._say(why)
+            return
+        try:
+            plan = self.backend.session.conversations.plan_edit(
+                self.conversation_id, turn.id, text)
+        except (EditRefused, StorageError) as exc:
+            widget.bubble.refuse(str(exc))
+            self._say(str(exc))
+            return
+        widget.bubble.cancel_edit()
+        self.cancel_tie()
+        self.warning.dismiss()
+        at = self.widgets.index(widget)
+        for old in self.widgets[at:]:
+            self.column_layout.removeWidget(old)
+            old.deleteLater()
+        del self.widgets[at:]
+        self.start_turn(plan.messages, parent=plan.parent)
+        self._say("Sent the edited message as a new branch · the earlier version stays: "
+                  "‹ › on the message shows it")
+
+    def show_branch(self, widget: TurnWidget, turn_id: int) -> None:
+        """Show the branch of ``widget``'s message that starts with ``turn_id``."""
+        if self.conversation_id is None:
+            return
+        if self.generating:
+            self._say("Replies are still streaming: wait for them or stop them (Esc), then "
+                      "switch versions")
+            return
+        at = self.widgets.index(widget) if widget in self.widgets else 0
+        focus = self.window().focusWidget()
+        button = focus.objectName() if focus in (widget.bubble.prev_button,
+                                                 widget.bubble.next_button) else ""
+        try:
+            self.backend.session.conversations.switch_branch(self.conversation_id, turn_id)
+        except StorageError as exc:
+            self._say(str(exc))
+            return
+        self._load(self.conversation_id)
+        if at < len(self.widgets):
+            shown = self.widgets[at]
+            self.follower.reveal(shown)
+            point = shown.bubble.branch
+            if point is not None:
+                self._say(f"Showing version {point.position} of {point.count} of this "
+                          "message and the replies after it")
+            again = shown.bubble.findChild(QPushButton, button) if button else None
+            if again is not None and again.isEnabled():  # the keyboard can step on
+                again.setFocus(Qt.FocusReason.OtherFocusReason)
 
     # ------------------------------------------------------------------ sending
 
@@ -257,24 +344,28 @@ class ChatView(LabelActions, PickActions, QWidget):
         elif not self.generating and widget.messages:
             widget.clear_error()
             widget.retry_button.hide()
+            parent: Parent = ACTIVE
             if widget.turn is None and widget is self.widgets[-1]:
                 self.column_layout.removeWidget(widget)  # never stored: replaced
                 self.widgets.remove(widget)
                 widget.deleteLater()
-            self.start_turn(list(widget.messages))
+                parent = widget.parent_turn  # an unsent edit still branches where it was
+            self.start_turn(list(widget.messages), parent=parent)
 
-    def start_turn(self, messages: list[Message], text: str | None = None) -> TurnWidget:
+    def start_turn(self, messages: list[Message], text: str | None = None,
+                   parent: Parent = ACTIVE) -> TurnWidget:
         """Create the turn's widget and stream its replies: the user's new ``text``, or
-        exactly ``messages`` again (regenerate, retry)."""
+        exactly ``messages`` (regenerate, retry, an edited message continuing ``parent``)."""
         settings = self.backend.settings
         n = self.backend.sampling_params().n  # in the arena: the sources' replies in all
         widget = TurnWidget(last_user_text(messages), n, self.renderer,
                             blind=settings.blind or settings.arena)
         widget.messages = messages
+        widget.parent_turn = parent
         self._add_widget(widget)
         widget.set_status(f"Generating {n} replies… (Esc stops them all; each reply has "
                           "its own Stop)")
-        self._start_task(self._run_turn(messages, widget, text), widget)
+        self._start_task(self._run_turn(messages, widget, text, parent), widget)
         self.scroll_to(widget)
         return widget
 
@@ -300,7 +391,7 @@ class ChatView(LabelActions, PickActions, QWidget):
             self._control.stop_all()
 
     async def _run_turn(self, messages: list[Message], widget: TurnWidget,
-                        text: str | None) -> None:
+                        text: str | None, parent: Parent = ACTIVE) -> None:
         self._control = control = TurnControl(widget.cards)
         blind = self.backend.settings.blind  # as it was when the turn was sent
         chat = await self.backend.wait_provider()
@@ -333,11 +424,12 @@ class ChatView(LabelActions, PickActions, QWidget):
                 assert self.conversation_id is not None
                 turn = await chat.send_messages(
                     self.conversation_id, messages, control,
-                    Listener(widget.on_delta, on_done, widget.on_restart))
+                    Listener(widget.on_delta, on_done, widget.on_restart), parent=parent)
         except TurnFailed as exc:
             widget.messages = list(exc.turn.messages)
             exc.turn.blind = exc.turn.blind or blind
             widget.set_turn(exc.turn)
+            self._refresh_branches()
             self.displayed(widget)
             self.conversation_changed.emit()
             self._reveal(widget.error_row)
@@ -349,6 +441,7 @@ class ChatView(LabelActions, PickActions, QWidget):
             return
         turn.blind = turn.blind or blind
         widget.set_turn(turn)
+        self._refresh_branches()
         self.displayed(widget)
         self.conversation_changed.emit()
         if control.cancel.is_set() or control.stopped:

@@ -95,6 +95,7 @@ class Composer(QPlainTextEdit):
 
     send_requested = Signal()
     undo_empty = Signal()
+    edit_last = Signal()  # ↑ in the empty box: edit the last message (as chat apps do)
     undid_typing = Signal()  # Ctrl+Z undid typing (the status bar says which undo happened)
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -112,6 +113,10 @@ class Composer(QPlainTextEdit):
         if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not (
                 event.modifiers() & Qt.KeyboardModifier.ShiftModifier):
             self.send_requested.emit()
+            return
+        if event.key() == Qt.Key.Key_Up and not event.modifiers() \
+                and not self.toPlainText():
+            self.edit_last.emit()
             return
         if event.matches(QKeySequence.StandardKey.Undo):
             if not self.document().isUndoAvailable():

@@ -36,6 +36,9 @@ SHORTCUTS: tuple[tuple[str, str], ...] = (
               "in the message box)"),
     ("Esc", "Stop generating (partial replies are kept); while ranking: cancel the ranking"),
     ("Ctrl+R", "Regenerate the turn"),
+    ("↑ in the empty message box", "Edit your last message (or Edit on any message): Enter "
+                                   "resends it as a new branch, Esc cancels; ‹ › on an "
+                                   "edited message shows its other versions"),
     ("Ctrl+N", "New chat"),
     ("Ctrl+F", "Search chats (on the dataset page: filter the pairs)"),
     ("Ctrl+1 / Ctrl+2 / Ctrl+3", "Chat / dataset / model view"),

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from rlhf_desktop.domain import Candidate, Message, Turn
+from rlhf_desktop.services.branches import ACTIVE, Parent
 from rlhf_desktop.services.chat import failed_indices
 from rlhf_desktop.services.turn_labels import model_rank
 from rlhf_desktop.ui.arena_turn import arena_status, keep_blind
@@ -92,6 +93,8 @@ class TurnWidget(QFrame):
     regenerate_requested = Signal(object, int)  # regenerate one reply
     copied = Signal(object, int)
     undo_requested = Signal(object)
+    edit_requested = Signal(object, str)  # (TurnWidget, the edited message) to resend
+    branch_requested = Signal(object, int)  # (TurnWidget, turn id of the branch to show)
 
     def __init__(self, prompt: str, n: int, renderer: MarkdownRenderer,
                  parent: QWidget | None = None, blind: bool = False) -> None:
@@ -107,6 +110,7 @@ class TurnWidget(QFrame):
         self.retry_action = "retry"
         self.regenerating: set[int] = set()  # replies streaming again (no pick meanwhile)
         self.undoable = False  # this turn holds the pick that Alt+Z undoes
+        self.parent_turn: Parent = ACTIVE  # what the turn continues (an edit: set)
         self.sort_by_score = False  # a revealed blind turn: the model's order, on request
         self.columns = 2
         self.fitter = ColumnFitter(self)
@@ -114,6 +118,9 @@ class TurnWidget(QFrame):
         """Why the cards rank as they do, and the turn's confidence (see turn_why.py)."""
 
         self.bubble = UserBubble(prompt, renderer)
+        self.bubble.edit_submitted.connect(lambda text: self.edit_requested.emit(self, text))
+        self.bubble.branch_requested.connect(
+            lambda turn_id: self.branch_requested.emit(self, turn_id))
         self.prompt_view = self.bubble.view
         user_row = QHBoxLayout()
         user_row.addStretch(1)
@@ -386,6 +393,8 @@ class TurnWidget(QFrame):
                else "Wait until the replies have finished" if busy or not saved else "")
         for card in self.cards.values():
             card.set_regenerate(not why and card.candidate is not None, why)
+        self.bubble.set_editable(saved, "Wait until the replies have finished (Esc stops "
+                                        "them), then edit" if busy else "")
         self.undo_button.setText(undo_text(self.turn))
         self.undo_button.setVisible(picked and self.undoable)
 
