@@ -1,6 +1,9 @@
-"""Import contracts: Qt stays in ui/ and app.py; widgets talk to services only; layers point
-one way. Each contract is also shown to fail on a module that breaks it."""
+"""Import contracts: Qt stays in ui/ and app.py; widgets talk to services only (never storage,
+providers, reward or tune); tune never imports services; core is pure (it imports only domain,
+the standard library and the numeric stack); layers point one way. Each contract is also shown
+to fail on a module that breaks it."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -11,11 +14,43 @@ import rlhf_desktop
 ROOT = Path(__file__).resolve().parent.parent
 
 
+CONTRACTS = (
+    "Qt stays in ui/, runtime/ and app.py",
+    "Widgets talk to services only: ui never imports storage, providers, reward or tune",
+    "tune never imports services",
+    "core is pure",
+    "Layers: ui -> runtime -> services -> tune -> storage/reward/providers -> config -> core",
+)
+
+
+def _words(text: str) -> str:
+    """lint-imports' report with its line wrapping undone."""
+    return " ".join(text.split())
+
+
 def test_import_linter_contracts_hold():
     exe = shutil.which("lint-imports") or str(Path(sys.executable).parent / "lint-imports")
     proc = subprocess.run([exe], cwd=ROOT, capture_output=True, text=True, timeout=110)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "Qt stays in ui/, runtime/ and app.py KEPT" in proc.stdout
+    report = _words(proc.stdout)
+    for name in CONTRACTS:
+        assert name in report, (name, proc.stdout)
+    assert "Qt stays in ui/, runtime/ and app.py KEPT" in report
+    assert "BROKEN" not in report
+
+
+def _lint_copy_with(tmp_path: Path, module: str, code: str) -> str:
+    """lint-imports on a copy of the package with one more module (``module``, a path under
+    rlhf_desktop/): its report, line wrapping undone; asserts that it failed."""
+    shutil.copytree(ROOT / "rlhf_desktop", tmp_path / "rlhf_desktop",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    (tmp_path / "rlhf_desktop" / module).write_text(code)
+    exe = shutil.which("lint-imports") or str(Path(sys.executable).parent / "lint-imports")
+    proc = subprocess.run([exe], cwd=tmp_path, capture_output=True, text=True, timeout=110,
+                          env={"PYTHONPATH": str(tmp_path), "PATH": ""})
+    assert proc.returncode != 0, proc.stdout
+    return _words(proc.stdout)
 
 
 def test_a_widget_importing_storage_breaks_the_contract(tmp_path: Path):
@@ -32,6 +67,79 @@ def test_a_widget_importing_storage_breaks_the_contract(tmp_path: Path):
     assert proc.returncode != 0, proc.stdout
     assert "Widgets talk to services only" in proc.stdout and "BROKEN" in proc.stdout
     assert "rlhf_desktop.ui.reaches_past -> rlhf_desktop.storage.repo" in proc.stdout
+
+
+def test_a_widget_importing_tune_breaks_the_contract(tmp_path: Path):
+    """A widget that lists tuned versions itself instead of asking a service: the layers
+    allow ui above tune, so it is the widgets' contract that must catch it."""
+    report = _lint_copy_with(tmp_path, "ui/lists_versions.py",
+                             "from rlhf_desktop.tune.versions import list_versions\n\n"
+                             "FIND = list_versions\n")
+    assert "Widgets talk to services only: ui never imports storage, providers, reward or " \
+        "tune BROKEN" in report
+    assert "rlhf_desktop.ui.lists_versions -> rlhf_desktop.tune.versions" in report
+
+
+def test_tune_importing_services_breaks_the_contract(tmp_path: Path):
+    """The tune process exporting its pairs through a service (as tune/runs.py once did)."""
+    report = _lint_copy_with(tmp_path, "tune/exports.py",
+                             "from rlhf_desktop.services.datasets import export_to_file\n\n"
+                             "EXPORT = export_to_file\n")
+    assert "tune never imports services: the tune process runs without the app's services " \
+        "BROKEN" in report
+    assert "rlhf_desktop.tune.exports -> rlhf_desktop.services.datasets" in report
+    assert "-> core -> domain BROKEN" in report  # the layers say so too
+
+
+def test_core_importing_storage_breaks_the_contract(tmp_path: Path):
+    """A rule in core that reads the database."""
+    report = _lint_copy_with(tmp_path, "core/reads_labels.py",
+                             "import sqlite3\n\n"
+                             "from rlhf_desktop.storage.repo import Repository\n\n"
+                             "REPO, DB = Repository, sqlite3\n")
+    assert "core is pure: no other layer, no Qt, no storage engine, no model runtime " \
+        "BROKEN" in report
+    assert "rlhf_desktop.core.reads_labels -> rlhf_desktop.storage.repo" in report
+    assert "rlhf_desktop.core.reads_labels -> sqlite3" in report
+
+
+CORE_MAY_IMPORT = {"rlhf_desktop.domain", "numpy", "sklearn", "threadpoolctl"}
+"""What core may import besides itself and the standard library: the domain dataclasses and
+the numeric stack of the Bradley-Terry fit."""
+
+_CORE_IMPORTS = """
+import json, sys
+import grimp
+graph = grimp.build_graph("rlhf_desktop", include_external_packages=True, cache_dir=None)
+core = {m for m in graph.modules if m == "rlhf_desktop.core" or m.startswith("rlhf_desktop.core.")}
+found = set()
+for module in core:
+    found |= graph.find_modules_directly_imported_by(module)
+print(json.dumps(sorted(found - core)))
+"""
+
+
+def _outside_imports_of_core(root: Path) -> set[str]:
+    proc = subprocess.run([sys.executable, "-c", _CORE_IMPORTS], cwd=root, capture_output=True,
+                          text=True, timeout=110, env={"PYTHONPATH": str(root), "PATH": ""})
+    assert proc.returncode == 0, proc.stderr
+    return {m for m in json.loads(proc.stdout)
+            if m not in CORE_MAY_IMPORT and m.split(".")[0] not in sys.stdlib_module_names}
+
+
+def test_core_imports_only_domain_the_standard_library_and_numbers():
+    assert _outside_imports_of_core(ROOT) == set()
+
+
+def test_core_importing_a_client_library_breaks_the_allowlist(tmp_path: Path):
+    """An allowlist, not a blocklist: any library outside it fails, here an HTTP client
+    and the config layer."""
+    shutil.copytree(ROOT / "rlhf_desktop", tmp_path / "rlhf_desktop",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "rlhf_desktop" / "core" / "fetches.py").write_text(
+        "import httpx\n\nfrom rlhf_desktop.config import Settings\n\nGET, S = httpx.get, "
+        "Settings\n")
+    assert _outside_imports_of_core(tmp_path) == {"httpx", "rlhf_desktop.config"}
 
 
 def test_core_import_does_not_load_heavy_libraries():

@@ -14,7 +14,7 @@ from rlhf_desktop.domain import CandidateSource
 from rlhf_desktop.tune.options import TuneConfig
 
 __all__ = ["ACTIVE", "STATES", "TunePlan", "TuneSnapshot", "ab_notice", "apply_event",
-           "make_plan", "pid_runs_tune"]
+           "make_plan", "pid_runs_tune", "tuned_versions"]
 
 STATES = ("idle", "preparing", "running", "cancelling", "done", "failed", "cancelled")
 ACTIVE = ("preparing", "running", "cancelling")
@@ -276,6 +276,24 @@ def run_rate(run_dir: Path) -> float | None:
         return None
     mean_step = sum(seconds.values()) / len(seconds)
     return mean_step / pairs_per_step if pairs_per_step > 0 else None
+
+
+def tuned_versions() -> list[tuple[int, str]]:
+    """The tuned chat-model versions in this data folder, as (number, label), base first."""
+    found: list[tuple[int, str]] = [(0, "the base model (v0)")]
+    try:
+        from rlhf_desktop.tune.versions import list_versions
+
+        versions = list_versions()
+    except OSError:
+        return found
+    for v in versions:
+        when = str(v.manifest.get("created_at", ""))[:10]
+        pairs = v.manifest.get("pairs") or v.manifest.get("pairs_used")
+        extra = ", ".join(x for x in (f"tuned {when}" if when else "",
+                                      f"{pairs} pairs" if isinstance(pairs, int) else "") if x)
+        found.append((v.version, f"v{v.version}" + (f" ({extra})" if extra else "")))
+    return found
 
 
 def seconds_per_pair() -> tuple[float, str]:

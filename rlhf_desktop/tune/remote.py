@@ -1,7 +1,7 @@
 """``rlhf-desktop tune --remote``: a DPO fine-tuning job on Azure OpenAI or OpenAI.
 
 The stored pairs are exported as ``openai-dpo`` lines and every line is checked with
-:func:`~rlhf_desktop.core.formats.validate_openai_dpo` before anything is sent. The
+:func:`~rlhf_desktop.providers.openai_dpo.validate_openai_dpo` before anything is sent. The
 account comes from the provider resolution (:func:`rlhf_desktop.providers.select.resolve`);
 nothing is uploaded without a confirmation naming the endpoint's host and the number of
 pairs (a ``y/N`` prompt on a terminal, or ``--yes``). The key is read only to build the
@@ -86,7 +86,8 @@ def make_client(account: Account) -> Any:
 
 def training_file() -> tuple[bytes, int]:
     """The stored pairs as ``openai-dpo`` JSONL, every line validated; (bytes, pairs)."""
-    from rlhf_desktop.core.formats import FormatError, export_lines, validate_openai_dpo
+    from rlhf_desktop.core.formats import FormatError, export_lines
+    from rlhf_desktop.providers.openai_dpo import validate_openai_dpo
     from rlhf_desktop.storage.repo import Repository
 
     repo = Repository.open()

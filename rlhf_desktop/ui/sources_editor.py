@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from rlhf_desktop.config import Settings
 from rlhf_desktop.domain import CandidateSource
+from rlhf_desktop.services.tuning_state import tuned_versions
 
 SOURCE_PROVIDERS = (
     ("auto", "The chat's provider"),
@@ -41,24 +42,6 @@ SOURCE_PROVIDERS = (
 MAX_REPLIES = 8  # in all, over every source of the arena (Settings.validate)
 CHATS_TEMPERATURE = -0.1  # the spin box's special value: the chat's temperature
 VERSION_TIP = "A version made by “Tune the chat model” (or rlhf-desktop tune)"
-
-
-def tuned_versions() -> list[tuple[int, str]]:
-    """The tuned chat-model versions in this data folder, as (number, label), base first."""
-    found: list[tuple[int, str]] = [(0, "the base model (v0)")]
-    try:
-        from rlhf_desktop.tune.versions import list_versions
-
-        versions = list_versions()
-    except OSError:
-        return found
-    for v in versions:
-        when = str(v.manifest.get("created_at", ""))[:10]
-        pairs = v.manifest.get("pairs") or v.manifest.get("pairs_used")
-        extra = ", ".join(x for x in (f"tuned {when}" if when else "",
-                                      f"{pairs} pairs" if isinstance(pairs, int) else "") if x)
-        found.append((v.version, f"v{v.version}" + (f" ({extra})" if extra else "")))
-    return found
 
 
 @dataclass

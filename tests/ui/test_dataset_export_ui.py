@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from rlhf_desktop.core.formats import validate_openai_dpo
 from rlhf_desktop.domain import Candidate, Message, SamplingParams, Turn
+from rlhf_desktop.providers.openai_dpo import validate_openai_dpo
 from rlhf_desktop.services.export_folder import ALL_FORMATS
 from rlhf_desktop.services.labeling import LabelingService
 from rlhf_desktop.storage.repo import Repository

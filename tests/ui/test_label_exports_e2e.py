@@ -17,7 +17,8 @@ import pytest
 import yaml
 from PySide6.QtCore import Qt
 
-from rlhf_desktop.core.formats import parse_record, validate_openai_dpo
+from rlhf_desktop.core.formats import parse_record
+from rlhf_desktop.providers.openai_dpo import validate_openai_dpo
 from rlhf_desktop.services.export_folder import ALL_FORMATS, FolderExport, export_folder
 from rlhf_desktop.ui.main_window import MainWindow
 from rlhf_desktop.ui.turn_widget import TurnWidget
