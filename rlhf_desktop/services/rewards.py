@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from rlhf_desktop import config
-from rlhf_desktop.core.pick_rules import is_whole_reply
+from rlhf_desktop.core.pick_rules import is_whole_reply, reply_key
 from rlhf_desktop.domain import Candidate, ModelVersion, PreferencePair
 from rlhf_desktop.reward.embedder import Embedder
 from rlhf_desktop.reward.hf_ranker import p_better
@@ -183,8 +183,9 @@ class RewardService:
 
     def explain_replies(self, prompt: str, candidates: Sequence[Candidate]) -> TurnExplanation:
         """:meth:`explain` of a turn's whole replies only (the confidence compares the top
-        two whole replies, never two failures); a failed, stopped or empty reply gets an
-        all-zero :class:`ScoreParts` in its place, so ``parts`` stays one per candidate."""
+        two different whole replies, never two failures nor two copies); a failed, stopped
+        or empty reply gets an all-zero :class:`ScoreParts` in its place, so ``parts`` stays
+        one per candidate."""
         whole = [i for i, c in enumerate(candidates) if is_whole_reply(c)]
         blank = ScoreParts(score=0.0, style=0.0, content=0.0, style_vs_mean=0.0,
                            content_vs_mean=0.0, drivers=())
@@ -192,11 +193,17 @@ class RewardService:
         if not whole:
             return TurnExplanation(version=self.scoring_version, parts=parts, p_top=None,
                                    unsure=True, metric="no whole reply to rank")
-        why = self.explain(prompt, [candidates[i].text for i in whole])
-        if len(why.parts) != len(whole):
+        # Identical replies (pick_rules.same_reply) are one reply, a tie by design: each is
+        # explained once, so the confidence compares the top two *different* replies.
+        first: dict[str, int] = {}
+        for i in whole:
+            first.setdefault(reply_key(candidates[i].text), i)
+        why = self.explain(prompt, [candidates[i].text for i in first.values()])
+        if len(why.parts) != len(first):
             return replace(why, parts=[])
-        for i, part in zip(whole, why.parts, strict=True):
-            parts[i] = part
+        by_key = dict(zip(first, why.parts, strict=True))
+        for i in whole:
+            parts[i] = by_key[reply_key(candidates[i].text)]
         return replace(why, parts=parts)
 
     def explain(self, prompt: str, replies: Sequence[str]) -> TurnExplanation:

@@ -42,14 +42,30 @@ def main_reason(part: ScoreParts) -> str:
     return f"Mostly {bigger} moved it {way}."
 
 
-def confidence_text(why: TurnExplanation) -> tuple[str, str]:
-    """(badge text, tooltip) for the turn header."""
+def confidence_text(why: TurnExplanation, top: int = 1, runner_up: int | None = 2,
+                    copies: tuple[int, ...] = ()) -> tuple[str, str]:
+    """(badge text, tooltip) for the turn header: how sure the model is that the reply at
+    place ``top`` beats ``runner_up``, the best reply that is *different* from it (places
+    are 1-based). ``copies`` are the places of the replies that are the same reply as the
+    top one (a tie by design, never compared); None for ``runner_up``: every whole reply is
+    the same reply."""
+    same = ""
+    if copies:
+        places = ", ".join(f"#{p}" for p in copies)
+        same = (f" {places} {'is' if len(copies) == 1 else 'are'} the same reply as #{top}: "
+                "a tie, not compared.")
+    if runner_up is None:
+        if not copies or why.version is None:
+            return "", ""
+        return (f"top replies are the same (#{top}, " + ", ".join(f"#{p}" for p in copies)
+                + ")", "The replies are the same reply: a pick among them is saved as a tie, "
+                "so there is nothing to rank between them.")
     if why.p_top is None:
         return "", ""
     pct = f"{why.p_top * 100:.0f} %"
-    tip = (f"Reward model v{why.version}: P(#1 is better than #2) = {pct}, calibrated on "
-           f"your labels. Below {why.unsure_below * 100:.0f} % the ranking is unsure, and "
-           f"your pick teaches the model most. ({why.metric})")
+    tip = (f"Reward model v{why.version}: P(#{top} is better than #{runner_up}) = {pct}, "
+           f"calibrated on your labels. Below {why.unsure_below * 100:.0f} % the ranking is "
+           f"unsure, and your pick teaches the model most. ({why.metric}){same}")
     if why.unsure:
-        return f"unsure · #1 beats #2: {pct}", tip
-    return f"#1 beats #2: {pct}", tip
+        return f"unsure · #{top} beats #{runner_up}: {pct}", tip
+    return f"#{top} beats #{runner_up}: {pct}", tip

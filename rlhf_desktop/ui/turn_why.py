@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 import shiboken6
 from PySide6.QtWidgets import QLabel
 
+from rlhf_desktop.core.pick_rules import is_whole_reply, ranked, same_reply
+from rlhf_desktop.domain import Candidate
 from rlhf_desktop.services.rewards import TurnExplanation
 from rlhf_desktop.ui.backend import Backend
 from rlhf_desktop.ui.score_why import UNSURE_COLOR, card_why, confidence_text
@@ -81,9 +83,29 @@ class TurnWhy:
             if card is not None:
                 card.set_why(card_why(part, w.place(card), len(w.cards), why.version,
                                       w.version()))
-        text, tip = confidence_text(why)
+        text, tip = confidence_text(why, *self.compared())
         self.label.setText(text)
         self.label.setToolTip(tip)
         self.label.setStyleSheet(
-            f"color: {UNSURE_COLOR}; border: 1px solid {UNSURE_COLOR};" if why.unsure else "")
+            f"color: {UNSURE_COLOR}; border: 1px solid {UNSURE_COLOR};"
+            if why.unsure and why.p_top is not None else "")
         self.label.setVisible(bool(text))
+
+    def compared(self) -> tuple[int, int | None, tuple[int, ...]]:
+        """The 1-based places of the top whole reply and of the best one different from it
+        (None: none is), and of the top one's copies (:func:`same_reply`), which the
+        confidence never compares: they are a tie by design."""
+        w = self.widget
+        whole = ranked([c for c in w.turn.candidates if is_whole_reply(c)]) \
+            if w.turn is not None else []
+        if not whole or whole[0].index not in w.cards:
+            return 1, 2, ()
+
+        def place(cand: Candidate) -> int:
+            return w.place(w.cards[cand.index]) + 1
+
+        top = whole[0]
+        copies = [c for c in whole[1:] if same_reply(c.text, top.text)]
+        runner = next((c for c in whole[1:] if not same_reply(c.text, top.text)), None)
+        return (place(top), place(runner) if runner is not None else None,
+                tuple(sorted(place(c) for c in copies)))

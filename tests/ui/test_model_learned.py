@@ -169,14 +169,14 @@ def test_card_says_why_it_ranked_here_and_the_turn_how_sure(loop: asyncio.Abstra
         assert "#1 beats #2: " in widget.confidence.text()
         assert "P(#1 is better than #2)" in widget.confidence.toolTip()
 
-        # Two replies the model cannot tell apart: the header says it is unsure.
+        # Two identical replies: a tie by design, never a 50 % coin toss.
         twin = run(loop, chat.rank(make_turn([short("cook rice"), short("cook rice")])))
         other = TurnWidget("How do I cook pasta?", 2, MarkdownRenderer())
         other.why.backend = backend
         qtbot.addWidget(other)  # type: ignore[attr-defined]
         other.set_turn(twin)
         run(loop, wait_until(lambda: other.why.explanation is not None, 60, "explanation"))
-        assert other.confidence.text() == "unsure · #1 beats #2: 50 %"
+        assert other.confidence.text() == "top replies are the same (#1, #2)"
         run(loop, backend.aclose())
 
 
