@@ -24,7 +24,8 @@ class RegenerateRefused(RuntimeError):
 
 
 def is_arena_turn(turn: Turn) -> bool:
-    """Whether ``turn``'s replies came from the arena's candidate sources."""
+    """Whether ``turn``'s replies came from the arena's candidate sources (also an old turn
+    stored before its provider was named "arena": its replies carry an origin)."""
     return turn.provider == ARENA or any(c.origin for c in turn.candidates)
 
 

@@ -15,22 +15,21 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtWidgets import QLabel, QWidget
 
 from rlhf_desktop.domain import Turn
+from rlhf_desktop.services.chat_arena import is_arena_turn
 from rlhf_desktop.ui.label_view import LABEL_KEYS
 
 if TYPE_CHECKING:
     from rlhf_desktop.ui.turn_widget import TurnWidget
 
-ARENA = "arena"  # Turn.provider of an arena turn
 SOURCE_NAME_CHARS = 28  # longer names are cut on the badge (its tooltip has the whole name)
 KIND_WORDS = {"auto": "the chat's provider", "azure": "Azure OpenAI", "openai": "OpenAI",
               "compatible": "OpenAI-compatible server", "local": "Built-in model"}
 
 
 def is_arena(turn: Turn | None) -> bool:
-    """Whether ``turn`` drew its replies from candidate sources (also an old turn stored
-    before its provider was named "arena": its replies carry an origin)."""
-    return turn is not None and (turn.provider == ARENA or any(
-        c.origin for c in turn.candidates))
+    """Whether ``turn`` drew its replies from candidate sources (the rule:
+    :func:`~rlhf_desktop.services.chat_arena.is_arena_turn`); False without a turn."""
+    return turn is not None and is_arena_turn(turn)
 
 
 def origin_details(origin: dict[str, Any]) -> str:
