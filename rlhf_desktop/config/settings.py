@@ -40,7 +40,7 @@ class Settings:
     train_on_cut_pairs: bool = False
     """Train the reward model on pairs whose rejected reply was cut at max tokens too. Off by
     default: cut replies are the longest, so such pairs teach "shorter wins" (see
-    storage/pick_rules.py); a low max tokens can leave every pair out, and the error says so."""
+    core/pick_rules.py); a low max tokens can leave every pair out, and the error says so."""
     azure_endpoint: str = ""
     azure_deployment: str = ""
     azure_api_version: str = "2024-08-01-preview"
