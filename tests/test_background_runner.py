@@ -309,3 +309,77 @@ def test_waiting_for_a_handle_does_not_cancel_it(runner: BackgroundRunner) -> No
         return await handle
 
     assert asyncio.run(main()) == "trained"
+
+
+def test_a_job_given_outside_the_running_loop_still_calls_back_on_the_current_loop() -> None:
+    """A Qt slot may run while qasync's loop is set but not running (window tests click
+    between runs): the outcome still waits for that loop, never runs on the worker."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    runner = BackgroundRunner()
+    try:
+        got: list[bool] = []
+        handle = runner.run(lambda _job: 1, on_success=lambda _v: got.append(
+            threading.current_thread() is threading.main_thread()))
+
+        async def settled() -> None:
+            await handle.wait()
+
+        loop.run_until_complete(settled())
+        loop.run_until_complete(asyncio.sleep(0))
+        assert got == [True]
+    finally:
+        runner.close()
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+def test_widgets_run_background_work_only_through_the_runner() -> None:
+    """No widget reaches for an executor or a thread of its own: ``run_in_executor``,
+    ``ThreadPoolExecutor`` and ``threading.Thread`` appear nowhere under rlhf_desktop/ui."""
+    from pathlib import Path
+
+    import rlhf_desktop.ui
+
+    root = Path(rlhf_desktop.ui.__file__).parent
+    found = [f"{path.relative_to(root)}:{n}: {line.strip()}"
+             for path in sorted(root.rglob("*.py"))
+             for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+             if any(word in line for word in ("run_in_executor", "ThreadPoolExecutor",
+                                               "threading.Thread"))]
+    assert found == []
+
+
+def test_the_leaderboard_stepped_outside_the_running_loop_waits_for_its_job() -> None:
+    """A window test once logged ``RuntimeError: no running event loop`` from the model
+    page's leaderboard: Qt stepped its task while qasync's loop was set but not running, and
+    ``ModelService.leaderboard`` asked asyncio for the running loop. Through the runner it
+    suspends on the job instead, and finishes on the loop."""
+    from rlhf_desktop.services.hooks import SessionHooks
+    from rlhf_desktop.services.labeling import LabelingService
+    from rlhf_desktop.services.models import ModelService
+    from rlhf_desktop.services.retraining import Retrainer
+    from rlhf_desktop.services.rewards import RewardService
+    from rlhf_desktop.storage.repo import Repository
+    from tests.fakes import HashEmbedder
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    repo = Repository.open()
+    rewards = RewardService(embedder=HashEmbedder())  # type: ignore[arg-type]
+    retrainer = Retrainer(repo, rewards)
+    models = ModelService(repo, retrainer, rewards, SessionHooks(), LabelingService(repo))
+    step = models.leaderboard()
+    try:
+        waiting = step.send(None)  # one step of its task, no loop running
+        loop.run_until_complete(waiting)
+        with pytest.raises(StopIteration) as finished:
+            step.send(None)
+        board = finished.value.value
+        assert board.standings == []  # no arena turns labeled yet
+    finally:
+        step.close()
+        retrainer.shutdown()
+        repo.close()
+        asyncio.set_event_loop(None)
+        loop.close()

@@ -60,6 +60,21 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
+def _current_loop() -> asyncio.AbstractEventLoop | None:
+    """The running loop, else the one set as this thread's current loop (a Qt slot runs
+    outside qasync's ``run_until_complete`` in tests), without creating one as
+    :func:`asyncio.get_event_loop` would."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    local = getattr(asyncio.get_event_loop_policy(), "_local", None)
+    loop = getattr(local, "_loop", None)
+    if isinstance(loop, asyncio.AbstractEventLoop) and not loop.is_closed():
+        return loop
+    return None
+
+
 class Job:
     """What a job's function receives in its worker thread."""
 
@@ -265,14 +280,18 @@ class BackgroundRunner:
 
     # ------------------------------------------------------------------ internals
 
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Deliver outcomes on ``loop`` from now on (by default: the loop running, or set as
+        the thread's current one, when a job is given)."""
+        self._loop = loop
+
     def _bind(self) -> None:
-        """Remember the loop the first job was given on (a closed one is replaced)."""
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
+        """Remember the loop of the first job (a closed one is replaced)."""
+        if self._loop is not None and not self._loop.is_closed():
             return
-        if self._loop is None or self._loop.is_closed():
-            self._loop = running
+        current = _current_loop()
+        if current is not None:
+            self._loop = current
 
     def _executor(self, lane: str) -> concurrent.futures.ThreadPoolExecutor:
         if self.closed:

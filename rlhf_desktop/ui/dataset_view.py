@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -329,15 +328,13 @@ class DatasetView(QWidget):
         raised, and returns 0."""
         self.export_button.setEnabled(False)
         self.count_label.setText("Exporting…")
-        loop = asyncio.get_running_loop()
+        runner = self.backend.session.runner
         try:
             if fmt == FOLDER:
-                done: FolderExport = await loop.run_in_executor(
-                    None, self.datasets.export_folder, path)
+                done: FolderExport = await runner.call(self.datasets.export_folder, path)
                 count = done.rows("jsonl")
             else:
-                count = await loop.run_in_executor(None, self.datasets.export, fmt, path,
-                                                   parquet)
+                count = await runner.call(self.datasets.export, fmt, path, parquet)
         except (OSError, ValueError) as exc:  # ExportError is a ValueError
             self.last_export_error = f"Could not export to {path}: {exc}"
             QMessageBox.warning(self, "Export failed", self.last_export_error)

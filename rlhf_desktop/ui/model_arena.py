@@ -103,7 +103,8 @@ class HabitsPanel(QFrame):
 
 
 class LeaderboardPanel(QFrame):
-    """The sources, strongest first; computed in a worker thread (``updated`` when shown)."""
+    """The sources, strongest first; computed in the session's background runner
+    (``updated`` when shown)."""
 
     updated = Signal()
 
@@ -143,7 +144,7 @@ class LeaderboardPanel(QFrame):
 
     def refresh(self) -> None:
         """Reload from the database now if the panel is shown, else when it is (the fit
-        runs in a worker thread and is cached until the arena labels change)."""
+        runs in the background runner and is cached until the arena labels change)."""
         self._stale = True
         if self.isVisible():
             self._start()
@@ -160,24 +161,24 @@ class LeaderboardPanel(QFrame):
             return
         self._stale = False
         self.loading = True
-        self.backend.spawn(self._load(), "arena leaderboard")
+        # callbacks on the loop; none once the session (and its runner) closed
+        self.backend.session.models.load_leaderboard(self._loaded, self._failed)
 
-    async def _load(self) -> None:
-        try:
-            board = await self.backend.session.models.leaderboard()
-        except Exception as exc:  # a failed fit must not break the page; say it there
-            log.exception("arena leaderboard")
-            if shiboken6.isValid(self):
-                self.note.setText(f"The leaderboard could not be computed: {exc}")
-            return
-        finally:
-            self.loading = False
+    def _loaded(self, board: Leaderboard) -> None:
+        self.loading = False
         if not shiboken6.isValid(self):  # the window closed meanwhile
             return
         self.show_board(board)
         if self._again:
             self._again = False
             self._start()
+
+    def _failed(self, exc: BaseException) -> None:
+        """A failed fit must not break the page; say it there."""
+        self.loading = False
+        log.error("arena leaderboard", exc_info=exc)
+        if shiboken6.isValid(self):
+            self.note.setText(f"The leaderboard could not be computed: {exc}")
 
     def show_board(self, board: Leaderboard) -> None:
         """Fill the table and the sentences from ``board``."""

@@ -4,17 +4,16 @@ model's on the same pairs, and the choice between them (``Settings.ranker``).
 
 Everything goes through :class:`~rlhf_desktop.services.ranker_eval.RankerEvalService`; the
 comparison (it loads the ranker and scores up to a hundred pairs, minutes on two cores) runs
-in a worker thread, and its progress is polled, so the window never waits for it.
+in the session's background runner, which brings its progress and result back to the loop,
+so the window never waits for it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 import shiboken6
-from PySide6.QtCore import QTimer
 from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
@@ -35,10 +34,9 @@ from rlhf_desktop.services.ranker_eval import (
     accuracy_text,
     describe,
 )
+from rlhf_desktop.services.runner import Job
 
 log = logging.getLogger(__name__)
-
-POLL_MS = 300
 
 
 def ranker_label(info: RankerInfo) -> str:
@@ -66,7 +64,6 @@ class RankerPanel(QWidget):
                                            or RankerEvalService.for_session(session))
         self.comparing = False
         self.last: Comparison | None = None
-        self._progress: tuple[int, int] = (0, 0)
 
         title = QLabel("Which model ranks the replies")
         title.setObjectName("kpiValue")
@@ -109,9 +106,6 @@ class RankerPanel(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.result)
-        self.timer = QTimer(self)
-        self.timer.setInterval(POLL_MS)
-        self.timer.timeout.connect(self._show_progress)
         self.refresh()
 
     # ------------------------------------------------------------------ view
@@ -175,43 +169,41 @@ class RankerPanel(QWidget):
         if not folder or self.comparing:
             return
         self.comparing = True
-        self._progress = (0, 0)
         self.compare_button.setEnabled(False)
         self.progress.setRange(0, 0)
         self.progress.show()
         self.result.setText("Loading the ranker and scoring the pairs…")
-        self.timer.start()
-        self.backend.spawn(self._compare(folder, self.test_file.text().strip()),
-                           "compare rankers")
+        test_file = self.test_file.text().strip()
 
-    def _on_progress(self, done: int, total: int) -> None:  # worker thread: no Qt here
-        self._progress = (done, total)
+        def compare(job: Job) -> Comparison:  # the runner's worker: no Qt here
+            return self.service.compare(folder, test_file,
+                                        progress=lambda done, total: job.report((done, total)))
 
-    def _show_progress(self) -> None:
-        done, total = self._progress
-        if total:
+        self.backend.session.runner.run(compare, self._compared, self._compare_failed,
+                                        self._show_progress, name="compare rankers")
+
+    def _show_progress(self, value: tuple[int, int]) -> None:
+        done, total = value
+        if total and shiboken6.isValid(self):
             self.progress.setRange(0, total)
             self.progress.setValue(done)
             self.progress.setFormat(f"{done} of {total} pairs")
 
-    async def _compare(self, folder: str, test_file: str) -> None:
-        loop = asyncio.get_running_loop()
-        text = ""
-        try:
-            self.last = await loop.run_in_executor(
-                None, lambda: self.service.compare(folder, test_file,
-                                                   progress=self._on_progress))
-            text = describe(self.last)
-        except ConfigError as exc:
-            text = str(exc)
-        except Exception as exc:  # never leave the panel spinning
-            log.exception("comparing the rankers failed")
-            text = f"The comparison failed: {type(exc).__name__}: {exc}"
-        finally:
-            self.comparing = False
+    def _compared(self, comparison: Comparison) -> None:
+        self.last = comparison
+        self._finish(describe(comparison))
+
+    def _compare_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, ConfigError):
+            self._finish(str(exc))
+            return
+        log.error("comparing the rankers failed", exc_info=exc)  # never leave it spinning
+        self._finish(f"The comparison failed: {type(exc).__name__}: {exc}")
+
+    def _finish(self, text: str) -> None:
+        self.comparing = False
         if not shiboken6.isValid(self):  # the window closed meanwhile
             return
-        self.timer.stop()
         self.progress.hide()
         self.result.setText(text)
         self.refresh()

@@ -13,10 +13,10 @@ it says that tuning needs a Python install.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
@@ -506,15 +506,20 @@ class TunePanel(QWidget):
         """Prepare the upload in a worker, then ask (naming account and pairs)."""
         self.remote_button.setEnabled(False)
         self.remote_status.setText("Checking your pairs and the account…")
-        self.backend.spawn(self._prepare_remote(self.remote_model.text()), "prepare remote")
+        model = self.remote_model.text()
+        self.backend.session.runner.run(lambda _job: self.service.remote.prepare(model),
+                                        self._ask_remote, self._remote_refused,
+                                        name="prepare remote")
 
-    async def _prepare_remote(self, model: str) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            offer = await loop.run_in_executor(None, self.service.remote.prepare, model)
-        except RemoteError as exc:
+    def _remote_refused(self, exc: BaseException) -> None:
+        if not isinstance(exc, RemoteError):
+            log.error("preparing the remote job failed", exc_info=exc)
+        if shiboken6.isValid(self):
             self.remote_status.setText(f"Not sent: {exc}")
             self.remote_button.setEnabled(True)
+
+    def _ask_remote(self, offer: RemoteOffer) -> None:
+        if not shiboken6.isValid(self):  # the window closed meanwhile
             return
         self._offer = offer
         box = QMessageBox(QMessageBox.Icon.Question, "Send your pairs?",
