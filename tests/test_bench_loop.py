@@ -80,7 +80,7 @@ PROMPTS = ["What is the capital of France? One short sentence.",
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)  # ~70 CPU-s (one tune step in a subprocess); minutes on a busy machine
+@pytest.mark.timeout(1500)  # ~150 CPU-s (two one-step tunes in subprocesses); minutes when busy
 def test_tiny_loop_run_end_to_end(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
@@ -95,7 +95,8 @@ def test_tiny_loop_run_end_to_end(tmp_path: Path) -> None:
     loop.main(["--taste", f"{taste}:short", "--picks", "5", "--held-out", "3",
                "--max-tokens", "64", "--max-steps", "1", "--quick", "--no-gold",
                "--data", str(data), "--work", str(tmp_path / "work"),
-               "--out-file", str(out), "--nice", "0"])
+               "--out-file", str(out), "--nice", "0",
+               "--arms", "system", "rm", "tuned", "amplified"])
     result = json.loads(out.read_text(encoding="utf-8"))
     assert result["prompts"] == {"distinct": 8, "held_out": 3}
     rec = result["tastes"]["my_taste:short"]["picks"]["5"]
@@ -103,7 +104,11 @@ def test_tiny_loop_run_end_to_end(tmp_path: Path) -> None:
     assert rec["labels"] + rec["skipped_all_degenerate"] == 5 and rec["pairs"] > 0
     assert rec["exported_pairs"] == rec["pairs"]
     assert rec["tunes"]["new"]["steps"] == 1
-    assert set(rec["arms"]) == {"base", "system", "noise", "rm_best_of_4", "tuned_new"}
+    amp = rec["amplification"]  # arm 6 went through the app's gate (5 picks: rarely open)
+    assert amp["reason"] and amp["used"] == (amp["pairs"] > 0)
+    amplified = {"tuned_new_amplified"} if amp["used"] else set()
+    assert set(rec["arms"]) == {"base", "system", "noise", "rm_best_of_4", "tuned_new",
+                                *amplified}
     for arm, a in rec["arms"].items():
         assert set(a["guards"]) == {"mean_words", "cut_share", "distinct_2", "on_topic_share",
                                     "hh_rm_score"}
