@@ -46,6 +46,22 @@ class EditBox(QPlainTextEdit):
     send_requested = Signal()
     cancelled = Signal()
 
+    MAX_LINES = 12
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setTabChangesFocus(True)
+        self.document().documentLayout().documentSizeChanged.connect(self._fit)
+        self._fit()
+
+    def _fit(self) -> None:
+        """As tall as the message (2 to :attr:`MAX_LINES` lines), then it scrolls."""
+        lines = int(self.document().size().height())
+        shown = max(2, min(self.MAX_LINES, lines))
+        chrome = self.height() - self.viewport().height()
+        margin = int(2 * self.document().documentMargin())
+        self.setFixedHeight(self.fontMetrics().lineSpacing() * shown + margin + max(chrome, 4))
+
     def event(self, event: QEvent) -> bool:
         """Claim Esc before the window's shortcut sees it."""
         if event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent) \
@@ -129,8 +145,6 @@ class UserBubble(QFrame):
         self.editor = QFrame()
         self.editor.setObjectName("messageEditor")
         self.edit_box = EditBox()
-        self.edit_box.setTabChangesFocus(True)
-        self.edit_box.setMinimumHeight(60)
         self.edit_box.send_requested.connect(self._submit)
         self.edit_box.cancelled.connect(self.cancel_edit)
         self.edit_note = QLabel("Enter sends as a new branch · Shift+Enter adds a line · "
@@ -221,11 +235,14 @@ class UserBubble(QFrame):
         self.edit_box.setFocus(Qt.FocusReason.OtherFocusReason)
 
     def cancel_edit(self) -> None:
-        """Close the editor; the message stays as it was."""
+        """Close the editor; the message stays as it was (the focus goes back to Edit)."""
+        typing = self.edit_box.hasFocus()
         self.editor.hide()
         self.view.show()
         self.toggle.setVisible(self.head is not None)
         self.edit_button.show()
+        if typing:
+            self.edit_button.setFocus(Qt.FocusReason.OtherFocusReason)
 
     def refuse(self, why: str) -> None:
         """The edit was not sent: say why in the editor, which stays open."""

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
 
 from rlhf_desktop.ui.main_window import MainWindow
 from rlhf_desktop.ui.turn_widget import TurnWidget
@@ -76,6 +77,8 @@ def test_edit_and_resend_branches_and_the_old_branch_stays_browsable(
         # Edit opens the message in an inline editor; Enter sends it as a new branch.
         click(w2.bubble.edit_button)
         assert w2.bubble.editing and w2.bubble.edit_box.toPlainText() == "Name a fruit"
+        box = w2.bubble.edit_box  # as tall as the message, not a page of blank lines
+        assert box.height() < 5 * box.fontMetrics().lineSpacing()
         w2.bubble.edit_box.selectAll()
         QTest.keyClicks(w2.bubble.edit_box, "Name a vegetable")
         QTest.keyClick(w2.bubble.edit_box, Qt.Key.Key_Return)
@@ -109,6 +112,7 @@ def test_edit_and_resend_branches_and_the_old_branch_stays_browsable(
         assert "empty" in edited.bubble.edit_note.text()
         QTest.keyClick(edited.bubble.edit_box, Qt.Key.Key_Escape)
         assert not edited.bubble.editing and edited.bubble.view.isVisible()
+        assert QApplication.focusWidget() is edited.bubble.edit_button  # the keyboard stays
 
         # ‹ shows the old branch again, with its later turn and its pick.
         click(edited.bubble.prev_button)
