@@ -32,8 +32,9 @@ from collections.abc import Sequence
 from rlhf_desktop.domain import Candidate, Turn
 
 __all__ = ["CUT", "NOT_WHOLE", "RuleError", "context_reply", "is_cut", "is_whole_reply",
-           "no_rejected_message", "rank_key", "ranked", "ranking_pairs", "rejected_side",
-           "reply_key", "same_as", "same_reply", "why_left_out"]
+           "model_rank", "model_scored", "model_top", "no_rejected_message", "rank_key",
+           "rankable", "ranked", "ranking_pairs", "rejected_side", "reply_key", "same_as",
+           "same_replies", "same_reply", "why_left_out"]
 
 NOT_WHOLE = frozenset({"error", "cancelled", "content_filter"})
 """Finish reasons of replies that did not end as the model meant them to."""
@@ -100,6 +101,47 @@ def rank_key(candidate: Candidate) -> tuple[bool, float, int]:
 def ranked(candidates: Sequence[Candidate]) -> list[Candidate]:
     """``candidates`` in rank order (:func:`rank_key`)."""
     return sorted(candidates, key=rank_key)
+
+
+def rankable(turn: Turn) -> list[Candidate]:
+    """The replies of ``turn`` a ranking may order: saved, generated, whole replies (not
+    failed, stopped or empty; not the user's rewrite)."""
+    return [c for c in turn.candidates
+            if c.id is not None and c.source != "edit" and is_whole_reply(c)]
+
+
+def same_replies(turn: Turn) -> dict[int, list[int]]:
+    """For each whole generated reply of ``turn`` that is the same reply as others
+    (:func:`same_reply`), their candidate indices: what a card says as "same as Reply 2"
+    (a pick never stores a pair between them)."""
+    whole = [c for c in turn.candidates if c.source != "edit" and is_whole_reply(c)]
+    found: dict[int, list[int]] = {}
+    for cand in whole:
+        same = [c.index for c in same_as(whole, cand)]
+        if same:
+            found[cand.index] = same
+    return found
+
+
+def model_scored(turn: Turn) -> list[Candidate]:
+    """The replies the model ranked: scored, whole (failed ones are never ranked), not a
+    rewrite."""
+    return [c for c in turn.candidates if c.model_version is not None and c.score is not None
+            and is_whole_reply(c) and c.source != "edit"]
+
+
+def model_top(turn: Turn) -> int | None:
+    """The id of the reply the model ranked first (None when the turn was not scored)."""
+    scored = model_scored(turn)
+    return ranked(scored)[0].id if scored else None
+
+
+def model_rank(turn: Turn, candidate_id: int | None) -> int | None:
+    """1-based rank of a reply in the model's order (None when unscored or not a reply)."""
+    for rank, cand in enumerate(ranked(model_scored(turn)), start=1):
+        if cand.id == candidate_id:
+            return rank
+    return None
 
 
 def context_reply(turn: Turn) -> Candidate | None:

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from rlhf_desktop.core.pick_rules import (
     RuleError,
     is_whole_reply,
-    ranked,
+    model_rank,
+    model_top,
     ranking_pairs,
     rejected_side,
     same_as,
@@ -81,27 +82,6 @@ class PositionBias:
                 f"(chance {self.chance:.0%}, {self.picks} pick{'s' if self.picks != 1 else ''})")
 
 
-def _scored(turn: Turn) -> list[Candidate]:
-    """The replies the model ranked: scored, whole (failed ones are never ranked), not a
-    rewrite."""
-    return [c for c in turn.candidates if c.model_version is not None and c.score is not None
-            and is_whole_reply(c) and c.source != "edit"]
-
-
-def _top(turn: Turn) -> int | None:
-    scored = _scored(turn)
-    return ranked(scored)[0].id if scored else None
-
-
-def model_rank(turn: Turn, candidate_id: int | None) -> int | None:
-    """1-based rank of a reply in the model's order (None when unscored or not a reply)."""
-    scored = _scored(turn)
-    for rank, cand in enumerate(ranked(scored), start=1):
-        if cand.id == candidate_id:
-            return rank
-    return None
-
-
 class LabelingService:
     """Records labels and undoes the last one."""
 
@@ -133,7 +113,7 @@ class LabelingService:
                     if is_whole_reply(c) and c.id is not None]
             if same:
                 return self.tie(turn, [candidate_id, *same])
-        top = _top(turn)
+        top = model_top(turn)
         label = self.repo.record_pick(turn.id, candidate_id, reason=reason,
                                       model_top_candidate_id=top, against=against,
                                       shown=Shown.of(turn, self._clock()))
@@ -148,7 +128,7 @@ class LabelingService:
     def tie(self, turn: Turn, candidate_ids: Sequence[int]) -> Pick:
         """Two or more replies equally good: a tie label, no pairs."""
         assert turn.id is not None
-        label = self.repo.record_tie(turn.id, candidate_ids, model_top_candidate_id=_top(turn),
+        label = self.repo.record_tie(turn.id, candidate_ids, model_top_candidate_id=model_top(turn),
                                      shown=Shown.of(turn, self._clock()))
         self._forget_edits(turn)
         tied = tuple(dict.fromkeys(candidate_ids))
@@ -163,7 +143,7 @@ class LabelingService:
         with the first. ``Pick.pairs`` is the number of pairs; ``model_rank`` where the model
         ranked the user's first."""
         assert turn.id is not None
-        top = _top(turn)
+        top = model_top(turn)
         generated = [c for c in turn.candidates if c.source != "edit"]
         try:  # refuses a bad order before writing
             pairs = len(ranking_pairs(generated, order))
@@ -183,7 +163,7 @@ class LabelingService:
     def all_bad(self, turn: Turn) -> Pick:
         """Every reply is bad: a flag on the turn (exported), never pairs."""
         assert turn.id is not None
-        label = self.repo.record_all_bad(turn.id, model_top_candidate_id=_top(turn),
+        label = self.repo.record_all_bad(turn.id, model_top_candidate_id=model_top(turn),
                                          shown=Shown.of(turn, self._clock()))
         self._forget_edits(turn)
         turn.chosen_candidate_id = None
@@ -195,7 +175,7 @@ class LabelingService:
         the conversation continues with it. Returns the label and the new candidate."""
         assert turn.id is not None
         label, cand = self.repo.record_edit(turn.id, candidate_id, text,
-                                            model_top_candidate_id=_top(turn),
+                                            model_top_candidate_id=model_top(turn),
                                             shown=Shown.of(turn, self._clock()))
         self._forget_edits(turn)
         turn.candidates.append(cand)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from rlhf_desktop.core.pick_rules import is_whole_reply, same_as
 from rlhf_desktop.domain import Candidate, Turn
 from rlhf_desktop.services.hooks import SessionHooks
 from rlhf_desktop.services.labeling import (
@@ -17,30 +16,9 @@ from rlhf_desktop.services.labeling import (
     LabelingService,
     Pick,
     PositionBias,
-    model_rank,
 )
 
-__all__ = ["TurnLabels", "is_whole_reply", "model_rank", "rankable", "same_replies"]
-
-
-def rankable(turn: Turn) -> list[Candidate]:
-    """The replies of ``turn`` a ranking may order: saved, generated, whole replies (not
-    failed, stopped or empty; not the user's rewrite)."""
-    return [c for c in turn.candidates
-            if c.id is not None and c.source != "edit" and is_whole_reply(c)]
-
-
-def same_replies(turn: Turn) -> dict[int, list[int]]:
-    """For each whole generated reply of ``turn`` that is the same reply as others
-    (:func:`~rlhf_desktop.core.pick_rules.same_reply`), their candidate indices: what a
-    card says as "same as Reply 2" (a pick never stores a pair between them)."""
-    whole = [c for c in turn.candidates if c.source != "edit" and is_whole_reply(c)]
-    found: dict[int, list[int]] = {}
-    for cand in whole:
-        same = [c.index for c in same_as(whole, cand)]
-        if same:
-            found[cand.index] = same
-    return found
+__all__ = ["TurnLabels"]
 
 
 class TurnLabels:

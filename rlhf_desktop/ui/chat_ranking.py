@@ -18,8 +18,9 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QApplication, QWidget
 
+from rlhf_desktop.core.pick_rules import rankable
 from rlhf_desktop.services.labeling import Pick, StorageError
-from rlhf_desktop.services.turn_labels import TurnLabels, rankable
+from rlhf_desktop.services.turn_labels import TurnLabels
 from rlhf_desktop.ui.backend import Backend
 from rlhf_desktop.ui.label_view import ordinal
 from rlhf_desktop.ui.label_widgets import RANK_KEY, LabelBar, RankKeys

@@ -9,9 +9,9 @@ import random
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from rlhf_desktop.core.pick_rules import model_rank, same_replies
 from rlhf_desktop.domain import Candidate, Turn
 from rlhf_desktop.services.chat import failed_indices, ranked
-from rlhf_desktop.services.turn_labels import model_rank, same_replies
 
 if TYPE_CHECKING:
     from rlhf_desktop.ui.turn_widget import TurnWidget
