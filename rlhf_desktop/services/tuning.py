@@ -1,7 +1,7 @@
 """Tuning the chat model from the window (Qt-free): a local DPO LoRA run on the user's pairs.
 
 :class:`TuningService` wraps the command line's machinery (:mod:`rlhf_desktop.tune`):
-``start()`` exports the stored pairs into a new run folder (in a worker thread) and starts
+``start()`` exports the stored pairs into a new run folder (a background-runner job) and starts
 ``python -m rlhf_desktop.tune`` in its own process at nice 19 — never in the window's
 process. The run trains, converts the adapter to GGUF and registers chat-model version N.
 :meth:`TuningService.snapshot` reads the run's progress file (never blocking) and says where
@@ -13,7 +13,10 @@ on: the next turns compare them blind. Remote DPO jobs are in :mod:`.tuning_remo
 (``service.remote``).
 
 The window polls :meth:`snapshot` (cheap); ``on_change`` is also called, from any thread,
-when the state changes.
+when the state changes. Work off the loop runs as jobs of the session's
+:class:`~rlhf_desktop.services.runner.BackgroundRunner` (no threads of its own): exporting
+before a run (lane ``tune-prepare``), measuring the pairs (``tune-fit``) and reading the
+effect measurement's output as it comes (``tune-effect``: its progress lines are the events).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from rlhf_desktop import config
 from rlhf_desktop.config import Settings
 from rlhf_desktop.domain import CandidateSource
 from rlhf_desktop.services.arena import ArenaService
+from rlhf_desktop.services.runner import BackgroundRunner
 from rlhf_desktop.services.tune_install import InstallSnapshot, TuneInstall
 from rlhf_desktop.services.tuning_effect import PROMPTS as EFFECT_PROMPTS
 from rlhf_desktop.services.tuning_effect import Effect, load_effect
@@ -90,11 +94,15 @@ class TuningService:
                  apply: Callable[[Settings], None] | None = None,
                  on_change: Callable[[], None] | None = None,
                  overrides: dict[str, Any] | None = None, nice: int = 19,
-                 module: str = "rlhf_desktop.tune", python: str = sys.executable) -> None:
+                 module: str = "rlhf_desktop.tune", python: str = sys.executable,
+                 runner: BackgroundRunner | None = None) -> None:
         """``settings`` returns the settings in use; ``apply`` saves-and-uses new ones (for
         :meth:`use_version`); ``overrides`` are TuneConfig values every run gets (tests,
-        benchmarks); ``module`` is the child's entry point."""
+        benchmarks); ``module`` is the child's entry point; ``runner`` the session's (default:
+        one of its own, closed by :meth:`close`)."""
         self.data_dir = Path(data_dir)
+        self._own_runner = runner is None
+        self._runner = runner if runner is not None else BackgroundRunner()
         self._settings = settings
         self._arena = arena
         self._apply = apply
@@ -115,7 +123,6 @@ class TuningService:
         self._snap = TuneSnapshot()
         self._started: float | None = None
         self._cancel_requested = False
-        self._worker: threading.Thread | None = None
         self.use_cut_pairs = True
         """Tune on the pairs whose rejected reply was cut at max tokens too (the default:
         a whole reply preferred over one that stops mid-sentence is a real preference, and
@@ -140,6 +147,7 @@ class TuningService:
             session.apply_settings(settings)
             session.spawn(session.rebuild_provider(), "rebuild provider")
 
+        kwargs.setdefault("runner", session.runner)
         return cls(config.data_dir(), lambda: session.settings, session.arena, apply=apply,
                    **kwargs)
 
@@ -211,10 +219,9 @@ class TuningService:
             busy = self._fit_proc is not None and self._fit_proc.poll() is None
             if not pairs or busy or (self._fit is not None and self._fit[0] == key):
                 return False
-            thread = threading.Thread(target=self._measure, args=(key,), daemon=True,
-                                      name="tune-fit-check")
             self._fit_proc = _Pending()
-            thread.start()
+            self._runner.run(lambda _job: self._measure(key), lane="tune-fit",
+                             name="measure the pairs")
         return True
 
     def _measure(self, key: tuple[Any, ...]) -> None:
@@ -291,9 +298,8 @@ class TuningService:
             self._cancel_requested = False
             self._started = time.monotonic()
             self._snap = TuneSnapshot(state="preparing", message=message, elapsed_s=0.0)
-            self._worker = threading.Thread(target=self._prepare_and_start, args=(prepare,),
-                                            name="tune-prepare", daemon=True)
-            self._worker.start()
+            self._runner.run(lambda _job: self._prepare_and_start(prepare),
+                             lane="tune-prepare", name="prepare a tuning run")
         self._changed()
         return self.snapshot()
 
@@ -372,6 +378,8 @@ class TuningService:
                 self._effect_proc.kill()  # a measurement is cheap to start again
         self.install.close()
         self.remote.close()
+        if self._own_runner:
+            self._runner.close()
 
     # ------------------------------------------------------------------ snapshot
 
@@ -423,8 +431,8 @@ class TuningService:
                 f"Chat model v{version} is ready" if version is not None
                 else "Training finished (no chat-model version was made)") + late)
             if version is not None and self.measure_after_run and not self._closed:
-                threading.Thread(target=self.measure_effect, args=(version,), daemon=True,
-                                 name="tune-effect-start").start()
+                self._runner.run(lambda _job: self.measure_effect(version),
+                                 name="start measuring the effect")
         elif code == 3 or (code < 0 and self._cancel_requested):  # < 0: ended by a signal
             step = self._snap.checkpoint_step
             self._snap = replace(self._snap, state="cancelled", message=(
@@ -517,8 +525,8 @@ class TuningService:
             self._effect_note = (f"Measuring tuned v{version} against the base on up to "
                                  f"{prompts} of your past prompts (one reply each, low "
                                  "priority)…")
-        threading.Thread(target=self._follow_effect, args=(proc, version), daemon=True,
-                         name="tune-effect").start()
+        self._runner.run(lambda _job: self._follow_effect(proc, version), lane="tune-effect",
+                         name="follow the effect measurement")
         self._changed()
         return True
 
