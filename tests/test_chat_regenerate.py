@@ -7,13 +7,13 @@ import asyncio
 
 import pytest
 
+from rlhf_desktop.core.pick_rules import failed_indices
 from rlhf_desktop.domain import Message, SamplingParams
 from rlhf_desktop.services.chat import (
     ChatService,
     Listener,
     TurnControl,
     TurnFailed,
-    failed_indices,
 )
 from rlhf_desktop.services.rewards import RewardService
 from rlhf_desktop.storage.repo import Repository, StorageError

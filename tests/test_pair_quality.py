@@ -14,11 +14,11 @@ import pytest
 
 from rlhf_desktop.core.formats import FormatError, parse_record
 from rlhf_desktop.core.leaderboard import turn_battles
-from rlhf_desktop.core.pick_rules import same_reply
+from rlhf_desktop.core.pick_rules import ranked, same_reply
 from rlhf_desktop.domain import Candidate, Message, PreferencePair, SamplingParams, Turn
 from rlhf_desktop.reward.training import TrainConfig, TrainingError, training_pairs
 from rlhf_desktop.services import datasets
-from rlhf_desktop.services.chat import ChatService, history, ranked
+from rlhf_desktop.services.chat import ChatService, history
 from rlhf_desktop.services.labeling import LabelingService
 from rlhf_desktop.services.rewards import RewardService
 from rlhf_desktop.storage.pairs import NOTE_CUT, NOTE_SAME

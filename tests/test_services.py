@@ -6,9 +6,10 @@ import asyncio
 
 import pytest
 
+from rlhf_desktop.core.pick_rules import ranked
 from rlhf_desktop.domain import Candidate, Message, PreferencePair, SamplingParams
 from rlhf_desktop.reward.model import MODEL_FILENAME
-from rlhf_desktop.services.chat import ChatService, TurnFailed, history, ranked
+from rlhf_desktop.services.chat import ChatService, TurnFailed, history
 from rlhf_desktop.services.labeling import LabelingService
 from rlhf_desktop.services.retraining import Retrainer
 from rlhf_desktop.services.rewards import RewardService

@@ -139,10 +139,11 @@ def cmd_chat(args: argparse.Namespace) -> int:
 async def _chat(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from rlhf_desktop.core.pick_rules import ranked
     from rlhf_desktop.domain import SamplingParams
     from rlhf_desktop.providers import ProviderError, choose_provider
     from rlhf_desktop.providers.arena import choose_arena
-    from rlhf_desktop.services.chat import ChatService, TurnFailed, ranked
+    from rlhf_desktop.services.chat import ChatService, TurnFailed
     from rlhf_desktop.services.rewards import RewardService
     from rlhf_desktop.storage.repo import Repository
 

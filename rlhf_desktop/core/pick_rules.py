@@ -31,7 +31,8 @@ from collections.abc import Sequence
 
 from rlhf_desktop.domain import Candidate, Turn
 
-__all__ = ["CUT", "NOT_WHOLE", "RuleError", "context_reply", "is_cut", "is_whole_reply",
+__all__ = ["CUT", "NOT_WHOLE", "RuleError", "context_reply", "failed_indices", "is_cut",
+           "is_whole_reply",
            "model_rank", "model_scored", "model_top", "no_rejected_message", "rank_key",
            "rankable", "ranked", "ranking_pairs", "rejected_side", "reply_key", "same_as",
            "same_replies", "same_reply", "why_left_out"]
@@ -83,6 +84,12 @@ def same_as(candidates: Sequence[Candidate], candidate: Candidate) -> list[Candi
     return [c for c in candidates
             if c is not candidate and (c.id is None or c.id != candidate.id)
             and c.text.strip() and reply_key(c.text) == key]
+
+
+def failed_indices(turn: Turn) -> list[int]:
+    """Replies of ``turn`` that failed or came back empty (what "Retry failed" asks again);
+    a reply stopped with Esc that kept text is not among them."""
+    return [c.index for c in turn.candidates if c.error or not c.text.strip()]
 
 
 def is_cut(candidate: Candidate) -> bool:

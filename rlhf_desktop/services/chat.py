@@ -46,15 +46,10 @@ from rlhf_desktop.storage.repo import Repository, StorageError
 log = logging.getLogger(__name__)
 
 __all__ = ["ChatService", "Listener", "RegenerateRefused", "Regenerated", "StorageError",
-           "TurnControl", "TurnFailed", "failed_indices", "history", "ranked"]
+           "TurnControl", "TurnFailed", "history"]
 
 ProviderFor = Callable[[str], Awaitable[Provider]]
 """The chat's provider with another model (built off the event loop)."""
-
-
-def failed_indices(turn: Turn) -> list[int]:
-    """Replies of ``turn`` that failed or came back empty (they cannot be picked)."""
-    return [c.index for c in turn.candidates if c.error or not c.text.strip()]
 
 
 def reply_for_context(turn: Turn) -> Candidate | None:
@@ -67,12 +62,6 @@ def every_reply_failed(turn: Turn) -> bool:
     """Whether the turn has replies and every one failed (an error and no text)."""
     return bool(turn.candidates) and all(
         c.error is not None and not c.text.strip() for c in turn.candidates)
-
-
-def ranked(candidates: list[Candidate]) -> list[Candidate]:
-    """Whole replies best score first, then failed, stopped and empty ones
-    (:func:`~rlhf_desktop.core.pick_rules.ranked`)."""
-    return pick_rules.ranked(candidates)
 
 
 def history(turns: list[Turn]) -> list[Message]:

@@ -19,9 +19,9 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QWidget
 
-from rlhf_desktop.core.pick_rules import is_whole_reply, same_replies
+from rlhf_desktop.core.pick_rules import failed_indices, is_whole_reply, same_replies
 from rlhf_desktop.domain import Candidate
-from rlhf_desktop.services.chat import Listener, StorageError, TurnControl, failed_indices
+from rlhf_desktop.services.chat import Listener, StorageError, TurnControl
 from rlhf_desktop.services.labeling import Pick
 from rlhf_desktop.ui.backend import Backend
 from rlhf_desktop.ui.composer import Composer, alt_digit, plain_digit

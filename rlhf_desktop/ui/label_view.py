@@ -9,9 +9,8 @@ import random
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from rlhf_desktop.core.pick_rules import model_rank, same_replies
+from rlhf_desktop.core.pick_rules import failed_indices, model_rank, ranked, same_replies
 from rlhf_desktop.domain import Candidate, Turn
-from rlhf_desktop.services.chat import failed_indices, ranked
 
 if TYPE_CHECKING:
     from rlhf_desktop.ui.turn_widget import TurnWidget

@@ -23,10 +23,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from rlhf_desktop.core.pick_rules import model_rank
+from rlhf_desktop.core.pick_rules import failed_indices, model_rank
 from rlhf_desktop.domain import Candidate, Message, Turn
 from rlhf_desktop.services.branches import ACTIVE, Parent
-from rlhf_desktop.services.chat import failed_indices
 from rlhf_desktop.ui.arena_turn import arena_status, keep_blind
 from rlhf_desktop.ui.card_columns import ColumnFitter
 from rlhf_desktop.ui.cards import CandidateCard
