@@ -113,6 +113,16 @@ class MainWindow(OrderlyClose):
         backend.conversations_changed.connect(self.sidebar.refresh)
         self._retrain_status(backend.session.models.status())
         QGuiApplication.styleHints().colorSchemeChanged.connect(self._scheme_changed)
+        self.open_latest()
+
+    def open_latest(self) -> None:
+        """On start: the most recent chat (the first of the list), where the user left off;
+        nothing is created. A data folder without chats starts with the empty new chat."""
+        latest = self.sidebar.latest()
+        if latest is not None:
+            self.sidebar.highlight(latest)
+            self.chat.show_conversation(latest)
+            self._show_chat_summary()
 
     def _scheme_changed(self, scheme: Qt.ColorScheme) -> None:
         """The system switched between light and dark: follow it."""

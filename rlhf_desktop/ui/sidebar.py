@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import time
 
-from PySide6.QtCore import QPoint, Qt, QTimer, Signal
+from PySide6.QtCore import QPoint, Qt, QTextBoundaryFinder, QTimer, Signal
 from PySide6.QtWidgets import (
     QInputDialog,
     QLineEdit,
@@ -34,9 +34,23 @@ def display_title(title: str, first_prompt: str | None) -> str:
     flat = " ".join(first_prompt.split())
     if len(flat) <= AUTO_TITLE_CHARS or title != first_prompt[:AUTO_TITLE_CHARS].strip():
         return title  # short, or renamed by the user
-    head = " ".join(title.split())[:36].rstrip()
-    tail = flat[-34:].lstrip()
+    head = " ".join(title.split())
+    head = head[:grapheme_cut(head, 36)].rstrip()
+    tail = flat[grapheme_cut(flat, len(flat) - 34, before=False):].lstrip()
     return f"{head} … {tail}"
+
+
+def grapheme_cut(text: str, at: int, before: bool = True) -> int:
+    """The grapheme boundary nearest to code point ``at`` (at or before it; with ``before``
+    False, at or after it), so a cut never splits an emoji sequence (👨‍👩‍👧‍👦, 🇫🇷, 👍🏽) or
+    a letter from its marks."""
+    at = max(0, min(at, len(text)))
+    finder = QTextBoundaryFinder(QTextBoundaryFinder.BoundaryType.Grapheme, text)
+    finder.setPosition(len(text[:at].encode("utf-16-le")) // 2)  # Qt counts UTF-16 units
+    if not finder.isAtBoundary():
+        finder.toPreviousBoundary() if before else finder.toNextBoundary()
+    units = finder.position()
+    return len(text.encode("utf-16-le")[:units * 2].decode("utf-16-le"))
 
 
 def tooltip(title: str, first_prompt: str | None, chat: ChatSettings | None = None) -> str:
@@ -144,6 +158,11 @@ class Sidebar(QWidget):
                 item.setSelected(True)
                 self.list.setCurrentItem(item)
         self.list.blockSignals(False)
+
+    def latest(self) -> int | None:
+        """The most recently updated chat (None: there is none yet)."""
+        convs = self.conversations.list()
+        return convs[0].id if convs else None
 
     def _clicked(self, item: QListWidgetItem) -> None:
         self.current_id = int(item.data(ID_ROLE))
