@@ -54,10 +54,11 @@ def test_the_sentence_says_the_effect_its_interval_and_its_caveat(tmp_path: Path
                     low=0.58, high=0.77, ranker="reward model v4", agreement=0.71,
                     agreement_pairs=35, agreement_basis="blind")
     words = effect_words(effect)
-    assert words.startswith("Tuned v2 wins 69 % (58–77 %) against the base on 40 of your past "
+    assert words.startswith("Chat model v2 (tuned) wins 69 % (58–77 %) against the base on 40 "
+                            "of your past "
                             "prompts"), words
     assert "judged by your reward model v4, which agrees with your blind picks 71 %" in words
-    assert "not you" in words and "Try v2 blind against the base" in words
+    assert "not you" in words and "Try chat model v2 (tuned) blind against the base" in words
     (tmp_path / "effect.json").write_text("{broken", encoding="utf-8")
     assert load_effect(tmp_path) is None
 

@@ -130,14 +130,15 @@ def blind_agreement(pairs: Sequence[PreferencePair]) -> tuple[float | None, int]
 
 
 def effect_words(effect: Effect) -> str:
-    """E.g. "Tuned v2 wins 68 % (58–77 %) against the base on 40 of your past prompts,
+    """E.g. "Chat model v2 (tuned) wins 68 % (58–77 %) against the base on 40 of your past prompts,
     judged by your ranker, which agrees with your blind picks 71 % of the time"."""
     n = effect.prompts
     if effect.rate is None:
-        return f"Tuned v{effect.version}: no past prompts to measure it on yet."
+        return f"Chat model v{effect.version} (tuned): no past prompts to measure it on yet."
     interval = ("" if effect.low is None or effect.high is None
                 else f" ({effect.low * 100:.0f}–{effect.high * 100:.0f} %)")
-    head = (f"Tuned v{effect.version} wins {effect.rate * 100:.0f} %{interval} against the "
+    head = (f"Chat model v{effect.version} (tuned) wins {effect.rate * 100:.0f} %{interval} "
+            "against the "
             f"base on {n} of your past prompt{'s' if n != 1 else ''} ({effect.wins} won, "
             f"{effect.losses} lost, {effect.ties} tied), judged by your {effect.ranker}")
     if effect.agreement is None:
@@ -150,7 +151,7 @@ def effect_words(effect: Effect) -> str:
                  f"(cross-validated; too few blind picks to check it on those)")
     caveat = (". The judge is a model of your taste, not you, and these prompts were among "
               "those it was tuned on (the replies are new); 95 % interval over prompts. Your "
-              f"own check: Try v{effect.version} blind against the base.")
+              f"own check: Try chat model v{effect.version} (tuned) blind against the base.")
     return head + judge + caveat
 
 

@@ -292,7 +292,7 @@ def tuned_versions() -> list[tuple[int, str]]:
         pairs = v.manifest.get("pairs") or v.manifest.get("pairs_used")
         extra = ", ".join(x for x in (f"tuned {when}" if when else "",
                                       f"{pairs} pairs" if isinstance(pairs, int) else "") if x)
-        found.append((v.version, f"v{v.version}" + (f" ({extra})" if extra else "")))
+        found.append((v.version, f"chat model v{v.version}" + (f" ({extra})" if extra else "")))
     return found
 
 

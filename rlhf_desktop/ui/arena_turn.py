@@ -38,7 +38,8 @@ def origin_details(origin: dict[str, Any]) -> str:
     parts = [KIND_WORDS.get(provider, provider)] if provider else []
     version = origin.get("chat_model_version")
     if provider == "local":
-        parts.append(f"tuned v{version}" if isinstance(version, int) and version else "base")
+        parts.append(f"chat model v{version} (tuned)" if isinstance(version, int) and version
+                     else "base")
     elif origin.get("model"):
         parts.append(str(origin["model"]))
     temperature = origin.get("temperature")

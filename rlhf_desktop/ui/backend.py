@@ -63,10 +63,10 @@ def retrain_text(status: RetrainStatus, latest: ModelVersion | None,
         return f"Training the reward model…{pct}{stage}{queued}"
     parts = []
     if latest is not None and (early_accuracy or latest.labels >= EARLY_LABELS):
-        parts.append(f"model v{latest.version} · CV accuracy {accuracy_text(latest)} · "
+        parts.append(f"reward model v{latest.version} · CV accuracy {accuracy_text(latest)} · "
                      f"{latest.pairs} pairs")
     elif latest is not None:
-        parts.append(f"model v{latest.version} · {latest.pairs} pairs · accuracy shown from "
+        parts.append(f"reward model v{latest.version} · {latest.pairs} pairs · accuracy shown from "
                      f"{EARLY_LABELS} labels")
     else:
         parts.append("reward model untrained")

@@ -105,17 +105,17 @@ class LearnedPanel(QFrame):
         """Fill the words and the plot from ``learned``."""
         self.preferences = learned.preferences
         if learned.version is None:
-            self.subtitle.setText("No trained model yet: pick the best reply a few times, "
+            self.subtitle.setText("No trained reward model yet: pick the best reply a few times, "
                                   "then train.")
             self.sentences.setText("")
         elif not learned.preferences:
-            self.subtitle.setText(f"Model v{learned.version} was trained before the model "
-                                  "had style features: train again to see them.")
+            self.subtitle.setText(f"Reward model v{learned.version} was trained before the "
+                                  "reward model had style features: train again to see them.")
             self.sentences.setText("")
         else:
             found = [p for p in learned.preferences if p.clear]
             self.subtitle.setText(
-                f"Model v{learned.version}, from {learned.labels:,} labels · "
+                f"Reward model v{learned.version}, from {learned.labels:,} labels · "
                 f"{len(found)} of {len(learned.preferences)} style preferences found "
                 "(an effect counts when it is at least 2 standard deviations from zero)")
             self.sentences.setText(sentences_html(learned.preferences))

@@ -351,7 +351,7 @@ class TunePanel(QWidget):
         self.resume_button.setVisible(snap.can_resume)
         self.ab_button.setVisible(snap.state == "done" and bool(snap.version))
         if snap.version:
-            self.ab_button.setText(f"Try v{snap.version} blind against the base")
+            self.ab_button.setText(f"Try chat model v{snap.version} (tuned) blind against the base")
         self._render_effect(snap)
 
     def _render_effect(self, snap: TuneSnapshot) -> None:
@@ -370,7 +370,7 @@ class TunePanel(QWidget):
         self.effect_button.setVisible(newest is not None and effect is None
                                       and measuring is None and not snap.active)
         if newest is not None:
-            self.effect_button.setText(f"Measure v{newest}'s effect on your past prompts")
+            self.effect_button.setText(f"Measure chat model v{newest} (tuned) on your past prompts")
         if measuring is not None:
             self.timer.start()  # follow the measurement's progress
 
@@ -380,7 +380,7 @@ class TunePanel(QWidget):
         if [self.version_box.itemData(i) for i in range(self.version_box.count())] != versions:
             self.version_box.clear()
             for v in versions:
-                self.version_box.addItem("the base model" if v == 0 else f"tuned v{v}", v)
+                self.version_box.addItem(f"chat model v{v} (tuned)" if v else "the base model", v)
         index = self.version_box.findData(chosen)
         if index >= 0 and index != self.version_box.currentIndex():
             self.version_box.setCurrentIndex(index)
@@ -500,7 +500,7 @@ class TunePanel(QWidget):
             self._notify(f"Cannot switch the chat model: {exc}")
             return
         self._notify("The built-in model now chats with "
-                     + ("the base model" if version == 0 else f"tuned v{version}") + ".")
+                     + (f"chat model v{version} (tuned)" if version else "the base model") + ".")
 
     def send_remote(self) -> None:
         """Prepare the upload in a worker, then ask (naming account and pairs)."""

@@ -74,8 +74,8 @@ class VersionsTable(QTableWidget):
             button = QPushButton("In use" if row.in_use else "Use")
             button.setEnabled(not row.in_use and not busy)
             button.setToolTip("The reward model that ranks now" if row.in_use else
-                              f"Rank with v{row.version} from now on (the chat re-ranks the "
-                              "turn waiting for your pick)")
+                              f"Rank with reward model v{row.version} from now on (the chat "
+                              "re-ranks the turn waiting for your pick)")
             button.clicked.connect(lambda _=False, v=row.version: self.on_use(v))
             self.setCellWidget(r, USE_COLUMN, button)
             widest = max(widest, button.sizeHint().width() + 8)

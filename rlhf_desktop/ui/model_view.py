@@ -71,7 +71,7 @@ class ModelView(QWidget):
         self.backend = backend
         self.dark = dark
         boxes = [kpi("current reward model"), kpi("cross-validated pairwise accuracy"),
-                 kpi("model agreed with you"), kpi("labels · preference pairs")]
+                 kpi("reward model agreed with you"), kpi("labels · preference pairs")]
         self.version_value, self.accuracy_value = boxes[0][1], boxes[1][1]
         self.agree_value, self.labels_value = boxes[2][1], boxes[3][1]
         self.agree_caption = boxes[2][2]
@@ -357,7 +357,7 @@ class ModelView(QWidget):
         if not rows:
             self.versions_note.setText("none yet")
         elif pinned is not None and in_use == pinned:
-            self.versions_note.setText(f"You chose v{pinned}: it ranks until you choose "
+            self.versions_note.setText(f"You chose reward model v{pinned}: it ranks till you pick "
                                        "another or a new version is adopted.")
         else:
             self.versions_note.setText("A new version is used only if it is not worse than "
@@ -368,7 +368,7 @@ class ModelView(QWidget):
         if self.switching:
             return
         self.switching = True
-        self.versions_note.setText("Switching to " + (f"v{version}…" if version is not None
+        self.versions_note.setText("Switching to " + (f"reward model v{version}…" if version
                                                       else "the newest adopted version…"))
         self._fill_versions()
         self.backend.spawn(self._use(version), "use a model version")
@@ -377,7 +377,7 @@ class ModelView(QWidget):
         message = ""
         try:
             record = await self.backend.session.models.use(version)
-            message = f"Now ranking with v{record.version}." if record else ""
+            message = f"Now ranking with reward model v{record.version}." if record else ""
         except VersionError as exc:
             message = str(exc)
         finally:

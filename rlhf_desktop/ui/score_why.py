@@ -27,8 +27,8 @@ def card_why(part: ScoreParts, position: int, n: int, explained_by: int | None,
         lines.append("Style: no feature stands out against the other replies")
     lines.append(f"<i>{main_reason(part)}</i>")
     if explained_by != ranked_by and ranked_by is not None:
-        lines.append(f"(explained by model v{explained_by}, the one in use; ranked by "
-                     f"v{ranked_by})")
+        lines.append(f"(explained by reward model v{explained_by}, the one in use; ranked by "
+                     f"reward model v{ranked_by})")
     return "<br>".join(lines)
 
 

@@ -120,7 +120,8 @@ def test_model_page_words_plot_versions_and_rollback(loop: asyncio.AbstractEvent
     assert [table.item(r, 5).text() for r in range(2)] == ["adopted", "in use"]
     assert view.version_value.text() == "v1"
     assert "you prefer shorter replies (2× the words: −" in view.learned.sentences.text()
-    assert view.latest_button.isVisible() and "Now ranking with v1" in view.versions_note.text()
+    assert view.latest_button.isVisible()
+    assert "Now ranking with reward model v1" in view.versions_note.text()
     view.latest_button.click()
     run(loop, wait_until(lambda: backend.session.models.in_use == 2 and not view.switching,
                          30, "back to the newest"))

@@ -120,8 +120,8 @@ def test_tune_shows_progress_cancel_resume_and_the_blind_offer(
     assert panel.status.text() == "Done: Chat model v1 is ready"
     assert panel.progress.value() == 59
     assert [panel.version_box.itemText(i) for i in range(panel.version_box.count())] == [
-        "the base model", "tuned v1"]
-    assert panel.ab_button.text() == "Try v1 blind against the base"
+        "the base model", "chat model v1 (tuned)"]
+    assert panel.ab_button.text() == "Try chat model v1 (tuned) blind against the base"
     click(qtbot, panel.ab_button)
     assert holder.settings.arena
     assert [(s.provider, s.chat_model_version) for s in holder.settings.sources()] == [
@@ -132,7 +132,7 @@ def test_tune_shows_progress_cancel_resume_and_the_blind_offer(
     panel.version_box.setCurrentIndex(1)
     panel.version_box.activated.emit(1)
     assert holder.settings.chat_model_version == 1
-    assert panel.notice.text() == "The built-in model now chats with tuned v1."
+    assert panel.notice.text() == "The built-in model now chats with chat model v1 (tuned)."
 
 
 @pytest.fixture

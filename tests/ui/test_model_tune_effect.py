@@ -38,7 +38,7 @@ def test_the_panel_states_the_measured_effect_of_the_newest_version(
     panel.refresh(plan=True)
     assert not panel.effect.isVisibleTo(panel)
     assert panel.effect_button.isVisibleTo(panel)
-    assert panel.effect_button.text() == "Measure v1's effect on your past prompts"
+    assert panel.effect_button.text() == "Measure chat model v1 (tuned) on your past prompts"
     (version.folder / EFFECT_FILE).write_text(json.dumps({
         "version": 1, "prompts": 40, "wins": 27, "losses": 12, "ties": 1, "rate": 0.6875,
         "low": 0.58, "high": 0.77, "ranker": "reward model v4", "agreement": 0.71,
@@ -46,7 +46,8 @@ def test_the_panel_states_the_measured_effect_of_the_newest_version(
     panel.refresh()
     assert panel.effect.isVisibleTo(panel) and not panel.effect_button.isVisibleTo(panel)
     text = panel.effect.text()
-    assert text.startswith("Measured effect: Tuned v1 wins 69 % (58–77 %) against the base on "
+    assert text.startswith("Measured effect: Chat model v1 (tuned) wins 69 % (58–77 %) against "
+                           "the base on "
                            "40 of your past prompts"), text
     assert "agrees with your blind picks 71 % of the time" in text
     service.close()
