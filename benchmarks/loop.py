@@ -491,6 +491,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await generate_held(args, held_dir / f"system-{safe}.json", held, 1,
                                 f"{system} {loop_tastes.describe(taste)}".strip())
         return {"stage": "system"}
+    if args.stage == "tuned":  # the tuned arms' held-out replies, from finished tunes only
+        for spec in args.taste:
+            safe = spec.replace(":", "-").replace("/", "-") if spec == "hh_gold" else \
+                resolve_taste(spec, None, args)[0].replace(":", "-").replace("/", "-")
+            for picks in sorted(args.picks):
+                folder = work_folder(args, safe, picks)
+                for recipe in [*args.recipes, "new_amplified"]:
+                    record = folder / f"tune-{recipe}.json"
+                    if record.exists():
+                        tune = json.loads(record.read_text(encoding="utf-8"))
+                        await generate_held(
+                            args, held_dir / f"tuned-{safe}-p{picks}-{recipe}.json", held, 1,
+                            system, tune["adapter_gguf"])
+        return {"stage": "tuned"}
     index = await generate_training(args, gen, train_prompts)
     if args.stage == "train":
         return await tune_only(args, gen, index["turns"], train_prompts, guards)
@@ -713,11 +727,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="judge only the first K of the --held-out prompts (what was generated "
                         "in time)")
     p.add_argument("--stage", default="all",
-                   choices=["all", "train", "held", "system", "gold", "amp"],
+                   choices=["all", "train", "held", "system", "gold", "amp", "tuned"],
                    help="train: the training replies, picks and tunes only; held: the "
                         "held-out base replies only; system: the system-prompt arm's replies "
                         "only; gold: the frozen HH reward model only; amp: the amplification "
-                        "pool only (fresh replies to the training prompts, arm 6) "
+                        "pool only (fresh replies to the training prompts, arm 6); tuned: the "
+                        "held-out replies of the tunes already finished "
                         "(run them side by side; a later full run reuses what they kept)")
     p.add_argument("--nice", type=int, default=5)
     p.add_argument("--threads", type=int, default=1,
