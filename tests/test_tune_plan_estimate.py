@@ -1,7 +1,7 @@
 """The tune panel's plan before a run: it counts only the pairs the run will use (with how
 many cannot be used, and why), and its time estimate comes from the user's own last run,
 measured correctly (the steps' own durations over the pairs they trained on), also for a run
-that was cancelled and resumed."""
+that was cancelled and resumed. It says "1 step" in the singular."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from rlhf_desktop.services import tuning_state
-from rlhf_desktop.services.tuning_state import make_plan, seconds_per_pair
+from rlhf_desktop.services.tuning_state import TunePlan, make_plan, seconds_per_pair
 from rlhf_desktop.tune.progress import Progress
 from rlhf_desktop.tune.runs import runs_dir
 from rlhf_desktop.tune.versions import chat_models_dir, register
@@ -65,3 +65,11 @@ def test_the_plan_counts_only_the_pairs_that_fit_and_says_why_the_others_do_not(
                                              "dropped_prompt_too_long": [{}, {}]})
     assert nothing.blocker is not None and "None of your 2 pairs fits" in nothing.blocker
     json.dumps(fit)  # the report is what the data command prints
+
+
+
+def test_tune_plan_says_one_step_in_the_singular() -> None:
+    assert TunePlan(4, 1, 200.0, "measured").text().startswith(
+        "4 preference pairs, 1 step, about ")
+    assert TunePlan(1, 1, None, "").text() == "1 preference pair, 1 step"
+    assert TunePlan(8, 2, None, "").text() == "8 preference pairs, 2 steps"

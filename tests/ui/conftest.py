@@ -7,7 +7,7 @@ import gc
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
@@ -19,6 +19,9 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from rlhf_desktop.runtime.collector import MainThreadCollector  # noqa: E402
 from rlhf_desktop.runtime.heartbeat import Heartbeat  # noqa: E402,F401  (tests import it from here)
+
+if TYPE_CHECKING:
+    from rlhf_desktop.ui.main_window import MainWindow
 
 T = TypeVar("T")
 
@@ -128,3 +131,17 @@ class SignalWaiter:
 
     def close(self) -> None:
         self._signal.disconnect(self._fired)
+
+
+@pytest.fixture
+def window(loop: asyncio.AbstractEventLoop, qtbot: object) -> Iterator[MainWindow]:
+    """The main window (no provider chosen yet), shut down and closed after the test.
+
+    (Not given to qtbot: it would close the window before this teardown, and the close
+    would start a second shutdown that the closed loop never runs.)"""
+    from tests.ui.helpers import make_window  # helpers imports this module
+
+    w = make_window()
+    yield w
+    run(loop, w.shutdown())
+    w.close()

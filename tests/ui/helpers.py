@@ -7,17 +7,19 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from rlhf_desktop import config
 from rlhf_desktop.config import Settings
+from rlhf_desktop.domain import ModelVersion
 from rlhf_desktop.storage.repo import Repository
 from rlhf_desktop.ui.backend import Backend
 from rlhf_desktop.ui.main_window import MainWindow
 from rlhf_desktop.ui.turn_widget import TurnWidget
 from tests.azure_server import AzureServer
+from tests.helpers import record_version
 from tests.ui.conftest import wait_until
 
 _repos: dict[str, Repository] = {}
@@ -82,3 +84,33 @@ def azure_env(monkeypatch: pytest.MonkeyPatch, key: str) -> Iterator[AzureServer
         for name, value in srv.environment().items():
             monkeypatch.setenv(name, value)
         yield srv
+
+
+def settle(window: QWidget) -> None:
+    """Let resizes and layouts happen."""
+    for _ in range(5):
+        QApplication.processEvents()
+        QTest.qWait(10)
+
+
+def resize(window: MainWindow, width: int, height: int) -> None:
+    window.resize(width, height)
+    settle(window)
+
+
+def answer_next_box(button: QMessageBox.StandardButton, seen: list[str]) -> None:
+    """Press ``button`` in the next message box that opens (and note its text)."""
+    def answer() -> None:
+        box = QApplication.activeModalWidget()
+        if isinstance(box, QMessageBox):
+            seen.append(box.text())
+            box.button(button).click()
+
+    QTimer.singleShot(100, answer)
+
+
+def add_version(repo: Repository, version: int, labels: int, acc: float) -> None:
+    record_version(repo, ModelVersion(
+        version=version, created_at=1_700_000_000.0 + version, path="/nowhere",
+        metrics={"cv_accuracy": acc, "pairs": labels * 3, "labels": labels},
+        pairs=labels * 3, labels=labels))

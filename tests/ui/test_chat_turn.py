@@ -1,10 +1,10 @@
-"""Issue 10's chat-turn defects, each through the real window against the Azure-protocol
-test server (real sockets) or the built-in model: D2 digits typed into the message box,
-D3 Ctrl+Z versus undoing a pick, D4 a prompt too long for the context, D6 the reason field
-off-screen, D8 all replies failed, D9 the minimum window size, D12 copy / stop one /
-regenerate one / retry only the failed replies.
+"""The chat turn through the real window, against the Azure-protocol test server (real
+sockets) or the built-in model: digits typed into the message box are text (Alt+digit
+picks), Ctrl+Z undoes typing and Alt+Z the pick, a prompt too long for the context is folded
+or held back, the reason field is scrolled into view, all replies failed is said once, the
+chat fits the minimum window size, and copy / stop one / regenerate one / retry only the
+failed replies.
 """
-
 from __future__ import annotations
 
 import asyncio
@@ -25,7 +25,7 @@ from tests.azure_server import AzureServer
 from tests.ui.conftest import run, wait_until
 from tests.ui.helpers import activate, azure_env, db, press, send, window_for
 
-KEY = "sk-azure-SECRET-defects-71c0"
+KEY = "sk-azure-SECRET-chat-turn-71c0"
 ALT = Qt.KeyboardModifier.AltModifier
 CTRL = Qt.KeyboardModifier.ControlModifier
 
@@ -35,7 +35,6 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[AzureServer]:
     """The Azure-protocol server, with the app's environment pointing at it."""
     with azure_env(monkeypatch, KEY) as srv:
         yield srv
-
 
 
 def status(window: MainWindow) -> str:
@@ -66,8 +65,8 @@ async def finished_turn(window: MainWindow, text: str) -> TurnWidget:
     return widget
 
 
-def test_d2_a_message_may_start_with_a_digit(loop: asyncio.AbstractEventLoop, qtbot: object,
-                                             server: AzureServer) -> None:
+def test_a_message_may_start_with_a_digit(loop: asyncio.AbstractEventLoop, qtbot: object,
+                                          server: AzureServer) -> None:
     window = window_for(qtbot, candidates_per_turn=3, max_tokens=32)
     chat, repo = window.chat, db()
 
@@ -105,7 +104,7 @@ def test_d2_a_message_may_start_with_a_digit(loop: asyncio.AbstractEventLoop, qt
         run(loop, window.shutdown())
 
 
-def test_d3_ctrl_z_undoes_typing_alt_z_undoes_the_pick(
+def test_ctrl_z_undoes_typing_alt_z_undoes_the_pick(
         loop: asyncio.AbstractEventLoop, qtbot: object, server: AzureServer) -> None:
     window = window_for(qtbot, candidates_per_turn=3, max_tokens=32)
     chat, repo = window.chat, db()
@@ -145,7 +144,7 @@ def test_d3_ctrl_z_undoes_typing_alt_z_undoes_the_pick(
         run(loop, window.shutdown())
 
 
-def test_d6_the_reason_field_is_scrolled_into_view(
+def test_the_reason_field_is_scrolled_into_view(
         loop: asyncio.AbstractEventLoop, qtbot: object, server: AzureServer) -> None:
     server.reply_length = 260  # tall cards: the reason field is far below the first one
     window = window_for(qtbot, candidates_per_turn=4, max_tokens=400)
@@ -168,8 +167,8 @@ def test_d6_the_reason_field_is_scrolled_into_view(
         run(loop, window.shutdown())
 
 
-def test_d8_all_replies_failed_says_so_once(loop: asyncio.AbstractEventLoop, qtbot: object,
-                                            server: AzureServer) -> None:
+def test_all_replies_failed_says_so_once(loop: asyncio.AbstractEventLoop, qtbot: object,
+                                         server: AzureServer) -> None:
     window = window_for(qtbot, candidates_per_turn=4, max_retries=0, max_tokens=32)
     chat = window.chat
 
@@ -202,7 +201,7 @@ def test_d8_all_replies_failed_says_so_once(loop: asyncio.AbstractEventLoop, qtb
         run(loop, window.shutdown())
 
 
-def test_d4_long_prompt_is_folded_and_its_error_scrolled_to(
+def test_a_long_prompt_is_folded_and_its_error_scrolled_to(
         loop: asyncio.AbstractEventLoop, qtbot: object, server: AzureServer) -> None:
     window = window_for(qtbot, candidates_per_turn=4, max_retries=0, max_tokens=32)
     line = "lorem ipsum dolor sit amet " * 3
@@ -228,7 +227,7 @@ def test_d4_long_prompt_is_folded_and_its_error_scrolled_to(
         run(loop, window.shutdown())
 
 
-def test_d4_a_prompt_beyond_the_built_in_models_context_is_held_back(
+def test_a_prompt_beyond_the_built_in_models_context_is_held_back(
         loop: asyncio.AbstractEventLoop, qtbot: object, monkeypatch: pytest.MonkeyPatch) -> None:
     try:
         config.default_gguf_path()
@@ -262,7 +261,7 @@ def test_d4_a_prompt_beyond_the_built_in_models_context_is_held_back(
         run(loop, window.shutdown())
 
 
-def test_d9_the_chat_fits_the_minimum_window_size(
+def test_the_chat_fits_the_minimum_window_size(
         loop: asyncio.AbstractEventLoop, qtbot: object, server: AzureServer) -> None:
     window = window_for(qtbot, candidates_per_turn=4, max_tokens=32)
     chat = window.chat
@@ -298,8 +297,8 @@ def test_d9_the_chat_fits_the_minimum_window_size(
         run(loop, window.shutdown())
 
 
-def test_d12_copy_stop_one_regenerate_one(loop: asyncio.AbstractEventLoop, qtbot: object,
-                                          server: AzureServer) -> None:
+def test_copy_stop_one_and_regenerate_one_reply(
+        loop: asyncio.AbstractEventLoop, qtbot: object, server: AzureServer) -> None:
     window = window_for(qtbot, candidates_per_turn=3, max_tokens=200)
     chat, repo = window.chat, db()
 
@@ -361,8 +360,8 @@ def test_d12_copy_stop_one_regenerate_one(loop: asyncio.AbstractEventLoop, qtbot
         run(loop, window.shutdown())
 
 
-def test_d12_retry_only_the_failed_replies(loop: asyncio.AbstractEventLoop, qtbot: object,
-                                           server: AzureServer) -> None:
+def test_retry_only_the_failed_replies(loop: asyncio.AbstractEventLoop, qtbot: object,
+                                       server: AzureServer) -> None:
     window = window_for(qtbot, candidates_per_turn=3, max_retries=0, max_tokens=32)
     chat, repo = window.chat, db()
 

@@ -198,3 +198,30 @@ def test_bad_badges_are_not_the_green_of_your_pick(qtbot: object) -> None:
     widget.mark_pick(turn.chosen_candidate_id)
     chosen = widget.cards[0].state_badge
     assert (chosen.text(), chosen.property("badge")) == ("✓ Your pick", "state")
+
+
+
+@pytest.mark.timeout(60)
+def test_export_dialog_starts_in_the_home_folder(qtbot: object,
+                                                 loop: asyncio.AbstractEventLoop,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not the working folder (the project checkout, or / for a menu launch)."""
+    from PySide6.QtWidgets import QFileDialog
+
+    from rlhf_desktop.ui.backend import Backend
+    from rlhf_desktop.ui.dataset_view import DatasetView
+    from tests.ui.conftest import run
+
+    backend = Backend(provider=None)
+    view = DatasetView(backend)
+    qtbot.addWidget(view)  # type: ignore[attr-defined]
+    seen: list[str] = []
+
+    def ask(parent: object, caption: str, directory: str, filters: str) -> tuple[str, str]:
+        seen.append(directory)
+        return "", ""  # the user cancels
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(ask))
+    view.export_dialog()
+    assert [Path(d) for d in seen] == [Path.home() / "preferences.jsonl"]
+    run(loop, backend.aclose())

@@ -1,5 +1,7 @@
 """Labels beyond the pick through the real window (Azure-protocol server over real
-sockets), the real database and the exports: blind turns, tie, all bad, skip, edit."""
+sockets), the real database and the exports: blind turns, tie, all bad, skip, edit. On a
+turn alone: its Undo button names the label it undoes, and a blind pick the model never
+ranked does not claim the cards show its ranking."""
 
 from __future__ import annotations
 
@@ -15,8 +17,10 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QLabel
 
 from rlhf_desktop import config
+from rlhf_desktop.domain import Candidate, Message, SamplingParams, Turn
 from rlhf_desktop.ui.label_widgets import LabelBar
 from rlhf_desktop.ui.main_window import MainWindow
+from rlhf_desktop.ui.markdown_render import MarkdownRenderer
 from rlhf_desktop.ui.turn_widget import TurnWidget
 from tests.azure_server import AzureServer
 from tests.ui.conftest import run, wait_until
@@ -199,3 +203,44 @@ def tmp_export(window: MainWindow) -> Path:
     path = config.data_dir() / "export.jsonl"
     DatasetService.export("jsonl", path)
     return path
+
+
+
+def labeled_turn(kind: str, blind: bool = False) -> Turn:
+    """A saved turn of three unscored replies holding a label of ``kind``."""
+    cands = [Candidate(index=i, text=f"reply {i}", id=10 + i, position=i) for i in range(3)]
+    turn = Turn(conversation_id=1, messages=[Message("user", "Hi")], provider="local",
+                model="m", params=SamplingParams(n=3), id=7, candidates=cands, blind=blind)
+    turn.label_kind = kind
+    if kind in ("pick", "ranking", "edit"):
+        turn.chosen_candidate_id = 11
+    if kind in ("tie", "ranking"):
+        turn.tied_candidate_ids = (11, 10) if kind == "tie" else (11, 12, 10)
+    return turn
+
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind,text", [("pick", "Undo pick"), ("tie", "Undo tie"),
+                                       ("all_bad", "Undo all bad"),
+                                       ("ranking", "Undo ranking")])
+def test_undo_button_names_the_label_it_undoes(qtbot: object, kind: str, text: str) -> None:
+    widget = TurnWidget("Hi", 3, MarkdownRenderer())
+    qtbot.addWidget(widget)  # type: ignore[attr-defined]
+    widget.set_turn(labeled_turn(kind))
+    widget.mark_pick(widget.turn.chosen_candidate_id if widget.turn else None,
+                     undoable=True)
+    assert widget.undo_button.text() == text
+    assert "pick" not in widget.undo_button.toolTip()
+
+
+
+@pytest.mark.timeout(60)
+def test_a_blind_pick_the_model_never_ranked_does_not_claim_its_ranking_shows(
+        qtbot: object) -> None:
+    widget = TurnWidget("Hi", 3, MarkdownRenderer(), blind=True)
+    qtbot.addWidget(widget)  # type: ignore[attr-defined]
+    widget.set_turn(labeled_turn("pick", blind=True))
+    said = widget.status.text()
+    assert "the model had not ranked these replies" in said
+    assert "now show its ranking" not in said

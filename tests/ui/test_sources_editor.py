@@ -1,5 +1,6 @@
 """Settings → Candidate sources: choosing a source's provider greys out the fields that do
-not apply instead of hiding them, so no row moves under the pointer."""
+not apply instead of hiding them, so no row moves under the pointer; an empty list shows a
+hint to add a source instead of a form that ignores typing."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from PySide6.QtCore import QRect
 from PySide6.QtWidgets import QApplication
 
 from rlhf_desktop.config import Settings
+from rlhf_desktop.domain import CandidateSource
 from rlhf_desktop.ui.sources_editor import SourcesEditor
 
 
@@ -48,3 +50,22 @@ def test_choosing_a_provider_keeps_every_row_in_place(qtbot: object) -> None:
     assert editor.base_url.isEnabled() and editor.model.isEnabled()
     assert not editor.version.isEnabled()
     assert editor.sources()[0].provider == "compatible"
+
+
+
+@pytest.mark.timeout(60)
+def test_empty_sources_list_shows_a_hint_instead_of_a_dead_form(qtbot: object) -> None:
+    editor = SourcesEditor(Settings())
+    qtbot.addWidget(editor)  # type: ignore[attr-defined]
+    editor.show()
+    assert editor.form_box.isHidden() and not editor.empty_hint.isHidden()
+    assert "Add source" in editor.empty_hint.text()
+    editor.add()
+    assert not editor.form_box.isHidden() and editor.empty_hint.isHidden()
+    assert editor.name.isEnabled() and editor.name.text() == "source 1"
+    editor.remove()
+    assert editor.form_box.isHidden() and not editor.empty_hint.isHidden()
+    with_sources = SourcesEditor(Settings(candidate_sources=[
+        CandidateSource("a").to_dict(), CandidateSource("b").to_dict()]))
+    qtbot.addWidget(with_sources)  # type: ignore[attr-defined]
+    assert not with_sources.form_box.isHidden() and with_sources.empty_hint.isHidden()

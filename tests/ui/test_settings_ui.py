@@ -1,0 +1,98 @@
+"""Settings from the window: the dialog offers the context size (saving it rebuilds the
+provider) and says "Replies per turn" as the chat does; the replies, the provider and the
+model also switch from the controls above the chat."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QLabel
+
+from rlhf_desktop import config
+from rlhf_desktop.config import Settings
+from rlhf_desktop.ui.main_window import MainWindow
+from rlhf_desktop.ui.settings_dialog import SettingsDialog
+from tests.ui.conftest import run, wait_until
+
+
+def test_settings_offer_the_context_size_and_saving_it_rebuilds_the_provider(
+        window: MainWindow, loop: asyncio.AbstractEventLoop) -> None:
+    pytest.importorskip("xllamacpp")
+    config.default_gguf_path()  # the built-in model is installed by make setup
+    dialog = window.open_settings()
+    labels = [w.text() for w in dialog.findChildren(QLabel)]
+    assert "Context size (n_ctx)" in labels
+    dialog.focus_field("n_ctx")  # what an error naming the setting opens
+    assert dialog.focusWidget() is dialog.n_ctx and dialog.n_ctx.isVisible()
+    assert dialog.n_ctx.value() == 2048
+    assert dialog.n_ctx.minimum() >= 256 and dialog.n_ctx.maximum() <= 131072
+    dialog.n_ctx.setValue(8192)
+    dialog.accept()
+    assert config.load_settings().n_ctx == 8192
+    assert dialog.provider_changed  # a new context size needs a new llama.cpp context
+
+    async def rebuilt() -> None:
+        await wait_until(lambda: window.backend.session.provider is not None, 60, "the provider")
+
+    run(loop, rebuilt())
+    assert getattr(window.backend.session.provider, "n_ctx", None) == 8192
+    # Out of range from a hand-edited settings file: clamped in the field, never lost.
+    again = SettingsDialog(config.load_settings())
+    assert again.n_ctx.value() == 8192
+    again.deleteLater()
+
+
+@pytest.mark.timeout(60)
+def test_settings_says_replies_per_turn_as_the_chat_does(qtbot: object) -> None:
+    from PySide6.QtWidgets import QLabel
+
+    from rlhf_desktop.ui.settings_dialog import SettingsDialog
+
+    dialog = SettingsDialog(Settings())
+    qtbot.addWidget(dialog)  # type: ignore[attr-defined]
+    texts = [label.text() for label in dialog.findChildren(QLabel)]
+    assert "Replies per turn" in texts and "Candidates per turn" not in texts
+
+
+def test_replies_provider_and_model_switch_from_above_the_chat(
+        window: MainWindow, loop: asyncio.AbstractEventLoop) -> None:
+    controls = window.controls
+    assert controls.isVisible() and controls.replies.isVisible()
+    assert (controls.replies.minimum(), controls.replies.maximum()) in ((2, 8), (2, 9))
+    controls.replies.setValue(6)
+    assert config.load_settings().candidates_per_turn == 6
+    assert window.backend.sampling_params().n == 6
+    dialog = window.open_settings()
+    assert dialog.candidates.value() == 6  # one path: the Settings dialog sees it
+    dialog.reject()
+
+    # A compatible server by the provider menu; building it connects to nothing.
+    settings = config.load_settings()
+    settings.openai_base_url = "http://127.0.0.1:9/v1"
+    settings.openai_model = "first-model"
+    config.save_settings(settings)
+    window.backend.apply_settings(settings)
+    window._sync_controls()
+    index = controls.provider.findData("compatible")
+    controls.provider.setCurrentIndex(index)
+    controls.provider.activated.emit(index)
+    assert config.load_settings().provider == "compatible"
+
+    async def switched(kind: str, model: str) -> None:
+        await wait_until(lambda: window.backend.provider_kind == kind
+                         and window.backend.provider_kind != ""
+                         and window.backend.provider_model == model, 30, f"{kind} {model}")
+
+    run(loop, switched("compatible", "first-model"))
+    assert controls.model.text() == "first-model" and not controls.model.isReadOnly()
+    assert "chosen explicitly (compatible)" in window.provider_why.text()
+    controls.model.setFocus()
+    controls.model.selectAll()
+    QTest.keyClicks(controls.model, "second-model")
+    QTest.keyClick(controls.model, Qt.Key.Key_Return)
+    assert config.load_settings().openai_model == "second-model"
+    run(loop, switched("compatible", "second-model"))
+    assert window.provider_label.text().endswith("second-model")
