@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rlhf_desktop import config
+from rlhf_desktop.services.runner import BackgroundRunner
 
 log = logging.getLogger(__name__)
 
@@ -206,9 +207,11 @@ class TuneInstall:
     def __init__(self, on_change: Callable[[], None] | None = None, *,
                  python: str = sys.executable, nice: int = 19,
                  requirements: Sequence[str] | None = None, pip_args: Sequence[str] = (),
-                 frozen: bool | None = None) -> None:
+                 frozen: bool | None = None, runner: BackgroundRunner | None = None) -> None:
         """``requirements`` (default: the metadata's) and ``pip_args`` (extra options for
-        ``pip install``) are for tests; ``frozen`` overrides :func:`config.is_frozen`."""
+        ``pip install``) are for tests; ``frozen`` overrides :func:`config.is_frozen`;
+        ``runner`` follows pip's output (default: a runner of its own, closed by
+        :meth:`close`)."""
         self._on_change = on_change
         self.python = python
         self.nice = nice
@@ -219,6 +222,8 @@ class TuneInstall:
         self._proc: subprocess.Popen[str] | None = None
         self._cancelled = False
         self._snap: InstallSnapshot | None = None
+        self._own_runner = runner is None
+        self._runner = runner if runner is not None else BackgroundRunner()
 
     def check(self) -> InstallSnapshot:
         """Look again (cheap: no import), unless pip is running."""
@@ -269,8 +274,9 @@ class TuneInstall:
             self._snap = replace(snap, state="installing", step=0, total=2, errors=(),
                                  line="Starting pip…",
                                  message="Installing the tuning packages at low priority…")
-        threading.Thread(target=self._follow, args=(proc,), daemon=True,
-                         name="tune-install").start()
+        # reading pip's output as it comes is the job: each progress line is an event
+        self._runner.run(lambda _job: self._follow(proc), lane="tune-install",
+                         name="follow pip")
         self._changed()
         return self.snapshot()
 
@@ -324,6 +330,8 @@ class TuneInstall:
     def close(self) -> None:
         """At the window's close: an install still going is stopped."""
         self.cancel()
+        if self._own_runner:
+            self._runner.close()
 
     def _changed(self) -> None:
         if self._on_change is not None:

@@ -111,8 +111,8 @@ class TuningService:
         self.nice = nice
         self.module = module
         self.python = python
-        self.remote = RemoteTuning(on_change=on_change)
-        self.install = TuneInstall(on_change=on_change, python=python)
+        self.remote = RemoteTuning(on_change=on_change, runner=self._runner)
+        self.install = TuneInstall(on_change=on_change, python=python, runner=self._runner)
         """The tune extra: whether it is installed, and installing it with pip (a child
         process followed like the runs; see :mod:`.tune_install`)."""
         self._lock = threading.RLock()

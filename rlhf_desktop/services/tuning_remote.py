@@ -7,7 +7,8 @@ The same machinery as ``rlhf-desktop tune --remote`` (:mod:`rlhf_desktop.tune.re
    ``question`` names the account and the number of pairs. Nothing is sent.
 2. :meth:`RemoteTuning.start` sends exactly those bytes, and only with ``confirmed=True``
    for the account it named (a changed account is refused); the job is recorded in
-   ``remote_jobs.json`` and polled in a worker thread into :meth:`RemoteTuning.snapshot`.
+   ``remote_jobs.json`` and polled into :meth:`RemoteTuning.snapshot` by a job of the
+   background runner (the provider's API has no push: polling is the only way to follow).
 3. :meth:`RemoteTuning.cancel` cancels the job; once it succeeded, :meth:`RemoteTuning.sources`
    gives the base and the fine-tuned model as candidate sources for a blind A/B.
 
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rlhf_desktop.domain import CandidateSource
+from rlhf_desktop.services.runner import BackgroundRunner
 from rlhf_desktop.tune.remote import (
     ENDED,
     Account,
@@ -96,13 +98,17 @@ class RemoteTuning:
     """Prepare, confirm, start, poll and cancel one remote job at a time."""
 
     def __init__(self, on_change: Callable[[], None] | None = None,
-                 poll_interval_s: float = 15.0) -> None:
+                 poll_interval_s: float = 15.0,
+                 runner: BackgroundRunner | None = None) -> None:
+        """``runner``: the session's (default: one of its own, closed by :meth:`close`)."""
         self._on_change = on_change
         self.poll_interval_s = poll_interval_s
+        self._own_runner = runner is None
+        self._runner = runner if runner is not None else BackgroundRunner()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._working = False
         self._account: Account | None = None
         jobs = load_jobs()
         self._snap = _from_record(jobs[-1]) if jobs else RemoteSnapshot()
@@ -159,7 +165,7 @@ class RemoteTuning:
         self._run(follow)
 
     def cancel(self) -> None:
-        """Cancel the newest job (in a worker thread)."""
+        """Cancel the newest job (a runner job)."""
         snap = self.snapshot()
         if not snap.job_id or snap.state in ENDED:
             return
@@ -176,8 +182,7 @@ class RemoteTuning:
             self._update(job, "Cancel requested")
             self._wake.set()  # the follower polls now instead of at its next interval
 
-        threading.Thread(target=self._guard, args=(cancel,), name="remote-cancel",
-                         daemon=True).start()
+        self._runner.run(lambda _job: self._guard(cancel), name="cancel the remote job")
 
     def sources(self) -> list[CandidateSource]:
         """After success: the base model and the fine-tuned one, one reply each. (On Azure
@@ -196,17 +201,31 @@ class RemoteTuning:
         """Stop following (the job itself keeps running remotely)."""
         self._stop.set()
         self._wake.set()
+        if self._own_runner:
+            self._runner.close()
 
     # ------------------------------------------------------------------ worker
 
     def _busy(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        with self._lock:
+            return self._working
 
     def _run(self, work: Callable[[], None]) -> None:
         self._stop.clear()
-        self._thread = threading.Thread(target=self._guard, args=(work,),
-                                        name="remote-tune", daemon=True)
-        self._thread.start()
+        with self._lock:
+            self._working = True
+
+        def job(_job: object) -> None:  # the runner's remote-tune lane
+            try:
+                self._guard(work)
+            finally:
+                with self._lock:
+                    self._working = False
+
+        handle = self._runner.run(job, lane="remote-tune", name="send and follow the job")
+        if handle.cancelled:  # the runner was closed: nothing runs
+            with self._lock:
+                self._working = False
 
     def _guard(self, work: Callable[[], None]) -> None:
         try:
