@@ -1,6 +1,6 @@
 """A turn whose every reply failed is not sent again as context.
 
-Found in a new user's trial on Azure (LiteLLM + llama.cpp, n_ctx 2048): a 30,000-character
+The case, on Azure (LiteLLM + llama.cpp, n_ctx 2048): a 30,000-character
 paste failed with "Your message and the conversation are about 6,800 tokens; this model
 takes 2,048. Shorten the message or start a new chat." The next, short message in the same
 chat failed with the same error, and so did every later one: the failed turn's message was

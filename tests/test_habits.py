@@ -1,4 +1,4 @@
-"""The bias report (issue 13 item 7): picks by display position against 1/N with a binomial
+"""The bias report: picks by display position against 1/N with a binomial
 test (turns of different N included), the longest reply against chance, agreement blind
 against shown with Fisher's exact test, and the time to pick; from a real SQLite file."""
 

@@ -1,4 +1,4 @@
-"""The leaderboard of candidate sources (issue 13 item 5): battles from each label kind,
+"""The leaderboard of candidate sources: battles from each label kind,
 FastChat's Bradley-Terry MLE, bootstrap intervals over turns, and the acceptance test: picks
 drawn from known strengths recover their order, with intervals that contain the truth."""
 

@@ -1,4 +1,4 @@
-"""The model page's services (issue 12): learned style in words, versions with their
+"""The model page's services: learned style in words, versions with their
 adoption verdict, rollback with a re-rank hook, and per-reply score explanations.
 
 Real SQLite, the real reward model and the real MiniLM embedder (shared per module)."""

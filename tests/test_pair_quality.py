@@ -183,7 +183,7 @@ def test_reward_training_leaves_cut_pairs_out_by_default(data_home: Path) -> Non
 
 
 def failed_turn(repo: Repository) -> Turn:
-    """The trial's turn: two replies failed (server error, empty), one whole, one stopped."""
+    """A turn where two replies failed (server error, empty), one whole, one stopped."""
     return stored_turn(repo, [
         Candidate(0, "", finish_reason="error", error="server error (500)"),
         Candidate(0, "", finish_reason="error", error="server error (500)"),

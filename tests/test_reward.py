@@ -186,7 +186,7 @@ def test_a_model_from_another_installation_is_refused(tmp_path, monkeypatch, emb
         TinyRewardModel.load(folder)
 
 
-# ---------------------------------------------------------------------------- the seed's API (D5)
+# ---------------------------------------------------------------------------- the seed's API
 
 
 def _no_home(monkeypatch, tmp_path):

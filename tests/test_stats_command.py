@@ -44,8 +44,8 @@ def test_stats_names_the_version_in_use_and_pairs_by_label_kind(data_home: Path)
 
 
 def test_stats_labels_line_names_ties_and_all_bad_flags(data_home: Path) -> None:
-    """A new user's trial: 5 picks, a tie and an "all bad" showed "labels 5" with no word of
-    the other two; the line now says they are there and make no pairs."""
+    """5 picks, a tie and an "all bad": the labels line says the tie and the "all bad" are
+    there and make no pairs (not just "labels 5")."""
     repo = Repository.open()
     try:
         _fill(repo)

@@ -105,7 +105,7 @@ def test_cancel_against_the_real_server(llama_server: str) -> None:
 
 @pytest.mark.timeout(120)
 def test_n_replies_come_from_one_request(llama_server: str) -> None:
-    """D1 on llama.cpp's own server: it honours ``n`` (up to its slots), so each turn is one
+    """N replies on llama.cpp's own server: it honours ``n`` (up to its slots), so each turn is one
     request whose choices run side by side; nothing is cut, nothing is asked for twice."""
     url = urlsplit(llama_server)
     with HttpMeter(url.hostname or "127.0.0.1", url.port or 80) as meter:

@@ -1,4 +1,5 @@
-"""Servers that ignore ``n`` and cut a running reply when another request arrives (D1, D11).
+"""Servers that ignore ``n`` and cut a running reply when another request arrives: every
+reply is whole or says why, and carries its token counts.
 
 llama.cpp's server behind the LiteLLM proxy: the extra single-choice requests must go one
 at a time, an empty or cut reply must be requested again or fail with its reason, and
@@ -70,7 +71,7 @@ def test_extra_requests_go_one_at_a_time_and_every_reply_is_whole() -> None:
 
 
 def test_every_reply_has_its_token_counts() -> None:
-    """D11: the n-request answered with one choice had no counts (its usage came later)."""
+    """The n-request answered with one choice had no counts (its usage came later)."""
     with AzureServer(api_key=AZURE_KEY) as server:
         server.ignore_n = True
         results, _ = run(turns(azure_provider(server), [5], n=3))

@@ -114,7 +114,7 @@ async def labeling_flow(window: MainWindow, n: int, hb: Heartbeat) -> dict[str, 
     stored = repo.get_turn(w3.turn.id) if w3.turn and w3.turn.id else None
     assert stored is not None
     assert all(c.model_version == latest.version for c in stored.candidates)
-    assert f"reward model v{latest.version} · " in window.retrain_label.text()  # accuracy: D11
+    assert f"reward model v{latest.version} · " in window.retrain_label.text()  # then its accuracy
     assert "labels to next training" in window.retrain_label.text()
 
     # Ctrl+Z undoes the last pick and its pairs.
@@ -246,7 +246,7 @@ def test_errors_retry_and_stop_keep_partial_text(loop: asyncio.AbstractEventLoop
 def test_alt_keys_pick_and_undo_from_the_message_box(
         loop: asyncio.AbstractEventLoop, qtbot: object, monkeypatch: pytest.MonkeyPatch) -> None:
     """A new user's path: the message box keeps the focus after sending; what is typed
-    there is text, Alt+1…9 picks and Alt+Z undoes the pick (see test_chat_defects)."""
+    there is text, Alt+1…9 picks and Alt+Z undoes the pick (see test_chat_turn)."""
     with AzureServer(api_key=AZURE_KEY, deployment="gpt-test", reply_length=20,
                      chunk_delay_s=0.001) as server:
         for name, value in server.environment().items():

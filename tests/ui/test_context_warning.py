@@ -1,9 +1,8 @@
 """The too-long warning above the message box goes when its message is no longer there.
 
-A new user's trial: a 30,000-character paste on the built-in model was held back with
-"This message is about 7,515 tokens … Press Enter again to send it anyway"; the user
-cleared the box and typed "hello", and the warning (with its Send anyway) still spoke of
-the long message."""
+A 30,000-character paste on the built-in model is held back with "This message is about
+7,515 tokens … Press Enter again to send it anyway"; once the user clears the box and types
+"hello", the warning (with its Send anyway) must not still speak of the long message."""
 
 from __future__ import annotations
 

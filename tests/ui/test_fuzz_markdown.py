@@ -1,4 +1,4 @@
-"""Property-based, time-bounded fuzzing of the Markdown rendering path (issue 6, item 7).
+"""Property-based, time-bounded fuzzing of the Markdown rendering path.
 
 Any reply text — Markdown, raw HTML, half-open fences, control characters — renders through
 ``MarkdownRenderer.render`` and into the reply view (``MarkdownView``) without an exception;

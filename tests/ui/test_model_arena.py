@@ -1,5 +1,5 @@
-"""The model page's leaderboard of candidate sources and bias report (issue 13 items 5 and
-7, issue 14 item 2): real SQLite, arena turns labeled by a scripted user whose picks follow
+"""The model page's leaderboard of candidate sources, its bias report and the rankers it
+compares: real SQLite, arena turns labeled by a scripted user whose picks follow
 known strengths, the page read back as a user (and a screen reader) sees it."""
 
 from __future__ import annotations

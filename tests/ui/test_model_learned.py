@@ -1,4 +1,4 @@
-"""Issue 12 in the window: the model page says what the model learned (words and a plot with
+"""The model page in the window says what the model learned (words and a plot with
 uncertainty), lists the versions with their adoption verdict and switches back to any of
 them; a card says why it ranked where it did, and the turn how sure the ranking is.
 

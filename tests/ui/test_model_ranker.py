@@ -125,7 +125,7 @@ def test_settings_offer_the_rankers_and_the_session_follows_the_choice(
         qtbot, loop, data_home: Path) -> None:
     """Settings → Ranker lists the data folder's transformers rankers beside the tiny model;
     saving one makes the session's rank worker use it, and choosing the tiny model again
-    switches back (issue 14: 'can be chosen in Settings as the ranker')."""
+    switches back."""
     from tests.ui.helpers import window_for
 
     folder = ranker_folder(data_home, "r0001", 0.71)

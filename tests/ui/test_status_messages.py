@@ -100,8 +100,8 @@ def test_the_providers_why_shows_whole_or_keeps_its_start_and_end(
 
 @pytest.mark.timeout(60)
 def test_an_elided_status_ends_at_a_word_not_mid_word(qtbot: object) -> None:
-    """A new user's trial: the training status read "1/5 labels to n…" beside a message;
-    an elided label now stops after a whole word (one long word is still cut)."""
+    """An elided label stops after a whole word (the training status must not read
+    "1/5 labels to n…" beside a message); one long word is still cut."""
     from rlhf_desktop.ui.widgets import ElidedLabel
 
     text = "model v1 · 6 pairs · accuracy shown from 20 labels   |   1/5 labels to next training"

@@ -1,4 +1,4 @@
-"""Network faults through the window (issue 6, item 5).
+"""Network faults through the window.
 
 For every fault of the Azure-protocol test server (``tests/azure_server.py``): the prompt and
 any partial replies stay visible, a non-modal message with Retry shows inside the turn (no
