@@ -139,7 +139,7 @@ def test_dataset_delete_and_restore_and_conversation_changes_fire_hooks() -> Non
         assert len(fired["labels_did_change"]) == before + 2
         conv = turn.conversation_id
         session.conversations.rename(conv, "Greetings")
-        assert session.conversations.list()[0].title == "Greetings"
+        assert session.conversations.recent()[0].title == "Greetings"
         session.conversations.delete(conv)
         assert session.conversations.get(conv) is None
         assert session.datasets.count() == 2  # labels outlive their chat

@@ -4,7 +4,6 @@ chat's own settings (system prompt and model)."""
 
 from __future__ import annotations
 
-import builtins
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -41,7 +40,7 @@ class ConversationService:
         self.pending: ChatSettings | None = None
         """Chat settings chosen for the new chat before its first message."""
 
-    def list(self, search: str = "") -> builtins.list[Conversation]:
+    def recent(self, search: str = "") -> list[Conversation]:
         """Newest first; ``search`` matches titles and any message or reply text."""
         return self._repo.list_conversations(search.strip())
 
@@ -96,7 +95,7 @@ class ConversationService:
         self._repo.delete_conversation(conversation_id)
         self._hooks.conversations_did_change()
 
-    def next_messages(self, conversation_id: int | None, text: str) -> builtins.list[Message]:
+    def next_messages(self, conversation_id: int | None, text: str) -> list[Message]:
         """What sending ``text`` in the conversation sends: the history of the branch shown
         (each turn's pick, else its top-ranked reply) plus ``text``. Needs no provider."""
         from rlhf_desktop.services.chat import history
@@ -104,7 +103,7 @@ class ConversationService:
         turns = self.turns(conversation_id) if conversation_id is not None else []
         return [*history(turns), Message("user", text.strip())]
 
-    def turns(self, conversation_id: int) -> builtins.list[Turn]:
+    def turns(self, conversation_id: int) -> list[Turn]:
         """The turns of the branch it shows, oldest first, with their replies, scores and
         picks (the other branches: :meth:`branch_points`)."""
         return branches.active_turns(self._repo, conversation_id)

@@ -128,7 +128,7 @@ class Sidebar(QWidget):
 
     def refresh(self) -> None:
         """Reload the list (keeps the selection)."""
-        convs = self.conversations.list(self.search.text())
+        convs = self.conversations.recent(self.search.text())
         prompts = self.conversations.first_prompts([c.id for c in convs])
         chats = self.conversations.chat_settings_of([c.id for c in convs])
         self.list.blockSignals(True)
@@ -161,7 +161,7 @@ class Sidebar(QWidget):
 
     def latest(self) -> int | None:
         """The most recently updated chat (None: there is none yet)."""
-        convs = self.conversations.list()
+        convs = self.conversations.recent()
         return convs[0].id if convs else None
 
     def _clicked(self, item: QListWidgetItem) -> None:
