@@ -114,8 +114,9 @@ class Turn:
     label_kind: str | None = None
     """The kind of the turn's label (``pick``, ``tie``, ``all_bad``, ``edit``, ``ranking``),
     if any."""
-    tied_candidate_ids: tuple[int, ...] = ()
-    """The label's members: the tied replies of a tie, or a ranking's order (best first)."""
+    ranked_candidate_ids: tuple[int, ...] = ()
+    """The replies the label ranks: a ranking's order (best first), or the tied replies of a
+    tie (one rank shared, in no order); empty for the other kinds."""
     skipped: bool = False
     shown_at: float | None = None
     """When (``time.time()``) the whole turn was first on screen (for the time to pick)."""

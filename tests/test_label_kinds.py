@@ -91,7 +91,7 @@ def test_tie_and_all_bad_make_no_pairs_and_replace_each_other(data_home: object)
     tie = labeling.tie(turn, [ids[0], ids[2]])
     assert tie.pairs == 0 and repo.count_pairs() == 0
     stored = repo.get_turn(turn.id or 0)
-    assert stored.label_kind == "tie" and stored.tied_candidate_ids == (ids[0], ids[2])
+    assert stored.label_kind == "tie" and stored.ranked_candidate_ids == (ids[0], ids[2])
     assert stored.chosen_candidate_id == ids[0]  # the conversation goes on with one of them
     with pytest.raises(StorageError, match="two or more"):
         labeling.tie(turn, [ids[1]])

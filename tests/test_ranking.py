@@ -48,7 +48,7 @@ def test_a_full_ranking_is_one_label_with_every_pair_weighted_2_over_n() -> None
     assert label is not None and label.kind == "ranking" and label.source == "pick"
     assert label.chosen_candidate_id == order[0] and label.pair_count == 6
     stored = repo.get_turn(turn.id or 0)
-    assert stored.label_kind == "ranking" and stored.tied_candidate_ids == tuple(order)
+    assert stored.label_kind == "ranking" and stored.ranked_candidate_ids == tuple(order)
     assert stored.chosen_candidate_id == order[0]
     assert pair_rows(repo) == {
         ("c", "a"): 0.5, ("c", "d"): 0.5, ("c", "b"): 0.5,

@@ -119,7 +119,7 @@ class LabelingService:
                                       shown=Shown.of(turn, self._clock()))
         self._forget_edits(turn)
         turn.chosen_candidate_id = candidate_id
-        turn.label_kind, turn.tied_candidate_ids, turn.skipped = "pick", (), False
+        turn.label_kind, turn.ranked_candidate_ids, turn.skipped = "pick", (), False
         pairs = len(rejected_side(generated, candidate_id, against))
         agreed = None if top is None else top == candidate_id
         return self._remember(Pick(label, turn.id, candidate_id, pairs, agreed, "pick",
@@ -133,7 +133,7 @@ class LabelingService:
         self._forget_edits(turn)
         tied = tuple(dict.fromkeys(candidate_ids))
         turn.chosen_candidate_id = tied[0]  # the conversation continues with the first
-        turn.label_kind, turn.tied_candidate_ids, turn.skipped = "tie", tied, False
+        turn.label_kind, turn.ranked_candidate_ids, turn.skipped = "tie", tied, False
         return self._remember(Pick(label, turn.id, tied[0], 0, None, "tie"))
 
     def rank(self, turn: Turn, order: Sequence[int]) -> Pick:
@@ -154,8 +154,8 @@ class LabelingService:
         self._forget_edits(turn)
         members = tuple(order)
         turn.chosen_candidate_id = members[0]
-        # a ranking's order travels in tied_candidate_ids, as storage reads it back
-        turn.label_kind, turn.tied_candidate_ids, turn.skipped = "ranking", members, False
+        # a ranking's order travels in ranked_candidate_ids, as storage reads it back
+        turn.label_kind, turn.ranked_candidate_ids, turn.skipped = "ranking", members, False
         agreed = None if top is None else top == members[0]
         return self._remember(Pick(label, turn.id, members[0], pairs, agreed, "ranking",
                                    model_rank(turn, members[0])))
@@ -167,7 +167,7 @@ class LabelingService:
                                          shown=Shown.of(turn, self._clock()))
         self._forget_edits(turn)
         turn.chosen_candidate_id = None
-        turn.label_kind, turn.tied_candidate_ids, turn.skipped = "all_bad", (), False
+        turn.label_kind, turn.ranked_candidate_ids, turn.skipped = "all_bad", (), False
         return self._remember(Pick(label, turn.id, None, 0, None, "all_bad"))
 
     def edit(self, turn: Turn, candidate_id: int, text: str) -> tuple[Pick, Candidate]:
@@ -180,7 +180,7 @@ class LabelingService:
         self._forget_edits(turn)
         turn.candidates.append(cand)
         turn.chosen_candidate_id = cand.id
-        turn.label_kind, turn.tied_candidate_ids, turn.skipped = "edit", (), False
+        turn.label_kind, turn.ranked_candidate_ids, turn.skipped = "edit", (), False
         pairs = self.repo.count_label_pairs(label)
         return self._remember(Pick(label, turn.id, cand.id, pairs, None, "edit")), cand
 

@@ -247,7 +247,7 @@ class Repository(ArenaQueries, BranchQueries, LabelQueries, VersionQueries, Pair
             chosen_candidate_id=chosen,
             blind=bool(r[7]),
             label_kind=kind,
-            tied_candidate_ids=tied,
+            ranked_candidate_ids=tied,
             skipped=r[8] is not None,
         )
 

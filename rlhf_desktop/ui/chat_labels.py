@@ -341,7 +341,7 @@ class LabelActions(RankActions):
         if pick.kind == "edit":
             turn.candidates[:] = [c for c in turn.candidates if c.id != pick.candidate_id]
         turn.chosen_candidate_id = None
-        turn.label_kind, turn.tied_candidate_ids = None, ()
+        turn.label_kind, turn.ranked_candidate_ids = None, ()
         widget.mark_pick(None, undoable=False)
         widget.set_turn(turn)
         self._refresh_bar(widget)

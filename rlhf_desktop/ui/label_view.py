@@ -101,11 +101,11 @@ def decorate(widget: TurnWidget, keys: str) -> str | None:
     undo = " · Alt+Z undoes it" if widget.undoable else ""
     if turn.label_kind == "tie":
         for card in widget.cards.values():
-            tied = card.candidate is not None and card.candidate.id in turn.tied_candidate_ids
+            tied = card.candidate is not None and card.candidate.id in turn.ranked_candidate_ids
             card.set_chosen(tied)
             if tied:
                 card.state_badge.setText("= Tie")
-        return (f"You marked replies {_reply_numbers(widget, turn.tied_candidate_ids)} as "
+        return (f"You marked replies {_reply_numbers(widget, turn.ranked_candidate_ids)} as "
                 f"equally good (a tie: no preference pairs){undo}")
     if turn.label_kind == "ranking":
         return _decorate_ranking(widget, turn, n, undo)
@@ -147,7 +147,7 @@ def decorate(widget: TurnWidget, keys: str) -> str | None:
 def _decorate_ranking(widget: TurnWidget, turn: Turn, n: int, undo: str) -> str:
     """A saved ranking: each ranked card shows its place ("1st", "2nd", …), the first as
     the chosen one; unranked cards (a partial ranking) are tied below."""
-    order = list(turn.tied_candidate_ids)  # a ranking's order, best first
+    order = list(turn.ranked_candidate_ids)  # a ranking's order, best first
     for card in widget.cards.values():
         cid = card.candidate.id if card.candidate is not None else None
         if cid in order:

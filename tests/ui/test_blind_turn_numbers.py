@@ -116,7 +116,7 @@ def test_a_blind_tie_names_the_replies_as_they_were_shown(qtbot: object) -> None
     turn = blind_turn(scored=True)
     widget = shown_widget(qtbot, turn)
     # the user ties Reply 4 and Reply 3 (indices 1 and 3; the model ranks them #2 and #3)
-    turn.label_kind, turn.tied_candidate_ids = "tie", (11, 13)
+    turn.label_kind, turn.ranked_candidate_ids = "tie", (11, 13)
     widget.set_turn(turn)
     widget.mark_pick(None, undoable=True)
     assert card_of(widget, 11) == 3 and card_of(widget, 13) == 2

@@ -142,7 +142,7 @@ def test_tie_all_bad_skip_and_edit_from_the_window(loop: asyncio.AbstractEventLo
         tied = tuple(c.candidate.id for c in (widget.card_at(0), widget.card_at(2))
                      if c is not None and c.candidate is not None)
         stored = repo.get_turn(turn.id)
-        assert stored.label_kind == "tie" and set(stored.tied_candidate_ids) == set(tied)
+        assert stored.label_kind == "tie" and set(stored.ranked_candidate_ids) == set(tied)
         assert repo.count_pairs() == 0
         assert [c.state_badge.text() for c in widget.ordered_cards()] == ["= Tie", "", "= Tie"]
         press(window, Qt.Key.Key_Z, ALT)
@@ -215,7 +215,7 @@ def labeled_turn(kind: str, blind: bool = False) -> Turn:
     if kind in ("pick", "ranking", "edit"):
         turn.chosen_candidate_id = 11
     if kind in ("tie", "ranking"):
-        turn.tied_candidate_ids = (11, 10) if kind == "tie" else (11, 12, 10)
+        turn.ranked_candidate_ids = (11, 10) if kind == "tie" else (11, 12, 10)
     return turn
 
 

@@ -101,7 +101,7 @@ def test_rank_with_alt_r_and_alt_digits_saves_weighted_pairs(
             press(window, DIGITS[k], ALT)
         assert chat.ranking is None
         stored = repo.get_turn(turn.id)
-        assert stored.label_kind == "ranking" and stored.tied_candidate_ids == tuple(order)
+        assert stored.label_kind == "ranking" and stored.ranked_candidate_ids == tuple(order)
         assert stored.chosen_candidate_id == order[0]
         pairs = stored_pairs()
         assert set(pairs) == {(order[i], order[j]) for i in range(4) for j in range(i + 1, 4)}
@@ -124,7 +124,7 @@ def test_rank_with_alt_r_and_alt_digits_saves_weighted_pairs(
         press(window, Qt.Key.Key_4, ALT)
         press(window, Qt.Key.Key_2, ALT)
         press(window, Qt.Key.Key_Enter)  # the keypad's Enter saves too
-        assert repo.get_turn(turn.id).tied_candidate_ids == (shown_id(widget, 4),
+        assert repo.get_turn(turn.id).ranked_candidate_ids == (shown_id(widget, 4),
                                                              shown_id(widget, 2))
         assert nxt.turn is not None and nxt.turn.label_kind is None
 
