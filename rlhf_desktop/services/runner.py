@@ -30,6 +30,17 @@ finds no loop to call (a closed loop is never touched: no "no running event loop
 Without an event loop (the command line's synchronous paths, Qt-free tests that never start
 one) callbacks run on the worker thread that finished the job.
 
+Adding background work: write the blocking part as a function of a :class:`Job` in the
+service (no Qt, no loop), give it to ``session.runner.run`` from the widget or the service
+with callbacks that render or store the result, and pick a lane: the pool for short
+independent work, a named lane when two such jobs must not overlap. Never call
+``run_in_executor``, start a thread or ask asyncio for the running loop elsewhere
+(tests/test_background_runner.py checks the widgets).
+
+Where work still polls, it is because nothing fires an event: the session's watch on other
+processes writing the database (lane ``watch``), a remote tuning job (lane ``remote-tune``)
+and the model page's timer on a local tune run's progress file (ui/model_tune.py).
+
 Qt-free on purpose: services use it, and ``services`` sits below ``runtime`` and ``ui`` in
 the layer contract (pyproject.toml).
 """
@@ -231,8 +242,10 @@ class BackgroundRunner:
             lane: str = POOL, name: str = "") -> Handle[T]:
         """Run ``job(Job)`` in a worker of ``lane``; ``on_success(result)`` or
         ``on_failure(exception)`` then run on the loop, ``progress(value)`` for what the job
-        reports. ``cancel``: an event of the caller's that cancels the job when set (the
-        handle sets it on cancel). A failure nobody handles or awaits is logged. After
+        reports. ``cancel``: an event of the caller's to use as the job's cancel event (the
+        job sees it as ``job.cancelled``; :meth:`Handle.cancel` and :meth:`close` set it).
+        Setting it yourself asks the job to stop early; what the job then returns is still
+        delivered. A failure nobody handles or awaits is logged. After
         :meth:`close` the handle comes back cancelled and nothing runs."""
         self._bind()
         handle: Handle[T] = Handle(self, name, lane, on_success, on_failure, progress, cancel)
