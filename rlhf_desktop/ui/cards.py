@@ -328,7 +328,7 @@ class CandidateCard(QFrame):
                 self.version_badge.setToolTip(
                     "Scored by the transformers ranker chosen on the model page")
             else:
-                self.version_badge.setText(f"reward model v{c.model_version}")
+                self.version_badge.setText(f"v{c.model_version}")
                 self.version_badge.setToolTip(f"Scored by reward model v{c.model_version}")
             if not self.why_text:
                 self.score_badge.setToolTip("Click Why? to see the style and content parts")

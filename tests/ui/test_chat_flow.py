@@ -110,7 +110,7 @@ async def labeling_flow(window: MainWindow, n: int, hb: Heartbeat) -> dict[str, 
     assert scores == sorted(scores, reverse=True), scores  # cards ordered by score
     top = w3.card_at(0)
     assert top is not None and top.rank_badge.text() == "#1"
-    assert top.version_badge.text() == f"reward model v{latest.version}"
+    assert top.version_badge.text() == f"v{latest.version}"
     stored = repo.get_turn(w3.turn.id) if w3.turn and w3.turn.id else None
     assert stored is not None
     assert all(c.model_version == latest.version for c in stored.candidates)
