@@ -101,3 +101,60 @@ def test_fresh_replies_of_the_built_in_model_become_labelled_pairs(
         assert line["source"] == "amplified"
         chosen, rejected = line["chosen"][0]["content"], line["rejected"][0]["content"]
         assert len(chosen.split()) > len(rejected.split())  # the judge's best vs its worst
+
+
+@pytest.mark.slow
+@pytest.mark.llama
+@pytest.mark.timeout(900)
+def test_a_tune_with_amplification_adds_the_labelled_pairs_to_the_run_only(
+        data_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The window's Tune with "Let my reward model label extra pairs": a reward model trained
+    on the user's pairs (long, complete answers over one-liners) labels fresh built-in
+    replies to past prompts; the lines join the run's pairs file, never the database."""
+    from rlhf_desktop import config
+    from rlhf_desktop.config import Settings
+    from rlhf_desktop.domain import PreferencePair
+    from rlhf_desktop.services.rewards import RewardService
+    from rlhf_desktop.services.tuning import TuningService
+    from rlhf_desktop.storage.repo import Repository
+    from tests.test_model_service import TOPICS
+    from tests.test_tuning_service import FAST, SCRIPTED, until_state
+
+    pytest.importorskip("xllamacpp")
+    if not config.default_gguf_path().is_file():
+        pytest.skip("the built-in model's weights are not installed")
+    repo = Repository.open()
+    try:
+        repo.add_pairs([PreferencePair(
+            prompt=(Message("user", f"How do I {t}? Explain."),),
+            chosen=f"To {t}, start small and plan each step. Practise a little every day, "
+                   "keep notes on what worked, and ask someone with experience for advice.",
+            rejected="Just do it.") for t in TOPICS])
+        stored = repo.count_pairs()
+        version = RewardService().train_now()
+    finally:
+        repo.close()
+    assert (version.cv_accuracy or 0) >= amplify.MIN_ACCURACY, version.cv_accuracy
+    monkeypatch.setattr(amplify, "PROMPTS", 3)  # three past prompts answered again
+    monkeypatch.setenv("SCRIPTED_TUNE_STEP_S", "0.05")
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
+    service = TuningService(data_home, lambda: Settings(max_tokens=80), overrides=FAST,
+                            module=SCRIPTED)
+    service.amplify = True
+    try:
+        service.start()
+        snap = until_state(service, "done", "failed", timeout=800)
+    finally:
+        service.close()
+    assert snap.state == "done", snap.message
+    run = Path(snap.run_dir)
+    report = amplify.load_report(run)
+    assert report is not None and report.prompts == 3 and report.replies == 12
+    lines = [json.loads(x) for x in (run / "pairs.jsonl").read_text().splitlines()]
+    extra = [x for x in lines if x.get("source") == amplify.SOURCE]
+    assert len(lines) == stored + report.pairs and len(extra) == report.pairs
+    repo = Repository.open()
+    try:
+        assert repo.count_pairs() == stored  # the database holds the user's pairs only
+    finally:
+        repo.close()

@@ -127,6 +127,11 @@ class TuningService:
         """Tune on the pairs whose rejected reply was cut at max tokens too (the default:
         a whole reply preferred over one that stops mid-sentence is a real preference, and
         it teaches the model to finish its replies); False leaves them out."""
+        self.amplify = False
+        """Before a run, let the user's reward model label extra pairs among fresh replies
+        to the user's past prompts (:mod:`.amplify`: only while it is accurate enough). Off
+        by default until the loop benchmark's amplified arm beats the picks alone
+        (docs/benchmarks.md, "The on-policy loop")."""
         self.fit_check = module == "rlhf_desktop.tune"
         """Whether :meth:`check_fit` measures the pairs (the real tuning module only)."""
         self._fit: tuple[tuple[Any, ...], dict[str, Any]] | None = None
@@ -265,21 +270,69 @@ class TuningService:
         overrides = dict(self.overrides)
         if max_steps:
             overrides["max_steps"] = max_steps
-        system_prompt = self._settings().system_prompt
+        settings = self._settings()
+        system_prompt = settings.system_prompt
         use_cut = self.use_cut_pairs
+        amplify = self.amplify
 
         def prepare() -> TuneConfig:
             if use_cut:
-                return new_config(runs_dir(self.data_dir), overrides, None, system_prompt)
-            run_dir = new_run_dir(runs_dir(self.data_dir))
-            if export_for_tuning(run_dir, use_cut_pairs=False) == 0:
-                raise TuneConfigError("there are no preference pairs to tune on without the "
-                                      "pairs against a cut reply")
-            return TuneConfig.from_mapping({"system_prompt": system_prompt, **overrides,
-                                            "data": str(run_dir / PAIRS_FILE),
-                                            "output_dir": str(run_dir)})
+                cfg = new_config(runs_dir(self.data_dir), overrides, None, system_prompt)
+            else:
+                run_dir = new_run_dir(runs_dir(self.data_dir))
+                if export_for_tuning(run_dir, use_cut_pairs=False) == 0:
+                    raise TuneConfigError("there are no preference pairs to tune on without "
+                                          "the pairs against a cut reply")
+                cfg = TuneConfig.from_mapping({"system_prompt": system_prompt, **overrides,
+                                               "data": str(run_dir / PAIRS_FILE),
+                                               "output_dir": str(run_dir)})
+            if amplify:
+                self._amplify(cfg, settings)
+            return cfg
 
         return self._launch(prepare, "Exporting your pairs…")
+
+    def _amplify(self, cfg: TuneConfig, settings: Settings) -> None:
+        """RM amplification before a run (:func:`.amplify.amplify`): the reward model labels
+        best-vs-worst among fresh replies of the chat model in use to the user's past
+        prompts, and those lines join the run's pairs file (never the database). The run's
+        ``amplification.json`` and the snapshot's message say what was done."""
+        from rlhf_desktop.domain import SamplingParams
+        from rlhf_desktop.services import amplify
+        from rlhf_desktop.services.rewards import RewardService
+        from rlhf_desktop.services.tuning_effect import past_prompts
+        from rlhf_desktop.storage.repo import Repository
+
+        with self._lock:
+            self._snap = replace(self._snap, message=(
+                "Your reward model is labelling extra pairs: the chat model answers your past "
+                "prompts again (a few minutes)…"))
+        self._changed()
+        repo = Repository.open()
+        try:
+            pairs = repo.all_pairs()
+            versions = {v.version: v for v in repo.list_model_versions()}
+            rewards = RewardService()
+            rewards.load_current(repo)
+        finally:
+            repo.close()
+        version = rewards.model.version if rewards.model.trained else None
+        record = versions.get(version) if version is not None else None
+        params = SamplingParams(n=amplify.N, temperature=settings.temperature,
+                                top_p=settings.top_p, max_tokens=settings.max_tokens,
+                                system_prompt=settings.system_prompt)
+        run_dir = Path(cfg.output_dir)
+        report = amplify.amplify(
+            run_dir, past_prompts(pairs, amplify.PROMPTS), params, settings.chat_model_version,
+            record.cv_accuracy if record is not None else None, version,
+            lambda prompt, texts: rewards.rank(prompt, texts).scores, rewards.model.temperature)
+        if report.used:
+            lines = (run_dir / amplify.FILE).read_text(encoding="utf-8")
+            with Path(cfg.data).open("a", encoding="utf-8") as out:
+                out.write(lines)
+        with self._lock:
+            self._snap = replace(self._snap, message=report.words())
+        self._changed()
 
     def resume(self, max_steps: int | None = None) -> TuneSnapshot:
         """Continue the newest run from its last checkpoint (same pairs and settings)."""

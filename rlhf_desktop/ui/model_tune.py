@@ -135,6 +135,15 @@ class TunePanel(QWidget):
                                 "model leaves them out of its training).")
         self.cut_box.toggled.connect(self._cut_toggled)
         self.cut_box.hide()
+        self.amplify_box = QCheckBox("Let my reward model label extra pairs (experimental)")
+        self.amplify_box.setChecked(self.service.amplify)
+        self.amplify_box.setToolTip(
+            "Before training, the chat model answers your past prompts again and your reward "
+            "model labels its best reply against its worst, only while it is right on at least "
+            "70 % of the pairs it never saw. Those pairs stay in the run's folder: never in "
+            "your data or your exports. Off by default until the benchmark shows it beats "
+            "your pairs alone (docs/benchmarks.md).")
+        self.amplify_box.toggled.connect(self._amplify_toggled)
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
         self.progress.hide()
@@ -194,6 +203,7 @@ class TunePanel(QWidget):
         layout.addWidget(self._install_box())
         layout.addLayout(row)
         layout.addWidget(self.cut_box)
+        layout.addWidget(self.amplify_box)
         widgets = [self.progress, self.status, self.metrics, self.fit, self.effect]
         for w in widgets:
             layout.addWidget(w)
@@ -322,6 +332,7 @@ class TunePanel(QWidget):
         self._checking = plan.checking
         self.cut_box.setVisible(plan.cut_pairs > 0)
         self.cut_box.setEnabled(not snap.active)
+        self.amplify_box.setEnabled(not snap.active)
         self.plan_label.setText(plan.text())
         self.tune_button.setEnabled(plan.blocker is None)
 
@@ -457,6 +468,9 @@ class TunePanel(QWidget):
             self._notify(str(exc))
         self.timer.start()
         self.refresh()
+
+    def _amplify_toggled(self, checked: bool) -> None:
+        self.service.amplify = checked
 
     def _cut_toggled(self, checked: bool) -> None:
         self.service.use_cut_pairs = checked
