@@ -33,7 +33,8 @@ def is_arena(turn: Turn | None) -> bool:
 
 
 def origin_details(origin: dict[str, Any]) -> str:
-    """A source's details in words, e.g. ``Built-in model · tuned v3 · temperature 0.7``."""
+    """A source's details in words, e.g. ``Built-in model · chat model v3 (tuned) ·
+    temperature 0.7``."""
     provider = str(origin.get("provider") or "")
     parts = [KIND_WORDS.get(provider, provider)] if provider else []
     version = origin.get("chat_model_version")

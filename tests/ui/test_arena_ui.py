@@ -256,7 +256,7 @@ def test_arena_turn_names_no_source_before_the_pick_and_each_after(
             assert c.candidate is not None and c.candidate.origin is not None
             assert c.source_badge.text() == f"from {c.candidate.origin['name']}"
             assert c.source_badge.accessibleName() == f"Source: {c.candidate.origin['name']}"
-        assert "tuned v3" in next(c for c in widget.cards.values()
+        assert "chat model v3 (tuned)" in next(c for c in widget.cards.values()
                                   if c.source_badge.text() == "from hot tuned"
                                   ).source_badge.toolTip()
         assert "each card now shows the source it came from" in widget.status.text()
