@@ -73,3 +73,15 @@ def test_tune_plan_says_one_step_in_the_singular() -> None:
         "4 preference pairs, 1 step, about ")
     assert TunePlan(1, 1, None, "").text() == "1 preference pair, 1 step"
     assert TunePlan(8, 2, None, "").text() == "8 preference pairs, 2 steps"
+
+
+def test_tune_plan_while_measuring_ends_with_the_ellipsis_not_an_ellipsis_and_a_full_stop(
+        ) -> None:
+    measuring = TunePlan(43, 6, None, "", checking=True).text()
+    assert measuring == ("43 preference pairs, 6 steps. "
+                         "Measuring which pairs fit the length limit…"), measuring
+    with_notes = TunePlan(40, 5, None, "", stored=43, left_out=3, max_length=256,
+                          checking=True, cut_pairs=2).text()
+    assert with_notes.endswith("length limit…") and "…." not in with_notes, with_notes
+    done = TunePlan(40, 5, None, "", stored=43, left_out=3, max_length=256).text()
+    assert done.endswith("(256 tokens).") and "…" not in done, done

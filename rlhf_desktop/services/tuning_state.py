@@ -86,7 +86,12 @@ class TunePlan:
             notes.append(cut_pairs_words(self.cut_pairs, self.use_cut_pairs))
         if self.checking:
             notes.append("measuring which pairs fit the length limit…")
-        return text + (". " + "; ".join(notes) + "." if notes else "")
+        if not notes:
+            return text
+        body = "; ".join(notes)
+        body = body[:1].upper() + body[1:]  # a new sentence
+        # A note that trails off with "…" already ends the sentence: no "…." after it.
+        return f"{text}. {body}" + ("" if body.endswith("…") else ".")
 
 
 @dataclass(frozen=True)
