@@ -91,10 +91,11 @@ def test_the_providers_why_shows_whole_or_keeps_its_start_and_end(
     shown = area.provider_why.shown_text()
     if width > 1500:
         assert shown == f"— {AZURE_WHY}"
-    else:  # no room: cut in the middle, never at "…DEPLOYMENT_NAME ar…"
-        start, end = shown.split("…")
+    else:  # no room: whole words dropped from the middle, never "AZURE_OPENAI_A…nd"
+        start, end = shown.split(" … ")
         assert f"— {AZURE_WHY}".startswith(start) and AZURE_WHY.endswith(end)
-        assert end.endswith("DEPLOYMENT_NAME are set") and start.startswith("— AZURE_OPENAI")
+        assert end.endswith("are set") and start.startswith("— AZURE_OPENAI")
+        assert _whole_words(shown, f"— {AZURE_WHY}"), shown
     assert AZURE_WHY in area.provider_why.toolTip()
 
 
@@ -124,3 +125,65 @@ def test_an_elided_status_ends_at_a_word_not_mid_word(qtbot: object) -> None:
     one_word.show()
     QApplication.processEvents()
     assert one_word.shown_text().endswith("…") and len(one_word.shown_text()) > 3
+
+
+def _whole_words(shown: str, text: str) -> bool:
+    """Every word ``shown`` keeps is a whole word of ``text`` (an ending "…" aside)."""
+    words = set(text.split(" "))
+    return all(w.removesuffix("…") in words for w in shown.split(" ") if w not in ("…", ""))
+
+
+@pytest.mark.parametrize("kind", ["azure", "local"])
+@pytest.mark.timeout(120)
+def test_the_status_bar_never_cuts_a_word_and_keeps_the_provider_and_the_labels_to_next(
+        window: object, kind: str) -> None:
+    """With a trained reward model, at 1400 px and at the window's minimum width, with and
+    without a long message: the provider and its model or deployment show whole, then the
+    labels to the next training (its whole parts), then the provider's why (whole words
+    dropped from its middle, or none); nothing is cut mid-word, and each tooltip has the
+    whole text."""
+    from rlhf_desktop.services.retraining import RetrainStatus
+    from rlhf_desktop.ui.main_window import MainWindow
+    from tests.ui.helpers import add_version, db, resize, settle
+    from tests.ui.test_window_layout import MIN_SIZE
+
+    assert isinstance(window, MainWindow)
+    add_version(db(), 3, 312, 0.61)
+    window.backend.latest = db().latest_model_version()
+    area = window.status
+    why = AZURE_WHY if kind == "azure" else "no Azure OpenAI or OpenAI credentials found"
+    model = "gpt-4o-mini-eastus-prod" if kind == "azure" else "SmolLM2-135M-Instruct"
+    area.show_provider(SimpleNamespace(  # type: ignore[arg-type]
+        provider_error=None, provider_kind=kind, provider_model=model,
+        provider_reason=f"because {why}", provider_why=why))
+    window._retrain_status(RetrainStatus(labels_since=1, every=5, running=False, queued=False))
+    retrain = area.retrain_label.text()
+    assert retrain.startswith("reward model v3 · CV accuracy") and "1/5 labels" in retrain
+    for width, height in ((1400, 900), MIN_SIZE):
+        for message in ("", RANKING):
+            resize(window, width, height)
+            window.statusBar().showMessage(message)
+            settle(window)
+            where = f"{kind} at {width} px, message {bool(message)}"
+            provider = area.provider_label
+            assert provider.shown_text() == provider.text() and model in provider.text(), where
+            assert provider.text() in provider.toolTip()
+            shown = area.retrain_label.shown_text()
+            assert shown in area.retrain_label.forms() and "1/5 labels" in shown, (
+                where, shown)
+            assert area.retrain_label.toolTip() == retrain
+            if width >= 1400:  # room for "… to next training" whole
+                assert shown.endswith("1/5 labels to next training"), (where, shown)
+            if not message:
+                shown_why = area.provider_why.shown_text()
+                assert shown_why in ("", *area.provider_why.forms()), (where, shown_why)
+                assert why in area.provider_why.toolTip()
+                if width >= 1400:
+                    assert shown_why.endswith("are set" if kind == "azure" else "found"), where
+            else:
+                shown_message = area.message_label.shown_text()
+                assert _whole_words(shown_message, message), (where, shown_message)
+                assert area.message_label.toolTip() == message
+            labels = (provider, area.retrain_label, area.provider_why, area.message_label)
+            right = max(w.geometry().right() for w in labels if w.isVisible())
+            assert right <= window.statusBar().width(), where
