@@ -58,6 +58,8 @@ class ChatView(LabelActions, PickActions, QWidget):
         self.renderer.render("*warm* | up\n--|--\n1 | 2")  # load extensions before any turn
         self.conversation_id: int | None = None
         self.widgets: list[TurnWidget] = []
+        self._replacing: dict[TurnWidget, TurnWidget] = {}
+        """A retry of a turn whose replies all failed -> that turn: hidden once it ends."""
         self._picks: dict[int, Pick] = {}  # turn id → last pick (for its reason)
         self._pick_order: list[int] = []
         self._task: asyncio.Task[None] | None = None
@@ -350,7 +352,11 @@ class ChatView(LabelActions, PickActions, QWidget):
                 self.widgets.remove(widget)
                 widget.deleteLater()
                 parent = widget.parent_turn  # an unsent edit still branches where it was
-            self.start_turn(list(widget.messages), parent=parent)
+            retried = self.start_turn(list(widget.messages), parent=parent)
+            if widget.turn is not None and widget in self.widgets:
+                # Stored, all failed: the retry continues it in the database; on screen
+                # its replies replace the failed turn (the message shows once).
+                self._replacing[retried] = widget
 
     def start_turn(self, messages: list[Message], text: str | None = None,
                    parent: Parent = ACTIVE) -> TurnWidget:
@@ -390,8 +396,23 @@ class ChatView(LabelActions, PickActions, QWidget):
         if self._control is not None:
             self._control.stop_all()
 
+    def _drop_replaced(self, retried: TurnWidget) -> None:
+        """Hide the failed turn that ``retried`` retried (its replies stand in for it)."""
+        failed = self._replacing.pop(retried, None)
+        if failed is not None and failed in self.widgets:
+            self.column_layout.removeWidget(failed)
+            self.widgets.remove(failed)
+            failed.deleteLater()
+
     async def _run_turn(self, messages: list[Message], widget: TurnWidget,
                         text: str | None, parent: Parent = ACTIVE) -> None:
+        try:
+            await self._run_turn_inner(messages, widget, text, parent)
+        finally:
+            self._drop_replaced(widget)
+
+    async def _run_turn_inner(self, messages: list[Message], widget: TurnWidget,
+                              text: str | None, parent: Parent = ACTIVE) -> None:
         self._control = control = TurnControl(widget.cards)
         blind = self.backend.settings.blind  # as it was when the turn was sent
         chat = await self.backend.wait_provider()

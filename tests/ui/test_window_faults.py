@@ -85,11 +85,15 @@ def test_fault_keeps_prompt_and_partials_shows_message_and_retry_works(
             assert not nxt.error_row.isVisible(), nxt.error_label.text()
             assert all(c.candidate and c.candidate.text.startswith("Reply")
                        for c in nxt.cards.values())
-            assert failed in chat.widgets
-            assert prompt in failed.prompt_view.toPlainText()
+            shown = failed if failed in chat.widgets else nxt
+            assert prompt in shown.prompt_view.toPlainText()
             if in_place:  # the replies that had not failed are unchanged
+                assert failed in chat.widgets
                 assert good and all(failed.cards[i].text == t for i, t in good.items())
+            elif nxt.messages == failed.messages:  # a retry replaced the failed turn on screen
+                assert failed not in chat.widgets
             else:  # the failed turn is still on screen with its prompt and partial text
+                assert failed in chat.widgets
                 assert {i: c.text for i, c in failed.cards.items()} == texts
 
         try:
@@ -97,3 +101,50 @@ def test_fault_keeps_prompt_and_partials_shows_message_and_retry_works(
         finally:
             run(loop, window.shutdown())
         assert not (config.logs_dir() / "crash.log").exists()  # nothing went unhandled
+
+
+@pytest.mark.timeout(60)
+def test_retry_after_every_reply_failed_shows_the_message_once(
+        loop: asyncio.AbstractEventLoop, qtbot: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retry on a turn whose replies all failed: the retried replies take the failed turn's
+    place on screen (the user's message shows once), the stored retry continues the failed
+    turn, and its request carries the message once."""
+    with AzureServer(api_key=KEY, deployment="gpt-test", reply_length=30,
+                     chunk_delay_s=0.01) as server:
+        for name, value in server.environment().items():
+            monkeypatch.setenv(name, value)
+        window = make_window(candidates_per_turn=3, max_retries=0, max_tokens=64)
+        qtbot.addWidget(window)  # type: ignore[attr-defined]
+        chat = window.chat
+        prompt = "Tell me about deltas"
+
+        async def scenario() -> None:
+            await window.backend.rebuild_provider()
+            server.inject("server_error", times=1)
+            failed = await send(window, prompt)
+            await wait_until(lambda: not chat.generating, 30, "the failing turn")
+            assert failed.turn is not None and failed.turn.id
+            assert failed.retry_button.isVisible() and failed.retry_button.text() == "Retry"
+            server.requests.clear()
+            failed.retry_button.click()
+            retried = chat.widgets[-1]
+            await wait_until(lambda: not chat.generating, 30, "the retry")
+            assert all(c.candidate and c.candidate.text.startswith("Reply")
+                       for c in retried.cards.values())
+            assert chat.widgets == [retried], "the failed turn is still shown"
+            shown = [w.prompt_view.toPlainText() for w in chat.widgets]
+            assert sum(prompt in text for text in shown) == 1, shown
+            assert retried.turn is not None and retried.turn.id
+            parent = db().conn.execute("SELECT parent_turn_id FROM turns WHERE id = ?",
+                                       (retried.turn.id,)).fetchone()[0]
+            assert parent == failed.turn.id
+            bodies = [r.body for r in server.requests if r.body and "messages" in r.body]
+            assert bodies
+            for body in bodies:
+                users = [m for m in body["messages"] if m["role"] == "user"]
+                assert [m["content"] for m in users] == [prompt], users
+
+        try:
+            run(loop, scenario(), timeout=45)
+        finally:
+            run(loop, window.shutdown())
