@@ -23,7 +23,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from rlhf_desktop.domain import Candidate, Message, ModelVersion, last_user_text
+from rlhf_desktop.core.pick_rules import failed_indices
+from rlhf_desktop.domain import Candidate, Message, ModelVersion, Turn, last_user_text
 from rlhf_desktop.services.branches import ACTIVE, EditRefused, Parent
 from rlhf_desktop.services.chat import Listener, StorageError, TurnControl, TurnFailed
 from rlhf_desktop.services.labeling import Pick
@@ -199,7 +200,10 @@ class ChatView(LabelActions, PickActions, QWidget):
             self._update_buttons()
             return
         last = self._pick_order[-1] if self._pick_order else None
-        for turn in self.backend.session.conversations.turns(conversation_id):
+        turns = self.backend.session.conversations.turns(conversation_id)
+        for turn, after in zip(turns, [*turns[1:], None], strict=True):
+            if after is not None and _retried(turn, after):
+                continue  # its retry stands in for it (the message shows once)
             widget = TurnWidget(turn.prompt, len(turn.candidates), self.renderer)
             widget.messages = list(turn.messages)
             widget.undoable = turn.id == last
@@ -503,3 +507,9 @@ class ChatView(LabelActions, PickActions, QWidget):
             self.widgets[-1].show_error(message, action="train", button="Retry training")
         else:
             self.message.emit(message)
+
+
+def _retried(turn: Turn, after: Turn) -> bool:
+    """``after`` is a Retry of ``turn``, whose replies all failed: the same messages."""
+    failed = len(failed_indices(turn)) == len(turn.candidates) > 0
+    return failed and list(after.messages) == list(turn.messages)

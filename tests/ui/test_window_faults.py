@@ -107,8 +107,8 @@ def test_fault_keeps_prompt_and_partials_shows_message_and_retry_works(
 def test_retry_after_every_reply_failed_shows_the_message_once(
         loop: asyncio.AbstractEventLoop, qtbot: object, monkeypatch: pytest.MonkeyPatch) -> None:
     """Retry on a turn whose replies all failed: the retried replies take the failed turn's
-    place on screen (the user's message shows once), the stored retry continues the failed
-    turn, and its request carries the message once."""
+    place on screen (the user's message shows once, also when the chat is opened again), the
+    stored retry continues the failed turn, and its request carries the message once."""
     with AzureServer(api_key=KEY, deployment="gpt-test", reply_length=30,
                      chunk_delay_s=0.01) as server:
         for name, value in server.environment().items():
@@ -143,6 +143,10 @@ def test_retry_after_every_reply_failed_shows_the_message_once(
             for body in bodies:
                 users = [m for m in body["messages"] if m["role"] == "user"]
                 assert [m["content"] for m in users] == [prompt], users
+            # Opened again from the database: the message still shows once.
+            chat.show_conversation(chat.conversation_id)
+            await wait_until(lambda: bool(chat.widgets), 10, "the chat shown again")
+            assert [w.turn.id for w in chat.widgets if w.turn] == [retried.turn.id]
 
         try:
             run(loop, scenario(), timeout=45)
