@@ -64,14 +64,17 @@ SEED_STRIDE = 10
 RETRIES = 3
 """Attempts per request when the built-in model fails (a fresh provider each time)."""
 RECIPES: dict[str, dict[str, Any]] = {
-    "defaults": {},
+    "defaults": {"lora_targets": ["q_proj", "v_proj"], "learning_rate": 5e-4,
+                 "lr_scheduler": "constant", "warmup_ratio": 0.0, "epochs": 1.0,
+                 "pair_budget": 0},
     "new": {"lora_targets": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                              "down_proj"],
             "learning_rate": 2e-4, "lr_scheduler": "cosine", "warmup_ratio": 0.1,
             "epochs": 2.0, "pair_budget": 240, "beta": 0.1, "loss_type": ["sigmoid"],
             "precompute_ref_log_probs": False, "max_length": 256},
 }
-"""Tuning recipes (``TuneConfig`` keys over today's defaults). ``new`` was fixed before any
+"""Tuning recipes (``TuneConfig`` keys). ``defaults``: the app's defaults before this
+benchmark (arm 4); ``new``: the app's defaults since (arm 5). ``new`` was fixed before any
 run of this benchmark, from the literature and one probe on a taste that is not shipped
 (../shared/notes/loop-research.md: LoRA on all 7 projections at lr 2e-4 took 55 % to 77 %),
 never from the shipped tastes' results. Its ``pair_budget`` comes from the time budget, not

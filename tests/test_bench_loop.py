@@ -136,4 +136,5 @@ def test_pair_budget_caps_the_steps_only_when_the_epochs_would_exceed_it() -> No
     assert budget_steps(cfg, 900) == 50  # 1,800 pairs capped at 400 = 50 steps of 8
     cfg.max_steps = 7
     assert budget_steps(cfg, 900) == 7
-    assert budget_steps(TuneConfig(data="p", output_dir="o"), 900) == 0
+    assert budget_steps(TuneConfig(data="p", output_dir="o", pair_budget=0), 900) == 0
+    assert budget_steps(TuneConfig(data="p", output_dir="o"), 900) == 30  # default: 240 pairs

@@ -55,9 +55,10 @@ def test_the_plan_counts_only_the_pairs_that_fit_and_says_why_the_others_do_not(
            "dropped_prompt_too_long": [{"line": n} for n in (3, 9, 17)],
            "context_cut": [{"line": n} for n in range(20, 45)], "truncated": []}
     plan = make_plan(43, {}, None, None, fit)
-    assert plan.pairs == 40 and plan.steps == 5  # ceil(40 / 8), not ceil(43 / 8) = 6
+    # the default recipe: 2 epochs of batches of 8: ceil(2 × 40 / 8), not ceil(2 × 43 / 8) = 11
+    assert plan.pairs == 40 and plan.steps == 10
     text = plan.text()
-    assert text.startswith("40 of your 43 preference pairs, 5 steps, about "), text
+    assert text.startswith("40 of your 43 preference pairs, 10 steps, about "), text
     assert ("3 pairs cannot be used: the system prompt and the last message alone are "
             "longer than the length limit (256 tokens)") in text
     assert "25 from later turns of a chat are used with their earliest turns cut" in text

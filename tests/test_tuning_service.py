@@ -30,7 +30,8 @@ from tests.ft_server import FtServer
 
 pytestmark = pytest.mark.timeout(90)
 SCRIPTED = "tests.scripted_tune"
-FAST = {"batch_size": 1, "grad_accum": 1, "max_length": 64}
+FAST = {"batch_size": 1, "grad_accum": 1, "max_length": 64, "epochs": 1.0, "pair_budget": 0}
+"""One pass, one pair a step: the service's mechanics, not the recipe (tune/options.py)."""
 KEY = "sk-test-SECRET-77e1"
 MODEL = "gpt-4o-mini-2024-07-18"
 

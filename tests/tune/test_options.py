@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from rlhf_desktop.tune.options import TuneConfig, TuneConfigError, load_config
+from rlhf_desktop.tune.options import LORA_TARGETS, TuneConfig, TuneConfigError, load_config
 
 
 def write(tmp_path, name, text):
@@ -59,3 +59,14 @@ def test_unreadable_files_say_why(tmp_path):
         load_config(write(tmp_path, "bad.yaml", "a: [1\n"))
     with pytest.raises(TuneConfigError, match="one mapping"):
         load_config(write(tmp_path, "list.json", "[1, 2]"))
+
+
+def test_dpo_defaults_are_the_loop_benchmarks_recipe_and_reward_keeps_its_own() -> None:
+    dpo = TuneConfig.from_mapping({"data": "p.jsonl", "output_dir": "run"})
+    assert dpo.lora_targets == list(LORA_TARGETS) and dpo.learning_rate == 2e-4
+    assert (dpo.lr_scheduler, dpo.warmup_ratio, dpo.epochs, dpo.pair_budget) == (
+        "cosine", 0.1, 2.0, 240)
+    reward = TuneConfig.from_mapping({"data": "p.jsonl", "output_dir": "run",
+                                      "method": "reward", "epochs": 3})
+    assert reward.lora_targets == ["q_proj", "v_proj"] and reward.learning_rate == 5e-4
+    assert reward.epochs == 3.0 and reward.pair_budget == 0  # what the user gives still wins

@@ -30,7 +30,7 @@ from tests.ui.conftest import run, wait_until
 from tests.ui.helpers import db
 
 pytestmark = pytest.mark.timeout(120)
-FAST = {"batch_size": 1, "grad_accum": 1, "max_length": 64}
+FAST = {"batch_size": 1, "grad_accum": 1, "max_length": 64, "epochs": 1.0, "pair_budget": 0}
 KEY = "sk-test-SECRET-4410"
 
 
