@@ -201,7 +201,7 @@ class ChatView(LabelActions, PickActions, QWidget):
             return
         last = self._pick_order[-1] if self._pick_order else None
         turns = self.backend.session.conversations.turns(conversation_id)
-        for turn, after in zip(turns, [*turns[1:], None], strict=True):
+        for turn, after in zip(turns, [*turns[1:], None], strict=False):  # after: the next
             if after is not None and _retried(turn, after):
                 continue  # its retry stands in for it (the message shows once)
             widget = TurnWidget(turn.prompt, len(turn.candidates), self.renderer)
