@@ -33,6 +33,7 @@ from rlhf_desktop.ui.label_view import decorate, display_order, shown, undo_text
 from rlhf_desktop.ui.markdown_render import MarkdownRenderer
 from rlhf_desktop.ui.turn_why import TurnWhy
 from rlhf_desktop.ui.user_bubble import UserBubble
+from rlhf_desktop.ui.widgets import claims_escape
 
 
 class ReasonEdit(QLineEdit):
@@ -42,11 +43,7 @@ class ReasonEdit(QLineEdit):
 
     def event(self, event: QEvent) -> bool:
         """Claim Esc before the window's shortcut sees it."""
-        if event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent) \
-                and event.key() == Qt.Key.Key_Escape:
-            event.accept()
-            return True
-        return super().event(event)
+        return claims_escape(event) or super().event(event)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         """Esc skips."""

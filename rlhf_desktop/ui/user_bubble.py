@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 from rlhf_desktop.services.branches import BranchPoint
 from rlhf_desktop.ui.cards import MarkdownView
 from rlhf_desktop.ui.markdown_render import MarkdownRenderer
+from rlhf_desktop.ui.widgets import claims_escape
 
 FOLD_CHARS = 1500
 FOLD_LINES = 15
@@ -64,11 +65,7 @@ class EditBox(QPlainTextEdit):
 
     def event(self, event: QEvent) -> bool:
         """Claim Esc before the window's shortcut sees it."""
-        if event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent) \
-                and event.key() == Qt.Key.Key_Escape:
-            event.accept()
-            return True
-        return super().event(event)
+        return claims_escape(event) or super().event(event)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         """Enter sends, Esc cancels; everything else types."""

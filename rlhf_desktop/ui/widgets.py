@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QPainter, QPaintEvent
+from PySide6.QtCore import QEvent, QSize, Qt
+from PySide6.QtGui import QKeyEvent, QPainter, QPaintEvent
 from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
+
+
+def claims_escape(event: QEvent) -> bool:
+    """Accept Esc's shortcut override, so a widget's own Esc (cancel an edit, skip a turn)
+    comes before the window's Esc shortcut (stop the replies); True when it did."""
+    if event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent) \
+            and event.key() == Qt.Key.Key_Escape:
+        event.accept()
+        return True
+    return False
 
 
 class ElidedLabel(QLabel):
