@@ -15,6 +15,9 @@ Every hook of an :class:`~rlhf_desktop.services.session.AppSession`:
 ``training_did_fail``      ``(str)``: a run failed; the message is safe to show
 ``labels_did_change``      picks, undos, imports or deletions changed the labels
 ``conversations_did_change`` a conversation was created, renamed or deleted
+``turn_did_change``        ``(TurnView)``: a shown turn changed (sent, a reply finished, saved,
+                           labeled, undone, re-ranked); the immutable snapshot to render
+                           (:mod:`rlhf_desktop.services.turns`)
 ========================== ===================================================================
 
 Hooks run on the thread that fired them; the session fires them on its event loop.
@@ -30,6 +33,7 @@ from typing import TYPE_CHECKING, Generic, ParamSpec
 if TYPE_CHECKING:
     from rlhf_desktop.domain import ModelVersion
     from rlhf_desktop.services.retraining import RetrainStatus
+    from rlhf_desktop.services.turns.view import TurnView
 
 log = logging.getLogger(__name__)
 
@@ -82,3 +86,4 @@ class SessionHooks:
     labels_did_change: Hook[[]] = field(default_factory=lambda: Hook("labels_did_change"))
     conversations_did_change: Hook[[]] = field(
         default_factory=lambda: Hook("conversations_did_change"))
+    turn_did_change: Hook[[TurnView]] = field(default_factory=lambda: Hook("turn_did_change"))

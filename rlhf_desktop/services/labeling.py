@@ -224,6 +224,24 @@ class LabelingService:
         """Whether there is a label to undo."""
         return bool(self._undo)
 
+    @property
+    def last(self) -> Pick | None:
+        """The label :meth:`undo` would remove (None: nothing to undo)."""
+        return self._undo[-1] if self._undo else None
+
+    def label_of(self, turn_id: int) -> Pick | None:
+        """The label of this session on turn ``turn_id`` that undo can still remove."""
+        return next((p for p in reversed(self._undo) if p.turn_id == turn_id), None)
+
+    @staticmethod
+    def unlabel(turn: Turn, pick: Pick) -> None:
+        """What undoing ``pick`` leaves of ``turn`` (the turn object a page shows): no
+        label, and an edit's rewrite gone with it (storage deleted both)."""
+        if pick.kind == "edit":
+            turn.candidates[:] = [c for c in turn.candidates if c.id != pick.candidate_id]
+        turn.chosen_candidate_id = None
+        turn.label_kind, turn.ranked_candidate_ids = None, ()
+
     def position_bias(self, last: int = 200) -> PositionBias:
         """Share of the last ``last`` picks that went to the card shown first, against the
         share a random pick would give (the mean of 1/N)."""

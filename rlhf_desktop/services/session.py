@@ -11,6 +11,8 @@ and it is Qt-free asyncio. Pages get narrow services and listen to :class:`Sessi
 * ``session.arena`` — :class:`~rlhf_desktop.services.arena.ArenaService` (candidate sources)
 * ``session.tuning`` — :class:`~rlhf_desktop.services.tuning.TuningService` (tune the chat model)
 * ``session.rankers`` — :class:`~rlhf_desktop.services.ranker_eval.RankerEvalService`
+* ``session.turns`` — :class:`~rlhf_desktop.services.turns.TurnLifecycle` (a shown turn's
+  state, published as ``TurnView`` snapshots; the label intents)
 * :meth:`AppSession.pick` / :meth:`AppSession.undo_pick` — labels, which fire
   ``labels_did_change`` and count towards the next retraining.
 
@@ -46,6 +48,7 @@ from rlhf_desktop.services.rewards import RewardService, pinned_version
 from rlhf_desktop.services.runner import BackgroundRunner, Job
 from rlhf_desktop.services.tuning import TuningService
 from rlhf_desktop.services.turn_labels import TurnLabels
+from rlhf_desktop.services.turns import TurnLifecycle
 from rlhf_desktop.storage.repo import Repository
 
 log = logging.getLogger(__name__)
@@ -93,6 +96,9 @@ class AppSession(ChatModels):
         self.models = ModelService(self._repo, self._retrainer, self._rewards, self.hooks,
                                    self._labeling)
         self.labels = TurnLabels(self._labeling, self.hooks, self._label_recorded)
+        self.turns = TurnLifecycle(self._labeling, self.labels, self.hooks, self.pick,
+                                   self.undo_pick)
+        """The shown turns from send through their labels (:mod:`.turns`)."""
         self.arena = ArenaService(lambda: self.settings, self._apply_and_rebuild)
         self.tuning = TuningService.for_session(self)
         """Tuning the chat model (a low-priority process; see services/tuning.py)."""

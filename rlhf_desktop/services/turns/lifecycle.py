@@ -1,0 +1,360 @@
+"""The lifecycle of the turns a page shows (``session.turns``): see the package docstring.
+
+A turn is known by a key from the moment it is sent (:meth:`TurnLifecycle.begin`) or shown
+(:meth:`TurnLifecycle.show`). The streaming callbacks report to it
+(:meth:`~TurnLifecycle.reply_done`, :meth:`~TurnLifecycle.reply_restarted`), the saved turn
+settles it (:meth:`~TurnLifecycle.settle`), and the label intents
+(:meth:`~TurnLifecycle.pick`, ``tie``, ``all_bad``, ``rank``, ``edit``, ``skip``,
+:meth:`~TurnLifecycle.undo`) go through the session's labels. Every change publishes the
+turn's :class:`~.view.TurnView` through ``hooks.turn_did_change``; when the label that undo
+would remove moves to another turn, both turns are published.
+
+Streamed text itself is not part of a snapshot (a delta is a few characters, many times a
+second): the listener's ``on_delta`` goes to the page directly; a snapshot follows each
+finished reply.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from rlhf_desktop.core.pick_rules import is_whole_reply
+from rlhf_desktop.domain import Candidate, Message, Turn, last_user_text
+from rlhf_desktop.services.chat_arena import is_arena_turn
+from rlhf_desktop.services.hooks import SessionHooks
+from rlhf_desktop.services.labeling import LabelingService, Pick, StorageError
+from rlhf_desktop.services.turn_labels import TurnLabels
+from rlhf_desktop.services.turns.order import blind_turn, display_order, settle_blind
+from rlhf_desktop.services.turns.view import ReplyView, TurnView, UndoView, reply_state
+
+__all__ = ["Refused", "TurnLifecycle"]
+
+log = logging.getLogger(__name__)
+
+PickFn = Callable[[Turn, int], Pick]
+UndoFn = Callable[[], "Pick | None"]
+
+
+class Refused(Exception):
+    """An intent the turn's state refuses now; the message says why (safe to show)."""
+
+
+@dataclass
+class _Live:
+    """The lifecycle's own record of one turn (never handed out)."""
+
+    messages: list[Message]
+    blind_mode: bool
+    shuffled: bool
+    streamed: list[int]
+    done: dict[int, Candidate] = field(default_factory=dict)
+    turn: Turn | None = None
+    streaming: bool = True
+    regenerating: set[int] = field(default_factory=set)
+    sort_by_score: bool = False
+
+
+class TurnLifecycle:
+    """The turns a page shows, from send through their labels; see the module docstring."""
+
+    def __init__(self, labeling: LabelingService, labels: TurnLabels, hooks: SessionHooks,
+                 pick: PickFn, undo: UndoFn,
+                 shuffle: Callable[[list[int]], None] = random.shuffle) -> None:
+        self._labeling = labeling
+        self._labels = labels
+        self._hooks = hooks
+        self._pick = pick
+        self._undo = undo
+        self._shuffle = shuffle
+        self._live: dict[int, _Live] = {}
+        self._by_turn_id: dict[int, int] = {}
+        self._keys = itertools.count(1)
+
+    # ------------------------------------------------------------------ reads
+
+    def view(self, key: int) -> TurnView:
+        """The turn's snapshot now."""
+        live = self._live[key]
+        turn = live.turn
+        last = self._labeling.last
+        undo = None if last is None else UndoView(last.turn_id, last.kind, last.pairs)
+        if turn is None:
+            order = tuple(live.streamed)
+            replies = tuple(self._streaming_reply(live, index, pos)
+                            for pos, index in enumerate(order))
+            return TurnView(key, None, last_user_text(live.messages), tuple(live.messages),
+                            live.streaming, tuple(sorted(live.regenerating)),
+                            live.shuffled, live.shuffled,
+                            order, replies, None, None, (), False, False, undo)
+        order = tuple(display_order(turn, live.sort_by_score))
+        by_index = {c.index: c for c in turn.candidates}
+        replies = tuple(self._reply(live, turn, by_index[index], pos)
+                        for pos, index in enumerate(order))
+        undoable = last is not None and last.turn_id == turn.id and turn.labeled
+        return TurnView(key, turn.id, turn.prompt, tuple(turn.messages), live.streaming,
+                        tuple(sorted(live.regenerating)), turn.blind, turn.hidden, order,
+                        replies, turn.label_kind, turn.chosen_candidate_id,
+                        tuple(turn.ranked_candidate_ids), turn.skipped, undoable, undo)
+
+    def turn(self, key: int) -> Turn | None:
+        """The saved turn (None while streaming). Pages read it; they never write it."""
+        live = self._live.get(key)
+        return None if live is None else live.turn
+
+    def key_of(self, turn_id: int) -> int | None:
+        """The key of the shown turn with id ``turn_id``."""
+        return self._by_turn_id.get(turn_id)
+
+    def last_label(self, key: int) -> Pick | None:
+        """The turn's label of this session (what a reason attaches to)."""
+        turn = self.turn(key)
+        return None if turn is None or turn.id is None else self._labeling.label_of(turn.id)
+
+    @property
+    def can_undo(self) -> bool:
+        """Whether undo would remove a label."""
+        return self._labeling.last is not None
+
+    @staticmethod
+    def _streaming_reply(live: _Live, index: int, position: int) -> ReplyView:
+        cand = live.done.get(index)
+        return ReplyView(index, cand.id if cand else None, position, reply_state(cand),
+                         cand is not None and is_whole_reply(cand), False, False, None, None)
+
+    @staticmethod
+    def _reply(live: _Live, turn: Turn, cand: Candidate, position: int) -> ReplyView:
+        again = cand.index in live.regenerating
+        state = "streaming" if again else reply_state(cand)
+        rewrite = cand.source == "edit"
+        pickable = (cand.id is not None and bool(cand.text.strip()) and not rewrite
+                    and not live.regenerating and not live.streaming)
+        score = None if turn.hidden or cand.model_version is None else cand.score
+        source = None
+        if is_arena_turn(turn) and turn.labeled and cand.origin:
+            source = str(cand.origin.get("name") or "") or None
+        return ReplyView(cand.index, cand.id, position, state,
+                         not again and is_whole_reply(cand), pickable, rewrite, score, source)
+
+    def _publish(self, *keys: int | None) -> TurnView | None:
+        """Fire ``turn_did_change`` once per known key (in order, no repeats); the first
+        key's view."""
+        first: TurnView | None = None
+        for key in dict.fromkeys(k for k in keys if k is not None and k in self._live):
+            view = self.view(key)
+            first = first or view
+            self._hooks.turn_did_change(view)
+        return first
+
+    def _undo_key(self) -> int | None:
+        last = self._labeling.last
+        return None if last is None else self._by_turn_id.get(last.turn_id)
+
+    # ------------------------------------------------------------------ send and stream
+
+    def begin(self, messages: Sequence[Message], n: int, *, blind_mode: bool,
+              arena: bool) -> TurnView:
+        """A turn is being sent: ``n`` replies stream, in a random order when the turn will
+        be blind (:func:`~.order.blind_turn`)."""
+        order = list(range(n))
+        shuffled = blind_turn(blind_mode, arena)
+        if shuffled:
+            self._shuffle(order)
+        key = next(self._keys)
+        self._live[key] = _Live(list(messages), blind_mode, shuffled, order)
+        view = self._publish(key)
+        assert view is not None
+        return view
+
+    def reply_done(self, key: int, candidate: Candidate) -> None:
+        """Reply ``candidate.index`` finished streaming."""
+        live = self._live.get(key)
+        if live is None:
+            return
+        live.done[candidate.index] = candidate
+        self._publish(key)
+
+    def reply_restarted(self, key: int, index: int) -> None:
+        """Reply ``index`` streams again from nothing."""
+        live = self._live.get(key)
+        if live is not None and live.done.pop(index, None) is not None:
+            self._publish(key)
+
+    def settle(self, key: int, turn: Turn) -> TurnView:
+        """The turn is saved (complete, stopped, or saved as failed): its blindness, its
+        display positions (recorded, starting the time to pick)."""
+        live = self._live[key]
+        settle_blind(turn, live.blind_mode, live.streamed if live.shuffled else [])
+        live.turn, live.streaming, live.messages = turn, False, list(turn.messages)
+        live.done.clear()
+        if turn.id is not None:
+            self._by_turn_id[turn.id] = key
+        return self._displayed(key)
+
+    def unsent(self, key: int) -> TurnView:
+        """Nothing was sent (no provider, or an error before the turn was saved)."""
+        self._live[key].streaming = False
+        view = self._publish(key)
+        assert view is not None
+        return view
+
+    def show(self, turn: Turn) -> TurnView:
+        """A stored turn is shown (a conversation was opened)."""
+        key = self._by_turn_id.get(turn.id) if turn.id is not None else None
+        if key is None or key not in self._live:
+            key = next(self._keys)
+        self._live[key] = _Live(list(turn.messages), False, False, [], turn=turn,
+                                streaming=False)
+        if turn.id is not None:
+            self._by_turn_id[turn.id] = key
+        return self._displayed(key)
+
+    def drop(self, key: int) -> None:
+        """The page no longer shows the turn."""
+        live = self._live.pop(key, None)
+        if live is not None and live.turn is not None and live.turn.id is not None \
+                and self._by_turn_id.get(live.turn.id) == key:
+            del self._by_turn_id[live.turn.id]
+
+    def refresh(self, key: int) -> TurnView:
+        """The turn was scored again (a new reward model): its order and positions."""
+        return self._displayed(key)
+
+    def sort_by_score(self, key: int, on: bool) -> TurnView:
+        """A revealed blind turn in the model's order (on), or in the order it was labeled
+        in (off)."""
+        live = self._live[key]
+        live.sort_by_score = on and live.turn is not None and not live.turn.hidden
+        view = self._publish(key)
+        assert view is not None
+        return view
+
+    def _displayed(self, key: int) -> TurnView:
+        view = self._publish(key)  # the snapshot's order sets the display positions
+        assert view is not None
+        turn = self._live[key].turn
+        if turn is not None and turn.id is not None:
+            try:
+                self._labels.record_display(turn)
+            except StorageError:
+                log.exception("recording the display positions failed")
+        return view
+
+    # ------------------------------------------------------------------ regenerate
+
+    def begin_regenerate(self, key: int, indices: Sequence[int]) -> Turn:
+        """Replies ``indices`` of the saved turn stream again (Regenerate, Retry failed);
+        refused while the turn has a label (its pairs hold the replies' texts)."""
+        turn = self.turn(key)
+        if turn is None or turn.id is None or not indices:
+            raise Refused("")
+        if turn.chosen_candidate_id is not None:
+            raise Refused("Undo the pick first (Alt+Z): its preference pairs hold these "
+                          "replies")
+        live = self._live[key]
+        live.regenerating = set(indices)
+        self._publish(key)
+        return turn
+
+    def end_regenerate(self, key: int, turn: Turn) -> TurnView:
+        """The regeneration is over (``turn``: with the replies it replaced)."""
+        live = self._live[key]
+        live.regenerating = set()
+        live.turn = turn
+        live.done.clear()
+        return self._displayed(key)
+
+    # ------------------------------------------------------------------ labels
+
+    def _labeled(self, key: int, before: int | None) -> None:
+        self._publish(key, before, self._undo_key())
+
+    def _saved(self, key: int) -> Turn:
+        live = self._live.get(key)
+        turn = None if live is None else live.turn
+        if live is None or turn is None or turn.id is None:
+            raise Refused("")
+        if live.regenerating:
+            raise Refused("Wait for the reply being regenerated (or stop it)")
+        return turn
+
+    def pick(self, key: int, candidate_id: int) -> Pick | None:
+        """The user's pick of reply ``candidate_id`` (None: nothing to do, it is the pick
+        already or the user's rewrite). Raises :class:`Refused` or StorageError."""
+        turn = self._saved(key)
+        cand = next((c for c in turn.candidates if c.id == candidate_id), None)
+        if cand is None:
+            return None
+        if not cand.text.strip():
+            raise Refused("That reply is empty or failed; pick one with text")
+        if cand.source == "edit" or (turn.label_kind == "pick"
+                                     and turn.chosen_candidate_id == candidate_id):
+            return None
+        before = self._undo_key()
+        pick = self._pick(turn, candidate_id)
+        self._labeled(key, before)
+        return pick
+
+    def tie(self, key: int, candidate_ids: Sequence[int]) -> Pick:
+        """Two or more replies equally good."""
+        turn = self._saved(key)
+        before = self._undo_key()
+        pick = self._labels.tie(turn, candidate_ids)
+        self._labeled(key, before)
+        return pick
+
+    def all_bad(self, key: int) -> Pick:
+        """Every reply is bad."""
+        turn = self._saved(key)
+        before = self._undo_key()
+        pick = self._labels.all_bad(turn)
+        self._labeled(key, before)
+        return pick
+
+    def rank(self, key: int, order: Sequence[int]) -> Pick:
+        """The user's order of the replies (candidate ids, best first)."""
+        turn = self._saved(key)
+        before = self._undo_key()
+        pick = self._labels.rank(turn, order)
+        self._labeled(key, before)
+        return pick
+
+    def edit(self, key: int, candidate_id: int, text: str) -> tuple[Pick, Candidate]:
+        """The user's rewrite of reply ``candidate_id``, chosen over every reply."""
+        turn = self._saved(key)
+        before = self._undo_key()
+        pick, cand = self._labels.edit(turn, candidate_id, text)
+        self._labeled(key, before)
+        return pick, cand
+
+    def skip(self, key: int) -> None:
+        """No label for this turn (a blind turn shows its ranking)."""
+        turn = self._saved(key)
+        if turn.labeled:
+            raise Refused("This turn has a label; Alt+Z undoes it")
+        self._labels.skip(turn)
+        self._publish(key)
+
+    def set_reason(self, key: int, reason: str) -> bool:
+        """Attach the optional one-line reason to the turn's label; False: no label."""
+        pick = self.last_label(key)
+        if pick is None or not reason:
+            return False
+        self._labeling.set_reason(pick, reason)
+        return True
+
+    def undo(self) -> Pick | None:
+        """Remove the session's last label (of any turn) and its pairs."""
+        before = self._undo_key()
+        pick = self._undo()
+        if pick is None:
+            return None
+        key = self._by_turn_id.get(pick.turn_id)
+        turn = self.turn(key) if key is not None else None
+        if turn is not None:
+            LabelingService.unlabel(turn, pick)
+        self._publish(key, before, self._undo_key())
+        return pick

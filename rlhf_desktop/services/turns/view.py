@@ -1,0 +1,113 @@
+"""The immutable snapshot of a turn that a page renders (:class:`TurnView`).
+
+Published by :class:`~.lifecycle.TurnLifecycle` through ``turn_did_change`` after every
+change; frozen dataclasses of tuples, so a widget can keep one without sharing state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rlhf_desktop.core.pick_rules import CUT, is_whole_reply
+from rlhf_desktop.domain import Candidate, Message
+
+__all__ = ["REPLY_STATES", "ReplyView", "TurnView", "UndoView", "reply_state"]
+
+REPLY_STATES = ("streaming", "whole", "cut", "stopped", "filtered", "failed", "empty")
+"""A reply's state: still streaming; whole (:func:`~rlhf_desktop.core.pick_rules.
+is_whole_reply`), or whole but cut at max tokens; stopped with Esc; stopped by the content
+filter; failed (an error); empty."""
+
+
+def reply_state(candidate: Candidate | None) -> str:
+    """The :data:`REPLY_STATES` word for a finished reply (None: still streaming)."""
+    if candidate is None:
+        return "streaming"
+    if is_whole_reply(candidate):
+        return "cut" if candidate.finish_reason == CUT else "whole"
+    if candidate.error:
+        return "failed"
+    if candidate.finish_reason == "cancelled":
+        return "stopped" if candidate.text.strip() else "empty"
+    if candidate.finish_reason == "content_filter":
+        return "filtered"
+    return "empty" if not candidate.text.strip() else "failed"
+
+
+@dataclass(frozen=True)
+class ReplyView:
+    """One reply of a :class:`TurnView`."""
+
+    index: int
+    """The provider's index (the card's identity)."""
+    candidate_id: int | None
+    """None until the reply is saved."""
+    position: int
+    """Where the card is shown, 0-based (Alt+``position + 1`` picks it)."""
+    state: str
+    """One of :data:`REPLY_STATES`."""
+    whole: bool
+    """The whole-reply rule: may be ranked and be the rejected side of a pick."""
+    pickable: bool
+    """May be chosen now: saved, with text, not the user's rewrite, not being regenerated."""
+    rewrite: bool
+    """The user's rewrite of another reply (an edit label)."""
+    score: float | None
+    """The reward model's score; None while the turn is hidden or unscored."""
+    source: str | None
+    """In an arena turn, once revealed: the candidate source's name; else None."""
+
+
+@dataclass(frozen=True)
+class UndoView:
+    """What undo would do now: remove this label (on any turn of the session)."""
+
+    turn_id: int
+    kind: str
+    """The label kind (``pick``, ``tie``, ``all_bad``, ``ranking``, ``edit``)."""
+    pairs: int
+
+
+@dataclass(frozen=True)
+class TurnView:
+    """Everything a page shows of one turn, at one moment."""
+
+    key: int
+    """The lifecycle's handle of the turn, the same from send through its label."""
+    turn_id: int | None
+    """None while streaming (and for a turn that could not be sent)."""
+    prompt: str
+    messages: tuple[Message, ...]
+    """Exactly what was (or will be) sent: what Regenerate and Retry send again."""
+    streaming: bool
+    regenerating: tuple[int, ...]
+    """Indices of replies streaming again (no label meanwhile)."""
+    blind: bool
+    hidden: bool
+    """Blind and not labeled or skipped: no scores, ranks or sources are shown."""
+    order: tuple[int, ...]
+    """Reply indices in display order."""
+    replies: tuple[ReplyView, ...]
+    """In display order."""
+    label_kind: str | None
+    chosen_candidate_id: int | None
+    ranked_candidate_ids: tuple[int, ...]
+    """A ranking's order (best first) or a tie's replies."""
+    skipped: bool
+    undoable: bool
+    """Undo would remove this turn's label."""
+    undo: UndoView | None
+    """What undo would do now (None: nothing to undo)."""
+
+    @property
+    def labeled(self) -> bool:
+        """Whether the turn holds a label of any kind (a skip is none)."""
+        return self.chosen_candidate_id is not None or self.label_kind is not None
+
+    def reply(self, index: int) -> ReplyView | None:
+        """The reply with provider index ``index``."""
+        return next((r for r in self.replies if r.index == index), None)
+
+    def at(self, position: int) -> ReplyView | None:
+        """The reply shown at ``position`` (0-based)."""
+        return self.replies[position] if 0 <= position < len(self.replies) else None
