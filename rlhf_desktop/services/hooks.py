@@ -18,6 +18,10 @@ Every hook of an :class:`~rlhf_desktop.services.session.AppSession`:
 ``turn_did_change``        ``(TurnView)``: a shown turn changed (sent, a reply finished, saved,
                            labeled, undone, re-ranked); the immutable snapshot to render
                            (:mod:`rlhf_desktop.services.turns`)
+``tune_did_progress``      ``(TuneSnapshot)``: the chat-model tuning moved (a progress line of
+                           the run, its state, the pairs' or the effect's measurement, the
+                           tune extra's install, the remote job); the run's snapshot
+                           (:mod:`rlhf_desktop.services.tuning`)
 ========================== ===================================================================
 
 Hooks run on the thread that fired them; the session fires them on its event loop.
@@ -33,6 +37,7 @@ from typing import TYPE_CHECKING, Generic, ParamSpec
 if TYPE_CHECKING:
     from rlhf_desktop.domain import ModelVersion
     from rlhf_desktop.services.retraining import RetrainStatus
+    from rlhf_desktop.services.tuning_state import TuneSnapshot
     from rlhf_desktop.services.turns.view import TurnView
 
 log = logging.getLogger(__name__)
@@ -87,3 +92,5 @@ class SessionHooks:
     conversations_did_change: Hook[[]] = field(
         default_factory=lambda: Hook("conversations_did_change"))
     turn_did_change: Hook[[TurnView]] = field(default_factory=lambda: Hook("turn_did_change"))
+    tune_did_progress: Hook[[TuneSnapshot]] = field(
+        default_factory=lambda: Hook("tune_did_progress"))
