@@ -41,6 +41,7 @@ from rlhf_desktop.services.turn_events import (
     TurnFailed,
     _Failed,
 )
+from rlhf_desktop.services.turns.order import blind_turn
 from rlhf_desktop.storage.repo import Repository, StorageError
 
 log = logging.getLogger(__name__)
@@ -364,7 +365,8 @@ class ChatService:
             model=model or provider.model,
             params=params,
             candidates=candidates,
-            blind=provider.name == ARENA,  # an arena turn stays blind until labeled
+            # blind mode is applied when the turn settles (services/turns); an arena turn
+            blind=blind_turn(blind_mode=False, arena=provider.name == ARENA),
         )
         return self.repo.save_turn(turn, parent)
 

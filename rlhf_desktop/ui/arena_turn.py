@@ -78,18 +78,6 @@ class SourceBadge(QLabel):
         self.show()
 
 
-def keep_blind(blind: bool, turn: Turn, streamed: list[int]) -> None:
-    """An arena turn is always blind until labeled, whatever blind mode says. A blind turn
-    whose cards streamed in a random order (``streamed``: candidate indices in display
-    order) keeps it when saved, rather than being shuffled again."""
-    if is_arena(turn):
-        turn.blind = True
-    if blind and turn.hidden and all(c.position is None for c in turn.candidates):
-        where = {index: pos for pos, index in enumerate(streamed)}
-        for cand in turn.candidates:
-            cand.position = where.get(cand.index)
-
-
 def arena_status(widget: TurnWidget, text: str, keys: str) -> str:
     """Show or hide every card's source from the turn's label; the status line for it."""
     turn = widget.turn

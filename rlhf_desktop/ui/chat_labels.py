@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QPushButton, QVBoxLayout, QWidget
 
 from rlhf_desktop import config
 from rlhf_desktop.services.labeling import Pick, StorageError
-from rlhf_desktop.services.turn_labels import TurnLabels
+from rlhf_desktop.services.turns import Refused, TurnLifecycle
 from rlhf_desktop.ui.backend import Backend
 from rlhf_desktop.ui.cards import CandidateCard
 from rlhf_desktop.ui.chat_ranking import RankActions
@@ -42,7 +42,6 @@ class LabelActions(RankActions):
 
     backend: Backend
     widgets: list[TurnWidget]
-    _picks: dict[int, Pick]
     _current: TurnWidget | None
     _tie: tuple[TurnWidget, list[int]] | None
     edit_dialog: EditDialog | None
@@ -50,7 +49,8 @@ class LabelActions(RankActions):
 
     if TYPE_CHECKING:  # provided by ChatView / PickActions
         def _say(self, text: str) -> None: ...
-        def _set_last_pick(self, turn_id: int | None) -> None: ...
+        @property
+        def turns(self) -> TurnLifecycle: ...
 
     def _init_labels(self, view: QWidget) -> None:
         self._init_ranking(view)
@@ -72,11 +72,6 @@ class LabelActions(RankActions):
             shortcut = QShortcut(QKeySequence(keys), view)
             shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
             shortcut.activated.connect(slot)
-
-    @property
-    def labels(self) -> TurnLabels:
-        """The session's labels beyond the pick."""
-        return self.backend.session.labels
 
     def _attach_labels(self, widget: TurnWidget) -> None:
         bar = LabelBar(widget)
@@ -112,15 +107,9 @@ class LabelActions(RankActions):
                               and cand.source == "model" and cand.id is not None)
 
     def displayed(self, widget: TurnWidget) -> None:
-        """A saved turn is on screen: record its cards' positions (and start the time to
-        pick)."""
+        """A saved turn is on screen (``session.turns`` recorded its cards' positions):
+        its label bar and Edit buttons."""
         self._refresh_bar(widget)
-        if widget.turn is None or widget.turn.id is None:
-            return
-        try:
-            self.labels.record_display(widget.turn)
-        except StorageError:
-            log.exception("recording the display positions failed")
 
     # ------------------------------------------------------------------ blind
 
@@ -246,11 +235,11 @@ class LabelActions(RankActions):
         self._refresh_bar(widget)
 
     def _save_tie(self, widget: TurnWidget, chosen: list[int]) -> None:
-        turn = widget.turn
-        assert turn is not None
+        if widget.key is None:
+            return
         try:
-            pick = self.labels.tie(turn, chosen)
-        except StorageError as exc:
+            pick = self.turns.tie(widget.key, chosen)
+        except (Refused, StorageError) as exc:
             self._say(str(exc))
             return
         self.cancel_tie()
@@ -262,13 +251,12 @@ class LabelActions(RankActions):
 
     def all_bad(self, widget: TurnWidget) -> None:
         """Every reply of ``widget``'s turn is bad."""
-        turn = widget.turn
-        if turn is None or turn.id is None or widget.regenerating:
+        if widget.key is None or widget.turn is None or widget.regenerating:
             return
         self.cancel_tie()
         try:
-            pick = self.labels.all_bad(turn)
-        except StorageError as exc:
+            pick = self.turns.all_bad(widget.key)
+        except (Refused, StorageError) as exc:
             self._say(str(exc))
             return
         self._labeled(widget, pick)
@@ -279,15 +267,15 @@ class LabelActions(RankActions):
     def skip(self, widget: TurnWidget) -> None:
         """No label for ``widget``'s turn (a blind turn shows its ranking)."""
         turn = widget.turn
-        if turn is None or turn.id is None or turn.labeled:
-            if turn is not None and turn.labeled:
-                self._say("This turn has a label; Alt+Z undoes it")
+        if turn is None or turn.id is None or widget.key is None:
             return
-        self.cancel_tie()
+        if not turn.labeled:
+            self.cancel_tie()
         try:
-            self.labels.skip(turn)
-        except StorageError as exc:
-            self._say(str(exc))
+            self.turns.skip(widget.key)
+        except (Refused, StorageError) as exc:
+            if str(exc):
+                self._say(str(exc))
             return
         widget.set_turn(turn)
         self._refresh_bar(widget)
@@ -308,13 +296,13 @@ class LabelActions(RankActions):
         return dialog
 
     def _save_edit(self, widget: TurnWidget, candidate_id: int, dialog: EditDialog) -> None:
-        turn = widget.turn
-        if turn is None:
+        if widget.turn is None or widget.key is None:
             dialog.reject()
             return
         try:
-            pick, _cand = self.labels.edit(turn, candidate_id, dialog.editor.toPlainText())
-        except StorageError as exc:
+            pick, _cand = self.turns.edit(widget.key, candidate_id,
+                                          dialog.editor.toPlainText())
+        except (Refused, StorageError) as exc:
             dialog.show_error(str(exc))
             return
         dialog.accept()
@@ -327,21 +315,15 @@ class LabelActions(RankActions):
     def _labeled(self, widget: TurnWidget, pick: Pick) -> None:
         """Show a new label of any kind on its turn (a blind turn reveals its ranking)."""
         turn = widget.turn
-        assert turn is not None
-        self._picks[pick.turn_id] = pick
-        widget.set_turn(turn)
-        widget.mark_pick(turn.chosen_candidate_id, undoable=True)
-        self._set_last_pick(pick.turn_id)
+        assert turn is not None and pick.turn_id == turn.id
+        widget.set_turn(turn)  # its snapshot (turn_did_change) said Alt+Z undoes it
         self._refresh_bar(widget)
 
     def _unlabeled(self, widget: TurnWidget, pick: Pick) -> None:
-        """The label ``pick`` of ``widget``'s turn was undone."""
+        """The label ``pick`` of ``widget``'s turn was undone (``session.turns`` took it off
+        the turn)."""
         turn = widget.turn
-        assert turn is not None
-        if pick.kind == "edit":
-            turn.candidates[:] = [c for c in turn.candidates if c.id != pick.candidate_id]
-        turn.chosen_candidate_id = None
-        turn.label_kind, turn.ranked_candidate_ids = None, ()
+        assert turn is not None and pick.turn_id == turn.id
         widget.mark_pick(None, undoable=False)
         widget.set_turn(turn)
         self._refresh_bar(widget)

@@ -23,6 +23,7 @@ from rlhf_desktop.core.pick_rules import failed_indices, is_whole_reply, same_re
 from rlhf_desktop.domain import Candidate
 from rlhf_desktop.services.chat import Listener, StorageError, TurnControl
 from rlhf_desktop.services.labeling import Pick
+from rlhf_desktop.services.turns import Refused, TurnLifecycle
 from rlhf_desktop.ui.backend import Backend
 from rlhf_desktop.ui.composer import Composer, alt_digit, plain_digit
 from rlhf_desktop.ui.turn_widget import TurnWidget
@@ -46,8 +47,6 @@ class PickActions:
     backend: Backend
     widgets: list[TurnWidget]
     composer: Composer
-    _picks: dict[int, Pick]
-    _pick_order: list[int]  # turn ids, the last is what Alt+Z undoes
     _current: TurnWidget | None
     _control: TurnControl | None
 
@@ -67,6 +66,11 @@ class PickActions:
 
     def stop(self) -> None:
         raise NotImplementedError
+
+    @property
+    def turns(self) -> TurnLifecycle:
+        """The session's turn lifecycle: the shown turns' state and the label intents."""
+        return self.backend.session.turns
 
     def tie_toggle(self, widget: TurnWidget, index: int) -> bool:
         raise NotImplementedError
@@ -105,23 +109,17 @@ class PickActions:
             return
         turn = widget.turn
         card = widget.cards.get(index)
-        if turn is None or card is None or card.candidate is None or card.candidate.id is None:
-            return
-        if widget.regenerating:
-            self._say("Wait for the reply being regenerated (or stop it) before picking")
-            return
-        if not card.candidate.text.strip():
-            self._say("That reply is empty or failed; pick one with text")
-            return
-        if card.candidate.source == "edit":
-            return  # the user's rewrite is already the chosen reply
-        if turn.label_kind == "pick" and turn.chosen_candidate_id == card.candidate.id:
+        if turn is None or card is None or card.candidate is None or card.candidate.id is None \
+                or widget.key is None:
             return
         try:
-            pick = self.backend.session.pick(turn, card.candidate.id)
-        except StorageError as exc:
-            self._say(str(exc))
+            pick = self.turns.pick(widget.key, card.candidate.id)
+        except (Refused, StorageError) as exc:
+            if str(exc):
+                self._say(str(exc))
             return
+        if pick is None:
+            return  # the pick already, or the user's rewrite (the chosen reply already)
         self._labeled(widget, pick)
         if pick.kind == "tie":  # every other whole reply is the same reply as this one
             self._say("Saved as a tie: the other replies are the same reply as this one, so "
@@ -143,38 +141,23 @@ class PickActions:
                      if same else "")
         self._say(f"Saved your pick: {pairs}{kept_out}{agreed} · Alt+Z undoes it")
 
-    def _set_last_pick(self, turn_id: int | None) -> None:
-        if turn_id is not None:
-            self._pick_order = [t for t in self._pick_order if t != turn_id] + [turn_id]
-        last = self._pick_order[-1] if self._pick_order else None
-        for w in self.widgets:
-            if w.turn is not None and w.turn.id is not None:
-                undoable = w.turn.id == last and w.turn.labeled
-                if undoable != w.undoable:
-                    w.mark_pick(w.turn.chosen_candidate_id, undoable=undoable)
-
     def _reason_done(self, widget: TurnWidget, reason: object) -> None:
-        turn = widget.turn
-        pick = self._picks.get(turn.id) if turn is not None and turn.id is not None else None
-        if pick is not None and isinstance(reason, str) and reason:
-            self.backend.session.set_reason(pick, reason)
+        if widget.key is not None and isinstance(reason, str) \
+                and self.turns.set_reason(widget.key, reason):
             self._say("Reason saved")
         self.composer.setFocus(Qt.FocusReason.OtherFocusReason)
 
     def undo_pick(self) -> None:
         """Alt+Z (or Undo pick): undo the last pick of this session and its pairs."""
-        pick = self.backend.session.undo_pick()
+        pick = self.turns.undo()
         if pick is None:
             self._say("No pick to undo")
             return
-        self._picks.pop(pick.turn_id, None)
-        self._pick_order = [t for t in self._pick_order if t != pick.turn_id]
         prompt = ""
         for widget in self.widgets:
             if widget.turn is not None and widget.turn.id == pick.turn_id:
                 self._unlabeled(widget, pick)
                 prompt = widget.turn.prompt
-        self._set_last_pick(None)
         focus = self.composer.window().focusWidget()
         if focus is None or not focus.isVisible():  # it was in the reason field, now hidden
             self.composer.setFocus(Qt.FocusReason.OtherFocusReason)
@@ -185,7 +168,7 @@ class PickActions:
 
     def _undo_empty_composer(self) -> None:
         """Ctrl+Z in the message box with no typing to undo: say what Alt+Z does."""
-        if self.backend.session.can_undo_pick:
+        if self.turns.can_undo:
             self._say("Nothing to undo in the message box — Alt+Z undoes the last pick")
         else:
             self._say("Nothing to undo in the message box")
@@ -219,16 +202,17 @@ class PickActions:
             self._regenerate(widget, failed_indices(widget.turn))
 
     def _regenerate(self, widget: TurnWidget, indices: list[int]) -> None:
-        turn = widget.turn
-        if not indices or turn is None or turn.id is None:
+        if not indices or widget.key is None or widget.turn is None:
             return
         if self.generating:
             self._say("Wait until the replies have finished (Esc stops them)")
             return
-        if turn.chosen_candidate_id is not None:
-            self._say("Undo the pick first (Alt+Z): its preference pairs hold these replies")
+        try:
+            self.turns.begin_regenerate(widget.key, indices)
+        except Refused as exc:
+            if str(exc):
+                self._say(str(exc))
             return
-        widget.regenerating = set(indices)
         widget.clear_error()
         for index in indices:
             widget.on_restart(index)
@@ -239,9 +223,11 @@ class PickActions:
         self._control = control = TurnControl(indices)
         chat = await self.backend.wait_provider()
         turn = widget.turn
+        key = widget.key
+        assert key is not None
         if chat is None or turn is None:
-            widget.regenerating = set()
             if turn is not None:
+                self.turns.end_regenerate(key, turn)
                 widget.set_turn(turn)
             widget.show_error(self.backend.provider_error or "No provider is configured.",
                               action="retry_failed", button="")
@@ -255,11 +241,11 @@ class PickActions:
                                            Listener(widget.on_delta, on_done, widget.on_restart))
         except (StorageError, OSError, RuntimeError) as exc:
             log.exception("regenerating failed")
-            widget.regenerating = set()
+            self.turns.end_regenerate(key, turn)
             widget.set_turn(turn)
             widget.show_error(f"The reply could not be regenerated: {exc}", button="")
             return
-        widget.regenerating = set()
+        self.turns.end_regenerate(key, result.turn)  # its new order, recorded
         widget.set_turn(result.turn)
         self.displayed(widget)
         shown = {c.index: c.position for c in result.turn.candidates if c.position is not None}

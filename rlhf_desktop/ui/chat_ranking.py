@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QApplication, QWidget
 
 from rlhf_desktop.core.pick_rules import rankable
 from rlhf_desktop.services.labeling import Pick, StorageError
-from rlhf_desktop.services.turn_labels import TurnLabels
+from rlhf_desktop.services.turns import Refused, TurnLifecycle
 from rlhf_desktop.ui.backend import Backend
 from rlhf_desktop.ui.label_view import ordinal
 from rlhf_desktop.ui.label_widgets import RANK_KEY, LabelBar, RankKeys
@@ -44,7 +44,7 @@ class RankActions:
         def _refresh_bar(self, widget: TurnWidget) -> None: ...
         def cancel_tie(self) -> None: ...
         @property
-        def labels(self) -> TurnLabels: ...
+        def turns(self) -> TurnLifecycle: ...
         @property
         def generating(self) -> bool: ...
         def stop(self) -> None: ...
@@ -170,11 +170,11 @@ class RankActions:
 
     def _save_rank(self, widget: TurnWidget, placed: list[int]) -> None:
         turn = widget.turn
-        assert turn is not None
+        assert turn is not None and widget.key is not None
         order = list(placed)
         try:
-            pick = self.labels.rank(turn, order)
-        except StorageError as exc:
+            pick = self.turns.rank(widget.key, order)
+        except (Refused, StorageError) as exc:
             self._say(str(exc))
             return
         self.cancel_rank()

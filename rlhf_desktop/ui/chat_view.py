@@ -27,7 +27,7 @@ from rlhf_desktop.core.pick_rules import failed_indices
 from rlhf_desktop.domain import Candidate, Message, ModelVersion, Turn, last_user_text
 from rlhf_desktop.services.branches import ACTIVE, EditRefused, Parent
 from rlhf_desktop.services.chat import Listener, StorageError, TurnControl, TurnFailed
-from rlhf_desktop.services.labeling import Pick
+from rlhf_desktop.services.turns import TurnView
 from rlhf_desktop.ui.backend import Backend
 from rlhf_desktop.ui.cards import MarkdownView
 from rlhf_desktop.ui.chat_labels import LabelActions
@@ -61,8 +61,6 @@ class ChatView(LabelActions, PickActions, QWidget):
         self.widgets: list[TurnWidget] = []
         self._replacing: dict[TurnWidget, TurnWidget] = {}
         """A retry of a turn whose replies all failed -> that turn: hidden once it ends."""
-        self._picks: dict[int, Pick] = {}  # turn id → last pick (for its reason)
-        self._pick_order: list[int] = []
         self._task: asyncio.Task[None] | None = None
         self._current: TurnWidget | None = None
         self._control: TurnControl | None = None
@@ -91,6 +89,7 @@ class ChatView(LabelActions, PickActions, QWidget):
         self.page_layout.addStretch(0)
         self.scroll_area.setWidget(page)
         self.follower = ScrollFollower(self.scroll_area)
+        backend.session.hooks.turn_did_change.append(self._turn_changed)
 
         self.composer = Composer()
         self.composer.send_requested.connect(self.send_from_composer)
@@ -128,6 +127,12 @@ class ChatView(LabelActions, PickActions, QWidget):
     def _say(self, text: str) -> None:
         self.message.emit(text)
 
+    def _turn_changed(self, view: TurnView) -> None:
+        """``turn_did_change``: the widget of that turn renders the snapshot."""
+        for widget in self.widgets:
+            if widget.key == view.key:
+                widget.show_view(view)
+
     def _add_widget(self, widget: TurnWidget) -> None:
         widget.pick_requested.connect(self.pick)
         widget.retry_requested.connect(self._retry)
@@ -146,10 +151,16 @@ class ChatView(LabelActions, PickActions, QWidget):
     def _clear(self) -> None:
         self.cancel_tie()
         for widget in self.widgets:
-            self.column_layout.removeWidget(widget)
-            widget.deleteLater()
+            self._drop(widget)
         self.widgets = []
         self.empty.show()
+
+    def _drop(self, widget: TurnWidget) -> None:
+        """Take ``widget`` off the page (the caller updates :attr:`widgets`)."""
+        self.column_layout.removeWidget(widget)
+        widget.deleteLater()
+        if widget.key is not None:
+            self.turns.drop(widget.key)
 
     def scroll_to(self, widget: QWidget) -> None:
         """Keep ``widget``'s top at the top of the view while it grows (streaming), until
@@ -199,14 +210,13 @@ class ChatView(LabelActions, PickActions, QWidget):
         if conversation_id is None:
             self._update_buttons()
             return
-        last = self._pick_order[-1] if self._pick_order else None
         turns = self.backend.session.conversations.turns(conversation_id)
         for turn, after in zip(turns, [*turns[1:], None], strict=False):  # after: the next
             if after is not None and _retried(turn, after):
                 continue  # its retry stands in for it (the message shows once)
+            view = self.turns.show(turn)  # its display positions are recorded
             widget = TurnWidget(turn.prompt, len(turn.candidates), self.renderer)
-            widget.messages = list(turn.messages)
-            widget.undoable = turn.id == last
+            widget.show_view(view)
             self._add_widget(widget)
             widget.set_turn(turn)
             self.displayed(widget)
@@ -259,8 +269,7 @@ class ChatView(LabelActions, PickActions, QWidget):
         self.warning.dismiss()
         at = self.widgets.index(widget)
         for old in self.widgets[at:]:
-            self.column_layout.removeWidget(old)
-            old.deleteLater()
+            self._drop(old)
         del self.widgets[at:]
         self.start_turn(plan.messages, parent=plan.parent)
         self._say("Sent the edited message as a new branch · the earlier version stays: "
@@ -352,9 +361,8 @@ class ChatView(LabelActions, PickActions, QWidget):
             widget.retry_button.hide()
             parent: Parent = ACTIVE
             if widget.turn is None and widget is self.widgets[-1]:
-                self.column_layout.removeWidget(widget)  # never stored: replaced
+                self._drop(widget)  # never stored: replaced (it keeps its last snapshot)
                 self.widgets.remove(widget)
-                widget.deleteLater()
                 parent = widget.parent_turn  # an unsent edit still branches where it was
             retried = self.start_turn(list(widget.messages), parent=parent)
             if widget.turn is not None and widget in self.widgets:
@@ -368,9 +376,9 @@ class ChatView(LabelActions, PickActions, QWidget):
         exactly ``messages`` (regenerate, retry, an edited message continuing ``parent``)."""
         settings = self.backend.settings
         n = self.backend.sampling_params().n  # in the arena: the sources' replies in all
-        widget = TurnWidget(last_user_text(messages), n, self.renderer,
-                            blind=settings.blind or settings.arena)
-        widget.messages = messages
+        view = self.turns.begin(messages, n, blind_mode=settings.blind, arena=settings.arena)
+        widget = TurnWidget(last_user_text(messages), n, self.renderer, order=view.order)
+        widget.show_view(view)
         widget.parent_turn = parent
         self._add_widget(widget)
         widget.set_status(f"Generating {n} replies… (Esc stops them all; each reply has "
@@ -404,9 +412,8 @@ class ChatView(LabelActions, PickActions, QWidget):
         """Hide the failed turn that ``retried`` retried (its replies stand in for it)."""
         failed = self._replacing.pop(retried, None)
         if failed is not None and failed in self.widgets:
-            self.column_layout.removeWidget(failed)
+            self._drop(failed)
             self.widgets.remove(failed)
-            failed.deleteLater()
 
     async def _run_turn(self, messages: list[Message], widget: TurnWidget,
                         text: str | None, parent: Parent = ACTIVE) -> None:
@@ -418,9 +425,11 @@ class ChatView(LabelActions, PickActions, QWidget):
     async def _run_turn_inner(self, messages: list[Message], widget: TurnWidget,
                               text: str | None, parent: Parent = ACTIVE) -> None:
         self._control = control = TurnControl(widget.cards)
-        blind = self.backend.settings.blind  # as it was when the turn was sent
+        key = widget.key
+        assert key is not None
         chat = await self.backend.wait_provider()
         if chat is None:  # nothing was sent: the cards say so, Retry sends the same messages
+            self.turns.unsent(key)
             widget.fail_unsent(self.backend.provider_error or "No provider is configured.")
             self._reveal(widget.error_row)
             return
@@ -428,9 +437,14 @@ class ChatView(LabelActions, PickActions, QWidget):
 
         def on_done(candidate: Candidate) -> None:
             widget.on_done(candidate.index, candidate)
+            self.turns.reply_done(key, candidate)
             remaining.discard(candidate.index)
             if not remaining:
                 widget.set_status("ranking…" if self.backend.reward_is_ready else NOT_READY)
+
+        def on_restart(index: int) -> None:
+            widget.on_restart(index)
+            self.turns.reply_restarted(key, index)
 
         def on_conversation(conversation_id: int) -> None:
             self.conversation_id = conversation_id
@@ -439,9 +453,8 @@ class ChatView(LabelActions, PickActions, QWidget):
         try:
             if text is not None:
                 turn = await chat.send(self.conversation_id, text, widget.on_delta, on_done,
-                                       control, on_restart=widget.on_restart,
+                                       control, on_restart=on_restart,
                                        on_conversation=on_conversation)
-                widget.messages = list(turn.messages)
             else:
                 if self.conversation_id is None:
                     on_conversation(self.backend.session.conversations.create(
@@ -449,10 +462,9 @@ class ChatView(LabelActions, PickActions, QWidget):
                 assert self.conversation_id is not None
                 turn = await chat.send_messages(
                     self.conversation_id, messages, control,
-                    Listener(widget.on_delta, on_done, widget.on_restart), parent=parent)
+                    Listener(widget.on_delta, on_done, on_restart), parent=parent)
         except TurnFailed as exc:
-            widget.messages = list(exc.turn.messages)
-            exc.turn.blind = exc.turn.blind or blind
+            self.turns.settle(key, exc.turn)  # blind or not, its display positions
             widget.set_turn(exc.turn)
             self._refresh_branches()
             self.displayed(widget)
@@ -461,10 +473,11 @@ class ChatView(LabelActions, PickActions, QWidget):
             return
         except (StorageError, OSError, RuntimeError) as exc:
             log.exception("turn failed")
+            self.turns.unsent(key)
             widget.show_error(f"The turn could not be completed: {exc}")
             self._reveal(widget.error_row)
             return
-        turn.blind = turn.blind or blind
+        self.turns.settle(key, turn)  # blind or not, its display positions
         widget.set_turn(turn)
         self._refresh_branches()
         self.displayed(widget)
@@ -496,6 +509,8 @@ class ChatView(LabelActions, PickActions, QWidget):
         if chat is None or widget.turn is None or not widget.turn.candidates:
             return
         await chat.rank(widget.turn)
+        if widget.key is not None:
+            self.turns.refresh(widget.key)  # its new order, recorded
         widget.rerank_count += 1
         widget.apply_order()
         self.displayed(widget)

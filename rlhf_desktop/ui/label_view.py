@@ -5,11 +5,10 @@ pick, tied cards, rankings, all-bad flags, rewrites, skips (used by
 
 from __future__ import annotations
 
-import random
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from rlhf_desktop.core.pick_rules import failed_indices, model_rank, ranked, same_replies
+from rlhf_desktop.core.pick_rules import failed_indices, model_rank, same_replies
 from rlhf_desktop.domain import Candidate, Turn
 
 if TYPE_CHECKING:
@@ -40,32 +39,6 @@ def shown(turn: Turn, cand: Candidate) -> Candidate:
     if turn.hidden:
         return replace(cand, score=None, model_version=None)
     return cand
-
-
-def display_order(turn: Turn, is_ranked: bool) -> list[int]:
-    """Candidate indices in the order the cards are shown, and each unlabeled candidate's
-    ``position`` set to it (what :meth:`TurnLabels.record_display` stores).
-
-    Blind and not yet labeled: a random order fixed per turn (stored positions first).
-    Otherwise the model's ranking when scored, else the provider's order. The user's
-    rewrite is always last."""
-    generated = [c for c in turn.candidates if c.source != "edit"]
-    edits = [c.index for c in turn.candidates if c.source == "edit"]
-    if turn.hidden:
-        if all(c.position is not None for c in generated):
-            order = [c.index for c in sorted(generated, key=lambda c: (c.position, c.index))]
-        else:
-            order = sorted(c.index for c in generated)
-            random.Random(turn.id or 0).shuffle(order)
-    elif is_ranked:
-        order = [c.index for c in ranked(generated)]
-    else:
-        order = sorted(c.index for c in generated)
-    if not turn.labeled and not turn.skipped:
-        where = {index: pos for pos, index in enumerate(order)}
-        for cand in generated:
-            cand.position = where.get(cand.index, cand.position)
-    return order + edits
 
 
 def _reply_numbers(widget: TurnWidget, ids: tuple[int, ...]) -> str:

@@ -8,7 +8,7 @@ them by the model on request."""
 
 from __future__ import annotations
 
-import random
+from collections.abc import Sequence
 
 from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QKeyEvent, QResizeEvent, QShowEvent
@@ -26,10 +26,12 @@ from PySide6.QtWidgets import (
 from rlhf_desktop.core.pick_rules import failed_indices, model_rank
 from rlhf_desktop.domain import Candidate, Message, Turn
 from rlhf_desktop.services.branches import ACTIVE, Parent
-from rlhf_desktop.ui.arena_turn import arena_status, keep_blind
+from rlhf_desktop.services.turns import TurnView, display_order, is_ranked
+from rlhf_desktop.services.turns.order import keeps_seen_order
+from rlhf_desktop.ui.arena_turn import arena_status
 from rlhf_desktop.ui.card_columns import ColumnFitter
 from rlhf_desktop.ui.cards import CandidateCard
-from rlhf_desktop.ui.label_view import decorate, display_order, shown, undo_text
+from rlhf_desktop.ui.label_view import decorate, shown, undo_text
 from rlhf_desktop.ui.markdown_render import MarkdownRenderer
 from rlhf_desktop.ui.turn_why import TurnWhy
 from rlhf_desktop.ui.user_bubble import UserBubble
@@ -80,7 +82,12 @@ class TurnCard(CandidateCard):
 
 
 class TurnWidget(QFrame):
-    """Signals carry the widget itself so the chat view knows which turn."""
+    """Signals carry the widget itself so the chat view knows which turn.
+
+    In the chat it renders the snapshots of its turn (:meth:`show_view`, a
+    :class:`~rlhf_desktop.services.turns.TurnView` from ``session.turns``): what was sent,
+    whether Alt+Z undoes its label, which replies stream again. It reads the saved turn
+    (:meth:`set_turn`) and never writes it."""
 
     pick_requested = Signal(object, int)  # (TurnWidget, candidate index)
     retry_requested = Signal(object)
@@ -93,18 +100,19 @@ class TurnWidget(QFrame):
     branch_requested = Signal(object, int)  # (TurnWidget, turn id of the branch to show)
 
     def __init__(self, prompt: str, n: int, renderer: MarkdownRenderer,
-                 parent: QWidget | None = None, blind: bool = False) -> None:
+                 parent: QWidget | None = None, order: Sequence[int] = ()) -> None:
         super().__init__(parent)
-        self.blind = blind  # blind mode or arena: the cards stream in a random order already
+        self.streamed = list(order)
+        """The order the cards stream in (the lifecycle's: random in a blind turn)."""
         self.setObjectName("turn")
         self.renderer = renderer
         self.turn: Turn | None = None
+        self.view: TurnView | None = None
+        """The latest snapshot of the turn (None outside the chat)."""
         self.cards: dict[int, TurnCard] = {}
         self.order: list[int] = []
         self.rerank_count = 0
-        self.messages: list[Message] = []
         self.retry_action = "retry"
-        self.regenerating: set[int] = set()  # replies streaming again (no pick meanwhile)
         self.undoable = False  # this turn holds the pick that Alt+Z undoes
         self.parent_turn: Parent = ACTIVE  # what the turn continues (an edit: set)
         self.sort_by_score = False  # a revealed blind turn: the model's order, on request
@@ -212,8 +220,8 @@ class TurnWidget(QFrame):
                 card.why_clicked.connect(lambda _i: self.why.request())
                 self.cards[index] = card
         self.order = sorted(self.cards)
-        if self.blind and self.turn is None:
-            random.shuffle(self.order)
+        if self.turn is None and sorted(self.streamed) == self.order:
+            self.order = list(self.streamed)
         self._layout_cards()
 
     def _layout_cards(self) -> None:
@@ -249,6 +257,31 @@ class TurnWidget(QFrame):
         """The card shown at ``position`` (0-based)."""
         return self.cards[self.order[position]] if 0 <= position < len(self.order) else None
 
+    # ------------------------------------------------------------------ snapshots
+
+    @property
+    def key(self) -> int | None:
+        """The turn's key in ``session.turns`` (None outside the chat)."""
+        return None if self.view is None else self.view.key
+
+    @property
+    def messages(self) -> list[Message]:
+        """What the turn sent (or will send): what Regenerate and Retry send again."""
+        return [] if self.view is None else list(self.view.messages)
+
+    @property
+    def regenerating(self) -> set[int]:
+        """Replies streaming again (no label meanwhile)."""
+        return set() if self.view is None else set(self.view.regenerating)
+
+    def show_view(self, view: TurnView) -> None:
+        """Show the turn's latest snapshot."""
+        self.view = view
+        if self.turn is not None:
+            self.mark_pick(view.chosen_candidate_id, undoable=view.undoable)
+        else:
+            self.undoable = view.undoable
+
     # ------------------------------------------------------------------ streaming
 
     def on_delta(self, index: int, text: str) -> None:
@@ -278,8 +311,7 @@ class TurnWidget(QFrame):
 
     def set_turn(self, turn: Turn) -> None:
         """The saved (and maybe ranked) turn: final texts, ids, order by score, the pick."""
-        streamed, self.turn = list(self.order), turn
-        keep_blind(self.blind, turn, streamed)  # an arena turn is blind; its streamed order
+        self.turn = turn
         self._ensure_cards([c.index for c in turn.candidates])
         for cand in turn.candidates:
             card = self.cards[cand.index]
@@ -294,8 +326,7 @@ class TurnWidget(QFrame):
     def is_ranked(self) -> bool:
         """Whether a trained reward model scored the candidates and the ranking may show
         (not in a blind turn before its label)."""
-        return self.turn is not None and not self.turn.hidden and any(
-            c.model_version is not None for c in self.turn.candidates)
+        return self.turn is not None and is_ranked(self.turn)
 
     def version(self) -> int | None:
         """The model version that scored the turn."""
@@ -308,10 +339,7 @@ class TurnWidget(QFrame):
         """Whether the cards stay in the order the user labeled them in: a blind (or arena)
         turn once labeled or skipped, whose display positions are known, unless "Sort by
         score" is on."""
-        turn = self.turn
-        return (turn is not None and turn.blind and not turn.hidden and not self.sort_by_score
-                and all(c.position is not None for c in turn.candidates
-                        if c.source != "edit"))
+        return self.turn is not None and keeps_seen_order(self.turn, self.sort_by_score)
 
     def numbers_are_ranks(self) -> bool:
         """Whether a card's number is the model's rank ("#2"), not just where it is shown."""
@@ -330,13 +358,8 @@ class TurnWidget(QFrame):
         if turn.hidden and self.sort_by_score:  # its label was undone: blind again
             self.sort_button.setChecked(False)
             return
-        order = display_order(turn, self.is_ranked())
+        self.order = display_order(turn, self.sort_by_score)
         kept = self.keeps_seen_order()
-        if kept:
-            generated = [c for c in turn.candidates if c.source != "edit"]
-            order = [c.index for c in sorted(generated, key=lambda c: (c.position or 0, c.index))]
-            order += [c.index for c in turn.candidates if c.source == "edit"]
-        self.order = order
         ranked_here = kept and self.is_ranked()
         self.sort_button.setVisible(ranked_here or self.sort_by_score)
         self._layout_cards()
@@ -402,8 +425,6 @@ class TurnWidget(QFrame):
             self.undoable = undoable
         self.undoable = self.undoable and (candidate_id is not None or (
             self.turn is not None and self.turn.label_kind is not None))
-        if self.turn is not None:
-            self.turn.chosen_candidate_id = candidate_id
         for card in self.cards.values():
             if candidate_id is None or card.candidate is None:
                 card.set_chosen(None)

@@ -298,22 +298,36 @@ def test_arena_turn_names_no_source_before_the_pick_and_each_after(
 @pytest.mark.timeout(60)
 def test_blind_cards_stream_in_a_random_order_that_the_saved_turn_keeps(
         qtbot: object) -> None:
+    from rlhf_desktop.services.hooks import SessionHooks
+    from rlhf_desktop.services.labeling import LabelingService
+    from rlhf_desktop.services.turn_labels import TurnLabels
+    from rlhf_desktop.services.turns import TurnLifecycle
+    from rlhf_desktop.storage.repo import Repository
     from rlhf_desktop.ui.markdown_render import MarkdownRenderer
 
+    repo = Repository.open()
+    labeling = LabelingService(repo)
+    hooks = SessionHooks()
+    turns = TurnLifecycle(labeling, TurnLabels(labeling, hooks, lambda: None), hooks,
+                          labeling.pick, labeling.undo)
     orders = set()
     for _ in range(12):
-        widget = TurnWidget("Hi", 4, MarkdownRenderer(), blind=True)
+        view = turns.begin([Message("user", "Hi")], 4, blind_mode=False, arena=True)
+        widget = TurnWidget("Hi", 4, MarkdownRenderer(), order=view.order)
         qtbot.addWidget(widget)  # type: ignore[attr-defined]
         streamed = list(widget.order)
+        assert view.hidden and streamed == list(view.order)
         orders.add(tuple(streamed))
         turn = Turn(conversation_id=1, messages=[Message("user", "Hi")], provider=ARENA,
                     model="a vs b", params=SamplingParams(n=4), id=7,
                     candidates=[Candidate(index=i, text=f"reply {i}", id=10 + i,
                                           origin={"name": "ab"[i // 2]}) for i in range(4)])
+        saved = turns.settle(view.key, turn)
         widget.set_turn(turn)
-        assert turn.blind and widget.order == streamed
+        assert turn.blind and saved.hidden and widget.order == streamed
         assert [c.position for c in sorted(turn.candidates, key=lambda c: c.index)] == \
             [streamed.index(i) for i in range(4)]
+    repo.close()
     assert len(orders) > 1  # 12 draws of 24 orders all alike: one chance in 24**11
 
 

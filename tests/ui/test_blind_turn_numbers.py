@@ -33,7 +33,7 @@ def blind_turn(scored: bool, provider: str = "azure") -> Turn:
 
 
 def shown_widget(qtbot: object, turn: Turn) -> TurnWidget:
-    widget = TurnWidget("Write a haiku", 4, MarkdownRenderer(), blind=True)
+    widget = TurnWidget("Write a haiku", 4, MarkdownRenderer())
     qtbot.addWidget(widget)  # type: ignore[attr-defined]
     widget.resize(1000, 700)
     widget.show()

@@ -238,7 +238,7 @@ def test_undo_button_names_the_label_it_undoes(qtbot: object, kind: str, text: s
 @pytest.mark.timeout(60)
 def test_a_blind_pick_the_model_never_ranked_does_not_claim_its_ranking_shows(
         qtbot: object) -> None:
-    widget = TurnWidget("Hi", 3, MarkdownRenderer(), blind=True)
+    widget = TurnWidget("Hi", 3, MarkdownRenderer())
     qtbot.addWidget(widget)  # type: ignore[attr-defined]
     widget.set_turn(labeled_turn("pick", blind=True))
     said = widget.status.text()

@@ -55,7 +55,6 @@ class _Live:
     turn: Turn | None = None
     streaming: bool = True
     regenerating: set[int] = field(default_factory=set)
-    sort_by_score: bool = False
 
 
 class TurnLifecycle:
@@ -90,7 +89,7 @@ class TurnLifecycle:
                             live.streaming, tuple(sorted(live.regenerating)),
                             live.shuffled, live.shuffled,
                             order, replies, None, None, (), False, False, undo)
-        order = tuple(display_order(turn, live.sort_by_score))
+        order = tuple(display_order(turn))
         by_index = {c.index: c for c in turn.candidates}
         replies = tuple(self._reply(live, turn, by_index[index], pos)
                         for pos, index in enumerate(order))
@@ -223,15 +222,6 @@ class TurnLifecycle:
         """The turn was scored again (a new reward model): its order and positions."""
         return self._displayed(key)
 
-    def sort_by_score(self, key: int, on: bool) -> TurnView:
-        """A revealed blind turn in the model's order (on), or in the order it was labeled
-        in (off)."""
-        live = self._live[key]
-        live.sort_by_score = on and live.turn is not None and not live.turn.hidden
-        view = self._publish(key)
-        assert view is not None
-        return view
-
     def _displayed(self, key: int) -> TurnView:
         view = self._publish(key)  # the snapshot's order sets the display positions
         assert view is not None
@@ -272,19 +262,19 @@ class TurnLifecycle:
     def _labeled(self, key: int, before: int | None) -> None:
         self._publish(key, before, self._undo_key())
 
-    def _saved(self, key: int) -> Turn:
+    def _saved(self, key: int, doing: str = "") -> Turn:
         live = self._live.get(key)
         turn = None if live is None else live.turn
         if live is None or turn is None or turn.id is None:
             raise Refused("")
         if live.regenerating:
-            raise Refused("Wait for the reply being regenerated (or stop it)")
+            raise Refused(f"Wait for the reply being regenerated (or stop it){doing}")
         return turn
 
     def pick(self, key: int, candidate_id: int) -> Pick | None:
         """The user's pick of reply ``candidate_id`` (None: nothing to do, it is the pick
         already or the user's rewrite). Raises :class:`Refused` or StorageError."""
-        turn = self._saved(key)
+        turn = self._saved(key, " before picking")
         cand = next((c for c in turn.candidates if c.id == candidate_id), None)
         if cand is None:
             return None
