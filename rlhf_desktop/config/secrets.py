@@ -62,14 +62,25 @@ def _read_env_files(cwd: Path, data: Path) -> dict[str, str]:
     return merged
 
 
+ENVIRONMENT = "the environment"
+ENV_FILE = ".env"
+
+
 def lookup(name: str, env_values: Mapping[str, str] | None = None) -> str | None:
     """A configuration variable from the environment or a ``.env`` file (not secrets-only)."""
+    return lookup_origin(name, env_values)[0]
+
+
+def lookup_origin(name: str,
+                  env_values: Mapping[str, str] | None = None) -> tuple[str | None, str]:
+    """:func:`lookup`'s value and where it came from: :data:`ENVIRONMENT`, :data:`ENV_FILE`
+    or "" (not set); for saying so beside a setting the variable wins over."""
     value = os.environ.get(name)
     if value:
-        return value
+        return value, ENVIRONMENT
     values = env_file_values() if env_values is None else env_values
     value = values.get(name)
-    return value or None
+    return (value, ENV_FILE) if value else (None, "")
 
 
 def _secrets_file() -> Path:

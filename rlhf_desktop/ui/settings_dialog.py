@@ -3,6 +3,12 @@ tab the arena's candidate sources (:mod:`~rlhf_desktop.ui.sources_editor`).
 
 API keys go to the OS keyring (or the owner-only ``secrets.json``) through
 ``config.store_secret``; they are never written to settings.json, QSettings or the database.
+
+A provider variable set in the environment or a ``.env`` file wins over its setting
+(:func:`rlhf_desktop.config.lookup_origin`, the lookup the provider's choice uses): its field
+shows the value in use, read-only, with "from .env" or "from the environment" beside it, and
+saving keeps the stored setting. A key that is set only says so (``•••• set in .env``): its
+characters never reach a widget.
 """
 
 from __future__ import annotations
@@ -47,14 +53,20 @@ PROVIDER_LABELS = (
     ("local", "Built-in offline model"),
 )
 N_CTX_RANGE = (256, 131072)  # tokens; the built-in SmolLM2-135M was trained on 8,192
+VARIABLES = {"azure_endpoint": "AZURE_OPENAI_ENDPOINT",
+             "azure_deployment": "AZURE_OPENAI_DEPLOYMENT_NAME",
+             "azure_api_version": "AZURE_OPENAI_API_VERSION",
+             "openai_model": "OPENAI_MODEL", "openai_base_url": "OPENAI_BASE_URL"}
+"""The setting each provider variable wins over (providers/select.py reads the same)."""
 
 
 def key_state(name: str) -> str:
     """Where a key currently comes from, for the placeholder (never the key itself)."""
-    if config.lookup(name):
-        return "set by the environment or .env (it wins over a stored key)"
+    _value, origin = config.lookup_origin(name)
+    if origin:
+        return f"•••• set in {origin} (it wins over a stored key)"
     if config.get_secret(name):
-        return "stored — leave empty to keep it"
+        return "•••• stored — leave empty to keep it"
     return "not set"
 
 
@@ -84,6 +96,9 @@ class SettingsDialog(QDialog):
         self.result_settings: Settings | None = None
         self.provider_changed = False
         self.data_dir_changed = False
+        self.from_variables: dict[str, str] = {}
+        """The settings a variable wins over, and where it is set (``.env``, ``the
+        environment``): their fields show the value in use, read-only."""
         s = settings
 
         self.provider = QComboBox()
@@ -124,6 +139,7 @@ class SettingsDialog(QDialog):
             "How many tokens the model reads at once: the conversation, the system prompt "
             "and the reply. A larger context takes longer prompts but more memory; the "
             "built-in model was trained on 8,192.")
+        self._show_variables()
         self._build_pages()
         self.provider.currentIndexChanged.connect(self._show_page)
         self._show_page()
@@ -214,6 +230,40 @@ class SettingsDialog(QDialog):
         layout.addWidget(self.tabs)
         layout.addWidget(buttons)
 
+    def _variable_fields(self) -> dict[str, QLineEdit]:
+        return {"azure_endpoint": self.azure_endpoint, "azure_deployment": self.azure_deployment,
+                "azure_api_version": self.azure_version, "openai_model": self.openai_model,
+                "openai_base_url": self.openai_base_url}
+
+    def _show_variables(self) -> None:
+        """Fields whose variable is set show the value in use, read-only (see the module
+        docstring)."""
+        for setting, field in self._variable_fields().items():
+            name = VARIABLES[setting]
+            value, origin = config.lookup_origin(name)
+            if not origin or value is None:
+                continue
+            self.from_variables[setting] = origin
+            field.setText(value.strip())
+            field.setReadOnly(True)
+            field.setToolTip(f"{name} in {origin} wins over this setting: change it there")
+
+    def _beside(self, setting: str, field: QWidget) -> QWidget:
+        """``field``, with "from .env" / "from the environment" beside it when a variable
+        wins over its setting."""
+        origin = self.from_variables.get(setting)
+        if origin is None:
+            return field
+        row = QWidget()
+        layout = QHBoxLayout(row)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(field, 1)
+        where = QLabel(f"from {origin}")
+        where.setObjectName("muted")
+        where.setToolTip(field.toolTip())
+        layout.addWidget(where)
+        return row
+
     def _key_field(self, name: str) -> QLineEdit:
         field = QLineEdit()
         field.setEchoMode(QLineEdit.EchoMode.Password)
@@ -243,10 +293,13 @@ class SettingsDialog(QDialog):
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.gguf_path, 1)
         row.addWidget(browse)
-        azure = page([("Endpoint", self.azure_endpoint), ("Deployment", self.azure_deployment),
-                      ("API version", self.azure_version), ("API key", self.azure_key)],
+        azure = page([("Endpoint", self._beside("azure_endpoint", self.azure_endpoint)),
+                      ("Deployment", self._beside("azure_deployment", self.azure_deployment)),
+                      ("API version", self._beside("azure_api_version", self.azure_version)),
+                      ("API key", self.azure_key)],
                      "Environment variables and .env (AZURE_OPENAI_*) win over these fields.")
-        openai = page([("Model", self.openai_model), ("Base URL", self.openai_base_url),
+        openai = page([("Model", self._beside("openai_model", self.openai_model)),
+                       ("Base URL", self._beside("openai_base_url", self.openai_base_url)),
                        ("API key", self.openai_key)],
                       "Local servers usually need no key.")
         local = page([("GGUF file", gguf_row), ("Threads", self.n_threads),
@@ -313,6 +366,8 @@ class SettingsDialog(QDialog):
             chat_model_version=self.chat_model_version.value(),
             ranker=str(self.ranker.currentData() or ""),
         )
+        for setting in self.from_variables:  # shown, not stored: the variable wins
+            setattr(settings, setting, getattr(self.original, setting))
         settings = self.sources_editor.apply_to(settings)
         settings.validate()
         low, high = N_CTX_RANGE

@@ -5,11 +5,21 @@ model also switch from the controls above the chat."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import (
+    QAbstractButton,
+    QComboBox,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QTabWidget,
+    QWidget,
+)
 
 from rlhf_desktop import config
 from rlhf_desktop.config import Settings
@@ -96,3 +106,66 @@ def test_replies_provider_and_model_switch_from_above_the_chat(
     assert config.load_settings().openai_model == "second-model"
     run(loop, switched("compatible", "second-model"))
     assert window.provider_label.text().endswith("second-model")
+
+
+def widget_texts(root: QWidget) -> list[str]:
+    """Every text a widget of ``root`` shows or offers: labels, fields and their placeholder,
+    tooltips, buttons, combo items, tab titles, accessible names."""
+    texts: list[str] = []
+    for w in [root, *root.findChildren(QWidget)]:
+        texts += [w.toolTip(), w.statusTip(), w.whatsThis(), w.accessibleName(),
+                  w.accessibleDescription(), w.windowTitle()]
+        if isinstance(w, (QLabel, QAbstractButton)):
+            texts.append(w.text())
+        if isinstance(w, QLineEdit):
+            texts += [w.text(), w.displayText(), w.placeholderText()]
+        if isinstance(w, QPlainTextEdit):
+            texts.append(w.toPlainText())
+        if isinstance(w, QComboBox):
+            texts += [w.itemText(i) for i in range(w.count())]
+        if isinstance(w, QTabWidget):
+            texts += [w.tabText(i) for i in range(w.count())]
+    return texts
+
+
+@pytest.mark.timeout(60)
+def test_settings_show_the_azure_values_dotenv_sets_and_never_the_key(
+        qtbot: object, data_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = "sk-dotenv-Q7w9Zr2xKe41"
+    (data_home / ".env").write_text(
+        "AZURE_OPENAI_ENDPOINT=https://mine.openai.azure.com\n"
+        "AZURE_OPENAI_DEPLOYMENT_NAME=gpt-4o-mini\n"
+        "AZURE_OPENAI_API_VERSION=2025-01-01-preview\n"
+        f"AZURE_OPENAI_API_KEY={key}\n", encoding="utf-8")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # the environment's
+    config.reload_env_files()
+    stored = replace(Settings(), azure_deployment="stored-deployment")
+    config.save_settings(stored)
+
+    dialog = SettingsDialog(config.load_settings())
+    qtbot.addWidget(dialog)  # type: ignore[attr-defined]
+    shown = {"endpoint": dialog.azure_endpoint, "deployment": dialog.azure_deployment,
+             "version": dialog.azure_version}
+    assert {k: f.text() for k, f in shown.items()} == {
+        "endpoint": "https://mine.openai.azure.com", "deployment": "gpt-4o-mini",
+        "version": "2025-01-01-preview"}  # the values in use, not empty fields
+    assert all(f.isReadOnly() for f in shown.values())
+    assert "AZURE_OPENAI_ENDPOINT in .env wins" in dialog.azure_endpoint.toolTip()
+    labels = [w.text() for w in dialog.findChildren(QLabel)]
+    assert labels.count("from .env") == 3 and labels.count("from the environment") == 1
+    assert dialog.openai_base_url.text() == "http://127.0.0.1:9/v1"
+    assert not dialog.openai_model.isReadOnly()  # no variable: the setting, editable
+    assert dialog.azure_key.text() == ""
+    assert dialog.azure_key.placeholderText().startswith("•••• set in .env")
+    assert dialog.openai_key.placeholderText() == "not set"
+    texts = widget_texts(dialog)
+    assert "https://mine.openai.azure.com" in texts  # the scan reads the fields
+    assert not [t for t in texts if key in t or key[-8:] in t]
+
+    # Saving keeps what is stored: the variables are shown, never written to settings.json.
+    dialog.save()
+    saved = config.load_settings()
+    assert (saved.azure_endpoint, saved.azure_deployment, saved.azure_api_version,
+            saved.openai_base_url) == ("", "stored-deployment", stored.azure_api_version, "")
+    assert not dialog.provider_changed
+    assert key not in config.settings_path().read_text(encoding="utf-8")
