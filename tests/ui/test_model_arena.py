@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -63,10 +64,19 @@ def label_arena_turns(repo: Repository, n: int, seed: int = 0) -> None:
                                      positions=positions))
 
 
+@pytest.fixture
+def backend(loop: asyncio.AbstractEventLoop) -> Iterator[Backend]:
+    """The session, closed after the test whatever it did: the model page's tune panel
+    starts measuring the stored pairs in a child process (``python -m
+    rlhf_desktop.tune.data``) that only the session's close stops."""
+    backend = Backend(provider=None)
+    yield backend
+    run(loop, backend.aclose())
+
+
 @pytest.mark.timeout(120)
 def test_leaderboard_and_bias_report_on_the_model_page(loop: asyncio.AbstractEventLoop,
-                                                       qtbot: object) -> None:
-    backend = Backend(provider=None)
+                                                       qtbot: object, backend: Backend) -> None:
     view = ModelView(backend)
     qtbot.addWidget(view)  # type: ignore[attr-defined]
     view.resize(1200, 900)
@@ -130,4 +140,3 @@ def test_leaderboard_and_bias_report_on_the_model_page(loop: asyncio.AbstractEve
     assert page is not None
     assert page.indexOf(view.leaderboard) < page.indexOf(view.panels) < page.indexOf(view.table)
     assert view.panels.indexOf(extra) == view.panels.count() - 1  # after the tuning panel
-    run(loop, backend.aclose())

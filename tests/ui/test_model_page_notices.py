@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+
+import pytest
 
 from rlhf_desktop.domain import ModelVersion
 from rlhf_desktop.ui.backend import Backend
@@ -19,9 +22,17 @@ def _version(number: int, labels: int, adoption: dict[str, object]) -> ModelVers
                                  "adoption": adoption}, pairs=labels * 3, labels=labels)
 
 
-def test_model_page_says_a_trained_version_was_not_adopted_and_why(
-        loop: asyncio.AbstractEventLoop, qtbot: object) -> None:
+@pytest.fixture
+def backend(loop: asyncio.AbstractEventLoop) -> Iterator[Backend]:
+    """The session, closed after the test whatever it did (the page's tune panel measures
+    stored pairs in a child process that only the session's close stops)."""
     backend = Backend(provider=None)
+    yield backend
+    run(loop, backend.aclose())
+
+
+def test_model_page_says_a_trained_version_was_not_adopted_and_why(
+        qtbot: object, backend: Backend) -> None:
     record_version(db(), _version(1, 5, {"adopted": True, "reason": "first model"}))
     record_version(db(), _version(2, 10, {"adopted": True, "reason": "ok"}))
     record_version(db(), _version(3, 20, {
@@ -41,12 +52,10 @@ def test_model_page_says_a_trained_version_was_not_adopted_and_why(
     record_version(db(), _version(4, 25, {"adopted": True, "reason": "ok"}))
     view.refresh()
     assert not view.rejected.isVisibleTo(view)  # a newer adopted version: nothing to explain
-    run(loop, backend.aclose())
 
 
 def test_agreement_from_one_pick_says_too_few_instead_of_a_percentage(
-        loop: asyncio.AbstractEventLoop, qtbot: object) -> None:
-    backend = Backend(provider=None)
+        qtbot: object, backend: Backend) -> None:
     repo = db()
     turn = make_turn(repo, ["first reply", "second reply"])
     a, b = turn.candidates
@@ -59,4 +68,3 @@ def test_agreement_from_one_pick_says_too_few_instead_of_a_percentage(
     assert "too few" in view.agree_value.text()
     assert "0 of 1 time" in view.agree_caption.text()
     assert "needs 5 ranked picks" in view.agree_caption.text()
-    run(loop, backend.aclose())
