@@ -1,7 +1,8 @@
 """The desktop app: QApplication on qasync's event loop, the main window, crash handling.
 
-The window shows before any heavy library loads: sentence-transformers/torch and
-llama.cpp load later in worker threads (see ui/backend.py).
+The window shows before any heavy library loads: the reward model and the MiniLM embedder
+(numpy) load afterwards in a worker thread (see ui/backend.py); llama.cpp loads on the first
+message, scikit-learn and scipy on their first use (``tests/test_lazy_loading.py``).
 """
 
 from __future__ import annotations

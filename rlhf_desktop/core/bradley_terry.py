@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
 SCALE = 400.0
@@ -91,6 +89,11 @@ def fit_strengths(w: np.ndarray) -> np.ndarray:
     out = np.full(p, np.nan)
     if not rows:
         return out
+    # scikit-learn (with scipy and pandas, ~200 MiB resident) loads on the first fit, not
+    # when storage imports this module at the window's start.
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
     lr = LogisticRegression(fit_intercept=False, C=np.inf, tol=1e-8, max_iter=200)
     with warnings.catch_warnings(), _one_blas_thread():
         warnings.simplefilter("ignore", ConvergenceWarning)

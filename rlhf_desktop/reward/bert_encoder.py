@@ -14,6 +14,13 @@ feed-forward layer, residual and LayerNorm. All float32; texts are sorted by len
 batches padded to their longest text, so the matmuls go to numpy's BLAS in large blocks and no
 Python loop runs over tokens. ``benchmarks/embedding.py`` measures it beside torch.
 
+Memory: the word-embedding table (30,522 × 384 float32, 47 MiB: half the weights) is mapped
+read-only from ``model.safetensors`` instead of copied (:func:`map_tensor`), so only the pages
+of rows that texts actually use become resident, as clean file pages the kernel can drop and
+share; the other weights are read one tensor at a time (``safe_open``) into the layouts the
+matmuls want, so the whole file is never held in memory at once. The values are the file's,
+bit for bit, as before.
+
 It accepts only folders it can run exactly (:func:`supports` says why not otherwise); every
 other folder goes through ``SentenceTransformer``. The test suite checks that both give the
 same vectors on real texts (``tests/test_embedder_backends.py``).
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +40,7 @@ import numpy as np
 MODULE_TRANSFORMER = "sentence_transformers.models.Transformer"
 MODULE_POOLING = "sentence_transformers.models.Pooling"
 MODULE_NORMALIZE = "sentence_transformers.models.Normalize"
+WORD_EMBEDDINGS = "embeddings.word_embeddings.weight"
 
 
 def _read_json(path: Path) -> Any:
@@ -74,6 +83,26 @@ def supports(folder: Path) -> str | None:
     return None
 
 
+def map_tensor(path: Path, name: str) -> np.ndarray | None:
+    """A read-only float32 view of tensor ``name`` of a ``.safetensors`` file, mapped from the
+    file (``np.memmap``), or None when it is not a little-endian float32 tensor there.
+
+    The file's layout: an 8-byte little-endian header size, a JSON header giving each
+    tensor's dtype, shape and byte range, then the data (``safetensors``' format)."""
+    with path.open("rb") as fh:
+        (size,) = struct.unpack("<Q", fh.read(8))
+        header = json.loads(fh.read(size))
+    info = header.get(name)
+    if not isinstance(info, dict) or info.get("dtype") != "F32":
+        return None
+    shape = tuple(int(n) for n in info["shape"])
+    start, end = (int(n) for n in info["data_offsets"])
+    if end - start != 4 * int(np.prod(shape, dtype=np.int64)):
+        raise ValueError(f"{path}: the byte range of {name} does not match its shape")
+    mapped = np.memmap(path, dtype="<f4", mode="r", offset=8 + size + start, shape=shape)
+    return np.asarray(mapped)  # a plain ndarray view; its base keeps the mapping alive
+
+
 @dataclass(frozen=True)
 class _Layer:
     """One encoder layer's weights, laid out for ``x @ w`` (float32, contiguous)."""
@@ -97,7 +126,7 @@ class BertEncoder:
                  threads: int | None = None) -> None:
         """Load ``folder``; ``normalize`` None follows its ``Normalize`` module; ``threads``
         caps the BLAS pool (None: :func:`default_threads`, 0: leave it as it is)."""
-        from safetensors.numpy import load_file
+        from safetensors import safe_open
         from tokenizers import Tokenizer
 
         reason = supports(folder)
@@ -120,11 +149,20 @@ class BertEncoder:
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=self.max_len)
-        weights = load_file(str(folder / "model.safetensors"))
-        prefix = "bert." if "bert.embeddings.word_embeddings.weight" in weights else ""
+        path = folder / "model.safetensors"
+        with safe_open(str(path), framework="numpy") as weights:
+            self._load_weights(path, weights)
+        if threads is None:
+            threads = default_threads()
+        if threads:
+            limit_blas_threads(threads)
+
+    def _load_weights(self, path: Path, weights: Any) -> None:
+        """The network's arrays from the open ``safe_open`` handle ``weights`` of ``path``."""
+        prefix = "bert." if "bert." + WORD_EMBEDDINGS in weights.keys() else ""
 
         def get(name: str) -> np.ndarray:
-            return np.ascontiguousarray(weights[prefix + name], dtype=np.float32)
+            return np.ascontiguousarray(weights.get_tensor(prefix + name), dtype=np.float32)
 
         def linear(name: str) -> tuple[np.ndarray, np.ndarray]:  # (in, out) for x @ w
             return np.ascontiguousarray(get(name + ".weight").T), get(name + ".bias")
@@ -132,7 +170,8 @@ class BertEncoder:
         def norm(name: str) -> tuple[np.ndarray, np.ndarray]:
             return get(name + ".weight"), get(name + ".bias")
 
-        self.word = get("embeddings.word_embeddings.weight")
+        mapped = map_tensor(path, prefix + WORD_EMBEDDINGS)
+        self.word = get(WORD_EMBEDDINGS) if mapped is None else mapped
         self.position = get("embeddings.position_embeddings.weight")
         self.token_type = get("embeddings.token_type_embeddings.weight")[0]
         self.embed_norm = norm("embeddings.LayerNorm")
@@ -149,10 +188,6 @@ class BertEncoder:
                 out=out, out_bias=out_bias, ln1=norm(p + "attention.output.LayerNorm"),
                 up=up, up_bias=up_bias, down=down, down_bias=down_bias,
                 ln2=norm(p + "output.LayerNorm")))
-        if threads is None:
-            threads = default_threads()
-        if threads:
-            limit_blas_threads(threads)
 
     def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         """One row per text, in order (float32)."""

@@ -7,6 +7,9 @@ ranked turn pulls the fit as hard as a pick of the same N replies (N−1 pairs o
 Weights are not normalised: their sum is the effective number of pairs against which the
 L2 penalty is set. With every weight 1 (or ``weights=None``) everything here is exactly the
 unweighted fit.
+
+scipy loads on the first fit, not when the window imports the reward package: at start-up it
+cost ~30 MiB of resident memory and most of the window's import time.
 """
 
 from __future__ import annotations
@@ -14,8 +17,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.optimize import minimize
-from scipy.special import expit
 
 STYLE_BLOCKS = ("style", "length")
 STYLE_C = 1.0  # style-only stage of the staged fit: few columns, light penalty
@@ -40,6 +41,9 @@ def fit_bt(
     dim = diffs.shape[1]
     if diffs.shape[0] == 0 or not np.any(diffs):
         return np.zeros(dim)
+    from scipy.optimize import minimize
+    from scipy.special import expit
+
     x = np.asarray(diffs, dtype=np.float32)
     fixed = np.zeros(len(x), dtype=np.float32) if offset is None else offset.astype(np.float32)
     s = None if weights is None else np.asarray(weights, dtype=np.float64)

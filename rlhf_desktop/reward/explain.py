@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy.special import expit
 
 from rlhf_desktop.reward.style import STYLE_DESCRIPTIONS, STYLE_NAMES
 
@@ -41,6 +40,8 @@ def style_summary(
             cols.append(sl.start)
     if not cols or len(x) == 0:
         return {}
+    from scipy.special import expit  # not at import: the window starts without scipy
+
     sub = np.asarray(x[:, cols], dtype=np.float64)
     p = expit(np.asarray(x, dtype=np.float64) @ w_scaled)
     precision = (sub.T * (p * (1.0 - p))) @ sub + np.eye(len(cols)) / c

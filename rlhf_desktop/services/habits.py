@@ -25,8 +25,6 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from scipy.stats import binomtest, fisher_exact
-
 from rlhf_desktop.services.labeling import Agreement, LabelingService
 from rlhf_desktop.storage.repo import Repository
 
@@ -41,6 +39,8 @@ def p_words(p: float) -> str:
 
 def binomial_p(hits: int, n: int, chance: float) -> float:
     """Two-sided binomial test of ``hits`` in ``n`` against ``chance``."""
+    from scipy.stats import binomtest  # on use: scipy.stats is not loaded at the window's start
+
     return float(binomtest(hits, n, min(max(chance, 0.0), 1.0)).pvalue) if n else 1.0
 
 
@@ -188,6 +188,8 @@ class Habits:
         if any(rate is None or n == 0 for rate, n in counts):
             return None
         table = [[round((rate or 0.0) * n), n - round((rate or 0.0) * n)] for rate, n in counts]
+        from scipy.stats import fisher_exact
+
         return float(fisher_exact(table).pvalue)
 
     @property
