@@ -3,7 +3,8 @@
 * :mod:`.collector` — cyclic garbage collection on the GUI thread only (Qt objects in
   reference cycles must die on their own thread);
 * :mod:`.warmup` — GIL switch interval for a responsive UI, start-up objects frozen out of
-  later collections, torch's libraries mapped without the GIL (for processes that import it);
+  later collections, the C heap's free pages given back once the models are loaded,
+  torch's libraries mapped without the GIL (for processes that import it);
 * :mod:`.heartbeat` — a 10 ms timer that measures event-loop stalls (benchmarks);
 * :mod:`.compat` — a guard against PySide6 builds that lose references to ``None``.
 

@@ -86,3 +86,23 @@ def freeze_startup_objects() -> int:
     """
     gc.freeze()
     return gc.get_freeze_count()
+
+
+def release_free_heap() -> bool:
+    """Give the C heap's free pages back to the system (glibc's ``malloc_trim``).
+
+    Loading the embedder and the reward model frees tens of MiB of temporary buffers that
+    glibc keeps in its arenas for reuse, so an idle window would go on counting them in its
+    resident memory (about 7 MiB here, ``benchmarks/app_perf.py``). Cheap (a few ms), and
+    only worth calling after such a one-off burst. False where there is no glibc.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # musl and others: nothing to trim
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    trim(0)
+    return True

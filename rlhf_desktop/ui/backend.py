@@ -202,6 +202,7 @@ class Backend(QObject):
 
     def _reward_loaded(self) -> None:
         log.debug("froze %d start-up objects", warmup.freeze_startup_objects())
+        warmup.release_free_heap()
         self.reward_ready.emit()
 
     def _model_trained(self, version: ModelVersion) -> None:
