@@ -131,6 +131,26 @@ def test_a_run_goes_preparing_running_done_in_a_low_priority_child(
     assert service.versions() == [1]
 
 
+def test_a_run_publishes_its_progress_on_the_hook_with_nobody_asking(
+        service: TuningService, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The window renders what the service publishes (tune_did_progress); nothing reads
+    snapshot() here after the start, so every step seen came through the hook."""
+    monkeypatch.setenv("SCRIPTED_TUNE_STEP_S", "0.1")
+    add_pairs(4)
+    seen: list[TuneSnapshot] = []
+    service.did_progress.append(seen.append)
+    service.start()
+    wait_for(lambda: seen and seen[-1].state == "done", 60, "the published end of the run")
+    states = [snap.state for snap in seen]
+    assert states[-1] == "done" and {"preparing", "running"} <= set(states), states
+    steps = [snap.step for snap in seen if snap.step is not None]
+    assert steps == sorted(steps) and len(set(steps)) >= 2 and steps[-1] == 4, steps
+    assert seen[-1].version == 1 and seen[-1].message == "Chat model v1 is ready"
+    count = len(seen)
+    service.close()  # the follower ends with the service: nothing more is published
+    assert len(seen) == count
+
+
 def test_cancel_keeps_the_checkpoint_and_resume_continues(
         service: TuningService, monkeypatch: pytest.MonkeyPatch, holder: Holder,
         data_home: Path) -> None:

@@ -39,7 +39,8 @@ independent work, a named lane when two such jobs must not overlap. Never call
 
 Where work still polls, it is because nothing fires an event: the session's watch on other
 processes writing the database (lane ``watch``), a remote tuning job (lane ``remote-tune``)
-and the model page's timer on a local tune run's progress file (ui/model_tune.py).
+and a local tune run's progress file (lane ``tune-follow``, which publishes the
+``tune_did_progress`` hook; see services/tuning.py).
 
 Qt-free on purpose: services use it, and ``services`` sits below ``runtime`` and ``ui`` in
 the layer contract (pyproject.toml).

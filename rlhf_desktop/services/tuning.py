@@ -12,11 +12,24 @@ step and keeps the checkpoint; ``resume()`` continues from it. When a run made v
 on: the next turns compare them blind. Remote DPO jobs are in :mod:`.tuning_remote`
 (``service.remote``).
 
-The window polls :meth:`snapshot` (cheap); ``on_change`` is also called, from any thread,
-when the state changes. Work off the loop runs as jobs of the session's
-:class:`~rlhf_desktop.services.runner.BackgroundRunner` (no threads of its own): exporting
-before a run (lane ``tune-prepare``), measuring the pairs (``tune-fit``) and reading the
-effect measurement's output as it comes (``tune-effect``: its progress lines are the events).
+The service publishes: :attr:`TuningService.did_progress` (the session's
+``tune_did_progress`` hook) fires on the session's event loop with the run's snapshot whenever
+anything the tune panel shows changed (a progress line of the run, its state, the pairs' or
+the effect's measurement, the tune extra's install, the remote job); the window renders that
+and polls nothing. :meth:`snapshot` still answers on demand (the command line, tests), and
+``on_change`` is also called, from any thread, when the state changes. Work off the loop runs
+as jobs of the session's :class:`~rlhf_desktop.services.runner.BackgroundRunner` (no threads
+of its own): exporting before a run (lane ``tune-prepare``), measuring the pairs
+(``tune-fit``), reading the effect measurement's output as it comes (``tune-effect``: its
+progress lines are the events) and following the run for the hook (``tune-follow``).
+
+The one poll left is in that follower: while a run goes, it reads the run's progress file
+every :data:`FOLLOW_FILE_S`. The file is the run's only channel, and it must stay one: it is
+read back after a restart and by a window that attaches to a run another process started (or
+the command line's ``tune``), and an append to a file fires nothing a process can wait on
+without a platform watcher (inotify and the like; none in the standard library). Everything
+else the follower publishes is an event (``_changed`` rings it); while no run goes it waits
+without a timeout.
 """
 
 from __future__ import annotations
@@ -35,7 +48,8 @@ from rlhf_desktop import config
 from rlhf_desktop.config import Settings
 from rlhf_desktop.domain import CandidateSource
 from rlhf_desktop.services.arena import ArenaService
-from rlhf_desktop.services.runner import BackgroundRunner
+from rlhf_desktop.services.hooks import Hook
+from rlhf_desktop.services.runner import BackgroundRunner, Handle, Job
 from rlhf_desktop.services.tune_install import InstallSnapshot, TuneInstall
 from rlhf_desktop.services.tuning_effect import PROMPTS as EFFECT_PROMPTS
 from rlhf_desktop.services.tuning_effect import Effect, load_effect
@@ -72,6 +86,22 @@ __all__ = ["STATES", "InstallSnapshot", "TunePlan", "TuneSnapshot", "TuningServi
 BASE_NAME = "base"
 FIT_CHECK_DIR = ".fit-check"
 """Where the plan's measurement of the pairs exports them (in ``tune-runs/``)."""
+FOLLOW_FILE_S = 0.5
+"""How often the follower reads a going run's progress file (see the module docstring)."""
+FOLLOW_LANE = "tune-follow"
+
+
+class _Bell(threading.Event):
+    """The follower's cancel event: setting it (the handle's cancel, the runner's close) also
+    rings ``wake``, so a follower waiting for the next change ends at once."""
+
+    def __init__(self, wake: threading.Event) -> None:
+        super().__init__()
+        self._wake = wake
+
+    def set(self) -> None:
+        super().set()
+        self._wake.set()
 
 
 class _Pending:
@@ -95,12 +125,21 @@ class TuningService:
                  on_change: Callable[[], None] | None = None,
                  overrides: dict[str, Any] | None = None, nice: int = 19,
                  module: str = "rlhf_desktop.tune", python: str = sys.executable,
-                 runner: BackgroundRunner | None = None) -> None:
+                 runner: BackgroundRunner | None = None,
+                 did_progress: Hook[[TuneSnapshot]] | None = None) -> None:
         """``settings`` returns the settings in use; ``apply`` saves-and-uses new ones (for
         :meth:`use_version`); ``overrides`` are TuneConfig values every run gets (tests,
         benchmarks); ``module`` is the child's entry point; ``runner`` the session's (default:
-        one of its own, closed by :meth:`close`)."""
+        one of its own, closed by :meth:`close`); ``did_progress`` the hook to publish on
+        (the session's ``tune_did_progress``; default: one of its own)."""
         self.data_dir = Path(data_dir)
+        self.did_progress: Hook[[TuneSnapshot]] = (
+            did_progress if did_progress is not None else Hook("tune_did_progress"))
+        """Fired on the runner's event loop with the run's snapshot after anything this
+        service shows changed (see the module docstring)."""
+        self._wake = threading.Event()
+        """Rung by :meth:`_changed`: the follower publishes the snapshot."""
+        self._follower: Handle[None] | None = None
         self._own_runner = runner is None
         self._runner = runner if runner is not None else BackgroundRunner()
         self._settings = settings
@@ -111,8 +150,8 @@ class TuningService:
         self.nice = nice
         self.module = module
         self.python = python
-        self.remote = RemoteTuning(on_change=on_change, runner=self._runner)
-        self.install = TuneInstall(on_change=on_change, python=python, runner=self._runner)
+        self.remote = RemoteTuning(on_change=self._changed, runner=self._runner)
+        self.install = TuneInstall(on_change=self._changed, python=python, runner=self._runner)
         """The tune extra: whether it is installed, and installing it with pip (a child
         process followed like the runs; see :mod:`.tune_install`)."""
         self._lock = threading.RLock()
@@ -144,6 +183,7 @@ class TuningService:
         self._effect_version: int | None = None
         self._effect_note = ""
         self._recover()
+        self._start_follower()
 
     @classmethod
     def for_session(cls, session: Any, **kwargs: Any) -> TuningService:
@@ -153,6 +193,7 @@ class TuningService:
             session.spawn(session.rebuild_provider(), "rebuild provider")
 
         kwargs.setdefault("runner", session.runner)
+        kwargs.setdefault("did_progress", session.hooks.tune_did_progress)
         return cls(config.data_dir(), lambda: session.settings, session.arena, apply=apply,
                    **kwargs)
 
@@ -429,6 +470,8 @@ class TuningService:
                 self._fit_proc.kill()
             if self._effect_proc is not None and self._effect_proc.poll() is None:
                 self._effect_proc.kill()  # a measurement is cheap to start again
+        if self._follower is not None:
+            self._follower.cancel()
         self.install.close()
         self.remote.close()
         if self._own_runner:
@@ -445,8 +488,7 @@ class TuningService:
             self._check_exit()
             if self._snap.active and self._started is not None:
                 self._snap = replace(self._snap, elapsed_s=time.monotonic() - self._started)
-            changed = (before.state, before.step, before.version) != (
-                self._snap.state, self._snap.step, self._snap.version)
+            changed = _milestone(before) != _milestone(self._snap)
             snap = self._snap
         if changed:
             self._changed()
@@ -504,11 +546,45 @@ class TuningService:
         self._changed()
 
     def _changed(self) -> None:
+        self._wake.set()
+        self._notify()
+
+    def _notify(self) -> None:
         if self._on_change is not None:
             try:
                 self._on_change()
             except Exception:
                 log.exception("a tuning listener failed")
+
+    # ------------------------------------------------------------------ publishing
+
+    def _start_follower(self) -> None:
+        """The job that publishes :attr:`did_progress` (lane ``tune-follow``, for the
+        service's life; the runner's progress callback brings each snapshot to the loop,
+        the latest of a burst only)."""
+        self._follower = self._runner.run(self._follow, progress=self.did_progress,
+                                          cancel=_Bell(self._wake), lane=FOLLOW_LANE,
+                                          name="follow the tuning")
+
+    def _follow(self, job: Job) -> None:
+        """In the worker: wait for a change (or, while a run goes, for the next read of its
+        progress file) and report the snapshot when something moved."""
+        while not job.cancelled:
+            with self._lock:
+                following = self._process is not None or self._attached_pid is not None
+            rung = self._wake.wait(FOLLOW_FILE_S if following else None)
+            self._wake.clear()
+            if job.cancelled:
+                return
+            with self._lock:
+                before = self._snap
+                self._read_events()
+                self._check_exit()
+                after = self._snap
+            if _milestone(before) != _milestone(after):
+                self._notify()  # what snapshot() would have said had it read these lines
+            if rung or after is not before:
+                job.report(self.snapshot())
 
     def _recover(self) -> None:
         """The newest run's state as its files tell it (after a restart)."""
@@ -700,6 +776,11 @@ def export_for_tuning(run_dir: Path, use_cut_pairs: bool = True) -> int:
 def _same_source(a: CandidateSource, b: CandidateSource) -> bool:
     return (a.provider, a.model, a.chat_model_version, a.base_url, a.temperature) == (
         b.provider, b.model, b.chat_model_version, b.base_url, b.temperature)
+
+
+def _milestone(snap: TuneSnapshot) -> tuple[str, int | None, int | None]:
+    """What ``on_change`` is called for: the state, the step, the version made."""
+    return snap.state, snap.step, snap.version
 
 
 def _last(values: list[int]) -> int | None:

@@ -3,9 +3,11 @@ low-priority process, its progress, cancel/resume, the blind A/B against the bas
 chosen chat-model version, and a remote DPO job on Azure OpenAI / OpenAI.
 
 Everything goes through :class:`~rlhf_desktop.services.tuning.TuningService`; this widget
-only renders its snapshots (polled every half second while the page is shown or a run is
-going) and never blocks the window: the export runs in the service's worker, the remote
-calls in worker threads, and the confirmation dialog is window-modal but not a nested loop.
+only renders its snapshots, as the service publishes them (``tune_did_progress``, on the
+window's event loop: a run's progress, the measurements, the install, the remote job; no timer
+here) and when the user acts; it never blocks the window: the export runs in the service's
+worker, the remote calls in worker threads, and the confirmation dialog is window-modal but
+not a nested loop.
 Where the ``tune`` extra is missing, the panel offers to install it (pip in the service's
 low-priority child, with a progress bar, the current line and Cancel); in the desktop bundle
 it says that tuning needs a Python install.
@@ -17,8 +19,8 @@ import logging
 from typing import Any
 
 import shiboken6
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QHideEvent, QShowEvent
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -45,8 +47,6 @@ from rlhf_desktop.services.tuning_remote import (
 from rlhf_desktop.services.tuning_state import ab_notice
 
 log = logging.getLogger(__name__)
-
-POLL_MS = 500
 
 
 def _num(value: float | None, fmt: str) -> str:
@@ -111,7 +111,7 @@ class TunePanel(QWidget):
         self._offer: RemoteOffer | None = None
         self._last_state = ""
         self._checking = False
-        """The plan waits for the pairs' measurement: re-plan on every tick until it ends."""
+        """The plan waits for the pairs' measurement: re-plan on every event until it ends."""
         self._install_state = ""
 
         title = QLabel("Tune the chat model")
@@ -211,9 +211,9 @@ class TunePanel(QWidget):
         layout.addWidget(self.notice)
         layout.addWidget(self._remote_box())
 
-        self.timer = QTimer(self)
-        self.timer.setInterval(POLL_MS)
-        self.timer.timeout.connect(self.refresh)
+        hook, listener = self.service.did_progress, self._progressed
+        hook.append(listener)
+        self.destroyed.connect(lambda *_: hook.remove(listener))
         labels_changed = getattr(backend, "labels_changed", None)
         if labels_changed is not None:
             labels_changed.connect(lambda: self.refresh(plan=True))
@@ -281,27 +281,22 @@ class TunePanel(QWidget):
         layout.addLayout(bottom)
         return box
 
-    # ------------------------------------------------------------------ polling
+    # ------------------------------------------------------------------ rendering
 
     def showEvent(self, event: QShowEvent) -> None:
-        """Follow the service while shown."""
+        """Recount the pairs when shown (a chat may have added some)."""
         super().showEvent(event)
         self.refresh(plan=True)
-        self.timer.start()
 
-    def hideEvent(self, event: QHideEvent) -> None:
-        """Stop polling unless something is going."""
-        super().hideEvent(event)
-        if not self._busy():
-            self.timer.stop()
+    def _progressed(self, snap: TuneSnapshot) -> None:
+        """``tune_did_progress`` (on the window's event loop): render what moved."""
+        if shiboken6.isValid(self):
+            self.refresh(snap=snap)
 
-    def _busy(self) -> bool:
-        return (self.service.snapshot().active or self.service.remote.snapshot().active
-                or self.service.install.snapshot().active)
-
-    def refresh(self, plan: bool = False) -> None:
-        """Render the service's snapshots (``plan``: also recount the pairs)."""
-        snap = self.service.snapshot()
+    def refresh(self, plan: bool = False, snap: TuneSnapshot | None = None) -> None:
+        """Render the service's snapshots (``plan``: also recount the pairs; ``snap``: the
+        run's, as published, else read now)."""
+        snap = snap if snap is not None else self.service.snapshot()
         extra = self.service.install.snapshot()
         if extra.state != self._install_state:  # installed, failed or cancelled: plan again
             plan, self._install_state = True, extra.state
@@ -312,8 +307,6 @@ class TunePanel(QWidget):
         self._render(snap)
         self._render_install(self.service.install.snapshot())
         self._render_remote(self.service.remote.snapshot())
-        if not self.isVisible() and not self._busy():
-            self.timer.stop()
 
     def _render_plan(self, snap: TuneSnapshot) -> None:
         if snap.active:
@@ -327,8 +320,7 @@ class TunePanel(QWidget):
             return
         if plan.blocker is None and plan.stored is None and not plan.checking:
             if self.service.check_fit():  # count only the pairs that fit, before starting
-                plan = self.service.plan()
-                self.timer.start()
+                plan = self.service.plan()  # (its end is published: the plan is made again)
         self._checking = plan.checking
         self.cut_box.setVisible(plan.cut_pairs > 0)
         self.cut_box.setEnabled(not snap.active)
@@ -382,8 +374,6 @@ class TunePanel(QWidget):
                                       and measuring is None and not snap.active)
         if newest is not None:
             self.effect_button.setText(f"Measure chat model v{newest} (tuned) on your past prompts")
-        if measuring is not None:
-            self.timer.start()  # follow the measurement's progress
 
     def _render_versions(self) -> None:
         versions = [0, *self.service.versions()]
@@ -438,7 +428,6 @@ class TunePanel(QWidget):
             self.service.start()
         except RuntimeError as exc:
             self._notify(str(exc))
-        self.timer.start()
         self.refresh()
 
     def install(self) -> None:
@@ -447,7 +436,6 @@ class TunePanel(QWidget):
             self.service.install.start()
         except RuntimeError as exc:
             self._notify(str(exc))
-        self.timer.start()
         self.refresh(plan=True)
 
     def cancel_install(self) -> None:
@@ -466,7 +454,6 @@ class TunePanel(QWidget):
             self.service.resume()
         except RuntimeError as exc:
             self._notify(str(exc))
-        self.timer.start()
         self.refresh()
 
     def _amplify_toggled(self, checked: bool) -> None:
@@ -481,7 +468,6 @@ class TunePanel(QWidget):
         versions = self.service.versions()
         if versions:
             self.service.measure_effect(versions[-1])
-        self.timer.start()
         self.refresh()
 
     def try_blind(self) -> None:
@@ -557,5 +543,4 @@ class TunePanel(QWidget):
             self.remote_status.setText(str(exc))
             self.remote_button.setEnabled(True)
             return
-        self.timer.start()
         self.refresh()

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QMessageBox, QPushButton
 from pytestqt.qtbot import QtBot
 
@@ -133,6 +133,22 @@ def test_tune_shows_progress_cancel_resume_and_the_blind_offer(
     panel.version_box.activated.emit(1)
     assert holder.settings.chat_model_version == 1
     assert panel.notice.text() == "The built-in model now chats with chat model v1 (tuned)."
+
+
+def test_the_panel_renders_the_published_progress_with_no_timer_polling(
+        qtbot: QtBot, loop: asyncio.AbstractEventLoop, panel: TunePanel) -> None:
+    """The service publishes the run (tune_did_progress); the panel renders that and runs no
+    timer of its own reading the progress file."""
+    add_pairs(6)
+    panel.refresh(plan=True)
+    assert len(panel.service.did_progress) == 1  # the panel listens
+    click(qtbot, panel.tune_button)
+    run(loop, wait_until(lambda: shown_step(panel) >= 2, 60, "progress"))
+    assert [t for t in panel.findChildren(QTimer) if t.isActive()] == []
+    run(loop, wait_until(lambda: panel.status.text().startswith("Done"), 60, "done"))
+    assert panel.status.text() == "Done: Chat model v1 is ready"
+    assert shown_step(panel) == 6 and panel.progress.value() == 6
+    assert [t for t in panel.findChildren(QTimer) if t.isActive()] == []
 
 
 @pytest.fixture

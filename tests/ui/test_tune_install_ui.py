@@ -74,12 +74,11 @@ def make_panel(qtbot: QtBot, loop: asyncio.AbstractEventLoop, data_home: Path,
         service = TuningService(data_home, lambda: settings)
         service.fit_check = False  # the measurement child would load the real tokenizer
         service.install = TuneInstall(
-            service._on_change, requirements=requirements, frozen=frozen,
+            service._changed, requirements=requirements, frozen=frozen,
             pip_args=["--isolated", "--no-index", "--no-deps", "--target", str(target)])
         backend = Backend()
         made.append((service, backend))
         panel = TunePanel(backend, service)
-        panel.timer.setInterval(20)  # follow pip closely
         qtbot.addWidget(panel)
         panel.resize(900, 600)
         panel.show()
@@ -107,7 +106,7 @@ def test_offer_progress_and_success(qtbot: QtBot, make_panel, wheel: Path,
             seen.append((panel.install_progress.value(), panel.install_progress.maximum(),
                          panel.install_line.text()))
 
-    panel.timer.timeout.connect(record)
+    panel.service.did_progress.append(lambda _snap: record())  # after the panel renders
     qtbot.mouseClick(panel.install_button, Qt.MouseButton.LeftButton)
     assert panel.install_progress.isVisible() and panel.install_cancel.isVisible()
     assert not panel.install_button.isVisible()
