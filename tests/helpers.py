@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rlhf_desktop.domain import Candidate, Message, ModelVersion, SamplingParams, Turn
+from rlhf_desktop.providers import Provider, ProviderError
+from rlhf_desktop.services.chat import ChatService
+from rlhf_desktop.services.conversations import ConversationService
+from rlhf_desktop.services.hooks import SessionHooks
+from rlhf_desktop.services.rewards import RewardService
 from rlhf_desktop.storage.repo import Repository
 
 
@@ -21,6 +28,21 @@ def make_turn(repo: Repository, texts: list[str], prompt: str = "Explain gravity
         candidates=[Candidate(index=i, text=t) for i, t in enumerate(texts)],
     )
     return repo.save_turn(turn)
+
+
+def chat_service(repo: Repository, rewards: RewardService, provider: Provider, *,
+                 conversations: ConversationService | None = None,
+                 params: Callable[[], SamplingParams] = SamplingParams) -> ChatService:
+    """A :class:`ChatService` wired as ``AppSession`` wires it (its conversations, a rank
+    worker, the parameters of a turn), for tests of the service without a session. A chat's
+    own model is refused (these tests give none)."""
+
+    async def no_other_model(model: str) -> Provider:
+        raise ProviderError(f"this test has no provider for {model!r}")
+
+    return ChatService(repo, rewards, provider, ThreadPoolExecutor(1, thread_name_prefix="rank"),
+                       conversations=conversations or ConversationService(repo, SessionHooks()),
+                       params=params, provider_for=no_other_model)
 
 
 def hh_rows(path: Path, start: int = 0, count: int | None = None) -> list[dict[str, object]]:

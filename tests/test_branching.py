@@ -25,7 +25,7 @@ from rlhf_desktop.services.branches import (
     newest_end,
     path_to,
 )
-from rlhf_desktop.services.chat import ChatService, history
+from rlhf_desktop.services.chat import history
 from rlhf_desktop.services.conversations import ConversationService
 from rlhf_desktop.services.hooks import SessionHooks
 from rlhf_desktop.services.labeling import LabelingService
@@ -34,6 +34,7 @@ from rlhf_desktop.storage.db import connect, schema_version
 from rlhf_desktop.storage.migrations import MIGRATIONS
 from rlhf_desktop.storage.repo import Repository, StorageError
 from tests.azure_server import AzureServer
+from tests.helpers import chat_service
 from tests.providers.conftest import AZURE_KEY, azure_provider
 
 
@@ -251,9 +252,9 @@ def test_an_edit_sent_over_a_real_server_sends_only_its_branch(server: AzureServ
     async def scenario() -> None:
         repo = Repository.open()
         conversations = ConversationService(repo, SessionHooks())
-        chat = ChatService(repo, RewardService(), azure_provider(server),
-                           conversations=conversations,
-                           params=lambda: SamplingParams(n=3))
+        chat = chat_service(repo, RewardService(), azure_provider(server),
+                            conversations=conversations,
+                            params=lambda: SamplingParams(n=3))
         first = await chat.send(None, "Name a colour")
         conv = first.conversation_id
         second = await chat.send(conv, "Name a fruit")

@@ -18,6 +18,7 @@ from rlhf_desktop.services.chat import (
 from rlhf_desktop.services.rewards import RewardService
 from rlhf_desktop.storage.repo import Repository, StorageError
 from tests.azure_server import AzureServer
+from tests.helpers import chat_service
 from tests.providers.conftest import AZURE_KEY, azure_provider, fast_settings
 
 
@@ -30,7 +31,7 @@ def server():
 def services(server: AzureServer, retries: int = 2) -> tuple[Repository, ChatService]:
     repo = Repository.open()
     provider = azure_provider(server, settings=fast_settings(max_retries=retries))
-    return repo, ChatService(repo, RewardService(), provider)
+    return repo, chat_service(repo, RewardService(), provider)
 
 
 @pytest.mark.timeout(60)

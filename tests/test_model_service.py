@@ -11,7 +11,6 @@ import math
 import pytest
 
 from rlhf_desktop.domain import Candidate, Message, ModelVersion, PreferencePair, Turn
-from rlhf_desktop.services.chat import ChatService
 from rlhf_desktop.services.hooks import SessionHooks
 from rlhf_desktop.services.labeling import LabelingService
 from rlhf_desktop.services.model_words import describe, preferences
@@ -20,7 +19,7 @@ from rlhf_desktop.services.retraining import Retrainer
 from rlhf_desktop.services.rewards import RewardService, pinned_version
 from rlhf_desktop.storage.repo import Repository
 from tests.azure_server import AzureServer
-from tests.helpers import long_list, short
+from tests.helpers import chat_service, long_list, short
 from tests.providers.conftest import AZURE_KEY, azure_provider
 
 TOPICS = ["boil an egg", "learn to swim", "save money", "grow tomatoes", "fix a flat tyre",
@@ -160,7 +159,7 @@ def test_explain_splits_each_score_and_says_how_sure_the_turn_is(shared_embedder
         repo.add_pairs(long_pairs(TOPICS))
         rewards.train_now()
         with AzureServer(api_key=AZURE_KEY, deployment="gpt-test", model="m") as server:
-            chat = ChatService(repo, rewards, azure_provider(server))
+            chat = chat_service(repo, rewards, azure_provider(server))
             texts = [short("cook pasta"), long_list("cook pasta"), "Boil water, add pasta."]
             turn = Turn(conversation_id=0, messages=[Message("user", "How do I cook pasta?")],
                         provider="azure", model="m", params=chat.params(),

@@ -18,13 +18,14 @@ from rlhf_desktop.core.pick_rules import ranked, same_reply
 from rlhf_desktop.domain import Candidate, Message, PreferencePair, SamplingParams, Turn
 from rlhf_desktop.reward.training import TrainConfig, TrainingError, training_pairs
 from rlhf_desktop.services import datasets
-from rlhf_desktop.services.chat import ChatService, history
+from rlhf_desktop.services.chat import history
 from rlhf_desktop.services.labeling import LabelingService
 from rlhf_desktop.services.rewards import RewardService
 from rlhf_desktop.storage.pairs import NOTE_CUT, NOTE_SAME
 from rlhf_desktop.storage.repo import Repository, StorageError
 from tests.azure_server import AzureServer
 from tests.fakes import FakeProvider, HashEmbedder
+from tests.helpers import chat_service
 from tests.providers.conftest import AZURE_KEY, azure_provider, fast_settings
 
 pytestmark = pytest.mark.timeout(120)
@@ -209,7 +210,7 @@ def test_failed_and_empty_replies_are_never_scored_and_sort_after_whole_ones(
     repo = Repository.open()
     rewards = trained_rewards(repo)
     turn = failed_turn(repo)
-    chat = ChatService(repo, rewards, FakeProvider([]))
+    chat = chat_service(repo, rewards, FakeProvider([]))
     asyncio.run(chat.rank(turn))
     assert [c.score is None for c in turn.candidates] == [True, True, False, True]
     assert ranked(turn.candidates)[0].index == 2
@@ -231,7 +232,7 @@ def test_a_reply_that_failed_at_the_server_is_never_ranked_above_a_whole_one(
     rewards = trained_rewards(repo)
     with AzureServer(api_key=AZURE_KEY, deployment="gpt-test", reply_length=10) as server:
         provider = azure_provider(server, settings=fast_settings(max_retries=0))
-        chat = ChatService(repo, rewards, provider)
+        chat = chat_service(repo, rewards, provider)
         conv = repo.create_conversation("t")
         server.inject("choice_error", times=1, choice=1)
 

@@ -11,11 +11,12 @@ from rlhf_desktop import config
 from rlhf_desktop.domain import Message, SamplingParams
 from rlhf_desktop.providers import choose_provider
 from rlhf_desktop.services import datasets
-from rlhf_desktop.services.chat import ChatService, TurnFailed
+from rlhf_desktop.services.chat import TurnFailed
 from rlhf_desktop.services.labeling import LabelingService
 from rlhf_desktop.services.rewards import RewardService
 from rlhf_desktop.storage.repo import Repository
 from tests.azure_server import AzureServer
+from tests.helpers import chat_service
 
 KEY = "sk-live-TOPSECRET-0123456789abcdef"
 
@@ -31,7 +32,7 @@ def test_no_key_in_data_folder_logs_or_exports(data_home, monkeypatch, tmp_path)
             provider, reason = choose_provider()
             log.info("provider %s %r", reason, provider)
             repo = Repository.open()
-            chat = ChatService(repo, RewardService(), provider)
+            chat = chat_service(repo, RewardService(), provider)
             conv = repo.create_conversation("secret test")
             turn = await chat.send_messages(conv.id, [Message("user", "hello")],
                                             params=SamplingParams(n=3))

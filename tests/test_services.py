@@ -9,13 +9,13 @@ import pytest
 from rlhf_desktop.core.pick_rules import ranked
 from rlhf_desktop.domain import Candidate, Message, PreferencePair, SamplingParams
 from rlhf_desktop.reward.model import MODEL_FILENAME
-from rlhf_desktop.services.chat import ChatService, TurnFailed, history
+from rlhf_desktop.services.chat import TurnFailed, history
 from rlhf_desktop.services.labeling import LabelingService
 from rlhf_desktop.services.retraining import Retrainer
 from rlhf_desktop.services.rewards import RewardService
 from rlhf_desktop.storage.repo import Repository
 from tests.azure_server import AzureServer
-from tests.helpers import hh_rows
+from tests.helpers import chat_service, hh_rows
 from tests.providers.conftest import AZURE_KEY, azure_provider
 
 SEED_PAIRS = [
@@ -51,7 +51,7 @@ def make_services(server, embedder):
     repo = Repository.open()
     rewards = RewardService(embedder=embedder)
     rewards.load_current(repo)
-    chat = ChatService(repo, rewards, azure_provider(server))
+    chat = chat_service(repo, rewards, azure_provider(server))
     return repo, rewards, chat
 
 
@@ -78,7 +78,7 @@ def test_untrained_ranking_keeps_provider_order(server):
     async def scenario():
         repo = Repository.open()
         rewards = RewardService()
-        chat = ChatService(repo, rewards, azure_provider(server))
+        chat = chat_service(repo, rewards, azure_provider(server))
         conv = repo.create_conversation("t")
         turn = await chat.send_messages(conv.id, [Message("user", "hi")],
                                         params=SamplingParams(n=3))
@@ -93,7 +93,7 @@ def test_untrained_ranking_keeps_provider_order(server):
 def test_fault_keeps_prompt_and_partial_replies(server):
     async def scenario():
         repo = Repository.open()
-        chat = ChatService(repo, RewardService(), azure_provider(server))
+        chat = chat_service(repo, RewardService(), azure_provider(server))
         conv = repo.create_conversation("t")
         server.inject("drop_mid", times=10, after=2)
         with pytest.raises(TurnFailed) as info:
@@ -112,7 +112,7 @@ def test_fault_keeps_prompt_and_partial_replies(server):
 def test_pick_undo_and_context(server):
     async def scenario():
         repo = Repository.open()
-        chat = ChatService(repo, RewardService(), azure_provider(server))
+        chat = chat_service(repo, RewardService(), azure_provider(server))
         labels = LabelingService(repo)
         conv = repo.create_conversation("t")
         turn = await chat.send_messages(conv.id, [Message("user", "hi")],

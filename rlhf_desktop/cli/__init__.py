@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from rlhf_desktop import __version__, config
 from rlhf_desktop.cli.arena_command import add_arena_parser, arena_for_chat, cmd_arena
-from rlhf_desktop.cli.common import CliError, plural
+from rlhf_desktop.cli.common import CliError, app_session, plural
 from rlhf_desktop.cli.common import emit as _emit
 from rlhf_desktop.cli.export_command import add_export_parser, cmd_export
 from rlhf_desktop.cli.model_commands import (
@@ -141,15 +141,12 @@ async def _chat(args: argparse.Namespace) -> int:
 
     from rlhf_desktop.core.pick_rules import ranked
     from rlhf_desktop.domain import SamplingParams
-    from rlhf_desktop.providers import ProviderError, choose_provider
-    from rlhf_desktop.providers.arena import choose_arena
-    from rlhf_desktop.services.chat import ChatService, TurnFailed
-    from rlhf_desktop.services.rewards import RewardService
-    from rlhf_desktop.storage.repo import Repository
+    from rlhf_desktop.services.chat import TurnFailed
 
     settings = config.load_settings()
-    if args.arena:
-        settings = arena_for_chat(settings, args)
+    # The arena only with --arena: a plain `chat` asks the one provider, whatever the
+    # window's switch says.
+    settings = arena_for_chat(settings, args) if args.arena else replace(settings, arena=False)
     if args.provider:
         settings = replace(settings, provider=args.provider)
     n = settings.candidates_per_turn if args.n is None else args.n
@@ -165,24 +162,26 @@ async def _chat(args: argparse.Namespace) -> int:
         system_prompt=settings.system_prompt,
         seed=args.seed,
     )
-    try:
-        provider, reason = (choose_arena if args.arena else choose_provider)(settings)
-    except ProviderError as exc:
-        raise CliError(str(exc)) from exc
-    print(f"provider: {reason}", file=sys.stderr)
-    repo = Repository.open()
-    rewards = RewardService()
-    rewards.load_current(repo)
-    service = ChatService(repo, rewards, provider, params=lambda: params)
-    try:
-        turn = await service.send(None, args.prompt)
-    except TurnFailed as exc:
-        raise CliError(f"{exc.error} (the prompt and partial replies are saved)") from exc
-    finally:
-        await provider.aclose()
-        repo.close()
+    async with app_session(settings) as session:
+        # What the window's start does, less its warm-up and its watch on other processes:
+        # choose the provider, then load the reward model (a provider error stops first).
+        await session.rebuild_provider()
+        chat = session.chat
+        if chat is None:
+            raise CliError(session.provider_error or "no provider could be chosen")
+        print(f"provider: {session.provider_line}", file=sys.stderr)
+        load_failed: list[str] = []
+        session.hooks.training_did_fail.append(load_failed.append)
+        await session.load_reward_model(embedder=False)  # loaded by the first score, if any
+        if load_failed:
+            raise CliError(load_failed[0])
+        try:
+            turn = await chat.send(None, args.prompt, params=params)
+        except TurnFailed as exc:
+            raise CliError(f"{exc.error} (the prompt and partial replies are saved)") from exc
+        provider = chat.provider
+        version = session.reward_version
     order = ranked(turn.candidates)
-    version = rewards.version
     data = {
         "turn_id": turn.id,
         "provider": provider.name,

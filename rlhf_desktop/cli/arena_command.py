@@ -3,18 +3,21 @@
 ``arena list`` shows them, ``arena add NAME ...`` adds one, ``arena remove NAME`` removes one,
 ``arena on`` / ``arena off`` decides whether the window's turns draw their replies from them.
 ``rlhf-desktop chat "..." --arena`` sends one arena turn (see :func:`arena_for_chat`).
-Every change goes through :class:`~rlhf_desktop.services.arena.ArenaService`: validated
-before anything is written, then saved to the settings file.
+Every change goes through the session's :class:`~rlhf_desktop.services.arena.ArenaService`
+(``session.arena``, as in the window): validated before anything is written, then saved to
+the settings file.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from rlhf_desktop import config
-from rlhf_desktop.cli.common import CliError, emit, plural
+from rlhf_desktop.cli.common import CliError, app_session, emit, plural
 from rlhf_desktop.config import ConfigError, Settings
 from rlhf_desktop.domain import CandidateSource
 from rlhf_desktop.services.arena import ArenaService
@@ -50,14 +53,6 @@ def add_arena_parser(sub: Any) -> None:
     actions.add_parser("off", help="turns use the one provider again")
 
 
-class _Holder:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
-    def apply(self, settings: Settings) -> None:
-        self.settings = settings
-
-
 def _describe(source: CandidateSource) -> str:
     where = source.provider
     if source.provider == "local" or (source.provider == "auto" and source.chat_model_version):
@@ -75,8 +70,16 @@ def _describe(source: CandidateSource) -> str:
 
 def cmd_arena(args: argparse.Namespace) -> int:
     """List or change the candidate sources."""
-    holder = _Holder(config.load_settings())
-    arena = ArenaService(lambda: holder.settings, holder.apply)
+    return asyncio.run(_arena(args))
+
+
+async def _arena(args: argparse.Namespace) -> int:
+    async with app_session() as session:  # it chooses no provider: none to rebuild
+        return _arena_action(session.arena, lambda: session.settings, args)
+
+
+def _arena_action(arena: ArenaService, settings: Callable[[], Settings],
+                  args: argparse.Namespace) -> int:
     action = args.arena_action
     try:
         if action == "add":
@@ -89,7 +92,7 @@ def cmd_arena(args: argparse.Namespace) -> int:
                 chat_model_version=args.chat_model_version, base_url=args.base_url.strip())])
             added = arena.sources()[-1]
             print(f"added {_describe(added)}")
-            _warn_if_unusable(added, holder.settings)
+            _warn_if_unusable(added, settings())
         elif action == "remove":
             names = [s.name for s in arena.sources()]
             if args.name not in names:
@@ -113,7 +116,7 @@ def cmd_arena(args: argparse.Namespace) -> int:
             return _list(arena, args.json)
     except ConfigError as exc:
         hint = ""
-        if holder.settings.arena and action == "remove":
+        if settings().arena and action == "remove":
             hint = " (turn the arena off first: rlhf-desktop arena off)"
         raise CliError(f"{exc}{hint}; nothing was changed") from exc
     return 0

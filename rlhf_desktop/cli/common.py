@@ -1,10 +1,16 @@
-"""What every command shares: one-line errors, plurals, printing text or JSON."""
+"""What every command shares: one-line errors, plurals, printing text or JSON, and the
+session a command that chats or changes the arena works through."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rlhf_desktop.config import Settings
+    from rlhf_desktop.services.session import AppSession
 
 
 def plural(count: int, noun: str, nouns: str | None = None) -> str:
@@ -21,3 +27,18 @@ def emit(data: dict[str, Any], as_json: bool, lines: Sequence[str]) -> None:
         print(json.dumps(data, ensure_ascii=False))
     else:
         print("\n".join(lines))
+
+
+@asynccontextmanager
+async def app_session(settings: Settings | None = None) -> AsyncIterator[AppSession]:
+    """The :class:`~rlhf_desktop.services.session.AppSession` of one command, as the window
+    builds it (``settings``: the command's, default the saved ones), closed at the end: its
+    provider, runner, tuning service and database. The command line has no chat stack of
+    its own."""
+    from rlhf_desktop.services.session import AppSession
+
+    session = AppSession(settings)
+    try:
+        yield session
+    finally:
+        await session.aclose()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import replace
 
 from rlhf_desktop.core import pick_rules
@@ -27,7 +27,7 @@ from rlhf_desktop.providers.base import (
     StreamEvent,
 )
 from rlhf_desktop.providers.errors import ContextLengthError, ProviderError
-from rlhf_desktop.services.branches import ACTIVE, Parent, active_turns
+from rlhf_desktop.services.branches import ACTIVE, Parent
 from rlhf_desktop.services.chat_arena import ARENA, RegenerateRefused, regenerate_plan
 from rlhf_desktop.services.conversations import ConversationService
 from rlhf_desktop.services.rewards import RewardService, TurnExplanation
@@ -91,22 +91,25 @@ class ChatService:
         repo: Repository,
         rewards: RewardService,
         provider: Provider,
-        executor: Executor | None = None,
+        executor: Executor,
         *,
-        conversations: ConversationService | None = None,
-        params: Callable[[], SamplingParams] = SamplingParams,
-        provider_for: ProviderFor | None = None,
+        conversations: ConversationService,
+        params: Callable[[], SamplingParams],
+        provider_for: ProviderFor,
     ) -> None:
+        """Built by :class:`~rlhf_desktop.services.session.AppSession` (the window's and the
+        command line's): ``executor`` ranks (the runner's ``rank`` lane), ``conversations``
+        holds each chat's settings and history, ``params`` says what a turn asks for (the
+        session's settings), ``provider_for`` gives the provider with a chat's own model."""
         self.repo = repo
         self.rewards = rewards
         self.provider = provider
-        self.executor = executor or ThreadPoolExecutor(1, thread_name_prefix="rank")
+        self.executor = executor
         self.conversations = conversations
         self.params = params
         """What a turn asks for (the session passes its settings)."""
         self.provider_for = provider_for
-        """The provider with another model (a chat's own); None: every chat uses
-        ``provider``."""
+        """The provider with another model (a chat's own)."""
         self.context_limits: dict[tuple[str, str], int] = {}
         """(provider, model) → its context in tokens, as a context-length error said."""
 
@@ -115,24 +118,18 @@ class ChatService:
         """The provider and parameters of a turn in this chat: its own system prompt and
         model (``model`` instead when given: a regenerated reply asks the turn's model)
         when it has them; an arena turn keeps the arena's sources."""
-        if self.conversations is None:
-            return self.provider, params
         chat = self.conversations.chat_settings(conversation_id)
         if chat.system_prompt is not None:
             params = replace(params, system_prompt=chat.system_prompt)
         provider = self.provider
         model = model if model is not None else chat.model
-        if (model and model != provider.model and provider.name != ARENA
-                and self.provider_for is not None):
+        if model and model != provider.model and provider.name != ARENA:
             provider = await self.provider_for(model)
         return provider, params
 
     def next_messages(self, conversation_id: int | None, text: str) -> list[Message]:
         """What sending ``text`` in the conversation would send: its history plus ``text``."""
-        if self.conversations is not None:
-            return self.conversations.next_messages(conversation_id, text)
-        turns = active_turns(self.repo, conversation_id) if conversation_id is not None else []
-        return [*history(turns), Message("user", text.strip())]
+        return self.conversations.next_messages(conversation_id, text)
 
     async def send(
         self,
@@ -144,9 +141,12 @@ class ChatService:
         *,
         on_restart: OnRestart | None = None,
         on_conversation: Callable[[int], None] | None = None,
+        params: SamplingParams | None = None,
     ) -> Turn:
         """Send the user's ``text`` as the next turn of the conversation (None: a new one,
-        titled after the text, whose id goes to ``on_conversation`` before streaming).
+        titled after the text, whose id goes to ``on_conversation`` before streaming);
+        ``params``: what to ask for instead of the session's settings (the command line's
+        options).
 
         Raises :class:`TurnFailed` (the turn is saved with every partial reply)."""
         messages = self.next_messages(conversation_id, text)
@@ -155,13 +155,11 @@ class ChatService:
             if on_conversation is not None:
                 on_conversation(conversation_id)
         return await self.send_messages(conversation_id, messages, cancel,
-                                        Listener(on_delta, on_done, on_restart))
+                                        Listener(on_delta, on_done, on_restart), params)
 
     def _new_conversation(self, text: str) -> int:
         title = " ".join(text.split())[:60].strip() or "New chat"
-        if self.conversations is not None:
-            return self.conversations.create(title).id
-        return self.repo.create_conversation(title).id
+        return self.conversations.create(title).id
 
     async def send_messages(
         self,
@@ -188,10 +186,9 @@ class ChatService:
         try:
             provider, params = await self._for_chat(conversation_id, params)
         except ProviderError as exc:  # the chat's own model cannot be used: say so, keep it
-            chat = self.conversations.chat_settings(conversation_id) \
-                if self.conversations is not None else None
-            turn = self._save(conversation_id, messages, params, [],
-                              model=chat.model if chat is not None else None, parent=parent)
+            chat = self.conversations.chat_settings(conversation_id)
+            turn = self._save(conversation_id, messages, params, [], model=chat.model,
+                              parent=parent)
             turn.candidates = self._keep_rest(turn, {}, [
                 Candidate(index=i, finish_reason=ERROR, error=str(exc))
                 for i in range(params.n)])
@@ -279,11 +276,11 @@ class ChatService:
         control: TurnControl | None,
         mapping: dict[int, int],
         listener: Listener | None,
-        provider: Provider | None = None,
+        provider: Provider,
         *,
         on_finished: Callable[[Candidate], None] | None = None,
     ) -> dict[int, Candidate]:
-        """Run the provider (``self.provider`` unless given); events and candidates carry
+        """Run ``provider`` (the chat's, or a view of the arena); events and candidates carry
         ``mapping[provider index]``. Raises :class:`_Failed` with every reply (missing ones
         as failed) on a fault.
 
@@ -302,7 +299,7 @@ class ChatService:
                 listener(event)
 
         try:
-            async for event in (provider or self.provider).stream(messages, params, cancel):
+            async for event in provider.stream(messages, params, cancel):
                 index = mapping.get(event.index, event.index)
                 if isinstance(event, Delta):
                     if index in stopped:

@@ -1,4 +1,4 @@
-"""AppSession: the one object a composition root builds (``app.py`` or ``cli.py``).
+"""AppSession: the one object a composition root builds (``app.py`` or ``cli/``).
 
 It owns the repository, the reward model, the provider, the background runner
 (:mod:`.runner`: ``session.runner``, closed in :meth:`AppSession.aclose`) and the services,
@@ -110,6 +110,12 @@ class AppSession(ChatModels):
         self.provider: Provider | None = None
         self.provider_reason = ""
         """Why this provider was chosen (shown in the status bar)."""
+        self.provider_line = ""
+        """The provider and why it was chosen, in one line as the chooser said it
+        (``azure: gpt-4o — ...``, ``Arena: a (2) vs b (2)``; the command line prints it)."""
+        self._provider_wanted = False
+        """Whether a provider was given or chosen: only then does a settings change
+        rebuild it (a command that only edits the arena chooses none)."""
         self.provider_error: str | None = None
         """Why no provider could be chosen (safe to show)."""
         self.chat: ChatService | None = None
@@ -139,9 +145,11 @@ class AppSession(ChatModels):
 
     # ------------------------------------------------------------------ provider
 
-    def _use_provider(self, provider: Provider, why: str) -> None:
+    def _use_provider(self, provider: Provider, why: str, line: str = "") -> None:
+        self._provider_wanted = True
         self.provider = provider
         self.provider_reason = why
+        self.provider_line = line or provider.describe()
         self.provider_error = None
         self.chat = ChatService(self._repo, self._rewards, provider,
                                 self.runner.executor(RANK_LANE),
@@ -161,6 +169,7 @@ class AppSession(ChatModels):
         """(Re)choose the provider from the settings, in a worker thread: the arena of the
         candidate sources when ``settings.arena`` is on (``provider_reason`` then reads
         ``Arena: a (2) vs b (2)``; an invalid arena becomes ``provider_error``)."""
+        self._provider_wanted = True
         self._provider_ready.clear()
         config.reload_env_files()  # the user may have edited a .env file meanwhile
         old = self.provider
@@ -168,13 +177,14 @@ class AppSession(ChatModels):
         try:
             provider, reason = await self.runner.call(choose, self.settings, lane=LOAD_LANE)
         except (ProviderError, config.ConfigError) as exc:
-            self.provider, self.chat, self.provider_reason = None, None, ""
+            self.provider, self.chat, self.provider_reason, self.provider_line = \
+                None, None, "", ""
             self.provider_error = config.redact(str(exc))
             self._provider_ready.set()
         else:
             lead = f"{provider.describe()} — "
             self._use_provider(provider, reason[len(lead):] if reason.startswith(lead)
-                               else reason)
+                               else reason, reason)
         self.hooks.provider_did_change()
         await self._close_model_providers()
         if old is not None and old is not self.provider:
@@ -214,7 +224,8 @@ class AppSession(ChatModels):
 
     def _apply_and_rebuild(self, settings: Settings) -> None:
         self.apply_settings(settings)
-        self.spawn(self.rebuild_provider(), "rebuild provider")
+        if self._provider_wanted:
+            self.spawn(self.rebuild_provider(), "rebuild provider")
 
     # ------------------------------------------------------------------ reward model
 
@@ -223,10 +234,13 @@ class AppSession(ChatModels):
         """The reward-model version that ranks now (None while untrained)."""
         return self._rewards.version
 
-    async def load_reward_model(self) -> None:
-        """Load the reward model in use and the embedder without blocking the loop."""
+    async def load_reward_model(self, *, embedder: bool = True) -> None:
+        """Load the reward model in use and the embedder without blocking the loop
+        (``embedder=False``: the model only, and no warm-up; the first score loads the
+        embedder if a trained model needs it: a one-shot command)."""
+        load = self._load_reward_sync if embedder else self._load_model_only
         try:
-            await self.runner.call(self._load_reward_sync, lane=LOAD_LANE)
+            await self.runner.call(load, lane=LOAD_LANE)
         except Exception as exc:  # the chat still works; ranking waits
             log.exception("loading the reward model failed")
             self.hooks.training_did_fail(

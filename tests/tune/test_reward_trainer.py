@@ -93,10 +93,10 @@ def test_accelerate_launch_trains_a_reward_model_from_the_apps_export(trained):
 def test_the_app_ranks_with_the_ranker_and_compares_it_with_the_tiny_model(trained):
     assert trained["done"].returncode == 0, trained["done"].stderr[-2000:]
     from rlhf_desktop.reward.hf_ranker import HFRanker
-    from rlhf_desktop.services.chat import ChatService
     from rlhf_desktop.services.ranker_eval import RankerEvalService, describe
     from rlhf_desktop.services.ranker_slot import TRANSFORMERS_RANKER_VERSION
     from rlhf_desktop.services.rewards import RewardService
+    from tests.helpers import chat_service
 
     folder = trained["home"] / "rankers" / "r0001"
     rewards = RewardService(embedder=HashEmbedder())  # type: ignore[arg-type]
@@ -122,7 +122,7 @@ def test_the_app_ranks_with_the_ranker_and_compares_it_with_the_tiny_model(train
     # a chat turn: the rank worker scores it with the ranker; the scores are stored
     provider = FakeProvider()
     repo = Repository.open()
-    chat = ChatService(repo, rewards, provider)
+    chat = chat_service(repo, rewards, provider)
     conversation = repo.create_conversation("t")
     asyncio.run(chat.send_messages(conversation.id, [Message("user", prompt)],
                                    params=SamplingParams(n=3)))
