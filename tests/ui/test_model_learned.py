@@ -61,9 +61,13 @@ def train_two_versions() -> None:
 
 @pytest.mark.timeout(120)
 def test_model_page_words_plot_versions_and_rollback(loop: asyncio.AbstractEventLoop,
-                                                     qtbot: object) -> None:
+                                                     qtbot: object,
+                                                     request: pytest.FixtureRequest) -> None:
     train_two_versions()
     backend = Backend(provider=None)
+    # Closed whatever the test does: the page's tune panel measures the stored pairs in a
+    # child process that only the session's close stops.
+    request.addfinalizer(lambda: run(loop, backend.aclose()))
     run(loop, backend.session.load_reward_model())
     assert backend.session.models.in_use == 2
     view = ModelView(backend)
@@ -126,7 +130,6 @@ def test_model_page_words_plot_versions_and_rollback(loop: asyncio.AbstractEvent
     run(loop, wait_until(lambda: backend.session.models.in_use == 2 and not view.switching,
                          30, "back to the newest"))
     assert backend.session.models.pinned is None and trained == [1, 2]
-    run(loop, backend.aclose())
 
 
 def make_turn(texts: list[str], prompt: str = "How do I cook pasta?") -> Turn:
