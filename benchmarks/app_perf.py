@@ -757,7 +757,26 @@ def notes(d: dict[str, Any]) -> list[str]:
         "load on the first message, as before). MiniLM's word-embedding table (47 MiB, half "
         "its weights) is mapped from `model.safetensors`, so only the rows of tokens texts use "
         f"become resident.{library} RSS each step adds, in a fresh process (MiB): {steps}. "
-        "The rest is the interpreter's objects, Qt's fonts and widgets, the SQLite caches.")
+        "The rest is the interpreter's objects, Qt's fonts and widgets, the SQLite caches. "
+        "The cost moved, not removed: the first training imports scipy (~0.3 s of CPU, in the "
+        "training worker), the first arena leaderboard scikit-learn (~0.9 s, in the "
+        "background runner), and the first Model page with labels scipy.stats for the habits' "
+        "tests (~0.8 s of CPU with scipy.special, on the window's thread: a one-time pause); "
+        "until then the window and its first replies and rankings pay nothing for them.")
+    before = d.get("startup_before")
+    if before:
+        lines.append(
+            f"**Before the lazy loading** (commit {before['commit']}: the same harness, "
+            f"run at the same time as this one, so under the same load): idle RSS "
+            f"{before['idle_rss_mb']:.0f} MiB (anonymous {before['idle_rss_anon_mb']:.0f}, "
+            f"file-backed {before['idle_rss_file_mb']:.0f}; {before['idle_modules']:.0f} "
+            f"modules imported, against {s['idle_modules']:.0f} now), RSS at window shown "
+            f"{before['rss_window_shown_mb']:.0f} MiB (now {s['rss_window_shown_mb']:.0f}), "
+            f"window shown {before['warm_window_shown_s']:.2f} s warm median (now "
+            f"{s['warm_window_shown_s']:.2f}), reward model ready "
+            f"{before['warm_reward_ready_s']:.2f} s (now {s['warm_reward_ready_s']:.2f}), "
+            f"start-up stall {before['startup_stall_ms']:.0f} ms (now "
+            f"{s['startup_stall_ms']:.0f}). {before.get('note', '')}".rstrip())
     if s["startup_stall_ms"] >= TARGETS["stall_ms"]:
         lines.append(
             f"**Start-up stall missed ({s['startup_stall_ms']:.0f} ms vs < 50 ms; once, in the "
@@ -767,6 +786,8 @@ def notes(d: dict[str, Any]) -> list[str]:
             "loading worker but hold the GIL, so the window's thread waits (with torch gone, "
             "what remains is pydantic building openai's response models, ~50 ms, and numpy "
             "extension imports)."
+            + (" In a `--only startup` run on a loaded machine (see above) most of the gap is "
+               "the window's thread waiting for a CPU." if d.get("startup_run") else "")
             + (f" With sentence-transformers the same start stalled "
                f"{s['library_startup_stall_ms']:.0f} ms." if "library_startup_stall_ms" in s
                else ""))

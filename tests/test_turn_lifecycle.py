@@ -122,7 +122,7 @@ def test_a_blind_turn_goes_from_send_through_pick_undo_and_tie_as_snapshots(
 
 
 @pytest.mark.timeout(90)
-def test_a_label_on_a_later_turn_moves_undo_there_and_both_turns_are_published(
+def test_undo_follows_the_last_label_across_turns_and_takes_a_rewrite_with_it(
         monkeypatch: pytest.MonkeyPatch) -> None:
     with AzureServer(reply_length=3, chunk_delay_s=0.0) as server:
         for name, value in server.environment().items():
@@ -151,6 +151,22 @@ def test_a_label_on_a_later_turn_moves_undo_there_and_both_turns_are_published(
             assert second_after.undoable
             session.turns.undo()
             assert next(v for v in reversed(seen) if v.key == keys[0]).undoable
+            with pytest.raises(Refused, match="Undo the pick first"):
+                session.turns.begin_regenerate(keys[0], [0])  # its pairs hold the replies
+
+            # a rewrite is a reply of the turn until its label is undone
+            reply = two.at(1)
+            assert reply is not None and reply.candidate_id is not None
+            _pick, rewrite = session.turns.edit(keys[1], reply.candidate_id, "My own reply.")
+            view = session.turns.view(keys[1])
+            assert view.label_kind == "edit" and view.chosen_candidate_id == rewrite.id
+            mine = view.reply(rewrite.index)
+            assert mine is not None and mine.rewrite and not mine.pickable
+            assert view.order[-1] == rewrite.index  # the rewrite shows last
+            session.turns.undo()
+            view = session.turns.view(keys[1])
+            assert view.label_kind is None and view.reply(rewrite.index) is None
+            assert len(view.replies) == 2
             await session.aclose()
 
         asyncio.run(asyncio.wait_for(scenario(), 60))

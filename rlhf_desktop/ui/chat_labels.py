@@ -1,7 +1,7 @@
-"""Labels beyond the pick, mixed into :class:`~.chat_view.ChatView`: Tie, Rank, All bad,
-Skip (buttons under each turn, and Alt+T, Alt+R, Alt+B, Alt+S on the last turn), Edit on a
-card (the rewrite is chosen over every reply), the Blind toggle, and the display positions
-of every card (recorded whenever a turn is shown).
+"""Labels beyond the pick (:class:`LabelActions`, composed by :class:`~.chat_view.ChatView`):
+Tie, Rank, All bad, Skip (buttons under each turn, and Alt+T, Alt+R, Alt+B, Alt+S on the last
+turn), Edit on a card (the rewrite is chosen over every reply), the Blind toggle, and each
+turn's label bar. The labels are intents to ``session.turns``.
 
 Tie: Alt+T (or "Tie…") starts choosing; the Best buttons and Alt+1…9 then mark the tied
 replies; Alt+T again (or "Save tie") saves it, Cancel leaves it. Ranking:
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence, QShortcut
@@ -20,10 +19,10 @@ from PySide6.QtWidgets import QPushButton, QVBoxLayout, QWidget
 
 from rlhf_desktop import config
 from rlhf_desktop.services.labeling import Pick, StorageError
-from rlhf_desktop.services.turns import Refused, TurnLifecycle
-from rlhf_desktop.ui.backend import Backend
+from rlhf_desktop.services.turns import Refused
 from rlhf_desktop.ui.cards import CandidateCard
-from rlhf_desktop.ui.chat_ranking import RankActions
+from rlhf_desktop.ui.chat_context import ChatContext
+from rlhf_desktop.ui.chat_ranking import RankChooser
 from rlhf_desktop.ui.label_widgets import (
     ALL_BAD_KEY,
     SKIP_KEY,
@@ -37,25 +36,17 @@ from rlhf_desktop.ui.turn_widget import TurnWidget
 log = logging.getLogger(__name__)
 
 
-class LabelActions(RankActions):
-    """Tie, ranking, all bad, skip, edit, blind (state lives in the ChatView)."""
+class LabelActions:
+    """Tie, ranking, all bad, skip, edit and the Blind toggle of the chat's turns; the tie
+    or ranking being chosen; each turn's label bar."""
 
-    backend: Backend
-    widgets: list[TurnWidget]
-    _current: TurnWidget | None
-    _tie: tuple[TurnWidget, list[int]] | None
-    edit_dialog: EditDialog | None
-    blind_button: QPushButton
-
-    if TYPE_CHECKING:  # provided by ChatView / PickActions
-        def _say(self, text: str) -> None: ...
-        @property
-        def turns(self) -> TurnLifecycle: ...
-
-    def _init_labels(self, view: QWidget) -> None:
-        self._init_ranking(view)
-        self._tie = None
-        self.edit_dialog = None
+    def __init__(self, context: ChatContext, view: QWidget) -> None:
+        self._ctx = context
+        self.backend = context.backend
+        self.ranks = RankChooser(context, view, leave_choosing=self.cancel_tie,
+                                 labeled=self.labeled, refresh_bar=self.refresh_bar)
+        self._tie: tuple[TurnWidget, list[int]] | None = None
+        self.edit_dialog: EditDialog | None = None
         self.blind_button = QPushButton()
         self.blind_button.setObjectName("blindButton")
         self.blind_button.setCheckable(True)
@@ -73,7 +64,8 @@ class LabelActions(RankActions):
             shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
             shortcut.activated.connect(slot)
 
-    def _attach_labels(self, widget: TurnWidget) -> None:
+    def attach(self, widget: TurnWidget) -> None:
+        """Give a new turn its label bar."""
         bar = LabelBar(widget)
         widget.label_bar = bar  # type: ignore[attr-defined]
         bar.tie_clicked.connect(lambda: self.tie(widget))
@@ -84,9 +76,9 @@ class LabelActions(RankActions):
         layout = widget.layout()
         if isinstance(layout, QVBoxLayout):
             layout.insertWidget(layout.indexOf(widget.reason_row), bar)
-        self._refresh_bar(widget)
+        self.refresh_bar(widget)
 
-    def _refresh_bar(self, widget: TurnWidget) -> None:
+    def refresh_bar(self, widget: TurnWidget) -> None:
         """The bar shows on a saved turn with two or more replies to compare, and each
         card offers Edit while it has text."""
         bar: LabelBar | None = getattr(widget, "label_bar", None)
@@ -109,7 +101,7 @@ class LabelActions(RankActions):
     def displayed(self, widget: TurnWidget) -> None:
         """A saved turn is on screen (``session.turns`` recorded its cards' positions):
         its label bar and Edit buttons."""
-        self._refresh_bar(widget)
+        self.refresh_bar(widget)
 
     # ------------------------------------------------------------------ blind
 
@@ -129,40 +121,43 @@ class LabelActions(RankActions):
         try:
             config.save_settings(settings)
         except (OSError, config.ConfigError) as exc:
-            self._say(f"Blind mode could not be saved: {exc}")
+            self._ctx.say(f"Blind mode could not be saved: {exc}")
         self.backend.apply_settings(settings)
-        self._say("Blind labeling on: the next turns hide scores and ranks until you pick"
+        self._ctx.say("Blind labeling on: the next turns hide scores and ranks until you pick"
                   if on else "Blind labeling off: replies are shown best-first with scores")
 
     # ------------------------------------------------------------------ keys
 
-    def _last(self) -> TurnWidget | None:
-        widget = self.widgets[-1] if self.widgets else None
-        if widget is None or widget is self._current or widget.turn is None:
-            return None
-        return widget
-
-    def _choosing(self) -> TurnWidget | None:
+    def choosing(self) -> TurnWidget | None:
         """The turn whose tie or ranking is being chosen (Alt+1…9 go there), if any."""
         if self._tie is not None:
             return self._tie[0]
-        return self._rank[0] if self._rank is not None else None
+        return self.ranks.widget
+
+    def toggle(self, widget: TurnWidget, index: int) -> bool:
+        """While a tie or a ranking is being chosen on ``widget``: mark or place reply
+        ``index`` (True), else False (a Best click is a pick)."""
+        return self.tie_toggle(widget, index) or self.ranks.toggle(widget, index)
+
+    def rank(self, widget: TurnWidget) -> None:
+        """Start ranking ``widget``'s turn, or save the ranking being chosen there."""
+        self.ranks.rank(widget)
 
     def tie_key(self) -> None:
         """Alt+T: start choosing a tie on the last turn, or save it."""
-        widget = self._tie[0] if self._tie is not None else self._last()
+        widget = self._tie[0] if self._tie is not None else self._ctx.last()
         if widget is not None:
             self.tie(widget)
 
     def all_bad_key(self) -> None:
         """Alt+B: every reply of the last turn is bad."""
-        widget = self._last()
+        widget = self._ctx.last()
         if widget is not None:
             self.all_bad(widget)
 
     def skip_key(self) -> None:
         """Alt+S: no label for the last turn."""
-        widget = self._last()
+        widget = self._ctx.last()
         if widget is not None:
             self.skip(widget)
 
@@ -173,7 +168,7 @@ class LabelActions(RankActions):
         if self._tie is not None and self._tie[0] is widget:
             chosen = self._tie[1]
             if len(chosen) < 2:
-                self._say("A tie needs two or more replies: mark them with Best or Alt+1…9")
+                self._ctx.say("A tie needs two or more replies: mark them with Best or Alt+1…9")
                 return
             self._save_tie(widget, chosen)
             return
@@ -181,11 +176,11 @@ class LabelActions(RankActions):
         if widget.turn is None or widget.turn.id is None:
             return
         if widget.regenerating:
-            self._say("Wait for the reply being regenerated (or stop it)")
+            self._ctx.say("Wait for the reply being regenerated (or stop it)")
             return
         self._tie = (widget, [])
         self._show_tie()
-        self._say("Choosing a tie: mark the equally good replies with Best or Alt+1…9, then "
+        self._ctx.say("Choosing a tie: mark the equally good replies with Best or Alt+1…9, then "
                   f"Save tie ({TIE_KEY})")
 
     def tie_toggle(self, widget: TurnWidget, index: int) -> bool:
@@ -222,7 +217,7 @@ class LabelActions(RankActions):
 
     def cancel_tie(self) -> None:
         """Leave the tie (or the ranking) being chosen: nothing is saved."""
-        self.cancel_rank()
+        self.ranks.cancel()
         if self._tie is None:
             return
         widget = self._tie[0]
@@ -232,19 +227,19 @@ class LabelActions(RankActions):
             bar.choosing(None)
         if widget.turn is not None:
             widget.mark_pick(widget.turn.chosen_candidate_id)
-        self._refresh_bar(widget)
+        self.refresh_bar(widget)
 
     def _save_tie(self, widget: TurnWidget, chosen: list[int]) -> None:
         if widget.key is None:
             return
         try:
-            pick = self.turns.tie(widget.key, chosen)
+            pick = self._ctx.turns.tie(widget.key, chosen)
         except (Refused, StorageError) as exc:
-            self._say(str(exc))
+            self._ctx.say(str(exc))
             return
         self.cancel_tie()
-        self._labeled(widget, pick)
-        self._say(f"Saved a tie of {len(chosen)} replies (no preference pairs) · Alt+Z "
+        self.labeled(widget, pick)
+        self._ctx.say(f"Saved a tie of {len(chosen)} replies (no preference pairs) · Alt+Z "
                   "undoes it")
 
     # ------------------------------------------------------------------ all bad, skip, edit
@@ -255,14 +250,14 @@ class LabelActions(RankActions):
             return
         self.cancel_tie()
         try:
-            pick = self.turns.all_bad(widget.key)
+            pick = self._ctx.turns.all_bad(widget.key)
         except (Refused, StorageError) as exc:
-            self._say(str(exc))
+            self._ctx.say(str(exc))
             return
-        self._labeled(widget, pick)
+        self.labeled(widget, pick)
         widget.ask_reason(0)
         widget.reason_label.setText("Marked every reply as bad (no pairs). What was wrong?")
-        self._say("Marked every reply as bad · Alt+Z undoes it")
+        self._ctx.say("Marked every reply as bad · Alt+Z undoes it")
 
     def skip(self, widget: TurnWidget) -> None:
         """No label for ``widget``'s turn (a blind turn shows its ranking)."""
@@ -272,14 +267,14 @@ class LabelActions(RankActions):
         if not turn.labeled:
             self.cancel_tie()
         try:
-            self.turns.skip(widget.key)
+            self._ctx.turns.skip(widget.key)
         except (Refused, StorageError) as exc:
             if str(exc):
-                self._say(str(exc))
+                self._ctx.say(str(exc))
             return
         widget.set_turn(turn)
-        self._refresh_bar(widget)
-        self._say("Skipped: no label for this turn")
+        self.refresh_bar(widget)
+        self._ctx.say("Skipped: no label for this turn")
 
     def edit(self, widget: TurnWidget, card: CandidateCard) -> EditDialog | None:
         """Open the reply's text for editing; Save stores the rewrite as the chosen reply."""
@@ -300,30 +295,30 @@ class LabelActions(RankActions):
             dialog.reject()
             return
         try:
-            pick, _cand = self.turns.edit(widget.key, candidate_id,
+            pick, _cand = self._ctx.turns.edit(widget.key, candidate_id,
                                           dialog.editor.toPlainText())
         except (Refused, StorageError) as exc:
             dialog.show_error(str(exc))
             return
         dialog.accept()
-        self._labeled(widget, pick)
-        self._say(f"Saved your edit: chosen over {pick.pairs} replies; the conversation "
+        self.labeled(widget, pick)
+        self._ctx.say(f"Saved your edit: chosen over {pick.pairs} replies; the conversation "
                   "continues with it · Alt+Z undoes it")
 
     # ------------------------------------------------------------------ after a label
 
-    def _labeled(self, widget: TurnWidget, pick: Pick) -> None:
+    def labeled(self, widget: TurnWidget, pick: Pick) -> None:
         """Show a new label of any kind on its turn (a blind turn reveals its ranking)."""
         turn = widget.turn
         assert turn is not None and pick.turn_id == turn.id
         widget.set_turn(turn)  # its snapshot (turn_did_change) said Alt+Z undoes it
-        self._refresh_bar(widget)
+        self.refresh_bar(widget)
 
-    def _unlabeled(self, widget: TurnWidget, pick: Pick) -> None:
+    def unlabeled(self, widget: TurnWidget, pick: Pick) -> None:
         """The label ``pick`` of ``widget``'s turn was undone (``session.turns`` took it off
         the turn)."""
         turn = widget.turn
         assert turn is not None and pick.turn_id == turn.id
         widget.mark_pick(None, undoable=False)
         widget.set_turn(turn)
-        self._refresh_bar(widget)
+        self.refresh_bar(widget)

@@ -1,5 +1,6 @@
 """What the user does with the replies of a turn: pick, give a reason, undo the pick, copy,
-regenerate one reply, retry the failed ones. Mixed into :class:`~.chat_view.ChatView`.
+regenerate one reply, retry the failed ones (:class:`PickActions`, composed by
+:class:`~.chat_view.ChatView`).
 
 Keys: Alt+1…9 picks anywhere in the chat view (while a tie or a ranking is being chosen,
 it marks or places that reply instead); plain 1…9 only while the focus is on the
@@ -13,24 +14,14 @@ replies' texts, so the pick has to be undone first (the Regenerate buttons say s
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
-
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QKeyEvent
-from PySide6.QtWidgets import QWidget
 
 from rlhf_desktop.core.pick_rules import failed_indices, is_whole_reply, same_replies
 from rlhf_desktop.domain import Candidate
 from rlhf_desktop.services.chat import Listener, StorageError, TurnControl
-from rlhf_desktop.services.labeling import Pick
-from rlhf_desktop.services.turns import Refused, TurnLifecycle
-from rlhf_desktop.ui.backend import Backend
-from rlhf_desktop.ui.composer import Composer, alt_digit, plain_digit
+from rlhf_desktop.services.turns import Refused
+from rlhf_desktop.ui.chat_context import ChatContext
+from rlhf_desktop.ui.chat_labels import LabelActions
 from rlhf_desktop.ui.turn_widget import TurnWidget
-
-if TYPE_CHECKING:
-    from collections.abc import Coroutine
-    from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -42,61 +33,18 @@ def short(text: str, limit: int = 40) -> str:
 
 
 class PickActions:
-    """Picks, undo and per-reply regeneration (state lives in the ChatView)."""
+    """Picks, undo, reasons and one reply's actions of the chat's turns."""
 
-    backend: Backend
-    widgets: list[TurnWidget]
-    composer: Composer
-    _current: TurnWidget | None
-    _control: TurnControl | None
-
-    # provided by ChatView
-    def _say(self, text: str) -> None:
-        raise NotImplementedError
-
-    def _reveal(self, widget: QWidget) -> None:
-        raise NotImplementedError
-
-    def _start_task(self, coro: Coroutine[Any, Any, None], widget: TurnWidget) -> None:
-        raise NotImplementedError
-
-    @property
-    def generating(self) -> bool:
-        raise NotImplementedError
-
-    def stop(self) -> None:
-        raise NotImplementedError
-
-    @property
-    def turns(self) -> TurnLifecycle:
-        """The session's turn lifecycle: the shown turns' state and the label intents."""
-        return self.backend.session.turns
-
-    def tie_toggle(self, widget: TurnWidget, index: int) -> bool:
-        raise NotImplementedError
-
-    def rank_toggle(self, widget: TurnWidget, index: int) -> bool:
-        raise NotImplementedError
-
-    def _labeled(self, widget: TurnWidget, pick: Pick) -> None:
-        raise NotImplementedError
-
-    def _unlabeled(self, widget: TurnWidget, pick: Pick) -> None:
-        raise NotImplementedError
-
-    def displayed(self, widget: TurnWidget) -> None:
-        raise NotImplementedError
-
-    # ------------------------------------------------------------------ picks
-
-    def _choosing(self) -> TurnWidget | None:
-        raise NotImplementedError
+    def __init__(self, context: ChatContext, labels: LabelActions) -> None:
+        self._ctx = context
+        self._labels = labels
 
     def pick_key(self, key: int) -> None:
         """Alt+1…9 (or 1…9 on the turns): pick the card shown at that position in the last
         turn (or mark / place it in the turn whose tie or ranking is being chosen)."""
-        widget = self._choosing() or (self.widgets[-1] if self.widgets else None)
-        if widget is None or widget is self._current:
+        widgets = self._ctx.widgets()
+        widget = self._labels.choosing() or (widgets[-1] if widgets else None)
+        if widget is None or widget is self._ctx.current():
             return
         card = widget.card_at(key - 1)
         if card is not None:
@@ -105,7 +53,7 @@ class PickActions:
     def pick(self, widget: TurnWidget, index: int) -> None:
         """Record a thumbs-up on candidate ``index`` of ``widget``'s turn (while a tie is
         being chosen there: mark or unmark it as tied; while ranking: place it next)."""
-        if self.tie_toggle(widget, index) or self.rank_toggle(widget, index):
+        if self._labels.toggle(widget, index):
             return
         turn = widget.turn
         card = widget.cards.get(index)
@@ -113,20 +61,20 @@ class PickActions:
                 or widget.key is None:
             return
         try:
-            pick = self.turns.pick(widget.key, card.candidate.id)
+            pick = self._ctx.turns.pick(widget.key, card.candidate.id)
         except (Refused, StorageError) as exc:
             if str(exc):
-                self._say(str(exc))
+                self._ctx.say(str(exc))
             return
         if pick is None:
             return  # the pick already, or the user's rewrite (the chosen reply already)
-        self._labeled(widget, pick)
+        self._labels.labeled(widget, pick)
         if pick.kind == "tie":  # every other whole reply is the same reply as this one
-            self._say("Saved as a tie: the other replies are the same reply as this one, so "
+            self._ctx.say("Saved as a tie: the other replies are the same reply as this one, so "
                       "there is no preference to store · Alt+Z undoes it")
             return
         widget.ask_reason(pick.pairs)
-        self._reveal(widget.reason_row)
+        self._ctx.reveal(widget.reason_row)
         agreed = "" if pick.agreed is None else (
             " · the model agreed" if pick.agreed else " · the model ranked another reply first")
         if turn.blind and pick.model_rank is not None:
@@ -139,54 +87,59 @@ class PickActions:
         same = len(same_replies(turn).get(card.candidate.index, []))
         kept_out += (f" ({same} identical repl{'y' if same == 1 else 'ies'}: a tie, no pair)"
                      if same else "")
-        self._say(f"Saved your pick: {pairs}{kept_out}{agreed} · Alt+Z undoes it")
+        self._ctx.say(f"Saved your pick: {pairs}{kept_out}{agreed} · Alt+Z undoes it")
 
-    def _reason_done(self, widget: TurnWidget, reason: object) -> None:
+    def reason_done(self, widget: TurnWidget, reason: object) -> None:
+        """The reason field was saved (a text) or skipped (None)."""
         if widget.key is not None and isinstance(reason, str) \
-                and self.turns.set_reason(widget.key, reason):
-            self._say("Reason saved")
-        self.composer.setFocus(Qt.FocusReason.OtherFocusReason)
+                and self._ctx.turns.set_reason(widget.key, reason):
+            self._ctx.say("Reason saved")
+        self._ctx.focus_composer()
 
     def undo_pick(self) -> None:
         """Alt+Z (or Undo pick): undo the last pick of this session and its pairs."""
-        pick = self.turns.undo()
+        pick = self._ctx.turns.undo()
         if pick is None:
-            self._say("No pick to undo")
+            self._ctx.say("No pick to undo")
             return
         prompt = ""
-        for widget in self.widgets:
+        for widget in self._ctx.widgets():
             if widget.turn is not None and widget.turn.id == pick.turn_id:
-                self._unlabeled(widget, pick)
+                self._labels.unlabeled(widget, pick)
                 prompt = widget.turn.prompt
-        focus = self.composer.window().focusWidget()
+        focus = self._ctx.focused()
         if focus is None or not focus.isVisible():  # it was in the reason field, now hidden
-            self.composer.setFocus(Qt.FocusReason.OtherFocusReason)
+            self._ctx.focus_composer()
         where = f"“{short(prompt)}”" if prompt else "an earlier turn"
         what = {"tie": "tie", "all_bad": "all-bad flag", "edit": "edit",
                 "ranking": "ranking"}.get(pick.kind, "pick")
-        self._say(f"Undid the {what} on {where} and its {pick.pairs} pairs")
+        self._ctx.say(f"Undid the {what} on {where} and its {pick.pairs} pairs")
 
-    def _undo_empty_composer(self) -> None:
+    def undo_empty_composer(self) -> None:
         """Ctrl+Z in the message box with no typing to undo: say what Alt+Z does."""
-        if self.turns.can_undo:
-            self._say("Nothing to undo in the message box — Alt+Z undoes the last pick")
+        if self._ctx.turns.can_undo:
+            self._ctx.say("Nothing to undo in the message box — Alt+Z undoes the last pick")
         else:
-            self._say("Nothing to undo in the message box")
+            self._ctx.say("Nothing to undo in the message box")
 
-    def _undo_button(self, widget: TurnWidget) -> None:
+    def undo_button(self, widget: TurnWidget) -> None:
+        """A turn's Undo button."""
         if widget.undoable:
             self.undo_pick()
 
     # ------------------------------------------------------------------ one reply
 
-    def _copied(self, widget: TurnWidget, index: int) -> None:
+    def copied(self, widget: TurnWidget, index: int) -> None:
+        """A reply was copied."""
         card = widget.cards.get(index)
         chars = len(card.candidate.text) if card is not None and card.candidate else 0
-        self._say(f"Copied the reply ({chars:,} characters) as Markdown")
+        self._ctx.say(f"Copied the reply ({chars:,} characters) as Markdown")
 
-    def _stop_one(self, widget: TurnWidget, index: int) -> None:
-        if self._control is not None and widget is self._current:
-            self._control.stop_one(index)
+    def stop_one(self, widget: TurnWidget, index: int) -> None:
+        """A card's Stop: stop that reply only."""
+        control = self._ctx.control()
+        if control is not None and widget is self._ctx.current():
+            control.stop_one(index)
             card = widget.cards.get(index)
             if card is not None:
                 card.stop_button.setEnabled(False)
@@ -204,32 +157,34 @@ class PickActions:
     def _regenerate(self, widget: TurnWidget, indices: list[int]) -> None:
         if not indices or widget.key is None or widget.turn is None:
             return
-        if self.generating:
-            self._say("Wait until the replies have finished (Esc stops them)")
+        if self._ctx.generating():
+            self._ctx.say("Wait until the replies have finished (Esc stops them)")
             return
         try:
-            self.turns.begin_regenerate(widget.key, indices)
+            self._ctx.turns.begin_regenerate(widget.key, indices)
         except Refused as exc:
             if str(exc):
-                self._say(str(exc))
+                self._ctx.say(str(exc))
             return
         widget.clear_error()
         for index in indices:
             widget.on_restart(index)
         widget.update_status()
-        self._start_task(self._run_regenerate(widget, indices), widget)
+        control = TurnControl(indices)
+        self._ctx.start_task(self._run_regenerate(widget, indices, control), widget, control)
 
-    async def _run_regenerate(self, widget: TurnWidget, indices: list[int]) -> None:
-        self._control = control = TurnControl(indices)
-        chat = await self.backend.wait_provider()
+    async def _run_regenerate(self, widget: TurnWidget, indices: list[int],
+                              control: TurnControl) -> None:
+        backend = self._ctx.backend
+        chat = await backend.wait_provider()
         turn = widget.turn
         key = widget.key
         assert key is not None
         if chat is None or turn is None:
             if turn is not None:
-                self.turns.end_regenerate(key, turn)
+                self._ctx.turns.end_regenerate(key, turn)
                 widget.set_turn(turn)
-            widget.show_error(self.backend.provider_error or "No provider is configured.",
+            widget.show_error(backend.provider_error or "No provider is configured.",
                               action="retry_failed", button="")
             return
 
@@ -241,42 +196,20 @@ class PickActions:
                                            Listener(widget.on_delta, on_done, widget.on_restart))
         except (StorageError, OSError, RuntimeError) as exc:
             log.exception("regenerating failed")
-            self.turns.end_regenerate(key, turn)
+            self._ctx.turns.end_regenerate(key, turn)
             widget.set_turn(turn)
             widget.show_error(f"The reply could not be regenerated: {exc}", button="")
             return
-        self.turns.end_regenerate(key, result.turn)  # its new order, recorded
+        self._ctx.turns.end_regenerate(key, result.turn)  # its new order, recorded
         widget.set_turn(result.turn)
-        self.displayed(widget)
+        self._labels.displayed(widget)
         shown = {c.index: c.position for c in result.turn.candidates if c.position is not None}
         notes = [f"Reply {shown.get(i, i) + 1} kept: its new attempt failed ({why})"
                  for i, why in result.kept.items()]
         if notes:
-            self._say("; ".join(notes))
+            self._ctx.say("; ".join(notes))
         elif result.replaced:
             done = len(result.replaced)
-            self._say(f"Regenerated {done} repl{'y' if done == 1 else 'ies'}")
+            self._ctx.say(f"Regenerated {done} repl{'y' if done == 1 else 'ies'}")
         if widget.error_row.isVisible():
-            self._reveal(widget.error_row)
-
-    # ------------------------------------------------------------------ keys
-
-    def keyPressEvent(self, event: QKeyEvent) -> None:
-        """On the turns (not in a text field): 1…9 pick; Alt+1…9 pick anywhere here (where
-        the window's shortcut was not delivered); Esc stops; other typing goes to the
-        message box."""
-        digit = plain_digit(event) or alt_digit(event)
-        if digit is not None:
-            self.pick_key(digit)
-            return
-        plain = not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
-        if plain and event.key() == Qt.Key.Key_Escape:
-            self.stop()
-            return
-        text = event.text()
-        if text and text.isprintable() and not event.modifiers() & (
-                Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier):
-            self.composer.setFocus(Qt.FocusReason.OtherFocusReason)
-            self.composer.insertPlainText(text)
-            return
-        super().keyPressEvent(event)  # type: ignore[misc]
+            self._ctx.reveal(widget.error_row)

@@ -1,4 +1,4 @@
-"""Ranking a turn's replies, mixed into :class:`~.chat_view.ChatView` (through
+"""Ranking a turn's replies: the ranking being chosen (:class:`RankChooser`, composed by
 :class:`~.chat_labels.LabelActions`).
 
 Alt+R (or "Rank…" under a turn) starts ranking the last turn. The Best buttons and
@@ -12,7 +12,7 @@ leaves it. A blind turn reveals the model's ranking once saved, as after a pick.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence, QShortcut
@@ -20,8 +20,8 @@ from PySide6.QtWidgets import QApplication, QWidget
 
 from rlhf_desktop.core.pick_rules import rankable
 from rlhf_desktop.services.labeling import Pick, StorageError
-from rlhf_desktop.services.turns import Refused, TurnLifecycle
-from rlhf_desktop.ui.backend import Backend
+from rlhf_desktop.services.turns import Refused
+from rlhf_desktop.ui.chat_context import ChatContext
 from rlhf_desktop.ui.label_view import ordinal
 from rlhf_desktop.ui.label_widgets import RANK_KEY, LabelBar, RankKeys
 from rlhf_desktop.ui.turn_widget import TurnWidget
@@ -29,32 +29,29 @@ from rlhf_desktop.ui.turn_widget import TurnWidget
 log = logging.getLogger(__name__)
 
 
-class RankActions:
-    """The ranking being chosen (state lives in the ChatView)."""
+class RankChooser:
+    """The ranking being chosen on one turn (at most one at a time)."""
 
-    backend: Backend
-    widgets: list[TurnWidget]
-    _rank: tuple[TurnWidget, list[int]] | None
-    _rank_keys: RankKeys | None
-
-    if TYPE_CHECKING:  # provided by ChatView / LabelActions / PickActions
-        def _say(self, text: str) -> None: ...
-        def _last(self) -> TurnWidget | None: ...
-        def _labeled(self, widget: TurnWidget, pick: Pick) -> None: ...
-        def _refresh_bar(self, widget: TurnWidget) -> None: ...
-        def cancel_tie(self) -> None: ...
-        @property
-        def turns(self) -> TurnLifecycle: ...
-        @property
-        def generating(self) -> bool: ...
-        def stop(self) -> None: ...
-
-    def _init_ranking(self, view: QWidget) -> None:
-        self._rank = None
+    def __init__(self, context: ChatContext, view: QWidget, *,
+                 leave_choosing: Callable[[], None],
+                 labeled: Callable[[TurnWidget, Pick], None],
+                 refresh_bar: Callable[[TurnWidget], None]) -> None:
+        """``leave_choosing`` leaves any tie or ranking being chosen; ``labeled`` shows a
+        saved label on its turn; ``refresh_bar`` shows a turn's label bar as it should be."""
+        self._ctx = context
+        self._leave_choosing = leave_choosing
+        self._labeled = labeled
+        self._refresh_bar = refresh_bar
+        self._rank: tuple[TurnWidget, list[int]] | None = None
         self._rank_keys = RankKeys(view, self._save_key, self._escape)
         shortcut = QShortcut(QKeySequence(RANK_KEY), view)
         shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
         shortcut.activated.connect(self.rank_key)
+
+    @property
+    def widget(self) -> TurnWidget | None:
+        """The turn being ranked, if any."""
+        return None if self._rank is None else self._rank[0]
 
     @property
     def ranking(self) -> list[int] | None:
@@ -63,7 +60,7 @@ class RankActions:
 
     def rank_key(self) -> None:
         """Alt+R: start ranking the last turn, or save the ranking being chosen."""
-        widget = self._rank[0] if self._rank is not None else self._last()
+        widget = self._rank[0] if self._rank is not None else self._ctx.last()
         if widget is not None:
             self.rank(widget)
 
@@ -72,15 +69,15 @@ class RankActions:
         if self._rank is not None and self._rank[0] is widget:
             self._save_rank_or_say()
             return
-        self.cancel_tie()  # leaves any tie or ranking being chosen
+        self._leave_choosing()
         turn = widget.turn
         if turn is None or turn.id is None:
             return
         if widget.regenerating:
-            self._say("Wait for the reply being regenerated (or stop it)")
+            self._ctx.say("Wait for the reply being regenerated (or stop it)")
             return
         if len(rankable(turn)) < 2:
-            self._say("A ranking needs two or more whole replies; failed, stopped and empty "
+            self._ctx.say("A ranking needs two or more whole replies; failed, stopped and empty "
                       "ones cannot be ranked")
             return
         self._rank = (widget, [])
@@ -89,10 +86,10 @@ class RankActions:
             if app is not None:
                 app.installEventFilter(self._rank_keys)
         self._show_rank()
-        self._say("Ranking: Alt+1…9 (or Best) on the replies, best first · Enter saves the "
+        self._ctx.say("Ranking: Alt+1…9 (or Best) on the replies, best first · Enter saves the "
                   "top ones · Esc cancels")  # short: the bar on the turn says the rest
 
-    def rank_toggle(self, widget: TurnWidget, index: int) -> bool:
+    def toggle(self, widget: TurnWidget, index: int) -> bool:
         """While ``widget``'s turn is being ranked: place reply ``index`` next (or take it
         out when placed). Returns False when no ranking is being chosen there."""
         if self._rank is None or self._rank[0] is not widget:
@@ -107,7 +104,7 @@ class RankActions:
         if cid in placed:
             placed.remove(cid)
         elif cid not in allowed:
-            self._say("That reply failed, was stopped or is empty: it cannot be ranked")
+            self._ctx.say("That reply failed, was stopped or is empty: it cannot be ranked")
             return True
         else:
             placed.append(cid or 0)
@@ -137,22 +134,22 @@ class RankActions:
 
     def _escape(self) -> None:
         """Esc while ranking: stop the replies still streaming, if any, else cancel."""
-        if self.generating:
-            self.stop()
+        if self._ctx.generating():
+            self._ctx.stop()
         else:
-            self.cancel_rank()
+            self.cancel()
 
     def _save_rank_or_say(self) -> None:
         if self._rank is None:
             return
         widget, placed = self._rank
         if len(placed) < 2:
-            self._say("Place two or more replies first (Alt+1…9 or Best), best first; Esc "
+            self._ctx.say("Place two or more replies first (Alt+1…9 or Best), best first; Esc "
                       "cancels")
             return
         self._save_rank(widget, placed)
 
-    def cancel_rank(self) -> None:
+    def cancel(self) -> None:
         """Leave the ranking being chosen (nothing is saved)."""
         if self._rank is None:
             return
@@ -173,15 +170,15 @@ class RankActions:
         assert turn is not None and widget.key is not None
         order = list(placed)
         try:
-            pick = self.turns.rank(widget.key, order)
+            pick = self._ctx.turns.rank(widget.key, order)
         except (Refused, StorageError) as exc:
-            self._say(str(exc))
+            self._ctx.say(str(exc))
             return
-        self.cancel_rank()
+        self.cancel()
         self._labeled(widget, pick)
         rest = len(rankable(turn)) - len(order)
         left = f", the other {rest} tied below" if rest else ""
         blind = (f" · blind: the model ranked your first #{pick.model_rank}"
                  if turn.blind and pick.model_rank is not None else "")
-        self._say(f"Saved your ranking of {len(order)} replies{left}: {pick.pairs} weighted "
+        self._ctx.say(f"Saved your ranking of {len(order)} replies{left}: {pick.pairs} weighted "
                   f"preference pairs{blind} · Alt+Z undoes it")

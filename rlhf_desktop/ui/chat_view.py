@@ -2,8 +2,13 @@
 editing and resending a message as a new branch, and browsing the branches (the rules:
 :mod:`rlhf_desktop.services.branches`).
 
-Picks, undo and per-reply actions are in :mod:`.chat_picks`; the message box in
-:mod:`.composer`; the empty page in :mod:`.empty_state`.
+The view composes its parts, each its own class: the turns (:class:`~.turn_widget.
+TurnWidget`, one per turn, with its label bar), picks, undo and per-reply actions
+(:class:`~.chat_picks.PickActions`), the other labels and the tie or ranking being chosen
+(:class:`~.chat_labels.LabelActions`, :class:`~.chat_ranking.RankChooser`), the message box
+(:mod:`.composer`) and the empty page (:mod:`.empty_state`). The parts reach the view only
+through the :class:`~.chat_context.ChatContext` it gives them. A turn's state is
+``session.turns``'s (:mod:`rlhf_desktop.services.turns`): the view renders its snapshots.
 """
 
 from __future__ import annotations
@@ -14,11 +19,9 @@ from collections.abc import Coroutine
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
-    QFrame,
-    QHBoxLayout,
     QPushButton,
-    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -27,15 +30,23 @@ from rlhf_desktop.core.pick_rules import failed_indices
 from rlhf_desktop.domain import Candidate, Message, ModelVersion, Turn, last_user_text
 from rlhf_desktop.services.branches import ACTIVE, EditRefused, Parent
 from rlhf_desktop.services.chat import Listener, StorageError, TurnControl, TurnFailed
-from rlhf_desktop.services.turns import TurnView
+from rlhf_desktop.services.turns import TurnLifecycle, TurnView
 from rlhf_desktop.ui.backend import Backend
 from rlhf_desktop.ui.cards import MarkdownView
+from rlhf_desktop.ui.chat_context import ChatContext
 from rlhf_desktop.ui.chat_labels import LabelActions
 from rlhf_desktop.ui.chat_picks import PickActions
-from rlhf_desktop.ui.composer import Composer, ComposerBar, context_warning
-from rlhf_desktop.ui.empty_state import EXAMPLES, EmptyState
+from rlhf_desktop.ui.chat_turn_list import TurnList
+from rlhf_desktop.ui.composer import (
+    Composer,
+    ComposerBar,
+    alt_digit,
+    context_warning,
+    plain_digit,
+)
+from rlhf_desktop.ui.empty_state import EXAMPLES
+from rlhf_desktop.ui.label_widgets import EditDialog
 from rlhf_desktop.ui.markdown_render import MarkdownRenderer
-from rlhf_desktop.ui.scroll_follow import ScrollFollower
 from rlhf_desktop.ui.turn_widget import TurnWidget
 
 __all__ = ["EXAMPLES", "NOT_READY", "ChatView"]
@@ -44,7 +55,7 @@ log = logging.getLogger(__name__)
 NOT_READY = "ranking when the reward model is ready…"
 
 
-class ChatView(LabelActions, PickActions, QWidget):
+class ChatView(QWidget):
     """Shows one conversation and runs its turns through the backend."""
 
     conversation_changed = Signal()  # created or renamed: the sidebar refreshes
@@ -58,42 +69,20 @@ class ChatView(LabelActions, PickActions, QWidget):
         self.renderer = MarkdownRenderer(dark)
         self.renderer.render("*warm* | up\n--|--\n1 | 2")  # load extensions before any turn
         self.conversation_id: int | None = None
-        self.widgets: list[TurnWidget] = []
         self._replacing: dict[TurnWidget, TurnWidget] = {}
         """A retry of a turn whose replies all failed -> that turn: hidden once it ends."""
         self._task: asyncio.Task[None] | None = None
         self._current: TurnWidget | None = None
         self._control: TurnControl | None = None
 
-        self.scroll_area = QScrollArea()
-        self.scroll_area.setObjectName("chatScroll")
-        self.scroll_area.setWidgetResizable(True)
-        self.scroll_area.setFrameShape(QFrame.Shape.NoFrame)
-        self.scroll_area.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-        self.scroll_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        page = QWidget()
-        page.setObjectName("chatPage")
-        self.page_layout = QHBoxLayout(page)
-        self.page_layout.setContentsMargins(24, 12, 24, 12)
-        self.column = QWidget()
-        self.column.setMaximumWidth(1180)
-        self.column_layout = QVBoxLayout(self.column)
-        self.column_layout.setContentsMargins(0, 0, 0, 0)
-        self.column_layout.setSpacing(14)
-        self.empty = EmptyState(self.send_prompt)
-        self.chips = self.empty.chips
-        self.column_layout.addWidget(self.empty)
-        self.column_layout.addStretch(1)
-        self.page_layout.addStretch(0)
-        self.page_layout.addWidget(self.column, 1)
-        self.page_layout.addStretch(0)
-        self.scroll_area.setWidget(page)
-        self.follower = ScrollFollower(self.scroll_area)
+        self.scroll_area = TurnList(self.send_prompt, self._dropped)
+        """The turns, one under the other (the empty page while there are none)."""
+        self.empty, self.chips = self.scroll_area.empty, self.scroll_area.chips
+        self.follower = self.scroll_area.follower
         backend.session.hooks.turn_did_change.append(self._turn_changed)
 
         self.composer = Composer()
         self.composer.send_requested.connect(self.send_from_composer)
-        self.composer.undo_empty.connect(self._undo_empty_composer)
         self.composer.edit_last.connect(self.edit_last_message)
         self.composer.undid_typing.connect(lambda: self._say(
             "Undid typing in the message box · Alt+Z undoes the last pick"))
@@ -109,7 +98,18 @@ class ChatView(LabelActions, PickActions, QWidget):
         self.regen_button.setToolTip("Ask again for the last message: a new turn with new "
                                      "replies (Ctrl+R); each reply also has its own Regenerate")
         self.regen_button.clicked.connect(self.regenerate)
-        self._init_labels(self)
+        context = ChatContext(
+            backend, widgets=lambda: self.widgets, current=lambda: self._current,
+            generating=lambda: self.generating, control=lambda: self._control,
+            start_task=self._start_task, stop=self.stop, say=self._say, reveal=self._reveal,
+            focus_composer=lambda: self.composer.setFocus(Qt.FocusReason.OtherFocusReason),
+            focused=lambda: self.window().focusWidget())
+        self.labels = LabelActions(context, self)
+        """Tie, ranking, all bad, skip, edit, Blind; the tie or ranking being chosen."""
+        self.picks = PickActions(context, self.labels)
+        """Picks, undo, reasons, one reply's Stop and Regenerate."""
+        self.blind_button = self.labels.blind_button
+        self.composer.undo_empty.connect(self.picks.undo_empty_composer)
         self.bar = ComposerBar(self.composer, (self.blind_button, self.regen_button,
                                                self.stop_button, self.send_button))
         self.warning = self.bar.warning
@@ -127,6 +127,11 @@ class ChatView(LabelActions, PickActions, QWidget):
     def _say(self, text: str) -> None:
         self.message.emit(text)
 
+    @property
+    def turns(self) -> TurnLifecycle:
+        """The session's turn lifecycle: the shown turns' state and the label intents."""
+        return self.backend.session.turns
+
     def _turn_changed(self, view: TurnView) -> None:
         """``turn_did_change``: the widget of that turn renders the snapshot."""
         for widget in self.widgets:
@@ -134,42 +139,40 @@ class ChatView(LabelActions, PickActions, QWidget):
                 widget.show_view(view)
 
     def _add_widget(self, widget: TurnWidget) -> None:
-        widget.pick_requested.connect(self.pick)
+        widget.pick_requested.connect(self.picks.pick)
         widget.retry_requested.connect(self._retry)
-        widget.reason_done.connect(self._reason_done)
-        widget.stop_requested.connect(self._stop_one)
-        widget.regenerate_requested.connect(self.regenerate_reply)
-        widget.copied.connect(self._copied)
-        widget.undo_requested.connect(self._undo_button)
+        widget.reason_done.connect(self.picks.reason_done)
+        widget.stop_requested.connect(self.picks.stop_one)
+        widget.regenerate_requested.connect(self.picks.regenerate_reply)
+        widget.copied.connect(self.picks.copied)
+        widget.undo_requested.connect(self.picks.undo_button)
         widget.edit_requested.connect(self.resend_edit)
         widget.branch_requested.connect(self.show_branch)
-        self._attach_labels(widget)
-        self.column_layout.insertWidget(self.column_layout.count() - 1, widget)
-        self.widgets.append(widget)
-        self.empty.hide()
+        self.labels.attach(widget)
+        self.scroll_area.add(widget)
 
     def _clear(self) -> None:
-        self.cancel_tie()
-        for widget in self.widgets:
-            self._drop(widget)
-        self.widgets = []
-        self.empty.show()
+        self.labels.cancel_tie()
+        self.scroll_area.clear()
 
-    def _drop(self, widget: TurnWidget) -> None:
-        """Take ``widget`` off the page (the caller updates :attr:`widgets`)."""
-        self.column_layout.removeWidget(widget)
-        widget.deleteLater()
+    @property
+    def widgets(self) -> list[TurnWidget]:
+        """The turns shown, in order."""
+        return self.scroll_area.widgets
+
+    def _dropped(self, widget: TurnWidget) -> None:
+        """``widget`` left the page: its turn is no longer shown."""
         if widget.key is not None:
             self.turns.drop(widget.key)
 
     def scroll_to(self, widget: QWidget) -> None:
         """Keep ``widget``'s top at the top of the view while it grows (streaming), until
         the user scrolls or the turn ends."""
-        self.follower.top(widget)
+        self.scroll_area.scroll_to(widget)
 
     def _reveal(self, widget: QWidget) -> None:
         """Scroll ``widget`` (a reason field, an error) into view."""
-        self.follower.reveal(widget)
+        self.scroll_area.reveal(widget)
 
     @property
     def generating(self) -> bool:
@@ -219,7 +222,7 @@ class ChatView(LabelActions, PickActions, QWidget):
             widget.show_view(view)
             self._add_widget(widget)
             widget.set_turn(turn)
-            self.displayed(widget)
+            self.labels.displayed(widget)
         self._refresh_branches()
         if self.widgets:
             self.scroll_to(self.widgets[-1])
@@ -265,12 +268,9 @@ class ChatView(LabelActions, PickActions, QWidget):
             self._say(str(exc))
             return
         widget.bubble.cancel_edit()
-        self.cancel_tie()
+        self.labels.cancel_tie()
         self.warning.dismiss()
-        at = self.widgets.index(widget)
-        for old in self.widgets[at:]:
-            self._drop(old)
-        del self.widgets[at:]
+        self.scroll_area.remove_from(self.widgets.index(widget))
         self.start_turn(plan.messages, parent=plan.parent)
         self._say("Sent the edited message as a new branch · the earlier version stays: "
                   "‹ › on the message shows it")
@@ -355,14 +355,13 @@ class ChatView(LabelActions, PickActions, QWidget):
             widget.clear_error()
             self.backend.train_now()
         elif widget.retry_action == "retry_failed":
-            self.retry_failed(widget)
+            self.picks.retry_failed(widget)
         elif not self.generating and widget.messages:
             widget.clear_error()
             widget.retry_button.hide()
             parent: Parent = ACTIVE
             if widget.turn is None and widget is self.widgets[-1]:
-                self._drop(widget)  # never stored: replaced (it keeps its last snapshot)
-                self.widgets.remove(widget)
+                self.scroll_area.remove(widget)  # never stored: replaced (it keeps its view)
                 parent = widget.parent_turn  # an unsent edit still branches where it was
             retried = self.start_turn(list(widget.messages), parent=parent)
             if widget.turn is not None and widget in self.widgets:
@@ -383,12 +382,15 @@ class ChatView(LabelActions, PickActions, QWidget):
         self._add_widget(widget)
         widget.set_status(f"Generating {n} replies… (Esc stops them all; each reply has "
                           "its own Stop)")
-        self._start_task(self._run_turn(messages, widget, text, parent), widget)
+        control = TurnControl(widget.cards)
+        self._start_task(self._run_turn(messages, widget, text, control, parent), widget,
+                         control)
         self.scroll_to(widget)
         return widget
 
-    def _start_task(self, coro: Coroutine[Any, Any, None], widget: TurnWidget) -> None:
-        self._current = widget
+    def _start_task(self, coro: Coroutine[Any, Any, None], widget: TurnWidget,
+                    control: TurnControl) -> None:
+        self._current, self._control = widget, control
         self._task = self.backend.spawn(self._guarded(coro), "turn")
         self._update_buttons()
 
@@ -412,19 +414,19 @@ class ChatView(LabelActions, PickActions, QWidget):
         """Hide the failed turn that ``retried`` retried (its replies stand in for it)."""
         failed = self._replacing.pop(retried, None)
         if failed is not None and failed in self.widgets:
-            self._drop(failed)
-            self.widgets.remove(failed)
+            self.scroll_area.remove(failed)
 
     async def _run_turn(self, messages: list[Message], widget: TurnWidget,
-                        text: str | None, parent: Parent = ACTIVE) -> None:
+                        text: str | None, control: TurnControl,
+                        parent: Parent = ACTIVE) -> None:
         try:
-            await self._run_turn_inner(messages, widget, text, parent)
+            await self._run_turn_inner(messages, widget, text, control, parent)
         finally:
             self._drop_replaced(widget)
 
     async def _run_turn_inner(self, messages: list[Message], widget: TurnWidget,
-                              text: str | None, parent: Parent = ACTIVE) -> None:
-        self._control = control = TurnControl(widget.cards)
+                              text: str | None, control: TurnControl,
+                              parent: Parent = ACTIVE) -> None:
         key = widget.key
         assert key is not None
         chat = await self.backend.wait_provider()
@@ -467,7 +469,7 @@ class ChatView(LabelActions, PickActions, QWidget):
             self.turns.settle(key, exc.turn)  # blind or not, its display positions
             widget.set_turn(exc.turn)
             self._refresh_branches()
-            self.displayed(widget)
+            self.labels.displayed(widget)
             self.conversation_changed.emit()
             self._reveal(widget.error_row)
             return
@@ -480,12 +482,60 @@ class ChatView(LabelActions, PickActions, QWidget):
         self.turns.settle(key, turn)  # blind or not, its display positions
         widget.set_turn(turn)
         self._refresh_branches()
-        self.displayed(widget)
+        self.labels.displayed(widget)
         self.conversation_changed.emit()
         if control.cancel.is_set() or control.stopped:
             widget.update_status("Stopped")
         if widget.error_row.isVisible():
             self._reveal(widget.error_row)
+
+    # ------------------------------------------------------------------ labels and keys
+
+    def pick(self, widget: TurnWidget, index: int) -> None:
+        """Best on reply ``index`` of ``widget``'s turn (:meth:`PickActions.pick`)."""
+        self.picks.pick(widget, index)
+
+    def pick_key(self, key: int) -> None:
+        """Alt+1…9 (or 1…9 on the turns): the card at that position of the last turn."""
+        self.picks.pick_key(key)
+
+    def undo_pick(self) -> None:
+        """Alt+Z: undo the session's last label."""
+        self.picks.undo_pick()
+
+    def rank(self, widget: TurnWidget) -> None:
+        """Start ranking ``widget``'s turn, or save the ranking being chosen there."""
+        self.labels.rank(widget)
+
+    @property
+    def ranking(self) -> list[int] | None:
+        """Candidate ids placed so far, best first (None: no ranking being chosen)."""
+        return self.labels.ranks.ranking
+
+    @property
+    def edit_dialog(self) -> EditDialog | None:
+        """The open rewrite of a reply, if any."""
+        return self.labels.edit_dialog
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        """On the turns (not in a text field): 1…9 pick; Alt+1…9 pick anywhere here (where
+        the window's shortcut was not delivered); Esc stops; other typing goes to the
+        message box."""
+        digit = plain_digit(event) or alt_digit(event)
+        if digit is not None:
+            self.pick_key(digit)
+            return
+        plain = not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
+        if plain and event.key() == Qt.Key.Key_Escape:
+            self.stop()
+            return
+        text = event.text()
+        if text and text.isprintable() and not event.modifiers() & (
+                Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier):
+            self.composer.setFocus(Qt.FocusReason.OtherFocusReason)
+            self.composer.insertPlainText(text)
+            return
+        super().keyPressEvent(event)
 
     # ------------------------------------------------------------------ ranking
 
@@ -513,7 +563,7 @@ class ChatView(LabelActions, PickActions, QWidget):
             self.turns.refresh(widget.key)  # its new order, recorded
         widget.rerank_count += 1
         widget.apply_order()
-        self.displayed(widget)
+        self.labels.displayed(widget)
         widget.update_status(f"Re-ranked by the new reward model v{widget.version()}")
 
     def on_training_failed(self, message: str) -> None:

@@ -104,10 +104,6 @@ class TurnLifecycle:
         live = self._live.get(key)
         return None if live is None else live.turn
 
-    def key_of(self, turn_id: int) -> int | None:
-        """The key of the shown turn with id ``turn_id``."""
-        return self._by_turn_id.get(turn_id)
-
     def last_label(self, key: int) -> Pick | None:
         """The turn's label of this session (what a reason attaches to)."""
         turn = self.turn(key)
