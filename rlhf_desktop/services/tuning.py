@@ -28,8 +28,8 @@ every :data:`FOLLOW_FILE_S`. The file is the run's only channel, and it must sta
 read back after a restart and by a window that attaches to a run another process started (or
 the command line's ``tune``), and an append to a file fires nothing a process can wait on
 without a platform watcher (inotify and the like; none in the standard library). Everything
-else the follower publishes is an event (``_changed`` rings it); while no run goes it waits
-without a timeout.
+else the follower publishes is an event (``_changed`` rings it and gives the job when none
+is going); while no run goes the job ends after publishing, so nothing waits or polls.
 """
 
 from __future__ import annotations
@@ -140,6 +140,8 @@ class TuningService:
         self._wake = threading.Event()
         """Rung by :meth:`_changed`: the follower publishes the snapshot."""
         self._follower: Handle[None] | None = None
+        self._follower_alive = False
+        """Whether a follower job is given and has not decided to end (under the lock)."""
         self._own_runner = runner is None
         self._runner = runner if runner is not None else BackgroundRunner()
         self._settings = settings
@@ -183,7 +185,8 @@ class TuningService:
         self._effect_version: int | None = None
         self._effect_note = ""
         self._recover()
-        self._start_follower()
+        if self._attached_pid is not None:  # a run of another process: follow it
+            self._ensure_follower()
 
     @classmethod
     def for_session(cls, session: Any, **kwargs: Any) -> TuningService:
@@ -547,6 +550,7 @@ class TuningService:
 
     def _changed(self) -> None:
         self._wake.set()
+        self._ensure_follower()
         self._notify()
 
     def _notify(self) -> None:
@@ -558,24 +562,42 @@ class TuningService:
 
     # ------------------------------------------------------------------ publishing
 
-    def _start_follower(self) -> None:
-        """The job that publishes :attr:`did_progress` (lane ``tune-follow``, for the
-        service's life; the runner's progress callback brings each snapshot to the loop,
-        the latest of a burst only)."""
-        self._follower = self._runner.run(self._follow, progress=self.did_progress,
-                                          cancel=_Bell(self._wake), lane=FOLLOW_LANE,
-                                          name="follow the tuning")
+    def _ensure_follower(self) -> None:
+        """Give the job that publishes :attr:`did_progress` unless one is going (lane
+        ``tune-follow``; the runner's progress callback brings each snapshot to the loop,
+        the latest of a burst only). It ends once it has published a change and no run
+        goes, so no thread waits while nothing happens."""
+        with self._lock:
+            if self._closed or self._follower_alive:
+                return
+            self._follower_alive = True
+            self._follower = self._runner.run(self._follow, progress=self.did_progress,
+                                              cancel=_Bell(self._wake), lane=FOLLOW_LANE,
+                                              name="follow the tuning")
+            if self._follower.cancelled:  # the runner is closed: nothing runs
+                self._follower_alive = False
 
     def _follow(self, job: Job) -> None:
-        """In the worker: wait for a change (or, while a run goes, for the next read of its
-        progress file) and report the snapshot when something moved."""
+        """In the worker: publish each change; while a run goes, read its progress file
+        every :data:`FOLLOW_FILE_S` too (the poll the module docstring explains)."""
+        try:
+            self._follow_changes(job)
+        except BaseException:
+            with self._lock:
+                self._follower_alive = False  # the next change gives a new job
+            raise
+
+    def _follow_changes(self, job: Job) -> None:
         while not job.cancelled:
             with self._lock:
                 following = self._process is not None or self._attached_pid is not None
-            rung = self._wake.wait(FOLLOW_FILE_S if following else None)
+                if not following and not self._wake.is_set():
+                    self._follower_alive = False  # a change from now on gives a new job
+                    return
+            rung = self._wake.wait(FOLLOW_FILE_S)
             self._wake.clear()
             if job.cancelled:
-                return
+                break
             with self._lock:
                 before = self._snap
                 self._read_events()
@@ -585,6 +607,8 @@ class TuningService:
                 self._notify()  # what snapshot() would have said had it read these lines
             if rung or after is not before:
                 job.report(self.snapshot())
+        with self._lock:  # cancelled: the service or the runner closed
+            self._follower_alive = False
 
     def _recover(self) -> None:
         """The newest run's state as its files tell it (after a restart)."""

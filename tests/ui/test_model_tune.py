@@ -141,7 +141,6 @@ def test_the_panel_renders_the_published_progress_with_no_timer_polling(
     timer of its own reading the progress file."""
     add_pairs(6)
     panel.refresh(plan=True)
-    assert len(panel.service.did_progress) == 1  # the panel listens
     click(qtbot, panel.tune_button)
     run(loop, wait_until(lambda: shown_step(panel) >= 2, 60, "progress"))
     assert [t for t in panel.findChildren(QTimer) if t.isActive()] == []
@@ -149,6 +148,7 @@ def test_the_panel_renders_the_published_progress_with_no_timer_polling(
     assert panel.status.text() == "Done: Chat model v1 is ready"
     assert shown_step(panel) == 6 and panel.progress.value() == 6
     assert [t for t in panel.findChildren(QTimer) if t.isActive()] == []
+    assert len(panel.service.did_progress) == 1  # the panel listens to the service
 
 
 @pytest.fixture
