@@ -8,6 +8,7 @@ for the untrimmed baseline).
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import os
 import re
@@ -15,6 +16,7 @@ import shutil
 import subprocess
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 Entry = tuple[str, str, str]  # PyInstaller TOC entry: (destination, source, type code)
 Rule = Callable[[str], bool]
@@ -33,6 +35,17 @@ EXCLUDED_MODULES: dict[str, tuple[str, ...]] = {
         "tensorboard", "torch.utils.tensorboard", "ast_serialize", "librt",
     ),
     "Hugging Face download backend (the app never downloads)": ("hf_xet",),
+    # The app calls scikit-learn's LogisticRegression (core/bradley_terry.py) and SciPy's
+    # stats, optimize and special; none of these loads the subpackages below (the import
+    # trace of every app module, the self-test's lazy modules and those calls:
+    # tests/test_packaging.py runs them with these names blocked). PyInstaller's analysis
+    # reaches them only through imports inside functions the app never calls.
+    "scikit-learn and SciPy subpackages the app never loads": (
+        "sklearn.cluster", "sklearn.neighbors", "sklearn.tree", "sklearn.decomposition",
+        "sklearn.manifold", "sklearn.gaussian_process", "sklearn.covariance",
+        "scipy.cluster",
+    ),
+    "setuptools (a build tool; the app never imports it)": ("setuptools", "pkg_resources"),
     "the tune extra (rlhf-desktop tune runs from a development install; README)": (
         "trl", "peft", "accelerate", "deepspeed", "gguf", "sentencepiece",
     ),
@@ -65,7 +78,12 @@ TORCH_STACK: tuple[str, ...] = (
 
 GTK_THEME_RULE = "Qt's gtk3 platform theme plugin"
 ORPHANS_RULE = "libraries that only the removed files needed (GTK, Pango, cairo, ATK ...)"
-STRIP_RULE = "debug info and unneeded symbols stripped from ELF files (strip --strip-unneeded)"
+STRIP_RULE = ("debug info and symbol tables stripped from ELF files (strip --strip-unneeded; "
+              "the dynamic symbols the loader uses stay)")
+STRIP_KEPT_RULE = ("ELF files left unstripped: strip would change their loadable segments "
+                   "(patchelf-rewritten libraries; nothing saved)")
+DEDUPE_RULE = "identical files stored once (the copies become relative symbolic links)"
+HALF_RULE = "MiniLM weights stored as float16 (the numpy runner computes in float32)"
 
 _VERSIONED_SO = re.compile(r"\.so\.\d+\.\d+(\.\d+)*$")
 
@@ -286,19 +304,59 @@ def drop_orphaned_libraries(entries: Iterable[Entry], dropped: Iterable[Entry],
     return out
 
 
-def _has_debug_info(path: Path) -> bool:
+def _has_symbols(path: Path) -> bool:
+    """Whether an ELF file carries debug info or a static symbol table (``.symtab``)."""
     out = subprocess.run(["readelf", "-S", "-W", str(path)], capture_output=True, text=True,
                          check=False).stdout
-    return ".debug_" in out
+    return ".debug_" in out or ".symtab" in out
+
+
+_LOAD = re.compile(r"^\s*LOAD\s+(0x[0-9a-f]+)\s+(0x[0-9a-f]+)\s+0x[0-9a-f]+\s+(0x[0-9a-f]+)\s+"
+                   r"(0x[0-9a-f]+)\s+([RWE ]+?)\s+(0x[0-9a-f]+)\s*$", re.MULTILINE)
+
+
+def load_segments(path: Path) -> list[tuple[int, ...]]:
+    """The ``PT_LOAD`` program headers of an ELF file: (offset, vaddr, filesz, memsz, flags,
+    align), flags as a bit mask R=4 W=2 E=1."""
+    out = subprocess.run(["readelf", "-l", "-W", str(path)], capture_output=True, text=True,
+                         check=False).stdout
+    return [(int(off, 16), int(vaddr, 16), int(filesz, 16), int(memsz, 16),
+             sum(bit for flag, bit in (("R", 4), ("W", 2), ("E", 1)) if flag in flags),
+             int(align, 16))
+            for off, vaddr, filesz, memsz, flags, align in _LOAD.findall(out)]
+
+
+def loads_the_same(before: list[tuple[int, ...]], after: list[tuple[int, ...]]) -> bool:
+    """Whether a stripped file maps what the original mapped: the same segments (address,
+    sizes, flags, alignment; only file offsets may move) and each still loadable (address
+    and offset congruent modulo the alignment, which glibc checks).
+
+    ``strip`` mangles libraries whose segments ``patchelf`` (auditwheel) rewrote: the OpenBLAS
+    of numpy's wheel came out with emptied segments and "ELF load command address/offset not
+    page-aligned" at import."""
+    if not before or len(before) != len(after):
+        return False
+    for old, new in zip(before, after, strict=True):
+        if old[1:] != new[1:]:
+            return False
+        offset, vaddr, align = new[0], new[1], max(new[5], 1)
+        if (vaddr - offset) % align or align % 4096:
+            return False
+    return True
 
 
 def strip_debug_info(folder: Path, removed: dict[str, dict[str, int]]) -> None:
-    """``strip --strip-unneeded`` every ELF file under ``folder`` that carries debug info.
+    """``strip --strip-unneeded`` every ELF file under ``folder`` that carries debug info or
+    a static symbol table, unless that would change what the loader maps.
 
     xllamacpp's extension module ships with DWARF (106 MB, 26 MB stripped), and so do
-    libpython, the stdlib extensions and a few wheels. Run on the collected copies, never
-    on the installed files; the executable beside ``_internal`` is not touched (its
-    archive is appended to it). Linux only (macOS code signatures would break).
+    libpython, the stdlib extensions and a few wheels; most other wheels keep ``.symtab``
+    (tokenizers 3.4 MB, cryptography 2.9 MB). Neither is read at run time: the loader and
+    ``dlsym`` use the dynamic symbol table, which stays. Each stripped file's loadable segments
+    are compared with the original's (:func:`loads_the_same`); a file that ``strip`` would
+    break is put back as it was and counted apart. Run on the collected copies, never on the
+    installed files; the executable beside ``_internal`` is not touched (its archive is
+    appended to it). Linux only (macOS code signatures would break).
     """
     tool = shutil.which("strip")
     if tool is None:
@@ -309,15 +367,86 @@ def strip_debug_info(folder: Path, removed: dict[str, dict[str, int]]) -> None:
         with path.open("rb") as f:
             if f.read(4) != b"\x7fELF":
                 continue
-        if not _has_debug_info(path):
+        if not _has_symbols(path):
             continue
         before = path.stat().st_size
         mode = path.stat().st_mode
+        segments = load_segments(path)
+        backup = path.with_name(path.name + ".unstripped")
+        shutil.copy2(path, backup)
         subprocess.run([tool, "--strip-unneeded", str(path)], check=True)
+        if not loads_the_same(segments, load_segments(path)):
+            os.replace(backup, path)
+            stats = removed.setdefault(STRIP_KEPT_RULE, {"files": 0, "bytes": 0})
+            stats["files"] += 1
+            continue
+        backup.unlink()
         path.chmod(mode)
         stats = removed.setdefault(STRIP_RULE, {"files": 0, "bytes": 0})
         stats["files"] += 1
         stats["bytes"] += before - path.stat().st_size
+
+
+def link_duplicates(folder: Path, removed: dict[str, dict[str, int]],
+                    min_bytes: int = 64 * 1024) -> None:
+    """Replace each file under ``folder`` that is byte-identical to another by a relative
+    symbolic link to the first of them (in path order).
+
+    The wheels of numpy and SciPy each ship the same libgfortran and libquadmath (auditwheel
+    names them by hash, so the sonames are the same too: the loader maps one copy either way).
+    Files under ``min_bytes`` are left alone. Linux only, like the bundle's other links.
+    """
+    by_size: dict[int, list[Path]] = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.is_symlink() and path.stat().st_size >= min_bytes:
+            by_size.setdefault(path.stat().st_size, []).append(path)
+    for size, paths in sorted(by_size.items()):
+        if len(paths) < 2:
+            continue
+        first_of: dict[str, Path] = {}
+        for path in paths:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            first = first_of.setdefault(digest, path)
+            if first is path:
+                continue
+            path.unlink()
+            path.symlink_to(os.path.relpath(first, path.parent))
+            stats = removed.setdefault(DEDUPE_RULE, {"files": 0, "bytes": 0})
+            stats["files"] += 1
+            stats["bytes"] += size
+
+
+def half_precision_copy(source: Path, target: Path) -> int:
+    """Copy the sentence-transformers folder ``source`` to ``target`` with the matrices of
+    ``model.safetensors`` (every float32 tensor of two or more dimensions) stored as float16;
+    vectors (biases, LayerNorm) stay float32. Returns the bytes saved.
+
+    ``reward/bert_encoder.py`` reads every tensor as float32, so only the stored values are
+    rounded (relative error <= 2**-11); the vectors it then computes stay within cosine
+    0.9999 of the float32 weights' on real texts (tests/test_packaging.py). The config files
+    are copied unchanged, so the embedder's cache id (a digest of them) is the same.
+    """
+    import numpy as np
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("model.safetensors"))
+    tensors: dict[str, Any] = {}
+    with safe_open(str(source / "model.safetensors"), framework="numpy") as weights:
+        metadata = weights.metadata()
+        for name in weights.keys():
+            tensor = weights.get_tensor(name)
+            if tensor.dtype == np.float32 and tensor.ndim >= 2:
+                half = tensor.astype(np.float16)
+                if not np.isfinite(half).all():
+                    raise ValueError(f"{source}: {name} does not fit in float16")
+                tensor = half
+            tensors[name] = tensor
+    save_file(tensors, str(target / "model.safetensors"), metadata=metadata)
+    return (source / "model.safetensors").stat().st_size - (
+        target / "model.safetensors").stat().st_size
 
 
 def write_report(path: Path, removed: dict[str, dict[str, int]], trimmed: bool,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import json
 import os
 import shlex
 import shutil
@@ -21,6 +22,7 @@ import tarfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rlhf_desktop import config
@@ -233,6 +235,83 @@ def test_trim_rules_keep_what_the_app_needs() -> None:
     assert not used & set(trim.excluded_modules())
 
 
+# Run in a fresh interpreter: the modules the bundle leaves out (trim.excluded_modules, torch
+# included) behave as if they were not installed; then every module of the app is imported,
+# the self-test's lazy modules too, and the app's calls into SciPy and scikit-learn run on real
+# pairs. Only the tune and transformers code may fail, and only for want of the torch stack.
+WITHOUT_EXCLUDED = """
+import importlib, json, pkgutil, sys
+sys.path.insert(0, {packaging!r})
+import trim
+blocked = trim.excluded_modules(torch=False)
+torch_stack = set(trim.TORCH_STACK)
+
+class _Blocked:
+    def find_spec(self, name, path=None, target=None):
+        if any(name == b or name.startswith(b + ".") for b in blocked):
+            raise ModuleNotFoundError(f"No module named {{name!r}} (left out)", name=name)
+        return None
+
+sys.meta_path.insert(0, _Blocked())
+import rlhf_desktop
+from rlhf_desktop.services.selftest import LAZY_MODULES
+failed = []
+for info in pkgutil.walk_packages(rlhf_desktop.__path__, "rlhf_desktop."):
+    try:
+        importlib.import_module(info.name)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in torch_stack:
+            failed.append(f"{{info.name}}: {{exc}}")
+for name in LAZY_MODULES:
+    importlib.import_module(name)
+
+import numpy as np
+from pathlib import Path
+from rlhf_desktop.core import bradley_terry
+from rlhf_desktop.core.formats import parse_lines
+from rlhf_desktop.reward import bt_fit
+from rlhf_desktop.reward.embedder import Embedder
+from rlhf_desktop.reward.training import TrainConfig, train
+from rlhf_desktop.services import habits
+from scipy.stats import fisher_exact
+
+assert 0 < habits.binomial_p(30, 50, 0.5) < 1
+assert 0 < fisher_exact([[3, 7], [8, 2]]).pvalue < 1
+wins = np.array([[0, 5, 3], [2, 0, 4], [1, 6, 0]], dtype=float)
+assert np.isfinite(bradley_terry.fit_strengths(wins)).all()
+lines = Path({data!r}).read_bytes().splitlines()[:40]
+pairs = parse_lines(lines).pairs
+model = train(pairs, TrainConfig(), Embedder()).model
+assert model.weights is not None
+pair = pairs[0]
+assert len(model.rank(pair.prompt_text, [pair.chosen, pair.rejected])) == 2
+assert model.explain(pair.prompt_text, [pair.chosen, pair.rejected])
+assert np.isfinite(bt_fit.fit_temperature(np.linspace(-2.0, 3.0, 20)))
+print(json.dumps({{"failed": failed, "modules": sorted(sys.modules)}}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_app_runs_without_the_modules_the_bundle_leaves_out(hh_data: Path,
+                                                                 tmp_path: Path) -> None:
+    """The excluded modules (trim.EXCLUDED_MODULES: test tools, the datasets stack, SciPy and
+    scikit-learn subpackages, setuptools; and torch's stack) are not needed by any module of
+    the app, its self-test's lazy imports, or its SciPy and scikit-learn calls."""
+    code = WITHOUT_EXCLUDED.format(packaging=str(PACKAGING), data=str(hh_data))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=600, env={**_clean_env(tmp_path), "QT_QPA_PLATFORM": "offscreen"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["failed"] == []
+    loaded = set(result["modules"])
+    # The calls above did reach SciPy and scikit-learn (the check is not vacuous) ...
+    assert {"scipy.stats", "scipy.optimize", "sklearn.linear_model"} <= loaded
+    # ... and nothing that the bundle leaves out was loaded some other way.
+    assert not {m for m in loaded for b in trim.excluded_modules(torch=False)
+                if m == b or m.startswith(b + ".")}
+
+
 def test_gtk_theme_goes_with_the_libraries_only_it_needed() -> None:
     needs = {
         "/s/libqgtk3.so": ["libgtk-3.so.0", "libglib-2.0.so.0", "libQt6Gui.so.6"],
@@ -262,6 +341,72 @@ def test_gtk_theme_goes_with_the_libraries_only_it_needed() -> None:
         "PySide6/Qt/plugins/platforms/libqxcb.so", "libglib-2.0.so.0",
         "PySide6/Qt/lib/libQt6Gui.so.6", "PySide6/Qt/lib/libQt6Core.so.6", "libQt6Gui.so.6"}
     assert removed[trim.ORPHANS_RULE]["files"] == 2
+
+
+def test_identical_files_are_stored_once_as_relative_links(tmp_path: Path) -> None:
+    """numpy.libs and scipy.libs ship the same libgfortran: the second copy becomes a link."""
+    internal = tmp_path / "_internal"
+    blob = os.urandom(100_000)
+    for rel, data in [("numpy.libs/libgfortran.so.5", blob), ("scipy.libs/libgfortran.so.5", blob),
+                      ("scipy.libs/other.so", os.urandom(100_000)),
+                      ("a/small.txt", b"same"), ("b/small.txt", b"same")]:
+        (internal / rel).parent.mkdir(parents=True, exist_ok=True)
+        (internal / rel).write_bytes(data)
+    removed: dict[str, dict[str, int]] = {}
+    trim.link_duplicates(internal, removed, min_bytes=1024)
+    copy = internal / "scipy.libs" / "libgfortran.so.5"
+    assert copy.is_symlink() and os.readlink(copy) == "../numpy.libs/libgfortran.so.5"
+    assert copy.read_bytes() == blob
+    assert not (internal / "numpy.libs" / "libgfortran.so.5").is_symlink()
+    assert not (internal / "scipy.libs" / "other.so").is_symlink()
+    assert not (internal / "b" / "small.txt").is_symlink()  # under min_bytes
+    assert removed[trim.DEDUPE_RULE] == {"files": 1, "bytes": 100_000}
+
+
+DATA_SETS = ("hh-harmless-dev.jsonl", "pandalm-human.jsonl", "llmbar-human.jsonl")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_float16_minilm_weights_keep_the_vectors_and_the_reward_models_decisions(
+        hh_data: Path, tmp_path: Path) -> None:
+    """The bundle's MiniLM (its matrices stored as float16 by trim.half_precision_copy) gives
+    the float32 weights' vectors (cosine >= 0.9999 on the prompts and replies of all three real
+    data sets), and a reward model's pairwise decisions on held-out pairs stay the same,
+    scoring float16 vectors with a model trained on float32 ones or training on them."""
+    from rlhf_desktop.core.formats import parse_lines
+    from rlhf_desktop.reward.embedder import Embedder
+    from rlhf_desktop.reward.training import TrainConfig, pair_matrix, train
+
+    source = config.default_embedder_dir()
+    saved = trim.half_precision_copy(source, tmp_path / "half")
+    assert saved > 0.45 * (source / "model.safetensors").stat().st_size
+    for name in ("config.json", "modules.json", "sentence_bert_config.json", "tokenizer.json"):
+        assert (tmp_path / "half" / name).read_bytes() == (source / name).read_bytes()
+    full, half = Embedder(source), Embedder(tmp_path / "half")
+    train_pairs, test_pairs = [], []
+    for name in DATA_SETS:
+        pairs = parse_lines((hh_data.parent / name).read_bytes().splitlines()[:60]).pairs
+        train_pairs += pairs[:40]
+        test_pairs += pairs[40:]
+    texts = list(dict.fromkeys(t for p in train_pairs + test_pairs
+                               for t in (p.prompt_text, p.chosen, p.rejected)))
+    a, b = full.embed(texts), half.embed(texts)
+    assert half.backend == full.backend == "bert"
+    cosine = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    assert len(texts) > 400
+    assert cosine.min() >= 0.9999
+    assert np.abs(a - b).max() > 0  # the weights did change: the comparison is not vacuous
+
+    model = train(train_pairs, TrainConfig(), full).model
+    retrained = train(train_pairs, TrainConfig(), half).model
+    assert model.weights is not None and retrained.weights is not None
+    margins = pair_matrix(test_pairs, model.features, full).diffs @ model.weights
+    on_half = pair_matrix(test_pairs, model.features, half).diffs @ model.weights
+    by_half = pair_matrix(test_pairs, retrained.features, half).diffs @ retrained.weights
+    assert len(test_pairs) == 60 and np.abs(margins).min() > 0
+    assert (np.sign(on_half) == np.sign(margins)).all()
+    assert (np.sign(by_half) == np.sign(margins)).all()
 
 
 @pytest.mark.skipif(not (shutil.which("strip") and shutil.which("cc") and shutil.which("readelf")),
