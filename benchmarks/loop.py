@@ -396,14 +396,22 @@ def guard_metrics(prompts: list[str], replies: list[dict[str, Any]], guards: Gua
 def judge(prompts: list[str], arm: list[dict[str, Any]], base: list[dict[str, Any]],
           taste: Taste, guards: Guards, seed: int) -> dict[str, Any]:
     """The scripted user's blind verdict, arm against base, per prompt (guarded)."""
-    a_scores, b_scores = [], []
+    a_scores, b_scores, whole = [], [], []
     for p, ra, rb in zip(prompts, arm, base, strict=True):
         texts, fins = [ra["text"], rb["text"]], [ra["finish"], rb["finish"]]
         bad = guards.degenerate(texts, fins, guards.similarity([p, p], texts))
         sa, sb = guarded_scores(taste, p, texts, bad)
         a_scores.append(sa)
         b_scores.append(sb)
-    return win_rate(a_scores, b_scores, seed)
+        whole.append("length" not in fins)
+    out = win_rate(a_scores, b_scores, seed)
+    # Every guard makes a cut reply lose to a whole one, so part of any gain can be "finishes
+    # within max_tokens". The same verdict on the prompts where neither reply is cut says what
+    # is left (a subset chosen by both replies' outcome: indicative, not a controlled figure).
+    keep = [i for i, w in enumerate(whole) if w]
+    out["neither_cut"] = (win_rate([a_scores[i] for i in keep], [b_scores[i] for i in keep],
+                                   seed) if keep else None)
+    return out
 
 
 # ---------------------------------------------------------------- tastes
@@ -570,6 +578,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     "vs_base": judge(held, a["replies"], base, taste, guards, args.seed),
                     "guards": guard_metrics(held, a["replies"], guards, gold),
                     "cpu_s": a["cpu_s"]}
+            if "tuned_new_amplified" in p_arms and "tuned_new" in p_arms:
+                # Arm 6 is kept only if it beats arm 5: judged head to head, same prompts.
+                rec["arms"]["tuned_new_amplified"]["vs_tuned_new"] = judge(
+                    held, p_arms["tuned_new_amplified"]["replies"],
+                    p_arms["tuned_new"]["replies"], taste, guards, args.seed)
             t_out["picks"][str(picks)] = rec
             print(f"{name} @ {picks} picks: " + ", ".join(
                 f"{k} {v['vs_base']['win_rate']} %" for k, v in rec["arms"].items()
@@ -680,16 +693,27 @@ def markdown(result: dict[str, Any]) -> str:
            "reply by the same scripted user (tie half; 95 % bootstrap CI over prompts). "
            "Guards: mean words, % cut at max_tokens, distinct-2, % on topic, mean score of "
            "the frozen HH reward model.", "",
-           "| taste | picks (pairs) | arm | win vs base [95 % CI] | words | cut % | distinct-2 "
-           "| on-topic % | HH-RM | CPU s |",
-           "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+           "| taste | picks (pairs) | arm | win vs base [95 % CI] | neither cut [95 % CI] "
+           "| words | cut % | distinct-2 | on-topic % | HH-RM | CPU s |",
+           "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+
+    def cell(w: dict[str, Any] | None, bold: bool = True) -> str:
+        if w is None:
+            return "–"
+        rate = f"**{w['win_rate']}**" if bold else f"{w['win_rate']}"
+        return f"{rate} [{w['ci95'][0]}, {w['ci95'][1]}] (n={w['n']})"
+
+    head_to_head = []
     for name, t in result["tastes"].items():
         for picks, rec in t["picks"].items():
             for arm, a in rec["arms"].items():
                 w, g = a.get("vs_base"), a["guards"]
-                win = "–" if w is None else (f"**{w['win_rate']}** [{w['ci95'][0]}, "
-                                              f"{w['ci95'][1]}] (n={w['n']})")
-                out.append(f"| {name} | {picks} ({rec['pairs']}) | {arm} | {win} | "
+                win, whole = cell(w), cell((w or {}).get("neither_cut"), bold=False)
+                if "vs_tuned_new" in a:
+                    head_to_head.append(f"- {name} @ {picks} picks: arm 6 (amplified) against "
+                                        f"arm 5 (tuned_new), head to head: "
+                                        f"{cell(a['vs_tuned_new'])}")
+                out.append(f"| {name} | {picks} ({rec['pairs']}) | {arm} | {win} | {whole} | "
                            f"{g['mean_words']} | {g['cut_share']} | {g['distinct_2']} | "
                            f"{g['on_topic_share']} | {g['hh_rm_score']} | "
                            f"{'–' if a['cpu_s'] is None else a['cpu_s']} |")
@@ -698,7 +722,10 @@ def markdown(result: dict[str, Any]) -> str:
                          f"{v['loss_first']} → {v['loss_last']}"
                          for k, v in rec.get("tunes", {}).items())
              for name, t in result["tastes"].items() for picks, rec in t["picks"].items()]
-    return "\n".join([*out, "", *notes])
+    amp = [f"- {name} @ {picks} picks: amplification: {rec['amplification'].get('reason', '')}"
+           for name, t in result["tastes"].items() for picks, rec in t["picks"].items()
+           if rec.get("amplification")]
+    return "\n".join([*out, "", *notes, *head_to_head, *amp])
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
