@@ -288,15 +288,16 @@ class TunePanel(QWidget):
         super().showEvent(event)
         self.refresh(plan=True)
 
-    def _progressed(self, snap: TuneSnapshot) -> None:
-        """``tune_did_progress`` (on the window's event loop): render what moved."""
+    def _progressed(self, _snap: TuneSnapshot) -> None:
+        """``tune_did_progress`` (on the window's event loop): render what moved. The state
+        now, not the published snapshot: one published before a click here (a cancel) may
+        arrive after it."""
         if shiboken6.isValid(self):
-            self.refresh(snap=snap)
+            self.refresh()
 
-    def refresh(self, plan: bool = False, snap: TuneSnapshot | None = None) -> None:
-        """Render the service's snapshots (``plan``: also recount the pairs; ``snap``: the
-        run's, as published, else read now)."""
-        snap = snap if snap is not None else self.service.snapshot()
+    def refresh(self, plan: bool = False) -> None:
+        """Render the service's snapshots (``plan``: also recount the pairs)."""
+        snap = self.service.snapshot()
         extra = self.service.install.snapshot()
         if extra.state != self._install_state:  # installed, failed or cancelled: plan again
             plan, self._install_state = True, extra.state
