@@ -403,3 +403,39 @@ def test_remote_without_an_account_says_what_to_set(service: TuningService) -> N
     add_pairs(1)
     with pytest.raises(RemoteError, match=r"AZURE_OPENAI_ENDPOINT.*OPENAI_API_KEY"):
         service.remote.prepare(MODEL)
+
+
+def test_a_session_publishes_the_tune_on_its_hook_on_the_event_loop(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """AppSession's tuning fires the session's tune_did_progress on the session's loop (the
+    thread the window's widgets live on), as the other hooks are fired."""
+    import asyncio
+    import threading
+
+    from rlhf_desktop.services.session import AppSession
+    from tests.fakes import FakeProvider, HashEmbedder
+
+    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
+    monkeypatch.setenv("SCRIPTED_TUNE_STEP_S", "0.05")
+    add_pairs(3)
+    seen: list[tuple[str, bool]] = []
+
+    async def scenario() -> None:
+        session = AppSession(Settings(), FakeProvider(),  # type: ignore[arg-type]
+                             embedder=HashEmbedder())
+        session.hooks.tune_did_progress.append(lambda snap: seen.append(
+            (snap.state, threading.current_thread() is threading.main_thread())))
+        tuning = TuningService.for_session(session, overrides=FAST, module=SCRIPTED)
+        try:
+            assert tuning.did_progress is session.hooks.tune_did_progress
+            tuning.start()
+            deadline = time.monotonic() + 60
+            while not (seen and seen[-1][0] == "done"):
+                assert time.monotonic() < deadline, seen
+                await asyncio.sleep(0.05)
+        finally:
+            tuning.close()
+            await session.aclose()
+
+    asyncio.run(scenario())
+    assert seen[-1][0] == "done" and all(on_loop for _, on_loop in seen), seen
