@@ -383,6 +383,11 @@ def test_float16_minilm_weights_keep_the_vectors_and_the_reward_models_decisions
     assert saved > 0.45 * (source / "model.safetensors").stat().st_size
     for name in ("config.json", "modules.json", "sentence_bert_config.json", "tokenizer.json"):
         assert (tmp_path / "half" / name).read_bytes() == (source / name).read_bytes()
+    # The float16 word-embedding table is mapped from the file as it is, not copied.
+    from rlhf_desktop.reward.bert_encoder import BertEncoder
+
+    table = BertEncoder(tmp_path / "half", threads=0).word
+    assert table.dtype == np.float16 and isinstance(table.base, np.memmap)
     full, half = Embedder(source), Embedder(tmp_path / "half")
     train_pairs, test_pairs = [], []
     for name in DATA_SETS:

@@ -83,9 +83,15 @@ def supports(folder: Path) -> str | None:
     return None
 
 
+# The stored dtypes mapped as they are: float32, and float16 (the desktop bundle stores the
+# matrices as float16; rows are converted to float32 when looked up).
+_MAPPED_DTYPES: dict[str, np.dtype[Any]] = {"F32": np.dtype("<f4"), "F16": np.dtype("<f2")}
+
+
 def map_tensor(path: Path, name: str) -> np.ndarray | None:
-    """A read-only float32 view of tensor ``name`` of a ``.safetensors`` file, mapped from the
-    file (``np.memmap``), or None when it is not a little-endian float32 tensor there.
+    """A read-only float32 (or float16) view of tensor ``name`` of a ``.safetensors`` file,
+    mapped from the file (``np.memmap``), or None when it is not a little-endian float32 or
+    float16 tensor there.
 
     The file's layout: an 8-byte little-endian header size, a JSON header giving each
     tensor's dtype, shape and byte range, then the data (``safetensors``' format)."""
@@ -93,13 +99,14 @@ def map_tensor(path: Path, name: str) -> np.ndarray | None:
         (size,) = struct.unpack("<Q", fh.read(8))
         header = json.loads(fh.read(size))
     info = header.get(name)
-    if not isinstance(info, dict) or info.get("dtype") != "F32":
+    if not isinstance(info, dict) or info.get("dtype") not in _MAPPED_DTYPES:
         return None
+    dtype = _MAPPED_DTYPES[info["dtype"]]
     shape = tuple(int(n) for n in info["shape"])
     start, end = (int(n) for n in info["data_offsets"])
-    if end - start != 4 * int(np.prod(shape, dtype=np.int64)):
+    if end - start != dtype.itemsize * int(np.prod(shape, dtype=np.int64)):
         raise ValueError(f"{path}: the byte range of {name} does not match its shape")
-    mapped = np.memmap(path, dtype="<f4", mode="r", offset=8 + size + start, shape=shape)
+    mapped = np.memmap(path, dtype=dtype, mode="r", offset=8 + size + start, shape=shape)
     return np.asarray(mapped)  # a plain ndarray view; its base keeps the mapping alive
 
 
@@ -210,7 +217,7 @@ class BertEncoder:
         batch, width = ids.shape
         heads, dim = self.heads, self.dim
         head_dim = dim // heads
-        x = self.word[ids]
+        x = self.word[ids].astype(np.float32, copy=False)  # a float16 table's rows, converted
         x += self.position[:width]
         x += self.token_type
         x = _layer_norm(x.reshape(batch * width, dim), self.embed_norm, self.eps)
