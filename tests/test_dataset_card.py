@@ -51,6 +51,7 @@ def arena_turn(repo: Repository) -> Turn:
     return repo.save_turn(turn)
 
 
+@pytest.mark.slow
 def test_card_front_matter_parses_and_counts_match_the_data(tmp_path: Path) -> None:
     from datasets import load_dataset
     from huggingface_hub import DatasetCard

@@ -135,6 +135,7 @@ def test_built_in_chat_model_loads_on_first_use_not_at_window_start(data_home: P
     assert out["model_loaded_after_use"] is True and out["after_use"] == ["xllamacpp"]
 
 
+@pytest.mark.slow
 def test_minilm_word_table_is_mapped_from_the_weights_file_with_the_same_values() -> None:
     from safetensors.numpy import load_file
 

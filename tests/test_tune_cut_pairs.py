@@ -18,7 +18,8 @@ from rlhf_desktop.storage.repo import Repository
 from tests.conftest import REPO_ROOT
 from tests.test_tuning_service import FAST, SCRIPTED, until_state
 
-pytestmark = pytest.mark.timeout(90)
+# The tuning service's plan runs the fit check as a child process (tokenizer and all).
+pytestmark = [pytest.mark.timeout(90), pytest.mark.slow]
 
 
 @pytest.fixture

@@ -184,6 +184,7 @@ def wheel(tmp_path: Path) -> Path:
     return next(out.glob("tinytune-0.1-*.whl"))
 
 
+@pytest.mark.slow
 def test_install_runs_pip_and_rechecks(monkeypatch, tmp_path: Path, wheel: Path) -> None:
     target = tmp_path / "target"
     fake_missing(monkeypatch, lambda: set() if (target / "tinytune").exists() else {"trl"})
@@ -206,6 +207,7 @@ def test_install_runs_pip_and_rechecks(monkeypatch, tmp_path: Path, wheel: Path)
     assert steps == sorted(steps) and steps[-1] >= 3
 
 
+@pytest.mark.slow
 def test_dry_run_of_a_tune_requirement(monkeypatch) -> None:
     """A real requirement from the metadata; pip finds it here, so nothing is fetched. The
     faked module stays missing, so the re-check says so instead of claiming success."""
