@@ -142,7 +142,13 @@ class Xvfb:
     def __enter__(self) -> Xvfb:
         self.proc = subprocess.Popen(["Xvfb", self.display, "-screen", "0", "1400x900x24",
                                       "-nolisten", "tcp"], stderr=subprocess.DEVNULL)
-        time.sleep(1.0)
+        # Wait for the server's socket: under load Xvfb takes more than a second, and an app
+        # started before it listens aborts (Qt: could not connect to display).
+        socket = Path("/tmp/.X11-unix") / f"X{self.display.lstrip(':')}"
+        deadline = time.monotonic() + 30
+        while not socket.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
         return self
 
     def __exit__(self, *exc: object) -> None:
