@@ -789,7 +789,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Run, write the JSON and the docs section."""
     args = parse_args(argv)
-    command = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])
+    given = list(argv if argv is not None else sys.argv[1:])
+    if "--note" in given:  # the note is printed below the table, not inside the command
+        at = given.index("--note")
+        given[at:at + 2] = ["--note", "NOTE"]
+    command = " ".join([COMMAND, *given])
     started = time.perf_counter()
     result = asyncio.run(run(args))
     if args.stage != "all":
