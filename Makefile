@@ -10,6 +10,8 @@ APP_STAMP := $(VENV)/.app-stamp
 STAMP     := $(VENV)/.installed-stamp
 
 export RLHF_DESKTOP_LOG_LEVEL ?= INFO
+# Bytecode caches (and pytest's rewritten test modules) make the warm fast tier seconds faster.
+unexport PYTHONDONTWRITEBYTECODE
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
@@ -21,9 +23,11 @@ run: $(APP_STAMP)
 
 test: $(STAMP) lint typecheck imports pytest
 
-# The fast tier (< 60 s): lint, types, import contracts, and the unit and service tests
-# (scripted FakeProvider, hash embeddings; no torch, llama.cpp, window or real weights).
-check: $(STAMP) lint typecheck imports pytest-fast
+# The fast tier (target < 40 s warm): lint, types, import contracts, and the unit and service
+# tests (scripted FakeProvider, hash embeddings; no torch, llama.cpp, window or real weights),
+# side by side: most of the tests wait on local servers and child processes, not the CPU.
+check: $(STAMP)
+	$(MAKE) --no-print-directory -j4 -O lint typecheck imports pytest-fast
 
 setup: $(STAMP)
 
@@ -53,7 +57,7 @@ pytest: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/pytest
 
 pytest-fast: $(STAMP)
-	$(BIN)/pytest -q -m "not slow" --ignore=tests/ui --ignore=tests/tune -p no:pytestqt
+	$(BIN)/pytest -q -n 4 -m "not slow" --ignore=tests/ui --ignore=tests/tune -p no:pytestqt
 
 bench: $(STAMP)
 	$(PY) benchmarks/reward_quality.py

@@ -133,9 +133,12 @@ def test_chat_runs_one_session_and_ignores_the_windows_arena_switch_without_aren
     code, out, err = cli(capsys, "chat", "Name a river.", "-n", "2", "--max-tokens", "16",
                          "--seed", "7", "--json")
     assert code == 0, err
-    assert err.startswith("provider: Azure OpenAI: deployment 'gpt-test' at ") and \
-        err.rstrip().endswith(" — AZURE_OPENAI_ENDPOINT, AZURE_OPENAI_API_KEY and "
-                              "AZURE_OPENAI_DEPLOYMENT_NAME are set")
+    # stderr may also carry log lines (make exports RLHF_DESKTOP_LOG_LEVEL=INFO)
+    said = [line for line in err.splitlines() if line.startswith("provider: ")]
+    assert len(said) == 1, err
+    assert said[0].startswith("provider: Azure OpenAI: deployment 'gpt-test' at ") and \
+        said[0].endswith(" — AZURE_OPENAI_ENDPOINT, AZURE_OPENAI_API_KEY and "
+                         "AZURE_OPENAI_DEPLOYMENT_NAME are set"), err
     data = json.loads(out)
     assert data["provider"] == "azure" and len(data["replies"]) == 2
     assert sessions["made"] == sessions["closed"] == sessions["chose"]
