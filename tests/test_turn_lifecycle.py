@@ -167,6 +167,17 @@ def test_undo_follows_the_last_label_across_turns_and_takes_a_rewrite_with_it(
             view = session.turns.view(keys[1])
             assert view.label_kind is None and view.reply(rewrite.index) is None
             assert len(view.replies) == 2
+
+            # a label on a turn the page no longer shows (another chat, another branch) is
+            # not undone from here: undo would change what the user cannot see
+            assert session.turns.view(keys[1]).at(0) is not None
+            reply = session.turns.view(keys[1]).at(0)
+            assert reply is not None and reply.candidate_id is not None
+            session.turns.pick(keys[1], reply.candidate_id)
+            session.turns.drop(keys[1])
+            assert session.turns.undo_hidden and session.turns.can_undo
+            assert session.turns.undo() is None
+            assert session.turns.can_undo  # still there, undoable once its turn is shown
             await session.aclose()
 
         asyncio.run(asyncio.wait_for(scenario(), 60))

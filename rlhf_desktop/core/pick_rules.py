@@ -92,6 +92,13 @@ def failed_indices(turn: Turn) -> list[int]:
     return [c.index for c in turn.candidates if c.error or not c.text.strip()]
 
 
+def stopped_before_text(candidate: Candidate) -> bool:
+    """A reply stopped (Esc, or the window closed mid-stream) before any text arrived: among
+    :func:`failed_indices` (Retry asks again) but not a failure of the provider."""
+    return (candidate.finish_reason == "cancelled" and not candidate.error
+            and not candidate.text.strip())
+
+
 def is_cut(candidate: Candidate) -> bool:
     """A reply the server cut at max tokens (kept as a rejected reply, flagged)."""
     return candidate.finish_reason == CUT

@@ -97,7 +97,12 @@ class PickActions:
         self._ctx.focus_composer()
 
     def undo_pick(self) -> None:
-        """Alt+Z (or Undo pick): undo the last pick of this session and its pairs."""
+        """Alt+Z (or Undo pick): undo the last label of this session and its pairs, when it
+        is on a turn shown here."""
+        if self._ctx.turns.undo_hidden:
+            self._ctx.say("Your last label is on a turn not shown here (another chat or "
+                          "branch) · open it to undo it")
+            return
         pick = self._ctx.turns.undo()
         if pick is None:
             self._ctx.say("No pick to undo")

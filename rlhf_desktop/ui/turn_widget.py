@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from rlhf_desktop.core.pick_rules import failed_indices, model_rank
+from rlhf_desktop.core.pick_rules import failed_indices, model_rank, stopped_before_text
 from rlhf_desktop.domain import Candidate, Message, Turn
 from rlhf_desktop.services.branches import ACTIVE, Parent
 from rlhf_desktop.services.turns import TurnView, display_order, is_ranked
@@ -388,6 +388,10 @@ class TurnWidget(QFrame):
                 text += " · Alt+Z undoes the pick"
         elif self.regenerating:
             text = "Regenerating… (Esc stops)"
+        elif n and bad >= n and all(stopped_before_text(c) for c in self.turn.candidates):
+            text = (f"All {n} replies were stopped before any text arrived · Retry asks again"
+                    if n > 1 else "The reply was stopped before any text arrived · Retry "
+                    "asks again")
         elif n and bad >= n:
             text = (f"All {n} replies failed · nothing to pick (the reason is below)" if n > 1
                     else "The reply failed · nothing to pick (the reason is below)")
@@ -477,8 +481,10 @@ class TurnWidget(QFrame):
         picked = self.turn.chosen_candidate_id is not None
         button = "" if picked else "Retry failed" if not all_failed else "Retry"
         if all_failed:
-            reasons = list(dict.fromkeys(c.error or "the reply came back empty"
-                                         for c in self.turn.candidates))
+            reasons = list(dict.fromkeys(
+                c.error or ("stopped before any text arrived (Esc, or the window was closed)"
+                            if stopped_before_text(c) else "the reply came back empty")
+                for c in self.turn.candidates))
             message = "\n".join(reasons)
         else:
             message = (f"{len(bad)} of {len(self.turn.candidates)} replies failed (the reason "

@@ -120,3 +120,25 @@ def test_keep_generating_leaves_the_window_open_and_the_turn_finishes(
             assert not window.backend.closed
 
         run(loop, scenario())
+
+
+@pytest.mark.timeout(60)
+def test_a_turn_stopped_by_quitting_before_any_text_reopens_as_stopped_not_failed(
+        qtbot: object) -> None:
+    """Quit while every reply still waited: the next start shows the turn as stopped (Retry
+    asks again), never as "All 3 replies failed" with "the reply came back empty"."""
+    from rlhf_desktop.domain import Message, SamplingParams, Turn
+    from rlhf_desktop.ui.markdown_render import MarkdownRenderer
+    from rlhf_desktop.ui.turn_widget import TurnWidget
+
+    cands = [Candidate(index=i, text="", id=20 + i, position=i, finish_reason=CANCELLED)
+             for i in range(3)]
+    turn = Turn(conversation_id=1, messages=[Message("user", PROMPT)], provider="azure",
+                model="m", params=SamplingParams(n=3), id=9, candidates=cands)
+    widget = TurnWidget(PROMPT, 3, MarkdownRenderer())
+    qtbot.addWidget(widget)  # type: ignore[attr-defined]
+    widget.set_turn(turn)
+    widget.show_failures()
+    said = widget.status.text() + " " + widget.error_label.text()
+    assert "stopped before any text arrived" in said, said
+    assert "failed" not in said and "came back empty" not in said, said

@@ -144,6 +144,13 @@ class TurnLifecycle:
             self._hooks.turn_did_change(view)
         return first
 
+    @property
+    def undo_hidden(self) -> bool:
+        """The label undo would remove is on a turn this page does not show (another chat,
+        or another branch of this one): undoing it would change what the user cannot see, so
+        :meth:`undo` refuses and the page says where the label is."""
+        return self._labeling.last is not None and self._undo_key() is None
+
     def _undo_key(self) -> int | None:
         last = self._labeling.last
         return None if last is None else self._by_turn_id.get(last.turn_id)
@@ -333,7 +340,10 @@ class TurnLifecycle:
         return True
 
     def undo(self) -> Pick | None:
-        """Remove the session's last label (of any turn) and its pairs."""
+        """Remove the session's last label and its pairs, when its turn is shown (None when
+        there is nothing to undo or it is on a hidden turn: :attr:`undo_hidden`)."""
+        if self.undo_hidden:
+            return None
         before = self._undo_key()
         pick = self._undo()
         if pick is None:
