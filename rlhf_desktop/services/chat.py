@@ -151,13 +151,15 @@ class ChatService:
         Raises :class:`TurnFailed` (the turn is saved with every partial reply)."""
         messages = self.next_messages(conversation_id, text)
         if conversation_id is None:
-            conversation_id = self._new_conversation(text)
+            conversation_id = self.new_conversation(text)
             if on_conversation is not None:
                 on_conversation(conversation_id)
         return await self.send_messages(conversation_id, messages, cancel,
                                         Listener(on_delta, on_done, on_restart), params)
 
-    def _new_conversation(self, text: str) -> int:
+    def new_conversation(self, text: str) -> int:
+        """A new chat titled after its first message (the one home of the title rule: its
+        first 60 characters, whitespace collapsed, or "New chat")."""
         title = " ".join(text.split())[:60].strip() or "New chat"
         return self.conversations.create(title).id
 

@@ -459,8 +459,7 @@ class ChatView(QWidget):
                                        on_conversation=on_conversation)
             else:
                 if self.conversation_id is None:
-                    on_conversation(self.backend.session.conversations.create(
-                        last_user_text(messages)[:60].strip() or "New chat").id)
+                    on_conversation(chat.new_conversation(last_user_text(messages)))
                 assert self.conversation_id is not None
                 turn = await chat.send_messages(
                     self.conversation_id, messages, control,

@@ -124,14 +124,25 @@ def test_edit_and_resend_branches_and_the_old_branch_stays_browsable(
                     if c.candidate is not None and c.candidate.id == picked)
         assert card.property("state") == "chosen" and "Your pick" in card.state_badge.text()
 
-        # Undo after switching branches: Alt+Z undoes the pick on the branch not shown.
+        # Undo after switching branches: Alt+Z does not undo the pick on the branch not
+        # shown (it would change what the user cannot see); it says where the label is, and
+        # undoes it once that branch is shown again.
+        old_turn_id = old.turn.id or 0
         click(old.bubble.next_button)
         assert prompts(window) == ["Name a colour", "Name a vegetable"]
         await activate(window)
         press(window, Qt.Key.Key_Z, ALT)
+        assert "not shown here" in said[-1], said[-1]
+        assert sorted((p.chosen, p.rejected) for p in repo.iter_pairs()) == pairs  # kept
+        assert repo.get_turn(old_turn_id).chosen_candidate_id == picked
+        click(chat.widgets[1].bubble.prev_button)
+        assert prompts(window) == ["Name a colour", "Name a fruit", "Name a herb"]
+        await activate(window)
+        press(window, Qt.Key.Key_Z, ALT)
         assert len(list(repo.iter_pairs())) == 0  # its pairs went with it
         assert "Undid the pick" in said[-1]
-        assert repo.get_turn(old.turn.id or 0).chosen_candidate_id is None
+        assert repo.get_turn(old_turn_id).chosen_candidate_id is None
+        click(chat.widgets[1].bubble.next_button)
         # The branch shown is remembered: leaving the chat and coming back shows it.
         conv = chat.conversation_id
         chat.show_conversation(None)
