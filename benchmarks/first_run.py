@@ -128,6 +128,8 @@ def markdown(result: dict[str, Any]) -> str:
     seconds = r["seconds_to_window"]
     met = seconds is not None and seconds <= TARGET_S and not r["compiler_calls"]
     verdict = "**met**" if met else "**missed**"
+    cache = (f"{r['pip_cache_mib']} MiB" if r["pip_cache_mib"]
+             else "not measured (pip cached nothing here)")
     return "\n".join([
         "## A new user's first `make run` (fresh clone, empty pip cache, no compiler)", "",
         f"`{result['command']}` (JSON: `benchmarks/results/first_run.json`): a fresh clone of "
@@ -146,7 +148,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"| library look-ups through gcc (`ctypes.util.find_library` in keyring's macOS backend, "
         f"imported on every platform; nothing is compiled, and without gcc it returns None) | "
         f"{len(r['library_lookup_probes'])} | report | |",
-        f"| downloaded into pip's cache | {r['pip_cache_mib']} MiB | report | |",
+        f"| downloaded into pip's cache | {cache} | report | |",
         f"| the app's .venv | {r['venv_mib']} MiB | report | |", ""])
 
 
