@@ -766,17 +766,15 @@ def notes(d: dict[str, Any]) -> list[str]:
     before = d.get("startup_before")
     if before:
         lines.append(
-            f"**Before the lazy loading** (commit {before['commit']}: the same harness, "
-            f"run at the same time as this one, so under the same load): idle RSS "
+            f"**Before the lazy loading** (commit {before['commit']}: the same harness; its "
+            f"times compare only with the run beside it, named in the note): idle RSS "
             f"{before['idle_rss_mb']:.0f} MiB (anonymous {before['idle_rss_anon_mb']:.0f}, "
             f"file-backed {before['idle_rss_file_mb']:.0f}; {before['idle_modules']:.0f} "
             f"modules imported, against {s['idle_modules']:.0f} now), RSS at window shown "
             f"{before['rss_window_shown_mb']:.0f} MiB (now {s['rss_window_shown_mb']:.0f}), "
-            f"window shown {before['warm_window_shown_s']:.2f} s warm median (now "
-            f"{s['warm_window_shown_s']:.2f}), reward model ready "
-            f"{before['warm_reward_ready_s']:.2f} s (now {s['warm_reward_ready_s']:.2f}), "
-            f"start-up stall {before['startup_stall_ms']:.0f} ms (now "
-            f"{s['startup_stall_ms']:.0f}). {before.get('note', '')}".rstrip())
+            f"window shown {before['warm_window_shown_s']:.2f} s warm median, reward model "
+            f"ready {before['warm_reward_ready_s']:.2f} s, start-up stall "
+            f"{before['startup_stall_ms']:.0f} ms. {before.get('note', '')}".rstrip())
     if s["startup_stall_ms"] >= TARGETS["stall_ms"]:
         lines.append(
             f"**Start-up stall missed ({s['startup_stall_ms']:.0f} ms vs < 50 ms; once, in the "
