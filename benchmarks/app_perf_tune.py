@@ -58,7 +58,7 @@ def bench_tune(pairs: list[Any], log: Any, cached_embedder: Any) -> dict[str, An
         os.environ.pop(name, None)
     config.save_settings(Settings(provider="local", retrain_every=10_000))
     repo = Repository.open()
-    repo.add_pairs(pairs[:PAIRS])
+    repo.pairs.add(pairs[:PAIRS])
     repo.close()
     warm_cache = any((cache_dir() / "base-models").glob("*/config.json"))
     session = AppSession(embedder=cached_embedder(), warm_up=Backend.warm_up)

@@ -255,7 +255,7 @@ async def pick_and_train(args: argparse.Namespace, gen: Path, folder: Path,
         cpu = time.process_time()
         try:
             for prompt in prompts:
-                turn = chat.repo.get_turn(turns[prompt])
+                turn = chat.repo.conversations.get_turn(turns[prompt])
                 texts = [c.text for c in turn.candidates]
                 sim = guards.similarity([prompt] * len(texts), texts)
                 bad = guards.degenerate(texts, [c.finish_reason for c in turn.candidates], sim)
@@ -628,7 +628,7 @@ def amplified_data(folder: Path, prompts: list[str], pool: list[list[dict[str, A
         repo = Repository.open()
         try:
             rewards.load_current(repo)
-            versions = {v.version: v for v in repo.list_model_versions()}
+            versions = {v.version: v for v in repo.versions.list_all()}
         finally:
             repo.close()
         version = rewards.model.version if rewards.model.trained else None

@@ -13,16 +13,16 @@ from rlhf_desktop.storage.repo import Repository
 def main() -> None:
     db, n = Path(sys.argv[1]), int(sys.argv[2])
     repo = Repository.open(db)
-    conv = repo.create_conversation("crash")
+    conv = repo.conversations.create("crash")
     i = 0
     while True:
-        turn = repo.save_turn(Turn(
+        turn = repo.conversations.save_turn(Turn(
             conversation_id=conv.id,
             messages=[Message("user", f"prompt {i}")],
             provider="test", model="m", params=SamplingParams(n=n),
             candidates=[Candidate(index=k, text=f"reply {i}.{k}") for k in range(n)],
         ))
-        label = repo.record_pick(turn.id, turn.candidates[i % n].id, reason=f"r{i}")
+        label = repo.labels.pick(turn.id, turn.candidates[i % n].id, reason=f"r{i}")
         sys.stdout.write(f"{label}\n")
         sys.stdout.flush()
         i += 1

@@ -18,7 +18,7 @@ from rlhf_desktop.storage.repo import Repository
 
 def make_turn(repo: Repository, texts: list[str], prompt: str = "Explain gravity") -> Turn:
     """A stored turn with one candidate per text."""
-    conv = repo.create_conversation("test")
+    conv = repo.conversations.create("test")
     turn = Turn(
         conversation_id=conv.id,
         messages=[Message("user", prompt)],
@@ -27,7 +27,7 @@ def make_turn(repo: Repository, texts: list[str], prompt: str = "Explain gravity
         params=SamplingParams(n=len(texts)),
         candidates=[Candidate(index=i, text=t) for i, t in enumerate(texts)],
     )
-    return repo.save_turn(turn)
+    return repo.conversations.save_turn(turn)
 
 
 def chat_service(repo: Repository, rewards: RewardService, provider: Provider, *,
@@ -60,7 +60,7 @@ def write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
 
 def record_version(repo: Repository, version: ModelVersion) -> None:
     """Record a model version with a given number and time (charts, tests of the page);
-    the app itself allocates numbers with ``add_model_version``."""
+    the app itself allocates numbers with ``repo.versions.add``."""
     with repo.transaction() as c:
         c.execute("INSERT INTO model_versions (version, created_at, path, metrics_json, pairs,"
                   " labels) VALUES (?, ?, ?, ?, ?, ?)",

@@ -125,12 +125,12 @@ def test_a_tune_with_amplification_adds_the_labelled_pairs_to_the_run_only(
         pytest.skip("the built-in model's weights are not installed")
     repo = Repository.open()
     try:
-        repo.add_pairs([PreferencePair(
+        repo.pairs.add([PreferencePair(
             prompt=(Message("user", f"How do I {t}? Explain."),),
             chosen=f"To {t}, start small and plan each step. Practise a little every day, "
                    "keep notes on what worked, and ask someone with experience for advice.",
             rejected="Just do it.") for t in TOPICS])
-        stored = repo.count_pairs()
+        stored = repo.pairs.count()
         version = RewardService().train_now()
     finally:
         repo.close()
@@ -155,6 +155,6 @@ def test_a_tune_with_amplification_adds_the_labelled_pairs_to_the_run_only(
     assert len(lines) == stored + report.pairs and len(extra) == report.pairs
     repo = Repository.open()
     try:
-        assert repo.count_pairs() == stored  # the database holds the user's pairs only
+        assert repo.pairs.count() == stored  # the database holds the user's pairs only
     finally:
         repo.close()

@@ -3,7 +3,9 @@ providers, reward or tune); tune never imports services; core is pure (it import
 the standard library and the numeric stack); layers point one way. Each contract is also shown
 to fail on a module that breaks it."""
 
+import ast
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -167,3 +169,100 @@ def test_no_module_grows_past_the_tripwire():
         if (n := len(p.read_text().splitlines())) > MODULE_TRIPWIRE
     }
     assert not too_long, too_long
+
+
+# One repository per aggregate: each storage module below writes only its own tables (a read
+# may join another aggregate's tables: the arena and the provenance own no table and only
+# read). A new table gets one owner here; a write that spans aggregates is one transaction in
+# which the owner of the other table writes (its ``*_in`` method, given the connection).
+TABLE_OWNERS = {
+    "conversations.py": {"conversations", "turns", "candidates"},
+    "labels.py": {"labels"},
+    "pairs.py": {"pairs"},
+    "versions.py": {"model_versions"},
+    "embeddings.py": {"embeddings"},
+}
+REPOSITORY_PARTS = {"conversations", "labels", "pairs", "versions", "embeddings", "arena",
+                    "provenance"}
+
+_WRITE = re.compile(r"\b(?:INSERT(?:\s+OR\s+\w+)?\s+INTO|UPDATE|DELETE\s+FROM)\s+(\w+)",
+                    re.IGNORECASE)
+_TABLE = re.compile(r"CREATE TABLE (?:IF NOT EXISTS )?(\w+)")
+
+
+def _sql_texts(module: Path) -> list[str]:
+    """Every string literal of a module (an f-string's literal parts joined)."""
+    texts: list[str] = []
+    for node in ast.walk(ast.parse(module.read_text())):
+        if isinstance(node, ast.JoinedStr):
+            texts.append("".join(v.value for v in node.values
+                                 if isinstance(v, ast.Constant) and isinstance(v.value, str)))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            texts.append(node.value)
+    return texts
+
+
+def _foreign_writes(storage: Path) -> dict[str, set[str]]:
+    """Per storage module: the tables its SQL writes that it does not own (migrations and
+    the connection's opening excepted)."""
+    found: dict[str, set[str]] = {}
+    for module in sorted(storage.glob("*.py")):
+        if module.name in ("migrations.py", "db.py"):
+            continue
+        written = {m.group(1).lower() for text in _sql_texts(module)
+                   for m in _WRITE.finditer(text)}
+        foreign = written - TABLE_OWNERS.get(module.name, set())
+        if foreign:
+            found[module.name] = foreign
+    return found
+
+
+def _storage_subclasses(storage: Path) -> dict[str, list[str]]:
+    """Classes of storage/ that inherit from another class of storage/ (a mixin)."""
+    trees = {m.name: ast.parse(m.read_text()) for m in storage.glob("*.py")}
+    ours = {n.name for tree in trees.values() for n in ast.walk(tree)
+            if isinstance(n, ast.ClassDef)}
+    return {n.name: bases for tree in trees.values() for n in ast.walk(tree)
+            if isinstance(n, ast.ClassDef)
+            and (bases := [b.id for b in n.bases if isinstance(b, ast.Name) and b.id in ours])}
+
+
+def test_each_storage_repository_writes_only_its_own_tables():
+    """A scan of the SQL text: no module writes a table it does not own, and every table of
+    the schema has one owner."""
+    storage = ROOT / "rlhf_desktop" / "storage"
+    assert _foreign_writes(storage) == {}
+    schema = {m.group(1) for text in _sql_texts(storage / "migrations.py")
+              for m in _TABLE.finditer(text)}
+    owned = [t for tables in TABLE_OWNERS.values() for t in tables]
+    assert sorted(owned) == sorted(schema), "every table has exactly one owning repository"
+
+
+def test_a_repository_writing_another_aggregates_table_is_caught(tmp_path: Path):
+    storage = tmp_path / "storage"
+    shutil.copytree(ROOT / "rlhf_desktop" / "storage", storage,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    with (storage / "versions.py").open("a") as fh:
+        fh.write('\n\nSTALE = "UPDATE pairs SET weight = 0 WHERE label_id = ?"\n')
+    assert _foreign_writes(storage) == {"versions.py": {"pairs"}}
+
+
+def test_repository_composes_one_repository_per_aggregate_without_mixins(tmp_path: Path):
+    """``Repository`` inherits nothing; it holds one repository object per aggregate and
+    itself offers only opening, closing, a raw transaction and the cross-cutting stats."""
+    from rlhf_desktop.storage.repo import Repository
+
+    assert Repository.__bases__ == (object,)
+    assert _storage_subclasses(ROOT / "rlhf_desktop" / "storage") == {}
+    public = {name for name, value in vars(Repository).items()
+              if not name.startswith("_") and (callable(value) or isinstance(value, classmethod))}
+    assert public == {"open", "close", "transaction", "stats"}
+    repo = Repository.open(tmp_path / "shape.db")
+    try:
+        parts = {name: type(value) for name, value in vars(repo).items()
+                 if not name.startswith("_") and name != "conn"}
+        assert set(parts) == REPOSITORY_PARTS
+        assert len(set(parts.values())) == len(parts), "one class per aggregate"
+        assert all(cls.__module__.startswith("rlhf_desktop.storage.") for cls in parts.values())
+    finally:
+        repo.close()

@@ -96,7 +96,7 @@ def test_an_arena_turn_takes_replies_from_both_servers_and_stores_their_origins_
     turn = run(scenario())
     assert [c.index for c in turn.candidates] == [0, 1, 2, 3]
     repo = Repository.open()
-    stored = repo.get_turn(turn.id or 0)
+    stored = repo.conversations.get_turn(turn.id or 0)
     repo.close()
     assert stored.provider == "arena" and stored.model == "Azure A vs Compat B"
     assert stored.blind
@@ -290,7 +290,7 @@ def test_regenerate_asks_the_same_source_again_or_refuses_saying_why(
         assert [r["temperature"] for r in chat_requests(a)] == [0.3]
         assert len(chat_requests(b)) == 2
         repo = Repository.open()
-        stored = repo.get_turn(turn.id or 0)
+        stored = repo.conversations.get_turn(turn.id or 0)
         repo.close()
         assert [source(c) for c in stored.candidates] == \
             ["Azure A", "Azure A", "Compat B", "Compat B"]

@@ -216,7 +216,7 @@ def test_chat_arena_prints_each_reply_with_its_source_and_stores_a_blind_turn(
     assert data["provider"] == "arena"
     assert sorted(r["source"] for r in data["replies"]) == ["Azure A", "Compat B", "Compat B"]
     repo = Repository.open()
-    turn = repo.get_turn(data["turn_id"])
+    turn = repo.conversations.get_turn(data["turn_id"])
     repo.close()
     assert turn.blind and turn.model == "Azure A vs Compat B"
     assert [(c.origin or {}).get("name") for c in turn.candidates] == \

@@ -57,7 +57,7 @@ def test_two_local_sources_at_two_temperatures_share_one_model_and_are_asked_aga
     assert all(c.finish_reason in ("stop", "length") and c.text.strip()
                for c in first.candidates)
     repo = Repository.open()
-    stored = repo.get_turn(first.id or 0)
+    stored = repo.conversations.get_turn(first.id or 0)
     repo.close()
     assert stored.blind and stored.provider == "arena" and stored.model == "cool vs hot"
     origins = [c.origin or {} for c in stored.candidates]

@@ -44,7 +44,7 @@ def _turn(repo: Repository, conversation_id: int, messages: list[Message],
                 model="m", params=SamplingParams(n=len(replies)),
                 candidates=[Candidate(index=i, text=t, finish_reason="stop")
                             for i, t in enumerate(replies)])
-    return repo.save_turn(turn, parent)
+    return repo.conversations.save_turn(turn, parent)
 
 
 def _chat(repo: Repository) -> tuple[ConversationService, int, list[Turn]]:
@@ -81,7 +81,7 @@ def test_an_edit_branches_and_the_old_branch_and_its_labels_stay() -> None:
     labels = LabelingService(repo)
     assert t2.id is not None and t3.id is not None
     labels.pick(t2, t2.candidates[1].id or 0)  # a label on the branch that is edited away
-    pairs_before = [(p.prompt, p.chosen, p.rejected) for p in repo.iter_pairs()]
+    pairs_before = [(p.prompt, p.chosen, p.rejected) for p in repo.pairs.stream()]
     assert pairs_before
 
     plan = conversations.plan_edit(conv, t2.id, "  what is 5+5?  ")
@@ -103,9 +103,9 @@ def test_an_edit_branches_and_the_old_branch_and_its_labels_stay() -> None:
     assert not any("2+2" in m.content or "3+3" in m.content for m in after)
 
     # The old branch is kept, with its later turns and its label; nothing about pairs moved.
-    assert len(repo.list_turns(conv)) == 4
-    assert repo.get_turn(t2.id).chosen_candidate_id == t2.candidates[1].id
-    assert [(p.prompt, p.chosen, p.rejected) for p in repo.iter_pairs()] == pairs_before
+    assert len(repo.conversations.list_turns(conv)) == 4
+    assert repo.conversations.get_turn(t2.id).chosen_candidate_id == t2.candidates[1].id
+    assert [(p.prompt, p.chosen, p.rejected) for p in repo.pairs.stream()] == pairs_before
 
     conversations.switch_branch(conv, t2.id)
     assert _ids(conversations.turns(conv)) == [t1.id, t2.id, t3.id]
@@ -156,7 +156,7 @@ def test_an_empty_edit_or_a_message_not_shown_is_refused() -> None:
         conversations.switch_branch(other.id, t3.id)
     with pytest.raises(StorageError):  # a parent from another chat
         _turn(repo, other.id, [Message("user", "q")], ["a", "b"], t1.id)
-    assert len(repo.list_turns(conv)) == 4
+    assert len(repo.conversations.list_turns(conv)) == 4
 
 
 def test_undo_after_switching_branches_undoes_the_label_on_the_hidden_branch() -> None:
@@ -169,7 +169,7 @@ def test_undo_after_switching_branches_undoes_the_label_on_the_hidden_branch() -
     _turn(repo, conv, plan.messages, ["p", "q"], plan.parent)
     undone = labels.undo()  # the label is on the branch no longer shown
     assert undone is not None and undone.turn_id == t2.id
-    assert repo.count_pairs() == 0
+    assert repo.pairs.count() == 0
     conversations.switch_branch(conv, t2.id)
     assert conversations.turns(conv)[1].chosen_candidate_id is None
 
@@ -229,14 +229,14 @@ def test_a_database_of_the_previous_schema_migrates_without_loss() -> None:
     repo = Repository.open(path)
     conversations = ConversationService(repo, SessionHooks())
     # The old turns follow each other, and each chat shows (and continues) all of them.
-    assert repo.turn_links(1) == [(1, None), (2, 1), (3, 2)]
-    assert repo.turn_links(2) == [(4, None)]
+    assert repo.conversations.turn_links(1) == [(1, None), (2, 1), (3, 2)]
+    assert repo.conversations.turn_links(2) == [(4, None)]
     assert [t.id for t in conversations.turns(1)] == [1, 2, 3]
     assert conversations.turns(1)[1].chosen_candidate_id == chosen  # its pick reads back
     assert [m.content for m in conversations.next_messages(1, "next")][-3:] \
         == ["again", "again reply 0", "next"]
     nxt = _turn(repo, 1, conversations.next_messages(1, "next"), ["a", "b"])
-    assert repo.turn_links(1)[-1] == (nxt.id, 3)
+    assert repo.conversations.turn_links(1)[-1] == (nxt.id, 3)
     plan = conversations.plan_edit(1, 2, "more, edited")
     assert plan.parent == 1
 

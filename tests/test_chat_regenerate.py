@@ -39,14 +39,14 @@ def test_regenerate_replaces_only_the_asked_replies_and_keeps_a_good_one_on_fail
         server: AzureServer) -> None:
     async def scenario() -> None:
         repo, chat = services(server, retries=0)
-        conv = repo.create_conversation("t")
+        conv = repo.conversations.create("t")
         params = SamplingParams(n=3, max_tokens=50)
         turn = await chat.send_messages(conv.id, [Message("user", "hi")], params=params)
         before = [(c.id, c.text) for c in turn.candidates]
 
         result = await chat.regenerate(turn, [2], params=params)
         assert result.replaced == [2] and not result.kept
-        after = [(c.id, c.text) for c in repo.get_turn(turn.id or 0).candidates]
+        after = [(c.id, c.text) for c in repo.conversations.get_turn(turn.id or 0).candidates]
         assert after[:2] == before[:2]
         assert after[2][0] == before[2][0] and after[2][1] != before[2][1]
 
@@ -54,10 +54,10 @@ def test_regenerate_replaces_only_the_asked_replies_and_keeps_a_good_one_on_fail
         server.inject("server_error", times=1)
         result = await chat.regenerate(turn, [0], params=params)
         assert result.replaced == [] and 0 in result.kept and result.kept[0]
-        assert repo.get_turn(turn.id or 0).candidates[0].text == before[0][1]
+        assert repo.conversations.get_turn(turn.id or 0).candidates[0].text == before[0][1]
 
         # After a pick, replies are not replaced (the pick's pairs hold their text).
-        repo.record_pick(turn.id or 0, before[1][0] or 0)
+        repo.labels.pick(turn.id or 0, before[1][0] or 0)
         with pytest.raises(StorageError):
             await chat.regenerate(turn, [2], params=params)
         await chat.provider.aclose()
@@ -73,7 +73,7 @@ def test_stop_one_reply_keeps_its_text_and_lets_the_others_finish(server: AzureS
 
     async def scenario() -> None:
         repo, chat = services(server)
-        conv = repo.create_conversation("t")
+        conv = repo.conversations.create("t")
         control = TurnControl(range(3))
         seen: dict[int, str] = {}
 
@@ -100,14 +100,14 @@ def test_stop_one_reply_keeps_its_text_and_lets_the_others_finish(server: AzureS
 def test_a_failed_turn_is_saved_with_every_reply_marked_failed(server: AzureServer) -> None:
     async def scenario() -> None:
         repo, chat = services(server, retries=0)
-        conv = repo.create_conversation("t")
+        conv = repo.conversations.create("t")
         server.inject("server_error", times=1)
         with pytest.raises(TurnFailed) as info:
             await chat.send_messages(conv.id, [Message("user", "hi")], params=SamplingParams(n=4))
         turn = info.value.turn
         assert [c.index for c in turn.candidates] == [0, 1, 2, 3]
         assert failed_indices(turn) == [0, 1, 2, 3]
-        assert all(c.error for c in repo.get_turn(turn.id or 0).candidates)
+        assert all(c.error for c in repo.conversations.get_turn(turn.id or 0).candidates)
         await chat.provider.aclose()
         repo.close()
 

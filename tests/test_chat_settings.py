@@ -163,8 +163,8 @@ def test_a_chats_system_prompt_and_model_are_stored_and_used_by_its_turns(
     # Stored with the conversation: a fresh connection (the next start) reads them back.
     repo = Repository.open()
     try:
-        assert repo.chat_settings([cid, other]) == {cid: ("Answer in French.", "gamma-70b"),
-                                                    other: ("Be brief.", None)}
+        assert repo.conversations.settings([cid, other]) == {
+            cid: ("Answer in French.", "gamma-70b"), other: ("Be brief.", None)}
     finally:
         repo.close()
 

@@ -148,9 +148,9 @@ def test_chat_runs_one_session_and_ignores_the_windows_arena_switch_without_aren
     assert body["messages"][0] == {"role": "system", "content": "Answer in one line."}
     repo = Repository.open()
     try:
-        turn = repo.get_turn(data["turn_id"])
+        turn = repo.conversations.get_turn(data["turn_id"])
         # The session's conversations made the chat: it keeps the system prompt it began with.
-        saved = repo.chat_settings([turn.conversation_id])[turn.conversation_id]
+        saved = repo.conversations.settings([turn.conversation_id])[turn.conversation_id]
     finally:
         repo.close()
     assert not turn.blind and saved[0] == "Answer in one line."

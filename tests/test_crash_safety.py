@@ -81,7 +81,7 @@ def test_sigkill_during_model_save_leaves_a_loadable_model(data_home):
         assert model.trained, service.load_warnings
         # Every version whose save returned loads; at most the one in flight may not.
         for version in returned:
-            record = next(v for v in repo.list_model_versions() if v.version == version)
+            record = next(v for v in repo.versions.list_all() if v.version == version)
             TinyRewardModel.load(record.path)
         assert model.version >= returned[-1]
         repo.close()

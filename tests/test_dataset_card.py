@@ -39,7 +39,7 @@ def front_matter(path: Path) -> tuple[dict[str, Any], str]:
 
 def arena_turn(repo: Repository) -> Turn:
     """A stored arena turn: two replies from each of two candidate sources."""
-    conv = repo.create_conversation("arena")
+    conv = repo.conversations.create("arena")
     origins = [{"name": "gpt-4o-mini", "provider": "azure", "model": "gpt-4o-mini",
                 "temperature": 0.7, "chat_model_version": 0},
                {"name": "built-in", "provider": "local", "model": "SmolLM2-135M",
@@ -48,7 +48,7 @@ def arena_turn(repo: Repository) -> Turn:
                 provider="arena", model="gpt-4o-mini vs built-in", params=SamplingParams(n=4),
                 candidates=[Candidate(index=i, text=f"reply {i}", finish_reason="stop",
                                       origin=origins[i // 2]) for i in range(4)])
-    return repo.save_turn(turn)
+    return repo.conversations.save_turn(turn)
 
 
 @pytest.mark.slow
@@ -57,14 +57,14 @@ def test_card_front_matter_parses_and_counts_match_the_data(tmp_path: Path) -> N
     from huggingface_hub import DatasetCard
 
     repo = ranked_repo()
-    repo.add_pairs([PreferencePair(prompt=(Message("user", "imported"),), chosen="c",
+    repo.pairs.add([PreferencePair(prompt=(Message("user", "imported"),), chosen="c",
                                    rejected="r")])
     record_version(repo, ModelVersion(2, 1.0, "v2", {"cv_accuracy": 0.61}, 40, 12))
     done = export_folder(repo, tmp_path / "out")
     assert done.card == tmp_path / "out" / "README.md"
     meta, body = front_matter(done.card)
     ours = meta["rlhf_desktop"]
-    assert ours["pairs"] == repo.count_pairs() == 2 + 3 + 3 + 5 + 1
+    assert ours["pairs"] == repo.pairs.count() == 2 + 3 + 3 + 5 + 1
     assert ours["pairs_by_kind"] == {"pick": 2, "edit": 3, "ranking": 8, "import": 1}
     assert ours["labels_by_kind"] == {"pick": 1, "tie": 1, "all_bad": 1, "edit": 1,
                                       "ranking": 2, "import": 1}
@@ -148,12 +148,12 @@ def test_card_never_holds_a_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("OPENAI_API_KEY", SECRET + "-openai")
     (config.data_dir() / ".env").write_text(f"AZURE_OPENAI_API_KEY={SECRET}\n")
     repo = Repository.open()
-    conv = repo.create_conversation("leak")
+    conv = repo.conversations.create("leak")
     # a deployment name that carries the key (a user's paste in the wrong field)
-    turn = repo.save_turn(Turn(conversation_id=conv.id, messages=[Message("user", "hi")],
-                               provider="azure", model=f"gpt-4o?key={SECRET}",
-                               params=SamplingParams(n=2),
-                               candidates=[Candidate(index=i, text=f"r{i}") for i in range(2)]))
+    turn = repo.conversations.save_turn(Turn(
+        conversation_id=conv.id, messages=[Message("user", "hi")], provider="azure",
+        model=f"gpt-4o?key={SECRET}", params=SamplingParams(n=2),
+        candidates=[Candidate(index=i, text=f"r{i}") for i in range(2)]))
     LabelingService(repo).pick(turn, turn.candidates[0].id or 0)
     done = export_folder(repo, tmp_path / "out", license_id="mit")
     text = done.card.read_text(encoding="utf-8")

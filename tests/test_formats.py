@@ -113,7 +113,7 @@ def test_openai_dpo_export_of_real_pairs_validates_line_by_line(tmp_path, hh_dat
     back = parse_lines(line.encode() for line in lines)
     assert not back.errors
     assert [(p.prompt, p.chosen) for p in back.pairs] == [
-        (p.prompt, p.chosen) for p in repo.all_pairs()]
+        (p.prompt, p.chosen) for p in repo.pairs.list_all()]
 
 
 def test_trl_implicit_prompt_and_original_hh():
@@ -159,14 +159,14 @@ def test_import_reports_bad_lines_by_number_and_stores_nothing(tmp_path):
         + (json.dumps({"prompt": "q3", "chosen": "c", "rejected": "d"}) + "\n").encode()
     )
     repo = Repository.open()
-    repo.add_pairs([PreferencePair(prompt=(Message("user", "old"),), chosen="x", rejected="y")])
+    repo.pairs.add([PreferencePair(prompt=(Message("user", "old"),), chosen="x", rejected="y")])
     report = datasets.import_file(repo, path)
     assert [e.line for e in report.errors] == [2, 3, 4]
     assert "not valid JSON" in report.errors[0].message
     assert "UTF-8" in report.errors[2].message
-    assert report.imported == 0 and repo.count_pairs() == 1  # nothing half-imported
+    assert report.imported == 0 and repo.pairs.count() == 1  # nothing half-imported
     report = datasets.import_file(repo, path, skip_bad=True)
-    assert report.imported == 2 and repo.count_pairs() == 3
+    assert report.imported == 2 and repo.pairs.count() == 3
     again = datasets.import_file(repo, path, skip_bad=True)
     assert again.duplicates == 2 and again.imported == 0
 
@@ -175,7 +175,7 @@ def test_dry_run_stores_nothing(tmp_path, hh_data):
     path = write_jsonl(tmp_path / "hh.jsonl", hh_rows(hh_data, 0, 20))
     repo = Repository.open()
     report = datasets.import_file(repo, path, dry_run=True)
-    assert report.parsed == 20 and repo.count_pairs() == 0
+    assert report.parsed == 20 and repo.pairs.count() == 0
 
 
 def test_export_then_import_into_a_fresh_folder_gives_the_same_pairs(tmp_path, monkeypatch,
@@ -183,8 +183,8 @@ def test_export_then_import_into_a_fresh_folder_gives_the_same_pairs(tmp_path, m
     src = write_jsonl(tmp_path / "hh.jsonl", hh_rows(hh_data, 0, 50))
     repo = Repository.open()
     datasets.import_file(repo, src)
-    repo.add_pairs([MULTI], source="edit")
-    before = [(p.prompt, p.chosen, p.rejected, p.reason) for p in repo.all_pairs()]
+    repo.pairs.add([MULTI], source="edit")
+    before = [(p.prompt, p.chosen, p.rejected, p.reason) for p in repo.pairs.list_all()]
     out = tmp_path / "export.jsonl"
     assert datasets.export_to_file(repo, "jsonl", out) == 51
     repo.close()
@@ -192,7 +192,7 @@ def test_export_then_import_into_a_fresh_folder_gives_the_same_pairs(tmp_path, m
     monkeypatch.setenv("RLHF_DESKTOP_HOME", str(fresh))
     repo2 = Repository.open()
     datasets.import_file(repo2, out)
-    after = [(p.prompt, p.chosen, p.rejected, p.reason) for p in repo2.all_pairs()]
+    after = [(p.prompt, p.chosen, p.rejected, p.reason) for p in repo2.pairs.list_all()]
     assert after == before
 
 
@@ -201,7 +201,7 @@ def test_exports_load_with_datasets(tmp_path, fmt):
     from datasets import load_dataset
 
     repo = Repository.open()
-    repo.add_pairs([MULTI, PreferencePair(prompt=(Message("user", "q"),), chosen="a",
+    repo.pairs.add([MULTI, PreferencePair(prompt=(Message("user", "q"),), chosen="a",
                                           rejected="b")])
     out = tmp_path / f"export.{ 'csv' if fmt == 'csv' else 'jsonl'}"
     datasets.export_to_file(repo, fmt, out)

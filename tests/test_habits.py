@@ -68,7 +68,7 @@ def test_the_report_from_the_database_tests_each_habit(data_home: object) -> Non
         order = [1, 0, 2, 3] if not blind else [0, 2, 3, 1]
         positions = {ids[i]: where for where, i in enumerate(order)}
         chosen = ids[1] if not blind or k % 6 == 0 else ids[0]
-        repo.record_pick(int(turn.id or 0), chosen, model_top_candidate_id=ids[1],
+        repo.labels.pick(int(turn.id or 0), chosen, model_top_candidate_id=ids[1],
                          shown=Shown(blind=blind, time_to_pick_s=float(4 + k),
                                      positions=positions))
     report = habits(repo, labeling)

@@ -40,12 +40,13 @@ def test_two_processes_recording_labels_at_once_lose_nothing(data_home):
         "import sys; from tests.crash_child import *;"
         "from rlhf_desktop.storage.repo import Repository;"
         "from rlhf_desktop.domain import *;"
-        "repo = Repository.open(); conv = repo.create_conversation('x'); ids = []\n"
+        "repo = Repository.open(); conv = repo.conversations.create('x'); ids = []\n"
         "for i in range(40):\n"
-        "    t = repo.save_turn(Turn(conversation_id=conv.id, messages=[Message('user', 'q')],"
+        "    t = repo.conversations.save_turn(Turn(conversation_id=conv.id,"
+        " messages=[Message('user', 'q')],"
         " provider='p', model='m', params=SamplingParams(n=3),"
         " candidates=[Candidate(index=k, text=f'r{k}') for k in range(3)]))\n"
-        "    ids.append(repo.record_pick(t.id, t.candidates[0].id))\n"
+        "    ids.append(repo.labels.pick(t.id, t.candidates[0].id))\n"
         "print(' '.join(map(str, ids)))"
     )
     procs = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT,
@@ -54,5 +55,5 @@ def test_two_processes_recording_labels_at_once_lose_nothing(data_home):
     assert all(p.returncode == 0 for p in procs)
     returned = [int(x) for out in outs for x in out.split()]
     repo = Repository.open()
-    assert len(returned) == 80 and repo.count_labels() == 80 and repo.count_pairs() == 160
+    assert len(returned) == 80 and repo.labels.count() == 80 and repo.pairs.count() == 160
     assert config.db_path().exists()

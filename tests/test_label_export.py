@@ -15,7 +15,7 @@ from rlhf_desktop.services import datasets
 from rlhf_desktop.services.export_folder import ExportError, export_folder, split_export
 from rlhf_desktop.services.label_export import export_labels, label_records, ranking_records
 from rlhf_desktop.services.labeling import LabelingService
-from rlhf_desktop.storage.labels import METADATA_KEYS
+from rlhf_desktop.storage.provenance import METADATA_KEYS
 from rlhf_desktop.storage.repo import Repository
 from tests.helpers import make_turn
 
@@ -159,7 +159,7 @@ def test_cli_writes_the_split_and_the_labels_file(data_home: Path, tmp_path: Pat
     from rlhf_desktop.storage.repo import Repository
 
     repo = Repository.open()
-    repo.add_pairs([PreferencePair(prompt=(Message("user", f"q{k}"),), chosen=f"good {k}",
+    repo.pairs.add([PreferencePair(prompt=(Message("user", f"q{k}"),), chosen=f"good {k}",
                                    rejected=f"bad {k}") for k in range(40)])
     repo.close()
     out, labels = tmp_path / "split", tmp_path / "labels.jsonl"
@@ -184,7 +184,7 @@ def ranked_repo() -> Repository:
     turn = make_turn(repo, ["r1", "r2", "r3", "r4", "r5"], prompt="partial")
     repo.conn.execute("UPDATE candidates SET finish_reason = 'error', error = 'boom' WHERE id = ?",
                       (turn.candidates[4].id,))
-    turn = repo.get_turn(turn.id or 0)
+    turn = repo.conversations.get_turn(turn.id or 0)
     LabelingService(repo).rank(turn, [turn.candidates[2].id or 0, turn.candidates[0].id or 0])
     return repo
 
@@ -200,7 +200,7 @@ def test_ranking_file_holds_each_ranking_with_indices_best_first(tmp_path: Path)
     assert partial["completions"] == ["r1", "r2", "r3", "r4"]
     assert partial["ranking"] == [2, 0] and partial["unranked"] == [1, 3]
     assert partial["metadata"]["conversation_id"] is not None
-    pairs = [p for p in repo.iter_pairs() if p.prompt_text == "partial"]
+    pairs = [p for p in repo.pairs.stream() if p.prompt_text == "partial"]
     assert len(pairs) == 1 + 2 * 2 and [p.weight for p in pairs] == [pytest.approx(3 / 5)] * 5
     done = export_folder(repo, tmp_path / "out", ["ranking"], labels=False)
     from datasets import load_dataset
@@ -215,12 +215,12 @@ def test_weights_survive_export_and_import(tmp_path: Path, monkeypatch: pytest.M
     repo = ranked_repo()
     out = tmp_path / "pairs.jsonl"
     datasets.export_to_file(repo, "jsonl", out)
-    before = sorted((p.chosen, p.rejected, p.weight) for p in repo.iter_pairs())
+    before = sorted((p.chosen, p.rejected, p.weight) for p in repo.pairs.stream())
     repo.close()
     monkeypatch.setenv("RLHF_DESKTOP_HOME", str(tmp_path / "fresh"))
     fresh = Repository.open()
     assert datasets.import_file(fresh, out).imported == len(before)
-    assert sorted((p.chosen, p.rejected, p.weight) for p in fresh.iter_pairs()) == before
+    assert sorted((p.chosen, p.rejected, p.weight) for p in fresh.pairs.stream()) == before
 
 
 def test_parquet_holds_the_same_rows_as_jsonl_and_loads_by_config(tmp_path: Path) -> None:
@@ -265,7 +265,7 @@ def test_split_of_all_formats_keeps_conversations_together_in_every_file(tmp_pat
                 conversation = json.loads(line)["metadata"]["conversation_id"]
                 assert side.setdefault(conversation, split) == split
     assert set(side.values()) == {"train", "test"}
-    assert sum(done.rows("trl", s) for s in ("train", "test")) == repo.count_pairs()
+    assert sum(done.rows("trl", s) for s in ("train", "test")) == repo.pairs.count()
 
 
 def test_cli_folder_ranking_parquet_and_refusals(data_home: Path, tmp_path: Path) -> None:

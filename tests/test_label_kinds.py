@@ -10,8 +10,8 @@ from rlhf_desktop import config
 from rlhf_desktop.domain import Turn
 from rlhf_desktop.services.labeling import LabelingService
 from rlhf_desktop.storage.db import connect
-from rlhf_desktop.storage.labels import METADATA_KEYS
 from rlhf_desktop.storage.migrations import MIGRATIONS
+from rlhf_desktop.storage.provenance import METADATA_KEYS
 from rlhf_desktop.storage.repo import Repository, StorageError
 from tests.helpers import make_turn
 
@@ -64,10 +64,10 @@ def test_pick_keeps_what_the_user_saw(data_home: object) -> None:
     clock.now += 7.5
     pick = labeling.pick(turn, turn.candidates[2].id or 0)
     assert pick.model_rank == 2 and pick.agreed is False and pick.pairs == 2
-    stored = repo.get_turn(turn.id or 0)
+    stored = repo.conversations.get_turn(turn.id or 0)
     assert stored.blind and stored.label_kind == "pick"
     assert [c.position for c in stored.candidates] == [2, 1, 0]
-    pairs = list(repo.iter_pairs())
+    pairs = list(repo.pairs.stream())
     meta = pairs[0].metadata
     assert meta is not None and set(meta) == set(METADATA_KEYS)
     assert meta["label_kind"] == "pick" and meta["blind"] is True
@@ -77,10 +77,10 @@ def test_pick_keeps_what_the_user_saw(data_home: object) -> None:
     assert meta["chosen_score"] == pytest.approx(0.1) and meta["chosen_position"] == 0
     assert {p.metadata["rejected_position"] for p in pairs if p.metadata} == {1, 2}
     # a re-rank after the pick changes the candidates' scores, not the label's record
-    repo.set_scores([(c.id or 0, 9.0, 4) for c in turn.candidates])
-    again = next(iter(repo.iter_pairs()))
+    repo.conversations.set_scores([(c.id or 0, 9.0, 4) for c in turn.candidates])
+    again = next(iter(repo.pairs.stream()))
     assert again.metadata is not None and again.metadata["chosen_score"] == pytest.approx(0.1)
-    assert repo.all_pairs()[0].metadata is None  # training reads no metadata
+    assert repo.pairs.list_all()[0].metadata is None  # training reads no metadata
 
 
 def test_tie_and_all_bad_make_no_pairs_and_replace_each_other(data_home: object) -> None:
@@ -89,21 +89,21 @@ def test_tie_and_all_bad_make_no_pairs_and_replace_each_other(data_home: object)
     turn = shown_turn(repo, ["a", "b", "c"])
     ids = [c.id or 0 for c in turn.candidates]
     tie = labeling.tie(turn, [ids[0], ids[2]])
-    assert tie.pairs == 0 and repo.count_pairs() == 0
-    stored = repo.get_turn(turn.id or 0)
+    assert tie.pairs == 0 and repo.pairs.count() == 0
+    stored = repo.conversations.get_turn(turn.id or 0)
     assert stored.label_kind == "tie" and stored.ranked_candidate_ids == (ids[0], ids[2])
     assert stored.chosen_candidate_id == ids[0]  # the conversation goes on with one of them
     with pytest.raises(StorageError, match="two or more"):
         labeling.tie(turn, [ids[1]])
     labeling.all_bad(turn)
-    assert repo.label_kinds() == {"all_bad": 1}
-    assert repo.get_turn(turn.id or 0).chosen_candidate_id is None
-    assert repo.count_labels() == 0  # nothing the reward model learns from
+    assert repo.labels.kinds() == {"all_bad": 1}
+    assert repo.conversations.get_turn(turn.id or 0).chosen_candidate_id is None
+    assert repo.labels.count() == 0  # nothing the reward model learns from
     # deleting other pairs never takes a pair-less label with it
     other = make_turn(repo, ["x", "y"])
     labeling.pick(other, other.candidates[0].id or 0)
-    repo.delete_pairs([p.id for p in repo.iter_pairs() if p.id is not None])
-    assert repo.label_kinds() == {"all_bad": 1}
+    repo.pairs.delete([p.id for p in repo.pairs.stream() if p.id is not None])
+    assert repo.labels.kinds() == {"all_bad": 1}
 
 
 def test_edit_is_chosen_over_every_original_and_undo_removes_it(data_home: object) -> None:
@@ -113,22 +113,24 @@ def test_edit_is_chosen_over_every_original_and_undo_removes_it(data_home: objec
     original = turn.candidates[1]
     pick, cand = labeling.edit(turn, original.id or 0, "b, but better")
     assert pick.kind == "edit" and pick.pairs == 2  # over "a" and "b"; the empty one is no pair
-    pairs = list(repo.iter_pairs())
+    pairs = list(repo.pairs.stream())
     assert {(p.chosen, p.rejected, p.source) for p in pairs} == {
         ("b, but better", "a", "edit"), ("b, but better", "b", "edit")}
     meta = pairs[0].metadata
     assert meta is not None and meta["chosen_source"] == "edit"
     assert meta["edited_from_index"] == 1 and meta["label_kind"] == "edit"
-    stored = repo.get_turn(turn.id or 0)
+    stored = repo.conversations.get_turn(turn.id or 0)
     assert stored.chosen_candidate_id == cand.id and stored.candidates[-1].source == "edit"
     assert stored.candidates[-1].edited_from == original.id
     with pytest.raises(StorageError, match="same as the original"):
         labeling.edit(turn, original.id or 0, "b")
     with pytest.raises(StorageError, match="already the chosen"):
         labeling.pick(turn, cand.id or 0)  # refused, nothing changes
-    assert repo.count_pairs() == 2 and repo.get_turn(turn.id or 0).label_kind == "edit"
+    assert repo.pairs.count() == 2
+    assert repo.conversations.get_turn(turn.id or 0).label_kind == "edit"
     assert labeling.undo() is not None
-    assert repo.count_pairs() == 0 and len(repo.get_turn(turn.id or 0).candidates) == 3
+    assert repo.pairs.count() == 0
+    assert len(repo.conversations.get_turn(turn.id or 0).candidates) == 3
 
 
 def test_a_pick_after_an_edit_drops_the_rewrite(data_home: object) -> None:
@@ -137,9 +139,9 @@ def test_a_pick_after_an_edit_drops_the_rewrite(data_home: object) -> None:
     turn = shown_turn(repo, ["a", "b"])
     labeling.edit(turn, turn.candidates[0].id or 0, "A!")
     labeling.pick(turn, turn.candidates[1].id or 0)
-    stored = repo.get_turn(turn.id or 0)
+    stored = repo.conversations.get_turn(turn.id or 0)
     assert [c.text for c in stored.candidates] == ["a", "b"]
-    assert {(p.chosen, p.rejected) for p in repo.iter_pairs()} == {("b", "a")}
+    assert {(p.chosen, p.rejected) for p in repo.pairs.stream()} == {("b", "a")}
 
 
 def test_skip_stores_no_label_and_a_pick_may_follow(data_home: object) -> None:
@@ -147,10 +149,10 @@ def test_skip_stores_no_label_and_a_pick_may_follow(data_home: object) -> None:
     labeling = LabelingService(repo)
     turn = shown_turn(repo, ["a", "b"])
     labeling.skip(turn)
-    stored = repo.get_turn(turn.id or 0)
-    assert stored.skipped and not stored.labeled and repo.label_kinds() == {}
+    stored = repo.conversations.get_turn(turn.id or 0)
+    assert stored.skipped and not stored.labeled and repo.labels.kinds() == {}
     labeling.pick(turn, turn.candidates[0].id or 0)
-    assert not repo.get_turn(turn.id or 0).skipped
+    assert not repo.conversations.get_turn(turn.id or 0).skipped
 
 
 def test_agreement_counts_blind_picks_only_by_default(data_home: object) -> None:
@@ -181,7 +183,7 @@ def test_position_bias_compares_first_card_picks_with_chance(data_home: object) 
 
 
 def test_labels_over_time_counts_the_labels_the_model_page_counts(data_home: object) -> None:
-    """The model page shows count_labels() beside a chart of label_times(): a tie or an
+    """The model page shows labels.count() beside a chart of labels.times(): a tie or an
     all-bad flag (no pairs) is in neither, so the two agree."""
     repo = Repository.open()
     labeling = LabelingService(repo)
@@ -189,4 +191,4 @@ def test_labels_over_time_counts_the_labels_the_model_page_counts(data_home: obj
     labeling.pick(picked, picked.candidates[0].id or 0)
     labeling.tie(tied, [c.id or 0 for c in tied.candidates[:2]])
     labeling.all_bad(bad)
-    assert repo.count_labels() == len(repo.label_times()) == 1
+    assert repo.labels.count() == len(repo.labels.times()) == 1

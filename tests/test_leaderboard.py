@@ -200,7 +200,7 @@ def test_tuned_version_against_the_base_has_a_win_rate_with_an_interval() -> Non
 def arena_turn(repo: Repository, texts: list[tuple[str, str]], failed: int | None = None
                ) -> Turn:
     """A stored arena turn: (source name, text) per reply, origins as the arena records."""
-    conv = repo.create_conversation("arena")
+    conv = repo.conversations.create("arena")
     sources = {name: CandidateSource(name, provider="local") for name, _t in texts}
     turn = Turn(conversation_id=conv.id, messages=[Message("user", "Say hi")],
                 provider="arena", model=" vs ".join(sources), params=SamplingParams(n=4),
@@ -209,7 +209,7 @@ def arena_turn(repo: Repository, texts: list[tuple[str, str]], failed: int | Non
                               origin=sources[name].origin(0.7),
                               error="server error" if i == failed else None)
                     for i, (name, text) in enumerate(texts)])
-    return repo.save_turn(turn)
+    return repo.conversations.save_turn(turn)
 
 
 def test_the_query_reads_every_label_kind_of_arena_turns_only(data_home: object) -> None:
@@ -218,19 +218,19 @@ def test_the_query_reads_every_label_kind_of_arena_turns_only(data_home: object)
     picked, ranked, tied, bad, edited = (arena_turn(repo, spec, failed=3 if i == 3 else None)
                                          for i in range(5))
     ids = [[int(c.id or 0) for c in t.candidates] for t in (picked, ranked, tied, bad, edited)]
-    repo.record_pick(int(picked.id or 0), ids[0][2])
-    repo.record_ranking(int(ranked.id or 0), [ids[1][0], ids[1][2], ids[1][1], ids[1][3]])
-    repo.record_tie(int(tied.id or 0), [ids[2][0], ids[2][3]])
-    repo.record_all_bad(int(bad.id or 0))
-    repo.record_edit(int(edited.id or 0), ids[4][0], "Hello, friend!")
-    plain = repo.save_turn(Turn(conversation_id=picked.conversation_id,
-                                messages=[Message("user", "x")], provider="local",
-                                model="m", params=SamplingParams(n=2),
-                                candidates=[Candidate(index=0, text="a"),
-                                            Candidate(index=1, text="b")]))
-    repo.record_pick(int(plain.id or 0), int(plain.candidates[0].id or 0))  # not arena: not read
+    repo.labels.pick(int(picked.id or 0), ids[0][2])
+    repo.labels.rank(int(ranked.id or 0), [ids[1][0], ids[1][2], ids[1][1], ids[1][3]])
+    repo.labels.tie(int(tied.id or 0), [ids[2][0], ids[2][3]])
+    repo.labels.all_bad(int(bad.id or 0))
+    repo.labels.edit(int(edited.id or 0), ids[4][0], "Hello, friend!")
+    plain = repo.conversations.save_turn(Turn(conversation_id=picked.conversation_id,
+                                              messages=[Message("user", "x")], provider="local",
+                                              model="m", params=SamplingParams(n=2),
+                                              candidates=[Candidate(index=0, text="a"),
+                                                          Candidate(index=1, text="b")]))
+    repo.labels.pick(int(plain.id or 0), int(plain.candidates[0].id or 0))  # not arena: not read
 
-    turns = repo.arena_turns()
+    turns = repo.arena.turns()
     assert [t.kind for t in turns] == ["pick", "ranking", "tie", "all_bad", "edit"]
     pick, ranking, tie, all_bad, edit = turns
     assert pick.chosen == ids[0][2] and pick.blind
@@ -272,7 +272,7 @@ def test_arena_pairs_export_each_side_s_source(data_home: object) -> None:
                                  ("base", "Another one.")])
         chosen = turn.candidates[1]
         assert chosen.id is not None
-        repo.record_pick(turn.id or 0, chosen.id)
+        repo.labels.pick(turn.id or 0, chosen.id)
         out = io.StringIO()
         export(repo, "jsonl", out)
     finally:

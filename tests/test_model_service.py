@@ -58,7 +58,7 @@ def test_learned_says_in_words_that_this_user_likes_long_lists(shared_embedder):
     repo, rewards, models, _ = services(shared_embedder)
     assert models.learned().version is None  # untrained: nothing to say
     asks = ("How do I {}?", "Any tips to {}?", "What is the best way to {}?")
-    repo.add_pairs([PreferencePair(prompt=(Message("user", ask.format(t)),),
+    repo.pairs.add([PreferencePair(prompt=(Message("user", ask.format(t)),),
                                    chosen=long_list(t), rejected=short(t))
                     for t in TOPICS for ask in asks])
     rewards.train_now()
@@ -95,10 +95,10 @@ def test_words_for_clear_noisy_and_negative_effects():
 def test_versions_rollback_fires_the_hook_and_ranks_with_the_old_version(shared_embedder):
     async def scenario():
         repo, rewards, models, fired = services(shared_embedder)
-        repo.add_pairs(long_pairs(TOPICS[:6]))
+        repo.pairs.add(long_pairs(TOPICS[:6]))
         rewards.train_now()
         # the user's taste flips: one-liners win now
-        repo.add_pairs([PreferencePair(prompt=(Message("user", f"How do I {t}?"),),
+        repo.pairs.add([PreferencePair(prompt=(Message("user", f"How do I {t}?"),),
                                        chosen=short(t), rejected=long_list(t))
                         for t in TOPICS * 2])
         rewards.train_now()
@@ -140,9 +140,9 @@ def test_a_version_whose_file_is_gone_is_refused_and_nothing_changes(shared_embe
         import shutil
 
         repo, rewards, models, fired = services(shared_embedder)
-        repo.add_pairs(long_pairs(TOPICS[:6]))
+        repo.pairs.add(long_pairs(TOPICS[:6]))
         first = rewards.train_now()
-        repo.add_pairs(long_pairs(TOPICS[6:12]))
+        repo.pairs.add(long_pairs(TOPICS[6:12]))
         rewards.train_now()
         shutil.rmtree(first.path)
         with pytest.raises(VersionError, match=r"v1 could not be used.*Still using v2"):
@@ -156,7 +156,7 @@ def test_a_version_whose_file_is_gone_is_refused_and_nothing_changes(shared_embe
 def test_explain_splits_each_score_and_says_how_sure_the_turn_is(shared_embedder):
     async def scenario():
         repo, rewards, _models, _ = services(shared_embedder)
-        repo.add_pairs(long_pairs(TOPICS))
+        repo.pairs.add(long_pairs(TOPICS))
         rewards.train_now()
         with AzureServer(api_key=AZURE_KEY, deployment="gpt-test", model="m") as server:
             chat = chat_service(repo, rewards, azure_provider(server))

@@ -33,14 +33,14 @@ pytestmark = pytest.mark.timeout(120)
 
 def stored_turn(repo: Repository, cands: list[Candidate], prompt: str = "What is 12 times 12?",
                 origins: list[str] | None = None) -> Turn:
-    conv = repo.create_conversation("test")
+    conv = repo.conversations.create("test")
     for i, cand in enumerate(cands):
         cand.index = i
         cand.finish_reason = cand.finish_reason or "stop"
         if origins is not None:
             cand.origin = {"name": origins[i], "provider": "azure", "model": origins[i],
                            "temperature": 0.8, "chat_model_version": 0}
-    return repo.save_turn(Turn(
+    return repo.conversations.save_turn(Turn(
         conversation_id=conv.id, messages=[Message("user", prompt)], provider="azure",
         model="gpt-test", params=SamplingParams(n=len(cands)), candidates=cands))
 
@@ -63,9 +63,9 @@ def test_a_pick_stores_no_pair_against_an_identical_reply(data_home: Path, tmp_p
     assert a is not None
     pick = LabelingService(repo).pick(turn, a)
     assert pick.kind == "pick" and pick.pairs == 1
-    assert [(p.chosen, p.rejected) for p in repo.all_pairs()] == [
+    assert [(p.chosen, p.rejected) for p in repo.pairs.list_all()] == [
         ("12 times 12 equals 144.", "It is 124.")]
-    assert [p.rejected_candidate_id for p in repo.all_pairs()] == [other]
+    assert [p.rejected_candidate_id for p in repo.pairs.list_all()] == [other]
     out = tmp_path / "trl.jsonl"
     assert datasets.export_to_file(repo, "trl", out) == 1
     assert all(r["chosen"] != r["rejected"] for r in map(json.loads, out.read_text()
@@ -80,12 +80,12 @@ def test_a_pick_among_four_identical_replies_is_a_tie_with_no_pairs(data_home: P
     assert first is not None
     pick = LabelingService(repo).pick(turn, first)
     assert pick.kind == "tie" and pick.pairs == 0
-    assert repo.count_pairs() == 0 and repo.label_kinds() == {"tie": 1}
+    assert repo.pairs.count() == 0 and repo.labels.kinds() == {"tie": 1}
     assert turn.chosen_candidate_id == first  # the conversation continues with the pick
     with pytest.raises(StorageError, match="same reply"):
-        repo.record_pick(turn.id or 0, first)  # storage alone never writes such a pair
+        repo.labels.pick(turn.id or 0, first)  # storage alone never writes such a pair
     with pytest.raises(StorageError, match="same reply"):
-        repo.record_pick(turn.id or 0, first, against=[turn.candidates[1].id or 0])
+        repo.labels.pick(turn.id or 0, first, against=[turn.candidates[1].id or 0])
 
 
 def test_a_ranking_makes_no_pair_between_identical_replies(data_home: Path) -> None:
@@ -95,7 +95,7 @@ def test_a_ranking_makes_no_pair_between_identical_replies(data_home: Path) -> N
                               Candidate(0, "Lyon.")])
     order = [c.id or 0 for c in turn.candidates]
     LabelingService(repo).rank(turn, order)
-    pairs = [(p.chosen, p.rejected) for p in repo.all_pairs()]
+    pairs = [(p.chosen, p.rejected) for p in repo.pairs.list_all()]
     assert pairs == [("Paris is the capital of France.", "Lyon."),
                      ("paris is the capital of france", "Lyon.")]
     twins = stored_turn(repo, [Candidate(0, "Yes."), Candidate(0, "yes")])
@@ -107,14 +107,14 @@ def test_an_identical_pair_stored_earlier_is_never_exported_and_the_view_says_so
         data_home: Path, tmp_path: Path) -> None:
     repo = Repository.open()
     prompt = (Message("user", "What is 12 times 12?"),)
-    repo.add_pairs([PreferencePair(prompt, "12 times 12 equals 144.", "12 times 12 equals 144."),
+    repo.pairs.add([PreferencePair(prompt, "12 times 12 equals 144.", "12 times 12 equals 144."),
                     PreferencePair(prompt, "144", "124")])
-    assert [p.chosen for p in repo.all_pairs()] == ["144"]
+    assert [p.chosen for p in repo.pairs.list_all()] == ["144"]
     for fmt in ("jsonl", "trl", "openai-dpo"):
         out = tmp_path / f"{fmt}.jsonl"
         assert datasets.export_to_file(repo, fmt, out) == 1
         assert "12 times 12 equals 144." not in out.read_text()
-    notes = {row[2]: row[8] for row in repo.pair_rows(None, 10)}
+    notes = {row[2]: row[8] for row in repo.pairs.rows(None, 10)}
     assert notes == {"12 times 12 equals 144.": NOTE_SAME, "144": ""}
 
 
@@ -130,7 +130,7 @@ def test_identical_replies_of_two_sources_battle_to_a_tie_never_a_win(data_home:
                               Candidate(0, "It is 124.")],
                        origins=["tuned v1", "base", "base"])
     LabelingService(repo).pick(turn, turn.candidates[0].id or 0)
-    (arena,) = repo.arena_turns()
+    (arena,) = repo.arena.turns()
     battles = sorted((b.a, b.b, b.score) for b in turn_battles(arena))
     assert battles == [("tuned v1", "base", 0.5), ("tuned v1", "base", 1.0)]
     # a pair stored before the rule (same reply on both sides) is a tie too
@@ -139,7 +139,7 @@ def test_identical_replies_of_two_sources_battle_to_a_tie_never_a_win(data_home:
                   " chosen_candidate_id, rejected_candidate_id, source, created_at, weight)"
                   " VALUES (?, '[]', 'x', 'x', ?, ?, 'pick', 0, 1)",
                   (arena.label_id, turn.candidates[0].id, turn.candidates[1].id))
-    (arena,) = repo.arena_turns()
+    (arena,) = repo.arena.turns()
     assert sorted((b.a, b.b, b.score) for b in turn_battles(arena)) == battles  # not 2 wins
 
 
@@ -156,15 +156,15 @@ def test_a_pair_against_a_cut_reply_is_kept_and_flagged_in_metadata_and_exports(
     repo = Repository.open()
     turn = cut_turn(repo)
     LabelingService(repo).pick(turn, turn.candidates[0].id or 0)
-    flags = {p.rejected: (p.metadata or {}).get("rejected_cut") for p in repo.iter_pairs()}
+    flags = {p.rejected: (p.metadata or {}).get("rejected_cut") for p in repo.pairs.stream()}
     assert flags == {turn.candidates[1].text: True, "Things fall down.": False}
-    cut_id = next(p.id for p in repo.all_pairs() if p.rejected == turn.candidates[1].text)
-    assert repo.cut_pair_ids() == {cut_id}
+    cut_id = next(p.id for p in repo.pairs.list_all() if p.rejected == turn.candidates[1].text)
+    assert repo.pairs.cut_ids() == {cut_id}
     out = tmp_path / "pairs.jsonl"
     datasets.export_to_file(repo, "jsonl", out)
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(r["metadata"]["rejected_cut"] for r in lines) == [False, True]
-    notes = {row[3]: row[8] for row in repo.pair_rows(None, 10)}
+    notes = {row[3]: row[8] for row in repo.pairs.rows(None, 10)}
     assert notes == {turn.candidates[1].text: NOTE_CUT, "Things fall down.": ""}
 
 
@@ -172,7 +172,7 @@ def test_reward_training_leaves_cut_pairs_out_by_default(data_home: Path) -> Non
     repo = Repository.open()
     turn = cut_turn(repo)
     LabelingService(repo).pick(turn, turn.candidates[0].id or 0)
-    pairs, cut = repo.all_pairs(), repo.cut_pair_ids()
+    pairs, cut = repo.pairs.list_all(), repo.pairs.cut_ids()
     used, left = training_pairs(pairs, cut)
     assert [p.rejected for p in used] == ["Things fall down."] and left == 1
     used, left = training_pairs(pairs, cut, TrainConfig(use_cut_pairs=True))
@@ -214,7 +214,7 @@ def test_failed_and_empty_replies_are_never_scored_and_sort_after_whole_ones(
     asyncio.run(chat.rank(turn))
     assert [c.score is None for c in turn.candidates] == [True, True, False, True]
     assert ranked(turn.candidates)[0].index == 2
-    stored = repo.get_turn(turn.id or 0)
+    stored = repo.conversations.get_turn(turn.id or 0)
     assert [c.score is None for c in stored.candidates] == [True, True, False, True]
     why = asyncio.run(chat.explain(turn))
     assert len(why.parts) == 4 and why.p_top is None  # one whole reply: nothing to compare
@@ -233,7 +233,7 @@ def test_a_reply_that_failed_at_the_server_is_never_ranked_above_a_whole_one(
     with AzureServer(api_key=AZURE_KEY, deployment="gpt-test", reply_length=10) as server:
         provider = azure_provider(server, settings=fast_settings(max_retries=0))
         chat = chat_service(repo, rewards, provider)
-        conv = repo.create_conversation("t")
+        conv = repo.conversations.create("t")
         server.inject("choice_error", times=1, choice=1)
 
         async def scenario() -> Turn:
@@ -247,7 +247,7 @@ def test_a_reply_that_failed_at_the_server_is_never_ranked_above_a_whole_one(
     assert failed.error and failed.score is None
     assert all(c.score is not None for c in turn.candidates if c is not failed)
     assert ranked(turn.candidates)[-1] is failed
-    assert repo.get_turn(turn.id or 0).candidates[1].score is None
+    assert repo.conversations.get_turn(turn.id or 0).candidates[1].score is None
 
 
 def test_after_all_bad_no_reply_enters_the_history_unless_one_is_picked(data_home: Path
@@ -257,14 +257,15 @@ def test_after_all_bad_no_reply_enters_the_history_unless_one_is_picked(data_hom
                        prompt="What is the capital of Australia?")
     for cand, score in zip(turn.candidates, (0.9, 0.1), strict=True):
         cand.score, cand.model_version = score, 1
-    repo.set_scores([(c.id, c.score, c.model_version) for c in turn.candidates])
+    repo.conversations.set_scores([(c.id, c.score, c.model_version) for c in turn.candidates])
     labeling = LabelingService(repo)
-    assert history(repo.list_turns(turn.conversation_id))[-1].content == "Blorp fizz wug."
+    turns = repo.conversations.list_turns(turn.conversation_id)
+    assert history(turns)[-1].content == "Blorp fizz wug."
     labeling.all_bad(turn)
-    sent = history(repo.list_turns(turn.conversation_id))
+    sent = history(repo.conversations.list_turns(turn.conversation_id))
     assert [m.role for m in sent] == ["user"]
     labeling.pick(turn, turn.candidates[1].id or 0)  # the user keeps one after all
-    assert history(repo.list_turns(turn.conversation_id))[-1].content == "Qwzx zzz."
+    assert history(repo.conversations.list_turns(turn.conversation_id))[-1].content == "Qwzx zzz."
 
 
 def test_the_retrainer_follows_the_setting_for_cut_pairs(data_home: Path) -> None:

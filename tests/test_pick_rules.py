@@ -14,7 +14,7 @@ WHOLE = "Gravity pulls things toward each other; the Earth pulls you down, so yo
 
 def mixed_turn(repo: Repository) -> Turn:
     """One whole reply per kind of reply a server or the user can leave behind."""
-    conv = repo.create_conversation("test")
+    conv = repo.conversations.create("test")
     cands = [
         Candidate(index=0, text=WHOLE, finish_reason="stop"),
         Candidate(index=1, text="Gravity is a", finish_reason="error",
@@ -30,7 +30,7 @@ def mixed_turn(repo: Repository) -> Turn:
     turn = Turn(conversation_id=conv.id, messages=[Message("user", "Explain gravity")],
                 provider="azure", model="gpt-test", params=SamplingParams(n=len(cands)),
                 candidates=cands)
-    return repo.save_turn(turn)
+    return repo.conversations.save_turn(turn)
 
 
 def test_failed_cut_empty_and_stopped_replies_are_not_rejected_by_default(data_home):
@@ -38,7 +38,7 @@ def test_failed_cut_empty_and_stopped_replies_are_not_rejected_by_default(data_h
     turn = mixed_turn(repo)
     ids = [c.id for c in turn.candidates]
     pick = LabelingService(repo).pick(turn, ids[0])
-    pairs = repo.all_pairs()
+    pairs = repo.pairs.list_all()
     # only the other whole reply (cut at max tokens is still a whole reply of that length)
     assert [p.rejected_candidate_id for p in pairs] == [ids[5]]
     assert pick.pairs == len(pairs) == 1
@@ -50,27 +50,27 @@ def test_picking_against_a_failed_reply_is_explicit(data_home):
     ids = [c.id for c in turn.candidates]
     labeling = LabelingService(repo)
     pick = labeling.pick(turn, ids[0], against=[ids[1], ids[3]])
-    assert {p.rejected for p in repo.all_pairs()} == {"Gravity is a", "Things fall because"}
+    assert {p.rejected for p in repo.pairs.list_all()} == {"Gravity is a", "Things fall because"}
     assert pick.pairs == 2
     with pytest.raises(StorageError, match="empty"):
         labeling.pick(turn, ids[0], against=[ids[2]])
     with pytest.raises(StorageError, match="not another reply"):
         labeling.pick(turn, ids[0], against=[ids[0]])
-    assert repo.count_pairs() == 2  # the refused picks changed nothing
+    assert repo.pairs.count() == 2  # the refused picks changed nothing
 
 
 def test_a_pick_with_only_failed_siblings_says_why(data_home):
     repo = Repository.open()
-    conv = repo.create_conversation("test")
-    turn = repo.save_turn(Turn(
+    conv = repo.conversations.create("test")
+    turn = repo.conversations.save_turn(Turn(
         conversation_id=conv.id, messages=[Message("user", "Explain gravity")],
         provider="azure", model="gpt-test", params=SamplingParams(n=3),
         candidates=[Candidate(index=0, text=WHOLE, finish_reason="stop"),
                     Candidate(index=1, text="", finish_reason="stop"),
                     Candidate(index=2, text="Grav", finish_reason="cancelled")]))
     with pytest.raises(StorageError) as info:
-        repo.record_pick(turn.id, turn.candidates[0].id)
+        repo.labels.pick(turn.id, turn.candidates[0].id)
     message = str(info.value)
     assert "reply 2 empty" in message and "reply 3 stopped before it finished" in message
     assert "Regenerate" in message
-    assert repo.count_labels() == 0 and repo.count_pairs() == 0
+    assert repo.labels.count() == 0 and repo.pairs.count() == 0

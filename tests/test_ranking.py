@@ -14,7 +14,7 @@ from rlhf_desktop.domain import Turn
 from rlhf_desktop.services import datasets
 from rlhf_desktop.services.labeling import LabelingService
 from rlhf_desktop.services.session import AppSession
-from rlhf_desktop.storage.labels import METADATA_KEYS
+from rlhf_desktop.storage.provenance import METADATA_KEYS
 from rlhf_desktop.storage.repo import Repository, StorageError
 from tests.fakes import FakeProvider, HashEmbedder, Reply
 from tests.helpers import make_turn
@@ -33,7 +33,7 @@ def ids(turn: Turn, *indices: int) -> list[int]:
 
 
 def pair_rows(repo: Repository) -> dict[tuple[str, str], float]:
-    return {(p.chosen, p.rejected): p.weight for p in repo.iter_pairs()}
+    return {(p.chosen, p.rejected): p.weight for p in repo.pairs.stream()}
 
 
 def test_a_full_ranking_is_one_label_with_every_pair_weighted_2_over_n() -> None:
@@ -44,10 +44,10 @@ def test_a_full_ranking_is_one_label_with_every_pair_weighted_2_over_n() -> None
     pick = labeling.rank(turn, order)
     assert pick.kind == "ranking" and pick.pairs == 6 and pick.candidate_id == order[0]
     assert pick.agreed is False and pick.model_rank == 2  # the model put d first, c second
-    label = repo.last_label()
+    label = repo.labels.last()
     assert label is not None and label.kind == "ranking" and label.source == "pick"
     assert label.chosen_candidate_id == order[0] and label.pair_count == 6
-    stored = repo.get_turn(turn.id or 0)
+    stored = repo.conversations.get_turn(turn.id or 0)
     assert stored.label_kind == "ranking" and stored.ranked_candidate_ids == tuple(order)
     assert stored.chosen_candidate_id == order[0]
     assert pair_rows(repo) == {
@@ -55,8 +55,8 @@ def test_a_full_ranking_is_one_label_with_every_pair_weighted_2_over_n() -> None
         ("a", "d"): 0.5, ("a", "b"): 0.5, ("d", "b"): 0.5,
     }
     assert sum(pair_rows(repo).values()) == pytest.approx(3)  # weighs what a pick of 4 does
-    assert repo.count_labels() == 1
-    pairs = list(repo.iter_pairs())
+    assert repo.labels.count() == 1
+    pairs = list(repo.pairs.stream())
     for p in pairs:
         meta = p.metadata
         assert meta is not None and set(meta) == set(METADATA_KEYS)
@@ -64,7 +64,7 @@ def test_a_full_ranking_is_one_label_with_every_pair_weighted_2_over_n() -> None
         assert meta["chosen_rank"] == "cadb".index(p.chosen) + 1
         assert meta["rejected_rank"] == "cadb".index(p.rejected) + 1
         assert meta["chosen_rank"] < meta["rejected_rank"]
-    assert repo.label_provenance([label.id])[label.id]["ranking"] == order
+    assert repo.provenance.of_labels([label.id])[label.id]["ranking"] == order
 
 
 def test_a_partial_ranking_ranks_the_rest_tied_below_and_keeps_the_turns_weight() -> None:
@@ -76,7 +76,7 @@ def test_a_partial_ranking_ranks_the_rest_tied_below_and_keeps_the_turns_weight(
     rows = pair_rows(repo)
     assert set(rows) == {("d", "b"), ("d", "a"), ("d", "c"), ("b", "a"), ("b", "c")}
     assert all(w == pytest.approx(3 / 5) for w in rows.values())
-    meta = {(p.chosen, p.rejected): p.metadata for p in repo.iter_pairs()}
+    meta = {(p.chosen, p.rejected): p.metadata for p in repo.pairs.stream()}
     assert meta[("d", "b")] is not None and meta[("d", "b")]["rejected_rank"] == 2
     assert meta[("b", "c")] is not None and meta[("b", "c")]["chosen_rank"] == 2
     assert meta[("b", "c")]["rejected_rank"] is None  # unranked: tied below
@@ -91,7 +91,7 @@ def test_failed_stopped_and_empty_replies_cannot_be_ranked_and_nothing_is_writte
                   (turn.candidates[3].id,))
         c.execute("UPDATE candidates SET error = 'HTTP 500' WHERE id = ?",
                   (turn.candidates[4].id,))
-    turn = repo.get_turn(turn.id or 0)
+    turn = repo.conversations.get_turn(turn.id or 0)
     cases = {
         (0, 2): "reply 3 is empty and cannot be ranked",
         (0, 3): "reply 4 is stopped before it finished and cannot be ranked",
@@ -104,7 +104,7 @@ def test_failed_stopped_and_empty_replies_cannot_be_ranked_and_nothing_is_writte
             labeling.rank(turn, ids(turn, *order))
     with pytest.raises(StorageError, match="not a reply of this turn"):
         labeling.rank(turn, [*ids(turn, 0), 99999])
-    assert repo.label_kinds() == {} and repo.count_pairs() == 0
+    assert repo.labels.kinds() == {} and repo.pairs.count() == 0
     assert turn.label_kind is None and not labeling.can_undo
     # the failed, stopped and empty replies left unranked make no pairs
     labeling.rank(turn, ids(turn, 1, 0))
@@ -117,17 +117,17 @@ def test_a_ranking_replaces_the_turns_label_and_alt_z_undoes_it() -> None:
     turn = scored_turn(repo, ["a", "b", "c"])
     labeling.edit(turn, ids(turn, 0)[0], "my own a")
     labeling.rank(turn, ids(turn, 1, 2, 0))
-    assert repo.label_kinds() == {"ranking": 1}
+    assert repo.labels.kinds() == {"ranking": 1}
     assert set(pair_rows(repo)) == {("b", "c"), ("b", "a"), ("c", "a")}
-    assert [c.source for c in repo.get_turn(turn.id or 0).candidates] == ["model"] * 3
+    assert [c.source for c in repo.conversations.get_turn(turn.id or 0).candidates] == ["model"] * 3
     labeling.pick(turn, ids(turn, 0)[0])  # changing one's mind replaces the ranking
-    assert repo.label_kinds() == {"pick": 1}
+    assert repo.labels.kinds() == {"pick": 1}
     assert pair_rows(repo) == {("a", "b"): 1.0, ("a", "c"): 1.0}
     labeling.rank(turn, ids(turn, 2, 1, 0))
     undone = labeling.undo()
     assert undone is not None and undone.kind == "ranking" and undone.pairs == 3
-    assert repo.label_kinds() == {} and repo.count_pairs() == 0
-    assert repo.get_turn(turn.id or 0).label_kind is None
+    assert repo.labels.kinds() == {} and repo.pairs.count() == 0
+    assert repo.conversations.get_turn(turn.id or 0).label_kind is None
 
 
 def test_rankings_export_to_every_format_with_weights_and_ranks(tmp_path: Path) -> None:

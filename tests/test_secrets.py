@@ -33,7 +33,7 @@ def test_no_key_in_data_folder_logs_or_exports(data_home, monkeypatch, tmp_path)
             log.info("provider %s %r", reason, provider)
             repo = Repository.open()
             chat = chat_service(repo, RewardService(), provider)
-            conv = repo.create_conversation("secret test")
+            conv = repo.conversations.create("secret test")
             turn = await chat.send_messages(conv.id, [Message("user", "hello")],
                                             params=SamplingParams(n=3))
             LabelingService(repo).pick(turn, turn.candidates[1].id, reason="ok")

@@ -27,7 +27,7 @@ SEED_PAIRS = [
 
 
 def seed_pairs(repo: Repository) -> None:
-    repo.add_pairs([PreferencePair(prompt=(Message("user", p),), chosen=c, rejected=r)
+    repo.pairs.add([PreferencePair(prompt=(Message("user", p),), chosen=c, rejected=r)
                     for p, c, r in SEED_PAIRS])
 
 
@@ -60,12 +60,12 @@ def test_turn_streams_saves_and_ranks(server, shared_embedder):
         repo, rewards, chat = make_services(server, shared_embedder)
         seed_pairs(repo)
         await asyncio.get_running_loop().run_in_executor(None, rewards.train_now)
-        conv = repo.create_conversation("t")
+        conv = repo.conversations.create("t")
         deltas, dones = [], []
         turn = await chat.send(conv.id, "hello", lambda i, t: deltas.append(i), dones.append)
         assert len(dones) == 4 and all(isinstance(c, Candidate) for c in dones)
         assert len(deltas) > 4  # really streamed
-        stored = repo.list_turns(conv.id)[0]
+        stored = repo.conversations.list_turns(conv.id)[0]
         assert [c.text for c in stored.candidates] == [c.text for c in turn.candidates]
         assert all(c.model_version == 1 and c.score is not None for c in stored.candidates)
         assert stored.provider == "azure" and stored.params.n == 4
@@ -79,7 +79,7 @@ def test_untrained_ranking_keeps_provider_order(server):
         repo = Repository.open()
         rewards = RewardService()
         chat = chat_service(repo, rewards, azure_provider(server))
-        conv = repo.create_conversation("t")
+        conv = repo.conversations.create("t")
         turn = await chat.send_messages(conv.id, [Message("user", "hi")],
                                         params=SamplingParams(n=3))
         assert [c.index for c in ranked(turn.candidates)] == [0, 1, 2]
@@ -94,12 +94,12 @@ def test_fault_keeps_prompt_and_partial_replies(server):
     async def scenario():
         repo = Repository.open()
         chat = chat_service(repo, RewardService(), azure_provider(server))
-        conv = repo.create_conversation("t")
+        conv = repo.conversations.create("t")
         server.inject("drop_mid", times=10, after=2)
         with pytest.raises(TurnFailed) as info:
             await chat.send_messages(conv.id, [Message("user", "tell me")],
                                      params=SamplingParams(n=2))
-        turn = repo.list_turns(conv.id)[0]
+        turn = repo.conversations.list_turns(conv.id)[0]
         assert turn.messages == [Message("user", "tell me")]
         assert info.value.turn.id == turn.id
         assert any(c.text for c in turn.candidates)
@@ -114,17 +114,18 @@ def test_pick_undo_and_context(server):
         repo = Repository.open()
         chat = chat_service(repo, RewardService(), azure_provider(server))
         labels = LabelingService(repo)
-        conv = repo.create_conversation("t")
+        conv = repo.conversations.create("t")
         turn = await chat.send_messages(conv.id, [Message("user", "hi")],
                                         params=SamplingParams(n=4))
         # Unlabeled: the top-ranked (here: first) reply continues the conversation.
         assert history([turn])[-1].content == turn.candidates[0].text
         pick = labels.pick(turn, turn.candidates[2].id, reason=None)
-        assert pick.pairs == 3 and repo.count_pairs() == 3
+        assert pick.pairs == 3 and repo.pairs.count() == 3
         labels.set_reason(pick, "more direct")
-        assert history(repo.list_turns(conv.id))[-1].content == turn.candidates[2].text
+        turns = repo.conversations.list_turns(conv.id)
+        assert history(turns)[-1].content == turn.candidates[2].text
         assert labels.undo() is not None
-        assert repo.count_pairs() == 0 and repo.count_labels() == 0
+        assert repo.pairs.count() == 0 and repo.labels.count() == 0
         await chat.provider.aclose()
 
     asyncio.run(scenario())
@@ -160,21 +161,21 @@ def test_labels_recorded_during_training_are_in_the_next_model(shared_embedder, 
         from rlhf_desktop.core.formats import parse_record
 
         repo = Repository.open()
-        repo.add_pairs([parse_record(r) for r in hh_rows(hh_data, 0, 60)])
+        repo.pairs.add([parse_record(r) for r in hh_rows(hh_data, 0, 60)])
         rewards = RewardService(embedder=shared_embedder)
         retrainer = Retrainer(repo, rewards, every=1)
         retrainer.request()
         # Wait until the worker has read the pairs and is embedding, then label more.
         while not (retrainer.status().progress or 0) > 0:
             await asyncio.sleep(0.005)
-        repo.add_pairs([parse_record(r) for r in hh_rows(hh_data, 60, 5)])
+        repo.pairs.add([parse_record(r) for r in hh_rows(hh_data, 60, 5)])
         await retrainer.wait()
-        first = repo.latest_model_version()
+        first = repo.versions.latest()
         assert first.pairs == 60
         assert retrainer.labels_since() == 5
         retrainer.request()
         await retrainer.wait()
-        assert repo.latest_model_version().pairs == 65
+        assert repo.versions.latest().pairs == 65
         retrainer.shutdown()
 
     asyncio.run(scenario())

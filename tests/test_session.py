@@ -181,7 +181,7 @@ def test_the_window_follows_a_version_trained_by_another_process() -> None:
         await session.start()
         assert session.reward_version is None
         other = Repository.open()  # another process's connection and reward service
-        other.add_pairs([PreferencePair(prompt=(Message("user", f"question {k}"),),
+        other.pairs.add([PreferencePair(prompt=(Message("user", f"question {k}"),),
                                         chosen=f"A long and careful answer {k}.",
                                         rejected="No.") for k in range(6)])
         await asyncio.get_running_loop().run_in_executor(

@@ -15,9 +15,9 @@ from tests.test_cli import cli
 
 def _fill(repo: Repository) -> None:
     pick = make_turn(repo, ["a", "b", "c"], prompt="pick one")
-    repo.record_pick(pick.id, pick.candidates[0].id)  # 2 pairs
+    repo.labels.pick(pick.id, pick.candidates[0].id)  # 2 pairs
     ranked = make_turn(repo, ["x", "y", "z"], prompt="rank them")
-    repo.record_ranking(ranked.id, [c.id for c in ranked.candidates])  # 3 pairs
+    repo.labels.rank(ranked.id, [c.id for c in ranked.candidates])  # 3 pairs
     now = time.time()
     for number, adopted in ((1, True), (2, True), (3, False)):
         adoption = {"adopted": adopted, "reason": "on the 12 pairs v2 never saw: new 50.0 % "
@@ -50,9 +50,9 @@ def test_stats_labels_line_names_ties_and_all_bad_flags(data_home: Path) -> None
     try:
         _fill(repo)
         tied = make_turn(repo, ["same", "same"], prompt="tie them")
-        repo.record_tie(tied.id, [c.id for c in tied.candidates])
+        repo.labels.tie(tied.id, [c.id for c in tied.candidates])
         bad = make_turn(repo, ["no", "nope"], prompt="all bad")
-        repo.record_all_bad(bad.id)
+        repo.labels.all_bad(bad.id)
     finally:
         repo.close()
     lines = cli("stats").stdout.splitlines()

@@ -35,16 +35,16 @@ def _turn_with_a_cut_reply() -> None:
     """A pick of a whole reply over another whole one and over one cut at max tokens."""
     repo = Repository.open()
     try:
-        conv = repo.create_conversation("t")
-        turn = repo.save_turn(Turn(
+        conv = repo.conversations.create("t")
+        turn = repo.conversations.save_turn(Turn(
             conversation_id=conv.id, messages=[Message("user", "Name three rivers.")],
             provider="test", model="m", params=SamplingParams(n=3),
             candidates=[Candidate(index=0, text="The Nile, the Amazon and the Danube."),
                         Candidate(index=1, text="Rivers."),
                         Candidate(index=2, text="Well, there are many rivers in the wor",
                                   finish_reason=CUT)]))
-        repo.record_pick(turn.id, turn.candidates[0].id)
-        assert len(repo.cut_pair_ids()) == 1
+        repo.labels.pick(turn.id, turn.candidates[0].id)
+        assert len(repo.pairs.cut_ids()) == 1
     finally:
         repo.close()
 

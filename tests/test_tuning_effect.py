@@ -39,10 +39,10 @@ def test_blind_agreement_uses_the_scores_shown_before_the_pick(data_home: Path) 
         for agreed, blind in ((True, True), (False, True), (True, True), (False, False)):
             turn = make_turn(repo, ["one", "two"])
             a, b = turn.candidates
-            repo.set_scores([(a.id, 1.0, 1), (b.id, 0.0, 1)])
-            repo.record_display(turn.id, blind, {a.id: 0, b.id: 1})
-            repo.record_pick(turn.id, a.id if agreed else b.id)
-        pairs = repo.with_metadata(repo.all_pairs())
+            repo.conversations.set_scores([(a.id, 1.0, 1), (b.id, 0.0, 1)])
+            repo.conversations.record_display(turn.id, blind, {a.id: 0, b.id: 1})
+            repo.labels.pick(turn.id, a.id if agreed else b.id)
+        pairs = repo.provenance.with_metadata(repo.pairs.list_all())
     finally:
         repo.close()
     rate, n = blind_agreement(pairs)

@@ -43,7 +43,7 @@ def add_pairs(n: int, long_prompts: int = 0) -> None:
                              chosen="ok", rejected="no") for i in range(long_prompts)]
     repo = Repository.open()
     try:
-        repo.add_pairs(pairs)
+        repo.pairs.add(pairs)
     finally:
         repo.close()
 
@@ -352,7 +352,7 @@ def test_remote_quota_429_fails_with_the_reason(azure: FtServer,
 def test_remote_bad_line_sends_nothing(azure: FtServer, service: TuningService) -> None:
     add_pairs(1)
     repo = Repository.open()
-    repo.add_pairs([PreferencePair(prompt=(Message("user", "q"), Message("assistant", "x")),
+    repo.pairs.add([PreferencePair(prompt=(Message("user", "q"), Message("assistant", "x")),
                                    chosen="a", rejected="b")])
     repo.close()
     with pytest.raises(RemoteError, match=r"pair 2 of 2 cannot be sent.*nothing was sent"):

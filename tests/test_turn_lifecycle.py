@@ -111,9 +111,9 @@ def test_a_blind_turn_goes_from_send_through_pick_undo_and_tie_as_snapshots(
             view.hidden = False  # type: ignore[misc]
     repo = Repository.open()
     try:
-        kinds = repo.label_kinds()
-        label = repo.chat_label_of(turn_id)
-        stored = repo.get_turn(turn_id)
+        kinds = repo.labels.kinds()
+        label = repo.labels.of_turn(turn_id)
+        stored = repo.conversations.get_turn(turn_id)
     finally:
         repo.close()
     assert kinds == {"tie": 1}  # the undone pick is gone

@@ -67,7 +67,7 @@ def test_cancelled_turn_keeps_the_message_the_finished_reply_and_the_partial_one
 
     repo = Repository.open()
     try:
-        (turn,) = repo.list_turns(cid)
+        (turn,) = repo.conversations.list_turns(cid)
     finally:
         repo.close()
     assert turn.prompt == PROMPT

@@ -54,7 +54,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     service = _current_model()
     repo = Repository.open()
     try:
-        versions = repo.list_model_versions()
+        versions = repo.versions.list_all()
     finally:
         repo.close()
     rows = []
@@ -89,7 +89,7 @@ def cmd_use(args: argparse.Namespace) -> int:
     number = int(args.version.lstrip("vV")) if args.version.lstrip("vV").isdigit() else None
     repo = Repository.open()
     try:
-        known = {v.version: v for v in repo.list_model_versions()}
+        known = {v.version: v for v in repo.versions.list_all()}
     finally:
         repo.close()
     if number is None or number not in known:
@@ -190,7 +190,7 @@ def _seen_in_training(model: Any, pairs: Sequence[Any]) -> tuple[Any, str]:
 
         repo = Repository.open()
         try:
-            keys = {pair_key(p.prompt_text, p.chosen, p.rejected) for p in repo.all_pairs()}
+            keys = {pair_key(p.prompt_text, p.chosen, p.rejected) for p in repo.pairs.list_all()}
         finally:
             repo.close()
         source = "stored"
@@ -238,8 +238,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
     repo = Repository.open()
     try:
         stats = repo.stats()
-        pairs = repo.with_metadata(repo.all_pairs())
-        versions = repo.list_model_versions()
+        pairs = repo.provenance.with_metadata(repo.pairs.list_all())
+        versions = repo.versions.list_all()
     finally:
         repo.close()
     stats["data_dir"] = str(config.data_dir())

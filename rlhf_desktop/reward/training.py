@@ -117,7 +117,7 @@ def training_pairs(pairs: Sequence[PreferencePair], cut_ids: set[int],
                    cfg: TrainConfig | None = None) -> tuple[list[PreferencePair], int]:
     """The pairs a training run uses, and how many it left out: every pair, except those
     whose rejected reply was cut at max tokens (``cut_ids``, from
-    ``Repository.cut_pair_ids``) unless ``cfg.use_cut_pairs``. Raises TrainingError when
+    ``Repository.pairs.cut_ids``) unless ``cfg.use_cut_pairs``. Raises TrainingError when
     only such pairs are stored."""
     cfg = cfg or TrainConfig()
     if cfg.use_cut_pairs or not cut_ids:

@@ -1,6 +1,6 @@
 """Branches of a conversation: edit and resend a message, browse the branches. Qt-free.
 
-A conversation is a tree of turns (:mod:`rlhf_desktop.storage.branches`): every turn
+A conversation is a tree of turns (:mod:`rlhf_desktop.storage.conversations`): every turn
 continues its parent's reply. The chat shows one branch, the *active* one: the path from the
 first turn to the conversation's active end. Only that branch is history for the next turn
 (:func:`active_turns`, then :func:`rlhf_desktop.services.chat.history`, the one rule for
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rlhf_desktop.domain import Message, Turn
-from rlhf_desktop.storage.branches import ACTIVE, Parent
+from rlhf_desktop.storage.conversations import ACTIVE, Parent
 from rlhf_desktop.storage.repo import Repository, StorageError
 
 __all__ = ["ACTIVE", "BranchPoint", "EditPlan", "EditRefused", "Links", "Parent",
@@ -125,8 +125,10 @@ def branch_points(links: Links, path: Sequence[int]) -> dict[int, BranchPoint]:
 def active_turns(repo: Repository, conversation_id: int) -> list[Turn]:
     """The turns of the conversation's active branch, oldest first (what the chat shows
     and what the next turn's history is built from)."""
-    path = path_to(repo.turn_links(conversation_id), repo.active_turn_id(conversation_id))
-    return [repo.get_turn(turn_id) for turn_id in path]
+    conversations = repo.conversations
+    path = path_to(conversations.turn_links(conversation_id),
+                   conversations.active_turn_id(conversation_id))
+    return [conversations.get_turn(turn_id) for turn_id in path]
 
 
 def plan_edit(repo: Repository, conversation_id: int, turn_id: int, text: str) -> EditPlan:
@@ -138,13 +140,13 @@ def plan_edit(repo: Repository, conversation_id: int, turn_id: int, text: str) -
 
     if not text.strip():
         raise EditRefused(EMPTY_EDIT)
-    links = repo.turn_links(conversation_id)
-    path = path_to(links, repo.active_turn_id(conversation_id))
+    links = repo.conversations.turn_links(conversation_id)
+    path = path_to(links, repo.conversations.active_turn_id(conversation_id))
     if turn_id not in path:
         raise EditRefused("That message is not on the branch shown any more; open the chat "
                           "again and edit it there.")
     before = path[:path.index(turn_id)]
-    turns = [repo.get_turn(t) for t in before]
+    turns = [repo.conversations.get_turn(t) for t in before]
     return EditPlan([*history(turns), Message("user", text.strip())],
                     before[-1] if before else None, turn_id)
 
@@ -152,9 +154,9 @@ def plan_edit(repo: Repository, conversation_id: int, turn_id: int, text: str) -
 def switch_to(repo: Repository, conversation_id: int, turn_id: int) -> int:
     """Show ``turn_id``'s branch (down to :func:`newest_end`); returns that end. Raises
     :class:`StorageError` for a turn of another conversation."""
-    links = repo.turn_links(conversation_id)
+    links = repo.conversations.turn_links(conversation_id)
     if turn_id not in dict(links):
         raise StorageError(f"turn {turn_id} is not a turn of conversation {conversation_id}")
     end = newest_end(links, turn_id)
-    repo.set_active_turn(conversation_id, end)
+    repo.conversations.set_active_turn(conversation_id, end)
     return end

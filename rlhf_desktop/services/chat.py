@@ -203,7 +203,7 @@ class ChatService:
 
         def keep(cand: Candidate) -> None:
             assert turn.id is not None
-            saved[cand.index] = self.repo.put_candidate(turn.id, cand)
+            saved[cand.index] = self.repo.conversations.put_candidate(turn.id, cand)
 
         try:
             done = await self._stream(messages, params, event, control, mapping, listener,
@@ -263,7 +263,7 @@ class ChatService:
             if before is not None and before.text.strip() and not new.text.strip():
                 kept[index] = new.error or "the new reply was empty"
                 continue
-            old[index] = self.repo.put_candidate(turn.id, new)
+            old[index] = self.repo.conversations.put_candidate(turn.id, new)
             replaced.append(index)
         turn.candidates = [old[i] for i in sorted(old)]
         if replaced:
@@ -350,7 +350,7 @@ class ChatService:
         assert turn.id is not None
         for cand in candidates:
             if cand.index not in saved:
-                saved[cand.index] = self.repo.put_candidate(turn.id, cand)
+                saved[cand.index] = self.repo.conversations.put_candidate(turn.id, cand)
         return [saved[i] for i in sorted(saved)]
 
     def _save(self, conversation_id: int, messages: list[Message], params: SamplingParams,
@@ -367,7 +367,7 @@ class ChatService:
             # blind mode is applied when the turn settles (services/turns); an arena turn
             blind=blind_turn(blind_mode=False, arena=provider.name == ARENA),
         )
-        return self.repo.save_turn(turn, parent)
+        return self.repo.conversations.save_turn(turn, parent)
 
     async def rank(self, turn: Turn) -> Turn:
         """Score a turn's replies with the current model (in the worker) and store the scores."""
@@ -377,8 +377,8 @@ class ChatService:
         for cand, score in zip(turn.candidates, scores, strict=True):
             cand.score = score if version is not None else None
             cand.model_version = version
-        self.repo.set_scores([(c.id, c.score, c.model_version) for c in turn.candidates
-                              if c.id is not None])
+        self.repo.conversations.set_scores([(c.id, c.score, c.model_version)
+                                            for c in turn.candidates if c.id is not None])
         return turn
 
     async def explain(self, turn: Turn) -> TurnExplanation:

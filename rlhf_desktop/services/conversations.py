@@ -42,22 +42,22 @@ class ConversationService:
 
     def recent(self, search: str = "") -> list[Conversation]:
         """Newest first; ``search`` matches titles and any message or reply text."""
-        return self._repo.list_conversations(search.strip())
+        return self._repo.conversations.list_all(search.strip())
 
     def first_prompts(self, conversation_ids: Sequence[int]) -> dict[int, str]:
         """The first user message of each conversation (for distinguishable titles)."""
-        return self._repo.first_prompts(conversation_ids)
+        return self._repo.conversations.first_prompts(conversation_ids)
 
     def get(self, conversation_id: int) -> Conversation | None:
         """One conversation, or None when it does not exist (any more)."""
-        return self._repo.get_conversation(conversation_id)
+        return self._repo.conversations.get(conversation_id)
 
     def create(self, title: str) -> Conversation:
         """A new, empty conversation, with the pending chat settings or the defaults."""
         chat = self.new_chat_settings()
         self.pending = None
-        conversation = self._repo.create_conversation(title)
-        self._repo.set_chat_settings(conversation.id, chat.system_prompt, chat.model)
+        conversation = self._repo.conversations.create(title)
+        self._repo.conversations.set_settings(conversation.id, chat.system_prompt, chat.model)
         self._hooks.conversations_did_change()
         return conversation
 
@@ -69,30 +69,30 @@ class ConversationService:
         """A chat's settings (None: the new chat's, see :meth:`new_chat_settings`)."""
         if conversation_id is None:
             return self.new_chat_settings()
-        found = self._repo.chat_settings([conversation_id]).get(conversation_id)
+        found = self._repo.conversations.settings([conversation_id]).get(conversation_id)
         return ChatSettings() if found is None else ChatSettings(*found)
 
     def chat_settings_of(self, conversation_ids: Sequence[int]) -> dict[int, ChatSettings]:
         """The settings of several chats (for the list's tooltips)."""
         return {cid: ChatSettings(*found)
-                for cid, found in self._repo.chat_settings(conversation_ids).items()}
+                for cid, found in self._repo.conversations.settings(conversation_ids).items()}
 
     def set_chat_settings(self, conversation_id: int | None, chat: ChatSettings) -> None:
         """Use ``chat`` for the chat's next turns (None: for the new chat, once created)."""
         if conversation_id is None:
             self.pending = chat
             return
-        self._repo.set_chat_settings(conversation_id, chat.system_prompt, chat.model)
+        self._repo.conversations.set_settings(conversation_id, chat.system_prompt, chat.model)
         self._hooks.conversations_did_change()
 
     def rename(self, conversation_id: int, title: str) -> None:
         """Set its title (blank: "New chat")."""
-        self._repo.rename_conversation(conversation_id, title)
+        self._repo.conversations.rename(conversation_id, title)
         self._hooks.conversations_did_change()
 
     def delete(self, conversation_id: int) -> None:
         """Delete it and its turns; labels and pairs already recorded stay."""
-        self._repo.delete_conversation(conversation_id)
+        self._repo.conversations.delete(conversation_id)
         self._hooks.conversations_did_change()
 
     def next_messages(self, conversation_id: int | None, text: str) -> list[Message]:
@@ -111,7 +111,8 @@ class ConversationService:
     def branch_points(self, conversation_id: int,
                       turn_ids: Sequence[int]) -> dict[int, BranchPoint]:
         """Each shown turn's place among the edits of its message ("‹ 2/3 ›")."""
-        return branches.branch_points(self._repo.turn_links(conversation_id), turn_ids)
+        return branches.branch_points(self._repo.conversations.turn_links(conversation_id),
+                                      turn_ids)
 
     def plan_edit(self, conversation_id: int, turn_id: int, text: str) -> EditPlan:
         """What resending ``turn_id``'s message as ``text`` sends (a new branch); raises

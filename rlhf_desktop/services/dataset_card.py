@@ -132,7 +132,7 @@ def _facts(repo: Repository, pairs: Sequence[PreferencePair]) -> dict[str, Any]:
         "pairs": len(pairs),
         "pairs_by_kind": dict(sorted(kinds.items())),
         "rejected_cut": sum(1 for p in pairs if (p.metadata or {}).get("rejected_cut")),
-        "labels_by_kind": dict(sorted(repo.label_kinds().items())),
+        "labels_by_kind": dict(sorted(repo.labels.kinds().items())),
         "labeled_turns": len(labels),
         "conversations": len({r["metadata"]["conversation_id"] for r in labels}),
         "providers": providers,
@@ -216,7 +216,7 @@ def render_card(repo: Repository, export: FolderExport, pairs: Sequence[Preferen
                     f"seed {seed}): every row of one conversation is on the same side, "
                     "imported pairs split by label, and a re-export splits the same way.")
     body += ["", "## Reward-model versions", ""]
-    known = {v.version: v for v in repo.list_model_versions()}
+    known = {v.version: v for v in repo.versions.list_all()}
     if facts["versions"]:
         body += _table(("version", "labeled turns it ranked", "cv accuracy", "trained on pairs"),
                        ((f"v{v}", n, _percent(known[v].cv_accuracy if v in known else None),

@@ -78,7 +78,7 @@ def import_file(
                           dry_run=dry_run)
     if not parsed.pairs and not parsed.errors:
         raise ImportFileError(f"{file} holds no preference pairs (it is empty)")
-    seen = {pair_key(p) for p in repo.iter_pairs()}
+    seen = {pair_key(p) for p in repo.pairs.stream()}
     fresh = []
     for pair in parsed.pairs:
         key = pair_key(pair)
@@ -89,7 +89,7 @@ def import_file(
         fresh.append(pair)
     if dry_run or (parsed.errors and not skip_bad):
         return report
-    report.imported = repo.add_pairs(fresh, source="import")
+    report.imported = repo.pairs.add(fresh, source="import")
     return report
 
 
@@ -105,7 +105,7 @@ def export(repo: Repository, fmt: str, out: IO[str]) -> int:
             count += 1
             yield pair
 
-    for line in export_lines(counted(repo.iter_pairs()), fmt):
+    for line in export_lines(counted(repo.pairs.stream()), fmt):
         out.write(line)
     return count
 
@@ -143,26 +143,26 @@ class DatasetService:
 
     def count(self, text_filter: str = "") -> int:
         """How many pairs match ``text_filter`` (all without one)."""
-        return self._repo.count_pairs(text_filter)
+        return self._repo.pairs.count(text_filter)
 
     def page(self, before_id: int | None, limit: int, text_filter: str = "") -> list[PairRow]:
         """Up to ``limit`` rows older than ``before_id`` (newest first; keyset paging)."""
-        return self._repo.pair_rows(before_id, limit, text_filter)
+        return self._repo.pairs.rows(before_id, limit, text_filter)
 
     def get(self, pair_id: int) -> PreferencePair:
         """One pair with its whole prompt."""
-        return self._repo.get_pair(pair_id)
+        return self._repo.pairs.get(pair_id)
 
     def delete(self, pair_ids: list[int]) -> tuple[int, DeletedPairs]:
         """Delete pairs (and labels left without pairs); returns the count and an undo token."""
-        snapshot = self._repo.snapshot_pairs(pair_ids)
-        removed = self._repo.delete_pairs(pair_ids)
+        snapshot = self._repo.pairs.snapshot(pair_ids)
+        removed = self._repo.pairs.delete(pair_ids)
         self._hooks.labels_did_change()
         return removed, snapshot
 
     def restore(self, deleted: DeletedPairs) -> int:
         """Undo a :meth:`delete`; returns how many pairs came back."""
-        restored = self._repo.restore_pairs(deleted)
+        restored = self._repo.pairs.restore(deleted)
         self._hooks.labels_did_change()
         return restored
 

@@ -72,7 +72,7 @@ def format_rows(repo: Repository, fmt: str,
         raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(ALL_FORMATS)}")
     make: Callable[[PreferencePair], dict[str, Any]] = (
         csv_record if fmt == "csv" else lambda p: export_record(p, fmt))
-    source = repo.iter_pairs() if pairs is None else pairs
+    source = repo.pairs.stream() if pairs is None else pairs
     return [(pair_group(p), make(p)) for p in source]
 
 
@@ -189,7 +189,7 @@ def export_folder(repo: Repository, folder: str | os.PathLike[str],
         raise ExportError(f"{out} is a file; give a folder to export into")
     out.mkdir(parents=True, exist_ok=True)
     written: list[WrittenFile] = []
-    pairs = list(repo.iter_pairs()) if set(chosen) & set(EXPORT_FORMATS) else []
+    pairs = list(repo.pairs.stream()) if set(chosen) & set(EXPORT_FORMATS) else []
     for fmt in chosen:
         rows = format_rows(repo, fmt, pairs)
         name, ext = config_name(fmt), extension(fmt, parquet)
@@ -207,7 +207,7 @@ def export_folder(repo: Repository, folder: str | os.PathLike[str],
             write_rows(fmt, part, paths[split], parquet)
             written.append(WrittenFile(name, split, paths[split], len(part)))
     result = FolderExport(out, tuple(written), out / "README.md", test_share)
-    write_card(repo, result, pairs=pairs or list(repo.iter_pairs()), parquet=parquet,
+    write_card(repo, result, pairs=pairs or list(repo.pairs.stream()), parquet=parquet,
                seed=seed, license_id=license_id)
     return result
 

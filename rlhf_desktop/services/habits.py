@@ -219,10 +219,10 @@ class Habits:
 def length_bias(repo: Repository, last: int = 200) -> LengthBias:
     """Share of the last picks that went to the longest whole reply of their turn."""
     hits, chance, n = 0, 0.0, 0
-    for label in repo.recent_labels(last, kind="pick"):
+    for label in repo.labels.recent(last, kind="pick"):
         if label.turn_id is None or label.chosen_candidate_id is None:
             continue
-        whole = [c for c in repo.get_turn(label.turn_id).candidates
+        whole = [c for c in repo.conversations.get_turn(label.turn_id).candidates
                  if c.text.strip() and not c.error and c.source != "edit"]
         if len(whole) < 2:
             continue
@@ -249,12 +249,12 @@ def pick_times(times: list[float]) -> PickTimes:
 def habits(repo: Repository, labeling: LabelingService, last: int = 200) -> Habits:
     """The report (reads the database; fast enough for a page refresh at a few hundred
     labels)."""
-    ids = [label.id for label in repo.recent_labels(last, kind="pick")]
-    times = [float(t) for p in repo.label_provenance(ids).values()
+    ids = [label.id for label in repo.labels.recent(last, kind="pick")]
+    times = [float(t) for p in repo.provenance.of_labels(ids).values()
              if isinstance(t := p.get("time_to_pick_s"), (int, float))]
     return Habits(
-        position=position_report(repo.pick_positions(last)), length=length_bias(repo, last),
+        position=position_report(repo.labels.pick_positions(last)), length=length_bias(repo, last),
         blind=labeling.agreement(blind_only=True, last=last),
-        shown=Agreement(*repo.agreement_rate(last, blind=False), blind_only=False),
+        shown=Agreement(*repo.labels.agreement_rate(last, blind=False), blind_only=False),
         times=pick_times(times),
     )

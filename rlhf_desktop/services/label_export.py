@@ -54,8 +54,8 @@ __all__ = ["export_labels", "group_of", "in_test", "label_records", "pair_group"
 
 def _labeled_turns(repo: Repository) -> Iterator[tuple[int, Turn, dict[str, Any]]]:
     """Every chat label with its turn and provenance, oldest first."""
-    for label_id, turn in repo.chat_labels():
-        facts = repo.label_provenance([label_id]).get(label_id)
+    for label_id, turn in repo.labels.of_chat():
+        facts = repo.provenance.of_labels([label_id]).get(label_id)
         if facts is not None:
             yield label_id, turn, facts
 

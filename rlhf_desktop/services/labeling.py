@@ -114,7 +114,7 @@ class LabelingService:
             if same:
                 return self.tie(turn, [candidate_id, *same])
         top = model_top(turn)
-        label = self.repo.record_pick(turn.id, candidate_id, reason=reason,
+        label = self.repo.labels.pick(turn.id, candidate_id, reason=reason,
                                       model_top_candidate_id=top, against=against,
                                       shown=Shown.of(turn, self._clock()))
         self._forget_edits(turn)
@@ -128,7 +128,7 @@ class LabelingService:
     def tie(self, turn: Turn, candidate_ids: Sequence[int]) -> Pick:
         """Two or more replies equally good: a tie label, no pairs."""
         assert turn.id is not None
-        label = self.repo.record_tie(turn.id, candidate_ids, model_top_candidate_id=model_top(turn),
+        label = self.repo.labels.tie(turn.id, candidate_ids, model_top_candidate_id=model_top(turn),
                                      shown=Shown.of(turn, self._clock()))
         self._forget_edits(turn)
         tied = tuple(dict.fromkeys(candidate_ids))
@@ -149,8 +149,8 @@ class LabelingService:
             pairs = len(ranking_pairs(generated, order))
         except RuleError as exc:
             raise StorageError(str(exc)) from exc
-        label = self.repo.record_ranking(turn.id, order, model_top_candidate_id=top,
-                                         shown=Shown.of(turn, self._clock()))
+        label = self.repo.labels.rank(turn.id, order, model_top_candidate_id=top,
+                                      shown=Shown.of(turn, self._clock()))
         self._forget_edits(turn)
         members = tuple(order)
         turn.chosen_candidate_id = members[0]
@@ -163,7 +163,7 @@ class LabelingService:
     def all_bad(self, turn: Turn) -> Pick:
         """Every reply is bad: a flag on the turn (exported), never pairs."""
         assert turn.id is not None
-        label = self.repo.record_all_bad(turn.id, model_top_candidate_id=model_top(turn),
+        label = self.repo.labels.all_bad(turn.id, model_top_candidate_id=model_top(turn),
                                          shown=Shown.of(turn, self._clock()))
         self._forget_edits(turn)
         turn.chosen_candidate_id = None
@@ -174,20 +174,20 @@ class LabelingService:
         """The user's rewrite of reply ``candidate_id``, chosen over every original reply;
         the conversation continues with it. Returns the label and the new candidate."""
         assert turn.id is not None
-        label, cand = self.repo.record_edit(turn.id, candidate_id, text,
+        label, cand = self.repo.labels.edit(turn.id, candidate_id, text,
                                             model_top_candidate_id=model_top(turn),
                                             shown=Shown.of(turn, self._clock()))
         self._forget_edits(turn)
         turn.candidates.append(cand)
         turn.chosen_candidate_id = cand.id
         turn.label_kind, turn.ranked_candidate_ids, turn.skipped = "edit", (), False
-        pairs = self.repo.count_label_pairs(label)
+        pairs = self.repo.pairs.count_of_label(label)
         return self._remember(Pick(label, turn.id, cand.id, pairs, None, "edit")), cand
 
     def skip(self, turn: Turn) -> None:
         """No label for this turn (nothing is stored but the skip; a pick can follow)."""
         assert turn.id is not None
-        self.repo.set_skipped(turn.id)
+        self.repo.conversations.set_skipped(turn.id)
         turn.skipped = True
 
     def record_display(self, turn: Turn) -> None:
@@ -199,7 +199,7 @@ class LabelingService:
             turn.shown_at = self._clock()
         positions = {c.id: c.position for c in turn.candidates
                      if c.id is not None and c.position is not None}
-        self.repo.record_display(turn.id, turn.blind, positions)
+        self.repo.conversations.record_display(turn.id, turn.blind, positions)
 
     @staticmethod
     def _forget_edits(turn: Turn) -> None:
@@ -208,7 +208,7 @@ class LabelingService:
 
     def set_reason(self, pick: Pick, reason: str | None) -> None:
         """Attach the optional one-line reason."""
-        self.repo.set_label_reason(pick.label_id, reason)
+        self.repo.labels.set_reason(pick.label_id, reason)
 
     def undo(self) -> Pick | None:
         """Remove the last label of this session and its pairs (Alt+Z); an edit's rewrite
@@ -216,7 +216,7 @@ class LabelingService:
         if not self._undo:
             return None
         pick = self._undo.pop()
-        self.repo.delete_label(pick.label_id)
+        self.repo.labels.delete(pick.label_id)
         return pick
 
     @property
@@ -245,7 +245,7 @@ class LabelingService:
     def position_bias(self, last: int = 200) -> PositionBias:
         """Share of the last ``last`` picks that went to the card shown first, against the
         share a random pick would give (the mean of 1/N)."""
-        picks = self.repo.pick_positions(last)
+        picks = self.repo.labels.pick_positions(last)
         if not picks:
             return PositionBias(None, None, 0)
         first = sum(1 for where, _n in picks if where == 0) / len(picks)
@@ -255,5 +255,5 @@ class LabelingService:
     def agreement(self, blind_only: bool = True, last: int = 50) -> Agreement:
         """How often the last ``last`` picks were the model's top reply: on blind turns
         only (the honest measure, the default), or on every pick."""
-        rate, n = self.repo.agreement_rate(last, blind=True if blind_only else None)
+        rate, n = self.repo.labels.agreement_rate(last, blind=True if blind_only else None)
         return Agreement(rate, n, blind_only)

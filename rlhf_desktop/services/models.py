@@ -126,25 +126,25 @@ class ModelService:
         if not agreement.picks:
             agreement = self._labeling.agreement(blind_only=False, last=self.AGREEMENT_WINDOW)
         return ModelOverview(
-            versions=self._repo.list_model_versions(), agreement=agreement,
+            versions=self._repo.versions.list_all(), agreement=agreement,
             position_bias=self._labeling.position_bias(),
             habits=habits(self._repo, self._labeling),
-            labels=self._repo.count_labels(), pairs=self._repo.count_pairs(),
-            label_times=self._repo.label_times(), status=self._retrainer.status(),
+            labels=self._repo.labels.count(), pairs=self._repo.pairs.count(),
+            label_times=self._repo.labels.times(), status=self._retrainer.status(),
         )
 
     def versions(self) -> list[ModelVersion]:
         """Every recorded version, oldest first."""
-        return self._repo.list_model_versions()
+        return self._repo.versions.list_all()
 
     def latest(self) -> ModelVersion | None:
         """The newest recorded version."""
-        return self._repo.latest_model_version()
+        return self._repo.versions.latest()
 
     def current(self) -> ModelVersion | None:
         """The version that ranks now; before the reward model is loaded, the one that
         will (the pinned one, else the newest adopted one)."""
-        versions = self._repo.list_model_versions()
+        versions = self._repo.versions.list_all()
         wanted = self.in_use
         if wanted is not None:
             return next((v for v in versions if v.version == wanted), None)
@@ -168,7 +168,7 @@ class ModelService:
         repository's thread), computed in the background runner (a bootstrap of a thousand
         fits), and kept until the arena labels change. ``on_success(board)`` runs on the
         loop, unless the handle is cancelled or the session closed first."""
-        turns = self._repo.arena_turns()
+        turns = self._repo.arena.turns()
         key = (rounds, *(t.label_id for t in turns))
         cached = self._board[1] if self._board is not None and self._board[0] == key else None
 
@@ -200,7 +200,7 @@ class ModelService:
 
     def learned(self, version: int | None = None) -> Learned:
         """The style preferences of ``version`` (default: the one in use, else the newest)."""
-        versions = self._repo.list_model_versions()
+        versions = self._repo.versions.list_all()
         wanted = version if version is not None else self.in_use
         chosen = next((v for v in versions if v.version == wanted), None)
         if chosen is None and version is None and versions:
@@ -215,7 +215,7 @@ class ModelService:
         """When the newest version was trained but not adopted (and another one ranks), the
         page's one notice of it, in words: which version, from how many labels, why (the
         held-out accuracies the gate compared) and which version still ranks; else None."""
-        versions = self._repo.list_model_versions()
+        versions = self._repo.versions.list_all()
         if not versions:
             return None
         newest = versions[-1]
@@ -230,7 +230,7 @@ class ModelService:
         """Every version, newest first, with its adoption verdict and whether it is in use."""
         in_use = self.in_use
         rows = []
-        for v in reversed(self._repo.list_model_versions()):
+        for v in reversed(self._repo.versions.list_all()):
             adoption = v.metrics.get("adoption") or {}
             rows.append(VersionRow(
                 version=v.version, created_at=v.created_at, labels=v.labels, pairs=v.pairs,
@@ -247,7 +247,7 @@ class ModelService:
         :class:`VersionError` (nothing changed) for an unknown version or a file that does
         not load.
         """
-        known = {v.version: v for v in self._repo.list_model_versions()}
+        known = {v.version: v for v in self._repo.versions.list_all()}
         if version is not None and version not in known:
             listed = ", ".join(f"v{n}" for n in sorted(known)) or "none"
             raise VersionError(f"There is no model version v{version} (versions: {listed}).")

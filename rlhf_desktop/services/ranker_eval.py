@@ -159,7 +159,7 @@ class RankerEvalService:
             return _read_file(test_file), f"the test file {Path(test_file).name}"
         repo = Repository.open(self._db_path)
         try:
-            pairs = repo.all_pairs()
+            pairs = repo.pairs.list_all()
         finally:
             repo.close()
         seen = set(self._rewards.model.train_keys) | read_train_keys(Path(ranker_folder))

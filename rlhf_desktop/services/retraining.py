@@ -71,8 +71,8 @@ class Retrainer:
 
     def labels_since(self) -> int:
         """Labels recorded that the newest model has not seen."""
-        latest = self.repo.latest_model_version()
-        return max(0, self.repo.count_labels() - (latest.labels if latest else 0))
+        latest = self.repo.versions.latest()
+        return max(0, self.repo.labels.count() - (latest.labels if latest else 0))
 
     @property
     def running(self) -> bool:

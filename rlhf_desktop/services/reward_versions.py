@@ -69,7 +69,7 @@ def store_version(repo: Repository, model: TinyRewardModel, metrics: dict[str, A
     by :meth:`RewardService.load_current`.
     """
     pending = save_pending(model)
-    record = repo.add_model_version(
+    record = repo.versions.add(
         lambda n: str(version_dir(n)), metrics, int(metrics["pairs"]), int(metrics["labels"])
     )
     publish(pending, Path(record.path))

@@ -123,7 +123,7 @@ class RewardService:
         """
         self.load_warnings = []
         clean_pending()
-        for version in candidate_order(repo.list_model_versions(), pinned_version()):
+        for version in candidate_order(repo.versions.list_all(), pinned_version()):
             try:
                 model = TinyRewardModel.load(version.path, embedder=self.embedder)
             except (ModelFileError, OSError, ValueError, EOFError) as exc:
@@ -252,7 +252,7 @@ class RewardService:
         with self._train_lock:
             repo = Repository.open(self.db_path)
             try:
-                pairs, cut = training_pairs(repo.all_pairs(), repo.cut_pair_ids(), cfg)
+                pairs, cut = training_pairs(repo.pairs.list_all(), repo.pairs.cut_ids(), cfg)
                 result = train(pairs, cfg, self.embedder, progress, cancel)
                 result.metrics["cut_pairs_left_out"] = cut
                 adoption = decide_adoption(self.model, result, pairs, self.embedder)

@@ -260,8 +260,8 @@ class AppSession(ChatModels):
     def _shared_state(repo: Repository) -> tuple[tuple[int | None, int | None], int]:
         """What another process (the CLI) may change: the newest version and the pinned
         one, and the number of labels."""
-        latest = repo.latest_model_version()
-        return ((latest.version if latest else None, pinned_version()), repo.count_labels())
+        latest = repo.versions.latest()
+        return ((latest.version if latest else None, pinned_version()), repo.labels.count())
 
     def _watch_other_processes(self, models: tuple[int | None, int | None],
                                every_s: float = WATCH_EVERY_S) -> None:
@@ -336,7 +336,7 @@ class AppSession(ChatModels):
 
     def _label_recorded(self) -> None:
         """After any label of this session: it counts towards the next training."""
-        self._known_labels = self._repo.count_labels()
+        self._known_labels = self._repo.labels.count()
         self._retrainer.label_recorded()
 
     @property
@@ -351,7 +351,7 @@ class AppSession(ChatModels):
     def undo_pick(self) -> Pick | None:
         """Remove the last pick of this session and its pairs (None: nothing to undo)."""
         pick = self._labeling.undo()
-        self._known_labels = self._repo.count_labels()
+        self._known_labels = self._repo.labels.count()
         if pick is not None:
             self.hooks.labels_did_change()
             self.hooks.retrain_did_update(self._retrainer.status())

@@ -208,8 +208,8 @@ class TuningService:
 
         repo = Repository.open()
         try:
-            pairs = repo.count_pairs()
-            cut = len(repo.cut_pair_ids())
+            pairs = repo.pairs.count()
+            cut = len(repo.pairs.cut_ids())
         finally:
             repo.close()
         if not self.use_cut_pairs:
@@ -258,7 +258,7 @@ class TuningService:
             return False
         repo = Repository.open()
         try:
-            pairs = repo.count_pairs()
+            pairs = repo.pairs.count()
         finally:
             repo.close()
         if not self.use_cut_pairs:
@@ -354,8 +354,8 @@ class TuningService:
         self._changed()
         repo = Repository.open()
         try:
-            pairs = repo.all_pairs()
-            versions = {v.version: v for v in repo.list_model_versions()}
+            pairs = repo.pairs.list_all()
+            versions = {v.version: v for v in repo.versions.list_all()}
             rewards = RewardService()
             rewards.load_current(repo)
         finally:
@@ -773,7 +773,7 @@ def repo_cut_ids() -> set[int]:
 
     repo = Repository.open()
     try:
-        return repo.cut_pair_ids()
+        return repo.pairs.cut_ids()
     finally:
         repo.close()
 
@@ -788,8 +788,8 @@ def export_for_tuning(run_dir: Path, use_cut_pairs: bool = True) -> int:
 
     repo = Repository.open()
     try:
-        cut = repo.cut_pair_ids()
-        pairs = [p for p in repo.iter_pairs(metadata=False) if p.id not in cut]
+        cut = repo.pairs.cut_ids()
+        pairs = [p for p in repo.pairs.stream(metadata=False) if p.id not in cut]
     finally:
         repo.close()
     text = "".join(export_lines(pairs, "trl-conversational"))

@@ -116,7 +116,7 @@ def win_rate(tuned: Sequence[float], base: Sequence[float], rounds: int = ROUNDS
 def blind_agreement(pairs: Sequence[PreferencePair]) -> tuple[float | None, int]:
     """How often the reward model in use at the time scored the user's chosen reply above
     the rejected one, on blind turns (scores stored when shown, before the pick); a tie of
-    scores counts half. Pairs need ``metadata`` (``repo.with_metadata``)."""
+    scores counts half. Pairs need ``metadata`` (``repo.provenance.with_metadata``)."""
     hits, n = 0.0, 0
     for pair in pairs:
         meta = pair.metadata or {}
@@ -260,10 +260,10 @@ def measure(version: int, limit: int = PROMPTS,
     folder = get_version(version).folder
     repo = Repository.open()
     try:
-        pairs = repo.with_metadata(repo.all_pairs())
+        pairs = repo.provenance.with_metadata(repo.pairs.list_all())
         rewards = RewardService()
         rewards.load_current(repo)
-        versions = {v.version: v for v in repo.list_model_versions()}
+        versions = {v.version: v for v in repo.versions.list_all()}
     finally:
         repo.close()
     prompts = past_prompts(pairs, limit)

@@ -1,5 +1,5 @@
-"""Labeled arena turns, as the leaderboard reads them (a mixin of
-:class:`~rlhf_desktop.storage.repo.Repository`).
+"""Labeled arena turns, as the leaderboard reads them: ``repo.arena``. It owns no table: it
+reads the labels, turns, replies and pairs of arena turns.
 
 An arena turn is one whose candidates carry an ``origin`` (the candidate source each reply
 came from). For every chat label on such a turn this reads what the leaderboard needs: the
@@ -12,24 +12,24 @@ could be picked.
 from __future__ import annotations
 
 import json
-import sqlite3
 
 from rlhf_desktop.core.leaderboard import ArenaCandidate, ArenaTurn
 from rlhf_desktop.core.pick_rules import is_whole_reply
 from rlhf_desktop.domain import Candidate
-from rlhf_desktop.storage.pairs import in_chunks
+from rlhf_desktop.storage.database import Database, in_chunks
 
-__all__ = ["ArenaQueries"]
+__all__ = ["Arena"]
 
 
-class ArenaQueries:
+class Arena:
     """Reads of labeled arena turns."""
 
-    conn: sqlite3.Connection
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-    def arena_turns(self) -> list[ArenaTurn]:
+    def turns(self) -> list[ArenaTurn]:
         """Every chat label given on an arena turn, oldest first."""
-        rows = self.conn.execute(
+        rows = self._db.conn.execute(
             "SELECT l.id, l.turn_id, l.kind, l.chosen_candidate_id, l.members_json,"
             " COALESCE(l.blind, t.blind, 0), l.created_at FROM labels l"
             " JOIN turns t ON t.id = l.turn_id"
@@ -56,7 +56,7 @@ class ArenaQueries:
     def _arena_candidates(self, turn_ids: list[int]) -> dict[int, list[ArenaCandidate]]:
         found: dict[int, list[ArenaCandidate]] = {}
         for chunk, marks in in_chunks(turn_ids):
-            for r in self.conn.execute(
+            for r in self._db.conn.execute(
                     "SELECT id, turn_id, idx, text, finish_reason, error, source, origin_json"
                     f" FROM candidates WHERE turn_id IN ({marks}) ORDER BY turn_id, idx",
                     chunk):
@@ -73,7 +73,7 @@ class ArenaQueries:
     def _pairs_of(self, label_ids: list[int]) -> dict[int, list[tuple[int, int]]]:
         found: dict[int, list[tuple[int, int]]] = {}
         for chunk, marks in in_chunks(label_ids):
-            for label_id, better, worse in self.conn.execute(
+            for label_id, better, worse in self._db.conn.execute(
                     "SELECT label_id, chosen_candidate_id, rejected_candidate_id FROM pairs"
                     f" WHERE label_id IN ({marks}) AND chosen_candidate_id IS NOT NULL"
                     " AND rejected_candidate_id IS NOT NULL ORDER BY id", chunk):

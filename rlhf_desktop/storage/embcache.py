@@ -21,12 +21,12 @@ class SqliteEmbeddingCache:
     def get_embeddings(self, embedder_id: str, hashes: Sequence[bytes]) -> dict[bytes, np.ndarray]:
         """Cached vectors for the hashes that are present."""
         with self._lock:
-            return self._repo.get_embeddings(embedder_id, hashes)
+            return self._repo.embeddings.get(embedder_id, hashes)
 
     def put_embeddings(self, embedder_id: str, items: dict[bytes, np.ndarray]) -> None:
         """Store vectors."""
         with self._lock:
-            self._repo.put_embeddings(embedder_id, items)
+            self._repo.embeddings.put(embedder_id, items)
 
     def close(self) -> None:
         """Close the connection."""

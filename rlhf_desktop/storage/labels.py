@@ -1,10 +1,11 @@
-"""Labels of a turn (pick, tie, all bad, ranking, edit) with their provenance, skips,
-display positions, and the pair metadata read back for exports (a mixin of
-:class:`~rlhf_desktop.storage.repo.Repository`; the provenance reads are
-:class:`~rlhf_desktop.storage.provenance.ProvenanceQueries`).
+"""Labels (the ``labels`` table): a turn's pick, tie, all bad, ranking or edit, and the
+labels imported pairs come with; ``repo.labels``.
 
 A turn holds at most one label from the chat: a new one replaces the previous one (changing
-one's mind is not a second label), and a rewrite left without its edit label is deleted.
+one's mind is not a second label), and a rewrite left without its edit label is deleted. A
+label's pairs are :class:`~rlhf_desktop.storage.pairs.Pairs`' rows and its rewrite and the
+turn's display are :class:`~rlhf_desktop.storage.conversations.Conversations`' rows: a label's
+write asks them to write inside the one transaction it holds.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from rlhf_desktop.core.pick_rules import (
@@ -27,14 +27,16 @@ from rlhf_desktop.domain import (
     NO_PAIR_KINDS,
     Candidate,
     Label,
-    Message,
     Shown,
     Turn,
 )
-from rlhf_desktop.storage.pairs import StorageError
-from rlhf_desktop.storage.provenance import METADATA_KEYS, ProvenanceQueries, pair_metadata
+from rlhf_desktop.storage.database import Database, StorageError, messages_json, restore_row
 
-__all__ = ["METADATA_KEYS", "LabelQueries", "pair_metadata"]
+if TYPE_CHECKING:
+    from rlhf_desktop.storage.conversations import Conversations
+    from rlhf_desktop.storage.pairs import Pairs
+
+__all__ = ["CHAT_SOURCES", "Labels", "chat_label_of"]
 
 CHAT_SOURCES = ("pick", "edit")
 """Label sources that belong to a turn of the chat (one label per turn)."""
@@ -46,29 +48,36 @@ _LABEL_COLUMNS = (
 )
 
 
-def _messages_json(messages: Sequence[Message]) -> str:
-    return json.dumps([m.to_dict() for m in messages], ensure_ascii=False)
-
-
 def _shown_json(shown: Shown) -> str:
     return json.dumps({"scores": {str(k): v for k, v in shown.scores.items()},
                        "positions": {str(k): v for k, v in shown.positions.items()}})
 
 
-class LabelQueries(ProvenanceQueries):
-    """Writes and reads of labels, skips and display positions."""
+def chat_label_of(c: sqlite3.Connection, turn_id: int
+                  ) -> tuple[str, int | None, tuple[int, ...]] | None:
+    """The turn's chat label: (kind, chosen candidate id, members), or None. The members
+    are the tied replies of a tie and the order of a ranking (best first)."""
+    row = c.execute(
+        "SELECT kind, chosen_candidate_id, members_json FROM labels WHERE turn_id = ?"
+        " AND source IN ('pick', 'edit') ORDER BY id DESC LIMIT 1", (turn_id,)).fetchone()
+    if row is None:
+        return None
+    members = tuple(int(m) for m in json.loads(row[2])) if row[2] else ()
+    return str(row[0]), row[1], members
 
-    conn: sqlite3.Connection
 
-    if TYPE_CHECKING:
-        def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
-        def get_turn(self, turn_id: int) -> Turn: ...
-        @staticmethod
-        def _insert_candidate(c: sqlite3.Connection, turn_id: int, cand: Candidate) -> int: ...
+class Labels:
+    """Writes and reads of labels. The ``*_in`` methods write inside a transaction another
+    repository holds (an import's or a delete's of pairs), on the connection it passes."""
+
+    def __init__(self, db: Database, conversations: Conversations, pairs: Pairs) -> None:
+        self._db = db
+        self._conversations = conversations
+        self._pairs = pairs
 
     # ------------------------------------------------------------------ writing labels
 
-    def record_pick(
+    def pick(
         self,
         turn_id: int,
         chosen_candidate_id: int,
@@ -87,7 +96,7 @@ class LabelQueries(ProvenanceQueries):
         failed or stopped reply on purpose. Returns the label id. A previous label on the
         same turn is replaced.
         """
-        turn = self.get_turn(turn_id)
+        turn = self._conversations.get_turn(turn_id)
         chosen = self._candidate_of(turn, chosen_candidate_id)
         if not chosen.text.strip():
             raise StorageError("the chosen reply is empty; pick a reply with text")
@@ -104,11 +113,11 @@ class LabelQueries(ProvenanceQueries):
         return self._write_label(turn, "pick", "pick", chosen.id, others, reason=reason,
                                  top=model_top_candidate_id, shown=shown)
 
-    def record_tie(self, turn_id: int, tied: Sequence[int],
+    def tie(self, turn_id: int, tied: Sequence[int],
                    model_top_candidate_id: int | None = None,
                    shown: Shown | None = None) -> int:
         """Two or more replies equally good: a tie label, no pairs. Returns the label id."""
-        turn = self.get_turn(turn_id)
+        turn = self._conversations.get_turn(turn_id)
         members = list(dict.fromkeys(tied))
         if len(members) < 2:
             raise StorageError("a tie needs two or more replies; pick the tied replies")
@@ -118,14 +127,14 @@ class LabelQueries(ProvenanceQueries):
         return self._write_label(turn, "pick", "tie", members[0], [], members=members,
                                  top=model_top_candidate_id, shown=shown)
 
-    def record_ranking(self, turn_id: int, order: Sequence[int],
+    def rank(self, turn_id: int, order: Sequence[int],
                        model_top_candidate_id: int | None = None,
                        shown: Shown | None = None) -> int:
         """A full (or top-k) ranking of the turn's replies, ``order`` = candidate ids best
         first: one label (``members_json`` = the order, chosen = the first) and its weighted
         pairs (:func:`~rlhf_desktop.core.pick_rules.ranking_pairs`). Replaces an earlier
         label of the turn. Returns the label id."""
-        turn = self.get_turn(turn_id)
+        turn = self._conversations.get_turn(turn_id)
         generated = [c for c in turn.candidates if c.source != "edit"]
         try:
             pairs = ranking_pairs(generated, order)
@@ -135,16 +144,16 @@ class LabelQueries(ProvenanceQueries):
         return self._write_label(turn, "pick", "ranking", members[0], [], members=members,
                                  top=model_top_candidate_id, shown=shown, ranked=pairs)
 
-    def record_all_bad(self, turn_id: int, model_top_candidate_id: int | None = None,
+    def all_bad(self, turn_id: int, model_top_candidate_id: int | None = None,
                        shown: Shown | None = None) -> int:
         """Every reply is bad: an all-bad flag on the turn, never turned into pairs."""
-        turn = self.get_turn(turn_id)
+        turn = self._conversations.get_turn(turn_id)
         if not turn.candidates:
             raise StorageError("this turn has no replies to mark as bad")
         return self._write_label(turn, "pick", "all_bad", None, [],
                                  top=model_top_candidate_id, shown=shown)
 
-    def record_edit(self, turn_id: int, edited_from: int, text: str,
+    def edit(self, turn_id: int, edited_from: int, text: str,
                     model_top_candidate_id: int | None = None,
                     shown: Shown | None = None) -> tuple[int, Candidate]:
         """The user's rewrite of reply ``edited_from``: stored as a new candidate (source
@@ -152,7 +161,7 @@ class LabelQueries(ProvenanceQueries):
 
         Returns the label id and the new candidate. Raises StorageError on empty text or
         text identical to the original."""
-        turn = self.get_turn(turn_id)
+        turn = self._conversations.get_turn(turn_id)
         original = self._candidate_of(turn, edited_from)
         if original.source == "edit":
             raise StorageError("edit one of the model's replies, not an earlier rewrite")
@@ -187,12 +196,15 @@ class LabelQueries(ProvenanceQueries):
         assert turn.id is not None
         shown = shown or Shown(blind=turn.blind)
         now = time.time()
-        prompt = _messages_json(turn.messages)
-        with self.transaction() as c:
-            self._drop_chat_label(c, turn.id)
+        prompt = messages_json(turn.messages)
+        with self._db.transaction() as c:
+            c.execute("DELETE FROM labels WHERE turn_id = ? AND source IN ('pick', 'edit')",
+                      (turn.id,))
+            self._conversations.drop_rewrites_in(c, turn.id)
             if new_candidate is not None:
                 new_candidate.turn_id = turn.id
-                new_candidate.id = chosen_id = self._insert_candidate(c, turn.id, new_candidate)
+                new_candidate.id = chosen_id = self._conversations.insert_candidate_in(
+                    c, turn.id, new_candidate)
             cur = c.execute(
                 "INSERT INTO labels (created_at, source, turn_id, chosen_candidate_id,"
                 " model_top_candidate_id, reason, kind, members_json, time_to_pick_s,"
@@ -207,99 +219,91 @@ class LabelQueries(ProvenanceQueries):
             rows = [(chosen_text, o.text, chosen_id, o.id, 1.0) for o in others]
             rows += [(b.text, w.text, b.id, w.id, weight) for b, w, weight in ranked]
             if kind not in NO_PAIR_KINDS:
-                c.executemany(
-                    "INSERT INTO pairs (label_id, prompt_json, chosen, rejected,"
-                    " chosen_candidate_id, rejected_candidate_id, reason, source, created_at,"
-                    " weight) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(label_id, prompt, better, worse, better_id, worse_id, reason, source,
-                      now, weight) for better, worse, better_id, worse_id, weight in rows],
-                )
-            self._write_positions(c, shown.positions)
-            c.execute("UPDATE turns SET skipped_at = NULL, blind = ? WHERE id = ?",
-                      (int(shown.blind or turn.blind), turn.id))
+                self._pairs.add_for_label_in(c, label_id, prompt, rows, reason, source, now)
+            self._conversations.mark_labeled_in(c, turn.id, shown.blind or turn.blind,
+                                                shown.positions)
         return label_id
 
-    @staticmethod
-    def _drop_chat_label(c: sqlite3.Connection, turn_id: int) -> None:
-        """Remove the turn's chat label and any rewrite it held (before a new label)."""
-        c.execute("DELETE FROM labels WHERE turn_id = ? AND source IN ('pick', 'edit')",
-                  (turn_id,))
-        c.execute("DELETE FROM candidates WHERE turn_id = ? AND source = 'edit'", (turn_id,))
-
-    @staticmethod
-    def _write_positions(c: sqlite3.Connection, positions: dict[int, int]) -> None:
-        c.executemany("UPDATE candidates SET position = ? WHERE id = ?",
-                      [(pos, cid) for cid, pos in positions.items()])
-
-    def set_label_reason(self, label_id: int, reason: str | None) -> None:
+    def set_reason(self, label_id: int, reason: str | None) -> None:
         """Attach (or clear) the one-line reason of a label and its pairs."""
         reason = (reason or "").strip() or None
-        with self.transaction() as c:
+        with self._db.transaction() as c:
             c.execute("UPDATE labels SET reason = ? WHERE id = ?", (reason, label_id))
-            c.execute("UPDATE pairs SET reason = ? WHERE label_id = ?", (reason, label_id))
+            self._pairs.set_reason_in(c, label_id, reason)
 
-    def delete_label(self, label_id: int) -> int:
-        """Undo a label with all its pairs (and the rewrite an edit label stored). Returns
-        the number of pairs removed."""
-        with self.transaction() as c:
-            n = c.execute("SELECT COUNT(*) FROM pairs WHERE label_id = ?", (label_id,)).fetchone()
+    def delete(self, label_id: int) -> int:
+        """Undo a label with all its pairs (the schema cascades to them) and the rewrite an
+        edit label stored. Returns the number of pairs removed."""
+        with self._db.transaction() as c:
+            n = self._pairs.count_of_label(label_id)
             row = c.execute("SELECT kind, chosen_candidate_id FROM labels WHERE id = ?",
                             (label_id,)).fetchone()
             c.execute("DELETE FROM labels WHERE id = ?", (label_id,))
             if row is not None and row[0] == "edit" and row[1] is not None:
-                c.execute("DELETE FROM candidates WHERE id = ? AND source = 'edit'", (row[1],))
-        return int(n[0])
+                self._conversations.drop_rewrite_in(c, int(row[1]))
+        return n
 
-    def count_label_pairs(self, label_id: int) -> int:
-        """How many pairs a label made."""
-        return int(self.conn.execute("SELECT COUNT(*) FROM pairs WHERE label_id = ?",
-                                     (label_id,)).fetchone()[0])
+    def of_turn(self, turn_id: int) -> tuple[str, int | None, tuple[int, ...]] | None:
+        """The turn's chat label: (kind, chosen candidate id, members), or None
+        (:func:`chat_label_of`)."""
+        return chat_label_of(self._db.conn, turn_id)
 
-    # ------------------------------------------------------------------ display and skips
+    # ------------------------------------------------------------------ inside a pairs write
 
-    def record_display(self, turn_id: int, blind: bool, positions: dict[int, int]) -> None:
-        """Where each card of a turn is shown, and whether the turn is blind."""
-        with self.transaction() as c:
-            c.execute("UPDATE turns SET blind = ? WHERE id = ?", (int(blind), turn_id))
-            self._write_positions(c, positions)
+    @staticmethod
+    def add_for_pair_in(c: sqlite3.Connection, created: float, source: str,
+                        reason: str | None) -> int:
+        """A label of its own for a pair that did not come from a pick (an import); its id."""
+        cur = c.execute(
+            "INSERT INTO labels (created_at, source, reason, kind) VALUES (?, ?, ?, ?)",
+            (created, source, reason, source),
+        )
+        return int(cur.lastrowid or 0)
 
-    def set_skipped(self, turn_id: int, skipped: bool = True) -> None:
-        """Mark a turn as skipped (no label, no pairs) or not."""
-        with self.transaction() as c:
-            c.execute("UPDATE turns SET skipped_at = ? WHERE id = ?",
-                      (time.time() if skipped else None, turn_id))
+    @staticmethod
+    def drop_without_pairs_in(c: sqlite3.Connection, label_ids: Sequence[int]) -> None:
+        """Delete the labels left without pairs (a tie or all-bad label, which never had
+        pairs, stays)."""
+        c.executemany("DELETE FROM labels WHERE id = ? AND NOT EXISTS"
+                      " (SELECT 1 FROM pairs WHERE label_id = ?)",
+                      [(lab, lab) for lab in label_ids])
 
-    def chat_label_of(self, turn_id: int) -> tuple[str, int | None, tuple[int, ...]] | None:
-        """The turn's chat label: (kind, chosen candidate id, members), or None. The members
-        are the tied replies of a tie and the order of a ranking (best first)."""
-        row = self.conn.execute(
-            "SELECT kind, chosen_candidate_id, members_json FROM labels WHERE turn_id = ?"
-            " AND source IN ('pick', 'edit') ORDER BY id DESC LIMIT 1", (turn_id,)).fetchone()
-        if row is None:
-            return None
-        members = tuple(int(m) for m in json.loads(row[2])) if row[2] else ()
-        return str(row[0]), row[1], members
+    @staticmethod
+    def restore_in(c: sqlite3.Connection, labels: Sequence[dict[str, Any]]) -> dict[int, int]:
+        """Put deleted labels' stored rows back; ``{old id: id}``. A label that still
+        exists is reused; an id taken in the meantime gets a new one."""
+        label_ids: dict[int, int] = {}
+        for label in labels:
+            old = int(label["id"])
+            same = c.execute("SELECT 1 FROM labels WHERE id = ? AND created_at = ? AND"
+                             " source = ?", (old, label["created_at"], label["source"]))
+            if same.fetchone() is not None:
+                label_ids[old] = old
+            else:
+                label_ids[old] = restore_row(c, "labels", label)
+        return label_ids
 
     # ------------------------------------------------------------------ reading labels
 
-    def count_labels(self) -> int:
+    def count(self) -> int:
         """How many labels the reward model learns from (picks, rankings, edits, imports;
         ties and all-bad flags make no pairs and are not counted)."""
         marks = ",".join("?" * len(NO_PAIR_KINDS))
-        return int(self.conn.execute(f"SELECT COUNT(*) FROM labels WHERE kind NOT IN ({marks})",
-                                     NO_PAIR_KINDS).fetchone()[0])
+        return int(self._db.conn.execute(
+            f"SELECT COUNT(*) FROM labels WHERE kind NOT IN ({marks})", NO_PAIR_KINDS
+        ).fetchone()[0])
 
-    def label_kinds(self) -> dict[str, int]:
+    def kinds(self) -> dict[str, int]:
         """How many labels of each kind."""
         return {str(k): int(n) for k, n in
-                self.conn.execute("SELECT kind, COUNT(*) FROM labels GROUP BY kind")}
+                self._db.conn.execute("SELECT kind, COUNT(*) FROM labels GROUP BY kind")}
 
-    def last_label(self) -> Label | None:
+    def last(self) -> Label | None:
         """The most recent label."""
-        labels = self.recent_labels(1)
+        labels = self.recent(1)
         return labels[0] if labels else None
 
-    def recent_labels(self, limit: int, source: str | None = None,
+    def recent(self, limit: int, source: str | None = None,
                       kind: str | None = None, blind: bool | None = None) -> list[Label]:
         """The newest labels first (of one source, kind, or blind or not, when given)."""
         where: list[str] = []
@@ -314,7 +318,7 @@ class LabelQueries(ProvenanceQueries):
         sql = f"SELECT {_LABEL_COLUMNS} FROM labels l"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        rows = self.conn.execute(sql + " ORDER BY l.id DESC LIMIT ?", [*args, limit])
+        rows = self._db.conn.execute(sql + " ORDER BY l.id DESC LIMIT ?", [*args, limit])
         return [Label(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], kind=str(r[8]),
                       blind=bool(r[9])) for r in rows]
 
@@ -322,7 +326,7 @@ class LabelQueries(ProvenanceQueries):
                        ) -> tuple[float | None, int]:
         """Share of the last ``last`` picks (blind ones only, or not blind only, when given)
         where the pick was the model's top-ranked reply."""
-        picks = [lab for lab in self.recent_labels(last, kind="pick", blind=blind)
+        picks = [lab for lab in self.recent(last, kind="pick", blind=blind)
                  if lab.model_top_candidate_id is not None]
         if not picks:
             return None, 0
@@ -332,7 +336,7 @@ class LabelQueries(ProvenanceQueries):
     def pick_positions(self, last: int = 200) -> list[tuple[int, int]]:
         """(display position of the pick, cards shown) of the last ``last`` picks whose
         positions were recorded, newest first."""
-        rows = self.conn.execute(
+        rows = self._db.conn.execute(
             "SELECT chosen_candidate_id, shown_json FROM labels WHERE kind = 'pick' AND"
             " shown_json IS NOT NULL ORDER BY id DESC LIMIT ?", (last,))
         found: list[tuple[int, int]] = []
@@ -343,21 +347,21 @@ class LabelQueries(ProvenanceQueries):
                 found.append((int(where), len(positions)))
         return found
 
-    def label_times(self) -> list[float]:
+    def times(self) -> list[float]:
         """When each label the reward model learns from was recorded, oldest first (labels
-        over time; the same labels as :meth:`count_labels`)."""
+        over time; the same labels as :meth:`count`)."""
         marks = ",".join("?" * len(NO_PAIR_KINDS))
-        return [float(r[0]) for r in self.conn.execute(
+        return [float(r[0]) for r in self._db.conn.execute(
             f"SELECT created_at FROM labels WHERE kind NOT IN ({marks}) ORDER BY id",
             NO_PAIR_KINDS)]
 
     # ------------------------------------------------------------------ chat labels
 
-    def chat_labels(self) -> Iterator[tuple[int, Turn]]:
+    def of_chat(self) -> Iterator[tuple[int, Turn]]:
         """Every label given on a turn of the chat that still exists (oldest first), with
         its turn: for the per-turn labels export (ties and all-bad flags included)."""
-        rows = self.conn.execute(
+        rows = self._db.conn.execute(
             "SELECT l.id, l.turn_id FROM labels l JOIN turns t ON t.id = l.turn_id"
             " WHERE l.source IN ('pick', 'edit') ORDER BY l.id").fetchall()
         for label_id, turn_id in rows:
-            yield int(label_id), self.get_turn(int(turn_id))
+            yield int(label_id), self._conversations.get_turn(int(turn_id))

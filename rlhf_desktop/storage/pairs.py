@@ -1,16 +1,32 @@
-"""Read queries on preference pairs (a mixin of :class:`~rlhf_desktop.storage.repo.Repository`)."""
+"""Preference pairs (the ``pairs`` table): ``repo.pairs``. A pick's pairs are written by
+:class:`~rlhf_desktop.storage.labels.Labels` inside its transaction
+(:meth:`Pairs.add_for_label_in`); imported pairs come each with a label of its own
+(:meth:`Pairs.add`, which asks the labels to write inside its transaction)."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rlhf_desktop.core.pick_rules import CUT, same_reply
-from rlhf_desktop.domain import Message, PreferencePair, last_user_text
+from rlhf_desktop.domain import PAIR_SOURCES, Message, PreferencePair, last_user_text
+from rlhf_desktop.storage.database import (
+    Database,
+    StorageError,
+    in_chunks,
+    messages_from_json,
+    messages_json,
+    restore_row,
+)
+from rlhf_desktop.storage.labels import Labels
+from rlhf_desktop.storage.provenance import Provenance
+
+__all__ = ["NOTE_CUT", "NOTE_SAME", "DeletedPairs", "PairRow", "Pairs", "like_pattern",
+           "matched_in"]
 
 PairRow = tuple[int, str, str, str, str | None, str, float, str, str]
 """(id, last user message, chosen, rejected, reason, source, created_at, matched in, note)
@@ -33,7 +49,8 @@ _JSON_WORDS = ("role", "content", *_ROLES)
 def _prompt_text_sql() -> str:
     """SQL for ``prompt_json`` with the JSON between the messages' texts replaced by a
     newline (which the JSON of a text never holds: it escapes it as ``\\n``). The JSON is
-    always written as ``[{"role": "user", "content": "..."}, ...]`` (repo._messages_json);
+    always written as ``[{"role": "user", "content": "..."}, ...]``
+    (:func:`~rlhf_desktop.storage.database.messages_json`);
     REPLACE is far cheaper than parsing every row's JSON."""
     expr = "prompt_json"
     for role in _ROLES:
@@ -43,32 +60,6 @@ def _prompt_text_sql() -> str:
 
 
 _PROMPT_TEXT = _prompt_text_sql()
-
-# Which (table, column) of a restored row points at another row that may be gone by then.
-_REFERENCES = {
-    "turn_id": "turns", "chosen_candidate_id": "candidates",
-    "model_top_candidate_id": "candidates", "rejected_candidate_id": "candidates",
-}
-
-
-class StorageError(Exception):
-    """A request the database cannot satisfy (unknown id, bad value); the message says why."""
-
-
-IN_CHUNK = 500  # SQLite's default limit is 999 bound parameters
-
-
-def in_chunks(values: Sequence[Any]) -> Iterator[tuple[list[Any], str]]:
-    """``values`` in chunks small enough for one ``IN (...)``, each with its ``?`` marks."""
-    for start in range(0, len(values), IN_CHUNK):
-        chunk = list(values[start:start + IN_CHUNK])
-        yield chunk, ",".join("?" * len(chunk))
-
-
-def messages_from_json(text: str) -> list[Message]:
-    """Messages stored as JSON."""
-    return [Message.from_dict(item) for item in json.loads(text)]
-
 
 def like_pattern(text: str) -> str:
     """``text`` as a LIKE pattern that matches it literally anywhere (ESCAPE '\\')."""
@@ -108,14 +99,13 @@ class DeletedPairs:
     pairs: tuple[dict[str, Any], ...]
 
 
-class PairQueries:
-    """Reads of the ``pairs`` table."""
+class Pairs:
+    """Writes and reads of preference pairs. The ``*_in`` methods write inside a transaction
+    another repository holds (a label's write), on the connection it passes."""
 
-    conn: sqlite3.Connection
-
-    if TYPE_CHECKING:
-        def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
-        def with_metadata(self, pairs: Sequence[PreferencePair]) -> list[PreferencePair]: ...
+    def __init__(self, db: Database, provenance: Provenance) -> None:
+        self._db = db
+        self._provenance = provenance
 
     _PAIR_COLUMNS = (
         "id, label_id, prompt_json, chosen, rejected, reason, source, created_at,"
@@ -130,7 +120,67 @@ class PairQueries:
             rejected_candidate_id=r[9], weight=float(r[10]),
         )
 
-    def iter_pairs(self, text_filter: str = "", metadata: bool = True
+    # ------------------------------------------------------------------ writes
+
+    def add(self, pairs: Sequence[PreferencePair], source: str = "import") -> int:
+        """Store pairs that did not come from a pick, each as its own label, all or nothing."""
+        if source not in PAIR_SOURCES:
+            raise StorageError(f"source must be one of {PAIR_SOURCES}")
+        now = time.time()
+        with self._db.transaction() as c:
+            for pair in pairs:
+                created = pair.created_at or now
+                label_id = Labels.add_for_pair_in(c, created, source, pair.reason)
+                c.execute(
+                    "INSERT INTO pairs (label_id, prompt_json, chosen, rejected, reason, source,"
+                    " created_at, weight) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        label_id,
+                        messages_json(pair.prompt),
+                        pair.chosen,
+                        pair.rejected,
+                        pair.reason,
+                        source,
+                        created,
+                        pair.weight,
+                    ),
+                )
+        return len(pairs)
+
+    def delete(self, pair_ids: Sequence[int]) -> int:
+        """Delete pairs; a label left without pairs goes too (a tie or all-bad label, which
+        never had pairs, stays)."""
+        with self._db.transaction() as c:
+            removed = 0
+            for chunk, marks in in_chunks(pair_ids):
+                labels = [r[0] for r in c.execute(
+                    f"SELECT DISTINCT label_id FROM pairs WHERE id IN ({marks})", chunk)]
+                removed += c.execute(f"DELETE FROM pairs WHERE id IN ({marks})", chunk).rowcount
+                Labels.drop_without_pairs_in(c, labels)
+        return removed
+
+    @staticmethod
+    def add_for_label_in(c: sqlite3.Connection, label_id: int, prompt_json: str,
+                         rows: Sequence[tuple[str, str, int | None, int | None, float]],
+                         reason: str | None, source: str, created: float) -> None:
+        """A label's pairs, ``rows`` = (chosen text, rejected text, chosen id, rejected id,
+        weight), inside the transaction of ``c`` that writes the label."""
+        c.executemany(
+            "INSERT INTO pairs (label_id, prompt_json, chosen, rejected,"
+            " chosen_candidate_id, rejected_candidate_id, reason, source, created_at,"
+            " weight) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(label_id, prompt_json, better, worse, better_id, worse_id, reason, source,
+              created, weight) for better, worse, better_id, worse_id, weight in rows],
+        )
+
+    @staticmethod
+    def set_reason_in(c: sqlite3.Connection, label_id: int, reason: str | None) -> None:
+        """Set the reason of a label's pairs, inside the transaction that sets the label's."""
+        c.execute("UPDATE pairs SET reason = ? WHERE label_id = ?", (reason, label_id))
+
+    # ------------------------------------------------------------------ reads
+
+    def stream(self, text_filter: str = "", metadata: bool = True
                    ) -> Iterator[PreferencePair]:
         """Every pair, oldest first, streamed; with its provenance in ``metadata`` when
         asked (read 500 pairs at a time). A pair whose two replies are the same reply
@@ -138,22 +188,22 @@ class PairQueries:
         tie, never a preference: it is left out of every read for exports and training
         (the dataset view still lists it, to be deleted)."""
         sql, args = self._pair_query(text_filter)
-        cur = self.conn.execute(sql + " ORDER BY id", args)
+        cur = self._db.conn.execute(sql + " ORDER BY id", args)
         while rows := cur.fetchmany(500):
             pairs = [p for p in (self._pair(row) for row in rows)
                      if not same_reply(p.chosen, p.rejected)]
-            yield from self.with_metadata(pairs) if metadata else pairs
+            yield from self._provenance.with_metadata(pairs) if metadata else pairs
 
-    def all_pairs(self) -> list[PreferencePair]:
+    def list_all(self) -> list[PreferencePair]:
         """Every pair, oldest first (without metadata: what training reads; see
-        :meth:`cut_pair_ids` for the pairs whose rejected reply was cut)."""
-        return list(self.iter_pairs(metadata=False))
+        :meth:`cut_ids` for the pairs whose rejected reply was cut)."""
+        return list(self.stream(metadata=False))
 
-    def cut_pair_ids(self) -> set[int]:
+    def cut_ids(self) -> set[int]:
         """The ids of the pairs whose rejected reply the server cut at max tokens (finish
         reason ``length``; :func:`~rlhf_desktop.core.pick_rules.is_cut`): the pairs
         ``metadata["rejected_cut"]`` flags. Imported pairs have no stored reply: never."""
-        return {int(r[0]) for r in self.conn.execute(
+        return {int(r[0]) for r in self._db.conn.execute(
             "SELECT p.id FROM pairs p JOIN candidates k ON k.id = p.rejected_candidate_id"
             " WHERE k.finish_reason = ?", (CUT,))}
 
@@ -177,13 +227,14 @@ class PairQueries:
                  " OR rejected LIKE ? ESCAPE '\\' OR reason LIKE ? ESCAPE '\\')")
         return sql + where, [*args, like, like, like]
 
-    def pairs_page(self, offset: int, limit: int, text_filter: str = "") -> list[PreferencePair]:
+    def page(self, offset: int, limit: int, text_filter: str = "") -> list[PreferencePair]:
         """A page of pairs, newest first (for the lazily loaded dataset view)."""
         sql, args = self._pair_query(text_filter)
-        rows = self.conn.execute(sql + " ORDER BY id DESC LIMIT ? OFFSET ?", [*args, limit, offset])
+        rows = self._db.conn.execute(sql + " ORDER BY id DESC LIMIT ? OFFSET ?",
+                                     [*args, limit, offset])
         return [self._pair(r) for r in rows]
 
-    def pair_rows(self, before_id: int | None, limit: int, text_filter: str = ""
+    def rows(self, before_id: int | None, limit: int, text_filter: str = ""
                   ) -> list[PairRow]:
         """A page of light rows, newest first, after ``before_id`` (keyset paging: every
         page costs the same, however deep). Rows are tuples of text and numbers only, so a
@@ -195,7 +246,7 @@ class PairQueries:
         if before_id is not None:
             sql += (" AND" if args else " WHERE") + " id < ?"
             args = [*args, before_id]
-        rows = self.conn.execute(sql + " ORDER BY id DESC LIMIT ?", [*args, limit])
+        rows = self._db.conn.execute(sql + " ORDER BY id DESC LIMIT ?", [*args, limit])
         out: list[PairRow] = []
         for r in rows:
             messages = messages_from_json(r[1])
@@ -204,86 +255,60 @@ class PairQueries:
                         matched_in(text_filter, messages, r[2], r[3], r[4]), note))
         return out
 
-    def get_pair(self, pair_id: int) -> PreferencePair:
+    def get(self, pair_id: int) -> PreferencePair:
         """One pair by id."""
-        row = self.conn.execute(
+        row = self._db.conn.execute(
             f"SELECT {self._PAIR_COLUMNS} FROM pairs WHERE id = ?", (pair_id,)
         ).fetchone()
         if row is None:
             raise StorageError(f"no pair {pair_id}")
         return self._pair(row)
 
-    def count_pairs(self, text_filter: str = "") -> int:
+    def count(self, text_filter: str = "") -> int:
         """How many pairs (matching the filter)."""
         sql, args = self._pair_query(text_filter)
-        return int(self.conn.execute(f"SELECT COUNT(*) FROM ({sql})", args).fetchone()[0])
+        return int(self._db.conn.execute(f"SELECT COUNT(*) FROM ({sql})", args).fetchone()[0])
 
-    def first_prompts(self, conversation_ids: Sequence[int]) -> dict[int, str]:
-        """Each conversation's first user message (what its automatic title was cut from)."""
-        found: dict[int, str] = {}
-        for chunk, marks in in_chunks(conversation_ids):
-            rows = self.conn.execute(
-                "SELECT conversation_id, messages_json FROM turns WHERE id IN (SELECT MIN(id)"
-                f" FROM turns WHERE conversation_id IN ({marks}) GROUP BY conversation_id)",
-                chunk)
-            for cid, text in rows:
-                found[int(cid)] = last_user_text(messages_from_json(text))
-        return found
+    def count_by_source(self) -> dict[str, int]:
+        """How many pairs of each source."""
+        return {str(k): int(n) for k, n in self._db.conn.execute(
+            "SELECT source, COUNT(*) FROM pairs GROUP BY source")}
+
+    def count_of_label(self, label_id: int) -> int:
+        """How many pairs a label made."""
+        return int(self._db.conn.execute("SELECT COUNT(*) FROM pairs WHERE label_id = ?",
+                                         (label_id,)).fetchone()[0])
 
     # ------------------------------------------------------------------ undo of a delete
 
-    def snapshot_pairs(self, pair_ids: Sequence[int]) -> DeletedPairs:
+    def snapshot(self, pair_ids: Sequence[int]) -> DeletedPairs:
         """The stored rows of these pairs and of their labels, taken before a delete."""
         pairs: list[dict[str, Any]] = []
         for chunk, marks in in_chunks(pair_ids):
-            pairs += self._rows(f"SELECT * FROM pairs WHERE id IN ({marks})", chunk)
+            pairs += self._dict_rows(f"SELECT * FROM pairs WHERE id IN ({marks})", chunk)
         label_ids = sorted({int(p["label_id"]) for p in pairs})
         labels: list[dict[str, Any]] = []
         for chunk, marks in in_chunks(label_ids):
-            labels += self._rows(f"SELECT * FROM labels WHERE id IN ({marks})", chunk)
+            labels += self._dict_rows(f"SELECT * FROM labels WHERE id IN ({marks})", chunk)
         return DeletedPairs(tuple(labels), tuple(pairs))
 
-    def _rows(self, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
-        cur = self.conn.execute(sql, list(args))
+    def _dict_rows(self, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
+        cur = self._db.conn.execute(sql, list(args))
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
-    def restore_pairs(self, deleted: DeletedPairs) -> int:
+    def restore(self, deleted: DeletedPairs) -> int:
         """Put deleted pairs (and their labels) back, all or nothing; returns how many.
 
         A label that still exists is reused. Ids taken in the meantime get new ones, and
         references to turns or replies deleted since become NULL (as a delete would make
         them)."""
-        label_ids: dict[int, int] = {}
         restored = 0
-        with self.transaction() as c:
-            for label in deleted.labels:
-                old = int(label["id"])
-                same = c.execute("SELECT 1 FROM labels WHERE id = ? AND created_at = ? AND"
-                                 " source = ?", (old, label["created_at"], label["source"]))
-                if same.fetchone() is not None:
-                    label_ids[old] = old
-                else:
-                    label_ids[old] = self._insert_row(c, "labels", label)
+        with self._db.transaction() as c:
+            label_ids = Labels.restore_in(c, deleted.labels)
             for pair in deleted.pairs:
                 row = {**pair, "label_id": label_ids.get(int(pair["label_id"]),
                                                          pair["label_id"])}
-                self._insert_row(c, "pairs", row)
+                restore_row(c, "pairs", row)
                 restored += 1
         return restored
-
-    @staticmethod
-    def _insert_row(c: sqlite3.Connection, table: str, row: dict[str, Any]) -> int:
-        values = dict(row)
-        for column, target in _REFERENCES.items():
-            ref = values.get(column)
-            if ref is not None and c.execute(f"SELECT 1 FROM {target} WHERE id = ?",
-                                             (ref,)).fetchone() is None:
-                values[column] = None
-        taken = c.execute(f"SELECT 1 FROM {table} WHERE id = ?", (values["id"],)).fetchone()
-        if taken is not None:
-            del values["id"]
-        names = list(values)
-        cur = c.execute(f"INSERT INTO {table} ({', '.join(names)}) VALUES"
-                        f" ({', '.join('?' * len(names))})", [values[n] for n in names])
-        return int(cur.lastrowid or 0)

@@ -1,18 +1,20 @@
 """The provenance of preference pairs, as exported in their ``metadata``: the keys, one
-pair's record, and the queries that read it (a mixin of
-:class:`~rlhf_desktop.storage.labels.LabelQueries`)."""
+pair's record, and the queries that read it: ``repo.provenance``. It owns no table: it reads
+what a label and its replies were when the user labeled the turn (``labels``, ``turns``,
+``candidates``)."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 from rlhf_desktop.core.pick_rules import CUT
 from rlhf_desktop.domain import PreferencePair
-from rlhf_desktop.storage.pairs import in_chunks
+from rlhf_desktop.storage.database import Database, in_chunks
+
+__all__ = ["METADATA_KEYS", "Provenance", "pair_metadata"]
 
 METADATA_KEYS = (
     "label_id", "label_kind", "conversation_id", "turn_id", "provider", "model", "temperature",
@@ -69,12 +71,13 @@ def pair_metadata(pair: PreferencePair, label: dict[str, Any] | None,
     return meta
 
 
-class ProvenanceQueries:
+class Provenance:
     """Reads of what a label and its replies were when the user labeled the turn."""
 
-    conn: sqlite3.Connection
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-    def label_provenance(self, label_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    def of_labels(self, label_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         """Per label: kind, turn, conversation, provider, model, temperature, seed, blind,
         time to pick, reward-model version, the scores and positions at display time, the
         tied replies of a tie (``tied``) and the order of a ranking (``ranking``, candidate
@@ -82,7 +85,7 @@ class ProvenanceQueries:
         found: dict[int, dict[str, Any]] = {}
         ids = sorted(set(label_ids))
         for chunk, marks in in_chunks(ids):
-            rows = self.conn.execute(
+            rows = self._db.conn.execute(
                 "SELECT l.id, l.kind, l.turn_id, t.conversation_id, t.provider, t.model,"
                 " t.params_json, COALESCE(l.blind, t.blind, 0), l.time_to_pick_s,"
                 " l.reward_version, l.shown_json, l.members_json FROM labels l"
@@ -103,13 +106,13 @@ class ProvenanceQueries:
                 }
         return found
 
-    def candidate_facts(self, candidate_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    def of_candidates(self, candidate_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         """Per candidate: index, score, model version, display position, source, and the
         index of the reply a rewrite came from."""
         found: dict[int, dict[str, Any]] = {}
         ids = sorted(set(candidate_ids))
         for chunk, marks in in_chunks(ids):
-            rows = self.conn.execute(
+            rows = self._db.conn.execute(
                 "SELECT k.id, k.idx, k.score, k.model_version, k.position, k.source, o.idx,"
                 " k.origin_json, k.finish_reason"
                 " FROM candidates k LEFT JOIN candidates o ON o.id = k.edited_from"
@@ -123,8 +126,8 @@ class ProvenanceQueries:
 
     def with_metadata(self, pairs: Sequence[PreferencePair]) -> list[PreferencePair]:
         """The pairs with their provenance in ``metadata`` (see :data:`METADATA_KEYS`)."""
-        labels = self.label_provenance([p.label_id for p in pairs if p.label_id is not None])
-        cands = self.candidate_facts([cid for p in pairs for cid in
+        labels = self.of_labels([p.label_id for p in pairs if p.label_id is not None])
+        cands = self.of_candidates([cid for p in pairs for cid in
                                       (p.chosen_candidate_id, p.rejected_candidate_id)
                                       if cid is not None])
         return [replace(p, metadata=pair_metadata(p, labels.get(p.label_id or -1), cands))

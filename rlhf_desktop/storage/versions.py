@@ -1,27 +1,27 @@
-"""Reward-model versions recorded in the database (a mixin of
-:class:`~rlhf_desktop.storage.repo.Repository`)."""
+"""Reward-model versions recorded in the database (the ``model_versions`` table):
+``repo.versions``. (The chat model's tuned versions are folders, not rows:
+:mod:`rlhf_desktop.services.models`.)"""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rlhf_desktop.domain import ModelVersion
+from rlhf_desktop.storage.database import Database
+
+__all__ = ["Versions"]
 
 
-class VersionQueries:
-    """Reads and writes of the ``model_versions`` table."""
+class Versions:
+    """Reads and writes of the reward model's recorded versions."""
 
-    conn: sqlite3.Connection
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-    if TYPE_CHECKING:
-        def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
-
-    def add_model_version(
+    def add(
         self, path_for: Callable[[int], str], metrics: dict[str, Any], pairs: int, labels: int
     ) -> ModelVersion:
         """Record a trained model under the next free number, allocated atomically.
@@ -29,7 +29,7 @@ class VersionQueries:
         Safe when two processes train at once: each gets its own number.
         """
         now = time.time()
-        with self.transaction() as c:
+        with self._db.transaction() as c:
             row = c.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions").fetchone()
             number = int(row[0])
             record = ModelVersion(number, now, path_for(number), metrics, pairs, labels)
@@ -40,17 +40,17 @@ class VersionQueries:
             )
         return record
 
-    def list_model_versions(self) -> list[ModelVersion]:
+    def list_all(self) -> list[ModelVersion]:
         """Oldest first."""
         return self._model_versions("ORDER BY version")
 
-    def latest_model_version(self) -> ModelVersion | None:
+    def latest(self) -> ModelVersion | None:
         """The newest recorded model."""
         versions = self._model_versions("ORDER BY version DESC LIMIT 1")
         return versions[0] if versions else None
 
     def _model_versions(self, tail: str) -> list[ModelVersion]:
-        rows = self.conn.execute(
+        rows = self._db.conn.execute(
             "SELECT version, created_at, path, metrics_json, pairs, labels FROM model_versions "
             + tail
         ).fetchall()

@@ -92,7 +92,7 @@ def training_file() -> tuple[bytes, int]:
 
     repo = Repository.open()
     try:
-        lines = list(export_lines(repo.iter_pairs(), "openai-dpo"))
+        lines = list(export_lines(repo.pairs.stream(), "openai-dpo"))
     finally:
         repo.close()
     for number, line in enumerate(lines, 1):

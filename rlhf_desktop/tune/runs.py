@@ -47,7 +47,7 @@ def export_pairs(run_dir: Path) -> int:
 
     repo = Repository.open()
     try:
-        pairs = list(repo.iter_pairs())
+        pairs = list(repo.pairs.stream())
     finally:
         repo.close()
     text = "".join(export_lines(pairs, "trl-conversational"))

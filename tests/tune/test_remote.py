@@ -29,7 +29,7 @@ pytestmark = pytest.mark.timeout(60)
 def _add_pairs(pairs: list[PreferencePair]) -> None:
     repo = Repository.open()
     try:
-        repo.add_pairs(pairs)
+        repo.pairs.add(pairs)
     finally:
         repo.close()
 

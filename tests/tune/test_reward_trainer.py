@@ -123,10 +123,10 @@ def test_the_app_ranks_with_the_ranker_and_compares_it_with_the_tiny_model(train
     provider = FakeProvider()
     repo = Repository.open()
     chat = chat_service(repo, rewards, provider)
-    conversation = repo.create_conversation("t")
+    conversation = repo.conversations.create("t")
     asyncio.run(chat.send_messages(conversation.id, [Message("user", prompt)],
                                    params=SamplingParams(n=3)))
-    stored = repo.list_turns(conversation.id)[-1].candidates
+    stored = repo.conversations.list_turns(conversation.id)[-1].candidates
     assert [c.model_version for c in stored] == [TRANSFORMERS_RANKER_VERSION] * 3
     assert [c.score for c in stored] == pytest.approx(
         HFRanker.load(folder).score(prompt, [c.text for c in stored]), abs=1e-4)

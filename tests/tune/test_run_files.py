@@ -132,7 +132,7 @@ def test_rlhf_desktop_tune_and_openai_dpo_export_are_wired_into_the_cli(capsys, 
     from rlhf_desktop.storage.repo import Repository
 
     repo = Repository.open()
-    repo.add_pairs([PreferencePair(prompt=(Message("user", "q"),), chosen="a", rejected="b")])
+    repo.pairs.add([PreferencePair(prompt=(Message("user", "q"),), chosen="a", rejected="b")])
     repo.close()
     assert cli.main(["export", "--format", "openai-dpo"]) == 0
     line = json.loads(capsys.readouterr().out)
