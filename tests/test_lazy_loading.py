@@ -7,6 +7,10 @@ the first message. MiniLM's word-embedding table (47 MiB) is mapped from the wei
 not copied, so only the rows texts use become resident. Each test runs the real thing: the
 offscreen window in a subprocess on a fresh data folder, real SQLite, an Azure-protocol
 server over a real socket, the real MiniLM and SmolLM2 weights.
+
+Before the window shows, only the chat page is built: the dataset and model pages (their
+modules, the charts) load the first time they are opened, the settings dialog's module when
+it opens, and nothing the first paint does not need (the OpenAI client, scikit-learn, scipy).
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ import numpy as np
 import pytest
 
 from tests.azure_server import AzureServer
-from tests.test_lean_runtime import ROOT, app_env, trained_data_folder
+from tests.helpers import hh_rows, write_jsonl
+from tests.test_lean_runtime import ROOT, app_env, run_app, trained_data_folder
 
 DEFERRED = ("sklearn", "scipy", "pandas", "pyarrow", "xllamacpp", "llama_cpp")
 KEY = "sk-azure-SECRET-lazy-loading-7c2a"
@@ -90,8 +95,55 @@ async def run():
 """ + EPILOGUE
 
 
-def run_window(script: str, env: dict[str, str]) -> dict[str, object]:
-    proc = subprocess.run([sys.executable, "-c", script % (DEFERRED,)], capture_output=True,
+HIDDEN_PAGES = ("rlhf_desktop.ui.dataset_view", "rlhf_desktop.ui.model_view",
+                "rlhf_desktop.ui.model_tune", "rlhf_desktop.ui.model_arena",
+                "rlhf_desktop.ui.model_learned", "rlhf_desktop.ui.model_ranker",
+                "rlhf_desktop.ui.model_versions", "rlhf_desktop.ui.bias_chart",
+                "PySide6.QtCharts")
+NOT_FOR_THE_FIRST_PAINT = (*HIDDEN_PAGES, "rlhf_desktop.ui.settings_dialog",
+                           "rlhf_desktop.ui.sources_editor", "openai", *DEFERRED)
+
+# app.main as a user starts it, with MainWindow.show wrapped: what was imported to build the
+# window, then each page opened as the nav buttons open it, then closed.
+SHOW_SCRIPT = """
+import json, sys
+from PySide6.QtCore import QTimer
+from rlhf_desktop import app
+from rlhf_desktop.ui.main_window import MainWindow
+
+out = {}
+
+def loaded():
+    return sorted(m for m in %r if m in sys.modules)
+
+def visit(window):
+    out["chat_conversation"] = window.chat.conversation_id
+    out["chat_prompts"] = [w.prompt_view.toPlainText() for w in window.chat.widgets]
+    window.nav_buttons[1].click()
+    out["dataset_shown"] = window.pages.currentWidget() is window.dataset
+    out["dataset_count"] = window.dataset.count_label.text()
+    window.nav_buttons[2].click()
+    out["model_shown"] = window.pages.currentWidget() is window.model_view
+    out["model_labels"] = window.model_view.labels_value.text()
+    out["after_pages"] = loaded()
+    window.open_settings().reject()
+    out["after_settings"] = loaded()
+    window.close()
+
+original = MainWindow.show
+def show(self):
+    out["at_show"] = loaded()
+    original(self)
+    QTimer.singleShot(300, lambda: visit(self))
+MainWindow.show = show
+out["rc"] = app.main([])
+print("LAZY " + json.dumps(out), flush=True)
+"""
+
+
+def run_window(script: str, env: dict[str, str], watched: tuple[str, ...] = DEFERRED
+               ) -> dict[str, object]:
+    proc = subprocess.run([sys.executable, "-c", script % (watched,)], capture_output=True,
                           text=True, env=env, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     line = next(x for x in proc.stdout.splitlines() if x.startswith("LAZY "))
@@ -104,6 +156,28 @@ def server() -> Iterator[AzureServer]:
     with AzureServer(api_key=KEY, deployment="gpt-test", reply_length=12,
                      chunk_delay_s=0.001) as srv:
         yield srv
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_window_builds_only_the_chat_page_before_it_shows_and_the_others_when_opened(
+        tmp_path: Path, hh_data: Path, data_home: Path, server: AzureServer) -> None:
+    env = app_env(data_home, server)
+    # A returning user: a stored chat (the latest opens with the window) and real pairs.
+    run_app(["chat", "How do I keep basil fresh?", "-n", "2"], env, importtime=False)
+    run_app(["import", str(write_jsonl(tmp_path / "pairs.jsonl", hh_rows(hh_data, 0, 3)))],
+            env, importtime=False)
+    out = run_window(SHOW_SCRIPT, env, NOT_FOR_THE_FIRST_PAINT)
+    assert out["rc"] == 0
+    # The window was built with the chat page alone, the OpenAI provider configured.
+    assert out["at_show"] == []
+    assert out["chat_conversation"] is not None
+    assert out["chat_prompts"] == ["How do I keep basil fresh?"]
+    # Opened, each page is there and filled (built then, from the same data).
+    assert out["dataset_shown"] is True and out["dataset_count"] == "3 pairs (loaded 3)"
+    assert out["model_shown"] is True and out["model_labels"].endswith("· 3")  # type: ignore[union-attr]
+    assert set(HIDDEN_PAGES) <= set(out["after_pages"])  # type: ignore[arg-type]
+    assert "rlhf_desktop.ui.settings_dialog" in out["after_settings"]  # type: ignore[operator]
 
 
 @pytest.mark.slow

@@ -67,7 +67,8 @@ class ChatView(QWidget):
         super().__init__(parent)
         self.backend = backend
         self.renderer = MarkdownRenderer(dark)
-        self.renderer.render("*warm* | up\n--|--\n1 | 2")  # load extensions before any turn
+        """Built on the first render; python-markdown is imported and warmed in the session's
+        loading worker after the window shows (``Backend.warm_up``)."""
         self.conversation_id: int | None = None
         self._replacing: dict[TurnWidget, TurnWidget] = {}
         """A retry of a turn whose replies all failed -> that turn: hidden once it ends."""

@@ -1,8 +1,15 @@
-"""The main window: chat (with the conversation sidebar), dataset and model pages."""
+"""The main window: chat (with the conversation sidebar), dataset and model pages.
+
+Only the chat page is built before the window shows. The dataset and model pages (and their
+modules: the charts, the tune panel, the leaderboard) are built the first time they are
+shown or asked for (:attr:`MainWindow.dataset`, :attr:`MainWindow.model_view`); the
+settings dialog imports its module when it first opens
+(``tests/test_lazy_loading.py``)."""
 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QGuiApplication, QKeySequence, QResizeEvent, QShortcut
@@ -29,18 +36,21 @@ from rlhf_desktop.ui.backend import Backend
 from rlhf_desktop.ui.chat_controls import ChatControls
 from rlhf_desktop.ui.chat_settings import ChatHeader, ChatSettingsDialog
 from rlhf_desktop.ui.chat_view import ChatView
-from rlhf_desktop.ui.dataset_view import DatasetView
-from rlhf_desktop.ui.model_view import ModelView
 from rlhf_desktop.ui.orderly_close import OrderlyClose
-from rlhf_desktop.ui.settings_dialog import SettingsDialog, ranker_choices
 from rlhf_desktop.ui.shortcuts import OPEN_KEYS, ShortcutsDialog, help_button
 from rlhf_desktop.ui.sidebar import Sidebar
 from rlhf_desktop.ui.status_area import StatusArea
+
+if TYPE_CHECKING:  # built on first use (see the module docstring)
+    from rlhf_desktop.ui.dataset_view import DatasetView
+    from rlhf_desktop.ui.model_view import ModelView
+    from rlhf_desktop.ui.settings_dialog import SettingsDialog
 
 log = logging.getLogger(__name__)
 BANNER_KEY = "builtin_banner_dismissed"
 NARROW_WIDTH = 860  # below it the chat list hides (the ☰ button shows it)
 MIN_HEIGHT = 480  # below it the conversation had no room left between banner and composer
+CHAT_PAGE, DATASET_PAGE, MODEL_PAGE = range(3)
 
 
 class MainWindow(OrderlyClose):
@@ -54,11 +64,12 @@ class MainWindow(OrderlyClose):
         self.setMinimumHeight(MIN_HEIGHT)
         self._init_close()
         self._banner_dismissed = bool(QSettings().value(BANNER_KEY, False, type=bool))
+        self._dark = dark
 
         self.chat = ChatView(backend, dark)
         self.sidebar = Sidebar(backend.session.conversations)
-        self.dataset = DatasetView(backend)
-        self.model_view = ModelView(backend, dark)
+        self._dataset: DatasetView | None = None
+        self._model_view: ModelView | None = None
         self.controls = ChatControls()
         chat_page = QWidget()
         chat_column = QVBoxLayout(chat_page)
@@ -76,7 +87,9 @@ class MainWindow(OrderlyClose):
         self._narrow = False
         self._shortcuts_dialog: ShortcutsDialog | None = None
         self.pages = QStackedWidget()
-        for page in (splitter, self.dataset, self.model_view):
+        self._placeholders = {DATASET_PAGE: QWidget(), MODEL_PAGE: QWidget()}
+        """Empty pages in the stack until their page is built."""
+        for page in (splitter, *self._placeholders.values()):
             self.pages.addWidget(page)
 
         central = QWidget()
@@ -100,7 +113,6 @@ class MainWindow(OrderlyClose):
         self.controls.changed.connect(self.apply_settings)
         self.controls.failed.connect(lambda text: self.statusBar().showMessage(text, 10000))
         self.controls.toggle_sidebar.connect(self.toggle_sidebar)
-        self.dataset.deleted.connect(self._pairs_deleted)
         backend.provider_changed.connect(self._provider_changed)
         backend.retrain_status.connect(self._retrain_status)
         backend.model_trained.connect(self._model_trained)
@@ -131,9 +143,44 @@ class MainWindow(OrderlyClose):
             self.set_dark(theme.apply(app, scheme == Qt.ColorScheme.Dark))
 
     def set_dark(self, dark: bool) -> None:
-        """Restyle the pages whose colours do not come from the application palette."""
+        """Restyle the pages whose colours do not come from the application palette (a
+        page not built yet is built in the current scheme)."""
+        self._dark = dark
         self.chat.set_dark(dark)
-        self.model_view.set_dark(dark)
+        if self._model_view is not None:
+            self._model_view.set_dark(dark)
+
+    # ------------------------------------------------------------------ the pages built late
+
+    @property
+    def dataset(self) -> DatasetView:
+        """The dataset page, built on first use."""
+        if self._dataset is None:
+            from rlhf_desktop.ui.dataset_view import DatasetView
+
+            self._dataset = DatasetView(self.backend)
+            self._dataset.deleted.connect(self._pairs_deleted)
+            self._place(DATASET_PAGE, self._dataset)
+        return self._dataset
+
+    @property
+    def model_view(self) -> ModelView:
+        """The model page, built on first use (it loads its figures as it is built)."""
+        if self._model_view is None:
+            from rlhf_desktop.ui.model_view import ModelView
+
+            self._model_view = ModelView(self.backend, self._dark)
+            self._place(MODEL_PAGE, self._model_view)
+        return self._model_view
+
+    def _place(self, index: int, page: QWidget) -> None:
+        """Put ``page`` in the stack in place of its placeholder (the shown page stays)."""
+        current = self.pages.currentIndex()
+        placeholder = self._placeholders.pop(index)
+        self.pages.insertWidget(index, page)
+        self.pages.removeWidget(placeholder)
+        placeholder.deleteLater()
+        self.pages.setCurrentIndex(current)
 
     # ------------------------------------------------------------------ building
 
@@ -243,13 +290,18 @@ class MainWindow(OrderlyClose):
     # ------------------------------------------------------------------ actions
 
     def show_page(self, index: int) -> None:
-        """0 chat, 1 dataset, 2 model."""
+        """0 chat, 1 dataset, 2 model. A page shown again reloads; one shown for the first
+        time is built, and its constructor has just loaded it."""
+        page: DatasetView | ModelView | None = None
+        fresh = False
+        if index == DATASET_PAGE:
+            fresh, page = self._dataset is None, self.dataset
+        elif index == MODEL_PAGE:
+            fresh, page = self._model_view is None, self.model_view
         self.pages.setCurrentIndex(index)
         self.nav_buttons[index].setChecked(True)
-        if index == 1:
-            self.dataset.refresh()
-        elif index == 2:
-            self.model_view.refresh()
+        if page is not None and not fresh:
+            page.refresh()
 
     def show_shortcuts(self) -> ShortcutsDialog:
         """Ctrl+/ or F1: the keyboard shortcuts list."""
@@ -280,7 +332,7 @@ class MainWindow(OrderlyClose):
 
     def focus_search(self) -> None:
         """Ctrl+F: search chats (or filter the dataset on that page)."""
-        if self.pages.currentIndex() == 1:
+        if self.pages.currentIndex() == DATASET_PAGE:
             self.dataset.filter.setFocus()
             self.dataset.filter.selectAll()
         else:
@@ -289,12 +341,14 @@ class MainWindow(OrderlyClose):
             self.sidebar.focus_search()
 
     def _pick_key(self, key: int) -> None:
-        if self.pages.currentIndex() == 0:
+        if self.pages.currentIndex() == CHAT_PAGE:
             self.chat.pick_key(key)
 
     def open_settings(self, focus: str | None = None) -> SettingsDialog:
         """Show the settings dialog (non-blocking); applies the settings when saved.
         ``focus`` names a setting to show and focus (e.g. ``n_ctx`` from an error)."""
+        from rlhf_desktop.ui.settings_dialog import SettingsDialog, ranker_choices
+
         dialog = SettingsDialog(self.backend.settings, self, self.backend.provider_kind,
                                 rankers=ranker_choices(self.backend.session))
         dialog.accepted.connect(lambda: self._settings_saved(dialog))
@@ -378,8 +432,8 @@ class MainWindow(OrderlyClose):
         self._retrain_status(self.backend.session.models.status())
 
     def _labels_changed(self) -> None:
-        if self.pages.currentIndex() == 1:
-            self.dataset.refresh()
+        if self.pages.currentIndex() == DATASET_PAGE and self._dataset is not None:
+            self._dataset.refresh()
 
     def _select_conversation(self, conversation_id: object) -> None:
         cid = conversation_id if isinstance(conversation_id, int) else None

@@ -57,23 +57,42 @@ def split_fences(text: str) -> list[tuple[str, str, str]]:
     return out
 
 
+def markdown_converter() -> Any:
+    """A python-markdown instance: tables, sane lists, nl2br; raw HTML escaped, never rendered.
+
+    The extensions are given as objects, not names: a name makes python-markdown read every
+    installed package's entry points to find it (tens of milliseconds at start-up)."""
+    import markdown
+    from markdown.extensions.nl2br import Nl2BrExtension
+    from markdown.extensions.sane_lists import SaneListExtension
+    from markdown.extensions.tables import TableExtension
+
+    # nl2br: a single newline is a line break, as in chat apps (a poem, an address, an
+    # edited haiku keep their lines); code blocks, lists and tables are unaffected.
+    md = markdown.Markdown(extensions=[TableExtension(), SaneListExtension(), Nl2BrExtension()])
+    # Never render HTML from a reply: escape it like text.
+    for name in ("html_block",):
+        if name in md.preprocessors:
+            md.preprocessors.deregister(name)
+    if "html" in md.inlinePatterns:
+        md.inlinePatterns.deregister("html")
+    return md
+
+
 class MarkdownRenderer:
-    """Reusable renderer (python-markdown instance and pygments formatter built once)."""
+    """Reusable renderer: the python-markdown instance is built on the first render (an
+    empty chat shows without it) and then reused."""
 
     def __init__(self, dark: bool = False) -> None:
-        import markdown
-
         self.palette = DARK if dark else LIGHT
         self.dark = dark
-        # nl2br: a single newline is a line break, as in chat apps (a poem, an address, an
-        # edited haiku keep their lines); code blocks, lists and tables are unaffected.
-        self._md: Any = markdown.Markdown(extensions=["tables", "sane_lists", "nl2br"])
-        # Never render HTML from a reply: escape it like text.
-        for name in ("html_block",):
-            if name in self._md.preprocessors:
-                self._md.preprocessors.deregister(name)
-        if "html" in self._md.inlinePatterns:
-            self._md.inlinePatterns.deregister("html")
+        self._converter: Any = None
+
+    @property
+    def _md(self) -> Any:
+        if self._converter is None:
+            self._converter = markdown_converter()
+        return self._converter
 
     def set_dark(self, dark: bool) -> None:
         """Render from now on in the dark (or light) palette."""
@@ -144,6 +163,8 @@ def highlight(code: str, lang: str, style: str) -> str:
 
 
 def warm_up() -> None:
-    """Import pygments and its Python lexer, in the session's loading worker, so that the
-    first code block renders without a 100 ms pause on the UI thread."""
+    """Import pygments and its Python lexer, and python-markdown with its extensions (a
+    converter built and dropped), in the session's loading worker, so that the first reply
+    and the first code block render without a pause on the UI thread."""
     highlight("print(1)", "python", "friendly")
+    markdown_converter().convert("*warm*")
