@@ -54,8 +54,12 @@ typecheck: $(STAMP)
 imports: $(STAMP)
 	$(BIN)/lint-imports
 
+# The whole suite on 2 pytest-xdist workers, a test file per worker (module fixtures such as
+# the local servers and MiniLM start once), then the few tests marked serial (their outcome
+# depends on scheduling) alone.
 pytest: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(BIN)/pytest
+	QT_QPA_PLATFORM=offscreen $(BIN)/pytest -n 2 --dist loadfile -m "not serial"
+	QT_QPA_PLATFORM=offscreen $(BIN)/pytest -q -m serial
 
 pytest-fast: $(STAMP)
 	$(BIN)/pytest -q -n 4 -m "not slow" --ignore=tests/ui --ignore=tests/tune -p no:pytestqt

@@ -119,8 +119,9 @@ def test_reply_that_stays_empty_fails_with_the_reason() -> None:
 
 # Timing-sensitive (which stream the server cuts depends on scheduling): it failed once in
 # about ten fast-tier runs on 4 xdist workers sharing 2 cores (a cut 4th reply taken as whole),
-# so it runs in make test's serial pass only.
+# so it runs alone, in make test's serial pass.
 @pytest.mark.slow
+@pytest.mark.serial
 def test_parallel_requests_fall_back_to_one_at_a_time_when_cut() -> None:
     """Told the server handles concurrent requests, but it cuts them: detected, redone."""
     with litellm_like() as server:
