@@ -159,7 +159,7 @@ class PreferencePair:
     metadata: dict[str, Any] | None = field(default=None, compare=False)
     """Provenance (label kind, provider, model, temperature, seed, reward-model version and
     scores at display time, display positions, blind, time to pick) when read from the
-    database; see :func:`rlhf_desktop.storage.labels.pair_metadata`."""
+    database; see :func:`rlhf_desktop.storage.provenance.pair_metadata`."""
 
     @property
     def prompt_text(self) -> str:

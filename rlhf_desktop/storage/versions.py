@@ -1,6 +1,6 @@
 """Reward-model versions recorded in the database (the ``model_versions`` table):
 ``repo.versions``. (The chat model's tuned versions are folders, not rows:
-:mod:`rlhf_desktop.services.models`.)"""
+:mod:`rlhf_desktop.tune.versions`.)"""
 
 from __future__ import annotations
 
