@@ -522,9 +522,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     pool = await generate_held(args, held_dir / "base-pool.json", held, N, system)
     base = [r[0] for r in pool["replies"]]
     noise = [r[1] for r in pool["replies"]]
-    amp_pool = (await generate_held(args, gen / "amp-pool.json", train_prompts, N, system,
-                                    seed_offset=AMP_SEED_OFFSET)
-                if "amplified" in args.arms else None)
     gold = gold_model(args, embedder)
 
     out: dict[str, Any] = {"prompts": {"distinct": len(prompts), "held_out": len(held)},
@@ -550,8 +547,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if "rm" in args.arms:
                 p_arms["rm_best_of_4"] = rm_arm(folder, held, pool["replies"])
             for recipe in args.recipes:
-                if (f"tuned_{recipe}" not in args.arms and "tuned" not in args.arms) or (
-                        args.tune_tastes and spec not in args.tune_tastes):
+                if (f"tuned_{recipe}" not in args.arms and "tuned" not in args.arms) or \
+                        not chosen(args.tune_tastes, spec, picks):
                     continue
                 tune = run_tune(args, folder, recipe, RECIPES[recipe])
                 rec.setdefault("tunes", {})[recipe] = tune
@@ -559,9 +556,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                         held, 1, system, tune["adapter_gguf"])
                 p_arms[f"tuned_{recipe}"] = {"replies": [r[0] for r in g["replies"]],
                                              "cpu_s": round(g["cpu_s"] + tune["cpu_s"], 1)}
-            if amp_pool is not None and (not args.tune_tastes or spec in args.tune_tastes):
-                amp = amplified_data(folder, train_prompts[:picks], amp_pool["replies"][:picks],
-                                     system)
+            if "amplified" in args.arms and chosen(args.amp_tastes or args.tune_tastes, spec,
+                                                   picks):
+                amp_pool = await generate_held(args, gen / "amp-pool.json", train_prompts[:picks],
+                                               N, system, seed_offset=AMP_SEED_OFFSET)
+                amp = amplified_data(folder, train_prompts[:picks], amp_pool["replies"], system)
                 rec["amplification"] = amp["report"]
                 if amp["report"]["used"]:
                     tune = run_tune(args, folder, "new_amplified", RECIPES["new"], amp["data"])
@@ -651,6 +650,12 @@ def amplified_data(folder: Path, prompts: list[str], pool: list[list[dict[str, A
     return {"report": report, "data": out}
 
 
+def chosen(specs: list[str], taste: str, picks: int) -> bool:
+    """Whether ``--tune-tastes``/``--amp-tastes`` select ``taste`` at ``picks``: an empty
+    list selects every taste, ``NAME`` every budget of it, ``NAME@PICKS`` that budget only."""
+    return not specs or taste in specs or f"{taste}@{picks}" in specs
+
+
 def work_folder(args: argparse.Namespace, safe: str, picks: int) -> Path:
     """One taste's data folder at one pick budget."""
     return Path(args.work) / f"taste-{safe}-p{picks}-s{args.seed}-t{args.max_tokens}"
@@ -681,6 +686,10 @@ def rm_arm(folder: Path, prompts: list[str], pool: list[list[dict[str, Any]]]
 # ---------------------------------------------------------------- report
 
 
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The docs section: one row per taste, pick budget and arm."""
     out = ["## The on-policy loop: scripted users pick, the model learns (benchmarks/loop.py)",
@@ -693,7 +702,7 @@ def markdown(result: dict[str, Any]) -> str:
            "reply by the same scripted user (tie half; 95 % bootstrap CI over prompts). "
            "Guards: mean words, % cut at max_tokens, distinct-2, % on topic, mean score of "
            "the frozen HH reward model.", "",
-           "| taste | picks (pairs) | arm | win vs base [95 % CI] | neither cut [95 % CI] "
+           "| taste | prompts (picks, pairs) | arm | win vs base [95 % CI] | neither cut [95 % CI] "
            "| words | cut % | distinct-2 | on-topic % | HH-RM | CPU s |",
            "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
 
@@ -713,13 +722,16 @@ def markdown(result: dict[str, Any]) -> str:
                     head_to_head.append(f"- {name} @ {picks} picks: arm 6 (amplified) against "
                                         f"arm 5 (tuned_new), head to head: "
                                         f"{cell(a['vs_tuned_new'])}")
-                out.append(f"| {name} | {picks} ({rec['pairs']}) | {arm} | {win} | {whole} | "
+                out.append(f"| {name} | {picks} ({rec['labels']}, {rec['pairs']}) | {arm} | "
+                           f"{win} | {whole} | "
                            f"{g['mean_words']} | {g['cut_share']} | {g['distinct_2']} | "
                            f"{g['on_topic_share']} | {g['hh_rm_score']} | "
                            f"{'–' if a['cpu_s'] is None else a['cpu_s']} |")
-    notes = [f"- {name} @ {picks} picks: ranker CV accuracy {rec['ranker']['cv_accuracy']}; "
+    notes = [f"- {name} @ {picks} prompts ({rec['labels']} picks; "
+             f"{rec['skipped_all_degenerate']} turns had no whole reply to pick): ranker CV "
+             f"accuracy {_round(rec['ranker']['cv_accuracy'])}; "
              + "; ".join(f"tune {k}: {v['steps']} steps, {v['wall_s']} s wall, loss "
-                         f"{v['loss_first']} → {v['loss_last']}"
+                         f"{_round(v['loss_first'])} → {_round(v['loss_last'])}"
                          for k, v in rec.get("tunes", {}).items())
              for name, t in result["tastes"].items() for picks, rec in t["picks"].items()]
     amp = [f"- {name} @ {picks} picks: amplification: {rec['amplification'].get('reason', '')}"
@@ -748,7 +760,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--system-tastes", nargs="*", default=[],
                    help="the system-prompt arm for these of --taste only (default: every one)")
     p.add_argument("--tune-tastes", nargs="*", default=[],
-                   help="tune for these of --taste only (default: every one)")
+                   help="tune for these of --taste only (default: every one); NAME@PICKS: "
+                        "at that --picks budget only")
+    p.add_argument("--amp-tastes", nargs="*", default=[],
+                   help="arm 6 (amplified) for these only, NAME or NAME@PICKS (default: the "
+                        "tuned ones)")
     p.add_argument("--max-steps", type=int, default=0, help="cap every tune (0: the recipe's)")
     p.add_argument("--quick", action="store_true",
                    help="held-out arms: base, system, rm, tuned_new, noise; tunes capped at "

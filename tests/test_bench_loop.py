@@ -81,6 +81,16 @@ PROMPTS = ["What is the capital of France? One short sentence.",
 
 @pytest.mark.slow
 @pytest.mark.timeout(1500)  # ~150 CPU-s (two one-step tunes in subprocesses); minutes when busy
+def test_tunes_and_amplification_can_be_chosen_per_pick_budget() -> None:
+    args = loop.parse_args(["--picks", "100", "300", "--tune-tastes", "concise", "warm@300"])
+    assert loop.chosen(args.tune_tastes, "concise", 100)
+    assert loop.chosen(args.tune_tastes, "concise", 300)
+    assert loop.chosen(args.tune_tastes, "warm", 300)
+    assert not loop.chosen(args.tune_tastes, "warm", 100)
+    assert not loop.chosen(args.tune_tastes, "structured", 300)
+    assert loop.chosen([], "anything", 7)  # nothing named: every taste, every budget
+
+
 def test_tiny_loop_run_end_to_end(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
