@@ -189,8 +189,8 @@ async def turn_and_retrain(window: Any, out: dict[str, Any]) -> None:
     out["turn_candidates"] = len(chat.widgets[-1].cards)
     out["rss_after_turn_mb"] = rss_mb()["VmRSS"]
     repo = own_repo()
-    repo.add_pairs(load_pairs()[:1000])
-    before = repo.latest_model_version()
+    repo.pairs.add(load_pairs()[:1000])
+    before = repo.versions.latest()
     backend.train_now()
     await until(functools.partial(trained_after, backend, before), 120)
 
@@ -359,15 +359,15 @@ def bench_window(pairs: list[Any], quick: bool) -> dict[str, Any]:
             None, lambda: embedder.embed(
                 list({t for p in pairs for t in (p.prompt_text, p.chosen, p.rejected)})))
         for size in (1000, 10_000):
-            have = repo.count_pairs()
-            repo.add_pairs(synthetic(pairs, size)[have:])
-            before = repo.latest_model_version()
+            have = repo.pairs.count()
+            repo.pairs.add(synthetic(pairs, size)[have:])
+            before = repo.versions.latest()
             hb.start()
             started = time.perf_counter()
             backend.train_now()
             await until(functools.partial(trained_after, backend, before), 300)
             stats = {**hb.stop(), "seconds": time.perf_counter() - started,
-                     "pairs": repo.count_pairs()}
+                     "pairs": repo.pairs.count()}
             out[f"stall_retrain_{size}"] = stats
             log(f"stall retraining {size}: {stats}")
 
@@ -396,8 +396,8 @@ def bench_dataset(app: Any, window: Any, pairs: list[Any]) -> dict[str, Any]:
     """Dataset view with 100k pairs: open the page, then scroll to the end."""
     repo = own_repo()
     started = time.perf_counter()
-    have = repo.count_pairs()
-    repo.add_pairs(synthetic(pairs, 100_000)[have:])
+    have = repo.pairs.count()
+    repo.pairs.add(synthetic(pairs, 100_000)[have:])
     insert_s = time.perf_counter() - started
     app.processEvents()
     started = time.perf_counter()
@@ -829,7 +829,7 @@ def notes(d: dict[str, Any]) -> list[str]:
             f"collection {w['dataset_frozen_gc_max_ms']:.1f} ms, scroll to the end "
             f"{w['dataset_frozen_scroll_end_s']:.1f} s. What remains is paging: each page "
             "costs more the further it is (last page "
-            f"{w['dataset_scroll_last_step_ms']:.0f} ms) because `Repository.pairs_page` "
+            f"{w['dataset_scroll_last_step_ms']:.0f} ms) because `Repository.pairs.page` "
             "uses `LIMIT/OFFSET`; keyset paging (`WHERE id < ?` on the last loaded id) "
             "would make every page cost the same as the first.")
     return lines

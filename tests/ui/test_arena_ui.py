@@ -204,7 +204,7 @@ def test_replies_from_offers_the_arena_only_with_two_sources(qtbot: object) -> N
 
 def arena_turn(texts: list[str], names: list[str], prompt: str) -> Turn:
     """A stored arena turn (as ChatService saves one), scored by reward model v2."""
-    conv = db().create_conversation(prompt)
+    conv = db().conversations.create(prompt)
     by_name = {s.name: s for s in SOURCES}
     cands = [Candidate(index=i, text=t, finish_reason="stop", completion_tokens=20,
                        latency_s=0.8, origin=by_name[n].origin(by_name[n].temperature or 0.7))
@@ -212,8 +212,8 @@ def arena_turn(texts: list[str], names: list[str], prompt: str) -> Turn:
     turn = Turn(conversation_id=conv.id, messages=[Message("user", prompt)], provider=ARENA,
                 model=" vs ".join(dict.fromkeys(names)), params=SamplingParams(n=len(texts)),
                 candidates=cands, blind=True)
-    saved = db().save_turn(turn)
-    db().set_scores([(c.id or 0, 0.5 - i, 2) for i, c in enumerate(saved.candidates)])
+    saved = db().conversations.save_turn(turn)
+    db().conversations.set_scores([(c.id or 0, 0.5 - i, 2) for i, c in enumerate(saved.candidates)])
     return saved
 
 
@@ -275,7 +275,7 @@ def test_arena_turn_names_no_source_before_the_pick_and_each_after(
         assert [c.rank_badge.text().split(" · ")[0] for c in widget.ordered_cards()] == \
             ["Reply 1", "Reply 2", "Reply 3", "Reply 4"] and widget.card_at(2) is card
         assert all(" · model #" in c.rank_badge.text() for c in widget.cards.values())
-        label = db().last_label()
+        label = db().labels.last()
         assert label is not None and label.blind
 
         # reopened: the labeled arena turn still shows its sources
@@ -384,7 +384,7 @@ def test_arena_through_two_real_servers_from_the_chooser_to_the_reveal(
         await wait_until(lambda: card.source_badge.isVisible(), 10, "the reveal")
         assert {c.source_badge.text() for c in widget.cards.values()} == \
             {f"from {n}" for n in names}
-        stored = db().get_turn(turn.id or 0)
+        stored = db().conversations.get_turn(turn.id or 0)
         assert stored.blind and stored.chosen_candidate_id == card.candidate.id  # type: ignore[union-attr]
 
     try:

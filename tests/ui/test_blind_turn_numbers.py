@@ -128,13 +128,13 @@ def test_a_blind_tie_names_the_replies_as_they_were_shown(qtbot: object) -> None
 @pytest.mark.timeout(60)
 def test_a_blind_pick_in_the_window_keeps_its_number_when_shown_again(
         loop: asyncio.AbstractEventLoop, qtbot: object) -> None:
-    conv = db().create_conversation("Write a haiku")
+    conv = db().conversations.create("Write a haiku")
     stored = blind_turn(scored=False)
     stored.id, stored.conversation_id = None, conv.id
     for cand in stored.candidates:
         cand.id, cand.finish_reason = None, "stop"
-    saved = db().save_turn(stored)
-    db().set_scores([(c.id or 0, SCORES[c.index], 1) for c in saved.candidates])
+    saved = db().conversations.save_turn(stored)
+    db().conversations.set_scores([(c.id or 0, SCORES[c.index], 1) for c in saved.candidates])
     window = window_for(qtbot, candidates_per_turn=4)
     try:
         window.chat.show_conversation(conv.id)

@@ -45,7 +45,7 @@ def import_some(hh_data: Path, tmp_path: Path, n: int) -> int:
 
 
 def pick_pairs(repo: Repository) -> int:
-    return sum(1 for p in repo.iter_pairs() if p.source == "pick")
+    return sum(1 for p in repo.pairs.stream() if p.source == "pick")
 
 
 async def labeling_flow(window: MainWindow, n: int, hb: Heartbeat) -> dict[str, object]:
@@ -90,16 +90,16 @@ async def labeling_flow(window: MainWindow, n: int, hb: Heartbeat) -> dict[str, 
     QTest.keyClicks(w2.reason_edit, "clearer")
     QTest.keyClick(w2.reason_edit, Qt.Key.Key_Return)
     assert pick_pairs(repo) == 2 * (n - 1)
-    assert {p.reason for p in repo.iter_pairs() if p.source == "pick"} == {None, "clearer"}
+    assert {p.reason for p in repo.pairs.stream() if p.source == "pick"} == {None, "clearer"}
     # Second label with retrain_every=2: training runs in its worker thread now.
     assert backend.session.models.status().running
     await pause()
 
     w3 = await send(window, EXAMPLES[2][1])
     (version,) = await trained.wait(110, "the first model version")
-    assert version.version == 1 and repo.latest_model_version() == version
+    assert version.version == 1 and repo.versions.latest() == version
     await wait_until(lambda: not backend.session.models.status().running, 110, "training idle")
-    latest = repo.latest_model_version()
+    latest = repo.versions.latest()
     assert latest is not None
     await wait_until(lambda: not chat.generating and w3.version() == latest.version, 120,
                      "turn 3 ranked by the newest model")
@@ -111,7 +111,7 @@ async def labeling_flow(window: MainWindow, n: int, hb: Heartbeat) -> dict[str, 
     top = w3.card_at(0)
     assert top is not None and top.rank_badge.text() == "#1"
     assert top.version_badge.text() == f"v{latest.version}"
-    stored = repo.get_turn(w3.turn.id) if w3.turn and w3.turn.id else None
+    stored = repo.conversations.get_turn(w3.turn.id) if w3.turn and w3.turn.id else None
     assert stored is not None
     assert all(c.model_version == latest.version for c in stored.candidates)
     assert f"reward model v{latest.version} · " in window.retrain_label.text()  # then its accuracy
@@ -224,7 +224,7 @@ def test_errors_retry_and_stop_keep_partial_text(loop: asyncio.AbstractEventLoop
             assert slow.turn is not None
             assert all(c.finish_reason == "cancelled" and c.text.startswith("Reply")
                        for c in slow.turn.candidates)
-            stored = db().get_turn(slow.turn.id or 0)
+            stored = db().conversations.get_turn(slow.turn.id or 0)
             assert [c.text for c in stored.candidates] == [c.text for c in slow.turn.candidates]
             assert "Stopped" in slow.status.text()
 
@@ -265,14 +265,14 @@ def test_alt_keys_pick_and_undo_from_the_message_box(
             composer = chat.composer
             composer.setFocus()
             QTest.keyClick(composer, Qt.Key.Key_2)  # typing, never a pick
-            assert composer.toPlainText() == "2" and repo.count_labels() == 0
+            assert composer.toPlainText() == "2" and repo.labels.count() == 0
             QTest.keyClick(composer, Qt.Key.Key_2, Qt.KeyboardModifier.AltModifier)
-            assert repo.count_labels() == 1 and composer.toPlainText() == "2"
+            assert repo.labels.count() == 1 and composer.toPlainText() == "2"
             QTest.keyClick(chat.widgets[-1].reason_edit, Qt.Key.Key_Escape)
             QTest.keyClick(composer, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
-            assert composer.toPlainText() == "" and repo.count_labels() == 1  # undid typing
+            assert composer.toPlainText() == "" and repo.labels.count() == 1  # undid typing
             QTest.keyClick(composer, Qt.Key.Key_Z, Qt.KeyboardModifier.AltModifier)
-            assert repo.count_labels() == 0
+            assert repo.labels.count() == 0
             assert chat.widgets[-1].turn.chosen_candidate_id is None
 
         try:

@@ -79,7 +79,7 @@ def test_a_message_may_start_with_a_digit(loop: asyncio.AbstractEventLoop, qtbot
         assert focus is chat.composer
         QTest.keyClicks(focus, "3 ways to save money")
         assert chat.composer.toPlainText() == "3 ways to save money"
-        assert repo.count_labels() == 0 and not first.reason_row.isVisible()
+        assert repo.labels.count() == 0 and not first.reason_row.isVisible()
         QTest.keyClick(chat.composer, Qt.Key.Key_Return)
         assert chat.widgets[-1].messages[-1].content == "3 ways to save money"
         second = chat.widgets[-1]
@@ -87,7 +87,7 @@ def test_a_message_may_start_with_a_digit(loop: asyncio.AbstractEventLoop, qtbot
         # Alt+2 picks from the message box; plain digits pick only on the turns.
         chat.composer.setFocus()
         QTest.keyClick(chat.composer, Qt.Key.Key_2, ALT)
-        assert repo.count_labels() == 1 and chat.composer.toPlainText() == ""
+        assert repo.labels.count() == 1 and chat.composer.toPlainText() == ""
         picked = second.card_at(1)
         assert picked is not None and picked.candidate is not None
         assert second.turn is not None and second.turn.chosen_candidate_id == picked.candidate.id
@@ -96,7 +96,7 @@ def test_a_message_may_start_with_a_digit(loop: asyncio.AbstractEventLoop, qtbot
         top = second.card_at(0)
         assert top is not None and top.candidate is not None
         assert second.turn.chosen_candidate_id == top.candidate.id
-        assert repo.count_labels() == 1
+        assert repo.labels.count() == 1
 
     try:
         run(loop, flow())
@@ -116,27 +116,27 @@ def test_ctrl_z_undoes_typing_alt_z_undoes_the_pick(
         first = turn.card_at(0)
         assert first is not None
         first.pick_button.click()
-        assert repo.count_labels() == 1
+        assert repo.labels.count() == 1
         QTest.keyClick(turn.reason_edit, Qt.Key.Key_Escape)
         assert QApplication.focusWidget() is chat.composer
         QTest.keyClicks(chat.composer, "hello")
         QTest.keyClick(chat.composer, Qt.Key.Key_Z, CTRL)
-        assert chat.composer.toPlainText() == "" and repo.count_labels() == 1
+        assert chat.composer.toPlainText() == "" and repo.labels.count() == 1
         assert status(window).startswith("Undid typing in the message box")  # says which
         QTest.keyClick(chat.composer, Qt.Key.Key_Z, CTRL)  # nothing typed to undo
-        assert repo.count_labels() == 1, "Ctrl+Z in the message box undid the pick"
+        assert repo.labels.count() == 1, "Ctrl+Z in the message box undid the pick"
         assert status(window) == ("Nothing to undo in the message box — Alt+Z undoes the "
                                   "last pick")
         QTest.keyClick(chat.composer, Qt.Key.Key_Z, ALT)
-        assert repo.count_labels() == 0
+        assert repo.labels.count() == 0
         assert turn.turn is not None and turn.turn.chosen_candidate_id is None
         assert status(window) == "Undid the pick on “Name a colour.” and its 2 pairs"
         assert not turn.undo_button.isVisible()
         # Alt+digit picks from the message box; the button on the picked turn undoes.
         QTest.keyClick(chat.composer, Qt.Key.Key_3, ALT)
-        assert repo.count_labels() == 1 and turn.undo_button.isVisible()
+        assert repo.labels.count() == 1 and turn.undo_button.isVisible()
         turn.undo_button.click()
-        assert repo.count_labels() == 0 and "Undid the pick on" in status(window)
+        assert repo.labels.count() == 0 and "Undid the pick on" in status(window)
 
     try:
         run(loop, flow())
@@ -319,7 +319,7 @@ def test_copy_stop_one_and_regenerate_one_reply(
         assert stopped.finish_reason == "cancelled" and stopped.text.startswith("Reply 1")
         assert all(c.finish_reason == "stop" for c in others)
         assert len(stopped.text.split()) < len(others[0].text.split())
-        assert repo.get_turn(turn.turn.id or 0).candidates[1].text == stopped.text
+        assert repo.conversations.get_turn(turn.turn.id or 0).candidates[1].text == stopped.text
 
         # Copy: the whole reply as Markdown.
         server.chunk_delay_s = 0.001
@@ -334,7 +334,7 @@ def test_copy_stop_one_and_regenerate_one_reply(
         await wait_until(lambda: not chat.generating, 30, "the regenerated reply")
         bodies = [r.body for r in server.requests[requests:] if r.body]
         assert [b.get("n", 1) for b in bodies] == [1]
-        after = [(c.id, c.text) for c in repo.get_turn(turn.turn.id or 0).candidates]
+        after = [(c.id, c.text) for c in repo.conversations.get_turn(turn.turn.id or 0).candidates]
         assert after[:2] == before[:2]
         assert after[2][0] == before[2][0] and after[2][1] != before[2][1]
         assert turn.cards[2].text == after[2][1]
@@ -343,15 +343,15 @@ def test_copy_stop_one_and_regenerate_one_reply(
         press(window, Qt.Key.Key_1)
         # (the server's regenerated reply reads "Reply 0: …" like reply 1, the same reply:
         # the pick is saved as a tie, still a label that holds the turn's replies)
-        assert sum(repo.label_kinds().values()) == 1
+        assert sum(repo.labels.kinds().values()) == 1
         assert not turn.cards[2].regen_button.isEnabled()
         assert "Undo the pick" in turn.cards[2].regen_button.toolTip()
         cand = turn.turn.candidates[2]
         with pytest.raises(StorageError):
-            repo.put_candidate(turn.turn.id or 0, cand)
+            repo.conversations.put_candidate(turn.turn.id or 0, cand)
         # Undo the pick: the turn is unpicked again, so its replies can be regenerated.
         press(window, Qt.Key.Key_Z, Qt.KeyboardModifier.AltModifier)
-        assert not repo.label_kinds()
+        assert not repo.labels.kinds()
         assert turn.cards[2].regen_button.isEnabled(), turn.cards[2].regen_button.toolTip()
 
     try:
@@ -385,7 +385,7 @@ def test_retry_only_the_failed_replies(loop: asyncio.AbstractEventLoop, qtbot: o
         await wait_until(lambda: not chat.generating, 30, "the retry")
         bodies = [r.body for r in server.requests[requests:] if r.body]
         assert [b.get("n", 1) for b in bodies] == [1]
-        stored = repo.get_turn(turn.turn.id or 0).candidates
+        stored = repo.conversations.get_turn(turn.turn.id or 0).candidates
         assert [(c.id, c.text) for c in stored if c.index != 1] == good
         assert stored[1].text.strip() and not stored[1].error
         assert not turn.error_row.isVisible()

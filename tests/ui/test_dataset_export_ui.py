@@ -34,9 +34,9 @@ CUT = ("Gravity is the force by which a planet or other body draws objects towar
 
 
 def stored_turn(repo: Repository, texts: list[str], finish: list[str] | None = None) -> Turn:
-    conv = repo.create_conversation("test")
+    conv = repo.conversations.create("test")
     finish = finish or ["stop"] * len(texts)
-    return repo.save_turn(Turn(
+    return repo.conversations.save_turn(Turn(
         conversation_id=conv.id, messages=[Message("user", "Explain gravity")],
         provider="azure", model="gpt-test", params=SamplingParams(n=len(texts)),
         candidates=[Candidate(index=i, text=t, finish_reason=f)
@@ -85,7 +85,7 @@ def test_every_export_of_the_window_writes_its_file(loop: asyncio.AbstractEventL
     warnings: list[str] = []
     monkeypatch.setattr(QMessageBox, "warning",
                         staticmethod(lambda _p, _t, text: warnings.append(text)))
-    pairs = db().count_pairs()  # 2 of the pick + 3 of the ranking
+    pairs = db().pairs.count()  # 2 of the pick + 3 of the ranking
     assert pairs == 5
     for fmt, rows in (("jsonl", 5), ("trl", 5), ("trl-conversational", 5), ("hh", 5),
                       ("openai-dpo", 5), ("ranking", 1), ("labels", 4)):

@@ -17,7 +17,7 @@ from tests.ui.helpers import answer_next_box, db, settle
 
 def test_delete_selected_asks_with_the_count_and_can_be_undone(window: MainWindow) -> None:
     repo = db()
-    repo.add_pairs([PreferencePair(prompt=(Message("user", f"q{i}"),), chosen=f"good {i}",
+    repo.pairs.add([PreferencePair(prompt=(Message("user", f"q{i}"),), chosen=f"good {i}",
                                    rejected=f"bad {i}", reason="why" if i == 1 else None)
                     for i in range(5)])
     window.show_page(1)
@@ -31,43 +31,43 @@ def test_delete_selected_asks_with_the_count_and_can_be_undone(window: MainWindo
     answer_next_box(QMessageBox.StandardButton.No, seen)
     QTest.mouseClick(view.delete_button, Qt.MouseButton.LeftButton)
     settle(window)
-    assert repo.count_pairs() == 5, "the button deleted without asking"
+    assert repo.pairs.count() == 5, "the button deleted without asking"
     assert seen and "Delete 2 preference pairs?" in seen[0]
 
-    before = {(p.chosen, p.rejected, p.reason, p.created_at) for p in repo.iter_pairs()}
-    labels_before = repo.count_labels()
+    before = {(p.chosen, p.rejected, p.reason, p.created_at) for p in repo.pairs.stream()}
+    labels_before = repo.labels.count()
     answer_next_box(QMessageBox.StandardButton.Yes, seen)
     QTest.mouseClick(view.delete_button, Qt.MouseButton.LeftButton)
     settle(window)
-    assert repo.count_pairs() == 3 and repo.count_labels() == labels_before - 2
+    assert repo.pairs.count() == 3 and repo.labels.count() == labels_before - 2
     undo = window.status.undo_button
     assert undo.isVisible() and "Deleted 2 preference pairs" in window.statusBar().currentMessage()
     assert undo.text() == "Undo delete of 2 preference pairs"
     assert not view.detail.toPlainText()  # the deleted pair is not shown any more
     QTest.mouseClick(undo, Qt.MouseButton.LeftButton)
-    assert {(p.chosen, p.rejected, p.reason, p.created_at) for p in repo.iter_pairs()} == before
-    assert repo.count_labels() == labels_before and view.model.total == 5
+    assert {(p.chosen, p.rejected, p.reason, p.created_at) for p in repo.pairs.stream()} == before
+    assert repo.labels.count() == labels_before and view.model.total == 5
     assert not undo.isVisible()
 
 
 def test_undo_of_a_delete_survives_reused_ids_and_a_deleted_chat() -> None:
     repo = Repository.open()
-    conv = repo.create_conversation("c")
-    turn = repo.save_turn(Turn(conversation_id=conv.id, messages=[Message("user", "q")],
-                               provider="test", model="m", params=SamplingParams(n=3),
-                               candidates=[Candidate(0, "a"), Candidate(1, "b"),
-                                           Candidate(2, "c")]))
+    conv = repo.conversations.create("c")
+    turn = repo.conversations.save_turn(Turn(
+        conversation_id=conv.id, messages=[Message("user", "q")], provider="test", model="m",
+        params=SamplingParams(n=3),
+        candidates=[Candidate(0, "a"), Candidate(1, "b"), Candidate(2, "c")]))
     assert turn.id is not None and turn.candidates[0].id is not None
-    repo.record_pick(turn.id, turn.candidates[0].id, reason="best")
-    ids = [p.id for p in repo.iter_pairs() if p.id is not None]
-    kept = repo.snapshot_pairs(ids)
-    assert repo.delete_pairs(ids) == 2 and repo.count_labels() == 0
-    repo.delete_conversation(conv.id)  # its turn and replies go too
-    repo.add_pairs([PreferencePair(prompt=(Message("user", "new"),), chosen="x",
+    repo.labels.pick(turn.id, turn.candidates[0].id, reason="best")
+    ids = [p.id for p in repo.pairs.stream() if p.id is not None]
+    kept = repo.pairs.snapshot(ids)
+    assert repo.pairs.delete(ids) == 2 and repo.labels.count() == 0
+    repo.conversations.delete(conv.id)  # its turn and replies go too
+    repo.pairs.add([PreferencePair(prompt=(Message("user", "new"),), chosen="x",
                                    rejected="y")])  # takes the freed ids
-    assert repo.restore_pairs(kept) == 2
-    pairs = {p.rejected: p for p in repo.iter_pairs()}
-    assert set(pairs) == {"b", "c", "y"} and repo.count_labels() == 2
+    assert repo.pairs.restore(kept) == 2
+    pairs = {p.rejected: p for p in repo.pairs.stream()}
+    assert set(pairs) == {"b", "c", "y"} and repo.labels.count() == 2
     assert pairs["b"].label_id == pairs["c"].label_id != pairs["y"].label_id
     assert pairs["b"].reason == "best" and pairs["b"].chosen_candidate_id is None
     repo.close()
@@ -75,7 +75,7 @@ def test_undo_of_a_delete_survives_reused_ids_and_a_deleted_chat() -> None:
 
 def test_the_dataset_filter_shows_where_each_row_matched(window: MainWindow) -> None:
     repo = db()
-    repo.add_pairs([
+    repo.pairs.add([
         PreferencePair(prompt=(Message("user", "Tell me about zebras"),
                                Message("assistant", "They are striped."),
                                Message("user", "And their habitat?")),

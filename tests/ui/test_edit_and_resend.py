@@ -68,7 +68,7 @@ def test_edit_and_resend_branches_and_the_old_branch_stays_browsable(
         QTest.keyClick(w2.reason_edit, Qt.Key.Key_Escape)
         assert w2.turn is not None and w2.turn.chosen_candidate_id is not None
         picked = w2.turn.chosen_candidate_id
-        pairs = sorted((p.chosen, p.rejected) for p in repo.iter_pairs())
+        pairs = sorted((p.chosen, p.rejected) for p in repo.pairs.stream())
         assert len(pairs) == 2
         await finished_turn(window, "Name a herb")
         assert all(w.bubble.edit_button.isVisible() for w in chat.widgets)
@@ -101,8 +101,9 @@ def test_edit_and_resend_branches_and_the_old_branch_stays_browsable(
         assert edited.bubble.branch_label.text() == "2/2"
         assert edited.bubble.prev_button.isEnabled()
         assert not edited.bubble.next_button.isEnabled()
-        assert len(repo.list_turns(edited.turn.conversation_id)) == 4  # nothing deleted
-        assert sorted((p.chosen, p.rejected) for p in repo.iter_pairs()) == pairs
+        turns = repo.conversations.list_turns(edited.turn.conversation_id)
+        assert len(turns) == 4  # nothing deleted
+        assert sorted((p.chosen, p.rejected) for p in repo.pairs.stream()) == pairs
 
         # An empty edit is refused with a clear message; the editor stays open. Esc cancels.
         edited.bubble.start_edit()
@@ -133,15 +134,15 @@ def test_edit_and_resend_branches_and_the_old_branch_stays_browsable(
         await activate(window)
         press(window, Qt.Key.Key_Z, ALT)
         assert "not shown here" in said[-1], said[-1]
-        assert sorted((p.chosen, p.rejected) for p in repo.iter_pairs()) == pairs  # kept
-        assert repo.get_turn(old_turn_id).chosen_candidate_id == picked
+        assert sorted((p.chosen, p.rejected) for p in repo.pairs.stream()) == pairs  # kept
+        assert repo.conversations.get_turn(old_turn_id).chosen_candidate_id == picked
         click(chat.widgets[1].bubble.prev_button)
         assert prompts(window) == ["Name a colour", "Name a fruit", "Name a herb"]
         await activate(window)
         press(window, Qt.Key.Key_Z, ALT)
-        assert len(list(repo.iter_pairs())) == 0  # its pairs went with it
+        assert len(list(repo.pairs.stream())) == 0  # its pairs went with it
         assert "Undid the pick" in said[-1]
-        assert repo.get_turn(old_turn_id).chosen_candidate_id is None
+        assert repo.conversations.get_turn(old_turn_id).chosen_candidate_id is None
         click(chat.widgets[1].bubble.next_button)
         # The branch shown is remembered: leaving the chat and coming back shows it.
         conv = chat.conversation_id

@@ -27,7 +27,7 @@ PROMPT = "How do I cook pasta?"
 def test_confidence_compares_the_top_two_different_replies(
         loop: asyncio.AbstractEventLoop, qtbot: object) -> None:
     rewards = RewardService()
-    db().add_pairs(pairs(True, TOPICS))  # the user likes long lists
+    db().pairs.add(pairs(True, TOPICS))  # the user likes long lists
     rewards.train_now()
     with AzureServer(api_key=AZURE_KEY, deployment="gpt-test", model="m") as server:
         backend = Backend(provider=azure_provider(server))

@@ -165,7 +165,7 @@ def test_label_kind_from_the_window_to_every_export_format(
 
     repo = db()
     labeled = kind != "skip"
-    assert repo.label_kinds() == ({kind: 1} if labeled else {})
+    assert repo.labels.kinds() == ({kind: 1} if labeled else {})
     expected = expected_pairs(kind, shown)
     done = export_folder(repo, tmp_path / "json", ALL_FORMATS)
     assert [(f.config, f.rows) for f in done.files] == [

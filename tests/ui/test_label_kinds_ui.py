@@ -84,7 +84,7 @@ def test_blind_turn_hides_scores_and_ranks_until_the_pick_then_reveals_them(
         shown = card_texts(widget)
         assert shown and not [t for t in shown if RANK_OR_SCORE.search(t)], shown
         assert "Blind" in widget.status.text() and "hidden" in widget.status.text()
-        stored = repo.get_turn(turn.id or 0)
+        stored = repo.conversations.get_turn(turn.id or 0)
         assert stored.blind
         positions = {c.index: c.position for c in stored.candidates}
         assert sorted(positions.values()) == [0, 1, 2, 3]
@@ -103,10 +103,10 @@ def test_blind_turn_hides_scores_and_ranks_until_the_pick_then_reveals_them(
         assert pick_card.rank_badge.text() == f"Reply 2 · model #{rank}"
         assert widget.card_at(1) is pick_card
         assert any(t.startswith("score ") for t in card_texts(widget))
-        label = repo.last_label()
+        label = repo.labels.last()
         assert label is not None and label.blind and label.kind == "pick"
-        assert repo.label_kinds() == {"import": 40, "pick": 1}
-        meta = next(p for p in repo.iter_pairs() if p.source == "pick").metadata
+        assert repo.labels.kinds() == {"import": 40, "pick": 1}
+        meta = next(p for p in repo.pairs.stream() if p.source == "pick").metadata
         assert meta is not None and meta["blind"] is True and meta["chosen_position"] == 1
         assert meta["reward_model_version"] == window.backend.session.reward_version
         assert meta["time_to_pick_s"] is not None and meta["time_to_pick_s"] >= 0
@@ -137,30 +137,30 @@ def test_tie_all_bad_skip_and_edit_from_the_window(loop: asyncio.AbstractEventLo
         press(window, Qt.Key.Key_T, ALT)
         press(window, Qt.Key.Key_1, ALT)
         press(window, Qt.Key.Key_3, ALT)
-        assert repo.label_kinds() == {}  # nothing saved while choosing
+        assert repo.labels.kinds() == {}  # nothing saved while choosing
         press(window, Qt.Key.Key_T, ALT)
         tied = tuple(c.candidate.id for c in (widget.card_at(0), widget.card_at(2))
                      if c is not None and c.candidate is not None)
-        stored = repo.get_turn(turn.id)
+        stored = repo.conversations.get_turn(turn.id)
         assert stored.label_kind == "tie" and set(stored.ranked_candidate_ids) == set(tied)
-        assert repo.count_pairs() == 0
+        assert repo.pairs.count() == 0
         assert [c.state_badge.text() for c in widget.ordered_cards()] == ["= Tie", "", "= Tie"]
         press(window, Qt.Key.Key_Z, ALT)
-        assert repo.label_kinds() == {} and widget.turn is not None
+        assert repo.labels.kinds() == {} and widget.turn is not None
         assert widget.turn.label_kind is None
         # All bad: Alt+B; a reason may follow
         press(window, Qt.Key.Key_B, ALT)
-        assert repo.label_kinds() == {"all_bad": 1} and repo.count_pairs() == 0
+        assert repo.labels.kinds() == {"all_bad": 1} and repo.pairs.count() == 0
         assert not bar.isVisible()  # a labeled turn: change it with Best, Edit or Alt+Z
         assert widget.reason_row.isVisible()
         QTest.keyClicks(widget.reason_edit, "all wrong")
         QTest.keyClick(widget.reason_edit, Qt.Key.Key_Return)
-        assert repo.last_label() is not None and repo.last_label().reason == "all wrong"
+        assert repo.labels.last() is not None and repo.labels.last().reason == "all wrong"
         press(window, Qt.Key.Key_Z, ALT)
-        assert repo.label_kinds() == {} and bar.isVisible()
+        assert repo.labels.kinds() == {} and bar.isVisible()
         # Skip (the bar's button, Alt+S does the same): no label
         bar.skip_button.click()
-        assert repo.get_turn(turn.id).skipped and repo.label_kinds() == {}
+        assert repo.conversations.get_turn(turn.id).skipped and repo.labels.kinds() == {}
         assert "Skipped" in widget.status.text()
         # Edit the second card: the rewrite is chosen over every original reply
         card = widget.card_at(1)
@@ -175,7 +175,7 @@ def test_tie_all_bad_skip_and_edit_from_the_window(loop: asyncio.AbstractEventLo
         dialog.editor.setPlainText("Hello! My own, better reply.")
         dialog.buttons.button(dialog.buttons.StandardButton.Save).click()
         assert chat.edit_dialog is None
-        pairs = list(repo.iter_pairs())
+        pairs = list(repo.pairs.stream())
         assert len(pairs) == 3 and {p.chosen for p in pairs} == {"Hello! My own, better reply."}
         assert all(p.source == "edit" and p.metadata and p.metadata["label_kind"] == "edit"
                    for p in pairs)

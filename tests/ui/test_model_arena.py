@@ -41,13 +41,13 @@ def label_arena_turns(repo: Repository, n: int, seed: int = 0) -> None:
     strengths, and the first card a little more often than the others when in doubt."""
     rng = np.random.default_rng(seed)
     names = list(SOURCES)
-    conv = repo.create_conversation("arena")
+    conv = repo.conversations.create("arena")
     for k in range(n):
         a, b = (names[i] for i in rng.choice(len(names), 2, replace=False))
         cands = [Candidate(index=i, text=f"{name} reply {i} to question {k}" + " more" * i,
                            finish_reason="stop", origin=SOURCES[name][0].origin(0.7))
                  for i, name in enumerate((a, a, b, b))]
-        turn = repo.save_turn(Turn(
+        turn = repo.conversations.save_turn(Turn(
             conversation_id=conv.id, messages=[Message("user", f"question {k}")],
             provider="arena", model=f"{a} vs {b}", params=SamplingParams(n=4),
             candidates=cands, blind=True))
@@ -59,7 +59,7 @@ def label_arena_turns(repo: Repository, n: int, seed: int = 0) -> None:
         first = next(c for c in mine if positions[int(c.id or 0)] == min(
             positions[int(m.id or 0)] for m in mine))
         chosen = first if rng.random() < 0.7 else mine[int(rng.integers(2))]
-        repo.record_pick(int(turn.id or 0), int(chosen.id or 0),
+        repo.labels.pick(int(turn.id or 0), int(chosen.id or 0),
                          shown=Shown(blind=True, time_to_pick_s=float(rng.uniform(3, 20)),
                                      positions=positions))
 
@@ -103,7 +103,7 @@ def test_leaderboard_and_bias_report_on_the_model_page(loop: asyncio.AbstractEve
     run(loop, wait_until(lambda: board.board is not shown, 60, "the leaderboard"))
     result = board.board
     assert result is not None and result.ready
-    expected = compute(db().arena_turns())  # the same numbers as the service, same seed
+    expected = compute(db().arena.turns())  # the same numbers as the service, same seed
     rows = [[board.table.item(r, c).text() for c in range(4)]  # type: ignore[union-attr]
             for r in range(board.table.rowCount())]
     assert [r[0] for r in rows] == [s.name for s in expected.standings]

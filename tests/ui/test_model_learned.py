@@ -53,9 +53,9 @@ def train_two_versions() -> None:
     """v1: the user likes one-liners; v2 after the taste flipped to long lists on new
     topics."""
     rewards = RewardService()
-    db().add_pairs(pairs(False, TOPICS))
+    db().pairs.add(pairs(False, TOPICS))
     rewards.train_now()
-    db().add_pairs(pairs(True, NEW_TOPICS, MORE_ASKS))
+    db().pairs.add(pairs(True, NEW_TOPICS, MORE_ASKS))
     rewards.train_now()
 
 
@@ -142,7 +142,7 @@ def make_turn(texts: list[str], prompt: str = "How do I cook pasta?") -> Turn:
 def test_card_says_why_it_ranked_here_and_the_turn_how_sure(loop: asyncio.AbstractEventLoop,
                                                            qtbot: object) -> None:
     rewards = RewardService()
-    db().add_pairs(pairs(True, TOPICS))
+    db().pairs.add(pairs(True, TOPICS))
     rewards.train_now()
     with AzureServer(api_key=AZURE_KEY, deployment="gpt-test", model="m") as server:
         backend = Backend(provider=azure_provider(server))
@@ -303,11 +303,11 @@ def test_a_ranked_turn_fits_a_narrow_window(loop: asyncio.AbstractEventLoop, qtb
 
     turn = make_turn(["Go to bed earlier.", "Keep a regular schedule and get light early.",
                       "Move bedtime by 15 minutes every few days."], "How can I get up early?")
-    turn.conversation_id = db().create_conversation("Waking up early").id
+    turn.conversation_id = db().conversations.create("Waking up early").id
     for cand in turn.candidates:
         cand.finish_reason, cand.completion_tokens, cand.latency_s = "stop", 95, 1.2
-    saved = db().save_turn(turn)
-    db().set_scores([(c.id, -float(i), 2) for i, c in enumerate(saved.candidates)])
+    saved = db().conversations.save_turn(turn)
+    db().conversations.set_scores([(c.id, -float(i), 2) for i, c in enumerate(saved.candidates)])
     app = QApplication.instance()
     assert isinstance(app, QApplication)
     old = app.styleSheet()

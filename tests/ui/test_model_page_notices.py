@@ -59,8 +59,8 @@ def test_agreement_from_one_pick_says_too_few_instead_of_a_percentage(
     repo = db()
     turn = make_turn(repo, ["first reply", "second reply"])
     a, b = turn.candidates
-    repo.set_scores([(a.id, 1.0, 1), (b.id, 0.0, 1)])
-    repo.record_pick(turn.id, b.id, model_top_candidate_id=a.id)  # the model disagreed once
+    repo.conversations.set_scores([(a.id, 1.0, 1), (b.id, 0.0, 1)])
+    repo.labels.pick(turn.id, b.id, model_top_candidate_id=a.id)  # the model disagreed once
     view = ModelView(backend)
     qtbot.addWidget(view)  # type: ignore[attr-defined]
     view.refresh()

@@ -46,7 +46,7 @@ class Holder:
 
 
 def add_pairs(n: int) -> None:
-    db().add_pairs([PreferencePair(prompt=(Message("user", f"question {i}"),),
+    db().pairs.add([PreferencePair(prompt=(Message("user", f"question {i}"),),
                                    chosen=f"good {i}", rejected=f"bad {i}") for i in range(n)])
 
 
@@ -89,7 +89,7 @@ def test_tune_shows_progress_cancel_resume_and_the_blind_offer(
     assert not panel.tune_button.isEnabled()
     assert "No preference pairs" in panel.plan_label.text()
     add_pairs(59)
-    db().add_pairs([PreferencePair(prompt=(Message("user", "Tell me everything " * 30),),
+    db().pairs.add([PreferencePair(prompt=(Message("user", "Tell me everything " * 30),),
                                    chosen="ok", rejected="no")])
     panel.refresh(plan=True)
     assert panel.tune_button.isEnabled()
@@ -201,7 +201,7 @@ def test_a_real_run_shows_progress_and_cancels(qtbot: QtBot, loop: asyncio.Abstr
     TEST_CACHE.mkdir(parents=True, exist_ok=True)
     from rlhf_desktop.core import formats
 
-    db().add_pairs([formats.parse_record(r) for r in short_hh_rows(8)])
+    db().pairs.add([formats.parse_record(r) for r in short_hh_rows(8)])
     holder = Holder()
     backend = Backend()
     tiny = {"max_length": 96, "batch_size": 1, "grad_accum": 1, "threads": 1, "lora_r": 4,

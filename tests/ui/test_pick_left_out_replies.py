@@ -14,12 +14,12 @@ from tests.ui.helpers import db, window_for
 
 def stored_turn(finish: dict[int, str]) -> Turn:
     """A stored turn of four replies; ``finish`` gives some their finish reason."""
-    conv = db().create_conversation("Name a river")
+    conv = db().conversations.create("Name a river")
     cands = [Candidate(index=i, text=f"The river number {i}", completion_tokens=5,
                        finish_reason=finish.get(i, "stop")) for i in range(4)]
     turn = Turn(conversation_id=conv.id, messages=[Message("user", "Name a river")],
                 provider="azure", model="m", params=SamplingParams(n=4), candidates=cands)
-    return db().save_turn(turn)
+    return db().conversations.save_turn(turn)
 
 
 @pytest.mark.timeout(60)
@@ -36,7 +36,7 @@ def test_a_pick_names_the_filtered_and_stopped_replies_it_left_out(
         assert said and said[-1].startswith(
             "Saved your pick: 1 preference pair (2 stopped, filtered or failed replies left "
             "out)"), said
-        pairs = [p for p in db().iter_pairs() if p.source == "pick"]
+        pairs = [p for p in db().pairs.stream() if p.source == "pick"]
         assert len(pairs) == 1  # the message and the pairs agree
     finally:
         run(loop, window.shutdown())

@@ -72,7 +72,7 @@ def test_closing_while_the_reward_model_scores_finished_replies_does_not_ask(
             release.set()
     repo = Repository.open()
     try:
-        turns = repo.list_turns(repo.list_conversations()[0].id)
+        turns = repo.conversations.list_turns(repo.conversations.list_all()[0].id)
         assert [c.finish_reason for c in turns[0].candidates] == ["stop", "stop"]
     finally:
         repo.close()

@@ -73,9 +73,9 @@ def test_quit_mid_reply_asks_then_keeps_message_finished_and_partial_reply(
 
     repo = Repository.open()  # what the next start reads
     try:
-        conversations = repo.list_conversations()
+        conversations = repo.conversations.list_all()
         assert len(conversations) == 1
-        turns = repo.list_turns(conversations[0].id)
+        turns = repo.conversations.list_turns(conversations[0].id)
         assert len(turns) == 1
         assert turns[0].prompt == PROMPT
         by_index = {c.index: c for c in turns[0].candidates}

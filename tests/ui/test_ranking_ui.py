@@ -48,7 +48,7 @@ def badges(widget: TurnWidget) -> list[str]:
 
 def stored_pairs() -> dict[tuple[int | None, int | None], float]:
     return {(p.chosen_candidate_id, p.rejected_candidate_id): p.weight
-            for p in db().iter_pairs() if p.source == "pick"}
+            for p in db().pairs.stream() if p.source == "pick"}
 
 
 @pytest.mark.timeout(120)
@@ -72,12 +72,12 @@ def test_rank_with_alt_r_and_alt_digits_saves_weighted_pairs(
         press(window, Qt.Key.Key_1, ALT)
         assert badges(widget) == ["2nd", "", "1st", ""]
         assert bar.rank_button.text() == "Save ranking (2 of 4)"
-        assert repo.label_kinds() == {}
+        assert repo.labels.kinds() == {}
         press(window, Qt.Key.Key_3, ALT)  # again: out, the later one moves up
         assert badges(widget) == ["1st", "", "", ""]
         press(window, Qt.Key.Key_Escape)  # Esc cancels: nothing saved, nothing marked
         assert chat.ranking is None and badges(widget) == ["", "", "", ""]
-        assert repo.label_kinds() == {} and bar.rank_button.text() == "Rank…"
+        assert repo.labels.kinds() == {} and bar.rank_button.text() == "Rank…"
         # the top two, then Enter: the other two count as tied below
         press(window, Qt.Key.Key_R, ALT)
         press(window, Qt.Key.Key_3, ALT)
@@ -85,13 +85,13 @@ def test_rank_with_alt_r_and_alt_digits_saves_weighted_pairs(
         press(window, Qt.Key.Key_Return)
         first, second = shown_id(widget, 3), shown_id(widget, 1)
         rest = [shown_id(widget, k) for k in (2, 4)]
-        assert repo.label_kinds() == {"ranking": 1}
+        assert repo.labels.kinds() == {"ranking": 1}
         pairs = stored_pairs()
         assert set(pairs) == {(first, second)} | {(a, b) for a in (first, second) for b in rest}
         assert all(w == pytest.approx(3 / 5) for w in pairs.values())
         assert "You ranked 2 replies (the other 2 tied below)" in widget.status.text()
         press(window, Qt.Key.Key_Z, ALT)
-        assert repo.label_kinds() == {} and repo.count_pairs() == 0
+        assert repo.labels.kinds() == {} and repo.pairs.count() == 0
         assert widget.turn is not None and widget.turn.label_kind is None
         # every card in order, started from the bar: saved when the last one is placed
         bar.rank_button.click()
@@ -100,13 +100,13 @@ def test_rank_with_alt_r_and_alt_digits_saves_weighted_pairs(
         for k in keys:
             press(window, DIGITS[k], ALT)
         assert chat.ranking is None
-        stored = repo.get_turn(turn.id)
+        stored = repo.conversations.get_turn(turn.id)
         assert stored.label_kind == "ranking" and stored.ranked_candidate_ids == tuple(order)
         assert stored.chosen_candidate_id == order[0]
         pairs = stored_pairs()
         assert set(pairs) == {(order[i], order[j]) for i in range(4) for j in range(i + 1, 4)}
         assert all(w == pytest.approx(0.5) for w in pairs.values())
-        meta = [p.metadata for p in repo.iter_pairs()]
+        meta = [p.metadata for p in repo.pairs.stream()]
         assert {m["label_kind"] for m in meta if m} == {"ranking"}
         place = {cid: i + 1 for i, cid in enumerate(order)}
         assert sorted(badges(widget)) == ["1st", "2nd", "3rd", "4th"]
@@ -119,12 +119,12 @@ def test_rank_with_alt_r_and_alt_digits_saves_weighted_pairs(
         assert nxt.messages[1].content == first_text
         # ranking an earlier turn from its bar: Alt+1…9 place its replies, not the last turn's
         press(window, Qt.Key.Key_Z, ALT)
-        assert repo.label_kinds() == {} and bar.isVisible()
+        assert repo.labels.kinds() == {} and bar.isVisible()
         bar.rank_button.click()
         press(window, Qt.Key.Key_4, ALT)
         press(window, Qt.Key.Key_2, ALT)
         press(window, Qt.Key.Key_Enter)  # the keypad's Enter saves too
-        assert repo.get_turn(turn.id).ranked_candidate_ids == (shown_id(widget, 4),
+        assert repo.conversations.get_turn(turn.id).ranked_candidate_ids == (shown_id(widget, 4),
                                                              shown_id(widget, 2))
         assert nxt.turn is not None and nxt.turn.label_kind is None
 
@@ -167,7 +167,7 @@ def test_a_blind_turn_reveals_the_models_ranking_once_the_ranking_is_saved(
         assert not [t for t in shown if RANK_OR_SCORE.search(t)], shown
         first = shown_id(widget, 2)
         press(window, Qt.Key.Key_1, ALT)  # the last one: saved
-        label = repo.last_label()
+        label = repo.labels.last()
         assert label is not None and label.kind == "ranking" and label.blind
         ranked = sorted(turn.candidates, key=lambda c: -(c.score or 0))
         rank = [c.id for c in ranked].index(first) + 1
@@ -177,7 +177,7 @@ def test_a_blind_turn_reveals_the_models_ranking_once_the_ranking_is_saved(
         assert first_card.rank_badge.text() == f"Reply 2 · model #{rank}"  # as shown
         assert first_card.state_badge.text() == "1st"
         assert any(t.startswith("score ") for t in card_texts(widget))
-        meta = next(p.metadata for p in repo.iter_pairs() if p.source == "pick")
+        meta = next(p.metadata for p in repo.pairs.stream() if p.source == "pick")
         assert meta is not None and meta["blind"] is True and meta["weight"] == pytest.approx(
             2 / 3)
         assert re.search(r"blind: the model ranked your first #\d", said[-1])

@@ -18,12 +18,12 @@ KEY = "sk-azure-SECRET-reopen-51c0d7"
 
 
 def _stored_chat(title: str, prompt: str) -> int:
-    conv = db().create_conversation(title)
+    conv = db().conversations.create(title)
     cands = [Candidate(index=i, text=f"{prompt} reply {i}", completion_tokens=3,
                        finish_reason="stop") for i in range(2)]
-    db().save_turn(Turn(conversation_id=conv.id, messages=[Message("user", prompt)],
-                        provider="azure", model="m", params=SamplingParams(n=2),
-                        candidates=cands))
+    db().conversations.save_turn(Turn(conversation_id=conv.id, messages=[Message("user", prompt)],
+                                      provider="azure", model="m", params=SamplingParams(n=2),
+                                      candidates=cands))
     return conv.id
 
 
@@ -57,7 +57,7 @@ def test_restart_opens_the_chat_the_user_was_in_and_creates_nothing(
             assert again.sidebar.current_id == cid
             selected = again.sidebar.list.selectedItems()
             assert len(selected) == 1 and "Where do rivers begin?" in selected[0].text()
-            assert [c.id for c in db().list_conversations()] == [cid]  # no empty "New chat"
+            assert [c.id for c in db().conversations.list_all()] == [cid]  # no empty "New chat"
         finally:
             run(loop, again.shutdown())
 
@@ -71,7 +71,7 @@ def test_restart_opens_the_most_recent_of_several_chats(
     try:
         assert window.chat.conversation_id == newer != older
         assert "How do I bake bread?" in window.chat.widgets[0].prompt_view.toPlainText()
-        assert len(db().list_conversations()) == 2
+        assert len(db().conversations.list_all()) == 2
         window.new_chat()  # Ctrl+N still gives the empty new chat
         assert window.chat.conversation_id is None and window.chat.widgets == []
     finally:

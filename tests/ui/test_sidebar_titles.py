@@ -27,10 +27,11 @@ PROMPTS = ["🎉", FAMILY * 30, FLAG * 40, THUMB * 50, "مرحبا بالعال�
 
 
 def _chat(prompt: str) -> int:
-    conv = db().create_conversation(" ".join(prompt.split())[:60].strip())  # as sending does
-    db().save_turn(Turn(conversation_id=conv.id, messages=[Message("user", prompt)],
-                        provider="azure", model="m", params=SamplingParams(n=1),
-                        candidates=[Candidate(index=0, text="ok", finish_reason="stop")]))
+    conv = db().conversations.create(" ".join(prompt.split())[:60].strip())  # as sending does
+    db().conversations.save_turn(Turn(
+        conversation_id=conv.id, messages=[Message("user", prompt)], provider="azure",
+        model="m", params=SamplingParams(n=1),
+        candidates=[Candidate(index=0, text="ok", finish_reason="stop")]))
     return conv.id
 
 
@@ -53,7 +54,7 @@ def test_every_entry_keeps_its_time(loop: asyncio.AbstractEventLoop, qtbot: obje
         assert sidebar.list.count() == len(PROMPTS)
         for row in range(sidebar.list.count()):
             item = sidebar.list.item(row)
-            conv = db().get_conversation(int(item.data(ID_ROLE)))
+            conv = db().conversations.get(int(item.data(ID_ROLE)))
             assert conv is not None and conv.id in ids
             title, time_line = item.text().split("\n")
             assert time_line == when(conv.updated_at)
@@ -74,10 +75,11 @@ def test_long_prompts_that_begin_alike_get_distinguishable_titles(
     endings = ["What is the main risk?", "Summarise it in one line.", "Who wrote it?"]
     for ending in endings:
         prompt = common + "\n\n" + "Lorem ipsum dolor sit amet. " * 40 + ending
-        conv = repo.create_conversation(prompt[:60].strip())  # as the chat view titles it
-        repo.save_turn(Turn(conversation_id=conv.id, messages=[Message("user", prompt)],
-                            provider="test", model="m", params=SamplingParams(n=2),
-                            candidates=[Candidate(0, "a"), Candidate(1, "b")]))
+        conv = repo.conversations.create(prompt[:60].strip())  # as the chat view titles it
+        repo.conversations.save_turn(Turn(
+            conversation_id=conv.id, messages=[Message("user", prompt)], provider="test",
+            model="m", params=SamplingParams(n=2),
+            candidates=[Candidate(0, "a"), Candidate(1, "b")]))
     bar = Sidebar(ConversationService(repo, SessionHooks()))
     qtbot.addWidget(bar)  # type: ignore[attr-defined]
     bar.resize(240, 500)

@@ -77,7 +77,7 @@ def test_status_bar_message_gets_the_room_of_the_providers_why(qtbot: object) ->
 def test_no_accuracy_figure_in_the_status_bar_below_20_labels(window: MainWindow) -> None:
     repo = db()
     add_version(repo, 1, 5, 0.27)
-    window.backend.latest = repo.latest_model_version()
+    window.backend.latest = repo.versions.latest()
     window.backend.refresh_status()
     text = window.retrain_label.text()
     assert "model v1" in text and "%" not in text and "27" not in text, text
@@ -85,6 +85,6 @@ def test_no_accuracy_figure_in_the_status_bar_below_20_labels(window: MainWindow
     assert window.model_view.accuracy_value.text() == "27 %"  # the model page marks it early
     assert "early estimate" in window.model_view.accuracy_caption.text()
     add_version(repo, 2, 25, 0.61)
-    window.backend.latest = repo.latest_model_version()
+    window.backend.latest = repo.versions.latest()
     window.backend.refresh_status()
     assert "model v2 · CV accuracy 61 %" in window.retrain_label.text()

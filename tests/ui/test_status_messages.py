@@ -149,7 +149,7 @@ def test_the_status_bar_never_cuts_a_word_and_keeps_the_provider_and_the_labels_
 
     assert isinstance(window, MainWindow)
     add_version(db(), 3, 312, 0.61)
-    window.backend.latest = db().latest_model_version()
+    window.backend.latest = db().versions.latest()
     area = window.status
     why = AZURE_WHY if kind == "azure" else "no Azure OpenAI or OpenAI credentials found"
     model = "gpt-4o-mini-eastus-prod" if kind == "azure" else "SmolLM2-135M-Instruct"

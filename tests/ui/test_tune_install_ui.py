@@ -66,7 +66,7 @@ def target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def make_panel(qtbot: QtBot, loop: asyncio.AbstractEventLoop, data_home: Path,
                target: Path) -> Iterator[Callable[..., TunePanel]]:
     made: list[tuple[TuningService, Backend]] = []
-    db().add_pairs([PreferencePair(prompt=(Message("user", f"question {i}"),),
+    db().pairs.add([PreferencePair(prompt=(Message("user", f"question {i}"),),
                                    chosen=f"good {i}", rejected=f"bad {i}") for i in range(3)])
 
     def make(requirements: list[str], frozen: bool = False) -> TunePanel:

@@ -95,7 +95,7 @@ def _pairs(n: int) -> list[PreferencePair]:
 def test_dataset_view_pages_filters_deletes_exports(loop: asyncio.AbstractEventLoop,
                                                     qtbot: object, tmp_path: Path) -> None:
     backend = Backend(provider=None)
-    db().add_pairs(_pairs(1200))
+    db().pairs.add(_pairs(1200))
     view = DatasetView(backend)
     qtbot.addWidget(view)  # type: ignore[attr-defined]
     model = view.model
@@ -111,7 +111,7 @@ def test_dataset_view_pages_filters_deletes_exports(loop: asyncio.AbstractEventL
                                        .SelectionFlag.Select
                                        | view.table.selectionModel().SelectionFlag.Rows)
     assert view.delete_selected(confirm=False) == 2
-    assert db().count_pairs() == 1198
+    assert db().pairs.count() == 1198
     out = tmp_path / "export.jsonl"
     count = run(loop, view.export("trl", str(out)))
     assert count == 1198
@@ -159,7 +159,7 @@ def test_model_view_shows_versions_and_agreement(loop: asyncio.AbstractEventLoop
             version=v, created_at=1_700_000_000.0 + v, path="/nowhere",
             metrics={"cv_accuracy": acc, "pairs": labels * 3, "labels": labels},
             pairs=labels * 3, labels=labels))
-    backend.latest = db().latest_model_version()
+    backend.latest = db().versions.latest()
     view = ModelView(backend)
     qtbot.addWidget(view)  # type: ignore[attr-defined]
     view.refresh()
@@ -174,7 +174,7 @@ def test_model_view_shows_versions_and_agreement(loop: asyncio.AbstractEventLoop
     record_version(db(), ModelVersion(
         version=3, created_at=1_700_000_003.0, path="/nowhere",
         metrics={"cv_accuracy": 0.27, "pairs": 75, "labels": 25}, pairs=75, labels=25))
-    backend.latest = db().latest_model_version()
+    backend.latest = db().versions.latest()
     view.refresh()
     assert "model v3 · CV accuracy 27 % · 75 pairs" in view.train_status.text()
     assert "early" not in view.accuracy_caption.text()
@@ -185,20 +185,21 @@ def test_model_view_shows_versions_and_agreement(loop: asyncio.AbstractEventLoop
 
 def test_sidebar_new_rename_delete_search(loop: asyncio.AbstractEventLoop, qtbot: object) -> None:
     repo = Repository.open()
-    a = repo.create_conversation("Gravity for kids")
-    b = repo.create_conversation("Prime numbers")
+    a = repo.conversations.create("Gravity for kids")
+    b = repo.conversations.create("Prime numbers")
     bar = Sidebar(ConversationService(repo, SessionHooks()))
     qtbot.addWidget(bar)  # type: ignore[attr-defined]
     assert bar.list.count() == 2
     bar.rename(a.id, "Gravity explained")
-    assert {c.title for c in repo.list_conversations()} == {"Gravity explained", "Prime numbers"}
+    titles = {c.title for c in repo.conversations.list_all()}
+    assert titles == {"Gravity explained", "Prime numbers"}
     bar.search.setText("prime")
     bar.refresh()
     assert bar.list.count() == 1
     bar.search.setText("")
     bar.delete(b.id, confirm=False)
     bar.refresh()
-    assert [c.id for c in repo.list_conversations()] == [a.id]
+    assert [c.id for c in repo.conversations.list_all()] == [a.id]
     bar._debounce.stop()
     repo.close()
 
@@ -252,11 +253,12 @@ def test_window_follows_a_switch_of_the_system_colour_scheme(
     from tests.ui.helpers import make_window
 
     repo = Repository.open()
-    conv = repo.create_conversation("Code")
+    conv = repo.conversations.create("Code")
     reply = "Use this:\n\n```python\nprint('hi')\n```\n"
-    repo.save_turn(Turn(conversation_id=conv.id, messages=[Message("user", "Show code")],
-                        provider="test", model="m", params=SamplingParams(n=2),
-                        candidates=[Candidate(0, reply), Candidate(1, "No code here.")]))
+    repo.conversations.save_turn(Turn(
+        conversation_id=conv.id, messages=[Message("user", "Show code")], provider="test",
+        model="m", params=SamplingParams(n=2),
+        candidates=[Candidate(0, reply), Candidate(1, "No code here.")]))
     repo.close()
     app = QApplication.instance()
     assert isinstance(app, QApplication)
@@ -298,7 +300,7 @@ def test_ctrl_q_quits_and_long_titles_do_not_scroll_sideways(
     from tests.ui.helpers import activate, make_window
 
     repo = Repository.open()
-    repo.create_conversation("A very long conversation title " * 6)
+    repo.conversations.create("A very long conversation title " * 6)
     repo.close()
     window = make_window()
     qtbot.addWidget(window)  # type: ignore[attr-defined]
@@ -319,7 +321,7 @@ def test_ctrl_q_quits_and_long_titles_do_not_scroll_sideways(
 def test_dataset_detail_leads_with_the_prompt_and_both_replies(
         loop: asyncio.AbstractEventLoop, qtbot: object) -> None:
     backend = Backend(provider=None)
-    db().add_pairs([PreferencePair(
+    db().pairs.add([PreferencePair(
         prompt=(Message("user", "How do I boil an egg?"), Message("assistant", "Nine minutes."),
                 Message("user", "Tell me a fun fact about cats")),
         chosen="Cats sleep <b>16 hours</b> a day.", rejected="Dogs.", reason="true and fun")])

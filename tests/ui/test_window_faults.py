@@ -66,7 +66,7 @@ def test_fault_keeps_prompt_and_partials_shows_message_and_retry_works(
                 assert QApplication.activeModalWidget() is None
                 # Partial replies are also kept in the stored turn.
                 if failed.turn is not None and failed.turn.id:
-                    stored = db().get_turn(failed.turn.id)
+                    stored = db().conversations.get_turn(failed.turn.id)
                     assert [c.text for c in stored.candidates] == [
                         c.text for c in failed.turn.candidates]
             # The next turn works: Retry (or a new message when there was nothing to retry).

@@ -57,7 +57,7 @@ def test_the_model_page_at_minimum_size_shows_every_text_whole_without_overlap(
     theme.apply(qapp, dark=False)  # the app's look: its font sizes decide what fits
     for v, labels, acc in ((1, 5, 0.27), (2, 10, 0.58), (3, 25, 0.64)):
         add_version(db(), v, labels, acc)
-    window.backend.latest = db().latest_model_version()
+    window.backend.latest = db().versions.latest()
     resize(window, *MIN_SIZE)
     window.show_page(2)
     settle(window)
