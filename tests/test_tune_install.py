@@ -8,6 +8,7 @@ against an index that never answers (Cancel); no network is used.
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import socket
 import subprocess
@@ -128,7 +129,7 @@ def test_the_requirements_are_the_extra_of_the_installed_metadata() -> None:
 
 
 def test_other_markers_are_kept_and_other_extras_left_out(monkeypatch) -> None:
-    monkeypatch.setattr(tune_install.importlib.metadata, "requires", lambda dist: [
+    monkeypatch.setattr(importlib.metadata, "requires", lambda dist: [
         "numpy>=1.26", 'qasync>=0.27; extra == "ui"',
         'a>=1; python_version < "3.12" and extra == "tune"', "b==2; extra == 'tune'"])
     assert tune_requirements() == ['a>=1; python_version < "3.12"', "b==2"]

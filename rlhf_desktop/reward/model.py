@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 
 from rlhf_desktop import config
@@ -266,6 +265,8 @@ class TinyRewardModel:
         folder = Path(directory)
         folder.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
+        import joblib  # only when saving: ~70 ms of start-up the window does not need
+
         joblib.dump(self._payload(), buffer)
         data = buffer.getvalue()
         key = signing.load_key(create=True)

@@ -15,7 +15,6 @@ packages …") become the steps of a progress bar (:class:`PipProgress`).
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import importlib.util
 import logging
 import os
@@ -103,6 +102,8 @@ def missing_modules() -> list[str]:
 def tune_requirements(dist: str = DIST) -> list[str]:
     """The extra's requirement strings from the installed package's metadata, the extra's
     marker taken off (other markers kept: pip evaluates them)."""
+    import importlib.metadata  # only when asked: its import costs the window's start ~20 ms
+
     out = []
     for req in importlib.metadata.requires(dist) or []:
         spec, _, marker = req.partition(";")
@@ -126,7 +127,7 @@ def check(requirements: Sequence[str] | None = None, frozen: bool | None = None
     if requirements is None:
         try:
             requirements = tune_requirements()
-        except importlib.metadata.PackageNotFoundError:
+        except ModuleNotFoundError:  # importlib.metadata's PackageNotFoundError
             requirements = []
     if importlib.util.find_spec("pip") is None:
         return InstallSnapshot(state="unavailable", missing=missing, message=(
