@@ -66,8 +66,9 @@ class TuneConfig:
     pair_budget: int = 240
     """At most this many pairs trained on (epochs × pairs, counted with repeats), so a run
     fits a time budget whatever the number of picks; 0: no cap. Ignored with ``max_steps``.
-    240 (30 steps of 8): about 30 minutes on one core of the 2-core reference machine, the
-    issue's budget for a tune (a DPO pair there costs 6.5-9.5 CPU-seconds)."""
+    240 (30 steps of 8) was sized for 30 minutes on one core of the 2-core reference machine
+    (a DPO pair there costs 6.5-9.5 CPU-seconds); the loop benchmark's tunes measured 36-39
+    CPU-minutes each (docs/benchmarks.md), so the budget is missed by about a quarter."""
     batch_size: int = 2
     grad_accum: int = 4
     seed: int = 42
