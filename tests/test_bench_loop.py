@@ -79,8 +79,6 @@ PROMPTS = ["What is the capital of France? One short sentence.",
            "What is the opposite of hot? One word."]
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(1500)  # ~150 CPU-s (two one-step tunes in subprocesses); minutes when busy
 def test_tunes_and_amplification_can_be_chosen_per_pick_budget() -> None:
     args = loop.parse_args(["--picks", "100", "300", "--tune-tastes", "concise", "warm@300"])
     assert loop.chosen(args.tune_tastes, "concise", 100)
@@ -91,6 +89,8 @@ def test_tunes_and_amplification_can_be_chosen_per_pick_budget() -> None:
     assert loop.chosen([], "anything", 7)  # nothing named: every taste, every budget
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1500)  # ~150 CPU-s (two one-step tunes in subprocesses); minutes when busy
 def test_tiny_loop_run_end_to_end(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
