@@ -16,7 +16,9 @@ Protocol (prompts only, from the user turns of ``../shared/data/*.jsonl``, never
    app's entry point ``python -m rlhf_desktop.tune --config FILE`` per recipe.
 5. Arms on the same held-out prompts and seeds, one reply each: ``base`` (candidate 0 of 4
    base replies), ``system`` (the taste's sentence added to the system prompt), ``rm_best_of_4``
-   (the ranker's top card among the 4 base replies), ``tuned_<recipe>`` per recipe, and
+   (the ranker's top card among the 4 base replies, in the chat's rank order: finished
+   replies by score, then cut ones), ``finished_first`` (that order without a ranker: the
+   first reply that finished; what the rule alone gives), ``tuned_<recipe>`` per recipe, and
    ``noise`` (candidate 1: base with another seed). The scripted user judges each arm against
    ``base`` blind (texts only; a tie counts half; 95 % bootstrap CI over prompts), with guard
    metrics beside every arm (mean words, share cut, distinct-2, on-topic share, score of the
@@ -539,6 +541,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             g = await generate_held(args, held_dir / f"system-{safe}.json", held, 1, sys_prompt)
             arms["system"] = {"replies": [r[0] for r in g["replies"]], "cpu_s": g["cpu_s"]}
         arms["noise"] = {"replies": noise, "cpu_s": None}
+        if "rm" in args.arms:  # the rank rule alone, no ranker: what rm_best_of_4 adds to it
+            arms["finished_first"] = {"replies": finished_first(pool["replies"]), "cpu_s": 0.0}
         for picks in sorted(args.picks):
             folder = work_folder(args, safe, picks)
             rec = await pick_and_train(args, gen, folder, index["turns"],
@@ -661,10 +665,25 @@ def work_folder(args: argparse.Namespace, safe: str, picks: int) -> Path:
     return Path(args.work) / f"taste-{safe}-p{picks}-s{args.seed}-t{args.max_tokens}"
 
 
+def finished_first(pool: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Per held-out prompt, the first of its 4 base replies in the chat's rank order with no
+    ranker (``pick_rules.ranked`` of unscored cards): the first reply that finished, else
+    the first cut one. The rule's share of ``rm_best_of_4``, without the ranker."""
+    from rlhf_desktop.core.pick_rules import ranked
+    from rlhf_desktop.domain import Candidate
+
+    return [replies[ranked([Candidate(index=i, text=r["text"], finish_reason=r["finish"])
+                            for i, r in enumerate(replies)])[0].index] for replies in pool]
+
+
 def rm_arm(folder: Path, prompts: list[str], pool: list[list[dict[str, Any]]]
            ) -> dict[str, Any]:
-    """The app's ranker (trained on this taste's picks) picks the top card among the 4 base
-    replies of each held-out prompt (the first card when it is untrained)."""
+    """The app's ranker (trained on this taste's picks) puts a card on top among the 4 base
+    replies of each held-out prompt, as the chat orders them (``pick_rules.ranked``: whole
+    replies by score, cut replies after finished ones; the first card when it is
+    untrained)."""
+    from rlhf_desktop.core.pick_rules import ranked
+    from rlhf_desktop.domain import Candidate
     from rlhf_desktop.services.rewards import RewardService
     from rlhf_desktop.storage.repo import Repository
 
@@ -678,8 +697,13 @@ def rm_arm(folder: Path, prompts: list[str], pool: list[list[dict[str, Any]]]
         cpu = time.process_time()
         chosen = []
         for prompt, replies in zip(prompts, pool, strict=True):
-            ranked = rewards.rank(prompt, [r["text"] for r in replies])
-            chosen.append(replies[int(np.argmax(ranked.scores))] if ranked.version else replies[0])
+            cards = [Candidate(index=i, text=r["text"], finish_reason=r["finish"])
+                     for i, r in enumerate(replies)]
+            scores, version = rewards.rank_replies(prompt, cards)
+            for card, score in zip(cards, scores, strict=True):
+                card.score = score
+            chosen.append(replies[ranked(cards)[0].index] if version is not None
+                          else replies[0])
     return {"replies": chosen, "cpu_s": round(time.process_time() - cpu, 1)}
 
 

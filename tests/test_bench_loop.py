@@ -89,6 +89,14 @@ def test_tunes_and_amplification_can_be_chosen_per_pick_budget() -> None:
     assert loop.chosen([], "anything", 7)  # nothing named: every taste, every budget
 
 
+def test_the_rule_alone_arm_takes_the_first_reply_that_finished() -> None:
+    pool = [[{"text": "cut one", "finish": "length"}, {"text": "done", "finish": "stop"},
+             {"text": "done too", "finish": "stop"}],
+            [{"text": "all cut", "finish": "length"}, {"text": "cut too", "finish": "length"}],
+            [{"text": "", "finish": "stop"}, {"text": "cut", "finish": "length"}]]
+    assert [r["text"] for r in loop.finished_first(pool)] == ["done", "all cut", "cut"]
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1500)  # ~150 CPU-s (two one-step tunes in subprocesses); minutes when busy
 def test_tiny_loop_run_end_to_end(tmp_path: Path) -> None:
@@ -117,8 +125,8 @@ def test_tiny_loop_run_end_to_end(tmp_path: Path) -> None:
     amp = rec["amplification"]  # arm 6 went through the app's gate (5 picks: rarely open)
     assert amp["reason"] and amp["used"] == (amp["pairs"] > 0)
     amplified = {"tuned_new_amplified"} if amp["used"] else set()
-    assert set(rec["arms"]) == {"base", "system", "noise", "rm_best_of_4", "tuned_new",
-                                *amplified}
+    assert set(rec["arms"]) == {"base", "system", "noise", "finished_first", "rm_best_of_4",
+                                "tuned_new", *amplified}
     for arm, a in rec["arms"].items():
         assert set(a["guards"]) == {"mean_words", "cut_share", "distinct_2", "on_topic_share",
                                     "hh_rm_score"}

@@ -250,6 +250,40 @@ def test_a_reply_that_failed_at_the_server_is_never_ranked_above_a_whole_one(
     assert repo.conversations.get_turn(turn.id or 0).candidates[1].score is None
 
 
+def test_a_reply_cut_at_max_tokens_ranks_below_every_finished_reply_whatever_its_score(
+        data_home: Path) -> None:
+    """Over a real socket: the Azure-protocol server cuts its longest reply at max tokens.
+    The reward model scores text and cannot see the cut, so on score alone the cut reply
+    could come first; in rank order (the cards, the model's top, best-of-N) it is last."""
+    from rlhf_desktop.core.pick_rules import model_top
+    from rlhf_desktop.services.turns.order import display_order
+
+    repo = Repository.open()
+    rewards = trained_rewards(repo)
+    with AzureServer(api_key=AZURE_KEY, deployment="gpt-test", reply_length=10) as server:
+        provider = azure_provider(server, settings=fast_settings(max_retries=0))
+        chat = chat_service(repo, rewards, provider)
+        conv = repo.conversations.create("t")
+
+        async def scenario() -> Turn:
+            turn = await chat.send_messages(conv.id, [Message("user", "Tell me a story")],
+                                            params=SamplingParams(n=4, max_tokens=12))
+            await provider.aclose()
+            return turn
+
+        turn = asyncio.run(scenario())
+    cut = [c for c in turn.candidates if c.finish_reason == "length"]
+    assert [c.index for c in cut] == [3]  # replies of 10, 11, 12 tokens end; 13 is cut
+    assert all(c.score is not None for c in turn.candidates)  # a cut reply is still scored
+    cut[0].score = max(c.score or 0.0 for c in turn.candidates) + 1.0
+    assert ranked(turn.candidates)[-1] is cut[0]
+    assert display_order(turn)[-1] == 3
+    assert model_top(turn) != cut[0].id
+    for cand in turn.candidates:  # among cut replies the score still decides
+        cand.finish_reason = "length"
+    assert ranked(turn.candidates)[0] is cut[0]
+
+
 def test_after_all_bad_no_reply_enters_the_history_unless_one_is_picked(data_home: Path
                                                                          ) -> None:
     repo = Repository.open()

@@ -20,7 +20,8 @@ A reply the server cut at max tokens (finish reason ``length``) is whole text th
 rightly prefer another reply over, so a pair against it is kept, flagged ``rejected_cut``
 in the pair's metadata (:func:`is_cut`): with a low max-token limit the cut replies are
 the longest ones, and such pairs push a ranker toward "shorter wins". Reward training
-leaves them out by default (``TrainConfig.use_cut_pairs``).
+leaves them out by default (``TrainConfig.use_cut_pairs``). In rank order a cut reply
+comes after every reply that finished, whatever its score (:func:`rank_key`).
 """
 
 from __future__ import annotations
@@ -104,12 +105,19 @@ def is_cut(candidate: Candidate) -> bool:
     return candidate.finish_reason == CUT
 
 
-def rank_key(candidate: Candidate) -> tuple[bool, float, int]:
-    """Sort key of a turn's replies: whole replies first, best score first; failed, stopped
-    and empty replies after them, unscored, in the provider's order."""
+def rank_key(candidate: Candidate) -> tuple[bool, bool, float, int]:
+    """Sort key of a turn's replies: whole replies that ended as the model meant first,
+    best score first; then replies cut at max tokens (:func:`is_cut`), best score first;
+    failed, stopped and empty replies last, unscored, in the provider's order.
+
+    A cut reply ranks below every finished one whatever its score: it stops mid-sentence,
+    and the reward model cannot see that (it scores text, and reward training leaves pairs
+    against cut replies out, ``TrainConfig.use_cut_pairs``), so on its score alone the
+    longest, cut reply often came first. The amplifier never lets a cut reply compete for
+    the same reason (``services/amplify.py``)."""
     whole = is_whole_reply(candidate)
     score = candidate.score if whole and candidate.score is not None else 0.0
-    return (not whole, -score, candidate.index)
+    return (not whole, is_cut(candidate), -score, candidate.index)
 
 
 def ranked(candidates: Sequence[Candidate]) -> list[Candidate]:
