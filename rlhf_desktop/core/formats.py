@@ -323,8 +323,11 @@ def export_lines(pairs: Iterable[PreferencePair], fmt: str) -> Iterator[str]:
         yield json.dumps(export_record(pair, fmt), ensure_ascii=False) + "\n"
 
 
-def pair_key(pair: PreferencePair) -> tuple[tuple[tuple[str, str], ...], str, str]:
-    """Identity of a pair for de-duplication on import."""
+def import_key(pair: PreferencePair) -> tuple[tuple[tuple[str, str], ...], str, str]:
+    """Identity of a pair for de-duplication on import: the whole prompt, then the chosen
+    and the rejected reply in that order. Not the reward model's
+    :func:`~rlhf_desktop.reward.model.pair_key` (last prompt, either order, hashed), which
+    says whether a ranker was trained on a comparison."""
     return (tuple((m.role, m.content) for m in pair.prompt), pair.chosen, pair.rejected)
 
 

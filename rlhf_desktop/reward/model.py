@@ -61,7 +61,9 @@ class ModelFileError(Exception):
 
 
 def pair_key(prompt_text: str, a: str, b: str) -> str:
-    """Identity of a comparison: the prompt and the two replies, in either order."""
+    """Identity of a comparison: the prompt and the two replies, in either order (the one
+    ``pair_key``: whether a ranker saw a comparison; import de-duplication uses
+    :func:`~rlhf_desktop.core.formats.import_key` instead)."""
     first, second = sorted((a, b))
     raw = "\x00".join((prompt_text, first, second)).encode("utf-8", "surrogatepass")
     return hashlib.sha256(raw).hexdigest()[:16]

@@ -14,7 +14,7 @@ from rlhf_desktop.core.formats import (
     EXPORT_FORMATS,
     LineError,
     export_lines,
-    pair_key,
+    import_key,
     parse_lines,
 )
 from rlhf_desktop.domain import PreferencePair
@@ -78,10 +78,10 @@ def import_file(
                           dry_run=dry_run)
     if not parsed.pairs and not parsed.errors:
         raise ImportFileError(f"{file} holds no preference pairs (it is empty)")
-    seen = {pair_key(p) for p in repo.pairs.stream()}
+    seen = {import_key(p) for p in repo.pairs.stream()}
     fresh = []
     for pair in parsed.pairs:
-        key = pair_key(pair)
+        key = import_key(pair)
         if key in seen:
             report.duplicates += 1
             continue
