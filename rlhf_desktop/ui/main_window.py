@@ -193,7 +193,8 @@ class MainWindow(OrderlyClose):
         self.nav_buttons: list[QPushButton] = []
         for i, (name, tip) in enumerate((("Chat", "Chat and pick the best replies (Ctrl+1)"),
                                          ("Dataset", "Your preference pairs (Ctrl+2)"),
-                                         ("Model", "The reward model and how it learns (Ctrl+3)"))):
+                                         ("Model", "The reward model that ranks the replies, "
+                                          "and tuning the chat model (Ctrl+3)"))):
             button = QPushButton(name)
             button.setObjectName("nav")
             button.setCheckable(True)

@@ -1,5 +1,5 @@
-"""The model page's "What your model learned": style preferences in words and a plot of the
-style effects with their uncertainty (a forest plot: ± 2 standard deviations)."""
+"""The model page's "What your reward model learned": style preferences in words and a plot
+of the style effects with their uncertainty (a forest plot: ± 2 standard deviations)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ class LearnedPanel(QFrame):
         super().__init__(parent)
         self.setObjectName("kpi")
         self.dark = dark
-        self.title = QLabel("What your model learned")
+        self.title = QLabel("What your reward model learned")
         self.title.setObjectName("kpiValue")
         self.title.setStyleSheet("font-size: 16px;")
         self.subtitle = QLabel("")

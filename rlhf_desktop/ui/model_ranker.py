@@ -1,5 +1,5 @@
-"""The model page's "Which model ranks the replies" section: the transformers rankers trained
-with ``method: reward`` (TRL's RewardTrainer), the held-out accuracy of one beside the tiny
+"""The model page's "Which reward model ranks the replies" section: the transformers rankers
+trained with ``method: reward`` (TRL's RewardTrainer), the held-out accuracy of one beside the tiny
 model's on the same pairs, and the choice between them (``Settings.ranker``).
 
 Everything goes through :class:`~rlhf_desktop.services.ranker_eval.RankerEvalService`; the
@@ -65,7 +65,7 @@ class RankerPanel(QWidget):
         self.comparing = False
         self.last: Comparison | None = None
 
-        title = QLabel("Which model ranks the replies")
+        title = QLabel("Which reward model ranks the replies")
         title.setObjectName("kpiValue")
         title.setStyleSheet("font-size: 16px;")
         about = QLabel("A reward model trained with TRL's RewardTrainer (python -m "
