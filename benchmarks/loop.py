@@ -18,7 +18,9 @@ Protocol (prompts only, from the user turns of ``../shared/data/*.jsonl``, never
    base replies), ``system`` (the taste's sentence added to the system prompt), ``rm_best_of_4``
    (the ranker's top card among the 4 base replies, in the chat's rank order: finished
    replies by score, then cut ones), ``finished_first`` (that order without a ranker: the
-   first reply that finished; what the rule alone gives), ``tuned_<recipe>`` per recipe, and
+   first reply that finished; what the rule alone gives), ``taste_best_of_4`` (the
+   scripted user's own best of the 4: the ceiling of any ranker), ``tuned_<recipe>`` per
+   recipe, and
    ``noise`` (candidate 1: base with another seed). The scripted user judges each arm against
    ``base`` blind (texts only; a tie counts half; 95 % bootstrap CI over prompts), with guard
    metrics beside every arm (mean words, share cut, distinct-2, on-topic share, score of the
@@ -543,6 +545,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         arms["noise"] = {"replies": noise, "cpu_s": None}
         if "rm" in args.arms:  # the rank rule alone, no ranker: what rm_best_of_4 adds to it
             arms["finished_first"] = {"replies": finished_first(pool["replies"]), "cpu_s": 0.0}
+            # and the ceiling of any best-of-4: the scripted user's own choice among the four
+            arms["taste_best_of_4"] = {
+                "replies": taste_best(held, pool["replies"], taste, guards), "cpu_s": None}
         for picks in sorted(args.picks):
             folder = work_folder(args, safe, picks)
             rec = await pick_and_train(args, gen, folder, index["turns"],
@@ -674,6 +679,19 @@ def finished_first(pool: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
 
     return [replies[ranked([Candidate(index=i, text=r["text"], finish_reason=r["finish"])
                             for i, r in enumerate(replies)])[0].index] for replies in pool]
+
+
+def taste_best(prompts: list[str], pool: list[list[dict[str, Any]]], taste: Taste,
+               guards: Guards) -> list[dict[str, Any]]:
+    """Per held-out prompt, the reply of its 4 base replies the scripted user scores best
+    (guarded; the first on a tie): what a perfect ranker would put on top."""
+    chosen = []
+    for prompt, replies in zip(prompts, pool, strict=True):
+        texts = [r["text"] for r in replies]
+        bad = guards.degenerate(texts, [r["finish"] for r in replies],
+                                guards.similarity([prompt] * len(texts), texts))
+        chosen.append(replies[int(np.argmax(guarded_scores(taste, prompt, texts, bad)))])
+    return chosen
 
 
 def rm_arm(folder: Path, prompts: list[str], pool: list[list[dict[str, Any]]]

@@ -125,8 +125,8 @@ def test_tiny_loop_run_end_to_end(tmp_path: Path) -> None:
     amp = rec["amplification"]  # arm 6 went through the app's gate (5 picks: rarely open)
     assert amp["reason"] and amp["used"] == (amp["pairs"] > 0)
     amplified = {"tuned_new_amplified"} if amp["used"] else set()
-    assert set(rec["arms"]) == {"base", "system", "noise", "finished_first", "rm_best_of_4",
-                                "tuned_new", *amplified}
+    assert set(rec["arms"]) == {"base", "system", "noise", "finished_first", "taste_best_of_4",
+                                "rm_best_of_4", "tuned_new", *amplified}
     for arm, a in rec["arms"].items():
         assert set(a["guards"]) == {"mean_words", "cut_share", "distinct_2", "on_topic_share",
                                     "hh_rm_score"}
