@@ -821,7 +821,7 @@ def notes(d: dict[str, Any]) -> list[str]:
             f"{w['dataset_scroll_median_step_ms']:.0f} ms): a full (generation 2) garbage "
             f"collection of {gc_max:.0f} ms while ~100k `PreferencePair` objects (each with a "
             "tuple of `Message`s) sit in `PairsModel.rows`. Fix: keep the loaded rows as "
-            "tuples of display strings and ids (`rlhf_desktop/ui/dataset_view.py`, "
+            "tuples of display strings and ids (`rlhf_desktop/ui/dataset/page.py`, "
             "`PairsModel.fetchMore`/`reload`; tuples of strings are untracked by the "
             "collector) and fetch the full pair by id for the detail pane, or call "
             "`gc.freeze()` after each page. Emulated here with `gc.freeze()` after each "

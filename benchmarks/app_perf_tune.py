@@ -1,7 +1,7 @@
 """``benchmarks/app_perf.py``'s figure "longest stall during a tune run".
 
 The window (the app's start-up path: ``app.build``, the session with its reward model
-loaded, the window shown) plus the model page's tune panel (``ui/model_tune.py``, polling
+loaded, the window shown) plus the model page's tune panel (``ui/model/tune.py``, polling
 the run every 500 ms) start a real local run through the panel's Tune button:
 ``python -m rlhf_desktop.tune`` at nice 19 in its own process, the measured defaults with
 ``max_steps`` 2, on the first 64 real HH pairs imported into a fresh data folder. A 10 ms
@@ -48,7 +48,7 @@ def bench_tune(pairs: list[Any], log: Any, cached_embedder: Any) -> dict[str, An
     from rlhf_desktop.storage.repo import Repository
     from rlhf_desktop.tune.base_model import cache_dir
     from rlhf_desktop.ui.backend import Backend
-    from rlhf_desktop.ui.model_tune import TunePanel
+    from rlhf_desktop.ui.model.tune import TunePanel
 
     home = Path(tempfile.mkdtemp(prefix="app-perf-tune-"))
     os.environ["RLHF_DESKTOP_HOME"] = str(home / "data")

@@ -42,9 +42,9 @@ from rlhf_desktop.ui.sidebar import Sidebar
 from rlhf_desktop.ui.status_area import StatusArea
 
 if TYPE_CHECKING:  # built on first use (see the module docstring)
-    from rlhf_desktop.ui.dataset_view import DatasetView
-    from rlhf_desktop.ui.model_view import ModelView
-    from rlhf_desktop.ui.settings_dialog import SettingsDialog
+    from rlhf_desktop.ui.dataset.page import DatasetView
+    from rlhf_desktop.ui.model.page import ModelView
+    from rlhf_desktop.ui.settings.dialog import SettingsDialog
 
 log = logging.getLogger(__name__)
 BANNER_KEY = "builtin_banner_dismissed"
@@ -156,7 +156,7 @@ class MainWindow(OrderlyClose):
     def dataset(self) -> DatasetView:
         """The dataset page, built on first use."""
         if self._dataset is None:
-            from rlhf_desktop.ui.dataset_view import DatasetView
+            from rlhf_desktop.ui.dataset.page import DatasetView
 
             self._dataset = DatasetView(self.backend)
             self._dataset.deleted.connect(self._pairs_deleted)
@@ -167,7 +167,7 @@ class MainWindow(OrderlyClose):
     def model_view(self) -> ModelView:
         """The model page, built on first use (it loads its figures as it is built)."""
         if self._model_view is None:
-            from rlhf_desktop.ui.model_view import ModelView
+            from rlhf_desktop.ui.model.page import ModelView
 
             self._model_view = ModelView(self.backend, self._dark)
             self._place(MODEL_PAGE, self._model_view)
@@ -348,7 +348,7 @@ class MainWindow(OrderlyClose):
     def open_settings(self, focus: str | None = None) -> SettingsDialog:
         """Show the settings dialog (non-blocking); applies the settings when saved.
         ``focus`` names a setting to show and focus (e.g. ``n_ctx`` from an error)."""
-        from rlhf_desktop.ui.settings_dialog import SettingsDialog, ranker_choices
+        from rlhf_desktop.ui.settings.dialog import SettingsDialog, ranker_choices
 
         dialog = SettingsDialog(self.backend.settings, self, self.backend.provider_kind,
                                 rankers=ranker_choices(self.backend.session))

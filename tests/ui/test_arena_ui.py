@@ -21,7 +21,7 @@ from rlhf_desktop.domain import Candidate, CandidateSource, Message, SamplingPar
 from rlhf_desktop.ui import theme
 from rlhf_desktop.ui.chat_controls import ARENA, ChatControls
 from rlhf_desktop.ui.main_window import MainWindow
-from rlhf_desktop.ui.settings_dialog import SettingsDialog
+from rlhf_desktop.ui.settings.dialog import SettingsDialog
 from rlhf_desktop.ui.turn_widget import TurnWidget
 from tests.azure_server import AzureServer
 from tests.ui.conftest import run, wait_until

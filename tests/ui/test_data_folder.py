@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from rlhf_desktop import config
-from rlhf_desktop.ui.settings_dialog import SettingsDialog
+from rlhf_desktop.ui.settings.dialog import SettingsDialog
 
 
 @pytest.mark.timeout(120)

@@ -21,7 +21,7 @@ from rlhf_desktop.services.export_folder import ALL_FORMATS
 from rlhf_desktop.services.labeling import LabelingService
 from rlhf_desktop.storage.repo import Repository
 from rlhf_desktop.ui.backend import Backend
-from rlhf_desktop.ui.dataset_view import EXPORTS, FOLDER, NOTE_COLUMN, DatasetView
+from rlhf_desktop.ui.dataset.page import EXPORTS, FOLDER, NOTE_COLUMN, DatasetView
 from rlhf_desktop.ui.markdown_render import MarkdownRenderer
 from rlhf_desktop.ui.theme import LIGHT, stylesheet
 from rlhf_desktop.ui.turn_widget import TurnWidget
@@ -209,7 +209,7 @@ def test_export_dialog_starts_in_the_home_folder(qtbot: object,
     from PySide6.QtWidgets import QFileDialog
 
     from rlhf_desktop.ui.backend import Backend
-    from rlhf_desktop.ui.dataset_view import DatasetView
+    from rlhf_desktop.ui.dataset.page import DatasetView
     from tests.ui.conftest import run
 
     backend = Backend(provider=None)

@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QMessageBox
 
 from rlhf_desktop.domain import Candidate, Message, PreferencePair, SamplingParams, Turn
 from rlhf_desktop.storage.repo import Repository
-from rlhf_desktop.ui.dataset_view import MATCH_COLUMN
+from rlhf_desktop.ui.dataset.page import MATCH_COLUMN
 from rlhf_desktop.ui.main_window import MainWindow
 from tests.ui.helpers import answer_next_box, db, settle
 

@@ -23,7 +23,7 @@ from rlhf_desktop.domain import (
 )
 from rlhf_desktop.storage.repo import Repository
 from rlhf_desktop.ui.backend import Backend
-from rlhf_desktop.ui.model_view import ModelView
+from rlhf_desktop.ui.model.page import ModelView
 from tests.ui.conftest import run, wait_until
 from tests.ui.helpers import db
 

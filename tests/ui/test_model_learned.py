@@ -17,7 +17,7 @@ from rlhf_desktop.domain import Candidate, Message, PreferencePair, SamplingPara
 from rlhf_desktop.services.rewards import RewardService
 from rlhf_desktop.ui.backend import Backend
 from rlhf_desktop.ui.markdown_render import MarkdownRenderer
-from rlhf_desktop.ui.model_view import ModelView
+from rlhf_desktop.ui.model.page import ModelView
 from rlhf_desktop.ui.turn_widget import TurnWidget
 from tests.azure_server import AzureServer
 from tests.helpers import long_list, short

@@ -10,7 +10,7 @@ import pytest
 
 from rlhf_desktop.domain import ModelVersion
 from rlhf_desktop.ui.backend import Backend
-from rlhf_desktop.ui.model_view import ModelView
+from rlhf_desktop.ui.model.page import ModelView
 from tests.helpers import make_turn, record_version
 from tests.ui.conftest import run
 from tests.ui.helpers import db

@@ -1,4 +1,4 @@
-"""The model page's ranker panel (ui/model_ranker.py): the rankers in the data folder, "Use as
+"""The model page's ranker panel (ui/model/ranker.py): the rankers in the data folder, "Use as
 ranker" / "Use the tiny model" (saved in the settings, applied), and a comparison that fails
 with a clear message instead of spinning. The comparison of a real ranker with the tiny model
 is in tests/tune/test_reward_trainer.py (it needs a trained model)."""
@@ -17,7 +17,7 @@ from rlhf_desktop.config import Settings
 from rlhf_desktop.services.ranker_eval import RankerEvalService
 from rlhf_desktop.services.rewards import RewardService
 from rlhf_desktop.ui.backend import Backend
-from rlhf_desktop.ui.model_ranker import RankerPanel
+from rlhf_desktop.ui.model.ranker import RankerPanel
 from tests.fakes import HashEmbedder
 from tests.helpers import write_jsonl
 from tests.ui.conftest import run, wait_until

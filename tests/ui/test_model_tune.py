@@ -1,4 +1,4 @@
-"""The model page's "Tune the chat model" panel (ui/model_tune.py).
+"""The model page's "Tune the chat model" panel (ui/model/tune.py).
 
 Fast tests drive the panel with a real child process that is scripted instead of trained
 (``tests/scripted_tune.py``); the remote part runs the real ``openai`` SDK against the
@@ -23,7 +23,7 @@ from rlhf_desktop.domain import Message, PreferencePair
 from rlhf_desktop.services.arena import ArenaService
 from rlhf_desktop.services.tuning import TuningService
 from rlhf_desktop.ui.backend import Backend
-from rlhf_desktop.ui.model_tune import TunePanel
+from rlhf_desktop.ui.model.tune import TunePanel
 from tests.conftest import REPO_ROOT
 from tests.ft_server import FtServer
 from tests.ui.conftest import run, wait_until

@@ -16,7 +16,7 @@ from rlhf_desktop.services.tuning import TuningService
 from rlhf_desktop.services.tuning_effect import EFFECT_FILE
 from rlhf_desktop.tune.versions import register
 from rlhf_desktop.ui.backend import Backend
-from rlhf_desktop.ui.model_tune import TunePanel
+from rlhf_desktop.ui.model.tune import TunePanel
 from tests.ui.conftest import run
 
 

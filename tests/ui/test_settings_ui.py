@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 from rlhf_desktop import config
 from rlhf_desktop.config import Settings
 from rlhf_desktop.ui.main_window import MainWindow
-from rlhf_desktop.ui.settings_dialog import SettingsDialog
+from rlhf_desktop.ui.settings.dialog import SettingsDialog
 from tests.ui.conftest import run, wait_until
 
 
@@ -59,7 +59,7 @@ def test_settings_offer_the_context_size_and_saving_it_rebuilds_the_provider(
 def test_settings_says_replies_per_turn_as_the_chat_does(qtbot: object) -> None:
     from PySide6.QtWidgets import QLabel
 
-    from rlhf_desktop.ui.settings_dialog import SettingsDialog
+    from rlhf_desktop.ui.settings.dialog import SettingsDialog
 
     dialog = SettingsDialog(Settings())
     qtbot.addWidget(dialog)  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QApplication
 
 from rlhf_desktop.config import Settings
 from rlhf_desktop.domain import CandidateSource
-from rlhf_desktop.ui.sources_editor import SourcesEditor
+from rlhf_desktop.ui.settings.sources import SourcesEditor
 
 
 def choose(editor: SourcesEditor, provider: str) -> None:

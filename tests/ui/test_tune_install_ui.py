@@ -1,4 +1,4 @@
-"""The Tune panel offers to install the tune extra when it is missing (ui/model_tune.py).
+"""The Tune panel offers to install the tune extra when it is missing (ui/model/tune.py).
 
 The extra is faked missing (``tune_install.find_spec``) until the install's target folder has
 the package; the install is the real pip child on a wheel built here (see
@@ -25,7 +25,7 @@ from rlhf_desktop.services import tune_install
 from rlhf_desktop.services.tune_install import TuneInstall
 from rlhf_desktop.services.tuning import TuningService
 from rlhf_desktop.ui.backend import Backend
-from rlhf_desktop.ui.model_tune import TunePanel
+from rlhf_desktop.ui.model.tune import TunePanel
 from tests.ui.conftest import run
 from tests.ui.helpers import db
 

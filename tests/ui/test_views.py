@@ -21,9 +21,9 @@ from rlhf_desktop.services.conversations import ConversationService
 from rlhf_desktop.services.hooks import SessionHooks
 from rlhf_desktop.storage.repo import Repository
 from rlhf_desktop.ui.backend import Backend
-from rlhf_desktop.ui.dataset_view import PAGE, DatasetView
-from rlhf_desktop.ui.model_view import ModelView
-from rlhf_desktop.ui.settings_dialog import SettingsDialog
+from rlhf_desktop.ui.dataset.page import PAGE, DatasetView
+from rlhf_desktop.ui.model.page import ModelView
+from rlhf_desktop.ui.settings.dialog import SettingsDialog
 from rlhf_desktop.ui.sidebar import Sidebar
 from tests.helpers import record_version
 from tests.ui.conftest import run

@@ -1,7 +1,7 @@
 """The reward model: learning curve, agreement with your picks, labels over time, train now,
-what it learned (model_learned.py), your labeling habits and the leaderboard of candidate
-sources (model_arena.py), more panels (:meth:`ModelView.add_panel`), and the versions with a
-switch back (model_versions.py)."""
+what it learned (learned.py), your labeling habits and the leaderboard of candidate
+sources (arena.py), more panels (:meth:`ModelView.add_panel`), and the versions with a
+switch back (versions.py)."""
 
 from __future__ import annotations
 
@@ -33,11 +33,11 @@ from rlhf_desktop.domain import ModelVersion
 from rlhf_desktop.services.models import VersionError
 from rlhf_desktop.services.retraining import RetrainStatus
 from rlhf_desktop.ui.backend import EARLY_LABELS, Backend
-from rlhf_desktop.ui.model_arena import HabitsPanel, LeaderboardPanel
-from rlhf_desktop.ui.model_learned import LearnedPanel
-from rlhf_desktop.ui.model_ranker import RankerPanel
-from rlhf_desktop.ui.model_tune import TunePanel
-from rlhf_desktop.ui.model_versions import VersionsTable
+from rlhf_desktop.ui.model.arena import HabitsPanel, LeaderboardPanel
+from rlhf_desktop.ui.model.learned import LearnedPanel
+from rlhf_desktop.ui.model.ranker import RankerPanel
+from rlhf_desktop.ui.model.tune import TunePanel
+from rlhf_desktop.ui.model.versions import VersionsTable
 
 ACCENT = QColor("#2f81f7")
 WIDE = 1000  # from this width the figures sit in one row and the charts side by side

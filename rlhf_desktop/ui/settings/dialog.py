@@ -1,5 +1,5 @@
 """Settings: provider and its fields, generation, retraining, data folder; and on a second
-tab the arena's candidate sources (:mod:`~rlhf_desktop.ui.sources_editor`).
+tab the arena's candidate sources (:mod:`~rlhf_desktop.ui.settings.sources`).
 
 API keys go to the OS keyring (or the owner-only ``secrets.json``) through
 ``config.store_secret``; they are never written to settings.json, QSettings or the database.
@@ -41,7 +41,7 @@ from PySide6.QtWidgets import (
 from rlhf_desktop import config
 from rlhf_desktop.config import Settings
 from rlhf_desktop.services.ranker_eval import accuracy_text
-from rlhf_desktop.ui.sources_editor import SourcesEditor
+from rlhf_desktop.ui.settings.sources import SourcesEditor
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 from rlhf_desktop.services.habits import Habits
 from rlhf_desktop.services.models import Leaderboard
 from rlhf_desktop.ui.backend import Backend
-from rlhf_desktop.ui.bias_chart import BiasChart
+from rlhf_desktop.ui.model.bias_chart import BiasChart
 
 log = logging.getLogger(__name__)
 

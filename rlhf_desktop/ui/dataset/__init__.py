@@ -1,0 +1,1 @@
+"""The dataset page: the preference pairs, their filters, import and export."""
