@@ -557,7 +557,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 p_arms["rm_best_of_4"] = rm_arm(folder, held, pool["replies"])
             for recipe in args.recipes:
                 if (f"tuned_{recipe}" not in args.arms and "tuned" not in args.arms) or \
-                        not chosen(args.tune_tastes, spec, picks):
+                        not recipe_chosen(args, recipe, spec, picks):
                     continue
                 tune = run_tune(args, folder, recipe, RECIPES[recipe])
                 rec.setdefault("tunes", {})[recipe] = tune
@@ -614,8 +614,9 @@ async def tune_only(args: argparse.Namespace, gen: Path, turns: dict[str, int],
             rec = await pick_and_train(args, gen, folder, turns, train_prompts[:picks], taste,
                                        guards)
             for recipe in args.recipes:
-                rec.setdefault("tunes", {})[recipe] = run_tune(args, folder, recipe,
-                                                               RECIPES[recipe])
+                if recipe_chosen(args, recipe, spec, picks):
+                    rec.setdefault("tunes", {})[recipe] = run_tune(args, folder, recipe,
+                                                                   RECIPES[recipe])
             out["tastes"].setdefault(name, {})[str(picks)] = rec
     return out
 
@@ -657,6 +658,14 @@ def amplified_data(folder: Path, prompts: list[str], pool: list[list[dict[str, A
             report.update(used=bool(lines), pairs=len(lines), unsure=unsure,
                           not_whole=not_whole)
     return {"report": report, "data": out}
+
+
+def recipe_chosen(args: argparse.Namespace, recipe: str, taste: str, picks: int) -> bool:
+    """Whether ``recipe`` is tuned for ``taste`` at ``picks``: ``--tune-tastes`` selects the
+    tunes, and ``--defaults-tastes`` (when given) narrows arm 4 (``defaults``) further."""
+    if not chosen(args.tune_tastes, taste, picks):
+        return False
+    return recipe != "defaults" or chosen(args.defaults_tastes, taste, picks)
 
 
 def chosen(specs: list[str], taste: str, picks: int) -> bool:
@@ -807,6 +816,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--amp-tastes", nargs="*", default=[],
                    help="arm 6 (amplified) for these only, NAME or NAME@PICKS (default: the "
                         "tuned ones)")
+    p.add_argument("--defaults-tastes", nargs="*", default=[],
+                   help="arm 4 (recipe defaults) for these only, NAME or NAME@PICKS (default: "
+                        "the tuned ones)")
     p.add_argument("--max-steps", type=int, default=0, help="cap every tune (0: the recipe's)")
     p.add_argument("--quick", action="store_true",
                    help="held-out arms: base, system, rm, tuned_new, noise; tunes capped at "

@@ -87,6 +87,13 @@ def test_tunes_and_amplification_can_be_chosen_per_pick_budget() -> None:
     assert not loop.chosen(args.tune_tastes, "warm", 100)
     assert not loop.chosen(args.tune_tastes, "structured", 300)
     assert loop.chosen([], "anything", 7)  # nothing named: every taste, every budget
+    args = loop.parse_args(["--picks", "100", "300", "--recipes", "new", "defaults",
+                            "--tune-tastes", "concise", "warm@300",
+                            "--defaults-tastes", "concise@100"])
+    assert loop.recipe_chosen(args, "new", "concise", 300)
+    assert loop.recipe_chosen(args, "defaults", "concise", 100)
+    assert not loop.recipe_chosen(args, "defaults", "concise", 300)
+    assert not loop.recipe_chosen(args, "defaults", "warm", 300)  # arm 4 narrowed to concise
 
 
 def test_the_rule_alone_arm_takes_the_first_reply_that_finished() -> None:
