@@ -1,17 +1,24 @@
 """The sidebar's service: list, search, rename and delete conversations, read their turns
-(the branch shown; edit and resend a message, switch branches: :mod:`.branches`), and each
-chat's own settings (system prompt and model)."""
+(the branch shown; edit and resend a message, switch branches: :mod:`.branches`), each
+chat's own settings (system prompt and model), and the message being typed (the draft: kept
+across a quit or a crash, :meth:`ConversationService.save_draft`)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+from rlhf_desktop import config
 from rlhf_desktop.domain import Conversation, Message, Turn
 from rlhf_desktop.services import branches
 from rlhf_desktop.services.branches import BranchPoint, EditPlan
 from rlhf_desktop.services.hooks import SessionHooks
 from rlhf_desktop.storage.repo import Repository
+
+DRAFT_FILE = "draft.txt"
+"""The message being typed, in the data folder (UTF-8; absent when the box is empty)."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,34 @@ class ConversationService:
         self._defaults = defaults
         self.pending: ChatSettings | None = None
         """Chat settings chosen for the new chat before its first message."""
+
+    def draft(self) -> str:
+        """The message that was being typed when the app last closed or crashed ("" for
+        none, or when the file cannot be read)."""
+        try:
+            return draft_path().read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return ""
+
+    def save_draft(self, text: str) -> None:
+        """Keep ``text``, the message being typed, so that quitting or a crash never loses
+        it (an empty box removes the file). Written beside the database as a temporary file
+        renamed over the old one, so a crash leaves the old draft or the new, never half;
+        not fsynced (a few milliseconds each time the typing pauses): a power cut may lose
+        the last change. Readable by the user only, like the messages themselves."""
+        path = draft_path()
+        if not text.strip():
+            path.unlink(missing_ok=True)
+            return
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def recent(self, search: str = "") -> list[Conversation]:
         """Newest first; ``search`` matches titles and any message or reply text."""
@@ -123,3 +158,8 @@ class ConversationService:
         """Show (and continue) ``turn_id``'s branch, down to its newest turn; remembered
         across restarts."""
         branches.switch_to(self._repo, conversation_id, turn_id)
+
+
+def draft_path() -> Path:
+    """Where the message being typed is kept (:data:`DRAFT_FILE` in the data folder)."""
+    return config.data_dir() / DRAFT_FILE

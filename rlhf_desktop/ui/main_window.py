@@ -36,6 +36,7 @@ from rlhf_desktop.ui.backend import Backend
 from rlhf_desktop.ui.chat_controls import ChatControls
 from rlhf_desktop.ui.chat_settings import ChatHeader, ChatSettingsDialog
 from rlhf_desktop.ui.chat_view import ChatView
+from rlhf_desktop.ui.draft_keeper import DraftKeeper
 from rlhf_desktop.ui.orderly_close import OrderlyClose
 from rlhf_desktop.ui.shortcuts import OPEN_KEYS, ShortcutsDialog, help_button
 from rlhf_desktop.ui.sidebar import Sidebar
@@ -67,6 +68,7 @@ class MainWindow(OrderlyClose):
         self._dark = dark
 
         self.chat = ChatView(backend, dark)
+        self.drafts = DraftKeeper(self.chat.composer, backend.session.conversations)
         self.sidebar = Sidebar(backend.session.conversations)
         self._dataset: DatasetView | None = None
         self._model_view: ModelView | None = None

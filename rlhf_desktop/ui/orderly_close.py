@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QMainWindow, QMessageBox, QPushButton
 from rlhf_desktop.ui.backend import Backend
 from rlhf_desktop.ui.cards import CandidateCard
 from rlhf_desktop.ui.chat_view import ChatView
+from rlhf_desktop.ui.draft_keeper import DraftKeeper
 
 log = logging.getLogger(__name__)
 STOP_WAIT_S = 3.0
@@ -58,6 +59,7 @@ class OrderlyClose(QMainWindow):
 
     backend: Backend
     chat: ChatView
+    drafts: DraftKeeper
     quit_button: QPushButton
 
     def _init_close(self) -> None:
@@ -73,7 +75,8 @@ class OrderlyClose(QMainWindow):
 
     async def shutdown(self) -> None:
         """Stop generation (the replies so far are kept, as stopped) and training, close the
-        provider and the database."""
+        provider and the database. The message being typed is kept first."""
+        self.drafts.flush()
         self.chat.stop()
         deadline = asyncio.get_running_loop().time() + STOP_WAIT_S
         while self.chat.generating and asyncio.get_running_loop().time() < deadline:
