@@ -136,13 +136,19 @@ class OrderlyClose(QMainWindow):
         if replies_in_progress(self.chat) and not self._quit_confirmed:
             self.confirm_quit()
             return
+        self.drafts.flush()  # at once, whatever happens to the shutdown below
         self.hide()
 
         async def finish() -> None:
             try:
-                await asyncio.wait_for(self.shutdown(), timeout=8)
-            except Exception:  # closing must always end the app
-                log.warning("shutdown did not finish cleanly", exc_info=True)
+                asyncio.get_running_loop()
+            except RuntimeError:  # stepped while Qt tears down after the loop stopped
+                log.info("closing without a running event loop: no orderly shutdown")
+            else:
+                try:
+                    await asyncio.wait_for(self.shutdown(), timeout=8)
+                except Exception:  # closing must always end the app
+                    log.warning("shutdown did not finish cleanly", exc_info=True)
             self._closed = True
             self.close()
 
