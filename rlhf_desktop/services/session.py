@@ -97,8 +97,9 @@ class AppSession(ChatModels):
                                    self._labeling)
         self.labels = TurnLabels(self._labeling, self.hooks, self._label_recorded)
         self.turns = TurnLifecycle(self._labeling, self.labels, self.hooks, self.pick,
-                                   self.undo_pick)
-        """The shown turns from send through their labels (:mod:`.turns`)."""
+                                   self.undo_pick, chats=self)
+        """The shown turns from send through their labels (:mod:`.turns`); it runs them
+        with this session's chat."""
         self.arena = ArenaService(lambda: self.settings, self._apply_and_rebuild)
         self.tuning = TuningService.for_session(self)
         """Tuning the chat model (a low-priority process; see services/tuning.py)."""

@@ -8,13 +8,14 @@ TurnWidget`, one per turn, with its label bar), picks, undo and per-reply action
 (:class:`~.chat_labels.LabelActions`, :class:`~.chat_ranking.RankChooser`), the message box
 (:mod:`.composer`) and the empty page (:mod:`.empty_state`). The parts reach the view only
 through the :class:`~.chat_context.ChatContext` it gives them. A turn's state is
-``session.turns``'s (:mod:`rlhf_desktop.services.turns`): the view renders its snapshots.
+``session.turns``'s (:mod:`rlhf_desktop.services.turns`), and so is its run from send to
+its end (``session.turns.run``, spawned on the session's runner): the view creates the
+turn's widget, passes it the streamed text, and renders the snapshots.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Coroutine
 from typing import Any
 
@@ -27,10 +28,10 @@ from PySide6.QtWidgets import (
 )
 
 from rlhf_desktop.core.pick_rules import failed_indices
-from rlhf_desktop.domain import Candidate, Message, ModelVersion, Turn, last_user_text
+from rlhf_desktop.domain import Message, ModelVersion, Turn, last_user_text
 from rlhf_desktop.services.branches import ACTIVE, EditRefused, Parent
-from rlhf_desktop.services.chat import Listener, StorageError, TurnControl, TurnFailed
-from rlhf_desktop.services.turns import TurnLifecycle, TurnView
+from rlhf_desktop.services.chat import StorageError, TurnControl
+from rlhf_desktop.services.turns import ERROR, FAILED, UNSENT, TurnLifecycle, TurnView
 from rlhf_desktop.ui.backend import Backend
 from rlhf_desktop.ui.cards import MarkdownView
 from rlhf_desktop.ui.chat_context import ChatContext
@@ -47,16 +48,14 @@ from rlhf_desktop.ui.composer import (
 from rlhf_desktop.ui.empty_state import EXAMPLES
 from rlhf_desktop.ui.label_widgets import EditDialog
 from rlhf_desktop.ui.markdown_render import MarkdownRenderer
-from rlhf_desktop.ui.turn_widget import TurnWidget
+from rlhf_desktop.ui.turn_widget import NOT_READY, TurnWidget
 
 __all__ = ["EXAMPLES", "NOT_READY", "ChatView"]
 
-log = logging.getLogger(__name__)
-NOT_READY = "ranking when the reward model is ready…"
-
 
 class ChatView(QWidget):
-    """Shows one conversation and runs its turns through the backend."""
+    """Shows one conversation; its turns run in ``session.turns``, spawned through the
+    backend."""
 
     conversation_changed = Signal()  # created or renamed: the sidebar refreshes
     busy_changed = Signal(bool)
@@ -137,7 +136,29 @@ class ChatView(QWidget):
         """``turn_did_change``: the widget of that turn renders the snapshot."""
         for widget in self.widgets:
             if widget.key == view.key:
-                widget.show_view(view)
+                self._render(widget, view)
+
+    def _render(self, widget: TurnWidget, view: TurnView) -> None:
+        """Hand ``view`` to ``widget`` with what no snapshot carries (read from
+        ``session.turns``, never written): the replies that finished since the last one,
+        and the saved turn once it settles. A turn sent in a new chat makes it this page's."""
+        before = widget.view
+        if before is not None and view.turn_id is None:
+            for reply in view.replies:
+                old = before.reply(reply.index)
+                if reply.state != "streaming" and (old is None or old.state == "streaming"):
+                    candidate = self.turns.reply(view.key, reply.index)
+                    if candidate is not None:
+                        widget.on_done(reply.index, candidate)
+        if before is not None and before.outcome is None and view.turn_id is not None \
+                and view.outcome is not None:
+            turn = self.turns.turn(view.key)
+            if turn is not None:
+                widget.set_turn(turn)
+        widget.show_view(view)
+        if self.conversation_id is None and view.conversation_id is not None:
+            self.conversation_id = view.conversation_id
+            self.conversation_changed.emit()
 
     def _add_widget(self, widget: TurnWidget) -> None:
         widget.pick_requested.connect(self.picks.pick)
@@ -372,8 +393,9 @@ class ChatView(QWidget):
 
     def start_turn(self, messages: list[Message], text: str | None = None,
                    parent: Parent = ACTIVE) -> TurnWidget:
-        """Create the turn's widget and stream its replies: the user's new ``text``, or
-        exactly ``messages`` (regenerate, retry, an edited message continuing ``parent``)."""
+        """Begin the turn in ``session.turns``, create its widget and spawn the lifecycle's
+        run: the user's new ``text``, or exactly ``messages`` (regenerate, retry, an edited
+        message continuing ``parent``)."""
         settings = self.backend.settings
         n = self.backend.sampling_params().n  # in the arena: the sources' replies in all
         view = self.turns.begin(messages, n, blind_mode=settings.blind, arena=settings.arena)
@@ -384,8 +406,7 @@ class ChatView(QWidget):
         widget.set_status(f"Generating {n} replies… (Esc stops them all; each reply has "
                           "its own Stop)")
         control = TurnControl(widget.cards)
-        self._start_task(self._run_turn(messages, widget, text, control, parent), widget,
-                         control)
+        self._start_task(self._run_turn(widget, text, control, parent), widget, control)
         self.scroll_to(widget)
         return widget
 
@@ -417,77 +438,23 @@ class ChatView(QWidget):
         if failed is not None and failed in self.widgets:
             self.scroll_area.remove(failed)
 
-    async def _run_turn(self, messages: list[Message], widget: TurnWidget,
-                        text: str | None, control: TurnControl,
+    async def _run_turn(self, widget: TurnWidget, text: str | None, control: TurnControl,
                         parent: Parent = ACTIVE) -> None:
-        try:
-            await self._run_turn_inner(messages, widget, text, control, parent)
-        finally:
-            self._drop_replaced(widget)
-
-    async def _run_turn_inner(self, messages: list[Message], widget: TurnWidget,
-                              text: str | None, control: TurnControl,
-                              parent: Parent = ACTIVE) -> None:
+        """Run the turn through ``session.turns`` (its snapshots render on ``widget``), then
+        the page's part once it ends: the branch switchers, the label bar, the sidebar."""
         key = widget.key
         assert key is not None
-        chat = await self.backend.wait_provider()
-        if chat is None:  # nothing was sent: the cards say so, Retry sends the same messages
-            self.turns.unsent(key)
-            widget.fail_unsent(self.backend.provider_error or "No provider is configured.")
-            self._reveal(widget.error_row)
-            return
-        remaining = set(widget.cards)
-
-        def on_done(candidate: Candidate) -> None:
-            widget.on_done(candidate.index, candidate)
-            self.turns.reply_done(key, candidate)
-            remaining.discard(candidate.index)
-            if not remaining:
-                widget.set_status("ranking…" if self.backend.reward_is_ready else NOT_READY)
-
-        def on_restart(index: int) -> None:
-            widget.on_restart(index)
-            self.turns.reply_restarted(key, index)
-
-        def on_conversation(conversation_id: int) -> None:
-            self.conversation_id = conversation_id
-            self.conversation_changed.emit()
-
         try:
-            if text is not None:
-                turn = await chat.send(self.conversation_id, text, widget.on_delta, on_done,
-                                       control, on_restart=on_restart,
-                                       on_conversation=on_conversation)
-            else:
-                if self.conversation_id is None:
-                    on_conversation(chat.new_conversation(last_user_text(messages)))
-                assert self.conversation_id is not None
-                turn = await chat.send_messages(
-                    self.conversation_id, messages, control,
-                    Listener(widget.on_delta, on_done, on_restart), parent=parent)
-        except TurnFailed as exc:
-            self.turns.settle(key, exc.turn)  # blind or not, its display positions
-            widget.set_turn(exc.turn)
-            self._refresh_branches()
-            self.labels.displayed(widget)
-            self.conversation_changed.emit()
-            self._reveal(widget.error_row)
-            return
-        except (StorageError, OSError, RuntimeError) as exc:
-            log.exception("turn failed")
-            self.turns.unsent(key)
-            widget.show_error(f"The turn could not be completed: {exc}")
-            self._reveal(widget.error_row)
-            return
-        self.turns.settle(key, turn)  # blind or not, its display positions
-        widget.set_turn(turn)
-        self._refresh_branches()
-        self.labels.displayed(widget)
-        self.conversation_changed.emit()
-        if control.cancel.is_set() or control.stopped:
-            widget.update_status("Stopped")
-        if widget.error_row.isVisible():
-            self._reveal(widget.error_row)
+            view = await self.turns.run(key, control, conversation_id=self.conversation_id,
+                                        text=text, parent=parent, on_delta=widget.on_delta)
+            if view.turn_id is not None:  # saved: complete, stopped, or failed
+                self._refresh_branches()
+                self.labels.displayed(widget)
+                self.conversation_changed.emit()
+            if view.outcome in (FAILED, UNSENT, ERROR) or widget.error_row.isVisible():
+                self._reveal(widget.error_row)
+        finally:
+            self._drop_replaced(widget)
 
     # ------------------------------------------------------------------ labels and keys
 

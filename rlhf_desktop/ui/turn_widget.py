@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 from rlhf_desktop.core.pick_rules import failed_indices, model_rank, stopped_before_text
 from rlhf_desktop.domain import Candidate, Message, Turn
 from rlhf_desktop.services.branches import ACTIVE, Parent
-from rlhf_desktop.services.turns import TurnView, display_order, is_ranked
+from rlhf_desktop.services.turns import ERROR, STOPPED, UNSENT, TurnView, display_order, is_ranked
 from rlhf_desktop.services.turns.order import keeps_seen_order
 from rlhf_desktop.ui.arena_turn import arena_status
 from rlhf_desktop.ui.card_columns import ColumnFitter
@@ -36,6 +36,9 @@ from rlhf_desktop.ui.markdown_render import MarkdownRenderer
 from rlhf_desktop.ui.turn_why import TurnWhy
 from rlhf_desktop.ui.user_bubble import UserBubble
 from rlhf_desktop.ui.widgets import claims_escape
+
+NOT_READY = "ranking when the reward model is ready…"
+"""The status while a finished turn waits for the reward model to load."""
 
 
 class ReasonEdit(QLineEdit):
@@ -275,12 +278,33 @@ class TurnWidget(QFrame):
         return set() if self.view is None else set(self.view.regenerating)
 
     def show_view(self, view: TurnView) -> None:
-        """Show the turn's latest snapshot."""
-        self.view = view
+        """Show the turn's latest snapshot: a reply the provider asks for again starts over,
+        "ranking…" once every reply is over, then how the send ended (a settled turn's
+        saved turn came through :meth:`set_turn` just before)."""
+        before, self.view = self.view, view
+        if before is not None:
+            for reply in view.replies:
+                old = before.reply(reply.index)
+                if old is not None and reply.restarts > old.restarts:
+                    self.on_restart(reply.index)
         if self.turn is not None:
             self.mark_pick(view.chosen_candidate_id, undoable=view.undoable)
         else:
             self.undoable = view.undoable
+        if view.ranking and not (before is not None and before.ranking):
+            self.set_status("ranking…" if view.ranker_ready else NOT_READY)
+        if view.outcome is not None and before is not None and before.outcome is None:
+            self._show_outcome(view)
+
+    def _show_outcome(self, view: TurnView) -> None:
+        """How the send ended, once: not sent (every card says so, Retry sends the same
+        messages), broken off (the error, with Retry), or stopped (a note on the status)."""
+        if view.outcome == UNSENT:
+            self.fail_unsent(view.error or "")
+        elif view.outcome == ERROR:
+            self.show_error(view.error or "")
+        elif view.outcome == STOPPED:
+            self.update_status("Stopped")
 
     # ------------------------------------------------------------------ streaming
 

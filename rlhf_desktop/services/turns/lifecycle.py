@@ -1,17 +1,21 @@
 """The lifecycle of the turns a page shows (``session.turns``): see the package docstring.
 
 A turn is known by a key from the moment it is sent (:meth:`TurnLifecycle.begin`) or shown
-(:meth:`TurnLifecycle.show`). The streaming callbacks report to it
-(:meth:`~TurnLifecycle.reply_done`, :meth:`~TurnLifecycle.reply_restarted`), the saved turn
-settles it (:meth:`~TurnLifecycle.settle`), and the label intents
+(:meth:`TurnLifecycle.show`). :meth:`TurnLifecycle.run` then sends it and streams it to its
+end, for the window as for any other caller: it waits for the provider, reports each
+finished or restarted reply (:meth:`~TurnLifecycle.reply_done`,
+:meth:`~TurnLifecycle.reply_restarted`), settles the saved turn
+(:meth:`~TurnLifecycle.settle`: complete, stopped, or saved with the provider's fault), or
+says why nothing was settled (:meth:`~TurnLifecycle.unsent`). The label intents
 (:meth:`~TurnLifecycle.pick`, ``tie``, ``all_bad``, ``rank``, ``edit``, ``skip``,
 :meth:`~TurnLifecycle.undo`) go through the session's labels. Every change publishes the
 turn's :class:`~.view.TurnView` through ``hooks.turn_did_change``; when the label that undo
 would remove moves to another turn, both turns are published.
 
 Streamed text itself is not part of a snapshot (a delta is a few characters, many times a
-second): the listener's ``on_delta`` goes to the page directly; a snapshot follows each
-finished reply.
+second): :meth:`~TurnLifecycle.run`'s ``on_delta`` goes to the page directly; a snapshot
+follows each finished reply, and the finished reply itself is read with
+:meth:`~TurnLifecycle.reply`.
 """
 
 from __future__ import annotations
@@ -21,17 +25,33 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 from rlhf_desktop.core.pick_rules import is_whole_reply
 from rlhf_desktop.domain import Candidate, Message, Turn, last_user_text
+from rlhf_desktop.services.branches import ACTIVE, Parent
 from rlhf_desktop.services.chat_arena import is_arena_turn
 from rlhf_desktop.services.hooks import SessionHooks
 from rlhf_desktop.services.labeling import LabelingService, Pick, StorageError
+from rlhf_desktop.services.turn_events import Listener, OnDelta, TurnControl, TurnFailed
 from rlhf_desktop.services.turn_labels import TurnLabels
 from rlhf_desktop.services.turns.order import blind_turn, display_order, settle_blind
-from rlhf_desktop.services.turns.view import ReplyView, TurnView, UndoView, reply_state
+from rlhf_desktop.services.turns.view import (
+    COMPLETE,
+    ERROR,
+    FAILED,
+    STOPPED,
+    UNSENT,
+    ReplyView,
+    TurnView,
+    UndoView,
+    reply_state,
+)
 
-__all__ = ["Refused", "TurnLifecycle"]
+if TYPE_CHECKING:  # services.chat imports this package (its blindness rule)
+    from rlhf_desktop.services.chat import ChatService
+
+__all__ = ["NO_PROVIDER", "ChatSource", "Refused", "TurnLifecycle"]
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +59,27 @@ PickFn = Callable[[Turn, int], Pick]
 UndoFn = Callable[[], "Pick | None"]
 
 
+NO_PROVIDER = "No provider is configured."
+"""Why a turn was not sent when the session gives no other reason."""
+
+
 class Refused(Exception):
     """An intent the turn's state refuses now; the message says why (safe to show)."""
+
+
+class ChatSource(Protocol):
+    """Where :meth:`TurnLifecycle.run` gets the chat from (the session)."""
+
+    @property
+    def provider_error(self) -> str | None:
+        """Why no provider could be chosen (safe to show)."""
+
+    @property
+    def reward_is_ready(self) -> bool:
+        """Whether the reward model is loaded (a finished turn is scored now)."""
+
+    async def wait_provider(self) -> ChatService | None:
+        """The chat service once a provider is chosen (None when it could not be)."""
 
 
 @dataclass
@@ -55,6 +94,10 @@ class _Live:
     turn: Turn | None = None
     streaming: bool = True
     regenerating: set[int] = field(default_factory=set)
+    restarts: dict[int, int] = field(default_factory=dict)
+    conversation_id: int | None = None
+    outcome: str | None = None
+    error: str | None = None
 
 
 class TurnLifecycle:
@@ -62,7 +105,11 @@ class TurnLifecycle:
 
     def __init__(self, labeling: LabelingService, labels: TurnLabels, hooks: SessionHooks,
                  pick: PickFn, undo: UndoFn,
-                 shuffle: Callable[[list[int]], None] = random.shuffle) -> None:
+                 shuffle: Callable[[list[int]], None] = random.shuffle,
+                 chats: ChatSource | None = None) -> None:
+        """``chats``: where :meth:`run` gets the chat service (None: every turn run is
+        unsent, for a page that only shows turns)."""
+        self._chats = chats
         self._labeling = labeling
         self._labels = labels
         self._hooks = hooks
@@ -81,6 +128,8 @@ class TurnLifecycle:
         turn = live.turn
         last = self._labeling.last
         undo = None if last is None else UndoView(last.turn_id, last.kind, last.pairs)
+        sent = (live.conversation_id, live.outcome, live.error,
+                self._chats is not None and self._chats.reward_is_ready)
         if turn is None:
             order = tuple(live.streamed)
             replies = tuple(self._streaming_reply(live, index, pos)
@@ -88,7 +137,7 @@ class TurnLifecycle:
             return TurnView(key, None, last_user_text(live.messages), tuple(live.messages),
                             live.streaming, tuple(sorted(live.regenerating)),
                             live.shuffled, live.shuffled,
-                            order, replies, None, None, (), False, False, undo)
+                            order, replies, None, None, (), False, False, undo, *sent)
         order = tuple(display_order(turn))
         by_index = {c.index: c for c in turn.candidates}
         replies = tuple(self._reply(live, turn, by_index[index], pos)
@@ -97,12 +146,23 @@ class TurnLifecycle:
         return TurnView(key, turn.id, turn.prompt, tuple(turn.messages), live.streaming,
                         tuple(sorted(live.regenerating)), turn.blind, turn.hidden, order,
                         replies, turn.label_kind, turn.chosen_candidate_id,
-                        tuple(turn.ranked_candidate_ids), turn.skipped, undoable, undo)
+                        tuple(turn.ranked_candidate_ids), turn.skipped, undoable, undo,
+                        *sent)
 
     def turn(self, key: int) -> Turn | None:
         """The saved turn (None while streaming). Pages read it; they never write it."""
         live = self._live.get(key)
         return None if live is None else live.turn
+
+    def reply(self, key: int, index: int) -> Candidate | None:
+        """Reply ``index`` once it is over (None while it streams): its text, which no
+        snapshot carries. Pages read it; they never write it."""
+        live = self._live.get(key)
+        if live is None:
+            return None
+        if live.turn is None:
+            return live.done.get(index)
+        return next((c for c in live.turn.candidates if c.index == index), None)
 
     def last_label(self, key: int) -> Pick | None:
         """The turn's label of this session (what a reason attaches to)."""
@@ -118,7 +178,8 @@ class TurnLifecycle:
     def _streaming_reply(live: _Live, index: int, position: int) -> ReplyView:
         cand = live.done.get(index)
         return ReplyView(index, cand.id if cand else None, position, reply_state(cand),
-                         cand is not None and is_whole_reply(cand), False, False, None, None)
+                         cand is not None and is_whole_reply(cand), False, False, None, None,
+                         live.restarts.get(index, 0))
 
     @staticmethod
     def _reply(live: _Live, turn: Turn, cand: Candidate, position: int) -> ReplyView:
@@ -132,7 +193,8 @@ class TurnLifecycle:
         if is_arena_turn(turn) and turn.labeled and cand.origin:
             source = str(cand.origin.get("name") or "") or None
         return ReplyView(cand.index, cand.id, position, state,
-                         not again and is_whole_reply(cand), pickable, rewrite, score, source)
+                         not again and is_whole_reply(cand), pickable, rewrite, score, source,
+                         live.restarts.get(cand.index, 0))
 
     def _publish(self, *keys: int | None) -> TurnView | None:
         """Fire ``turn_did_change`` once per known key (in order, no repeats); the first
@@ -180,28 +242,85 @@ class TurnLifecycle:
         self._publish(key)
 
     def reply_restarted(self, key: int, index: int) -> None:
-        """Reply ``index`` streams again from nothing."""
+        """Reply ``index`` streams again from nothing (its ``restarts`` grows)."""
         live = self._live.get(key)
-        if live is not None and live.done.pop(index, None) is not None:
+        if live is not None:
+            live.done.pop(index, None)
+            live.restarts[index] = live.restarts.get(index, 0) + 1
             self._publish(key)
 
-    def settle(self, key: int, turn: Turn) -> TurnView:
-        """The turn is saved (complete, stopped, or saved as failed): its blindness, its
-        display positions (recorded, starting the time to pick)."""
+    def settle(self, key: int, turn: Turn, outcome: str = COMPLETE,
+               error: str | None = None) -> TurnView:
+        """The turn is saved (``outcome``: complete, stopped, or failed with ``error``): its
+        blindness, its display positions (recorded, starting the time to pick)."""
         live = self._live[key]
         settle_blind(turn, live.blind_mode, live.streamed if live.shuffled else [])
         live.turn, live.streaming, live.messages = turn, False, list(turn.messages)
+        live.outcome, live.error = outcome, error
+        live.conversation_id = turn.conversation_id
         live.done.clear()
         if turn.id is not None:
             self._by_turn_id[turn.id] = key
         return self._displayed(key)
 
-    def unsent(self, key: int) -> TurnView:
-        """Nothing was sent (no provider, or an error before the turn was saved)."""
-        self._live[key].streaming = False
+    def unsent(self, key: int, error: str = NO_PROVIDER, outcome: str = UNSENT) -> TurnView:
+        """Nothing was settled: ``unsent`` (no provider), or ``error`` (storage or the
+        system failed before the turn was saved); ``error`` says why, safe to show."""
+        live = self._live[key]
+        live.streaming, live.outcome, live.error = False, outcome, error
         view = self._publish(key)
         assert view is not None
         return view
+
+    async def run(self, key: int, control: TurnControl, *, conversation_id: int | None,
+                  text: str | None = None, parent: Parent = ACTIVE,
+                  on_delta: OnDelta | None = None) -> TurnView:
+        """Send the turn :meth:`begin` started and stream it to its end; its last snapshot.
+
+        Waits for the provider, then sends the user's new ``text`` in ``conversation_id``
+        (None: a new chat, created for it and published before anything streams), or
+        exactly the messages given to :meth:`begin` when ``text`` is None (Regenerate,
+        Retry, an edited message continuing ``parent``). ``control`` stops every reply or
+        one; streamed text goes only to ``on_delta``. Each finished or restarted reply is
+        published; the turn then settles (``complete``, ``stopped``, or ``failed``: saved
+        with the partial replies and the provider's fault), or ends ``unsent`` (no
+        provider) or ``error`` (storage or the system failed), with the reason in
+        :attr:`TurnView.error`."""
+        live = self._live[key]
+        live.conversation_id = conversation_id
+        chat = None if self._chats is None else await self._chats.wait_provider()
+        if chat is None:  # nothing was sent: Retry sends the same messages
+            why = self._chats.provider_error if self._chats is not None else None
+            return self.unsent(key, why or NO_PROVIDER)
+
+        def on_done(candidate: Candidate) -> None:
+            self.reply_done(key, candidate)
+
+        def on_restart(index: int) -> None:
+            self.reply_restarted(key, index)
+
+        def on_conversation(conversation_id: int) -> None:
+            live.conversation_id = conversation_id
+            self._publish(key)
+
+        try:
+            if text is not None:
+                turn = await chat.send(conversation_id, text, on_delta, on_done, control,
+                                       on_restart=on_restart, on_conversation=on_conversation)
+            else:
+                if conversation_id is None:
+                    on_conversation(chat.new_conversation(last_user_text(live.messages)))
+                assert live.conversation_id is not None
+                turn = await chat.send_messages(live.conversation_id, list(live.messages),
+                                                control, Listener(on_delta, on_done, on_restart),
+                                                parent=parent)
+        except TurnFailed as exc:  # saved with every partial reply
+            return self.settle(key, exc.turn, FAILED, str(exc.error))
+        except (StorageError, OSError, RuntimeError) as exc:
+            log.exception("turn failed")
+            return self.unsent(key, f"The turn could not be completed: {exc}", ERROR)
+        stopped = control.cancel.is_set() or bool(control.stopped)
+        return self.settle(key, turn, STOPPED if stopped else COMPLETE)
 
     def show(self, turn: Turn) -> TurnView:
         """A stored turn is shown (a conversation was opened)."""
@@ -209,7 +328,7 @@ class TurnLifecycle:
         if key is None or key not in self._live:
             key = next(self._keys)
         self._live[key] = _Live(list(turn.messages), False, False, [], turn=turn,
-                                streaming=False)
+                                streaming=False, conversation_id=turn.conversation_id)
         if turn.id is not None:
             self._by_turn_id[turn.id] = key
         return self._displayed(key)

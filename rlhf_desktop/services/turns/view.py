@@ -11,12 +11,21 @@ from dataclasses import dataclass
 from rlhf_desktop.core.pick_rules import CUT, is_whole_reply
 from rlhf_desktop.domain import Candidate, Message
 
-__all__ = ["REPLY_STATES", "ReplyView", "TurnView", "UndoView", "reply_state"]
+__all__ = ["COMPLETE", "ERROR", "FAILED", "OUTCOMES", "REPLY_STATES", "STOPPED", "UNSENT",
+           "ReplyView", "TurnView", "UndoView", "reply_state"]
 
 REPLY_STATES = ("streaming", "whole", "cut", "stopped", "filtered", "failed", "empty")
 """A reply's state: still streaming; whole (:func:`~rlhf_desktop.core.pick_rules.
 is_whole_reply`), or whole but cut at max tokens; stopped with Esc; stopped by the content
 filter; failed (an error); empty."""
+
+
+COMPLETE, STOPPED, FAILED, UNSENT, ERROR = "complete", "stopped", "failed", "unsent", "error"
+OUTCOMES = (COMPLETE, STOPPED, FAILED, UNSENT, ERROR)
+"""How a send ended (:attr:`TurnView.outcome`): saved with every reply over; saved after
+the user stopped it (Esc, or every reply's own Stop); saved with the provider's fault and
+the partial replies; nothing sent (no provider); broken off by a storage or system error
+before it was saved. The first three settle the turn (it has a ``turn_id``)."""
 
 
 def reply_state(candidate: Candidate | None) -> str:
@@ -56,6 +65,9 @@ class ReplyView:
     """The reward model's score; None while the turn is hidden or unscored."""
     source: str | None
     """In an arena turn, once revealed: the candidate source's name; else None."""
+    restarts: int = 0
+    """How often the provider asked for the reply again from nothing (its card drops the
+    text streamed so far when this grows)."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +110,22 @@ class TurnView:
     """Undo would remove this turn's label."""
     undo: UndoView | None
     """What undo would do now (None: nothing to undo)."""
+    conversation_id: int | None = None
+    """The chat the turn is sent in (None until a new chat is created for it)."""
+    outcome: str | None = None
+    """How the send ended, one of :data:`OUTCOMES`; None while it streams (and for a turn
+    opened from storage)."""
+    error: str | None = None
+    """Why it did not complete (``failed``, ``unsent``, ``error``), safe to show."""
+    ranker_ready: bool = False
+    """Whether the reward model is loaded: a turn being :attr:`ranking` is scored now, else
+    once it is."""
+
+    @property
+    def ranking(self) -> bool:
+        """Every reply is over and the turn is being saved and scored (not settled yet)."""
+        return (self.streaming and self.turn_id is None and bool(self.replies)
+                and all(r.state != "streaming" for r in self.replies))
 
     @property
     def labeled(self) -> bool:
