@@ -1,7 +1,8 @@
 """A turn run by the lifecycle (``session.turns.run``) without a window: sent to a real
 Azure-protocol server over a loopback socket, streamed, saved in a real SQLite file, and
-settled; each step is a ``TurnView`` published through ``turn_did_change``, and how the
-send ended (complete, stopped, failed with the provider's fault, unsent) is in the last one.
+settled; each step (a finished reply, a reply asked again, the new chat) is a ``TurnView``
+published through ``turn_did_change``, and how the send ended (complete, stopped, failed
+with the provider's fault, unsent) is in the last one.
 """
 
 from __future__ import annotations
@@ -184,3 +185,35 @@ def test_a_turn_with_no_provider_ends_unsent_with_the_sessions_reason(
     finally:
         repo.close()
     assert chats == 0  # nothing was sent, no chat was made
+
+
+@pytest.mark.timeout(90)
+def test_a_reply_asked_again_is_published_as_a_restart_and_streams_anew(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with AzureServer(reply_length=6, chunk_delay_s=0.005) as server:
+        _use(server, monkeypatch, 1)
+        server.inject("truncate", after=2)  # cut with no finish reason: asked again
+
+        async def scenario() -> tuple[list[TurnView], list[tuple[int, str]], str]:
+            session = AppSession(embedder=HashEmbedder())  # type: ignore[arg-type]
+            seen: list[TurnView] = []
+            session.hooks.turn_did_change.append(seen.append)
+            await session.rebuild_provider()
+            events: list[tuple[int, str]] = []  # (restarts seen so far, delta)
+
+            view = session.turns.begin([Message("user", PROMPT)], 1, blind_mode=False,
+                                       arena=False)
+            last = await session.turns.run(
+                view.key, TurnControl(range(1)), conversation_id=None, text=PROMPT,
+                on_delta=lambda _i, text: events.append((seen[-1].replies[0].restarts, text)))
+            reply = session.turns.reply(view.key, 0)
+            assert last.outcome == COMPLETE and reply is not None
+            await session.aclose()
+            return [v for v in seen if v.key == view.key], events, reply.text
+
+        views, events, text = asyncio.run(asyncio.wait_for(scenario(), 60))
+    restarted = [v for v in views if v.replies[0].restarts == 1]
+    assert restarted and restarted[0].streaming and restarted[0].replies[0].state == "streaming"
+    assert views[0].replies[0].restarts == 0
+    assert {n for n, _ in events} == {0, 1}  # text streamed before and after the restart
+    assert "".join(t for n, t in events if n == 1) == text  # the card starts over
