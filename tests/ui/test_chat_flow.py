@@ -105,9 +105,14 @@ async def labeling_flow(window: MainWindow, n: int, hb: Heartbeat) -> dict[str, 
                      "turn 3 ranked by the newest model")
     hb.stop()
 
-    scores = [c.candidate.score for c in w3.ordered_cards() if c.candidate]
-    assert all(s is not None for s in scores)
-    assert scores == sorted(scores, reverse=True), scores  # cards ordered by score
+    cards = [c.candidate for c in w3.ordered_cards() if c.candidate]
+    assert all(c.score is not None for c in cards)
+    # cards ordered by score: the replies that finished first, then those cut at max tokens
+    cut = [c.finish_reason == "length" for c in cards]
+    assert cut == sorted(cut), cut
+    for group in (False, True):
+        scores = [c.score or 0.0 for c in cards if (c.finish_reason == "length") == group]
+        assert scores == sorted(scores, reverse=True), scores
     top = w3.card_at(0)
     assert top is not None and top.rank_badge.text() == "#1"
     assert top.version_badge.text() == f"v{latest.version}"
