@@ -44,7 +44,7 @@ def bench_tune(pairs: list[Any], log: Any, cached_embedder: Any) -> dict[str, An
     from rlhf_desktop.runtime import warmup
     from rlhf_desktop.runtime.heartbeat import Heartbeat
     from rlhf_desktop.services.session import AppSession
-    from rlhf_desktop.services.tuning import TuningService
+    from rlhf_desktop.services.tuning.service import TuningService
     from rlhf_desktop.storage.repo import Repository
     from rlhf_desktop.tune.base_model import cache_dir
     from rlhf_desktop.ui.backend import Backend
@@ -166,7 +166,8 @@ def note(t: dict[str, Any], target_ms: float, niced: dict[str, Any] | None) -> s
     met = t["max_ms"] <= target_ms
     text = (f"**Stall during a tune run {t['max_ms']:.0f} ms ({'met' if met else 'missed'}; "
             f"≤ {target_ms:.0f} ms).** The run is a separate process "
-            "(`rlhf_desktop/services/tuning.py` starts `python -m rlhf_desktop.tune`, which "
+            "(`rlhf_desktop/services/tuning/service.py` starts `python -m rlhf_desktop.tune`, "
+            "which "
             f"lowers itself to nice {t['child_nice']}); the window only reads its progress file "
             "twice a second, so none of the training runs in the window's process. What can "
             "delay the window is the CPU scheduler: during the run its thread waited for a CPU "

@@ -210,7 +210,7 @@ async def generate_training(args: argparse.Namespace, folder: Path,
     (and starts the session again when the built-in model fails). Returns the index
     (prompt → turn id) and the CPU seconds spent."""
     from rlhf_desktop.providers import ProviderError
-    from rlhf_desktop.services.chat import TurnFailed
+    from rlhf_desktop.services.chat.service import TurnFailed
 
     index_file = folder / "turns.json"
     index: dict[str, Any] = (json.loads(index_file.read_text(encoding="utf-8"))
@@ -625,11 +625,11 @@ def amplified_data(folder: Path, prompts: list[str], pool: list[list[dict[str, A
                    system: str) -> dict[str, Any]:
     """Arm 6's data: the taste's exported pairs plus what the app's amplification makes of
     the pool (fresh replies to the same training prompts): the ranker trained on the picks
-    labels best vs worst, through :func:`rlhf_desktop.services.amplify.label_all` behind its
+    labels best vs worst, through :func:`rlhf_desktop.services.tuning.amplify.label_all` behind its
     accuracy gate. Written to ``pairs-amplified.jsonl``; the report says what was used."""
     from rlhf_desktop.domain import Message
-    from rlhf_desktop.services import amplify
-    from rlhf_desktop.services.rewards import RewardService
+    from rlhf_desktop.services.ranking.rewards import RewardService
+    from rlhf_desktop.services.tuning import amplify
     from rlhf_desktop.storage.repo import Repository
 
     with data_folder(folder):
@@ -711,7 +711,7 @@ def rm_arm(folder: Path, prompts: list[str], pool: list[list[dict[str, Any]]]
     untrained)."""
     from rlhf_desktop.core.pick_rules import ranked
     from rlhf_desktop.domain import Candidate
-    from rlhf_desktop.services.rewards import RewardService
+    from rlhf_desktop.services.ranking.rewards import RewardService
     from rlhf_desktop.storage.repo import Repository
 
     with data_folder(folder):

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 
 from rlhf_desktop.reward.model import TinyRewardModel
-from rlhf_desktop.services.rewards import store_version
+from rlhf_desktop.services.ranking.rewards import store_version
 from rlhf_desktop.storage.repo import Repository
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from rlhf_desktop.domain import Candidate, Message, ModelVersion, SamplingParams, Turn
 from rlhf_desktop.providers import Provider, ProviderError
-from rlhf_desktop.services.chat import ChatService
-from rlhf_desktop.services.conversations import ConversationService
+from rlhf_desktop.services.chat.conversations import ConversationService
+from rlhf_desktop.services.chat.service import ChatService
 from rlhf_desktop.services.hooks import SessionHooks
-from rlhf_desktop.services.rewards import RewardService
+from rlhf_desktop.services.ranking.rewards import RewardService
 from rlhf_desktop.storage.repo import Repository
 
 

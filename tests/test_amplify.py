@@ -1,6 +1,6 @@
 """RM-amplified tuning: the reward model labels extra on-policy pairs only when it is accurate
 enough, only its confident best-vs-worst, only among whole replies, and never into the
-database (services/amplify.py)."""
+database (services/tuning/amplify.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from rlhf_desktop.core.formats import parse_record
 from rlhf_desktop.domain import Message, SamplingParams
-from rlhf_desktop.services import amplify
+from rlhf_desktop.services.tuning import amplify
 
 PROMPT = (Message("system", "You are a helpful assistant."), Message("user", "Name a fruit."))
 
@@ -114,8 +114,8 @@ def test_a_tune_with_amplification_adds_the_labelled_pairs_to_the_run_only(
     from rlhf_desktop import config
     from rlhf_desktop.config import Settings
     from rlhf_desktop.domain import PreferencePair
-    from rlhf_desktop.services.rewards import RewardService
-    from rlhf_desktop.services.tuning import TuningService
+    from rlhf_desktop.services.ranking.rewards import RewardService
+    from rlhf_desktop.services.tuning.service import TuningService
     from rlhf_desktop.storage.repo import Repository
     from tests.test_model_service import TOPICS
     from tests.test_tuning_service import FAST, SCRIPTED, until_state

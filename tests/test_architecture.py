@@ -85,11 +85,11 @@ def test_a_widget_importing_tune_breaks_the_contract(tmp_path: Path):
 def test_tune_importing_services_breaks_the_contract(tmp_path: Path):
     """The tune process exporting its pairs through a service (as tune/runs.py once did)."""
     report = _lint_copy_with(tmp_path, "tune/exports.py",
-                             "from rlhf_desktop.services.datasets import export_to_file\n\n"
+                             "from rlhf_desktop.services.datasets.pairs import export_to_file\n\n"
                              "EXPORT = export_to_file\n")
     assert "tune never imports services: the tune process runs without the app's services " \
         "BROKEN" in report
-    assert "rlhf_desktop.tune.exports -> rlhf_desktop.services.datasets" in report
+    assert "rlhf_desktop.tune.exports -> rlhf_desktop.services.datasets.pairs" in report
     assert "-> core -> domain BROKEN" in report  # the layers say so too
 
 
@@ -146,7 +146,7 @@ def test_core_importing_a_client_library_breaks_the_allowlist(tmp_path: Path):
 
 def test_core_import_does_not_load_heavy_libraries():
     code = (
-        "import sys, rlhf_desktop.cli, rlhf_desktop.services.rewards, rlhf_desktop.storage;"
+        "import sys, rlhf_desktop.cli, rlhf_desktop.services.ranking.rewards, rlhf_desktop.storage;"
         "heavy = [m for m in ('torch', 'sentence_transformers', 'llama_cpp', 'xllamacpp',"
         " 'PySide6')"
         " if m in sys.modules]; print(heavy)"

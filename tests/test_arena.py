@@ -18,7 +18,7 @@ from rlhf_desktop.config import Settings
 from rlhf_desktop.domain import Candidate, CandidateSource, Message, SamplingParams, Turn
 from rlhf_desktop.providers.arena import ArenaProvider, build_arena
 from rlhf_desktop.providers.base import CANCELLED, ERROR, Delta, Done
-from rlhf_desktop.services.chat import RegenerateRefused, TurnControl, TurnFailed
+from rlhf_desktop.services.chat.service import RegenerateRefused, TurnControl, TurnFailed
 from rlhf_desktop.services.session import AppSession
 from rlhf_desktop.storage.repo import Repository
 from tests.azure_server import AzureServer

@@ -356,10 +356,10 @@ def test_the_leaderboard_stepped_outside_the_running_loop_waits_for_its_job() ->
     ``ModelService.leaderboard`` asked asyncio for the running loop. Through the runner it
     suspends on the job instead, and finishes on the loop."""
     from rlhf_desktop.services.hooks import SessionHooks
-    from rlhf_desktop.services.labeling import LabelingService
-    from rlhf_desktop.services.models import ModelService
-    from rlhf_desktop.services.retraining import Retrainer
-    from rlhf_desktop.services.rewards import RewardService
+    from rlhf_desktop.services.labels.labeling import LabelingService
+    from rlhf_desktop.services.ranking.models import ModelService
+    from rlhf_desktop.services.ranking.retraining import Retrainer
+    from rlhf_desktop.services.ranking.rewards import RewardService
     from rlhf_desktop.storage.repo import Repository
     from tests.fakes import HashEmbedder
 

@@ -17,7 +17,7 @@ import pytest
 
 from rlhf_desktop import config
 from rlhf_desktop.domain import Candidate, Message, SamplingParams, Turn
-from rlhf_desktop.services.branches import (
+from rlhf_desktop.services.chat.branches import (
     ACTIVE,
     EditRefused,
     Parent,
@@ -25,11 +25,11 @@ from rlhf_desktop.services.branches import (
     newest_end,
     path_to,
 )
-from rlhf_desktop.services.chat import history
-from rlhf_desktop.services.conversations import ConversationService
+from rlhf_desktop.services.chat.conversations import ConversationService
+from rlhf_desktop.services.chat.service import history
 from rlhf_desktop.services.hooks import SessionHooks
-from rlhf_desktop.services.labeling import LabelingService
-from rlhf_desktop.services.rewards import RewardService
+from rlhf_desktop.services.labels.labeling import LabelingService
+from rlhf_desktop.services.ranking.rewards import RewardService
 from rlhf_desktop.storage.db import connect, schema_version
 from rlhf_desktop.storage.migrations import MIGRATIONS
 from rlhf_desktop.storage.repo import Repository, StorageError

@@ -9,13 +9,13 @@ import pytest
 
 from rlhf_desktop.core.pick_rules import failed_indices
 from rlhf_desktop.domain import Message, SamplingParams
-from rlhf_desktop.services.chat import (
+from rlhf_desktop.services.chat.service import (
     ChatService,
     Listener,
     TurnControl,
     TurnFailed,
 )
-from rlhf_desktop.services.rewards import RewardService
+from rlhf_desktop.services.ranking.rewards import RewardService
 from rlhf_desktop.storage.repo import Repository, StorageError
 from tests.azure_server import AzureServer
 from tests.helpers import chat_service

@@ -20,7 +20,7 @@ import pytest
 from rlhf_desktop import config
 from rlhf_desktop.config import Settings
 from rlhf_desktop.providers.errors import ProviderError
-from rlhf_desktop.services.conversations import ChatSettings
+from rlhf_desktop.services.chat.conversations import ChatSettings
 from rlhf_desktop.services.session import AppSession
 from rlhf_desktop.storage.repo import Repository
 from tests.fakes import HashEmbedder
@@ -209,7 +209,7 @@ def test_the_model_list_is_what_the_server_offers_and_a_failure_says_why(
 @pytest.mark.timeout(90)
 def test_an_unknown_model_fails_the_turn_with_the_servers_reason_and_keeps_the_message(
         server: ModelsServer) -> None:
-    from rlhf_desktop.services.chat import TurnFailed
+    from rlhf_desktop.services.chat.service import TurnFailed
 
     async def scenario() -> None:
         session = _session()
@@ -231,7 +231,7 @@ def test_an_unknown_model_fails_the_turn_with_the_servers_reason_and_keeps_the_m
 def test_a_chat_model_that_cannot_be_used_fails_the_turn_saying_why_and_keeps_the_message(
         ) -> None:
     """The built-in provider with a tuned version that is not in the data folder."""
-    from rlhf_desktop.services.chat import TurnFailed
+    from rlhf_desktop.services.chat.service import TurnFailed
 
     async def scenario() -> None:
         session = _session(provider="local")

@@ -62,7 +62,7 @@ def test_sigkill_never_loses_a_returned_label_or_leaves_half_a_label(tmp_path):
 @pytest.mark.slow
 def test_sigkill_during_model_save_leaves_a_loadable_model(data_home):
     from rlhf_desktop.reward.model import TinyRewardModel
-    from rlhf_desktop.services.rewards import RewardService
+    from rlhf_desktop.services.ranking.rewards import RewardService
 
     rng = random.Random(99)
     for _ in range(max(4, TRIALS // 2)):

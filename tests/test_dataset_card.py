@@ -20,9 +20,9 @@ from rlhf_desktop.domain import (
     SamplingParams,
     Turn,
 )
-from rlhf_desktop.services.dataset_card import DEFAULT_LICENSE_NAME, check_license
-from rlhf_desktop.services.export_folder import ExportError, export_folder
-from rlhf_desktop.services.labeling import LabelingService
+from rlhf_desktop.services.datasets.card import DEFAULT_LICENSE_NAME, check_license
+from rlhf_desktop.services.datasets.export_folder import ExportError, export_folder
+from rlhf_desktop.services.labels.labeling import LabelingService
 from rlhf_desktop.storage.repo import Repository
 from tests.helpers import record_version
 from tests.test_label_export import ranked_repo

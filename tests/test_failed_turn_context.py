@@ -10,7 +10,7 @@ still sent as part of the conversation, although the model never answered it.
 from __future__ import annotations
 
 from rlhf_desktop.domain import Candidate, Message, SamplingParams, Turn
-from rlhf_desktop.services.chat import history
+from rlhf_desktop.services.chat.service import history
 
 
 def _turn(messages: list[Message], candidates: list[Candidate],

@@ -12,7 +12,7 @@ from rlhf_desktop.core.formats import (
 )
 from rlhf_desktop.domain import Message, PreferencePair
 from rlhf_desktop.providers.openai_dpo import validate_openai_dpo
-from rlhf_desktop.services import datasets
+from rlhf_desktop.services.datasets import pairs as datasets
 from rlhf_desktop.storage.repo import Repository
 from tests.helpers import hh_rows, write_jsonl
 

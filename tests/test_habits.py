@@ -9,8 +9,8 @@ from math import comb
 import pytest
 
 from rlhf_desktop.domain import Shown
-from rlhf_desktop.services.habits import habits, p_words, position_report
-from rlhf_desktop.services.labeling import LabelingService
+from rlhf_desktop.services.labels.habits import habits, p_words, position_report
+from rlhf_desktop.services.labels.labeling import LabelingService
 from rlhf_desktop.storage.repo import Repository
 from tests.helpers import make_turn
 

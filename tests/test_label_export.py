@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from rlhf_desktop.core.formats import EXPORT_FORMATS
-from rlhf_desktop.services import datasets
-from rlhf_desktop.services.export_folder import ExportError, export_folder, split_export
-from rlhf_desktop.services.label_export import export_labels, label_records, ranking_records
-from rlhf_desktop.services.labeling import LabelingService
+from rlhf_desktop.services.datasets import pairs as datasets
+from rlhf_desktop.services.datasets.export_folder import ExportError, export_folder, split_export
+from rlhf_desktop.services.labels.export import export_labels, label_records, ranking_records
+from rlhf_desktop.services.labels.labeling import LabelingService
 from rlhf_desktop.storage.provenance import METADATA_KEYS
 from rlhf_desktop.storage.repo import Repository
 from tests.helpers import make_turn

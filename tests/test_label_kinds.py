@@ -8,7 +8,7 @@ import pytest
 
 from rlhf_desktop import config
 from rlhf_desktop.domain import Turn
-from rlhf_desktop.services.labeling import LabelingService
+from rlhf_desktop.services.labels.labeling import LabelingService
 from rlhf_desktop.storage.db import connect
 from rlhf_desktop.storage.migrations import MIGRATIONS
 from rlhf_desktop.storage.provenance import METADATA_KEYS

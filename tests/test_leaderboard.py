@@ -264,7 +264,7 @@ def test_arena_pairs_export_each_side_s_source(data_home: object) -> None:
     import io
     import json
 
-    from rlhf_desktop.services.datasets import export
+    from rlhf_desktop.services.datasets.pairs import export
 
     repo = Repository.open()
     try:

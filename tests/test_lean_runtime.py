@@ -180,7 +180,7 @@ def test_a_transformers_ranker_without_torch_falls_back_to_the_tiny_model(
     (folder / "config.json").write_text(json.dumps(
         {"architectures": ["Qwen2ForSequenceClassification"], "num_labels": 1}))
     code = BLOCK_TRAINING_STACK + (
-        "from rlhf_desktop.services.ranker_slot import RankerSlot\n"
+        "from rlhf_desktop.services.ranking.slot import RankerSlot\n"
         f"slot = RankerSlot({str(folder)!r})\n"
         "print(slot.score('Say hi.', ['Hi!', 'No.']))\n"
         "print(slot.error)\n"

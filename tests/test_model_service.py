@@ -12,11 +12,11 @@ import pytest
 
 from rlhf_desktop.domain import Candidate, Message, ModelVersion, PreferencePair, Turn
 from rlhf_desktop.services.hooks import SessionHooks
-from rlhf_desktop.services.labeling import LabelingService
-from rlhf_desktop.services.model_words import describe, preferences
-from rlhf_desktop.services.models import ModelService, VersionError
-from rlhf_desktop.services.retraining import Retrainer
-from rlhf_desktop.services.rewards import RewardService, pinned_version
+from rlhf_desktop.services.labels.labeling import LabelingService
+from rlhf_desktop.services.ranking.models import ModelService, VersionError
+from rlhf_desktop.services.ranking.retraining import Retrainer
+from rlhf_desktop.services.ranking.rewards import RewardService, pinned_version
+from rlhf_desktop.services.ranking.words import describe, preferences
 from rlhf_desktop.storage.repo import Repository
 from tests.azure_server import AzureServer
 from tests.helpers import chat_service, long_list, short

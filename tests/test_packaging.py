@@ -272,7 +272,7 @@ from rlhf_desktop.core.formats import parse_lines
 from rlhf_desktop.reward import bt_fit
 from rlhf_desktop.reward.embedder import Embedder
 from rlhf_desktop.reward.training import TrainConfig, train
-from rlhf_desktop.services import habits
+from rlhf_desktop.services.labels import habits
 from scipy.stats import fisher_exact
 
 assert 0 < habits.binomial_p(30, 50, 0.5) < 1

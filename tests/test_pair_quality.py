@@ -17,10 +17,10 @@ from rlhf_desktop.core.leaderboard import turn_battles
 from rlhf_desktop.core.pick_rules import ranked, same_reply
 from rlhf_desktop.domain import Candidate, Message, PreferencePair, SamplingParams, Turn
 from rlhf_desktop.reward.training import TrainConfig, TrainingError, training_pairs
-from rlhf_desktop.services import datasets
-from rlhf_desktop.services.chat import history
-from rlhf_desktop.services.labeling import LabelingService
-from rlhf_desktop.services.rewards import RewardService
+from rlhf_desktop.services.chat.service import history
+from rlhf_desktop.services.datasets import pairs as datasets
+from rlhf_desktop.services.labels.labeling import LabelingService
+from rlhf_desktop.services.ranking.rewards import RewardService
 from rlhf_desktop.storage.pairs import NOTE_CUT, NOTE_SAME
 from rlhf_desktop.storage.repo import Repository, StorageError
 from tests.azure_server import AzureServer
@@ -305,7 +305,7 @@ def test_after_all_bad_no_reply_enters_the_history_unless_one_is_picked(data_hom
 def test_the_retrainer_follows_the_setting_for_cut_pairs(data_home: Path) -> None:
     """Settings.train_on_cut_pairs: off, a run leaves the pair against a cut reply out; on,
     it trains on it too."""
-    from rlhf_desktop.services.retraining import Retrainer
+    from rlhf_desktop.services.ranking.retraining import Retrainer
 
     repo = Repository.open()
     turn = cut_turn(repo)

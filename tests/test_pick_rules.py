@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rlhf_desktop.domain import Candidate, Message, SamplingParams, Turn
-from rlhf_desktop.services.labeling import LabelingService
+from rlhf_desktop.services.labels.labeling import LabelingService
 from rlhf_desktop.storage.repo import Repository, StorageError
 
 pytestmark = pytest.mark.timeout(60)

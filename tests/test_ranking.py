@@ -11,8 +11,8 @@ import pytest
 
 from rlhf_desktop.config import Settings
 from rlhf_desktop.domain import Turn
-from rlhf_desktop.services import datasets
-from rlhf_desktop.services.labeling import LabelingService
+from rlhf_desktop.services.datasets import pairs as datasets
+from rlhf_desktop.services.labels.labeling import LabelingService
 from rlhf_desktop.services.session import AppSession
 from rlhf_desktop.storage.provenance import METADATA_KEYS
 from rlhf_desktop.storage.repo import Repository, StorageError

@@ -325,7 +325,7 @@ def test_a_model_without_the_style_block_still_scores(embedder):
 def test_a_new_version_is_adopted_only_if_not_worse_on_pairs_the_current_never_saw(embedder):
     from rlhf_desktop.reward.style import STYLE_NAMES
     from rlhf_desktop.reward.training import TrainResult
-    from rlhf_desktop.services.rewards import decide_adoption
+    from rlhf_desktop.services.ranking.rewards import decide_adoption
 
     weights = np.zeros(len(STYLE_NAMES))
     weights[STYLE_NAMES.index("words")] = 1.0  # the model in use: longer wins
@@ -346,7 +346,7 @@ def test_a_new_version_is_adopted_only_if_not_worse_on_pairs_the_current_never_s
 
 def test_versions_load_pinned_first_then_adopted_newest_first():
     from rlhf_desktop.domain import ModelVersion
-    from rlhf_desktop.services.rewards import candidate_order
+    from rlhf_desktop.services.ranking.rewards import candidate_order
 
     def version(n: int, adopted: bool | None) -> ModelVersion:
         metrics = {} if adopted is None else {"adoption": {"adopted": adopted}}

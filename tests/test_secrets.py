@@ -10,10 +10,10 @@ import pytest
 from rlhf_desktop import config
 from rlhf_desktop.domain import Message, SamplingParams
 from rlhf_desktop.providers import choose_provider
-from rlhf_desktop.services import datasets
-from rlhf_desktop.services.chat import TurnFailed
-from rlhf_desktop.services.labeling import LabelingService
-from rlhf_desktop.services.rewards import RewardService
+from rlhf_desktop.services.chat.service import TurnFailed
+from rlhf_desktop.services.datasets import pairs as datasets
+from rlhf_desktop.services.labels.labeling import LabelingService
+from rlhf_desktop.services.ranking.rewards import RewardService
 from rlhf_desktop.storage.repo import Repository
 from tests.azure_server import AzureServer
 from tests.helpers import chat_service

@@ -9,10 +9,10 @@ import pytest
 from rlhf_desktop.core.pick_rules import ranked
 from rlhf_desktop.domain import Candidate, Message, PreferencePair, SamplingParams
 from rlhf_desktop.reward.model import MODEL_FILENAME
-from rlhf_desktop.services.chat import TurnFailed, history
-from rlhf_desktop.services.labeling import LabelingService
-from rlhf_desktop.services.retraining import Retrainer
-from rlhf_desktop.services.rewards import RewardService
+from rlhf_desktop.services.chat.service import TurnFailed, history
+from rlhf_desktop.services.labels.labeling import LabelingService
+from rlhf_desktop.services.ranking.retraining import Retrainer
+from rlhf_desktop.services.ranking.rewards import RewardService
 from rlhf_desktop.storage.repo import Repository
 from tests.azure_server import AzureServer
 from tests.helpers import chat_service, hh_rows

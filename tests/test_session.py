@@ -15,7 +15,7 @@ import pytest
 from rlhf_desktop.config import Settings
 from rlhf_desktop.domain import Message
 from rlhf_desktop.providers.errors import ServerError
-from rlhf_desktop.services.chat import TurnFailed
+from rlhf_desktop.services.chat.service import TurnFailed
 from rlhf_desktop.services.session import AppSession
 from tests.fakes import FakeProvider, HashEmbedder, Reply
 
@@ -171,7 +171,7 @@ def test_a_version_that_was_not_adopted_is_reported_as_such_not_as_the_new_model
 def test_the_window_follows_a_version_trained_by_another_process() -> None:
     """The CLI trains beside the open window: the session loads that version and says so."""
     from rlhf_desktop.domain import PreferencePair
-    from rlhf_desktop.services.rewards import RewardService
+    from rlhf_desktop.services.ranking.rewards import RewardService
     from rlhf_desktop.storage.repo import Repository
 
     async def scenario() -> None:

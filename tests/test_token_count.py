@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rlhf_desktop.domain import Message
-from rlhf_desktop.services.token_count import TokenCount, TokenCounter, estimate, known_context
+from rlhf_desktop.services.chat.token_count import TokenCount, TokenCounter, estimate, known_context
 
 # tiktoken's wheel ships no encodings; LiteLLM's wheel carries cl100k_base in tiktoken's
 # cache format (the harness of /work/shared/tools/azure-litellm.sh installs it here).

@@ -13,7 +13,7 @@ import pytest
 from rlhf_desktop.config import Settings
 from rlhf_desktop.core.pick_rules import CUT
 from rlhf_desktop.domain import Candidate, Message, SamplingParams, Turn
-from rlhf_desktop.services.tuning import TuningService
+from rlhf_desktop.services.tuning.service import TuningService
 from rlhf_desktop.storage.repo import Repository
 from tests.conftest import REPO_ROOT
 from tests.test_tuning_service import FAST, SCRIPTED, until_state

@@ -1,4 +1,4 @@
-"""Installing the tune extra from the window (services/tune_install.py).
+"""Installing the tune extra from the window (services/tuning/install.py).
 
 The venv has the extra, so a missing one is faked by replacing ``tune_install.find_spec``.
 The installer tests run the real child (``python -m pip install`` at nice 19) on a wheel built
@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from packaging.requirements import Requirement
 
-from rlhf_desktop.services import tune_install
-from rlhf_desktop.services.tune_install import (
+from rlhf_desktop.services.tuning import install as tune_install
+from rlhf_desktop.services.tuning.install import (
     InstallSnapshot,
     PipProgress,
     TuneInstall,

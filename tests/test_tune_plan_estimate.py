@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rlhf_desktop.services import tuning_state
-from rlhf_desktop.services.tuning_state import TunePlan, make_plan, seconds_per_pair
+from rlhf_desktop.services.tuning import state as tuning_state
+from rlhf_desktop.services.tuning.state import TunePlan, make_plan, seconds_per_pair
 from rlhf_desktop.tune.progress import Progress
 from rlhf_desktop.tune.runs import runs_dir
 from rlhf_desktop.tune.versions import chat_models_dir, register

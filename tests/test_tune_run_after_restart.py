@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from rlhf_desktop.config import Settings
-from rlhf_desktop.services.tuning import TuningService
+from rlhf_desktop.services.tuning.service import TuningService
 from rlhf_desktop.tune.process import CONFIG_FILE
 from rlhf_desktop.tune.progress import Progress
 from rlhf_desktop.tune.runs import runs_dir

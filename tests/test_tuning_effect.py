@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rlhf_desktop.domain import Message, PreferencePair
-from rlhf_desktop.services.tuning_effect import (
+from rlhf_desktop.services.tuning.effect import (
     Effect,
     blind_agreement,
     effect_words,
@@ -69,7 +69,7 @@ def test_a_measurement_runs_in_a_child_and_says_why_it_failed(data_home: Path) -
     import time
 
     from rlhf_desktop.config import Settings
-    from rlhf_desktop.services.tuning import TuningService
+    from rlhf_desktop.services.tuning.service import TuningService
     from rlhf_desktop.tune.versions import register
 
     adapter = data_home / "adapter.gguf"

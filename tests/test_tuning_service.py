@@ -1,4 +1,4 @@
-"""The window's tuning service (services/tuning.py, services/tuning_remote.py).
+"""The window's tuning service (services/tuning/service.py, services/tuning/remote.py).
 
 Local runs: a real child process with the real command line, signals, progress file and
 checkpoint folders, scripted instead of trained (``tests/scripted_tune.py``: no torch, so
@@ -21,9 +21,9 @@ import pytest
 from rlhf_desktop import config
 from rlhf_desktop.config import ConfigError, Settings
 from rlhf_desktop.domain import CandidateSource, Message, PreferencePair
-from rlhf_desktop.services.arena import ArenaService
-from rlhf_desktop.services.tuning import TuneSnapshot, TuningService
-from rlhf_desktop.services.tuning_remote import RemoteError, RemoteTuning
+from rlhf_desktop.services.arena.service import ArenaService
+from rlhf_desktop.services.tuning.remote import RemoteError, RemoteTuning
+from rlhf_desktop.services.tuning.service import TuneSnapshot, TuningService
 from rlhf_desktop.storage.repo import Repository
 from tests.conftest import REPO_ROOT
 from tests.ft_server import FtServer

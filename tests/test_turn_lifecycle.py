@@ -14,7 +14,7 @@ import pytest
 from rlhf_desktop import config
 from rlhf_desktop.config import Settings
 from rlhf_desktop.domain import Message
-from rlhf_desktop.services.chat import Listener
+from rlhf_desktop.services.chat.service import Listener
 from rlhf_desktop.services.session import AppSession
 from rlhf_desktop.services.turns import Refused, TurnView
 from rlhf_desktop.storage.repo import Repository

@@ -15,7 +15,7 @@ import pytest
 from rlhf_desktop import config
 from rlhf_desktop.config import Settings
 from rlhf_desktop.domain import Message
-from rlhf_desktop.services.chat import TurnControl
+from rlhf_desktop.services.chat.service import TurnControl
 from rlhf_desktop.services.session import AppSession
 from rlhf_desktop.services.turns import COMPLETE, FAILED, STOPPED, UNSENT, TurnView
 from rlhf_desktop.storage.repo import Repository

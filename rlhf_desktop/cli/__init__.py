@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_import(args: argparse.Namespace) -> int:
     """Import pairs."""
-    from rlhf_desktop.services.datasets import ImportFileError, import_file
+    from rlhf_desktop.services.datasets.pairs import ImportFileError, import_file
     from rlhf_desktop.storage.repo import Repository
 
     repo = Repository.open()
@@ -141,7 +141,7 @@ async def _chat(args: argparse.Namespace) -> int:
 
     from rlhf_desktop.core.pick_rules import ranked
     from rlhf_desktop.domain import SamplingParams
-    from rlhf_desktop.services.chat import TurnFailed
+    from rlhf_desktop.services.chat.service import TurnFailed
 
     settings = config.load_settings()
     # The arena only with --arena: a plain `chat` asks the one provider, whatever the

@@ -3,7 +3,7 @@
 ``arena list`` shows them, ``arena add NAME ...`` adds one, ``arena remove NAME`` removes one,
 ``arena on`` / ``arena off`` decides whether the window's turns draw their replies from them.
 ``rlhf-desktop chat "..." --arena`` sends one arena turn (see :func:`arena_for_chat`).
-Every change goes through the session's :class:`~rlhf_desktop.services.arena.ArenaService`
+Every change goes through the session's :class:`~rlhf_desktop.services.arena.service.ArenaService`
 (``session.arena``, as in the window): validated before anything is written, then saved to
 the settings file.
 """
@@ -20,7 +20,7 @@ from rlhf_desktop import config
 from rlhf_desktop.cli.common import CliError, app_session, emit, plural
 from rlhf_desktop.config import ConfigError, Settings
 from rlhf_desktop.domain import CandidateSource
-from rlhf_desktop.services.arena import ArenaService
+from rlhf_desktop.services.arena.service import ArenaService
 
 __all__ = ["add_arena_parser", "arena_for_chat", "cmd_arena"]
 

@@ -8,7 +8,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from rlhf_desktop.cli.common import CliError, plural
-from rlhf_desktop.services.export_folder import ALL_FORMATS
+from rlhf_desktop.services.datasets.export_folder import ALL_FORMATS
 
 if TYPE_CHECKING:
     from rlhf_desktop.storage.repo import Repository
@@ -60,8 +60,12 @@ def _check(args: argparse.Namespace) -> str:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export pairs (or rankings) to stdout, a file, or a folder with a dataset card."""
-    from rlhf_desktop.services.export_folder import ExportError, export_folder, split_export
-    from rlhf_desktop.services.label_export import export_labels
+    from rlhf_desktop.services.datasets.export_folder import (
+        ExportError,
+        export_folder,
+        split_export,
+    )
+    from rlhf_desktop.services.labels.export import export_labels
     from rlhf_desktop.storage.repo import Repository
 
     fmt = _check(args)
@@ -108,7 +112,7 @@ def _noun(fmt: str) -> str:
 
 
 def _to_file(repo: Repository, fmt: str, path: str, parquet: bool) -> int:
-    from rlhf_desktop.services.datasets import export_file
+    from rlhf_desktop.services.datasets.pairs import export_file
 
     return export_file(repo, fmt, path, parquet)  # the window's Export… calls it too
 
@@ -116,8 +120,8 @@ def _to_file(repo: Repository, fmt: str, path: str, parquet: bool) -> int:
 def _to_stdout(repo: Repository, fmt: str) -> None:
     import json
 
-    from rlhf_desktop.services.datasets import export
-    from rlhf_desktop.services.label_export import ranking_records
+    from rlhf_desktop.services.datasets.pairs import export
+    from rlhf_desktop.services.labels.export import ranking_records
 
     if fmt != "ranking":
         export(repo, fmt, sys.stdout)

@@ -78,7 +78,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_use(args: argparse.Namespace) -> int:
     """Use one version from now on (rollback), or the newest adopted one (``latest``)."""
     from rlhf_desktop.reward.model import TinyRewardModel
-    from rlhf_desktop.services.rewards import pin_version
+    from rlhf_desktop.services.ranking.rewards import pin_version
     from rlhf_desktop.storage.repo import Repository
 
     if args.version == "latest":
@@ -103,7 +103,7 @@ def cmd_use(args: argparse.Namespace) -> int:
 
 
 def _current_model() -> Any:
-    from rlhf_desktop.services.rewards import RewardService
+    from rlhf_desktop.services.ranking.rewards import RewardService
     from rlhf_desktop.storage.repo import Repository
 
     service = RewardService()
@@ -232,7 +232,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from collections import Counter
 
     from rlhf_desktop import config
-    from rlhf_desktop.services.rewards import candidate_order, pinned_version
+    from rlhf_desktop.services.ranking.rewards import candidate_order, pinned_version
     from rlhf_desktop.storage.repo import Repository
 
     repo = Repository.open()

@@ -114,7 +114,7 @@ def rank_key(candidate: Candidate) -> tuple[bool, bool, float, int]:
     and the reward model cannot see that (it scores text, and reward training leaves pairs
     against cut replies out, ``TrainConfig.use_cut_pairs``), so on its score alone the
     longest, cut reply often came first. The amplifier never lets a cut reply compete for
-    the same reason (``services/amplify.py``)."""
+    the same reason (``services/tuning/amplify.py``)."""
     whole = is_whole_reply(candidate)
     score = candidate.score if whole and candidate.score is not None else 0.0
     return (not whole, is_cut(candidate), -score, candidate.index)

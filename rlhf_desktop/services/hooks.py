@@ -21,7 +21,7 @@ Every hook of an :class:`~rlhf_desktop.services.session.AppSession`:
 ``tune_did_progress``      ``(TuneSnapshot)``: the chat-model tuning moved (a progress line of
                            the run, its state, the pairs' or the effect's measurement, the
                            tune extra's install, the remote job); the run's snapshot
-                           (:mod:`rlhf_desktop.services.tuning`)
+                           (:mod:`rlhf_desktop.services.tuning.service`)
 ========================== ===================================================================
 
 Hooks run on the thread that fired them; the session fires them on its event loop.
@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Generic, ParamSpec
 
 if TYPE_CHECKING:
     from rlhf_desktop.domain import ModelVersion
-    from rlhf_desktop.services.retraining import RetrainStatus
-    from rlhf_desktop.services.tuning_state import TuneSnapshot
+    from rlhf_desktop.services.ranking.retraining import RetrainStatus
+    from rlhf_desktop.services.tuning.state import TuneSnapshot
     from rlhf_desktop.services.turns.view import TurnView
 
 log = logging.getLogger(__name__)

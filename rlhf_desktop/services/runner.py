@@ -40,7 +40,7 @@ independent work, a named lane when two such jobs must not overlap. Never call
 Where work still polls, it is because nothing fires an event: the session's watch on other
 processes writing the database (lane ``watch``), a remote tuning job (lane ``remote-tune``)
 and a local tune run's progress file (lane ``tune-follow``, which publishes the
-``tune_did_progress`` hook; see services/tuning.py).
+``tune_did_progress`` hook; see services/tuning/service.py).
 
 Qt-free on purpose: services use it, and ``services`` sits below ``runtime`` and ``ui`` in
 the layer contract (pyproject.toml).

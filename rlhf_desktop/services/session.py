@@ -4,13 +4,14 @@ It owns the repository, the reward model, the provider, the background runner
 (:mod:`.runner`: ``session.runner``, closed in :meth:`AppSession.aclose`) and the services,
 and it is Qt-free asyncio. Pages get narrow services and listen to :class:`SessionHooks`:
 
-* ``session.conversations`` — :class:`~rlhf_desktop.services.conversations.ConversationService`
+* ``session.conversations`` — :class:`~rlhf_desktop.services.chat.conversations.ConversationService`
 * ``session.chat`` — sending turns, regenerating, ranking (None until a provider is chosen)
-* ``session.datasets`` — :class:`~rlhf_desktop.services.datasets.DatasetService`
-* ``session.models`` — :class:`~rlhf_desktop.services.models.ModelService`
-* ``session.arena`` — :class:`~rlhf_desktop.services.arena.ArenaService` (candidate sources)
-* ``session.tuning`` — :class:`~rlhf_desktop.services.tuning.TuningService` (tune the chat model)
-* ``session.rankers`` — :class:`~rlhf_desktop.services.ranker_eval.RankerEvalService`
+* ``session.datasets`` — :class:`~rlhf_desktop.services.datasets.pairs.DatasetService`
+* ``session.models`` — :class:`~rlhf_desktop.services.ranking.models.ModelService`
+* ``session.arena`` — :class:`~rlhf_desktop.services.arena.service.ArenaService` (candidate sources)
+* ``session.tuning`` — :class:`~rlhf_desktop.services.tuning.service.TuningService` (tune the
+  chat model)
+* ``session.rankers`` — :class:`~rlhf_desktop.services.ranking.evaluation.RankerEvalService`
 * ``session.turns`` — :class:`~rlhf_desktop.services.turns.TurnLifecycle` (a shown turn's
   state, published as ``TurnView`` snapshots; the label intents)
 * :meth:`AppSession.pick` / :meth:`AppSession.undo_pick` — labels, which fire
@@ -34,21 +35,21 @@ from rlhf_desktop.domain import ModelVersion, SamplingParams, Turn
 from rlhf_desktop.providers import Provider, ProviderError, choose_provider
 from rlhf_desktop.providers.arena import choose_arena
 from rlhf_desktop.reward.embedder import Embedder
-from rlhf_desktop.services.arena import ArenaService
-from rlhf_desktop.services.chat import ChatService
-from rlhf_desktop.services.chat_models import ChatModels
-from rlhf_desktop.services.conversations import ChatSettings, ConversationService
-from rlhf_desktop.services.datasets import DatasetService
+from rlhf_desktop.services.arena.service import ArenaService
+from rlhf_desktop.services.chat.conversations import ChatSettings, ConversationService
+from rlhf_desktop.services.chat.models import ChatModels
+from rlhf_desktop.services.chat.service import ChatService
+from rlhf_desktop.services.datasets.pairs import DatasetService
 from rlhf_desktop.services.hooks import SessionHooks
-from rlhf_desktop.services.labeling import LabelingService, Pick
-from rlhf_desktop.services.models import ModelService
-from rlhf_desktop.services.ranker_eval import RankerEvalService
-from rlhf_desktop.services.retraining import Retrainer, RetrainStatus
-from rlhf_desktop.services.rewards import RewardService, pinned_version
+from rlhf_desktop.services.labels.labeling import LabelingService, RecordedLabel
+from rlhf_desktop.services.ranking.evaluation import RankerEvalService
+from rlhf_desktop.services.ranking.models import ModelService
+from rlhf_desktop.services.ranking.retraining import Retrainer, RetrainStatus
+from rlhf_desktop.services.ranking.rewards import RewardService, pinned_version
 from rlhf_desktop.services.runner import BackgroundRunner, Job
-from rlhf_desktop.services.tuning import TuningService
-from rlhf_desktop.services.turn_labels import TurnLabels
+from rlhf_desktop.services.tuning.service import TuningService
 from rlhf_desktop.services.turns import TurnLifecycle
+from rlhf_desktop.services.turns.labels import TurnLabels
 from rlhf_desktop.storage.repo import Repository
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ class AppSession(ChatModels):
         with this session's chat."""
         self.arena = ArenaService(lambda: self.settings, self._apply_and_rebuild)
         self.tuning = TuningService.for_session(self)
-        """Tuning the chat model (a low-priority process; see services/tuning.py)."""
+        """Tuning the chat model (a low-priority process; see services/tuning/service.py)."""
         self.rankers = RankerEvalService(self._rewards, lambda: self.settings,
                                          self.apply_settings)
         """Transformers rankers (TRL RewardTrainer) against the tiny model, and the choice."""
@@ -326,7 +327,7 @@ class AppSession(ChatModels):
     # ------------------------------------------------------------------ labels
 
     def pick(self, turn: Turn, candidate_id: int, reason: str | None = None,
-             against: Sequence[int] | None = None) -> Pick:
+             against: Sequence[int] | None = None) -> RecordedLabel:
         """Record the user's pick on ``turn`` (durable when this returns). ``against`` names
         the rejected replies explicitly (default: every whole reply; failed, empty, cut and
         stopped ones are left out unless named here)."""
@@ -345,11 +346,11 @@ class AppSession(ChatModels):
         """Whether this session recorded a pick that :meth:`undo_pick` would undo."""
         return self._labeling.can_undo
 
-    def set_reason(self, pick: Pick, reason: str | None) -> None:
+    def set_reason(self, pick: RecordedLabel, reason: str | None) -> None:
         """Attach the optional one-line reason to a pick."""
         self._labeling.set_reason(pick, reason)
 
-    def undo_pick(self) -> Pick | None:
+    def undo_pick(self) -> RecordedLabel | None:
         """Remove the last pick of this session and its pairs (None: nothing to undo)."""
         pick = self._labeling.undo()
         self._known_labels = self._repo.labels.count()

@@ -7,7 +7,7 @@ the old one (the same parent), and the old branch stays. Each conversation remem
 last turn of the branch it shows and continues (``conversations.active_turn_id``; NULL: its
 newest turn). A turn saved without a parent named continues that branch and becomes its end
 (:data:`ACTIVE`). Which turns make up a branch, and which branch a switch shows, are rules
-of :mod:`rlhf_desktop.services.branches`.
+of :mod:`rlhf_desktop.services.chat.branches`.
 
 Labels and pairs never depend on a branch: a turn keeps the messages it sent
 (``turns.messages_json``) and a pair its own prompt (``pairs.prompt_json``).
@@ -204,7 +204,7 @@ class Conversations:
 
     def list_turns(self, conversation_id: int) -> list[Turn]:
         """The turns of a conversation, oldest first, of every branch (the active branch:
-        :func:`rlhf_desktop.services.branches.active_turns`)."""
+        :func:`rlhf_desktop.services.chat.branches.active_turns`)."""
         rows = self._db.conn.execute(
             f"SELECT {_TURN_COLUMNS} FROM turns WHERE conversation_id = ? ORDER BY id",
             (conversation_id,),

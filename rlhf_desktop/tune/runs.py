@@ -2,7 +2,7 @@
 ``progress.jsonl``, ``tune.log``, ``checkpoints/`` and, once done, ``version.json``.
 
 Shared by ``rlhf-desktop tune`` (``cli.py``) and the window's tuning service
-(:mod:`rlhf_desktop.services.tuning`); cheap to import (no torch).
+(:mod:`rlhf_desktop.services.tuning.service`); cheap to import (no torch).
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ from PySide6.QtCore import QObject, Signal
 from rlhf_desktop.config import Settings
 from rlhf_desktop.domain import ModelVersion, SamplingParams
 from rlhf_desktop.runtime import warmup
-from rlhf_desktop.services.chat import ChatService
-from rlhf_desktop.services.retraining import RetrainStatus
+from rlhf_desktop.services.chat.service import ChatService
+from rlhf_desktop.services.ranking.retraining import RetrainStatus
 from rlhf_desktop.services.session import AppSession, Provider
 from rlhf_desktop.ui import markdown_render
 

@@ -30,13 +30,13 @@ from PySide6.QtWidgets import (
 from rlhf_desktop import config
 from rlhf_desktop.config import Settings
 from rlhf_desktop.domain import ModelVersion
-from rlhf_desktop.services.retraining import RetrainStatus
+from rlhf_desktop.services.ranking.retraining import RetrainStatus
 from rlhf_desktop.ui import theme
 from rlhf_desktop.ui.backend import Backend
-from rlhf_desktop.ui.chat_controls import ChatControls
-from rlhf_desktop.ui.chat_settings import ChatHeader, ChatSettingsDialog
-from rlhf_desktop.ui.chat_view import ChatView
-from rlhf_desktop.ui.draft_keeper import DraftKeeper
+from rlhf_desktop.ui.chat.controls import ChatControls
+from rlhf_desktop.ui.chat.draft_keeper import DraftKeeper
+from rlhf_desktop.ui.chat.settings import ChatHeader, ChatSettingsDialog
+from rlhf_desktop.ui.chat.view import ChatView
 from rlhf_desktop.ui.orderly_close import OrderlyClose
 from rlhf_desktop.ui.shortcuts import OPEN_KEYS, ShortcutsDialog, help_button
 from rlhf_desktop.ui.sidebar import Sidebar

@@ -3,7 +3,7 @@ being generated (not while the reward model scores finished replies: that is kep
 
 A turn that is stopped stores its replies (the unfinished ones as stopped) before the
 services close; see :meth:`ChatService.send_messages
-<rlhf_desktop.services.chat.ChatService.send_messages>`.
+<rlhf_desktop.services.chat.service.ChatService.send_messages>`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QMainWindow, QMessageBox, QPushButton
 
 from rlhf_desktop.ui.backend import Backend
-from rlhf_desktop.ui.cards import CandidateCard
-from rlhf_desktop.ui.chat_view import ChatView
-from rlhf_desktop.ui.draft_keeper import DraftKeeper
+from rlhf_desktop.ui.chat.cards import CandidateCard
+from rlhf_desktop.ui.chat.draft_keeper import DraftKeeper
+from rlhf_desktop.ui.chat.view import ChatView
 
 log = logging.getLogger(__name__)
 STOP_WAIT_S = 3.0

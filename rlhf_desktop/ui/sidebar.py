@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from rlhf_desktop.domain import Conversation
-from rlhf_desktop.services.conversations import ChatSettings, ConversationService
+from rlhf_desktop.services.chat.conversations import ChatSettings, ConversationService
 
 ID_ROLE = Qt.ItemDataRole.UserRole
 AUTO_TITLE_CHARS = 60  # the chat view titles a new chat with its first message cut here

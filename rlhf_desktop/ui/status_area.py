@@ -18,7 +18,7 @@ from PySide6.QtCore import QEvent, QObject, QTimer
 from PySide6.QtWidgets import QProgressBar, QPushButton, QStatusBar, QWidget
 
 from rlhf_desktop import config
-from rlhf_desktop.services.retraining import RetrainStatus
+from rlhf_desktop.services.ranking.retraining import RetrainStatus
 from rlhf_desktop.ui.backend import KIND_NAMES, Backend
 from rlhf_desktop.ui.widgets import ElidedLabel
 

@@ -19,7 +19,7 @@ import pytest
 
 from rlhf_desktop import config
 from rlhf_desktop.domain import Message, SamplingParams
-from rlhf_desktop.services import datasets
+from rlhf_desktop.services.datasets import pairs as datasets
 from rlhf_desktop.storage.repo import Repository
 from tests.fakes import FakeProvider, HashEmbedder
 from tests.helpers import write_jsonl
@@ -93,9 +93,9 @@ def test_accelerate_launch_trains_a_reward_model_from_the_apps_export(trained):
 def test_the_app_ranks_with_the_ranker_and_compares_it_with_the_tiny_model(trained):
     assert trained["done"].returncode == 0, trained["done"].stderr[-2000:]
     from rlhf_desktop.reward.hf_ranker import HFRanker
-    from rlhf_desktop.services.ranker_eval import RankerEvalService, describe
-    from rlhf_desktop.services.ranker_slot import TRANSFORMERS_RANKER_VERSION
-    from rlhf_desktop.services.rewards import RewardService
+    from rlhf_desktop.services.ranking.evaluation import RankerEvalService, describe
+    from rlhf_desktop.services.ranking.rewards import RewardService
+    from rlhf_desktop.services.ranking.slot import TRANSFORMERS_RANKER_VERSION
     from tests.helpers import chat_service
 
     folder = trained["home"] / "rankers" / "r0001"
@@ -147,7 +147,7 @@ def test_the_app_ranks_with_the_ranker_and_compares_it_with_the_tiny_model(train
 
 def test_a_ranker_whose_weights_do_not_load_falls_back_to_the_tiny_model(tmp_path):
     needs_tune_stack()
-    from rlhf_desktop.services.rewards import RewardService
+    from rlhf_desktop.services.ranking.rewards import RewardService
 
     base = next(TEST_CACHE.glob("base-models/*/config.json"), None)
     if base is None:

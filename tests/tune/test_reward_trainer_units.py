@@ -13,8 +13,8 @@ from rlhf_desktop.domain import Message, PreferencePair
 from rlhf_desktop.reward.hf_ranker import META_FILE, encode
 from rlhf_desktop.reward.model import pair_key
 from rlhf_desktop.reward.rankers import list_rankers, register
-from rlhf_desktop.services.ranker_eval import RankerEvalService
-from rlhf_desktop.services.rewards import RewardService
+from rlhf_desktop.services.ranking.evaluation import RankerEvalService
+from rlhf_desktop.services.ranking.rewards import RewardService
 from rlhf_desktop.tune import data as tune_data
 from rlhf_desktop.tune.options import TuneConfigError, load_config
 from tests.fakes import HashEmbedder

@@ -15,7 +15,7 @@ import pytest
 
 from rlhf_desktop import config
 from rlhf_desktop.providers.errors import ProviderConfigError
-from rlhf_desktop.services import datasets
+from rlhf_desktop.services.datasets import pairs as datasets
 from rlhf_desktop.storage.repo import Repository
 from rlhf_desktop.tune import cli as tune_cli
 from rlhf_desktop.tune.options import TuneConfig

@@ -16,8 +16,8 @@ from rlhf_desktop.config import Settings
 from rlhf_desktop.domain import ModelVersion
 from rlhf_desktop.storage.repo import Repository
 from rlhf_desktop.ui.backend import Backend
+from rlhf_desktop.ui.chat.turn_widget import TurnWidget
 from rlhf_desktop.ui.main_window import MainWindow
-from rlhf_desktop.ui.turn_widget import TurnWidget
 from tests.azure_server import AzureServer
 from tests.helpers import record_version
 from tests.ui.conftest import wait_until

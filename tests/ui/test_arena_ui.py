@@ -19,10 +19,10 @@ from rlhf_desktop import config
 from rlhf_desktop.config import Settings
 from rlhf_desktop.domain import Candidate, CandidateSource, Message, SamplingParams, Turn
 from rlhf_desktop.ui import theme
-from rlhf_desktop.ui.chat_controls import ARENA, ChatControls
+from rlhf_desktop.ui.chat.controls import ARENA, ChatControls
+from rlhf_desktop.ui.chat.turn_widget import TurnWidget
 from rlhf_desktop.ui.main_window import MainWindow
 from rlhf_desktop.ui.settings.dialog import SettingsDialog
-from rlhf_desktop.ui.turn_widget import TurnWidget
 from tests.azure_server import AzureServer
 from tests.ui.conftest import run, wait_until
 from tests.ui.helpers import azure_env, db, send, window_for
@@ -299,9 +299,9 @@ def test_arena_turn_names_no_source_before_the_pick_and_each_after(
 def test_blind_cards_stream_in_a_random_order_that_the_saved_turn_keeps(
         qtbot: object) -> None:
     from rlhf_desktop.services.hooks import SessionHooks
-    from rlhf_desktop.services.labeling import LabelingService
-    from rlhf_desktop.services.turn_labels import TurnLabels
+    from rlhf_desktop.services.labels.labeling import LabelingService
     from rlhf_desktop.services.turns import TurnLifecycle
+    from rlhf_desktop.services.turns.labels import TurnLabels
     from rlhf_desktop.storage.repo import Repository
     from rlhf_desktop.ui.markdown_render import MarkdownRenderer
 

@@ -9,9 +9,9 @@ import asyncio
 import pytest
 
 from rlhf_desktop.domain import Candidate, Message, SamplingParams, Turn
-from rlhf_desktop.services.chat_arena import ARENA
+from rlhf_desktop.services.arena.turns import ARENA
+from rlhf_desktop.ui.chat.turn_widget import TurnWidget
 from rlhf_desktop.ui.markdown_render import MarkdownRenderer
-from rlhf_desktop.ui.turn_widget import TurnWidget
 from tests.ui.conftest import run
 from tests.ui.helpers import db, window_for
 

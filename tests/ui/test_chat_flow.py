@@ -14,9 +14,9 @@ from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
 from rlhf_desktop import config
-from rlhf_desktop.services.datasets import import_file
+from rlhf_desktop.services.datasets.pairs import import_file
 from rlhf_desktop.storage.repo import Repository
-from rlhf_desktop.ui.chat_view import EXAMPLES
+from rlhf_desktop.ui.chat.view import EXAMPLES
 from rlhf_desktop.ui.main_window import MainWindow
 from tests.azure_server import AzureServer
 from tests.ui.conftest import Heartbeat, SignalWaiter, run, wait_until

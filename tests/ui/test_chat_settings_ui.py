@@ -9,7 +9,7 @@ import asyncio
 
 import pytest
 
-from rlhf_desktop.services.conversations import ChatSettings
+from rlhf_desktop.services.chat.conversations import ChatSettings
 from tests.azure_server import AzureServer
 from tests.ui.conftest import run, wait_until
 from tests.ui.helpers import make_window, send

@@ -18,9 +18,9 @@ from PySide6.QtWidgets import QApplication, QLabel, QWidget
 
 from rlhf_desktop import config
 from rlhf_desktop.storage.repo import StorageError
-from rlhf_desktop.ui.cards import MarkdownView
+from rlhf_desktop.ui.chat.cards import MarkdownView
+from rlhf_desktop.ui.chat.turn_widget import TurnWidget
 from rlhf_desktop.ui.main_window import MainWindow
-from rlhf_desktop.ui.turn_widget import TurnWidget
 from tests.azure_server import AzureServer
 from tests.ui.conftest import run, wait_until
 from tests.ui.helpers import activate, azure_env, db, press, send, window_for

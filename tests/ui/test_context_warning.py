@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from PySide6.QtWidgets import QApplication, QPushButton
 
-from rlhf_desktop.ui.composer import Composer, ComposerBar
+from rlhf_desktop.ui.chat.composer import Composer, ComposerBar
 
 
 @pytest.mark.timeout(60)

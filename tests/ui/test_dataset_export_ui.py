@@ -17,14 +17,14 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from rlhf_desktop.domain import Candidate, Message, SamplingParams, Turn
 from rlhf_desktop.providers.openai_dpo import validate_openai_dpo
-from rlhf_desktop.services.export_folder import ALL_FORMATS
-from rlhf_desktop.services.labeling import LabelingService
+from rlhf_desktop.services.datasets.export_folder import ALL_FORMATS
+from rlhf_desktop.services.labels.labeling import LabelingService
 from rlhf_desktop.storage.repo import Repository
 from rlhf_desktop.ui.backend import Backend
+from rlhf_desktop.ui.chat.turn_widget import TurnWidget
 from rlhf_desktop.ui.dataset.page import EXPORTS, FOLDER, NOTE_COLUMN, DatasetView
 from rlhf_desktop.ui.markdown_render import MarkdownRenderer
 from rlhf_desktop.ui.theme import LIGHT, stylesheet
-from rlhf_desktop.ui.turn_widget import TurnWidget
 from tests.ui.conftest import run, wait_until
 from tests.ui.helpers import db
 

@@ -13,8 +13,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
+from rlhf_desktop.ui.chat.turn_widget import TurnWidget
 from rlhf_desktop.ui.main_window import MainWindow
-from rlhf_desktop.ui.turn_widget import TurnWidget
 from tests.azure_server import AzureServer
 from tests.ui.conftest import run, wait_until
 from tests.ui.helpers import activate, azure_env, db, press, send, window_for

@@ -9,10 +9,10 @@ import asyncio
 
 import pytest
 
-from rlhf_desktop.services.rewards import RewardService
+from rlhf_desktop.services.ranking.rewards import RewardService
 from rlhf_desktop.ui.backend import Backend
+from rlhf_desktop.ui.chat.turn_widget import TurnWidget
 from rlhf_desktop.ui.markdown_render import MarkdownRenderer
-from rlhf_desktop.ui.turn_widget import TurnWidget
 from tests.azure_server import AzureServer
 from tests.helpers import long_list, short
 from tests.providers.conftest import AZURE_KEY, azure_provider

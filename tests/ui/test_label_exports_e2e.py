@@ -19,9 +19,9 @@ from PySide6.QtCore import Qt
 
 from rlhf_desktop.core.formats import parse_record
 from rlhf_desktop.providers.openai_dpo import validate_openai_dpo
-from rlhf_desktop.services.export_folder import ALL_FORMATS, FolderExport, export_folder
+from rlhf_desktop.services.datasets.export_folder import ALL_FORMATS, FolderExport, export_folder
+from rlhf_desktop.ui.chat.turn_widget import TurnWidget
 from rlhf_desktop.ui.main_window import MainWindow
-from rlhf_desktop.ui.turn_widget import TurnWidget
 from tests.azure_server import AzureServer
 from tests.ui.conftest import run
 from tests.ui.helpers import activate, azure_env, db, press, window_for

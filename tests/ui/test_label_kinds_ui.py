@@ -18,10 +18,10 @@ from PySide6.QtWidgets import QLabel
 
 from rlhf_desktop import config
 from rlhf_desktop.domain import Candidate, Message, SamplingParams, Turn
-from rlhf_desktop.ui.label_widgets import LabelBar
+from rlhf_desktop.ui.chat.label_widgets import LabelBar
+from rlhf_desktop.ui.chat.turn_widget import TurnWidget
 from rlhf_desktop.ui.main_window import MainWindow
 from rlhf_desktop.ui.markdown_render import MarkdownRenderer
-from rlhf_desktop.ui.turn_widget import TurnWidget
 from tests.azure_server import AzureServer
 from tests.ui.conftest import run, wait_until
 from tests.ui.helpers import activate, azure_env, db, press, send, window_for
@@ -198,7 +198,7 @@ def test_tie_all_bad_skip_and_edit_from_the_window(loop: asyncio.AbstractEventLo
 
 
 def tmp_export(window: MainWindow) -> Path:
-    from rlhf_desktop.services.datasets import DatasetService
+    from rlhf_desktop.services.datasets.pairs import DatasetService
 
     path = config.data_dir() / "export.jsonl"
     DatasetService.export("jsonl", path)

@@ -14,8 +14,8 @@ from PySide6.QtCore import Qt
 
 from rlhf_desktop import config
 from rlhf_desktop.config import Settings
-from rlhf_desktop.services.ranker_eval import RankerEvalService
-from rlhf_desktop.services.rewards import RewardService
+from rlhf_desktop.services.ranking.evaluation import RankerEvalService
+from rlhf_desktop.services.ranking.rewards import RewardService
 from rlhf_desktop.ui.backend import Backend
 from rlhf_desktop.ui.model.ranker import RankerPanel
 from tests.fakes import HashEmbedder

@@ -20,8 +20,8 @@ from pytestqt.qtbot import QtBot
 
 from rlhf_desktop.config import Settings
 from rlhf_desktop.domain import Message, PreferencePair
-from rlhf_desktop.services.arena import ArenaService
-from rlhf_desktop.services.tuning import TuningService
+from rlhf_desktop.services.arena.service import ArenaService
+from rlhf_desktop.services.tuning.service import TuningService
 from rlhf_desktop.ui.backend import Backend
 from rlhf_desktop.ui.model.tune import TunePanel
 from tests.conftest import REPO_ROOT
@@ -232,7 +232,7 @@ def test_a_real_run_shows_progress_and_cancels(qtbot: QtBot, loop: asyncio.Abstr
 
 
 def test_status_does_not_repeat_the_state_word(panel: TunePanel) -> None:
-    from rlhf_desktop.services.tuning_state import TuneSnapshot
+    from rlhf_desktop.services.tuning.state import TuneSnapshot
 
     panel._render(TuneSnapshot(state="preparing", stage="base model",
                                message="Preparing the base model (the first run takes a "

@@ -12,8 +12,8 @@ import pytest
 from pytestqt.qtbot import QtBot
 
 from rlhf_desktop.config import Settings
-from rlhf_desktop.services.tuning import TuningService
-from rlhf_desktop.services.tuning_effect import EFFECT_FILE
+from rlhf_desktop.services.tuning.effect import EFFECT_FILE
+from rlhf_desktop.services.tuning.service import TuningService
 from rlhf_desktop.tune.versions import register
 from rlhf_desktop.ui.backend import Backend
 from rlhf_desktop.ui.model.tune import TunePanel

@@ -128,8 +128,8 @@ def test_a_turn_stopped_by_quitting_before_any_text_reopens_as_stopped_not_faile
     """Quit while every reply still waited: the next start shows the turn as stopped (Retry
     asks again), never as "All 3 replies failed" with "the reply came back empty"."""
     from rlhf_desktop.domain import Message, SamplingParams, Turn
+    from rlhf_desktop.ui.chat.turn_widget import TurnWidget
     from rlhf_desktop.ui.markdown_render import MarkdownRenderer
-    from rlhf_desktop.ui.turn_widget import TurnWidget
 
     cands = [Candidate(index=i, text="", id=20 + i, position=i, finish_reason=CANCELLED)
              for i in range(3)]

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from rlhf_desktop.ui.label_view import ordinal
-from rlhf_desktop.ui.label_widgets import LabelBar
+from rlhf_desktop.ui.chat.label_view import ordinal
+from rlhf_desktop.ui.chat.label_widgets import LabelBar
+from rlhf_desktop.ui.chat.turn_widget import TurnWidget
 from rlhf_desktop.ui.shortcuts import SHORTCUTS
-from rlhf_desktop.ui.turn_widget import TurnWidget
 from tests.azure_server import AzureServer
 from tests.ui.conftest import run, wait_until
 from tests.ui.helpers import activate, azure_env, db, press, window_for

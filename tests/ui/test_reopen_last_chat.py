@@ -82,7 +82,7 @@ def test_restart_opens_the_most_recent_of_several_chats(
 def test_the_message_being_typed_survives_a_quit_or_a_crash_and_goes_once_sent(
         loop: asyncio.AbstractEventLoop, qtbot: object,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from rlhf_desktop.services.conversations import draft_path
+    from rlhf_desktop.services.chat.conversations import draft_path
 
     with azure_env(monkeypatch, KEY):
         first = window_for(qtbot, candidates_per_turn=2, max_retries=0, max_tokens=32)

@@ -12,7 +12,7 @@ import asyncio
 import pytest
 
 from rlhf_desktop.domain import Candidate, Message, SamplingParams, Turn
-from rlhf_desktop.services.conversations import ConversationService
+from rlhf_desktop.services.chat.conversations import ConversationService
 from rlhf_desktop.services.hooks import SessionHooks
 from rlhf_desktop.storage.repo import Repository
 from rlhf_desktop.ui.sidebar import ID_ROLE, Sidebar, display_title, when

@@ -142,7 +142,7 @@ def test_the_status_bar_never_cuts_a_word_and_keeps_the_provider_and_the_labels_
     labels to the next training (its whole parts), then the provider's why (whole words
     dropped from its middle, or none); nothing is cut mid-word, and each tooltip has the
     whole text."""
-    from rlhf_desktop.services.retraining import RetrainStatus
+    from rlhf_desktop.services.ranking.retraining import RetrainStatus
     from rlhf_desktop.ui.main_window import MainWindow
     from tests.ui.helpers import add_version, db, resize, settle
     from tests.ui.test_window_layout import MIN_SIZE

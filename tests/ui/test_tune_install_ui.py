@@ -21,9 +21,9 @@ from pytestqt.qtbot import QtBot
 
 from rlhf_desktop.config import Settings
 from rlhf_desktop.domain import Message, PreferencePair
-from rlhf_desktop.services import tune_install
-from rlhf_desktop.services.tune_install import TuneInstall
-from rlhf_desktop.services.tuning import TuningService
+from rlhf_desktop.services.tuning import install as tune_install
+from rlhf_desktop.services.tuning.install import TuneInstall
+from rlhf_desktop.services.tuning.service import TuningService
 from rlhf_desktop.ui.backend import Backend
 from rlhf_desktop.ui.model.tune import TunePanel
 from tests.ui.conftest import run

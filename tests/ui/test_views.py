@@ -17,7 +17,7 @@ from PySide6.QtCore import QSettings
 from rlhf_desktop import app, config
 from rlhf_desktop.config import Settings
 from rlhf_desktop.domain import Message, ModelVersion, PreferencePair
-from rlhf_desktop.services.conversations import ConversationService
+from rlhf_desktop.services.chat.conversations import ConversationService
 from rlhf_desktop.services.hooks import SessionHooks
 from rlhf_desktop.storage.repo import Repository
 from rlhf_desktop.ui.backend import Backend
@@ -249,7 +249,7 @@ def test_window_follows_a_switch_of_the_system_colour_scheme(
 
     from rlhf_desktop.domain import Candidate, SamplingParams, Turn
     from rlhf_desktop.ui import markdown_render, theme
-    from rlhf_desktop.ui.cards import MarkdownView
+    from rlhf_desktop.ui.chat.cards import MarkdownView
     from tests.ui.helpers import make_window
 
     repo = Repository.open()

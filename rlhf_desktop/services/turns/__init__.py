@@ -8,7 +8,7 @@ sends, streams and settles it, and says how the send ended (:data:`OUTCOMES`). A
 change it publishes an immutable :class:`TurnView` through the session's
 ``turn_did_change`` hook; widgets render the snapshot and send intents
 (:meth:`TurnLifecycle.pick`, :meth:`~TurnLifecycle.undo`, ...), holding no turn state of
-their own. Labels go through :class:`~rlhf_desktop.services.labeling.LabelingService` (its
+their own. Labels go through :class:`~rlhf_desktop.services.labels.labeling.LabelingService` (its
 rules, its undo stack); the order and blindness rules live in :mod:`.order`.
 """
 

@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING, Protocol
 
 from rlhf_desktop.core.pick_rules import is_whole_reply
 from rlhf_desktop.domain import Candidate, Message, Turn, last_user_text
-from rlhf_desktop.services.branches import ACTIVE, Parent
-from rlhf_desktop.services.chat_arena import is_arena_turn
+from rlhf_desktop.services.arena.turns import is_arena_turn
+from rlhf_desktop.services.chat.branches import ACTIVE, Parent
+from rlhf_desktop.services.chat.events import Listener, OnDelta, TurnControl, TurnFailed
 from rlhf_desktop.services.hooks import SessionHooks
-from rlhf_desktop.services.labeling import LabelingService, Pick, StorageError
-from rlhf_desktop.services.turn_events import Listener, OnDelta, TurnControl, TurnFailed
-from rlhf_desktop.services.turn_labels import TurnLabels
+from rlhf_desktop.services.labels.labeling import LabelingService, RecordedLabel, StorageError
+from rlhf_desktop.services.turns.labels import TurnLabels
 from rlhf_desktop.services.turns.order import blind_turn, display_order, settle_blind
 from rlhf_desktop.services.turns.view import (
     COMPLETE,
@@ -48,15 +48,15 @@ from rlhf_desktop.services.turns.view import (
     reply_state,
 )
 
-if TYPE_CHECKING:  # services.chat imports this package (its blindness rule)
-    from rlhf_desktop.services.chat import ChatService
+if TYPE_CHECKING:  # services.chat.service imports this package (its blindness rule)
+    from rlhf_desktop.services.chat.service import ChatService
 
 __all__ = ["NO_PROVIDER", "ChatSource", "Refused", "TurnLifecycle"]
 
 log = logging.getLogger(__name__)
 
-PickFn = Callable[[Turn, int], Pick]
-UndoFn = Callable[[], "Pick | None"]
+PickFn = Callable[[Turn, int], RecordedLabel]
+UndoFn = Callable[[], "RecordedLabel | None"]
 
 
 NO_PROVIDER = "No provider is configured."
@@ -164,7 +164,7 @@ class TurnLifecycle:
             return live.done.get(index)
         return next((c for c in live.turn.candidates if c.index == index), None)
 
-    def last_label(self, key: int) -> Pick | None:
+    def last_label(self, key: int) -> RecordedLabel | None:
         """The turn's label of this session (what a reason attaches to)."""
         turn = self.turn(key)
         return None if turn is None or turn.id is None else self._labeling.label_of(turn.id)
@@ -393,7 +393,7 @@ class TurnLifecycle:
             raise Refused(f"Wait for the reply being regenerated (or stop it){doing}")
         return turn
 
-    def pick(self, key: int, candidate_id: int) -> Pick | None:
+    def pick(self, key: int, candidate_id: int) -> RecordedLabel | None:
         """The user's pick of reply ``candidate_id`` (None: nothing to do, it is the pick
         already or the user's rewrite). Raises :class:`Refused` or StorageError."""
         turn = self._saved(key, " before picking")
@@ -410,7 +410,7 @@ class TurnLifecycle:
         self._labeled(key, before)
         return pick
 
-    def tie(self, key: int, candidate_ids: Sequence[int]) -> Pick:
+    def tie(self, key: int, candidate_ids: Sequence[int]) -> RecordedLabel:
         """Two or more replies equally good."""
         turn = self._saved(key)
         before = self._undo_key()
@@ -418,7 +418,7 @@ class TurnLifecycle:
         self._labeled(key, before)
         return pick
 
-    def all_bad(self, key: int) -> Pick:
+    def all_bad(self, key: int) -> RecordedLabel:
         """Every reply is bad."""
         turn = self._saved(key)
         before = self._undo_key()
@@ -426,7 +426,7 @@ class TurnLifecycle:
         self._labeled(key, before)
         return pick
 
-    def rank(self, key: int, order: Sequence[int]) -> Pick:
+    def rank(self, key: int, order: Sequence[int]) -> RecordedLabel:
         """The user's order of the replies (candidate ids, best first)."""
         turn = self._saved(key)
         before = self._undo_key()
@@ -434,7 +434,7 @@ class TurnLifecycle:
         self._labeled(key, before)
         return pick
 
-    def edit(self, key: int, candidate_id: int, text: str) -> tuple[Pick, Candidate]:
+    def edit(self, key: int, candidate_id: int, text: str) -> tuple[RecordedLabel, Candidate]:
         """The user's rewrite of reply ``candidate_id``, chosen over every reply."""
         turn = self._saved(key)
         before = self._undo_key()
@@ -458,7 +458,7 @@ class TurnLifecycle:
         self._labeling.set_reason(pick, reason)
         return True
 
-    def undo(self) -> Pick | None:
+    def undo(self) -> RecordedLabel | None:
         """Remove the session's last label and its pairs, when its turn is shown (None when
         there is nothing to undo or it is on a hidden turn: :attr:`undo_hidden`)."""
         if self.undo_hidden:

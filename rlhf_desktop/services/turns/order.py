@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from rlhf_desktop.core.pick_rules import ranked
 from rlhf_desktop.domain import Turn
-from rlhf_desktop.services.chat_arena import is_arena_turn
+from rlhf_desktop.services.arena.turns import is_arena_turn
 
 __all__ = ["blind_turn", "display_order", "is_ranked", "keeps_seen_order", "settle_blind"]
 

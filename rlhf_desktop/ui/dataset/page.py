@@ -33,8 +33,8 @@ from PySide6.QtWidgets import (
 )
 
 from rlhf_desktop.domain import PreferencePair
-from rlhf_desktop.services.datasets import DatasetService, DeletedPairs, PairRow
-from rlhf_desktop.services.export_folder import FolderExport
+from rlhf_desktop.services.datasets.export_folder import FolderExport
+from rlhf_desktop.services.datasets.pairs import DatasetService, DeletedPairs, PairRow
 from rlhf_desktop.ui.backend import Backend
 
 PAGE = 500

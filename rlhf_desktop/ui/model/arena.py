@@ -23,8 +23,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from rlhf_desktop.services.habits import Habits
-from rlhf_desktop.services.models import Leaderboard
+from rlhf_desktop.services.labels.habits import Habits
+from rlhf_desktop.services.ranking.models import Leaderboard
 from rlhf_desktop.ui.backend import Backend
 from rlhf_desktop.ui.model.bias_chart import BiasChart
 

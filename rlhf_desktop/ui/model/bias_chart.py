@@ -7,7 +7,7 @@ from PySide6.QtCore import QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPaintEvent, QPalette, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from rlhf_desktop.services.habits import SIGNIFICANT, PositionReport, p_words
+from rlhf_desktop.services.labels.habits import SIGNIFICANT, PositionReport, p_words
 
 BAR = QColor("#2f81f7")
 OFF = QColor("#f0883e")  # a position picked more (or less) often than chance explains

@@ -17,7 +17,7 @@ from PySide6.QtCore import QMargins, Qt
 from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QVBoxLayout, QWidget
 
-from rlhf_desktop.services.models import Learned, StylePreference
+from rlhf_desktop.services.ranking.models import Learned, StylePreference
 
 LIKED = QColor("#3fb950")
 DISLIKED = QColor("#f85149")

@@ -30,8 +30,8 @@ from PySide6.QtWidgets import (
 )
 
 from rlhf_desktop.domain import ModelVersion
-from rlhf_desktop.services.models import VersionError
-from rlhf_desktop.services.retraining import RetrainStatus
+from rlhf_desktop.services.ranking.models import VersionError
+from rlhf_desktop.services.ranking.retraining import RetrainStatus
 from rlhf_desktop.ui.backend import EARLY_LABELS, Backend
 from rlhf_desktop.ui.model.arena import HabitsPanel, LeaderboardPanel
 from rlhf_desktop.ui.model.learned import LearnedPanel

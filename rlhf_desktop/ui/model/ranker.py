@@ -2,7 +2,7 @@
 trained with ``method: reward`` (TRL's RewardTrainer), the held-out accuracy of one beside the tiny
 model's on the same pairs, and the choice between them (``Settings.ranker``).
 
-Everything goes through :class:`~rlhf_desktop.services.ranker_eval.RankerEvalService`; the
+Everything goes through :class:`~rlhf_desktop.services.ranking.evaluation.RankerEvalService`; the
 comparison (it loads the ranker and scores up to a hundred pairs, minutes on two cores) runs
 in the session's background runner, which brings its progress and result back to the loop,
 so the window never waits for it.
@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from rlhf_desktop.config import ConfigError
-from rlhf_desktop.services.ranker_eval import (
+from rlhf_desktop.services.ranking.evaluation import (
     Comparison,
     RankerEvalService,
     RankerInfo,

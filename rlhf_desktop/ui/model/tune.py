@@ -2,7 +2,7 @@
 low-priority process, its progress, cancel/resume, the blind A/B against the base, the
 chosen chat-model version, and a remote DPO job on Azure OpenAI / OpenAI.
 
-Everything goes through :class:`~rlhf_desktop.services.tuning.TuningService`; this widget
+Everything goes through :class:`~rlhf_desktop.services.tuning.service.TuningService`; this widget
 only renders its snapshots, as the service publishes them (``tune_did_progress``, on the
 window's event loop: a run's progress, the measurements, the install, the remote job; no timer
 here) and when the user acts; it never blocks the window: the export runs in the service's
@@ -36,15 +36,15 @@ from PySide6.QtWidgets import (
 )
 
 from rlhf_desktop.config import ConfigError, load_settings
-from rlhf_desktop.services.tuning import InstallSnapshot, TuneSnapshot, TuningService
-from rlhf_desktop.services.tuning_effect import effect_words
-from rlhf_desktop.services.tuning_remote import (
+from rlhf_desktop.services.tuning.effect import effect_words
+from rlhf_desktop.services.tuning.remote import (
     DEFAULT_MODEL,
     RemoteError,
     RemoteOffer,
     RemoteSnapshot,
 )
-from rlhf_desktop.services.tuning_state import ab_notice
+from rlhf_desktop.services.tuning.service import InstallSnapshot, TuneSnapshot, TuningService
+from rlhf_desktop.services.tuning.state import ab_notice
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from rlhf_desktop.services.models import VersionRow
+from rlhf_desktop.services.ranking.models import VersionRow
 
 COLUMNS = ["Version", "Trained", "Labels", "Pairs", "CV accuracy", "Status", "Why", ""]
 USE_COLUMN = len(COLUMNS) - 1

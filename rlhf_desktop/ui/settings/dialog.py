@@ -40,7 +40,7 @@ from PySide6.QtWidgets import (
 
 from rlhf_desktop import config
 from rlhf_desktop.config import Settings
-from rlhf_desktop.services.ranker_eval import accuracy_text
+from rlhf_desktop.services.ranking.evaluation import accuracy_text
 from rlhf_desktop.ui.settings.sources import SourcesEditor
 
 log = logging.getLogger(__name__)

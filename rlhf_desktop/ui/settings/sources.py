@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from rlhf_desktop.config import Settings
 from rlhf_desktop.domain import CandidateSource
-from rlhf_desktop.services.tuning_state import tuned_versions
+from rlhf_desktop.services.tuning.state import tuned_versions
 
 SOURCE_PROVIDERS = (
     ("auto", "The chat's provider"),

@@ -1,0 +1,1 @@
+"""The arena: candidate sources answering the same turn blind, and their battles."""
