@@ -65,6 +65,8 @@ def test_a_full_ranking_is_one_label_with_every_pair_weighted_2_over_n() -> None
         assert meta["rejected_rank"] == "cadb".index(p.rejected) + 1
         assert meta["chosen_rank"] < meta["rejected_rank"]
     assert repo.provenance.of_labels([label.id])[label.id]["ranking"] == order
+    # the dataset page's Source column names the label's kind, not its source ("pick")
+    assert {row[5] for row in repo.pairs.rows(None, 10)} == {"ranking"}
 
 
 def test_a_partial_ranking_ranks_the_rest_tied_below_and_keeps_the_turns_weight() -> None:

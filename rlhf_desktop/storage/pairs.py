@@ -240,8 +240,11 @@ class Pairs:
         page costs the same, however deep). Rows are tuples of text and numbers only, so a
         view holding 100k of them gives the garbage collector nothing to walk."""
         sql, args = self._pair_query(text_filter)
+        # the label's kind where there is one ("ranking", not its source "pick")
         sql = sql.replace(self._PAIR_COLUMNS, "id, prompt_json, chosen, rejected, reason,"
-                          " source, created_at, (SELECT k.finish_reason FROM candidates k"
+                          " COALESCE((SELECT l.kind FROM labels l WHERE l.id = pairs.label_id"
+                          "), source), created_at,"
+                          " (SELECT k.finish_reason FROM candidates k"
                           " WHERE k.id = pairs.rejected_candidate_id)")
         if before_id is not None:
             sql += (" AND" if args else " WHERE") + " id < ?"
