@@ -142,3 +142,29 @@ def test_a_turn_stopped_by_quitting_before_any_text_reopens_as_stopped_not_faile
     said = widget.status.text() + " " + widget.error_label.text()
     assert "stopped before any text arrived" in said, said
     assert "failed" not in said and "came back empty" not in said, said
+
+
+@pytest.mark.timeout(60)
+def test_replies_stopped_before_any_text_are_said_stopped_not_failed_beside_a_whole_one(
+        loop: asyncio.AbstractEventLoop, qtbot: object) -> None:
+    """A chat left (another chat opened, Ctrl+N) while three replies had no text yet: back in
+    it, the turn says they were stopped, not that they failed, and offers Retry failed."""
+    from rlhf_desktop.domain import Message, SamplingParams, Turn
+    from tests.ui.helpers import db, window_for
+
+    conv = db().conversations.create("left mid-stream")
+    cands = [Candidate(index=0, text="Dragons sleep on gold.", finish_reason="stop"),
+             *(Candidate(index=i, text="", finish_reason=CANCELLED) for i in (1, 2, 3))]
+    db().conversations.save_turn(Turn(conversation_id=conv.id,
+                                      messages=[Message("user", "A dragon story")],
+                                      provider="azure", model="m",
+                                      params=SamplingParams(n=4), candidates=cands))
+    window = window_for(qtbot, candidates_per_turn=4)
+    try:
+        turn = window.chat.widgets[-1]
+        said = turn.error_label.text()
+        assert "3 of 4 were stopped before any text arrived" in said, said
+        assert "failed" not in said.split(".")[0], said
+        assert turn.retry_button.isVisible() and turn.retry_button.text() == "Retry failed"
+    finally:
+        run(loop, window.shutdown())

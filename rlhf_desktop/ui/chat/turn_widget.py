@@ -420,7 +420,7 @@ class TurnWidget(QFrame):
             text = (f"All {n} replies failed · nothing to pick (the reason is below)" if n > 1
                     else "The reply failed · nothing to pick (the reason is below)")
         elif bad and n - bad < 2:
-            text = "Only one reply came back · a pick needs two · retry the failed ones below"
+            text = "Only one reply came back · a pick needs two · Retry failed asks again below"
         elif self.is_ranked():
             text = (f"{n} replies ranked by reward model v{self.version()} · pick the best "
                     f"(click Best or press {keys})")
@@ -511,9 +511,16 @@ class TurnWidget(QFrame):
                 for c in self.turn.candidates))
             message = "\n".join(reasons)
         else:
-            message = (f"{len(bad)} of {len(self.turn.candidates)} replies failed (the reason "
-                       "is on each). " + ("Undo the pick to retry them." if picked else
-                                          "Retry failed asks again for those only."))
+            n = len(self.turn.candidates)
+            stopped = sum(stopped_before_text(c) for c in self.turn.candidates
+                          if c.index in bad)
+            failed = len(bad) - stopped
+            said = [f"{failed} of {n} replies failed (the reason is on each)"] if failed else []
+            if stopped:  # Esc, the window closed, or another chat opened mid-stream
+                said.append(f"{stopped} of {n} {'was' if stopped == 1 else 'were'} stopped "
+                            "before any text arrived")
+            message = ("; ".join(said) + ". " + ("Undo the pick to retry them." if picked
+                                                 else "Retry failed asks again for those only."))
         # All failed: Retry sends the turn again as a new one (the failed one stays, with
         # any partial text); some failed: Retry failed replaces only those, in place.
         self.show_error(message, action="retry" if all_failed else "retry_failed",
