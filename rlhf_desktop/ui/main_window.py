@@ -137,6 +137,7 @@ class MainWindow(OrderlyClose):
             self.sidebar.highlight(latest)
             self.chat.show_conversation(latest)
             self._show_chat_summary()
+        self.drafts.show_chat(latest)
 
     def _scheme_changed(self, scheme: Qt.ColorScheme) -> None:
         """The system switched between light and dark: follow it."""
@@ -443,11 +444,13 @@ class MainWindow(OrderlyClose):
         if cid is None:  # a new chat starts from the defaults again
             self.backend.session.conversations.pending = None
         self.chat.show_conversation(cid)
+        self.drafts.show_chat(cid)
         self._show_chat_summary()
         if self._narrow:  # a narrow window gives the room back to the chat
             self.sidebar.hide()
 
     def _conversation_changed(self) -> None:
+        self.drafts.chat_created(self.chat.conversation_id)
         self.sidebar.current_id = self.chat.conversation_id
         self.sidebar.refresh()
         self._show_chat_summary()

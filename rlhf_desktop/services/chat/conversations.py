@@ -5,6 +5,7 @@ across a quit or a crash, :meth:`ConversationService.save_draft`)."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,8 +18,9 @@ from rlhf_desktop.services.chat.branches import BranchPoint, EditPlan
 from rlhf_desktop.services.hooks import SessionHooks
 from rlhf_desktop.storage.repo import Repository
 
-DRAFT_FILE = "draft.txt"
-"""The message being typed, in the data folder (UTF-8; absent when the box is empty)."""
+DRAFT_FILE = "drafts.json"
+"""The messages being typed, per chat, in the data folder: ``{"new" or chat id: text}``
+(absent when every box is empty)."""
 
 
 @dataclass(frozen=True)
@@ -47,29 +49,38 @@ class ConversationService:
         self.pending: ChatSettings | None = None
         """Chat settings chosen for the new chat before its first message."""
 
-    def draft(self) -> str:
-        """The message that was being typed when the app last closed or crashed ("" for
-        none, or when the file cannot be read)."""
-        try:
-            return draft_path().read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            return ""
+    def draft(self, conversation_id: int | None) -> str:
+        """The message that was being typed in that chat (None: the new chat) when the app
+        last closed or crashed, or when the user left the chat ("" for none, or when the
+        file cannot be read)."""
+        return read_drafts().get(draft_key(conversation_id), "")
 
-    def save_draft(self, text: str) -> None:
-        """Keep ``text``, the message being typed, so that quitting or a crash never loses
-        it (an empty box removes the file). Written beside the database as a temporary file
-        renamed over the old one, so a crash leaves the old draft or the new, never half;
-        not fsynced (a few milliseconds each time the typing pauses): a power cut may lose
-        the last change. Readable by the user only, like the messages themselves."""
+    def save_draft(self, conversation_id: int | None, text: str,
+                   moved_from: int | None = None) -> None:
+        """Keep ``text``, the message being typed in that chat, so that quitting, a crash or
+        another chat never loses it (an empty box forgets it); ``moved_from``: the chat the
+        text was typed in before it became ``conversation_id`` (the new chat's first send),
+        whose draft goes. Written beside the database as a temporary file renamed over the
+        old one, so a crash leaves the old drafts or the new, never half; not fsynced (a few
+        milliseconds each time the typing pauses): a power cut may lose the last change.
+        Readable by the user only, like the messages themselves."""
+        drafts = read_drafts()
+        key = draft_key(conversation_id)
+        if moved_from != conversation_id:
+            drafts.pop(draft_key(moved_from), None)
+        if text.strip():
+            drafts[key] = text
+        else:
+            drafts.pop(key, None)
         path = draft_path()
-        if not text.strip():
+        if not drafts:
             path.unlink(missing_ok=True)
             return
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
+                json.dump(drafts, fh, ensure_ascii=False)
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -161,5 +172,22 @@ class ConversationService:
 
 
 def draft_path() -> Path:
-    """Where the message being typed is kept (:data:`DRAFT_FILE` in the data folder)."""
+    """Where the messages being typed are kept (:data:`DRAFT_FILE` in the data folder)."""
     return config.data_dir() / DRAFT_FILE
+
+
+def draft_key(conversation_id: int | None) -> str:
+    """A chat's key in :data:`DRAFT_FILE` ("new" for the new chat)."""
+    return "new" if conversation_id is None else str(conversation_id)
+
+
+def read_drafts() -> dict[str, str]:
+    """Every kept draft (none when the file is absent, unreadable or not what it should
+    be: a draft is a convenience, never a reason not to start)."""
+    try:
+        data = json.loads(draft_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): v for k, v in data.items() if isinstance(v, str)}
