@@ -101,5 +101,5 @@ class BiasChart(QWidget):
                              Qt.AlignmentFlag.AlignCenter, s.name)
             painter.setPen(muted)
             painter.drawText(QRectF(left + slot * i, bottom + 4 + line_h, slot, line_h),
-                             Qt.AlignmentFlag.AlignCenter, f"n = {s.turns}")
+                             Qt.AlignmentFlag.AlignCenter, f"of {s.turns} picks")
         painter.end()
