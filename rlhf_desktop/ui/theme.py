@@ -92,6 +92,7 @@ QToolButton#pickButton {{ border: 1px solid {c.border}; border-radius: 8px; padd
 QToolButton#pickButton:hover {{ border-color: {c.chosen}; color: {c.chosen}; }}
 QToolButton#pickButton:disabled {{ color: {c.muted}; }}
 QFrame#reasonRow {{ background: {c.chosen_bg}; border: 1px solid {c.chosen}; border-radius: 8px; }}
+QFrame#reasonRow[tone="bad"] {{ background: {c.error_bg}; border: 1px solid {c.error_border}; }}
 QFrame#errorRow {{ background: {c.error_bg}; border: 1px solid {c.error_border};
     border-radius: 8px; }}
 QFrame#banner {{ background: {c.banner_bg}; border-bottom: 1px solid {c.border}; }}

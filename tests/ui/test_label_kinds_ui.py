@@ -153,6 +153,7 @@ def test_tie_all_bad_skip_and_edit_from_the_window(loop: asyncio.AbstractEventLo
         assert repo.labels.kinds() == {"all_bad": 1} and repo.pairs.count() == 0
         assert not bar.isVisible()  # a labeled turn: change it with Best, Edit or Alt+Z
         assert widget.reason_row.isVisible()
+        assert widget.reason_row.property("tone") == "bad"  # not the green of a pick
         QTest.keyClicks(widget.reason_edit, "all wrong")
         QTest.keyClick(widget.reason_edit, Qt.Key.Key_Return)
         assert repo.labels.last() is not None and repo.labels.last().reason == "all wrong"

@@ -255,7 +255,7 @@ class LabelActions:
             self._ctx.say(str(exc))
             return
         self.labeled(widget, pick)
-        widget.ask_reason(0)
+        widget.ask_reason(0, tone="bad")
         widget.reason_label.setText("Marked every reply as bad (no pairs). What was wrong?")
         self._ctx.say("Marked every reply as bad · Alt+Z undoes it")
 

@@ -462,10 +462,15 @@ class TurnWidget(QFrame):
             self.reason_row.hide()
         self.update_status()
 
-    def ask_reason(self, pairs: int) -> None:
-        """Show the inline reason field after a pick and focus it."""
+    def ask_reason(self, pairs: int, tone: str = "good") -> None:
+        """Show the inline reason field after a label and focus it: green after a pick
+        (``tone`` "good"), the error colours after "all bad" ("bad")."""
         self.reason_label.setText(f"Saved {pairs} preference pair{'s' if pairs != 1 else ''}. "
                                   "Why this one?")
+        if self.reason_row.property("tone") != tone:
+            self.reason_row.setProperty("tone", tone)
+            self.reason_row.style().unpolish(self.reason_row)
+            self.reason_row.style().polish(self.reason_row)
         self.reason_edit.clear()
         self.reason_row.show()
         self.reason_edit.setFocus(Qt.FocusReason.OtherFocusReason)
