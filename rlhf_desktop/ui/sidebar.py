@@ -152,6 +152,7 @@ class Sidebar(QWidget):
         self.current_id = conversation_id
         self.list.blockSignals(True)
         self.list.clearSelection()
+        self.list.setCurrentRow(-1)  # the new chat: no row looks current either
         for row in range(self.list.count()):
             item = self.list.item(row)
             if item.data(ID_ROLE) == conversation_id:

@@ -74,6 +74,9 @@ def test_restart_opens_the_most_recent_of_several_chats(
         assert len(db().conversations.list_all()) == 2
         window.new_chat()  # Ctrl+N still gives the empty new chat
         assert window.chat.conversation_id is None and window.chat.widgets == []
+        # and no chat of the list looks like the one shown (neither selected nor current)
+        assert window.sidebar.list.selectedItems() == []
+        assert window.sidebar.list.currentRow() == -1
     finally:
         run(loop, window.shutdown())
 
