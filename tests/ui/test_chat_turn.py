@@ -432,3 +432,27 @@ def test_a_turn_not_sent_for_want_of_a_provider_fails_its_cards_and_keeps_the_hi
         run(loop, flow())
     finally:
         run(loop, window.shutdown())
+
+
+def test_a_streaming_replys_stop_button_stays_put_while_its_text_grows(qtbot: object) -> None:
+    """Stop sits in the card's header: the reply growing below it never moves it away from
+    the pointer (at the card's foot it slid down with every line)."""
+    from PySide6.QtCore import QPoint
+    from PySide6.QtWidgets import QApplication
+
+    from rlhf_desktop.ui.chat.cards import CandidateCard
+    from rlhf_desktop.ui.markdown_render import MarkdownRenderer
+
+    card = CandidateCard(0, MarkdownRenderer())
+    qtbot.addWidget(card)  # type: ignore[attr-defined]
+    card.resize(480, 200)
+    card.show()
+    card.append("The first words of a reply.")
+    card._render()
+    QApplication.processEvents()
+    before = card.stop_button.mapTo(card, QPoint(0, 0))
+    card.append("\n\nAnother line of a long reply that keeps coming." * 30)
+    card._render()
+    QApplication.processEvents()
+    assert card.stop_button.isVisible()
+    assert card.stop_button.mapTo(card, QPoint(0, 0)) == before

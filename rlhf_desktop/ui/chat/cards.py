@@ -129,12 +129,16 @@ class CandidateCard(QFrame):
         self.why_button.setToolTip("Why it ranked here: the style part versus the content "
                                    "part of its score")
         self.why_button.toggled.connect(self._toggle_why)
+        self.stop_button = _action("Stop", "Stop this reply and keep what it wrote so far "
+                                   "(Esc stops every reply)")
+        self.stop_button.clicked.connect(lambda: self.stop_clicked.emit(self.index))
         self.head = head = QHBoxLayout()
         head.setSpacing(6)
         for w in (self.rank_badge, self.score_badge, self.version_badge, self.why_button,
                   self.state_badge):
             head.addWidget(w)
         head.addStretch(1)
+        head.addWidget(self.stop_button)  # at the top it stays put while the reply grows
         head.addWidget(self.pick_button)
         self.why_text = ""
         self.why_label = QLabel("")
@@ -156,9 +160,6 @@ class CandidateCard(QFrame):
         self.footer = QLabel("")
         self.footer.setObjectName("cardFooter")
         self.footer.setWordWrap(True)
-        self.stop_button = _action("Stop", "Stop this reply and keep what it wrote so far "
-                                   "(Esc stops every reply)")
-        self.stop_button.clicked.connect(lambda: self.stop_clicked.emit(self.index))
         self.copy_button = _action("Copy", "Copy the whole reply (Markdown) to the clipboard")
         self.copy_button.clicked.connect(self.copy)
         self.regen_button = _action("Regenerate", "Ask again for this reply only")
@@ -166,7 +167,7 @@ class CandidateCard(QFrame):
         actions = QHBoxLayout()
         actions.setSpacing(4)
         actions.addWidget(self.footer, 1)
-        for b in (self.stop_button, self.copy_button, self.regen_button):
+        for b in (self.copy_button, self.regen_button):
             actions.addWidget(b, 0, Qt.AlignmentFlag.AlignBottom)
 
         layout = QVBoxLayout(self)
