@@ -9,11 +9,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
+def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644, durable: bool = True
+                       ) -> None:
     """Write ``data`` to ``path`` so that a crash leaves the old file or the new, never half.
 
     Temp file in the same folder, fsync, rename, fsync of the folder. The temp file is named
     per process and thread, so two threads writing the same file never rename each other's.
+    ``durable=False`` skips both fsyncs (milliseconds each on the window's thread): an app
+    crash still leaves the old file or the new, a power cut may lose the last write.
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
@@ -21,12 +24,14 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def fsync_dir(folder: Path) -> None:

@@ -6,12 +6,12 @@ across a quit or a crash, :meth:`ConversationService.save_draft`)."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from rlhf_desktop import config
+from rlhf_desktop.config.files import atomic_write_bytes
 from rlhf_desktop.domain import Conversation, Message, Turn
 from rlhf_desktop.services.chat import branches
 from rlhf_desktop.services.chat.branches import BranchPoint, EditPlan
@@ -76,15 +76,8 @@ class ConversationService:
         if not drafts:
             path.unlink(missing_ok=True)
             return
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(drafts, fh, ensure_ascii=False)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(path, json.dumps(drafts, ensure_ascii=False).encode("utf-8"),
+                           mode=0o600, durable=False)
 
     def recent(self, search: str = "") -> list[Conversation]:
         """Newest first; ``search`` matches titles and any message or reply text."""
