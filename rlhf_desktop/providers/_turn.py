@@ -22,10 +22,11 @@ candidate of a request that is over:
   :data:`MAX_RESENDS` times; after that it fails with an ``error`` that says what happened
   (an empty reply of the turn's first request, alone, is asked unstreamed first: see
   :meth:`TurnRequests._void`; a context-length error fails the replies not yet asked);
-* it finished ``stop`` in a single-choice request that overlapped a later request of the
-  turn, and it is far shorter (under :data:`CUT_RATIO`) than the longest complete sibling:
-  it was cut short, and is requested again in the same way (judged once a complete
-  sibling exists, so its ``Done`` waits until then);
+* it finished ``stop`` in a single-choice request that overlapped another request of the
+  turn (sent while it ran, or running when it was sent), and it is far shorter (under
+  :data:`CUT_RATIO`) than the longest complete sibling: it was cut short, and is requested
+  again in the same way (judged once a complete sibling exists, so its ``Done`` waits until
+  then);
 * a multi-choice stream ended before this choice finished, or the request failed: it
   fails with that error (the text so far is kept).
 
@@ -192,6 +193,9 @@ class TurnRequests:
     def _launch(self, request: Request) -> None:
         if self._first is None:
             self._first = request
+        # Overlap is mutual: a server that cannot serve two requests at once may cut the
+        # one that arrives as well as the ones it interrupts.
+        request.overlapped = bool(self.running)
         for other in self.running:
             other.overlapped = True
         self.running.add(request)
