@@ -318,7 +318,12 @@ def run_tune(args: argparse.Namespace, folder: Path, name: str,
     events, done, usage = run_tune_process(command, f"the tune {name}")
     steps = train_history(run)
     report: dict[str, Any] = next((e for e in events if e["event"] == "data"), {})
+    start: dict[str, Any] = next((e for e in events if e["event"] == "start"), {})
+    full = start.get("config") or {}
     record = {"recipe": recipe, "config": cfg, "steps": len(steps),
+              # what the app's defaults added to the recipe (they changed between tunes)
+              "run": {"torch_threads": start.get("torch_threads"),
+                      **{k: full.get(k) for k in ("batch_size", "grad_accum")}},
               "pairs_used": report.get("used"),
               "wall_s": round(time.perf_counter() - started, 1),
               "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),

@@ -54,6 +54,21 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "1 thread, LoRA on all 7 linear layers": {"threads": 1, "lora_targets": [
         "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]},
 }
+ALL_7 = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# The loop benchmark's recipe (LoRA on all 7 layers, 8 pairs a step), run on the app's own
+# on-policy pairs (``--data``: a taste's exported pairs.jsonl in the loop's work folder):
+# how the 8 pairs are split into micro-batches (the same 8 pairs a step, the same loss:
+# only the padding between pairs differs) and how many torch threads, on an idle machine.
+CONFIGS.update({
+    f"recipe, {threads} thread{'s' if threads > 1 else ''}, {bs} × {ga} pairs":
+        {"lora_targets": ALL_7, "threads": threads, "batch_size": bs, "grad_accum": ga}
+    for threads in (1, 2) for bs, ga in ((2, 4), (1, 8))})
+
+
+def data_name(data: Path, pairs: int) -> str:
+    """``first 64 pairs of hh-harmless-dev.jsonl``; a loop taste's pairs by their folder."""
+    where = data.name if data == HH else f"{data.parent.name}/{data.name}"
+    return f"first {pairs} pairs of {where}"
 
 
 def load() -> float:
@@ -114,7 +129,9 @@ def run_one(name: str, settings: dict[str, Any], pairs: Path, steps: int, nice: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--pairs", type=int, default=64, help="first N pairs of the HH file")
+    parser.add_argument("--pairs", type=int, default=64, help="first N pairs of the data file")
+    parser.add_argument("--data", type=Path, default=HH,
+                        help="a JSONL file of pairs (default: hh-harmless-dev.jsonl)")
     parser.add_argument("--only", nargs="*", help="configuration names to run")
     parser.add_argument("--nice", type=int, default=19)
     parser.add_argument("--append", action="store_true",
@@ -125,23 +142,29 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tune-bench-") as tmp:
         work = Path(tmp)
         pairs = work / "pairs.jsonl"
-        lines = HH.read_text(encoding="utf-8").splitlines()[: args.pairs]
+        lines = args.data.read_text(encoding="utf-8").splitlines()[: args.pairs]
         pairs.write_text("\n".join(lines) + "\n", encoding="utf-8")
         for name in names:
             result = run_one(name, CONFIGS[name], pairs, args.steps, args.nice, work)
+            result["data"] = data_name(args.data, args.pairs)
+            result["command"] = COMMAND + " " + " ".join(sys.argv[1:])
+            result["date"] = time.strftime("%Y-%m-%d")
             print(json.dumps(result), flush=True)
             results.append(result)
     if args.append:
         from benchmarks._report import RESULTS
 
         try:
-            old = json.loads((RESULTS / "tune.json").read_text(encoding="utf-8"))["runs"]
+            before = json.loads((RESULTS / "tune.json").read_text(encoding="utf-8"))
+            old = [{"data": before.get("data"), "command": before.get("command"),
+                    "date": before.get("machine", {}).get("date"), **run}
+                   for run in before["runs"]]
         except (OSError, ValueError, KeyError):
             old = []
         fresh = {r["name"] for r in results}
         results = [r for r in old if r["name"] not in fresh] + results
     write_json("tune", {"command": COMMAND + " " + " ".join(sys.argv[1:]),
-                        "data": f"first {args.pairs} pairs of {HH.name}",
+                        "data": "each run's own (its data and command)",
                         "nice": args.nice, "steps_per_run": args.steps, "runs": results})
     print("\n| configuration | s/step | s/pair | CPU s/pair | 200 pairs | peak RSS | load avg |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")

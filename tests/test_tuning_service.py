@@ -104,7 +104,7 @@ def test_plan_says_what_a_run_takes(service: TuningService) -> None:
     assert plan.blocker is None and plan.pairs == 6 and plan.steps == 6
     assert plan.estimate_s is not None and plan.estimate_s > 0
     assert plan.text().startswith("6 preference pairs, 6 steps, about ")
-    assert "measured on 2 busy cores" in plan.text()
+    assert "measured on 2 idle cores" in plan.text()
 
 
 def test_a_run_goes_preparing_running_done_in_a_low_priority_child(

@@ -66,15 +66,20 @@ class TuneConfig:
     pair_budget: int = 240
     """At most this many pairs trained on (epochs × pairs, counted with repeats), so a run
     fits a time budget whatever the number of picks; 0: no cap. Ignored with ``max_steps``.
-    240 (30 steps of 8) was sized for 30 minutes on one core of the 2-core reference machine
-    (a DPO pair there costs 6.5-9.5 CPU-seconds); the loop benchmark's tunes measured 36-39
-    CPU-minutes each (docs/benchmarks.md), so the budget is missed by about a quarter."""
-    batch_size: int = 2
-    grad_accum: int = 4
+    240 (30 steps of 8) fits 30 minutes on the 2-core reference machine: 5.65 s a pair with
+    both cores, about 23 minutes of training (``benchmarks/tune.py``); on one core (36-39
+    CPU-minutes in the loop benchmark's tunes) it does not."""
+    batch_size: int = 1
+    grad_accum: int = 8
+    """8 pairs a step, one pair at a time: the same pairs and the same loss as 2 × 4 (equal to
+    6 digits), but no padding between pairs: 4 % faster and 3.0 GB instead of 5.0 GB at peak
+    on the loop's own pairs (``benchmarks/tune.py``, the "recipe, …" rows)."""
     seed: int = 42
     threads: int = 0
-    """torch threads in this process; 0: half the CPU cores, at least 1 (the rest stay free
-    for the window and llama.cpp; on 2 shared cores 1 thread was faster than 2)."""
+    """torch threads in this process; 0: every CPU core. The run is at nice 19, so the window
+    and llama.cpp take a core back whenever they need one; on an idle 2-core machine two
+    threads tune 1.7 times as fast as one (5.65 against 9.44 s a pair, ``benchmarks/tune.py``);
+    on cores kept busy by other work one thread was faster (set 1 then)."""
     precompute_ref_log_probs: bool = False
     """Compute the reference model's log-probabilities once before training (one forward
     pass per pair instead of one per pair and epoch)."""
@@ -148,7 +153,7 @@ class TuneConfig:
         if not 0 <= self.lora_dropout < 1:
             raise TuneConfigError("'lora_dropout' must be in [0, 1)")
         if self.threads < 0:
-            raise TuneConfigError("'threads' must be 0 (half the cores) or more")
+            raise TuneConfigError("'threads' must be 0 (every core) or more")
         if not 0 <= self.eval_share < 1:
             raise TuneConfigError(f"'eval_share' must be in [0, 1), not {self.eval_share!r}")
         if self.method == "dpo" and not self.lora:

@@ -142,7 +142,7 @@ def prepare(cfg: TuneConfig, progress: Progress | None) -> tuple[Any, Progress, 
             f"run (no GPUs?), so each would train alone on every pair; on a CPU use "
             f"--num_processes 1")
     progress = progress or Progress(cfg.progress_file or None, enabled=state.is_main_process)
-    torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 2) // 2))
+    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     out = Path(cfg.output_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     progress.emit("start", pid=os.getpid(), processes=state.num_processes,

@@ -106,7 +106,8 @@ QPushButton:hover {{ border-color: {c.accent}; }}
 QPushButton:disabled {{ color: {c.muted}; background: {c.surface_alt}; border-color: {c.border}; }}
 QPushButton#primary, QPushButton#newChat {{ background: {c.accent}; color: {c.accent_text};
     border: none; font-weight: 600; }}
-QPushButton#primary:disabled {{ background: {c.surface_alt}; color: {c.muted}; }}
+QPushButton#primary:disabled {{ background: {c.surface_alt}; color: {c.muted};
+    border: 1px solid {c.border}; font-weight: normal; }}
 QPushButton#chip {{ text-align: left; padding: 12px 14px; border-radius: 10px;
     background: {c.surface}; font-size: 13px; }}
 QPushButton#chip:hover {{ border-color: {c.accent}; background: {c.bubble}; }}

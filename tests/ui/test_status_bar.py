@@ -9,6 +9,7 @@ import pytest
 
 from rlhf_desktop import config
 from rlhf_desktop.ui.main_window import MainWindow
+from rlhf_desktop.ui.model.versions import COLUMNS
 from tests.ui.conftest import run
 from tests.ui.helpers import add_version, db
 
@@ -74,7 +75,7 @@ def test_status_bar_message_gets_the_room_of_the_providers_why(qtbot: object) ->
     assert not area.provider_why.isHidden()
 
 
-def test_no_accuracy_figure_in_the_status_bar_below_20_labels(window: MainWindow) -> None:
+def test_an_accuracy_from_under_20_labels_is_left_out_of_the_status_bar_and_marked_early_on_the_model_page(window: MainWindow) -> None:
     repo = db()
     add_version(repo, 1, 5, 0.27)
     window.backend.latest = repo.versions.latest()
@@ -84,7 +85,13 @@ def test_no_accuracy_figure_in_the_status_bar_below_20_labels(window: MainWindow
     window.show_page(2)
     assert window.model_view.accuracy_value.text() == "27 %"  # the model page marks it early
     assert "early estimate" in window.model_view.accuracy_caption.text()
+    window.model_view.refresh()
+    table = window.model_view.table
+    cell = table.item(0, COLUMNS.index("CV accuracy"))  # a figure from 5 labels is marked
+    assert cell.text() == "27 % (early)" and "early estimate from 5 labels" in cell.toolTip()
     add_version(repo, 2, 25, 0.61)
     window.backend.latest = repo.versions.latest()
     window.backend.refresh_status()
     assert "model v2 · CV accuracy 61 %" in window.retrain_label.text()
+    window.model_view.refresh()
+    assert table.item(0, COLUMNS.index("CV accuracy")).text() == "61.0 %"

@@ -18,9 +18,10 @@ __all__ = ["ACTIVE", "STATES", "TunePlan", "TuneSnapshot", "ab_notice", "apply_e
 
 STATES = ("idle", "preparing", "running", "cancelling", "done", "failed", "cancelled")
 ACTIVE = ("preparing", "running", "cancelling")
-WALL_S_PER_PAIR = 9.2
-"""Measured with the defaults (1 torch thread, max_length 256, LoRA r16 on q/v) on 2 busy
-cores: docs/benchmarks.md, "Tuning the chat model"."""
+WALL_S_PER_PAIR = 5.65
+"""Measured with the defaults (every core, 1 × 8 pairs a step, max_length 256, LoRA r16 on all
+7 layers) on an idle 2-core machine: ``benchmarks/tune.py``, "recipe, 2 threads, 1 × 8 pairs"
+(docs/scale-out.md). Used until the user's own run has measured their machine."""
 OVERHEAD_S = 90.0
 """Loading torch and the model, then converting the adapter (the first run also dequantises
 the base once, about a minute more)."""
@@ -325,7 +326,7 @@ def seconds_per_pair() -> tuple[float, str]:
         if rate is not None:
             shown = f"{rate:.0f}" if rate >= 10 else f"{rate:.1f}"
             return rate, f"{shown} s a pair in your run v{version.version}"
-    return WALL_S_PER_PAIR, f"{WALL_S_PER_PAIR:.0f} s a pair measured on 2 busy cores"
+    return WALL_S_PER_PAIR, f"{WALL_S_PER_PAIR:.0f} s a pair measured on 2 idle cores"
 
 
 def make_plan(pairs: int, overrides: dict[str, Any], max_steps: int | None,

@@ -17,9 +17,30 @@ from PySide6.QtWidgets import (
 )
 
 from rlhf_desktop.services.ranking.models import VersionRow
+from rlhf_desktop.ui.backend import EARLY_LABELS
 
 COLUMNS = ["Version", "Trained", "Labels", "Pairs", "CV accuracy", "Status", "Why", ""]
 USE_COLUMN = len(COLUMNS) - 1
+ACCURACY_COLUMN = COLUMNS.index("CV accuracy")
+
+
+def accuracy_cell(row: VersionRow) -> str:
+    """``71.2 %``, or ``11 % (early)`` under :data:`EARLY_LABELS` labels: cross-validated on a
+    handful of pairs the figure swings far either side of 50 % (a new user read 11 % after 3
+    picks as a broken model)."""
+    if row.cv_accuracy is None:
+        return "n/a"
+    if row.labels < EARLY_LABELS:
+        return f"{row.cv_accuracy * 100:.0f} % (early)"
+    return f"{row.cv_accuracy * 100:.1f} %"
+
+
+def accuracy_tip(row: VersionRow) -> str:
+    """The accuracy cell's tooltip: what the figure is, and why an early one is noisy."""
+    if row.cv_accuracy is not None and row.labels < EARLY_LABELS:
+        return (f"An early estimate from {row.labels} labels: cross-validated on so few pairs "
+                f"it is noisy until about {EARLY_LABELS} labels")
+    return "Cross-validated accuracy on the pairs this version was trained on"
 
 
 def status_text(row: VersionRow) -> str:
@@ -61,11 +82,10 @@ class VersionsTable(QTableWidget):
             cells = [f"v{row.version}",
                      time.strftime("%Y-%m-%d %H:%M", time.localtime(row.created_at)),
                      f"{row.labels:,}", f"{row.pairs:,}",
-                     "n/a" if acc is None else f"{acc * 100:.1f} %", status_text(row),
-                     row.reason]
+                     accuracy_cell(row), status_text(row), row.reason]
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                item.setToolTip(row.reason)
+                item.setToolTip(accuracy_tip(row) if col == ACCURACY_COLUMN else row.reason)
                 if row.in_use:
                     item.setFont(bold)
                 if col == COLUMNS.index("Status") and not row.adopted:
