@@ -75,7 +75,8 @@ def test_status_bar_message_gets_the_room_of_the_providers_why(qtbot: object) ->
     assert not area.provider_why.isHidden()
 
 
-def test_an_accuracy_from_under_20_labels_is_left_out_of_the_status_bar_and_marked_early_on_the_model_page(window: MainWindow) -> None:
+def test_an_accuracy_from_under_20_labels_is_hidden_in_the_status_bar_marked_early_on_the_page(
+        window: MainWindow) -> None:
     repo = db()
     add_version(repo, 1, 5, 0.27)
     window.backend.latest = repo.versions.latest()

@@ -78,7 +78,6 @@ class VersionsTable(QTableWidget):
         bold.setBold(True)
         widest = 60
         for r, row in enumerate(rows):
-            acc = row.cv_accuracy
             cells = [f"v{row.version}",
                      time.strftime("%Y-%m-%d %H:%M", time.localtime(row.created_at)),
                      f"{row.labels:,}", f"{row.pairs:,}",
