@@ -602,7 +602,7 @@ def markdown(d: dict[str, Any]) -> str:
     ]
     if d.get("tune"):
         lines.append(tune_row(d["tune"], verdict(d["tune"]["max_ms"], TARGETS["stall_ms"])))
-    missed = [line for line in lines if "**missed**" in line]
+    missed = [line for line in lines if line.startswith("|") and "**missed**" in line]
     lines += ["", "Missed targets: " + ("none." if not missed else
                                         f"{len(missed)}; causes and fixes below.")]
     for note in d.get("notes", []):
@@ -621,7 +621,8 @@ def startup_run_note(d: dict[str, Any]) -> list[str]:
             f"from `{run['command']}` on {run['date']} (load average before "
             f"{run['load_before']}, after {run['load_after']}; {run['note']}); the other rows "
             f"are from the last full run ({d.get('full_run_date', 'see git history')}). The "
-            "peak-RSS and sentence-transformers launches were not re-run."]
+            "peak-RSS and sentence-transformers launches were not re-run."
+            + (f" {run['finding']}" if run.get("finding") else "")]
 
 
 def main(argv: list[str] | None = None) -> None:
