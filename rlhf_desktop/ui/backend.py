@@ -37,6 +37,12 @@ KIND_NAMES = {
 EARLY_LABELS = 20
 
 
+def is_early(labels: int) -> bool:
+    """Whether an accuracy cross-validated on ``labels`` labels is only an early estimate
+    (the one rule the status bar, the model page's headline and its versions table follow)."""
+    return labels < EARLY_LABELS
+
+
 def accuracy_text(version: ModelVersion) -> str:
     """Its cross-validated accuracy, marked as an early estimate while labels are few.
 
@@ -45,7 +51,7 @@ def accuracy_text(version: ModelVersion) -> str:
     acc = version.cv_accuracy
     if acc is None:
         return "n/a"
-    early = f" (early estimate, {version.labels} labels)" if version.labels < EARLY_LABELS else ""
+    early = f" (early estimate, {version.labels} labels)" if is_early(version.labels) else ""
     return f"{acc * 100:.0f} %{early}"
 
 
@@ -62,7 +68,7 @@ def retrain_text(status: RetrainStatus, latest: ModelVersion | None,
         queued = " · one more queued" if status.queued else ""
         return f"Training the reward model…{pct}{stage}{queued}"
     parts = []
-    if latest is not None and (early_accuracy or latest.labels >= EARLY_LABELS):
+    if latest is not None and (early_accuracy or not is_early(latest.labels)):
         parts.append(f"reward model v{latest.version} · CV accuracy {accuracy_text(latest)} · "
                      f"{latest.pairs} pairs")
     elif latest is not None:

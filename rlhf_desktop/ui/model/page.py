@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 from rlhf_desktop.domain import ModelVersion
 from rlhf_desktop.services.ranking.models import VersionError
 from rlhf_desktop.services.ranking.retraining import RetrainStatus
-from rlhf_desktop.ui.backend import EARLY_LABELS, Backend
+from rlhf_desktop.ui.backend import EARLY_LABELS, Backend, is_early
 from rlhf_desktop.ui.model.arena import HabitsPanel, LeaderboardPanel
 from rlhf_desktop.ui.model.learned import LearnedPanel
 from rlhf_desktop.ui.model.ranker import RankerPanel
@@ -249,7 +249,7 @@ class ModelView(QWidget):
             self.accuracy_caption.setText(
                 "cross-validated pairwise accuracy" + (
                     f" · early estimate: noisy under {EARLY_LABELS} labels"
-                    if latest.labels < EARLY_LABELS else ""))
+                    if is_early(latest.labels) else ""))
         rejected = models.rejection()
         self.rejected.setText(rejected or "")
         self.rejected.setVisible(bool(rejected))

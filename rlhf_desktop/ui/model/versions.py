@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from rlhf_desktop.services.ranking.models import VersionRow
-from rlhf_desktop.ui.backend import EARLY_LABELS
+from rlhf_desktop.ui.backend import EARLY_LABELS, is_early
 
 COLUMNS = ["Version", "Trained", "Labels", "Pairs", "CV accuracy", "Status", "Why", ""]
 USE_COLUMN = len(COLUMNS) - 1
@@ -30,14 +30,14 @@ def accuracy_cell(row: VersionRow) -> str:
     picks as a broken model)."""
     if row.cv_accuracy is None:
         return "n/a"
-    if row.labels < EARLY_LABELS:
+    if is_early(row.labels):
         return f"{row.cv_accuracy * 100:.0f} % (early)"
     return f"{row.cv_accuracy * 100:.1f} %"
 
 
 def accuracy_tip(row: VersionRow) -> str:
     """The accuracy cell's tooltip: what the figure is, and why an early one is noisy."""
-    if row.cv_accuracy is not None and row.labels < EARLY_LABELS:
+    if row.cv_accuracy is not None and is_early(row.labels):
         return (f"An early estimate from {row.labels} labels: cross-validated on so few pairs "
                 f"it is noisy until about {EARLY_LABELS} labels")
     return "Cross-validated accuracy on the pairs this version was trained on"
