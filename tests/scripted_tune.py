@@ -3,7 +3,8 @@ tuning service: a real child process with the same command line, progress lines,
 checkpoint folders and exit statuses, but no torch (each step sleeps instead of training).
 
 ``TuningService(..., module="tests.scripted_tune")``. Environment: ``SCRIPTED_TUNE_STEP_S``
-(seconds a step, default 0.2), ``SCRIPTED_TUNE_FAIL`` (an error message: reported after the
+(seconds a step, default 0.2), ``SCRIPTED_TUNE_STEP_MARK`` (a file written with the step's
+number as each step begins), ``SCRIPTED_TUNE_FAIL`` (an error message: reported after the
 data stage, exit 2). A pair whose prompt is longer than ``max_length`` × 4 characters is
 reported as left out, like the real data report. On completion with ``export_gguf`` a
 chat-model version is registered (an adapter file that is not a real GGUF).
@@ -70,7 +71,10 @@ def main() -> int:
     max_steps = cfg["max_steps"] or max(1, -(-used // per_step))
     progress.emit("stage", stage="training", resume_from=resume, trainer_pairs=used)
     step = first
+    mark = os.environ.get("SCRIPTED_TUNE_STEP_MARK")  # a test can see a step under way
     while step < max_steps and not stop["requested"]:
+        if mark:
+            Path(mark).write_text(str(step + 1), encoding="utf-8")
         time.sleep(step_s)
         step += 1
         progress.emit("step", step=step, max_steps=max_steps, loss=0.693 - 0.001 * step,

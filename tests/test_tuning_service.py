@@ -266,11 +266,16 @@ def test_try_it_blind_adds_its_own_base_beside_a_base_at_another_temperature(
 
 
 def test_a_cancel_during_the_last_step_says_why_the_run_finished_anyway(
-        service: TuningService, monkeypatch: pytest.MonkeyPatch) -> None:
+        service: TuningService, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    mark = tmp_path / "step-under-way"
     monkeypatch.setenv("SCRIPTED_TUNE_STEP_S", "1.5")
+    monkeypatch.setenv("SCRIPTED_TUNE_STEP_MARK", str(mark))
     add_pairs(1)  # one step: a cancel while it runs stops after it, i.e. at the end
     service.start()
     until_state(service, "running")
+    # "running" comes with the training stage, just before the step; a cancel landing in
+    # between (a starved child under load) rightly stops before any step, so wait for it
+    wait_for(mark.exists, 60, "the step under way")
     service.cancel()
     snap = until_state(service, "done", "cancelled", "failed")
     assert snap.state == "done" and snap.version == 1, snap.message
