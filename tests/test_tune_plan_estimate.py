@@ -58,7 +58,12 @@ def test_the_plan_counts_only_the_pairs_that_fit_and_says_why_the_others_do_not(
     # the default recipe: 2 epochs of batches of 8: ceil(2 × 40 / 8), not ceil(2 × 43 / 8) = 11
     assert plan.pairs == 40 and plan.steps == 10
     text = plan.text()
-    assert text.startswith("40 of your 43 preference pairs, 10 steps, about "), text
+    # the estimate is seconds a pair × the pairs seen, so the plan says how many are seen
+    assert text.startswith("40 of your 43 preference pairs, 10 steps (80 pairs in all: each "
+                           "pair twice), about "), text
+    budget = make_plan(657, {}, None, None).text()  # 300 picks: a run sees 240 of them
+    assert budget.startswith("657 preference pairs, 30 steps (240 pairs in all: a run's "
+                             "budget), about "), budget
     assert ("3 pairs cannot be used: the system prompt and the last message alone are "
             "longer than the length limit (256 tokens)") in text
     assert "25 from later turns of a chat are used with their earliest turns cut" in text

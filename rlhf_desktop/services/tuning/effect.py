@@ -129,6 +129,11 @@ def blind_agreement(pairs: Sequence[PreferencePair]) -> tuple[float | None, int]
     return (hits / n if n else None), n
 
 
+CHANCE = 0.5
+"""A judge that agrees with the user's picks at most this often is no better than a coin (a
+new user's 3-label reward model measured 11 % and the page read "tuned wins 14 %" as a verdict)."""
+
+
 def effect_words(effect: Effect) -> str:
     """E.g. "Chat model v2 (tuned) wins 68 % (58–77 %) against the base on 40 of your past prompts,
     judged by your ranker, which agrees with your blind picks 71 % of the time"."""
@@ -149,6 +154,10 @@ def effect_words(effect: Effect) -> str:
     else:
         judge = (f", which agrees with your picks {effect.agreement * 100:.0f} % of the time "
                  f"(cross-validated; too few blind picks to check it on those)")
+    if effect.agreement is not None and effect.agreement <= CHANCE:
+        # a judge no better than a coin says nothing about the tuned model: say so first
+        judge += (": no better than a coin, so this figure says nothing about the tuned model "
+                  "yet (the judge improves as you pick)")
     caveat = (". The judge is a model of your taste, not you, and these prompts were among "
               "those it was tuned on (the replies are new); 95 % interval over prompts. Your "
               f"own check: Try chat model v{effect.version} (tuned) blind against the base.")

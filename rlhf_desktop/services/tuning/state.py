@@ -62,6 +62,9 @@ class TunePlan:
     """Stored pairs whose rejected reply was cut at max tokens."""
     use_cut_pairs: bool = True
     """Whether the run tunes on those too."""
+    seen: int = 0
+    """Pairs the steps go through, repeats counted (epochs × pairs, or the budget's cap);
+    0: not known (taken as ``pairs``)."""
 
     def text(self) -> str:
         """One line (or two) for the Tune button's neighbour."""
@@ -72,6 +75,12 @@ class TunePlan:
         else:
             pairs = f"{self.pairs} preference pair{'s' if self.pairs != 1 else ''}"
         steps = f"{self.steps} step{'s' if self.steps != 1 else ''}"
+        if self.seen and self.pairs and self.seen != self.pairs:
+            # the estimate is seconds a pair × pairs seen: say how many are seen
+            times = self.seen / self.pairs
+            how = ("a run's budget" if times < 1 else "each pair twice" if round(times, 1) == 2
+                   else f"each pair about {times:.1f} times")
+            steps += f" ({self.seen} pairs in all: {how})"
         text = f"{pairs}, {steps}"
         if self.estimate_s is not None:
             text += f", about {duration(self.estimate_s)} ({self.basis})"
@@ -356,7 +365,8 @@ def make_plan(pairs: int, overrides: dict[str, Any], max_steps: int | None,
                    "tokens): the system prompt and the last message alone are longer")
     return TunePlan(used, steps, estimate, basis, blocker,
                     stored=stored if fit is not None else None, left_out=left_out,
-                    context_cut=cut, max_length=cfg.max_length, checking=checking)
+                    context_cut=cut, max_length=cfg.max_length, checking=checking,
+                    seen=round(seen) if used else 0)
 
 
 def ab_notice(offered: list[CandidateSource], arena: list[CandidateSource]) -> str:
