@@ -72,8 +72,8 @@ def retrain_text(status: RetrainStatus, latest: ModelVersion | None,
         parts.append(f"reward model v{latest.version} · CV accuracy {accuracy_text(latest)} · "
                      f"{latest.pairs} pairs")
     elif latest is not None:
-        parts.append(f"reward model v{latest.version} · {latest.pairs} pairs · accuracy shown from "
-                     f"{EARLY_LABELS} labels")
+        parts.append(f"reward model v{latest.version} · {latest.pairs} pairs · accuracy shown "
+                     f"after {EARLY_LABELS} labels")
     else:
         parts.append("reward model untrained")
     parts.append(f"{min(status.labels_since, status.every)}/{status.every} labels to next "
