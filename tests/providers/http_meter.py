@@ -4,14 +4,53 @@ It forwards bytes unchanged in both directions (real sockets, nothing faked) and
 connection, when a request starts (``POST `` from the client) and when its response ends
 (the final ``0\\r\\n\\r\\n`` chunk of a chunked body, a complete ``Content-Length`` body, or
 the connection closing). :attr:`HttpMeter.max_in_flight` is the most requests the server
-had at once; :attr:`HttpMeter.posts` how many were sent.
+had at once; :attr:`HttpMeter.posts` how many were sent; :attr:`HttpMeter.exchanges` what each
+asked for and how its response ended, so a test can tell a request sent again after a failure
+(a client's retry) from one sent in place of a choice the server would not give.
 """
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
+from dataclasses import dataclass
 from types import TracebackType
+
+
+@dataclass
+class Exchange:
+    """One request through the relay: its JSON body and how the response to it ended."""
+
+    request: bytes = b""
+    response: bytes = b""
+    complete: bool = False
+
+    @property
+    def body(self) -> dict[str, object]:
+        """The request's JSON body ({} if it is not JSON or not all arrived)."""
+        try:
+            value = json.loads(self.request.partition(b"\r\n\r\n")[2])
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def status(self) -> int | None:
+        """The response's HTTP status, None if none came."""
+        parts = self.response.split(b" ", 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+            return None
+        return int(parts[1])
+
+    @property
+    def answered(self) -> bool:
+        """A complete 200 response came back."""
+        return self.complete and self.status == 200
+
+    def __str__(self) -> str:
+        return (f"POST n={self.body.get('n')} -> {self.status} "
+                f"({'complete' if self.complete else 'cut off'})")
 
 
 class HttpMeter:
@@ -22,6 +61,7 @@ class HttpMeter:
         self.posts = 0
         self.in_flight = 0
         self.max_in_flight = 0
+        self.exchanges: list[Exchange] = []
         self._lock = threading.Lock()
         self._listener = socket.socket()
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -71,7 +111,7 @@ class _Connection:
         self.client = client
         self.server = server
         self.active = False
-        self.response = b""
+        self.exchange = Exchange()
         self.lock = threading.Lock()
 
     def start(self) -> None:
@@ -91,8 +131,12 @@ class _Connection:
                     with self.lock:
                         if not self.active:
                             self.active = True
-                            self.response = b""
+                            self.exchange = Exchange()
+                            self.meter.exchanges.append(self.exchange)
                             self.meter._change(+1)
+                with self.lock:
+                    if self.active:
+                        self.exchange.request += data
                 self.server.sendall(data)
         except OSError:
             pass
@@ -103,8 +147,9 @@ class _Connection:
     def _downstream(self) -> None:
         try:
             while data := self.server.recv(65536):
-                self.response += data
-                if _response_complete(self.response):
+                self.exchange.response += data
+                if _response_complete(self.exchange.response):
+                    self.exchange.complete = True
                     self._end()
                 self.client.sendall(data)
         except OSError:

@@ -128,7 +128,13 @@ def test_n_replies_come_from_one_request(llama_server: str) -> None:
             assert cand.finish_reason in ("stop", "length")
     assert {e.index for e in events if isinstance(e, Delta)} == {0, 1, 2, 3}
     assert meter.max_in_flight == 1
-    assert meter.posts == 2  # one request for the four replies on each turn
+    # One request for the four replies on each turn. A request can also be cut off before
+    # its body reaches the server: the client reused a kept-alive connection the server was
+    # just closing, and sent it again on a new one (the openai client's own retry; seen on
+    # loaded machines). That is not a reply asked for twice, so count the answered requests.
+    sent = "; ".join(str(x) for x in meter.exchanges)
+    answered = [x for x in meter.exchanges if x.answered]
+    assert len(answered) == 2 and all(x.body.get("n") == 4 for x in answered), sent
     assert provider.n_supported is True and provider.single_request_limit is None
 
 
