@@ -59,6 +59,9 @@ def retrain_text(status: RetrainStatus, latest: ModelVersion | None,
                  early_accuracy: bool = False) -> str:
     """The status-bar text: training progress, or the model and labels to the next run.
 
+    The model's pairs are the pairs it was *trained on* (the page's top card counts the pairs
+    stored now, more after every pick; a bare "13 pairs" beside "23" read as a contradiction).
+
     Under :data:`EARLY_LABELS` labels the accuracy is left out (a figure from a handful of
     pairs reads as a verdict); ``early_accuracy`` shows it marked as an early estimate,
     as the model page does."""
@@ -70,10 +73,10 @@ def retrain_text(status: RetrainStatus, latest: ModelVersion | None,
     parts = []
     if latest is not None and (early_accuracy or not is_early(latest.labels)):
         parts.append(f"reward model v{latest.version} · CV accuracy {accuracy_text(latest)} · "
-                     f"{latest.pairs} pairs")
+                     f"trained on {latest.pairs} pairs")
     elif latest is not None:
-        parts.append(f"reward model v{latest.version} · {latest.pairs} pairs · accuracy shown "
-                     f"after {EARLY_LABELS} labels")
+        parts.append(f"reward model v{latest.version} · trained on {latest.pairs} pairs · "
+                     f"accuracy shown after {EARLY_LABELS} labels")
     else:
         parts.append("reward model untrained")
     parts.append(f"{min(status.labels_since, status.every)}/{status.every} labels to next "

@@ -54,6 +54,16 @@ MIN_HEIGHT = 480  # below it the conversation had no room left between banner an
 CHAT_PAGE, DATASET_PAGE, MODEL_PAGE = range(3)
 
 
+def builtin_banner(version: int) -> str:
+    """The banner over a chat with the built-in model: which version it is (0: the base) and
+    where better replies come from."""
+    who = ("the built-in offline model (SmolLM2-135M)" if not version else
+           f"tuned v{version} of the built-in offline model (SmolLM2-135M, tuned on your picks)")
+    return (f"You are chatting with {who}: private and free, but its replies are short and "
+            "simple. Connect Azure OpenAI, OpenAI or a local server in Settings for better "
+            "replies.")
+
+
 class MainWindow(OrderlyClose):
     """Owns the pages; the backend owns the services."""
 
@@ -412,10 +422,7 @@ class MainWindow(OrderlyClose):
         if not b.provider_kind:
             return
         if b.provider_kind == "local" and not self._banner_dismissed:
-            self.banner_text.setText(
-                "You are chatting with the built-in offline model (SmolLM2-135M): private and "
-                "free, but its replies are short and simple. Connect Azure OpenAI, OpenAI or a "
-                "local server in Settings for better replies.")
+            self.banner_text.setText(builtin_banner(b.settings.chat_model_version))
             self.banner.show()
         else:
             self.banner.hide()

@@ -167,8 +167,10 @@ def test_model_view_shows_versions_and_agreement(loop: asyncio.AbstractEventLoop
     assert view.accuracy_value.text() == "61 %"
     assert view.table.rowCount() == 2
     assert len(view.curve_chart.series()) == 3
+    # the page scrolls 120 px a wheel click, not Qt's 60 (a new user found it slow)
+    assert view.page_scroll.verticalScrollBar().singleStep() == 40
     # 10 labels: the figure is marked as early (it swings widely with a handful of pairs).
-    assert ("model v2 · CV accuracy 61 % (early estimate, 10 labels) · 30 pairs"
+    assert ("model v2 · CV accuracy 61 % (early estimate, 10 labels) · trained on 30 pairs"
             in view.train_status.text())
     assert "early estimate" in view.accuracy_caption.text()
     record_version(db(), ModelVersion(
@@ -176,10 +178,17 @@ def test_model_view_shows_versions_and_agreement(loop: asyncio.AbstractEventLoop
         metrics={"cv_accuracy": 0.27, "pairs": 75, "labels": 25}, pairs=75, labels=25))
     backend.latest = db().versions.latest()
     view.refresh()
-    assert "model v3 · CV accuracy 27 % · 75 pairs" in view.train_status.text()
+    assert "model v3 · CV accuracy 27 % · trained on 75 pairs" in view.train_status.text()
     assert "early" not in view.accuracy_caption.text()
     y_axis = view.curve_chart.axes(Qt.Orientation.Vertical)[0]
     assert y_axis.min() <= 27  # a point below chance is on the chart, not clipped
+    record_version(db(), ModelVersion(
+        version=4, created_at=1_700_000_004.0, path="/nowhere",
+        metrics={"cv_accuracy": 0.11, "pairs": 78, "labels": 26}, pairs=78, labels=26))
+    backend.latest = db().versions.latest()
+    view.refresh()
+    y_axis = view.curve_chart.axes(Qt.Orientation.Vertical)[0]
+    assert y_axis.min() == 0  # 11 % is off the bottom edge, not on it
     run(loop, backend.aclose())
 
 

@@ -62,6 +62,10 @@ def kpi(title: str) -> tuple[QFrame, QLabel, QLabel]:
     return box, value, caption
 
 
+PAGE_SCROLL_STEP = 40
+"""Pixels a scroll step moves the model page (a wheel click moves three)."""
+
+
 class ModelView(QWidget):
     """The model page; :meth:`refresh` reloads everything from the database."""
 
@@ -155,6 +159,9 @@ class ModelView(QWidget):
         self.page_scroll.setWidgetResizable(True)
         self.page_scroll.setFrameShape(QFrame.Shape.NoFrame)
         self.page_scroll.setWidget(content)
+        # A long page of panels: at Qt's 20 px a step (60 a wheel click) a new user found
+        # it slow to scroll to the versions table.
+        self.page_scroll.verticalScrollBar().setSingleStep(PAGE_SCROLL_STEP)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(self.page_scroll)
@@ -298,7 +305,9 @@ class ModelView(QWidget):
             line.append(point)
             dots.append(point)
             max_x = max(max_x, float(v.labels) * 1.1)
-            low = min(low, 10.0 * (v.cv_accuracy * 10 // 1))  # every point stays on the chart
+            # every point stays on the chart, off its bottom edge (11 % on a 10 % floor
+            # read as clipped): the axis starts a tick lower when a point is within 3
+            low = max(0.0, min(low, 10.0 * ((v.cv_accuracy * 100 - 3) // 10)))
         chance.setPen(QPen(QColor("#8b949e"), 1, Qt.PenStyle.DashLine))
         x, y = QValueAxis(), QValueAxis()
         x.setTitleText("labels when trained")
