@@ -310,6 +310,8 @@ def run_tune(args: argparse.Namespace, folder: Path, name: str,
            "system_prompt": settings(args).system_prompt, **recipe}
     if args.max_steps:
         cfg["max_steps"] = args.max_steps
+    if args.tune_threads:  # speed only: the same pairs and loss (recorded under "run")
+        cfg["threads"] = args.tune_threads
     cfg_file = folder / f"tune-{name}.config.json"
     cfg_file.write_text(json.dumps(cfg, indent=1), encoding="utf-8")
     command = [sys.executable, "-m", "rlhf_desktop.tune", "--config", str(cfg_file),
@@ -596,6 +598,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 rec["arms"]["tuned_new_amplified"]["vs_tuned_new"] = judge(
                     held, p_arms["tuned_new_amplified"]["replies"],
                     p_arms["tuned_new"]["replies"], taste, guards, args.seed)
+            if "tuned_new" in p_arms and "tuned_defaults" in p_arms:
+                # Is the new recipe better than the old defaults? Head to head, same prompts.
+                rec["arms"]["tuned_new"]["vs_tuned_defaults"] = judge(
+                    held, p_arms["tuned_new"]["replies"], p_arms["tuned_defaults"]["replies"],
+                    taste, guards, args.seed)
             t_out["picks"][str(picks)] = rec
             print(f"{name} @ {picks} picks: " + ", ".join(
                 f"{k} {v['vs_base']['win_rate']} %" for k, v in rec["arms"].items()
@@ -774,6 +781,10 @@ def markdown(result: dict[str, Any]) -> str:
             for arm, a in rec["arms"].items():
                 w, g = a.get("vs_base"), a["guards"]
                 win, whole = cell(w), cell((w or {}).get("neither_cut"), bold=False)
+                if "vs_tuned_defaults" in a:
+                    head_to_head.append(f"- {name} @ {picks} picks: arm 5 (tuned_new) against "
+                                        f"arm 4 (tuned_defaults), head to head: "
+                                        f"{cell(a['vs_tuned_defaults'])}")
                 if "vs_tuned_new" in a:
                     head_to_head.append(f"- {name} @ {picks} picks: arm 6 (amplified) against "
                                         f"arm 5 (tuned_new), head to head: "
@@ -825,6 +836,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="arm 4 (recipe defaults) for these only, NAME or NAME@PICKS (default: "
                         "the tuned ones)")
     p.add_argument("--max-steps", type=int, default=0, help="cap every tune (0: the recipe's)")
+    p.add_argument("--tune-threads", type=int, default=0,
+                   help="torch threads of every tune (0: the app's default, every core; 1 when "
+                        "tunes or generations share the cores)")
     p.add_argument("--quick", action="store_true",
                    help="held-out arms: base, system, rm, tuned_new, noise; tunes capped at "
                         "8 steps")

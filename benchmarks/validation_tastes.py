@@ -1,0 +1,33 @@
+"""Tastes for checking a recipe, not for choosing one.
+
+The loop benchmark's shipped tastes (``loop_tastes``) are the ones the project reports on;
+its figures will be re-checked with tastes the project does not have. A taste here is one
+that no recipe setting was chosen on: it is used only to compare recipes already fixed
+(arm 4, the old defaults, against arm 5, the new recipe, head to head), loaded like any
+external taste: ``--taste benchmarks/validation_tastes.py:readable``.
+"""
+
+from __future__ import annotations
+
+import re
+
+WORD = re.compile(r"[A-Za-z']+")
+SENTENCE = re.compile(r"[^.!?\n]+[.!?\n]+")
+VOWEL_GROUP = re.compile(r"[aeiouy]+")
+
+
+def syllables(word: str) -> int:
+    """Vowel groups, a silent final e not counted: the usual rough count (at least 1)."""
+    return max(1, len(VOWEL_GROUP.findall(word.lower().rstrip("e"))))
+
+
+def readable(prompt: str, reply: str) -> float:
+    """Write in short sentences and simple, everyday words."""
+    words = WORD.findall(reply)
+    if not words:
+        return -100.0
+    sentences = max(1, len(SENTENCE.findall(reply)))
+    per_word = sum(syllables(w) for w in words) / len(words)
+    # Flesch reading ease: higher is easier to read; nearly independent of length here
+    # (r = -0.11 against the word count on the base model's whole replies).
+    return 206.835 - 1.015 * len(words) / sentences - 84.6 * per_word
