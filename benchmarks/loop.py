@@ -869,6 +869,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-docs", action="store_true")
     p.add_argument("--note", default="")
     args = p.parse_args(argv)
+    # absolute: the tune reads its config's paths relative to the config file's folder
+    args.work = str(Path(args.work).resolve())
     if args.quick:
         args.recipes = ["new"]
         args.max_steps = args.max_steps or 8
