@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from rlhf_desktop.core.pick_rules import ranked
-from rlhf_desktop.domain import Candidate, Message, PreferencePair, SamplingParams
+from rlhf_desktop.domain import Candidate, Message, PreferencePair, SamplingParams, Turn
 from rlhf_desktop.reward.model import MODEL_FILENAME
 from rlhf_desktop.services.chat.service import TurnFailed, history
 from rlhf_desktop.services.labels.labeling import LabelingService
@@ -151,6 +151,38 @@ def test_retrainer_runs_after_n_labels_and_queues_once(shared_embedder):
         assert retrainer.labels_since() == 0
         retrainer.label_recorded()
         assert not retrainer.running  # 0 new labels: nothing to do
+        retrainer.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_a_label_left_out_of_training_does_not_start_a_run_on_every_pick(shared_embedder):
+    """A pick whose only pair is against a reply cut at max tokens is stored but not trained
+    on: the next run still waits for N new labels (it used to start after every pick)."""
+    async def scenario():
+        repo = Repository.open()
+        rewards = RewardService(embedder=shared_embedder)
+        retrainer = Retrainer(repo, rewards, every=2)
+        seed_pairs(repo)  # 4 labels
+        conv = repo.conversations.create("cut")
+        turn = repo.conversations.save_turn(Turn(
+            conversation_id=conv.id, messages=[Message("user", "Explain gravity")],
+            provider="azure", model="gpt-test", params=SamplingParams(n=2), candidates=[
+                Candidate(0, "Gravity pulls masses together.", finish_reason="stop"),
+                Candidate(1, "Gravity is the force by which a planet draws objects toward",
+                          finish_reason="length")]))
+        LabelingService(repo).pick(turn, turn.candidates[0].id or 0)
+        assert repo.labels.count() == 5 and len(repo.pairs.cut_ids()) == 1
+        retrainer.request()
+        await retrainer.wait()
+        assert repo.versions.latest().labels == 4  # the cut pair's label is not trained on
+        assert retrainer.labels_since() == 0
+        seed = PreferencePair(prompt=(Message("user", "Name a fruit"),), chosen="An apple.",
+                              rejected="Rock.")
+        repo.pairs.add([seed])
+        retrainer.label_recorded()
+        assert not retrainer.running  # 1 of 2 new labels
+        assert retrainer.status().labels_since == 1
         retrainer.shutdown()
 
     asyncio.run(scenario())

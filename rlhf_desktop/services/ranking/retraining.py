@@ -14,7 +14,7 @@ from typing import Any
 
 from rlhf_desktop.domain import ModelVersion
 from rlhf_desktop.reward.training import TrainConfig, TrainingCancelled
-from rlhf_desktop.services.ranking.rewards import RewardService
+from rlhf_desktop.services.ranking.rewards import LABELS_RECORDED, RewardService
 from rlhf_desktop.services.runner import BackgroundRunner, Handle, Job
 from rlhf_desktop.storage.repo import Repository
 
@@ -70,9 +70,17 @@ class Retrainer:
     # ------------------------------------------------------------------ status
 
     def labels_since(self) -> int:
-        """Labels recorded that the newest model has not seen."""
+        """Labels recorded since the newest model read its pairs.
+
+        Counted from the labels stored then, not from those it trained on: a label whose
+        pairs are all left out (each against a reply cut at max tokens) is never trained on,
+        and counting from those made every later pick start a run. A version trained before
+        the count was recorded counts from its trained labels."""
         latest = self.repo.versions.latest()
-        return max(0, self.repo.labels.count() - (latest.labels if latest else 0))
+        if latest is None:
+            return self.repo.labels.count()
+        seen = latest.metrics.get(LABELS_RECORDED, latest.labels)
+        return max(0, self.repo.labels.count() - int(seen))
 
     @property
     def running(self) -> bool:

@@ -53,6 +53,10 @@ from rlhf_desktop.services.ranking.versions import (
 from rlhf_desktop.storage.embcache import SqliteEmbeddingCache
 from rlhf_desktop.storage.repo import Repository
 
+LABELS_RECORDED = "labels_recorded"
+"""A version's metrics key: the labels stored when it read its pairs (the retrainer counts
+the labels to the next run from it)."""
+
 log = logging.getLogger(__name__)
 
 
@@ -252,9 +256,13 @@ class RewardService:
         with self._train_lock:
             repo = Repository.open(self.db_path)
             try:
+                recorded = repo.labels.count()
                 pairs, cut = training_pairs(repo.pairs.list_all(), repo.pairs.cut_ids(), cfg)
                 result = train(pairs, cfg, self.embedder, progress, cancel)
                 result.metrics["cut_pairs_left_out"] = cut
+                # the labels stored when the pairs were read: the next run counts from here
+                # ("labels" counts only those with a pair trained on)
+                result.metrics[LABELS_RECORDED] = recorded
                 adoption = decide_adoption(self.model, result, pairs, self.embedder)
                 result.metrics["adoption"] = adoption
                 record = store_version(repo, result.model, result.metrics)
