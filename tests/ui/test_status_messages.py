@@ -105,7 +105,8 @@ def test_an_elided_status_ends_at_a_word_not_mid_word(qtbot: object) -> None:
     "1/5 labels to n…" beside a message); one long word is still cut."""
     from rlhf_desktop.ui.widgets import ElidedLabel
 
-    text = "model v1 · trained on 6 pairs · accuracy shown after 20 labels   |   1/5 labels to next training"
+    text = ("model v1 · trained on 6 pairs · accuracy shown after 20 labels   |   1/5 labels to "
+            "next training")
     label = ElidedLabel(text)
     qtbot.addWidget(label)  # type: ignore[attr-defined]
     metrics = label.fontMetrics()
