@@ -59,19 +59,19 @@ def test_the_sentence_says_the_effect_its_interval_and_its_caveat(tmp_path: Path
                             "prompts"), words
     assert "judged by your reward model v4, which agrees with your blind picks 71 %" in words
     assert "not you" in words and "Try chat model v2 (tuned) blind against the base" in words
-    assert "no better than a coin" not in words
+    assert "no better than chance" not in words
     (tmp_path / "effect.json").write_text("{broken", encoding="utf-8")
     assert load_effect(tmp_path) is None
 
 
-def test_the_sentence_says_when_its_judge_is_no_better_than_a_coin() -> None:
+def test_the_sentence_says_when_its_judge_is_no_better_than_chance() -> None:
     effect = Effect(version=1, prompts=7, wins=1, losses=6, ties=0, rate=1 / 7, low=0.0,
                     high=0.43, ranker="reward model v1", agreement=0.11, agreement_pairs=13,
                     agreement_basis="cv")
     words = effect_words(effect)
     assert ("agrees with your picks 11 % of the time (cross-validated; too few blind picks to "
-            "check it on those): no better than a coin, so this figure says nothing about the "
-            "tuned model yet") in words, words
+            "check it on those): no better than chance (a coin agrees 50 % of the time), so "
+            "this figure says nothing about the tuned model yet") in words, words
 
 
 def test_a_measurement_runs_in_a_child_and_says_why_it_failed(data_home: Path) -> None:

@@ -251,6 +251,28 @@ def test_try_it_blind_adds_base_and_tuned_and_turns_the_arena_on(
     assert len(holder.settings.sources()) == 2
 
 
+def test_chat_with_a_version_ends_the_blind_comparison(service: TuningService,
+                                                       holder: Holder) -> None:
+    """After "Try it blind", choosing a version to chat with means chatting with it: the
+    arena goes off (it had kept drawing the replies from base and tuned, blind)."""
+    add_pairs(2)
+    service.start()
+    until_state(service, "done")
+    service.offer_ab()
+    assert holder.settings.arena
+    assert service.chat_line("arena", "Arena · base vs tuned v1").startswith(
+        "Your chat compares candidate sources blind")
+    assert service.use_version(1) is True
+    assert not holder.settings.arena and holder.settings.chat_model_version == 1
+    assert len(holder.settings.sources()) == 2  # the sources stay, for a later comparison
+    assert service.chat_line("local", "Built-in model · x") == (
+        "Your chat uses chat model v1 (tuned).")
+    assert service.use_version(0) is False  # no comparison ran
+    assert service.chat_line("azure", "Azure OpenAI · gpt-4o") == (
+        'The built-in model chats with the base model when you choose it above the chat '
+        '("from"); your chat uses Azure OpenAI · gpt-4o now.')
+
+
 def test_try_it_blind_adds_its_own_base_beside_a_base_at_another_temperature(
         service: TuningService, holder: Holder) -> None:
     """A source of the base model at T 0.3 is not "the base": the tuned version samples at

@@ -127,12 +127,22 @@ def test_tune_shows_progress_cancel_resume_and_the_blind_offer(
     assert [(s.provider, s.chat_model_version) for s in holder.settings.sources()] == [
         ("local", 0), ("local", 1)]
     panel.refresh()  # the next poll keeps the notice
-    assert "the next turns show base and tuned v1" in panel.notice.text()
+    assert "your next turns in the Chat tab show base and tuned v1" in panel.notice.text()
     assert panel.status.text() == "Done: Chat model v1 is ready"
+    assert panel.chat_line.text().startswith("Your chat compares candidate sources blind")
+    # "Chat with" during the comparison: the chat then uses that version, not the arena
     panel.version_box.setCurrentIndex(1)
     panel.version_box.activated.emit(1)
-    assert holder.settings.chat_model_version == 1
-    assert panel.notice.text() == "The built-in model now chats with chat model v1 (tuned)."
+    assert holder.settings.chat_model_version == 1 and not holder.settings.arena
+    assert panel.notice.text().startswith("The blind comparison is off")
+    assert "chat model v1 (tuned)" in panel.chat_line.text()
+    # a switch back elsewhere (Settings) redraws the line: it never says v1 once base is used
+    from dataclasses import replace
+
+    holder.apply(replace(holder.settings, chat_model_version=0))
+    panel.backend.provider_changed.emit()
+    assert "the base model" in panel.chat_line.text()
+    assert "v1" not in panel.chat_line.text()
 
 
 def test_the_panel_renders_the_published_progress_with_no_timer_polling(
@@ -252,8 +262,9 @@ def test_blind_offer_is_a_head_to_head_and_names_the_sources_it_turned_off(
     holder.settings = replace(holder.settings, candidate_sources=[cool.to_dict()])
     panel._offer_sources(lambda: panel.service.offer_ab(1))
     text = panel.notice.text()
-    assert text == ("Blind comparison on: the next turns show base and tuned v1 in random "
-                    "order, names hidden until you pick (cool turned off for now: Settings → "
+    assert text == ("Blind comparison on: your next turns in the Chat tab show base and "
+                    "tuned v1 in random order, names hidden until you pick (cool turned off "
+                    "for now: Settings → "
                     "Candidate sources turns them back on)."), text
     arena = holder.settings
     assert arena.arena and [s.name for s in arena.arena_sources()] == ["base", "tuned v1"]

@@ -189,6 +189,7 @@ def test_model_view_shows_versions_and_agreement(loop: asyncio.AbstractEventLoop
     view.refresh()
     y_axis = view.curve_chart.axes(Qt.Orientation.Vertical)[0]
     assert y_axis.min() == 0  # 11 % is off the bottom edge, not on it
+    assert y_axis.tickCount() == 6  # 0, 20, ... 100: eleven labels did not fit, all "…"
     run(loop, backend.aclose())
 
 

@@ -156,8 +156,9 @@ def effect_words(effect: Effect) -> str:
                  f"(cross-validated; too few blind picks to check it on those)")
     if effect.agreement is not None and effect.agreement <= CHANCE:
         # a judge no better than a coin says nothing about the tuned model: say so first
-        judge += (": no better than a coin, so this figure says nothing about the tuned model "
-                  "yet (the judge improves as you pick)")
+        # ("no better than a coin" beside 11 % read as "far worse than a coin")
+        judge += (": no better than chance (a coin agrees 50 % of the time), so this figure "
+                  "says nothing about the tuned model yet (the judge improves as you pick)")
     caveat = (". The judge is a model of your taste, not you, and these prompts were among "
               "those it was tuned on (the replies are new); 95 % interval over prompts. Your "
               f"own check: Try chat model v{effect.version} (tuned) blind against the base.")

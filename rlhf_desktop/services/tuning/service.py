@@ -60,6 +60,7 @@ from rlhf_desktop.services.tuning.state import (
     TunePlan,
     TuneSnapshot,
     apply_event,
+    chat_model_line,
     make_plan,
     pid_runs_tune,
     stopped_message,
@@ -726,14 +727,24 @@ class TuningService:
         """The version the built-in provider chats with (0: the base)."""
         return self._settings().chat_model_version
 
-    def use_version(self, version: int) -> None:
-        """Chat with ``version`` (0: the base) in the built-in provider."""
+    def use_version(self, version: int) -> bool:
+        """Chat with ``version`` (0: the base) in the built-in provider. A blind comparison
+        (the arena) ends: the chat would go on drawing its replies from the sources, not
+        from the chosen version. Returns whether one ended."""
         if self._apply is None:
             raise RuntimeError("this service cannot change the settings")
-        settings = replace(self._settings(), chat_model_version=version)
+        current = self._settings()
+        settings = replace(current, chat_model_version=version, arena=False)
         settings.validate()
         config.save_settings(settings)
         self._apply(settings)
+        return current.arena
+
+    def chat_line(self, provider_kind: str, provider_name: str) -> str:
+        """Which model the chat uses now, in words (see :func:`chat_model_line`)."""
+        settings = self._settings()
+        return chat_model_line(settings.chat_model_version, settings.arena, provider_kind,
+                               provider_name)
 
     def offer_ab(self, version: int | None = None) -> list[CandidateSource]:
         """Add the built-in base and ``version`` (default: the run's) as candidate sources,

@@ -369,6 +369,28 @@ def make_plan(pairs: int, overrides: dict[str, Any], max_steps: int | None,
                     seen=round(seen) if used else 0)
 
 
+def version_name(version: int) -> str:
+    """A chat-model version as the window names it (0: the base)."""
+    return f"chat model v{version} (tuned)" if version else "the base model"
+
+
+def chat_model_line(version: int, arena: bool, provider_kind: str, provider_name: str) -> str:
+    """The line beside "Chat with": which model the chat uses now. It follows the settings
+    (a one-off "now chats with v1" stayed after a switch back in Settings), and says when
+    the chosen version is not what the chat uses: a blind comparison runs, or another
+    provider answers."""
+    name = version_name(version)
+    if arena:
+        return ("Your chat compares candidate sources blind (the arena); choosing a version "
+                "here ends the comparison and chats with it.")
+    if provider_kind == "local":
+        return f"Your chat uses {name}."
+    if not provider_kind:
+        return f"The built-in model chats with {name}."
+    return (f"The built-in model chats with {name} when you choose it above the chat "
+            f"(\"from\"); your chat uses {provider_name} now.")
+
+
 def ab_notice(offered: list[CandidateSource], arena: list[CandidateSource]) -> str:
     """What "Try it blind" says: the two sources now compared head to head, and the other
     sources it turned off (they stay in the list)."""
@@ -376,5 +398,6 @@ def ab_notice(offered: list[CandidateSource], arena: list[CandidateSource]) -> s
     others = [s.name for s in arena if s.name not in names]
     off = (f" ({', '.join(others)} turned off for now: Settings → Candidate sources turns "
            "them back on)" if others else "")
-    return ("Blind comparison on: the next turns show " + " and ".join(s.name for s in offered)
+    return ("Blind comparison on: your next turns in the Chat tab show "
+            + " and ".join(s.name for s in offered)
             + " in random order, names hidden until you pick" + off + ".")

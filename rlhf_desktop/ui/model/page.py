@@ -317,8 +317,12 @@ class ModelView(QWidget):
         chance.append(0, 50)
         chance.append(x.max(), 50)  # across the whole chart
         y.setTitleText("CV accuracy %")
+        # ticks every 10 points, or 20 over a wider range: eleven labels on the chart's
+        # height were all elided to "…"
+        step = 10.0 if 100 - low <= 60 else 20.0
+        low = step * (low // step)
         y.setRange(low, 100)
-        y.setTickCount(int((100 - low) // 10) + 1)
+        y.setTickCount(int((100 - low) // step) + 1)
         y.setLabelFormat("%d")
         chart.addAxis(x, Qt.AlignmentFlag.AlignBottom)
         chart.addAxis(y, Qt.AlignmentFlag.AlignLeft)

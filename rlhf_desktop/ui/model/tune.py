@@ -45,6 +45,7 @@ from rlhf_desktop.services.tuning.remote import (
 )
 from rlhf_desktop.services.tuning.service import InstallSnapshot, TuneSnapshot, TuningService
 from rlhf_desktop.services.tuning.state import ab_notice
+from rlhf_desktop.ui.backend import KIND_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +185,10 @@ class TunePanel(QWidget):
         self.version_box = QComboBox()
         self.version_box.setToolTip("The chat-model version the built-in model chats with")
         self.version_box.activated.connect(self._version_chosen)
+        self.chat_line = QLabel("")
+        """Which model the chat uses now (the service's words, redrawn with the settings)."""
+        self.chat_line.setObjectName("muted")
+        self.chat_line.setWordWrap(True)
 
         row = QHBoxLayout()
         row.addWidget(self.tune_button)
@@ -208,6 +213,7 @@ class TunePanel(QWidget):
         for w in widgets:
             layout.addWidget(w)
         layout.addLayout(buttons)
+        layout.addWidget(self.chat_line)
         layout.addWidget(self.notice)
         layout.addWidget(self._remote_box())
 
@@ -217,6 +223,9 @@ class TunePanel(QWidget):
         labels_changed = getattr(backend, "labels_changed", None)
         if labels_changed is not None:
             labels_changed.connect(lambda: self.refresh(plan=True))
+        provider_changed = getattr(backend, "provider_changed", None)
+        if provider_changed is not None:  # a switch in Settings or above the chat
+            provider_changed.connect(self._render_versions)
         self.refresh(plan=True)
 
     def _install_box(self) -> QGroupBox:
@@ -386,6 +395,14 @@ class TunePanel(QWidget):
         index = self.version_box.findData(chosen)
         if index >= 0 and index != self.version_box.currentIndex():
             self.version_box.setCurrentIndex(index)
+        self.render_chat_line()
+
+    def render_chat_line(self) -> None:
+        """Which model the chat uses now (also after a change in Settings or above the chat)."""
+        b = self.backend
+        kind = getattr(b, "provider_kind", "")
+        name = f"{KIND_NAMES.get(kind, kind)} · {getattr(b, 'provider_model', '')}"
+        self.chat_line.setText(self.service.chat_line(kind, name))
 
     def _render_install(self, extra: InstallSnapshot) -> None:
         """The offer to install the tune extra, pip's progress, or why it cannot be here."""
@@ -486,6 +503,7 @@ class TunePanel(QWidget):
             self._notify(f"Cannot start the blind comparison: {exc}")
             return
         self._notify(ab_notice(sources, load_settings().sources()))
+        self.render_chat_line()
 
     def _notify(self, text: str) -> None:
         self.notice.setText(text)
@@ -496,12 +514,14 @@ class TunePanel(QWidget):
         if version is None or version == self.service.chosen_version():
             return
         try:
-            self.service.use_version(int(version))
+            ended = self.service.use_version(int(version))
         except (ConfigError, RuntimeError) as exc:
             self._notify(f"Cannot switch the chat model: {exc}")
             return
-        self._notify("The built-in model now chats with "
-                     + (f"chat model v{version} (tuned)" if version else "the base model") + ".")
+        # what the chat uses now is the line beside the box; a notice only for what ended
+        self._notify("The blind comparison is off (Settings → Candidate sources keeps its "
+                     "sources)." if ended else "")
+        self.render_chat_line()
 
     def send_remote(self) -> None:
         """Prepare the upload in a worker, then ask (naming account and pairs)."""
