@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rlhf_desktop import config
 from rlhf_desktop.config import Settings
+from rlhf_desktop.core.chat_models import local_model_name, tuned_version
 from rlhf_desktop.domain import CandidateSource
 from rlhf_desktop.providers.base import Provider
 from rlhf_desktop.providers.errors import ProviderConfigError
@@ -204,7 +204,7 @@ def _local_choice(settings: Settings, reason: str) -> ProviderChoice:
 
         adapter = adapter_for(settings.chat_model_version, path)
         return ProviderChoice(kind="local", reason=reason, endpoint=str(path),
-                              model=f"{path.stem}+v{settings.chat_model_version:04d}",
+                              model=local_model_name(path.stem, settings.chat_model_version),
                               adapter=str(adapter))
     return ProviderChoice(kind="local", reason=reason, endpoint=str(path), model=path.stem)
 
@@ -293,24 +293,13 @@ def choose_provider(settings: Settings | None = None) -> tuple[Provider, str]:
     return provider, reason
 
 
-TUNED_SUFFIX = re.compile(r"\+v(\d+)$")
-"""The built-in model's tuned versions are named ``<stem>+vNNNN`` (as the provider says)."""
-
-
-def local_model_name(base: str, version: int) -> str:
-    """The name of the built-in model (``version`` 0) or of one of its tuned versions."""
-    base = TUNED_SUFFIX.sub("", base)
-    return f"{base}+v{version:04d}" if version else base
-
-
 def provider_with_model(settings: Settings, kind: str, model: str) -> Provider:
     """The provider of ``kind`` (as configured) with another model: a deployment (Azure),
     a model name (OpenAI, a compatible server), or for the built-in model a tuned version
     (``<stem>+vNNNN``) or the base (``<stem>``). Raises :class:`ProviderConfigError`."""
     if kind == "local":
-        match = TUNED_SUFFIX.search(model)
         source = CandidateSource(name="chat", provider="local",
-                                 chat_model_version=int(match.group(1)) if match else 0)
+                                 chat_model_version=tuned_version(model))
     elif kind in KINDS:
         source = CandidateSource(name="chat", provider=kind, model=model.strip())
     else:

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 
 from rlhf_desktop import config
 from rlhf_desktop.config import Settings
+from rlhf_desktop.core.chat_models import local_model_name
 from rlhf_desktop.providers import Provider, ProviderError
-from rlhf_desktop.providers.select import local_model_name, provider_with_model
+from rlhf_desktop.providers.select import provider_with_model
 from rlhf_desktop.services.chat.conversations import ConversationService
 from rlhf_desktop.services.chat.token_count import TokenCount, TokenCounter, known_context
 
