@@ -191,7 +191,8 @@ def test_tuned_version_against_the_base_has_a_win_rate_with_an_interval() -> Non
     assert h2h.battles == 2 * h2h.turns
     assert h2h.words.startswith(f"tuned v1 beat the base model in {h2h.rate:.0%} of")
     few = lb.tuned_vs_base(turns[:12])
-    assert few and few[0].rate is None and "a win rate needs at least 5" in few[0].words
+    assert few and few[0].rate is None
+    assert "a win rate with its 95 % interval needs at least 5" in few[0].words
 
 
 # ---------------------------------------------------------------------------- storage

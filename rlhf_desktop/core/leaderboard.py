@@ -181,8 +181,8 @@ class HeadToHead:
         """E.g. "tuned v2 beat the base model in 64% of 42 battles (95% CI 51–76%, …)"."""
         if self.rate is None or self.low is None or self.high is None:
             return (f"{self.a} against {self.b}: {self.turns} labeled turn"
-                    f"{'s' if self.turns != 1 else ''} so far; a win rate needs at least "
-                    f"{MIN_TURNS}")
+                    f"{'s' if self.turns != 1 else ''} so far; a win rate with its 95 % "
+                    f"interval needs at least {MIN_TURNS}")  # (the table shows the record)
         return (f"{self.a} beat {self.b} in {self.rate:.0%} of {self.battles} battles "
                 f"(95% CI {self.low:.0%}–{self.high:.0%}; {self.wins} won, {self.losses} "
                 f"lost, {self.ties} tied, in {self.turns} blind turns; a tie counts half)")
