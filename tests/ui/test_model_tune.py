@@ -122,6 +122,8 @@ def test_tune_shows_progress_cancel_resume_and_the_blind_offer(
     assert [panel.version_box.itemText(i) for i in range(panel.version_box.count())] == [
         "the base model", "chat model v1 (tuned)"]
     assert panel.ab_button.text() == "Try chat model v1 (tuned) blind against the base"
+    # the next step has the accent, not Tune again
+    assert panel.ab_button.objectName() == "primary" and panel.tune_button.objectName() == ""
     click(qtbot, panel.ab_button)
     assert holder.settings.arena
     assert [(s.provider, s.chat_model_version) for s in holder.settings.sources()] == [

@@ -98,6 +98,15 @@ def fit_text(snap: TuneSnapshot) -> str:
     return "; ".join(text) + "."
 
 
+def set_primary(button: QPushButton, on: bool) -> None:
+    """Give ``button`` the accent of the page's next step (or take it away)."""
+    name = "primary" if on else ""
+    if button.objectName() != name:
+        button.setObjectName(name)
+        button.style().unpolish(button)
+        button.style().polish(button)
+
+
 class TunePanel(QWidget):
     """"Tune the chat model" (see the module docstring)."""
 
@@ -362,9 +371,14 @@ class TunePanel(QWidget):
         self.cancel_button.setVisible(snap.active)
         self.cancel_button.setText("Stop now" if snap.state == "cancelling" else "Cancel")
         self.resume_button.setVisible(snap.can_resume)
-        self.ab_button.setVisible(snap.state == "done" and bool(snap.version))
+        made = snap.state == "done" and bool(snap.version)
+        self.ab_button.setVisible(made)
         if snap.version:
             self.ab_button.setText(f"Try chat model v{snap.version} (tuned) blind against the base")
+        # after a run the next step is trying the version, not tuning again: it gets the
+        # accent (a new user saw only the blue Tune button)
+        set_primary(self.ab_button, made)
+        set_primary(self.tune_button, not made)
         self._render_effect(snap)
 
     def _render_effect(self, snap: TuneSnapshot) -> None:
