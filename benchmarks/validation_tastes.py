@@ -25,7 +25,7 @@ def readable(prompt: str, reply: str) -> float:
     """Write in short sentences and simple, everyday words."""
     words = WORD.findall(reply)
     if not words:
-        return -100.0
+        return -1000.0  # below any text (the guards also make an empty reply lose)
     sentences = max(1, len(SENTENCE.findall(reply)))
     per_word = sum(syllables(w) for w in words) / len(words)
     # Flesch reading ease: higher is easier to read; nearly independent of length here

@@ -62,6 +62,22 @@ def test_external_taste_loads_from_any_file(tmp_path: Path) -> None:
         loop_tastes.load_external(f"{file}:missing")
 
 
+def test_the_validation_taste_prefers_short_sentences_and_simple_words() -> None:
+    """``readable`` (benchmarks/validation_tastes.py, loaded as an external taste): Flesch
+    reading ease, so plain short sentences beat long ones in long words, whatever the length."""
+    file = Path(loop.__file__).with_name("validation_tastes.py")
+    name, readable = loop_tastes.load_external(f"{file}:readable")
+    assert name == "validation_tastes:readable"
+    plain = "Drink water. Sleep well. Walk each day. Eat fruit and greens."
+    dense = ("Maintaining adequate hydration, consistent circadian regularity and "
+             "considerable cardiovascular activity substantially improves physiological "
+             "resilience.")
+    assert readable("Tips?", plain) > readable("Tips?", dense)
+    assert readable("Tips?", plain + " " + plain) == pytest.approx(readable("Tips?", plain),
+                                                                   abs=5)
+    assert readable("Tips?", "") < readable("Tips?", dense)
+
+
 def test_split_keeps_held_out_fixed_when_picks_grow() -> None:
     prompts = [f"prompt number {i}" for i in range(50)]
     t1, h1 = loop.split(prompts, 10, 5, seed=3)
