@@ -64,6 +64,9 @@ def test_the_plan_counts_only_the_pairs_that_fit_and_says_why_the_others_do_not(
     budget = make_plan(657, {}, None, None).text()  # 300 picks: a run sees 240 of them
     assert budget.startswith("657 preference pairs, 30 steps (240 pairs in all: a run's "
                              "budget), about "), budget
+    steps = make_plan(657, {"max_steps": 10}, None, None).text()  # the cap is the steps set
+    assert steps.startswith("657 preference pairs, 10 steps (80 pairs in all: the steps "
+                            "set), about "), steps
     assert ("3 pairs cannot be used: the system prompt and the last message alone are "
             "longer than the length limit (256 tokens)") in text
     assert "25 from later turns of a chat are used with their earliest turns cut" in text

@@ -65,6 +65,8 @@ class TunePlan:
     seen: int = 0
     """Pairs the steps go through, repeats counted (epochs × pairs, or the budget's cap);
     0: not known (taken as ``pairs``)."""
+    cap: str = "a run's budget"
+    """What caps the pairs seen below one pass: the pair budget, or the steps set."""
 
     def text(self) -> str:
         """One line (or two) for the Tune button's neighbour."""
@@ -78,7 +80,7 @@ class TunePlan:
         if self.seen and self.pairs and self.seen != self.pairs:
             # the estimate is seconds a pair × pairs seen: say how many are seen
             times = self.seen / self.pairs
-            how = ("a run's budget" if times < 1 else "each pair twice" if round(times, 1) == 2
+            how = (self.cap if times < 1 else "each pair twice" if round(times, 1) == 2
                    else f"each pair about {times:.1f} times")
             steps += f" ({self.seen} pairs in all: {how})"
         text = f"{pairs}, {steps}"
@@ -366,7 +368,8 @@ def make_plan(pairs: int, overrides: dict[str, Any], max_steps: int | None,
     return TunePlan(used, steps, estimate, basis, blocker,
                     stored=stored if fit is not None else None, left_out=left_out,
                     context_cut=cut, max_length=cfg.max_length, checking=checking,
-                    seen=round(seen) if used else 0)
+                    seen=round(seen) if used else 0,
+                    cap="the steps set" if (max_steps or cfg.max_steps) else "a run's budget")
 
 
 def version_name(version: int) -> str:
