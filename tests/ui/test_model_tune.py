@@ -145,6 +145,12 @@ def test_tune_shows_progress_cancel_resume_and_the_blind_offer(
     panel.backend.provider_changed.emit()
     assert "the base model" in panel.chat_line.text()
     assert "v1" not in panel.chat_line.text()
+    # choosing the version already chosen also ends a comparison that runs
+    click(qtbot, panel.ab_button)
+    assert holder.settings.arena
+    panel.version_box.setCurrentIndex(0)
+    panel.version_box.activated.emit(0)
+    assert not holder.settings.arena and holder.settings.chat_model_version == 0
 
 
 def test_the_panel_renders_the_published_progress_with_no_timer_polling(

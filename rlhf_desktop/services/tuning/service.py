@@ -740,6 +740,11 @@ class TuningService:
         self._apply(settings)
         return current.arena
 
+    @property
+    def comparing(self) -> bool:
+        """Whether a blind comparison (the arena) draws the chat's replies now."""
+        return self._settings().arena
+
     def chat_line(self, provider_kind: str, provider_name: str) -> str:
         """Which model the chat uses now, in words (see :func:`chat_model_line`)."""
         settings = self._settings()

@@ -525,7 +525,8 @@ class TunePanel(QWidget):
 
     def _version_chosen(self, index: int) -> None:
         version = self.version_box.itemData(index)
-        if version is None or version == self.service.chosen_version():
+        if version is None or (version == self.service.chosen_version()
+                               and not self.service.comparing):
             return
         try:
             ended = self.service.use_version(int(version))
