@@ -21,3 +21,8 @@ def tuned_version(model: str) -> int:
     """The tuned version a built-in model name carries (0: the base, or not such a name)."""
     found = TUNED_SUFFIX.search(model)
     return int(found.group(1)) if found else 0
+
+
+def version_name(version: int) -> str:
+    """A chat-model version as the window names it (0: the base)."""
+    return f"chat model v{version} (tuned)" if version else "the base model"

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from rlhf_desktop.core.chat_models import version_name
 from rlhf_desktop.domain import CandidateSource
 from rlhf_desktop.tune.options import TuneConfig
 
@@ -370,11 +371,6 @@ def make_plan(pairs: int, overrides: dict[str, Any], max_steps: int | None,
                     context_cut=cut, max_length=cfg.max_length, checking=checking,
                     seen=round(seen) if used else 0,
                     cap="the steps set" if (max_steps or cfg.max_steps) else "a run's budget")
-
-
-def version_name(version: int) -> str:
-    """A chat-model version as the window names it (0: the base)."""
-    return f"chat model v{version} (tuned)" if version else "the base model"
 
 
 def chat_model_line(version: int, arena: bool, provider_kind: str, provider_name: str) -> str:

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from rlhf_desktop.core.chat_models import tuned_version
+from rlhf_desktop.core.chat_models import tuned_version, version_name
 from rlhf_desktop.core.pick_rules import failed_indices, model_rank, stopped_before_text
 from rlhf_desktop.domain import Candidate, Message, Turn
 from rlhf_desktop.services.chat.branches import ACTIVE, Parent
@@ -432,7 +432,7 @@ class TurnWidget(QFrame):
         text = arena_status(self, text, keys)
         tuned = tuned_version(self.turn.model) if self.turn.provider == "local" else 0
         if tuned:  # which model wrote these replies stays with the turn, whatever comes next
-            text = f"From chat model v{tuned} (tuned) · {text}"
+            text = f"From {version_name(tuned)} · {text}"
         self.set_status(f"{note} · {text}" if note else text)
         self.refresh_actions()
 

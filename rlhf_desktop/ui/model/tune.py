@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 )
 
 from rlhf_desktop.config import ConfigError, load_settings
+from rlhf_desktop.core.chat_models import version_name
 from rlhf_desktop.services.tuning.effect import effect_words
 from rlhf_desktop.services.tuning.remote import (
     DEFAULT_MODEL,
@@ -405,7 +406,7 @@ class TunePanel(QWidget):
         if [self.version_box.itemData(i) for i in range(self.version_box.count())] != versions:
             self.version_box.clear()
             for v in versions:
-                self.version_box.addItem(f"chat model v{v} (tuned)" if v else "the base model", v)
+                self.version_box.addItem(version_name(v), v)
         index = self.version_box.findData(chosen)
         if index >= 0 and index != self.version_box.currentIndex():
             self.version_box.setCurrentIndex(index)
