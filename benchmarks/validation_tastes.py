@@ -10,6 +10,13 @@ The rule for that head-to-head, fixed before its first result: the app goes back
 defaults only if arm 4 beats arm 5 with the 95 % interval's lower bound above 50 %; otherwise
 the new recipe stays (it also fits the time budget at any number of picks, which one epoch
 over every pair does not).
+
+``concrete`` (written 2026-12-07, before its first result) is a second such taste, of another
+kind: what a reply says (concrete examples and figures), not how it reads. It decides
+nothing: the recipe is fixed. It reports whether arm 5 still wins on a taste that nobody
+chose anything on: "wins" means the lower bound of the 95 % interval against the base above
+50 %; what it shows on whole replies (neither cut) is reported beside it, with no claim made
+in advance.
 """
 
 from __future__ import annotations
@@ -36,3 +43,17 @@ def readable(prompt: str, reply: str) -> float:
     # Flesch reading ease: higher is easier to read; nearly independent of length here
     # (r = -0.11 against the word count on the base model's whole replies).
     return 206.835 - 1.015 * len(words) / sentences - 84.6 * per_word
+
+
+EXAMPLE = re.compile(r"\b(?:for example|for instance|e\.g\.|such as|imagine|say you)\b|\d+",
+                     re.IGNORECASE)
+
+
+def concrete(prompt: str, reply: str) -> float:
+    """Give concrete examples and figures: "for example", "such as", numbers, per 100 words
+    (a density, so a longer reply does not win by length alone), capped at 10."""
+    words = WORD.findall(reply)
+    if not words:
+        return -1000.0
+    found = len(EXAMPLE.findall(reply))
+    return min(10.0, 100.0 * found / max(len(words), 20))
