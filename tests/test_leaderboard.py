@@ -182,14 +182,14 @@ def test_tuned_version_against_the_base_has_a_win_rate_with_an_interval() -> Non
     turns = scripted_turns(240, seed=11, truth=truth, origins=origins)
     board = lb.compute(turns, rounds=300)
     (h2h,) = board.head_to_head
-    assert (h2h.a, h2h.b) == ("tuned v1", "the base model")
+    assert (h2h.a, h2h.b) == ("chat model v1 (tuned)", "the base model")
     expected = 1 / (1 + 10 ** (-100 / 400))  # 0.64
     assert h2h.rate is not None and h2h.low is not None and h2h.high is not None
     assert h2h.low <= expected <= h2h.high and h2h.low < h2h.rate < h2h.high
     assert h2h.turns == sum(1 for t in turns
                             if {c.source for c in t.candidates} == {"base", "tuned"})
     assert h2h.battles == 2 * h2h.turns
-    assert h2h.words.startswith(f"tuned v1 beat the base model in {h2h.rate:.0%} of")
+    assert h2h.words.startswith(f"chat model v1 (tuned) beat the base model in {h2h.rate:.0%} of")
     few = lb.tuned_vs_base(turns[:12])
     assert few and few[0].rate is None
     assert "a win rate with its 95 % interval needs at least 5" in few[0].words

@@ -97,7 +97,8 @@ def test_a_measurement_runs_in_a_child_and_says_why_it_failed(data_home: Path) -
         time.sleep(0.5)  # the follower's last words
         measuring, note = service.effect_status()
         assert measuring is None
-        assert note.startswith("Measuring tuned v1 failed: there are no past prompts"), note
+        assert note.startswith("Measuring chat model v1 (tuned) failed: there are no past "
+                               "prompts"), note
         assert service.effect(1) is None
     finally:
         service.close()

@@ -243,7 +243,8 @@ def test_try_it_blind_adds_base_and_tuned_and_turns_the_arena_on(
     assert not holder.settings.arena
     base, tuned = service.offer_ab()
     assert (base.provider, base.chat_model_version) == ("local", 0)
-    assert (tuned.name, tuned.provider, tuned.chat_model_version) == ("tuned v1", "local", 1)
+    assert (tuned.name, tuned.provider, tuned.chat_model_version) == (
+        "chat model v1 (tuned)", "local", 1)
     assert holder.settings.arena and holder.settings.sources() == [base, tuned]
     saved = config.load_settings()  # written to the settings file, not only in memory
     assert saved.arena and [s.chat_model_version for s in saved.sources()] == [0, 1]
@@ -284,7 +285,8 @@ def test_try_it_blind_adds_its_own_base_beside_a_base_at_another_temperature(
     assert until_state(service, "done", "failed").version == 1
     base, tuned = service.offer_ab()
     assert base.name != "cool" and base.temperature is None and tuned.temperature is None
-    assert [s.name for s in holder.settings.sources()] == ["cool", base.name, "tuned v1"]
+    assert [s.name for s in holder.settings.sources()] == [
+        "cool", base.name, "chat model v1 (tuned)"]
 
 
 def test_a_cancel_during_the_last_step_says_why_the_run_finished_anyway(

@@ -41,6 +41,7 @@ from rlhf_desktop.core.bradley_terry import (
     intervals,
     newton_strengths,
 )
+from rlhf_desktop.core.chat_models import version_name
 from rlhf_desktop.core.pick_rules import same_reply
 
 __all__ = ["BASE", "INIT_RATING", "MIN_BATTLES", "MIN_TURNS", "ROUNDS", "SCALE",
@@ -353,5 +354,5 @@ def tuned_vs_base(turns: Sequence[ArenaTurn], battles: Sequence[Sequence[Battle]
     for v in sorted({v for v in version.values() if v > 0}):
         tuned = {name for name, n in version.items() if n == v}
         if tuned & met and base & met:
-            out.append(head_to_head(battles, tuned, base, f"tuned v{v}", "the base model"))
+            out.append(head_to_head(battles, tuned, base, version_name(v), version_name(0)))
     return out

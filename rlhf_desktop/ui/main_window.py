@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from rlhf_desktop import config
 from rlhf_desktop.config import Settings
+from rlhf_desktop.core.chat_models import version_name
 from rlhf_desktop.domain import ModelVersion
 from rlhf_desktop.services.ranking.retraining import RetrainStatus
 from rlhf_desktop.ui import theme
@@ -58,7 +59,8 @@ def builtin_banner(version: int) -> str:
     """The banner over a chat with the built-in model: which version it is (0: the base) and
     where better replies come from."""
     who = ("the built-in offline model (SmolLM2-135M)" if not version else
-           f"tuned v{version} of the built-in offline model (SmolLM2-135M, tuned on your picks)")
+           f"{version_name(version)} of the built-in offline model (SmolLM2-135M, tuned on your "
+           "picks)")
     return (f"You are chatting with {who}: private and free, but its replies are short and "
             "simple. Connect Azure OpenAI, OpenAI or a local server in Settings for better "
             "replies.")
@@ -421,7 +423,10 @@ class MainWindow(OrderlyClose):
             return
         if not b.provider_kind:
             return
-        if b.provider_kind == "local" and not self._banner_dismissed:
+        if b.provider_kind == "arena":  # shown again whenever it starts (not remembered)
+            self.banner_text.setText(b.session.arena.banner())
+            self.banner.show()
+        elif b.provider_kind == "local" and not self._banner_dismissed:
             self.banner_text.setText(builtin_banner(b.settings.chat_model_version))
             self.banner.show()
         else:

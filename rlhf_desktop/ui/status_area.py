@@ -18,6 +18,7 @@ from PySide6.QtCore import QEvent, QObject, QTimer
 from PySide6.QtWidgets import QProgressBar, QPushButton, QStatusBar, QWidget
 
 from rlhf_desktop import config
+from rlhf_desktop.core.chat_models import tuned_version, version_name
 from rlhf_desktop.services.ranking.retraining import RetrainStatus
 from rlhf_desktop.ui.backend import KIND_NAMES, Backend
 from rlhf_desktop.ui.widgets import ElidedLabel
@@ -201,8 +202,12 @@ class StatusArea(QObject):
         if not b.provider_kind:
             return
         name = KIND_NAMES.get(b.provider_kind, b.provider_kind)
-        self.provider_label.setText(f"{name} · {b.provider_model}")
-        self.provider_label.setToolTip(f"{name} · {b.provider_model}\n\n{b.provider_reason}")
+        model = b.provider_model
+        version = tuned_version(model) if b.provider_kind == "local" else 0
+        # a tuned version by the name the rest of the window gives it, not "<file>+v0001"
+        shown = version_name(version) if version else model
+        self.provider_label.setText(f"{name} · {shown}")
+        self.provider_label.setToolTip(f"{name} · {model}\n\n{b.provider_reason}")
         arena = b.provider_kind == "arena"  # its why repeats the label ("Arena: a (1) vs b (1)")
         self.provider_why.setText(f"— {b.provider_why}" if b.provider_why and not arena else "")
         self.provider_why.setToolTip(

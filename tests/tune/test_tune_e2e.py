@@ -70,6 +70,10 @@ def first_token_logprobs(base, prompt, adapter=None):
     return {t["token"]: t["logprob"] for t in top}
 
 
+# On a fresh machine the first conversion also fetches llama.cpp's converter (38 MB) and
+# imports torch from a cold disk in a child; beside the other test worker that took over
+# 120 s here (20 s once cached). A hang guard, not a speed target.
+@pytest.mark.timeout(420)
 def test_rlhf_desktop_tune_makes_a_version_that_llama_cpp_chats_with(pairs_file, data_home,
                                                                       capsys):
     repo = Repository.open()

@@ -20,6 +20,7 @@ from rlhf_desktop.config import Settings
 from rlhf_desktop.domain import Candidate, CandidateSource, Message, SamplingParams, Turn
 from rlhf_desktop.ui import theme
 from rlhf_desktop.ui.chat.controls import ARENA, ChatControls
+from rlhf_desktop.ui.chat.label_widgets import LabelBar
 from rlhf_desktop.ui.chat.turn_widget import TurnWidget
 from rlhf_desktop.ui.main_window import MainWindow
 from rlhf_desktop.ui.settings.dialog import SettingsDialog
@@ -274,7 +275,7 @@ def test_arena_turn_names_no_source_before_the_pick_and_each_after(
         # numbered as shown when picked, each with the model's rank
         assert [c.rank_badge.text().split(" · ")[0] for c in widget.ordered_cards()] == \
             ["Reply 1", "Reply 2", "Reply 3", "Reply 4"] and widget.card_at(2) is card
-        assert all(" · model #" in c.rank_badge.text() for c in widget.cards.values())
+        assert all(" · ranked #" in c.rank_badge.text() for c in widget.cards.values())
         label = db().labels.last()
         assert label is not None and label.blind
 
@@ -418,3 +419,54 @@ def test_a_source_turned_off_in_the_editor_stays_listed_and_gives_no_replies(
     saved = config.load_settings()
     assert saved.arena and [s.name for s in saved.arena_sources()] == ["base", "hot"]
     assert [s.name for s in saved.sources()] == ["base", "hot", "cool"]
+
+
+@pytest.mark.timeout(120)
+def test_a_head_to_head_says_so_above_the_chat_and_ties_in_one_click(
+        loop: asyncio.AbstractEventLoop, qtbot: object,
+        two_servers: tuple[AzureServer, AzureServer]) -> None:
+    """A blind head-to-head (one reply from each of two sources, as "Try vN blind" sets up)
+    shows 2 replies where the chat showed 4: the banner says so, names the sources and how
+    to end it; "Tie" saves the two replies as a tie in one click."""
+    _azure, compatible = two_servers
+    sources = [CandidateSource("azure cool", provider="azure", temperature=0.3, count=1),
+               CandidateSource("server hot", provider="compatible", model="served-model",
+                               base_url=compatible.base_url, temperature=1.2, count=1)]
+    window: MainWindow = window_for(qtbot, candidates_per_turn=4, max_tokens=24,
+                                    candidate_sources=[s.to_dict() for s in sources])
+    chat, controls = window.chat, window.controls
+
+    async def flow() -> None:
+        await window.start()
+        assert not window.banner.isVisible()  # Azure answers: no banner
+        arena = controls.provider.findData(ARENA)
+        controls.provider.setCurrentIndex(arena)
+        controls.provider.activated.emit(arena)
+        await wait_until(lambda: window.backend.provider_kind == "arena", 30, "the arena")
+        assert window.banner.isVisible()
+        said = window.banner_text.text()
+        assert "each turn shows 2 replies (1 from azure cool and 1 from server hot)" in said
+        assert "(4 replies a turn)" in said and "Chat with" in said
+        widget = await send(window, "Name a fruit")
+        await wait_until(lambda: not chat.generating and widget.turn is not None, 60,
+                         "the arena turn")
+        turn = widget.turn
+        assert turn is not None and turn.id is not None and len(turn.candidates) == 2
+        bar = widget.findChild(LabelBar)
+        assert bar is not None and bar.tie_button.text() == "Tie"  # two replies: nothing to choose
+        bar.tie_button.click()
+        stored = db().conversations.get_turn(turn.id)
+        assert stored.label_kind == "tie"
+        assert set(stored.ranked_candidate_ids) == {c.id for c in turn.candidates}
+        assert db().pairs.count() == 0
+        # back to one provider: the comparison's banner goes
+        azure_item = controls.provider.findData("azure")
+        controls.provider.setCurrentIndex(azure_item)
+        controls.provider.activated.emit(azure_item)
+        await wait_until(lambda: window.backend.provider_kind == "azure", 30, "Azure again")
+        assert not window.banner.isVisible()
+
+    try:
+        run(loop, flow())
+    finally:
+        run(loop, window.shutdown())

@@ -15,5 +15,5 @@ def test_the_banner_names_the_base_model() -> None:
 
 def test_the_banner_names_the_tuned_version_the_chat_runs_on() -> None:
     text = builtin_banner(3)
-    assert "tuned v3 of the built-in offline model" in text
+    assert "chat model v3 (tuned) of the built-in offline model" in text
     assert "tuned on your picks" in text

@@ -117,8 +117,9 @@ def test_leaderboard_and_bias_report_on_the_model_page(loop: asyncio.AbstractEve
     assert board.tuned.isVisibleTo(view)
     (h2h,) = expected.head_to_head
     assert h2h.rate is not None
-    assert board.tuned.text().startswith(f"• Tuned v1 beat the base model in {h2h.rate:.0%} "
-                                         f"of {h2h.battles} battles (95% CI")
+    assert board.tuned.text().startswith(
+        f"• Chat model v1 (tuned) beat the base model in {h2h.rate:.0%} "
+        f"of {h2h.battles} battles (95% CI")
     assert board.accessibleDescription() == board.text()
 
     # the bias report: bars per position with chance, in words for screen readers too

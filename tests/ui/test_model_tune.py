@@ -129,7 +129,8 @@ def test_tune_shows_progress_cancel_resume_and_the_blind_offer(
     assert [(s.provider, s.chat_model_version) for s in holder.settings.sources()] == [
         ("local", 0), ("local", 1)]
     panel.refresh()  # the next poll keeps the notice
-    assert "your next turns in the Chat tab show base and tuned v1" in panel.notice.text()
+    assert ("your next turns in the Chat tab show base and chat model v1 (tuned)"
+            in panel.notice.text())
     assert panel.status.text() == "Done: Chat model v1 is ready"
     assert panel.chat_line.text().startswith("Your chat compares candidate sources blind")
     # "Chat with" during the comparison: the chat then uses that version, not the arena
@@ -271,9 +272,10 @@ def test_blind_offer_is_a_head_to_head_and_names_the_sources_it_turned_off(
     panel._offer_sources(lambda: panel.service.offer_ab(1))
     text = panel.notice.text()
     assert text == ("Blind comparison on: your next turns in the Chat tab show base and "
-                    "tuned v1 in random order, names hidden until you pick (cool turned off "
-                    "for now: Settings → "
+                    "chat model v1 (tuned) in random order, names hidden until you pick "
+                    "(cool turned off for now: Settings → "
                     "Candidate sources turns them back on)."), text
     arena = holder.settings
-    assert arena.arena and [s.name for s in arena.arena_sources()] == ["base", "tuned v1"]
-    assert [s.name for s in arena.sources()] == ["cool", "base", "tuned v1"]  # kept, off
+    tuned = "chat model v1 (tuned)"
+    assert arena.arena and [s.name for s in arena.arena_sources()] == ["base", tuned]
+    assert [s.name for s in arena.sources()] == ["cool", "base", tuned]  # kept, off

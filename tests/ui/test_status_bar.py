@@ -1,5 +1,6 @@
-"""The status bar: the provider (the arena named once) and why it was chosen, the why giving
-its room to a message, and no accuracy figure for a model trained on under 20 labels."""
+"""The status bar: the provider (the arena named once, a tuned version by its window name) and
+why it was chosen, the why giving its room to a message, and no accuracy figure for a model
+trained on under 20 labels."""
 
 from __future__ import annotations
 
@@ -50,6 +51,13 @@ def test_status_bar_names_the_arena_once(qtbot: object) -> None:
                             provider_why="no credentials found")
     area.show_provider(local)  # type: ignore[arg-type]
     assert area.provider_why.text() == "— no credentials found"
+    # a tuned version of the built-in model: the window's name for it, the file in the tip
+    tuned = SimpleNamespace(provider_error=None, provider_kind="local",
+                            provider_model="SmolLM2-135M-Instruct.Q4_1+v0002",
+                            provider_reason="chosen in Settings", provider_why="")
+    area.show_provider(tuned)  # type: ignore[arg-type]
+    assert area.provider_label.text() == "Built-in model · chat model v2 (tuned)"
+    assert "SmolLM2-135M-Instruct.Q4_1+v0002" in area.provider_label.toolTip()
 
 
 @pytest.mark.timeout(60)

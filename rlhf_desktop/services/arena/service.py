@@ -19,7 +19,7 @@ from rlhf_desktop import config
 from rlhf_desktop.config import ConfigError, Settings
 from rlhf_desktop.domain import CandidateSource
 
-__all__ = ["ArenaService", "CandidateSource"]
+__all__ = ["ArenaService", "CandidateSource", "comparison_banner"]
 
 
 class ArenaService:
@@ -50,6 +50,12 @@ class ArenaService:
         off = len(sources) - len(active)
         return "Arena: " + " vs ".join(f"{s.name} ({s.count})" for s in active) + (
             f" ({off} more off)" if off else "")
+
+    def banner(self) -> str:
+        """The chat page's line while the arena draws the replies (see
+        :func:`comparison_banner`)."""
+        settings = self._settings()
+        return comparison_banner(settings.sources(), settings.candidates_per_turn)
 
     def set_sources(self, sources: list[CandidateSource]) -> None:
         """Replace the list (validated; raises ConfigError with a message for the user).
@@ -84,6 +90,20 @@ class ArenaService:
         settings.validate()  # ConfigError before anything is written
         config.save_settings(settings)
         self._apply(settings)
+
+
+def comparison_banner(sources: list[CandidateSource], usual: int) -> str:
+    """What the chat page says while a blind comparison (the arena) draws the replies: how
+    many replies a turn shows and from which sources (a head-to-head shows 2, not the usual
+    ``usual``), that the sources show after the pick, and how to end it. Without it the
+    replies per turn changed without a word and the built-in model's banner went away."""
+    active = [s for s in sources if s.active]
+    total = sum(s.count for s in active)
+    each = " and ".join(f"{s.count} from {s.name}" for s in active)
+    return (f"Blind comparison: each turn shows {total} replies ({each}) in random order; "
+            "which one wrote which shows after you pick. To chat with one model again "
+            f"({usual} replies a turn), choose it in \"Chat with\" on the Model page, or turn "
+            "the comparison off in Settings → Candidate sources.")
 
 
 def check(settings: Settings) -> str | None:

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from rlhf_desktop.core.chat_models import version_name
 from rlhf_desktop.domain import CandidateSource, Message, PreferencePair, SamplingParams
 
 log = logging.getLogger(__name__)
@@ -134,15 +135,20 @@ CHANCE = 0.5
 new user's 3-label reward model measured 11 % and the page read "tuned wins 14 %" as a verdict)."""
 
 
+def _first_up(text: str) -> str:
+    """``text`` to start a sentence."""
+    return text[:1].upper() + text[1:]
+
+
 def effect_words(effect: Effect) -> str:
     """E.g. "Chat model v2 (tuned) wins 68 % (58–77 %) against the base on 40 of your past prompts,
     judged by your ranker, which agrees with your blind picks 71 % of the time"."""
     n = effect.prompts
     if effect.rate is None:
-        return f"Chat model v{effect.version} (tuned): no past prompts to measure it on yet."
+        return f"{_first_up(version_name(effect.version))}: no past prompts to measure it on yet."
     interval = ("" if effect.low is None or effect.high is None
                 else f" ({effect.low * 100:.0f}–{effect.high * 100:.0f} %)")
-    head = (f"Chat model v{effect.version} (tuned) wins {effect.rate * 100:.0f} %{interval} "
+    head = (f"{_first_up(version_name(effect.version))} wins {effect.rate * 100:.0f} %{interval} "
             "against the "
             f"base on {n} of your past prompt{'s' if n != 1 else ''} ({effect.wins} won, "
             f"{effect.losses} lost, {effect.ties} tied), judged by your {effect.ranker}")
@@ -161,7 +167,7 @@ def effect_words(effect: Effect) -> str:
                   "says nothing about the tuned model yet (the judge improves as you pick)")
     caveat = (". The judge is a model of your taste, not you, and these prompts were among "
               "those it was tuned on (the replies are new); 95 % interval over prompts. Your "
-              f"own check: Try chat model v{effect.version} (tuned) blind against the base.")
+              f"own check: Try {version_name(effect.version)} blind against the base.")
     return head + judge + caveat
 
 

@@ -46,6 +46,7 @@ from typing import Any
 
 from rlhf_desktop import config
 from rlhf_desktop.config import Settings
+from rlhf_desktop.core.chat_models import version_name
 from rlhf_desktop.domain import CandidateSource
 from rlhf_desktop.services.arena.service import ArenaService
 from rlhf_desktop.services.hooks import Hook
@@ -676,7 +677,7 @@ class TuningService:
                 self._effect_note = f"The measurement did not start: {exc}"
                 return False
             self._effect_proc, self._effect_version = proc, version
-            self._effect_note = (f"Measuring tuned v{version} against the base on up to "
+            self._effect_note = (f"Measuring {version_name(version)} against the base on up to "
                                  f"{prompts} of your past prompts (one reply each, low "
                                  "priority)…")
         self._runner.run(lambda _job: self._follow_effect(proc, version), lane="tune-effect",
@@ -696,7 +697,7 @@ class TuningService:
                 continue
             if event.get("event") == "reply":
                 with self._lock:
-                    self._effect_note = (f"Measuring tuned v{version} against the base: "
+                    self._effect_note = (f"Measuring {version_name(version)} against the base: "
                                          f"{event.get('done')} of {event.get('total')} "
                                          "replies…")
                 self._changed()
@@ -708,7 +709,7 @@ class TuningService:
             if code == 0:
                 self._effect_note = ""
             else:
-                self._effect_note = (f"Measuring tuned v{version} failed: "
+                self._effect_note = (f"Measuring {version_name(version)} failed: "
                                      f"{error or config.redact(tail.strip()) or f'exit {code}'}")
                 if code != 0 and not error:
                     log.warning("effect measurement failed (exit %s): %s", code,
@@ -763,7 +764,7 @@ class TuningService:
             raise config.ConfigError("There is no tuned chat-model version to compare yet")
         wanted = [CandidateSource(name=BASE_NAME, provider="local", count=1,
                                   chat_model_version=0),
-                  CandidateSource(name=f"tuned v{version}", provider="local", count=1,
+                  CandidateSource(name=version_name(version), provider="local", count=1,
                                   chat_model_version=version)]
         return self._add_and_enable(wanted)
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtWidgets import QLabel, QWidget
 
+from rlhf_desktop.core.chat_models import version_name
 from rlhf_desktop.domain import Turn
 from rlhf_desktop.services.arena.turns import is_arena_turn
 from rlhf_desktop.ui.chat.label_view import LABEL_KEYS
@@ -39,7 +40,7 @@ def origin_details(origin: dict[str, Any]) -> str:
     parts = [KIND_WORDS.get(provider, provider)] if provider else []
     version = origin.get("chat_model_version")
     if provider == "local":
-        parts.append(f"chat model v{version} (tuned)" if isinstance(version, int) and version
+        parts.append(version_name(version) if isinstance(version, int) and version
                      else "base")
     elif origin.get("model"):
         parts.append(str(origin["model"]))

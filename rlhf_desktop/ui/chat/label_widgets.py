@@ -26,6 +26,9 @@ from PySide6.QtWidgets import (
 from rlhf_desktop.ui.chat.cards import CandidateCard
 
 TIE_KEY, ALL_BAD_KEY, SKIP_KEY, RANK_KEY = "Alt+T", "Alt+B", "Alt+S", "Alt+R"
+TIE_TIP = (f"Two or more replies are equally good ({TIE_KEY}): then mark them with Best "
+           "or Alt+1…9, and save")
+PAIR_TIE_TIP = f"The two replies are equally good ({TIE_KEY}): saved at once, no pair"
 
 
 class LabelBar(QFrame):
@@ -44,8 +47,8 @@ class LabelBar(QFrame):
         self.hint = QLabel("")
         self.hint.setObjectName("muted")
         self.hint.setWordWrap(True)
-        self.tie_button = _button("Tie…", f"Two or more replies are equally good ({TIE_KEY}):"
-                                  " then mark them with Best or Alt+1…9, and save")
+        self.tie_button = _button("Tie…", TIE_TIP)
+        self._pair = False
         self.all_bad_button = _button("All bad", f"Every reply is bad ({ALL_BAD_KEY}): a flag"
                                       " in the export, never turned into pairs")
         self.rank_button = _button("Rank…", f"Put the replies in order, best first ({RANK_KEY}):"
@@ -79,9 +82,16 @@ class LabelBar(QFrame):
             self.hint.setText("Choosing a tie: mark two or more equally good replies with "
                               f"Best or Alt+1…9, then Save tie ({TIE_KEY})")
         else:
-            self.tie_button.setText("Tie…")
+            self.set_pair(self._pair)
             self.tie_button.setEnabled(True)
             self.hint.setText("")
+
+    def set_pair(self, pair: bool) -> None:
+        """A turn of two whole replies ties them in one click ("Tie"); with more, "Tie…"
+        starts choosing which replies tie."""
+        self._pair = pair
+        self.tie_button.setText("Tie" if pair else "Tie…")
+        self.tie_button.setToolTip(PAIR_TIE_TIP if pair else TIE_TIP)
 
     def ranking(self, ranked: int | None, total: int = 0) -> None:
         """Show the ranking being chosen (``ranked`` of ``total`` replies placed; None: not

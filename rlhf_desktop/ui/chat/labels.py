@@ -3,8 +3,9 @@ Tie, Rank, All bad, Skip (buttons under each turn, and Alt+T, Alt+R, Alt+B, Alt+
 turn), Edit on a card (the rewrite is chosen over every reply), the Blind toggle, and each
 turn's label bar. The labels are intents to ``session.turns``.
 
-Tie: Alt+T (or "Tie…") starts choosing; the Best buttons and Alt+1…9 then mark the tied
-replies; Alt+T again (or "Save tie") saves it, Cancel leaves it. Ranking:
+Tie: on a turn of two whole replies (a blind comparison's), Alt+T or "Tie" saves them as a
+tie at once. With more, Alt+T (or "Tie…") starts choosing; the Best buttons and Alt+1…9 then
+mark the tied replies; Alt+T again (or "Save tie") saves it, Cancel leaves it. Ranking:
 :mod:`~rlhf_desktop.ui.chat.ranking`.
 """
 
@@ -18,6 +19,7 @@ from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QPushButton, QVBoxLayout, QWidget
 
 from rlhf_desktop import config
+from rlhf_desktop.core.pick_rules import rankable
 from rlhf_desktop.services.labels.labeling import RecordedLabel, StorageError
 from rlhf_desktop.services.turns import Refused
 from rlhf_desktop.ui.chat.cards import CandidateCard
@@ -89,6 +91,8 @@ class LabelActions:
                                           if c.text.strip() and c.source == "model"]
         bar.setVisible(turn is not None and turn.id is not None and len(usable) >= 2
                        and not turn.labeled)  # to change a label: Best, Edit, or Alt+Z
+        if self._tie is None or self._tie[0] is not widget:
+            bar.set_pair(turn is not None and len(rankable(turn)) == 2)
         for card in widget.cards.values():
             button: QPushButton | None = getattr(card, "edit_button", None)
             if button is None:
@@ -177,6 +181,10 @@ class LabelActions:
             return
         if widget.regenerating:
             self._ctx.say("Wait for the reply being regenerated (or stop it)")
+            return
+        whole = rankable(widget.turn)
+        if len(whole) == 2:  # nothing to choose: the two replies are the tie (one click)
+            self._save_tie(widget, [c.id for c in whole if c.id is not None])
             return
         self._tie = (widget, [])
         self._show_tie()

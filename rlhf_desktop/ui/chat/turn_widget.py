@@ -3,8 +3,9 @@
 
 A blind (or arena) turn keeps, once labeled or skipped, the order and the numbers its cards
 had when the user labeled it ("Reply 4 ✓ Your pick" stays Reply 4); each scored card then
-names the model's rank beside its number ("Reply 4 · model #2"), and "Sort by score" orders
-them by the model on request."""
+names the reward model's rank beside its number ("Reply 4 · ranked #2"; "model #2" read as a
+model's name beside "from tuned v1"), and "Sort by score" orders them by the model on
+request."""
 
 from __future__ import annotations
 
@@ -61,21 +62,21 @@ class ReasonEdit(QLineEdit):
 
 class TurnCard(CandidateCard):
     """A reply card that, while its revealed blind turn keeps the order it was labeled in,
-    keeps its number and names the model's rank beside it ("Reply 4 · model #2")."""
+    keeps its number and names the reward model's rank beside it ("Reply 4 · ranked #2")."""
 
     model_rank: int | None = None
     """The model's 1-based rank of the reply while the cards keep the order they were
     labeled in; None while they are in the model's order (the rank is the position)."""
 
     def refresh_badges(self) -> None:
-        """As a card's, but "Reply N · model #k" while :attr:`model_rank` is set."""
+        """As a card's, but "Reply N · ranked #k" while :attr:`model_rank` is set."""
         super().refresh_badges()
         c = self.candidate
         if self.model_rank is None or c is None or c.score is None or c.model_version is None:
             self.rank_badge.setToolTip("")
             return
         number = self.position + 1
-        self.rank_badge.setText(f"Reply {number} · model #{self.model_rank}")
+        self.rank_badge.setText(f"Reply {number} · ranked #{self.model_rank}")
         self.rank_badge.setProperty("badge", "neutral")
         self.rank_badge.setToolTip(
             f"Shown as Reply {number} when you labeled the turn; the reward model ranks it "

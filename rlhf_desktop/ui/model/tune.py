@@ -375,7 +375,7 @@ class TunePanel(QWidget):
         made = snap.state == "done" and bool(snap.version)
         self.ab_button.setVisible(made)
         if snap.version:
-            self.ab_button.setText(f"Try chat model v{snap.version} (tuned) blind against the base")
+            self.ab_button.setText(f"Try {version_name(snap.version)} blind against the base")
         # after a run the next step is trying the version, not tuning again: it gets the
         # accent (a new user saw only the blue Tune button)
         set_primary(self.ab_button, made)
@@ -398,7 +398,7 @@ class TunePanel(QWidget):
         self.effect_button.setVisible(newest is not None and effect is None
                                       and measuring is None and not snap.active)
         if newest is not None:
-            self.effect_button.setText(f"Measure chat model v{newest} (tuned) on your past prompts")
+            self.effect_button.setText(f"Measure {version_name(newest)} on your past prompts")
 
     def _render_versions(self) -> None:
         versions = [0, *self.service.versions()]

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from rlhf_desktop.config import Settings
+from rlhf_desktop.core.chat_models import version_name
 from rlhf_desktop.domain import CandidateSource
 from rlhf_desktop.services.tuning.state import tuned_versions
 
@@ -90,8 +91,7 @@ def summary(src: CandidateSource) -> str:
     provider = dict(SOURCE_PROVIDERS).get(src.provider, src.provider)
     parts = [provider if src.provider != "auto" else "chat's provider"]
     if src.provider == "local":
-        parts.append(f"tuned v{src.chat_model_version}" if src.chat_model_version
-                     else "base")
+        parts.append(version_name(src.chat_model_version))
     elif src.model:
         parts.append(src.model)
     parts.append("chat's temperature" if src.temperature is None
