@@ -78,6 +78,23 @@ def test_the_validation_taste_prefers_short_sentences_and_simple_words() -> None
     assert readable("Tips?", "") < readable("Tips?", dense)
 
 
+def test_the_second_validation_taste_wants_examples_and_figures_not_length() -> None:
+    """``concrete``: examples and figures per 100 words, so a reply with them beats one
+    without, and repeating a reply (twice the length, the same density) gains nothing."""
+    file = Path(loop.__file__).with_name("validation_tastes.py")
+    name, concrete = loop_tastes.load_external(f"{file}:concrete")
+    assert name == "validation_tastes:concrete"
+    vague = "Saving money is good. Spend less than you earn and keep at it over time."
+    specific = ("Save a part of each paycheck, for example by moving some money to savings on "
+                "payday, and then cut one regular cost that you do not need, and keep doing it "
+                "every month for a year.")  # 1 marker in 36 words: under the cap of 10
+    assert concrete("How to save?", specific) == pytest.approx(100 / 36)
+    assert concrete("How to save?", specific) > concrete("How to save?", vague) == 0
+    assert concrete("How to save?", specific + " " + specific) == pytest.approx(
+        concrete("How to save?", specific))
+    assert concrete("How to save?", "") < concrete("How to save?", vague)
+
+
 def test_split_keeps_held_out_fixed_when_picks_grow() -> None:
     prompts = [f"prompt number {i}" for i in range(50)]
     t1, h1 = loop.split(prompts, 10, 5, seed=3)
