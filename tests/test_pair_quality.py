@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -323,3 +324,16 @@ def test_the_retrainer_follows_the_setting_for_cut_pairs(data_home: Path) -> Non
     asyncio.run(train(False))
     asyncio.run(train(True))
     assert [v.pairs for v in trained] == [1, 2]
+
+
+def test_a_reply_cut_below_max_tokens_was_cut_by_the_full_context() -> None:
+    """The rule a card reads: cut (finish reason ``length``) before max tokens means the
+    context filled; at max tokens, or without a known limit, it is the usual cut."""
+    from rlhf_desktop.core.pick_rules import cut_by_context
+
+    cut = Candidate(index=0, text="1, 2, 3", finish_reason="length", completion_tokens=100)
+    assert cut_by_context(cut, 256)
+    assert not cut_by_context(replace(cut, completion_tokens=256), 256)
+    assert not cut_by_context(cut, None)  # a remote server: its count is not per reply
+    assert not cut_by_context(replace(cut, finish_reason="stop"), 256)
+    assert not cut_by_context(replace(cut, completion_tokens=None), 256)

@@ -179,7 +179,8 @@ class HeadToHead:
 
     @property
     def words(self) -> str:
-        """E.g. "chat model v2 (tuned) beat the base model in 64% of 42 battles (95% CI 51–76%, …)"."""
+        """E.g. "chat model v2 (tuned) beat the base model in 64% of 42 battles (95% CI
+        51–76%, …)"."""
         if self.rate is None or self.low is None or self.high is None:
             return (f"{self.a} against {self.b}: {self.turns} labeled turn"
                     f"{'s' if self.turns != 1 else ''} so far; a win rate with its 95 % "

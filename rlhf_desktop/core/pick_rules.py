@@ -32,7 +32,8 @@ from collections.abc import Sequence
 
 from rlhf_desktop.domain import Candidate, Turn
 
-__all__ = ["CUT", "NOT_WHOLE", "RuleError", "context_reply", "failed_indices", "is_cut",
+__all__ = ["CUT", "NOT_WHOLE", "RuleError", "context_reply", "cut_by_context", "failed_indices",
+           "is_cut",
            "is_whole_reply",
            "model_rank", "model_scored", "model_top", "no_rejected_message", "rank_key",
            "rankable", "ranked", "ranking_pairs", "rejected_side", "reply_key", "same_as",
@@ -103,6 +104,14 @@ def stopped_before_text(candidate: Candidate) -> bool:
 def is_cut(candidate: Candidate) -> bool:
     """A reply the server cut at max tokens (kept as a rejected reply, flagged)."""
     return candidate.finish_reason == CUT
+
+
+def cut_by_context(candidate: Candidate, max_tokens: int | None) -> bool:
+    """A cut reply (:func:`is_cut`) that stopped before ``max_tokens``: the model's context
+    filled up (llama.cpp says ``length`` for both). Only for a server that counts each
+    reply's tokens exactly (the built-in model); ``max_tokens`` None: not known."""
+    return (is_cut(candidate) and bool(max_tokens) and candidate.completion_tokens is not None
+            and candidate.completion_tokens < (max_tokens or 0))
 
 
 def rank_key(candidate: Candidate) -> tuple[bool, bool, float, int]:

@@ -126,8 +126,9 @@ def training_pairs(pairs: Sequence[PreferencePair], cut_ids: set[int],
     if pairs and not kept:
         raise TrainingError(f"all {len(pairs)} pairs have a rejected reply cut at max tokens, "
                             "which training leaves out by default (they teach 'shorter "
-                            "wins'): raise the max tokens in Settings and pick again, or "
-                            "train with use_cut_pairs")
+                            "wins'): raise Max tokens in Settings and pick again, or turn "
+                            "on Settings → \"Also train on pairs against replies cut at max "
+                            "tokens\"")
     return kept, len(pairs) - len(kept)
 
 

@@ -55,6 +55,15 @@ def accuracy_text(version: ModelVersion) -> str:
     return f"{acc * 100:.0f} %{early}"
 
 
+def trained_text(version: ModelVersion) -> str:
+    """"trained on 6 pairs", and how many stored pairs it left out because their rejected
+    reply was cut at max tokens (with a small model at 256 tokens most are: a new user saw
+    "trained on 6 pairs" after 29 and could not tell why; Settings can include them)."""
+    cut = int(version.metrics.get("cut_pairs_left_out") or 0)
+    return f"trained on {version.pairs} pairs" + (
+        f" ({cut} against cut replies left out: Settings)" if cut else "")
+
+
 def retrain_text(status: RetrainStatus, latest: ModelVersion | None,
                  early_accuracy: bool = False) -> str:
     """The status-bar text: training progress, or the model and labels to the next run.
@@ -71,11 +80,12 @@ def retrain_text(status: RetrainStatus, latest: ModelVersion | None,
         queued = " · one more queued" if status.queued else ""
         return f"Training the reward model…{pct}{stage}{queued}"
     parts = []
+    trained = "" if latest is None else trained_text(latest)
     if latest is not None and (early_accuracy or not is_early(latest.labels)):
         parts.append(f"reward model v{latest.version} · CV accuracy {accuracy_text(latest)} · "
-                     f"trained on {latest.pairs} pairs")
+                     f"{trained}")
     elif latest is not None:
-        parts.append(f"reward model v{latest.version} · trained on {latest.pairs} pairs · "
+        parts.append(f"reward model v{latest.version} · {trained} · "
                      f"accuracy shown after {EARLY_LABELS} labels")
     else:
         parts.append("reward model untrained")

@@ -84,3 +84,25 @@ def test_a_long_message_shows_its_token_count(loop: asyncio.AbstractEventLoop,
         assert window.chat.composer.toPlainText() == "y" * 30_000  # nothing was taken away
 
     run(loop, scenario())
+
+
+@pytest.mark.timeout(60)
+def test_the_count_warns_when_the_context_leaves_the_replies_less_than_max_tokens(
+        qtbot: object) -> None:
+    """2,026 of 2,048 tokens fits, but leaves the replies 22 tokens where max tokens is 256:
+    the replies would stop when the context fills, so the count says so before sending."""
+    from rlhf_desktop.services.chat.token_count import TokenCount
+    from rlhf_desktop.ui.chat.composer import Composer, ComposerBar
+
+    composer = Composer()
+    bar = ComposerBar(composer, [])
+    qtbot.addWidget(bar)  # type: ignore[attr-defined]
+    composer.setPlainText("Any quick stretch for a stiff neck?")
+    bar.set_counter(lambda _text: TokenCount(2026, 2048, True, "the tokenizer", 256))
+    said = bar.token_label.text()
+    assert said.startswith("⚠ 2,026 of 2,048 tokens — 22 left for the replies (max tokens 256)")
+    assert "start a new chat" in said
+    bar.set_counter(lambda _text: TokenCount(1500, 2048, True, "the tokenizer", 256))
+    assert bar.token_label.text() == "1,500 of 2,048 tokens"  # room enough: no warning
+    assert not TokenCount(1500, 2048, True, "", 0).squeezed  # max tokens not said
+    assert not TokenCount(2100, 2048, True, "", 256).squeezed  # over: the other warning

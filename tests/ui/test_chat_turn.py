@@ -261,6 +261,39 @@ def test_a_prompt_beyond_the_built_in_models_context_is_held_back(
         run(loop, window.shutdown())
 
 
+def test_a_reply_the_full_context_cut_says_so_not_max_tokens(
+        loop: asyncio.AbstractEventLoop, qtbot: object) -> None:
+    """llama.cpp ends a reply the full context stopped with the same finish reason as one cut
+    at max tokens; a card says which (a new user read "cut at max tokens" at 100 tokens with
+    max tokens at 256, after a dozen turns had filled the context)."""
+    try:
+        config.default_gguf_path()
+    except config.ConfigError as exc:
+        pytest.skip(f"built-in model unavailable: {exc}")
+    window = window_for(qtbot, provider="local", candidates_per_turn=1, n_ctx=256,
+                        max_tokens=400, temperature=0.0)
+    chat = window.chat
+
+    async def flow() -> None:
+        await window.start()
+        assert window.backend.provider_kind == "local"
+        widget = await send(window, "Count from 1 to 400, one number after another, "
+                                    "separated by commas.")
+        await wait_until(lambda: not chat.generating and widget.turn is not None, 120,
+                         "the reply")
+        assert widget.turn is not None
+        (reply,) = widget.turn.candidates
+        assert reply.finish_reason == "length" and (reply.completion_tokens or 0) < 400
+        card = widget.cards[reply.index]
+        assert "cut: the chat's context is full" in card.footer.text()
+        assert "cut at max tokens" not in card.footer.text()
+
+    try:
+        run(loop, flow())
+    finally:
+        run(loop, window.shutdown())
+
+
 def test_the_chat_fits_the_minimum_window_size(
         loop: asyncio.AbstractEventLoop, qtbot: object, server: AzureServer) -> None:
     window = window_for(qtbot, candidates_per_turn=4, max_tokens=32)

@@ -67,6 +67,31 @@ def test_settings_says_replies_per_turn_as_the_chat_does(qtbot: object) -> None:
     assert "Replies per turn" in texts and "Candidates per turn" not in texts
 
 
+@pytest.mark.timeout(60)
+def test_training_on_pairs_against_cut_replies_is_a_setting_the_status_bar_points_to(
+        qtbot: object) -> None:
+    """With a small built-in model most replies are cut at max tokens, and the reward model
+    leaves the pairs against them out: the status bar says how many it left out and the
+    Settings dialog has the switch (a new user saw "trained on 6 pairs" after 29)."""
+    from rlhf_desktop.domain import ModelVersion
+    from rlhf_desktop.ui.backend import trained_text
+
+    version = ModelVersion(version=2, path="", created_at=0.0, pairs=6, labels=2,
+                           metrics={"cut_pairs_left_out": 23})
+    assert trained_text(version) == "trained on 6 pairs (23 against cut replies left out: " \
+        "Settings)"
+    assert trained_text(ModelVersion(version=1, path="", created_at=0.0, pairs=6, labels=2,
+                                     metrics={})) == "trained on 6 pairs"
+    config.save_settings(Settings())
+    dialog = SettingsDialog(config.load_settings())
+    qtbot.addWidget(dialog)  # type: ignore[attr-defined]
+    assert not dialog.train_on_cut.isChecked()
+    assert "cut at max tokens" in dialog.train_on_cut.text()
+    dialog.train_on_cut.setChecked(True)
+    dialog.accept()
+    assert config.load_settings().train_on_cut_pairs
+
+
 def test_replies_provider_and_model_switch_from_above_the_chat(
         window: MainWindow, loop: asyncio.AbstractEventLoop) -> None:
     controls = window.controls

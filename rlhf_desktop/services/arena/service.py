@@ -102,8 +102,8 @@ def comparison_banner(sources: list[CandidateSource], usual: int) -> str:
     each = " and ".join(f"{s.count} from {s.name}" for s in active)
     return (f"Blind comparison: each turn shows {total} replies ({each}) in random order; "
             "which one wrote which shows after you pick. To chat with one model again "
-            f"({usual} replies a turn), choose it in \"Chat with\" on the Model page, or turn "
-            "the comparison off in Settings → Candidate sources.")
+            f"({usual} replies a turn), choose it in \"from\" above the chat or in \"Chat "
+            "with\" on the Model page.")
 
 
 def check(settings: Settings) -> str | None:

@@ -76,7 +76,8 @@ class ChatModels:
         limit = (self.settings.n_ctx if kind == "local" else learned.get((kind, model))
                  or (known_context(model) if kind == "openai" else None))
         return self._tokens.count(messages, system, kind=kind, model=model, limit=limit,
-                                  tokenizer=tokenizer if callable(tokenizer) else None)
+                                  tokenizer=tokenizer if callable(tokenizer) else None,
+                                  reply_tokens=self.settings.max_tokens)
 
     async def list_models(self) -> list[str]:
         """The models a chat can use with the provider: what an OpenAI-compatible server or

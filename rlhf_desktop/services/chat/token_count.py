@@ -59,6 +59,8 @@ class TokenCount:
     how: str
     """What counted: "the built-in model's tokenizer", "tiktoken (o200k_base)", or why it
     is an estimate."""
+    reply_tokens: int = 0
+    """The most a reply may take (the chat's max tokens); 0: not said."""
 
     @property
     def matters(self) -> bool:
@@ -72,6 +74,20 @@ class TokenCount:
     def over(self) -> bool:
         """More than the model takes."""
         return self.limit is not None and self.tokens > self.limit
+
+    @property
+    def room(self) -> int | None:
+        """Tokens of the context left for the replies (None: the context is not known)."""
+        return None if self.limit is None else max(self.limit - self.tokens, 0)
+
+    @property
+    def squeezed(self) -> bool:
+        """It fits, but leaves the replies less room than max tokens: they will be cut when
+        the context fills (a new user's replies stopped at 100 tokens, read as "cut at max
+        tokens" with max tokens at 256, and the counter had said "2,026 of 2,048")."""
+        room = self.room
+        return room is not None and not self.over and 0 < self.reply_tokens and \
+            room < self.reply_tokens
 
     def text(self) -> str:
         """E.g. ``about 9,300 of 2,048 tokens`` or ``1,210 tokens``."""
@@ -144,10 +160,11 @@ class TokenCounter:
         return None, "an estimate while tiktoken loads"
 
     def count(self, messages: Sequence[Message], system_prompt: str, *, kind: str,
-              model: str, limit: int | None, tokenizer: Callable[[str], int] | None = None
-              ) -> TokenCount:
+              model: str, limit: int | None, tokenizer: Callable[[str], int] | None = None,
+              reply_tokens: int = 0) -> TokenCount:
         """The size of ``messages`` with ``system_prompt`` for a provider ``kind`` and
-        ``model``; ``tokenizer`` is the model's own (the built-in model's)."""
+        ``model``; ``tokenizer`` is the model's own (the built-in model's); ``reply_tokens``
+        the chat's max tokens (the room a reply wants)."""
         how = "an estimate (characters / 4)"
         count: Callable[[str], int] | None = tokenizer
         if tokenizer is not None:
@@ -168,4 +185,4 @@ class TokenCounter:
                     exact = False
             total += estimate(text)
         total += PER_MESSAGE * len(texts)
-        return TokenCount(total, limit, exact, how)
+        return TokenCount(total, limit, exact, how, reply_tokens)

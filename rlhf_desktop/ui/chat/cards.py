@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from rlhf_desktop.core.pick_rules import cut_by_context
 from rlhf_desktop.domain import Candidate
 from rlhf_desktop.ui.chat.arena_turn import SourceBadge
 from rlhf_desktop.ui.icons import thumb_up
@@ -96,6 +97,9 @@ class CandidateCard(QFrame):
         super().__init__(parent)
         self.index = index
         self.candidate: Candidate | None = None
+        self.max_tokens: int | None = None
+        """The built-in model's max tokens for this reply (a cut below it: the context was
+        full); None: not known (a remote server)."""
         self.text = ""
         self._rendered = ""
         self.position = index
@@ -225,7 +229,7 @@ class CandidateCard(QFrame):
             self.body.set_markdown_text(shown)
             self._rendered = shown
         self.text = candidate.text
-        self.footer.setText(self._footer_text(candidate))
+        self.footer.setText(self._footer_text(candidate, self.max_tokens))
         has_text = bool(candidate.text.strip())
         self.pick_button.setEnabled(has_text and candidate.id is not None)
         self.pick_button.setVisible(has_text)  # a failed or empty reply cannot be picked
@@ -276,7 +280,7 @@ class CandidateCard(QFrame):
         self.regen_button.setToolTip("Ask again for this reply only" if allowed else why)
 
     @staticmethod
-    def _footer_text(c: Candidate) -> str:
+    def _footer_text(c: Candidate, max_tokens: int | None = None) -> str:
         parts = []
         if c.completion_tokens:
             parts.append(f"{c.completion_tokens} tokens")
@@ -284,7 +288,9 @@ class CandidateCard(QFrame):
             parts.append(f"{c.latency_s:.1f} s")
         notes = {"length": "cut at max tokens", "cancelled": "stopped — partial reply",
                  "content_filter": "stopped by the content filter", "error": "failed"}
-        if c.finish_reason in notes:
+        if cut_by_context(c, max_tokens):
+            parts.append("cut: the chat's context is full (start a new chat)")
+        elif c.finish_reason in notes:
             parts.append(notes[c.finish_reason or ""])
         elif failed(c):
             parts.append("failed")

@@ -246,7 +246,12 @@ class ComposerBar(QFrame):
             return count
         over = " — more than this model takes: shorten it or start a new chat" \
             if count.over else ""
-        self.token_label.setText(f"{'⚠ ' if count.over else ''}{count.text()}{over}")
+        if count.squeezed:
+            over = (f" — {count.room:,} left for the replies (max tokens "
+                    f"{count.reply_tokens:,}): they will be cut short; start a new chat or "
+                    "raise the context size")
+        warn = count.over or count.squeezed
+        self.token_label.setText(f"{'⚠ ' if warn else ''}{count.text()}{over}")
         self.token_label.setToolTip(f"This message with the conversation so far and the "
                                     f"system prompt, counted with {count.how}")
         self.token_label.show()

@@ -115,6 +115,9 @@ class TurnWidget(QFrame):
         self.view: TurnView | None = None
         """The latest snapshot of the turn (None outside the chat)."""
         self.cards: dict[int, TurnCard] = {}
+        self.context_max_tokens: int | None = None
+        """The built-in model's max tokens for this turn, so a card tells a reply the full
+        context cut from one cut at max tokens (None: another provider)."""
         self.order: list[int] = []
         self.rerank_count = 0
         self.retry_action = "retry"
@@ -321,6 +324,7 @@ class TurnWidget(QFrame):
         card = self.cards.get(index)
         if card is not None:
             card.set_streaming(False)
+            card.max_tokens = self.context_max_tokens
             card.set_candidate(candidate)
 
     def on_restart(self, index: int) -> None:
@@ -339,10 +343,14 @@ class TurnWidget(QFrame):
         """The saved (and maybe ranked) turn: final texts, ids, order by score, the pick."""
         self.turn = turn
         self._ensure_cards([c.index for c in turn.candidates])
+        local = turn.provider == "local"
+        self.context_max_tokens = turn.params.max_tokens if local else None
         for cand in turn.candidates:
             card = self.cards[cand.index]
             if cand.index not in self.regenerating:
                 card.set_streaming(False)
+            by_llama = local or (cand.origin or {}).get("provider") == "local"
+            card.max_tokens = turn.params.max_tokens if by_llama else None
             card.set_candidate(shown(turn, cand))
         self.apply_order()
         self.mark_pick(turn.chosen_candidate_id)

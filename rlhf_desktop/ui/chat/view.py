@@ -400,6 +400,8 @@ class ChatView(QWidget):
         n = self.backend.sampling_params().n  # in the arena: the sources' replies in all
         view = self.turns.begin(messages, n, blind_mode=settings.blind, arena=settings.arena)
         widget = TurnWidget(last_user_text(messages), n, self.renderer, order=view.order)
+        if self.backend.provider_kind == "local":
+            widget.context_max_tokens = self.backend.sampling_params().max_tokens
         widget.show_view(view)
         widget.parent_turn = parent
         self._add_widget(widget)

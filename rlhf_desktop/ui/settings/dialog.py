@@ -163,6 +163,15 @@ class SettingsDialog(QDialog):
         self.retrain_every.setRange(1, 10000)
         self.retrain_every.setValue(s.retrain_every)
         self.retrain_every.setSuffix(" new labels")
+        self.train_on_cut = QCheckBox("Also train on pairs against replies cut at max tokens")
+        self.train_on_cut.setChecked(s.train_on_cut_pairs)
+        self.train_on_cut.setToolTip(
+            "Off (the default): a pair whose rejected reply was cut at max tokens is stored and "
+            "exported but the reward model does not train on it. Cut replies are the longest "
+            "ones, so such pairs teach \"shorter wins\" rather than \"better wins\", and the "
+            "ranking already puts a cut reply after every finished one. With a small built-in "
+            "model most replies are cut at 256 tokens: raise Max tokens, or turn this on to "
+            "train on those pairs too.")
         gen = QGroupBox("Replies and training")
         gen_form = QFormLayout(gen)
         gen_form.addRow("Replies per turn", self.candidates)
@@ -170,6 +179,7 @@ class SettingsDialog(QDialog):
         gen_form.addRow("Max tokens", self.max_tokens)
         gen_form.addRow("System prompt", self.system_prompt)
         gen_form.addRow("Retrain every", self.retrain_every)
+        gen_form.addRow("", self.train_on_cut)
         gen_form.addRow("", self.blind)
         self.ranker = QComboBox()
         self.ranker.addItem("the tiny reward model (retrained on your labels)", "")
@@ -362,6 +372,7 @@ class SettingsDialog(QDialog):
             max_tokens=self.max_tokens.value(),
             system_prompt=self.system_prompt.toPlainText().strip(),
             retrain_every=self.retrain_every.value(),
+            train_on_cut_pairs=self.train_on_cut.isChecked(),
             blind=self.blind.isChecked(),
             chat_model_version=self.chat_model_version.value(),
             ranker=str(self.ranker.currentData() or ""),
