@@ -33,6 +33,9 @@ def labeled_repo() -> Repository:
     labeling.pick(turns[0], turns[0].candidates[1].id or 0)
     labeling.tie(turns[1], [turns[1].candidates[0].id or 0, turns[1].candidates[2].id or 0])
     labeling.all_bad(turns[2])
+    bad = repo.labels.last()
+    assert bad is not None and bad.id is not None
+    repo.labels.set_reason(bad.id, "none of these are jokes")  # "What was wrong?"
     labeling.edit(turns[3], turns[3].candidates[2].id or 0, "a3, rewritten")
     labeling.skip(turns[4])
     ranked = turns[5].candidates
@@ -51,6 +54,8 @@ def test_labels_file_holds_every_kind_with_ties_and_all_bad_flags(tmp_path: Path
     assert pick["completions"] == ["a1", "a2", "a3"]
     assert tie["tied"] == [0, 2] and tie["chosen"] == 0 and not tie["all_bad"]
     assert bad["all_bad"] and bad["chosen"] is None
+    # an all-bad flag makes no pairs: this file is where its reason goes
+    assert bad["reason"] == "none of these are jokes" and pick["reason"] is None
     assert edit["edited"] == "a3, rewritten" and edit["metadata"]["edited_from"] == 2
     assert edit["completions"] == ["a1", "a2", "a3"]  # the rewrite is not a completion
     assert ranking["ranking"] == [2, 0, 1] and ranking["chosen"] == 2 and ranking["tied"] == []
@@ -62,6 +67,7 @@ def test_labels_file_holds_every_kind_with_ties_and_all_bad_flags(tmp_path: Path
     ds = load_dataset("json", data_files=str(out), split="train",
                       cache_dir=str(tmp_path / "hf-cache"))
     assert ds.num_rows == 5 and ds[2]["all_bad"] is True and ds[4]["ranking"] == [2, 0, 1]
+    assert ds[2]["reason"] == "none of these are jokes"
 
 
 @pytest.mark.parametrize("fmt", EXPORT_FORMATS)

@@ -80,15 +80,15 @@ class Provenance:
     def of_labels(self, label_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         """Per label: kind, turn, conversation, provider, model, temperature, seed, blind,
         time to pick, reward-model version, the scores and positions at display time, the
-        tied replies of a tie (``tied``) and the order of a ranking (``ranking``, candidate
-        ids best first)."""
+        tied replies of a tie (``tied``), the order of a ranking (``ranking``, candidate
+        ids best first) and the user's one-line reason (``reason``, None when none)."""
         found: dict[int, dict[str, Any]] = {}
         ids = sorted(set(label_ids))
         for chunk, marks in in_chunks(ids):
             rows = self._db.conn.execute(
                 "SELECT l.id, l.kind, l.turn_id, t.conversation_id, t.provider, t.model,"
                 " t.params_json, COALESCE(l.blind, t.blind, 0), l.time_to_pick_s,"
-                " l.reward_version, l.shown_json, l.members_json FROM labels l"
+                " l.reward_version, l.shown_json, l.members_json, l.reason FROM labels l"
                 f" LEFT JOIN turns t ON t.id = l.turn_id WHERE l.id IN ({marks})", chunk)
             for r in rows:
                 params = json.loads(r[6]) if r[6] else {}
@@ -103,6 +103,7 @@ class Provenance:
                     "positions": {int(k): v for k, v in shown.get("positions", {}).items()},
                     "tied": members if r[1] != "ranking" else [],
                     "ranking": members if r[1] == "ranking" else [],
+                    "reason": r[12],
                 }
         return found
 

@@ -188,7 +188,7 @@ def test_bad_badges_are_not_the_green_of_your_pick(qtbot: object) -> None:
     widget.update_status()
     badges = [card.state_badge for card in widget.cards.values()]
     assert [(b.text(), b.property("badge")) for b in badges] == [("✗ Bad", "bad")] * 2
-    assert "none of them goes on as context" in widget.status.text()
+    assert "your question stays in the conversation with no reply" in widget.status.text()
     sheet = stylesheet(LIGHT)
     bad = re.search(r'QLabel\[badge="bad"\] \{ background: (#\w+)', sheet)
     pick = re.search(r'QLabel\[badge="state"\] \{ background: (#\w+)', sheet)

@@ -6,14 +6,17 @@ The labels file has one JSON object per label::
     {"prompt": "...", "prompt_messages": [...], "completions": ["...", ...],
      "label_kind": "pick" | "tie" | "all_bad" | "edit" | "ranking",
      "chosen": 1, "tied": [0, 2], "ranking": [2, 0, 1] | null, "all_bad": false,
-     "edited": "..." | null,
+     "edited": "..." | null, "reason": "..." | null,
      "metadata": {"provider", "model", "temperature", "seed", "blind", "time_to_pick_s",
                   "reward_model_version", "scores": [...], "positions": [...],
                   "origins": [...], ...}}
 
 ``completions`` are the model's replies in the provider's order; ``chosen``, ``tied`` and
 ``ranking`` (best first) index into them (``chosen`` is null for an all-bad flag and for an
-edit, whose text is in ``edited`` with ``metadata.edited_from``). ``scores``, ``positions``
+edit, whose text is in ``edited`` with ``metadata.edited_from``). ``reason`` is the line the
+user wrote under the turn ("What was wrong?" after all bad, why a pick), null when none: an
+all-bad flag makes no pairs, so this file is the only export that carries its reason.
+``scores``, ``positions``
 and ``origins`` (the arena source of each reply) are per completion, as they were when the
 user labeled the turn; each is null instead of a list when nothing is known (no reward model
 yet, no arena).
@@ -110,6 +113,7 @@ def label_records(repo: Repository) -> Iterator[dict[str, Any]]:
                         if kind == "ranking" else None),
             "all_bad": kind == "all_bad",
             "edited": None if edit is None else edit.text,
+            "reason": facts.get("reason"),
             "metadata": metadata,
         }
 

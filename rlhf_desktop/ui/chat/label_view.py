@@ -87,8 +87,10 @@ def decorate(widget: TurnWidget, keys: str) -> str | None:
             card.set_chosen(False)
             card.state_badge.setText("✗ Bad")
             card.state_badge.setVisible(True)
-        return ("You marked every reply as bad (a flag in the export, no pairs) · none of "
-                f"them goes on as context; pick one to keep it{undo}")
+        return ("You marked every reply as bad (a flag in the export, no pairs) · your "
+                "question stays in the conversation with no reply (a next message may refer "
+                "to it; Edit the question or start a new chat to leave it out) · pick a reply "
+                f"to keep it{undo}")
     if turn.label_kind == "edit":
         edit = next((c for c in turn.candidates if c.id == turn.chosen_candidate_id), None)
         edit_card = widget.cards.get(edit.index) if edit is not None else None
