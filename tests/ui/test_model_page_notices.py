@@ -68,3 +68,23 @@ def test_agreement_from_one_pick_says_too_few_instead_of_a_percentage(
     assert "too few" in view.agree_value.text()
     assert "0 of 1 time" in view.agree_caption.text()
     assert "needs 5 ranked picks" in view.agree_caption.text()
+
+
+def test_agreement_from_few_blind_picks_says_they_were_blind(
+        qtbot: object, backend: Backend) -> None:
+    """Once there are blind picks the card counts only those, and says so: "0 of 1 time"
+    beside the habits' "33 % when its ranking was shown (3)" read as a contradiction."""
+    from rlhf_desktop.domain import Shown
+
+    repo = db()
+    for blind in (False, False, True):
+        turn = make_turn(repo, ["first reply", "second reply"])
+        a, b = turn.candidates
+        repo.conversations.set_scores([(a.id, 1.0, 1), (b.id, 0.0, 1)])
+        repo.labels.pick(turn.id, b.id, model_top_candidate_id=a.id,
+                         shown=Shown(blind=blind))
+    view = ModelView(backend)
+    qtbot.addWidget(view)  # type: ignore[attr-defined]
+    view.refresh()
+    assert "0 of 1 time on blind turns so far" in view.agree_caption.text(), \
+        view.agree_caption.text()

@@ -268,9 +268,10 @@ class ModelView(QWidget):
             n = agreement.picks
             hits = round(agreement.rate * n)
             self.agree_value.setText("too few picks")
+            on = " on blind turns" if agreement.blind_only else ""  # as the habits say
             self.agree_caption.setText(
-                f"model's top reply was your pick {hits} of {n} time{'s' if n != 1 else ''} "
-                f"so far: a percentage needs {MIN_AGREEMENT_PICKS} ranked picks")
+                f"model's top reply was your pick {hits} of {n} time{'s' if n != 1 else ''}"
+                f"{on} so far: a percentage needs {MIN_AGREEMENT_PICKS} ranked picks")
         else:
             self.agree_value.setText(f"{agreement.rate * 100:.0f} %")
             n = agreement.picks
