@@ -447,6 +447,9 @@ def test_a_head_to_head_says_so_above_the_chat_and_ties_in_one_click(
         said = window.banner_text.text()
         assert "each turn shows 2 replies (1 from azure cool and 1 from server hot)" in said
         assert "(4 replies a turn)" in said and '"from" above the chat' in said
+        # the chat's model line names no single model (it said "… (provider default)")
+        assert window.chat_summary.text().startswith(
+            "Model: each source's own (azure cool vs server hot)"), window.chat_summary.text()
         widget = await send(window, "Name a fruit")
         await wait_until(lambda: not chat.generating and widget.turn is not None, 60,
                          "the arena turn")

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from rlhf_desktop.core.chat_models import tuned_version, version_name
 from rlhf_desktop.services.chat.conversations import ChatSettings
 from rlhf_desktop.services.chat.service import StorageError
 from rlhf_desktop.ui.backend import Backend
@@ -191,8 +192,14 @@ class ChatHeader(QFrame):
         session = self.backend.session
         chat = session.conversations.chat_settings(self._conversation_id())
         default_model = self.backend.provider_model
-        model = chat.model or (f"{default_model} (provider default)" if default_model
-                               else "provider default")
+        kind = self.backend.provider_kind
+        if kind == "local" and tuned_version(default_model):
+            default_model = version_name(tuned_version(default_model))
+        if kind == "arena":  # not one model: each source answers with its own
+            model = f"each source's own ({default_model})"
+        else:
+            model = chat.model or (f"{default_model} (provider default)" if default_model
+                                   else "provider default")
         prompt = chat.system_prompt
         if prompt is None:
             prompt = self.backend.settings.system_prompt
