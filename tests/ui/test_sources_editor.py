@@ -69,3 +69,20 @@ def test_empty_sources_list_shows_a_hint_instead_of_a_dead_form(qtbot: object) -
         CandidateSource("a").to_dict(), CandidateSource("b").to_dict()]))
     qtbot.addWidget(with_sources)  # type: ignore[attr-defined]
     assert not with_sources.form_box.isHidden() and with_sources.empty_hint.isHidden()
+
+
+@pytest.mark.timeout(60)
+def test_a_long_source_row_wraps_instead_of_scrolling_sideways(qtbot: object) -> None:
+    from PySide6.QtCore import Qt
+
+    src = CandidateSource("a rather long source name", provider="local", temperature=1.3,
+                          count=1, chat_model_version=2)
+    editor = SourcesEditor(Settings(candidate_sources=[src.to_dict()]))
+    qtbot.addWidget(editor)  # type: ignore[attr-defined]
+    editor.resize(420, 400)
+    editor.show()
+    QApplication.processEvents()
+    assert editor.list.wordWrap()
+    assert editor.list.horizontalScrollBarPolicy() == Qt.ScrollBarPolicy.ScrollBarAlwaysOff
+    item = editor.list.item(0)
+    assert "chat model v2 (tuned)" in item.text() and item.toolTip() == item.text()

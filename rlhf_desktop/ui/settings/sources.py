@@ -118,6 +118,12 @@ class SourcesEditor(QGroupBox):
         self.list = QListWidget()
         self.list.setAccessibleName("Candidate sources")
         self.list.setMaximumHeight(96)
+        # a row longer than the list wraps instead of needing a horizontal scroll (a new
+        # user had to scroll sideways to read "… · temperature 1.3 · 1 reply")
+        self.list.setWordWrap(True)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.list.setToolTip("Each source: name — provider · model or version · temperature "
+                             "· replies")
         self.list.currentRowChanged.connect(self._show_row)
         self.add_button = QPushButton("Add source")
         self.add_button.clicked.connect(self.add)
@@ -225,6 +231,7 @@ class SourcesEditor(QGroupBox):
         self.list.clear()
         for src in self.drafts:
             self.list.addItem(summary(src))
+            self.list.item(self.list.count() - 1).setToolTip(summary(src))
         self._loading = False
         self.list.setCurrentRow(select if self.drafts else -1)
         self._show_row(self.list.currentRow())
