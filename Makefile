@@ -18,8 +18,9 @@ export TRANSFORMERS_OFFLINE := 1
 .PHONY: run test check lint typecheck imports pytest pytest-fast setup bench clean package test-package \
         deb install-desktop uninstall-desktop
 
+# make run ARGS="--data-dir /tmp/try": flags for the app (README, "Command line")
 run: $(APP_STAMP)
-	$(BIN)/rlhf-desktop
+	$(BIN)/rlhf-desktop $(ARGS)
 
 test: $(STAMP) lint typecheck imports pytest
 
