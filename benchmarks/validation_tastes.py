@@ -50,8 +50,11 @@ EXAMPLE = re.compile(r"\b(?:for example|for instance|e\.g\.|such as|imagine|say 
 
 
 def concrete(prompt: str, reply: str) -> float:
-    """Give concrete examples and figures: "for example", "such as", numbers, per 100 words
-    (a density, so a longer reply does not win by length alone), capped at 10."""
+    """Give concrete examples and figures: "for example", "for instance", "such as",
+    "imagine", "say you" and every number, per 100 words (a density, so a longer reply does
+    not win by length alone), capped at 10. As run (the code is the taste, fixed before its
+    result): a numbered list's numbers count as figures, and "e.g." before a space is missed
+    (the word boundary after its full stop)."""
     words = WORD.findall(reply)
     if not words:
         return -1000.0

@@ -154,7 +154,7 @@ def test_arena_commands_add_list_remove_on_off(capsys: pytest.CaptureFixture[str
     assert code == 0 and "added base: local base, 2 replies, temperature chat's" in out
     code, out, err = cli(capsys, "arena", "add", "tuned v3", "--provider", "local",
                          "--version", "3", "--count", "2", "--temperature", "0.7")
-    assert code == 0 and "local tuned v3, 2 replies, temperature 0.7" in out
+    assert code == 0 and "local chat model v3 (tuned), 2 replies, temperature 0.7" in out
     assert "note: tuned v3 cannot run yet: Chat model v3 is not in" in err
     code, _, err = cli(capsys, "arena", "add", "base")
     assert code == 2 and "'base' exists already" in err

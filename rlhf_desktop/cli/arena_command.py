@@ -19,6 +19,7 @@ from typing import Any
 from rlhf_desktop import config
 from rlhf_desktop.cli.common import CliError, app_session, emit, plural
 from rlhf_desktop.config import ConfigError, Settings
+from rlhf_desktop.core.chat_models import version_name
 from rlhf_desktop.domain import CandidateSource
 from rlhf_desktop.services.arena.service import ArenaService
 
@@ -56,8 +57,7 @@ def add_arena_parser(sub: Any) -> None:
 def _describe(source: CandidateSource) -> str:
     where = source.provider
     if source.provider == "local" or (source.provider == "auto" and source.chat_model_version):
-        where += " base" if not source.chat_model_version else \
-            f" tuned v{source.chat_model_version}"
+        where += f" {version_name(source.chat_model_version)}"
     if source.model:
         where += f" {source.model}"
     if source.base_url:

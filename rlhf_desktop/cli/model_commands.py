@@ -14,16 +14,19 @@ from rlhf_desktop.cli.common import emit as _emit
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a new version."""
-    from rlhf_desktop.reward.training import TrainingError
+    from rlhf_desktop import config
+    from rlhf_desktop.reward.training import TrainConfig, TrainingError
 
     service = _current_model()  # the version in use: a new one must not be worse
+    # the window's setting holds here too (the error below names it)
+    cfg = TrainConfig(use_cut_pairs=config.load_settings().train_on_cut_pairs)
 
     def progress(fraction: float, stage: str) -> None:
         if args.verbose:
             print(f"\r{stage} {fraction * 100:5.1f} %", end="", file=sys.stderr, flush=True)
 
     try:
-        record = service.train_now(progress=progress)
+        record = service.train_now(cfg, progress=progress)
     except TrainingError as exc:
         raise CliError(str(exc)) from exc
     if args.verbose:

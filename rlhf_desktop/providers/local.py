@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rlhf_desktop.core.chat_models import tuned_version, version_name
 from rlhf_desktop.domain import Message, SamplingParams
 from rlhf_desktop.providers.base import (
     CANCELLED,
@@ -261,8 +262,8 @@ class LocalProvider(BaseProvider):
         """Text reaches the event loop in batches at most this often (about 30 per s)."""
 
     def describe(self) -> str:
-        """``Built-in model: <file name> [+ tuned vNNNN] (n threads)``."""
-        tuned = f" + tuned {self.lora_path.parent.name}" if self.lora_path else ""
+        """``Built-in model: <file name>[, chat model vN (tuned)] (n threads)``."""
+        tuned = f", {version_name(tuned_version(self.model))}" if self.lora_path else ""
         return f"Built-in model: {self.model_path.name}{tuned} ({self.n_threads} thread(s))"
 
     async def load(self) -> None:

@@ -216,7 +216,10 @@ class AppSession(ChatModels):
         """Use new settings (already saved); call :meth:`rebuild_provider` if they need it."""
         self.settings = settings
         self._retrainer.every = settings.retrain_every
+        cut_changed = self._retrainer.use_cut_pairs != settings.train_on_cut_pairs
         self._retrainer.use_cut_pairs = settings.train_on_cut_pairs
+        if cut_changed and self.models.current() is not None:
+            self._retrainer.request()  # the status bar's "… left out: Settings" is answered now
         self._follow_ranker(settings)
         self.hooks.retrain_did_update(self._retrainer.status())
 

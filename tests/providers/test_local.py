@@ -256,7 +256,7 @@ def test_lora_adapter_is_applied_on_the_base(gguf_path: Path, tmp_path: Path) ->
     assert greedy_reply(gguf_path, zero) == base  # a zero update leaves the model as it was
     assert greedy_reply(gguf_path, strong) != base  # a real update changes the reply
     provider = LocalProvider(gguf_path, lora_path=zero)
-    assert provider.model.endswith("+v0001") and "tuned v0001" in provider.describe()
+    assert provider.model.endswith("+v0001") and "chat model v1 (tuned)" in provider.describe()
 
 
 def test_broken_or_missing_adapter_is_a_load_error(gguf_path: Path, tmp_path: Path) -> None:

@@ -116,7 +116,7 @@ def test_rlhf_desktop_tune_makes_a_version_that_llama_cpp_chats_with(pairs_file,
 
     provider, _why = choose_provider(Settings(provider="local", chat_model_version=1,
                                                 n_ctx=512))
-    assert provider.model.endswith("+v0001") and "tuned v0001" in provider.describe()
+    assert provider.model.endswith("+v0001") and "chat model v1 (tuned)" in provider.describe()
     replies = asyncio.run(provider.generate([Message("user", "Say hello.")],
                                             SamplingParams(n=1, max_tokens=8, seed=1)))
     assert replies[0].text.strip() and replies[0].error is None

@@ -26,7 +26,9 @@ from rlhf_desktop.ui.main_window import MainWindow
 from rlhf_desktop.ui.settings.dialog import SettingsDialog
 from tests.azure_server import AzureServer
 from tests.ui.conftest import run, wait_until
-from tests.ui.helpers import azure_env, db, send, window_for
+from tests.ui.helpers import activate, azure_env, db, press, send, window_for
+
+ALT = Qt.KeyboardModifier.AltModifier
 
 KEY = "sk-azure-SECRET-arena-77c1"
 SOURCES = [CandidateSource("cool base", provider="local", temperature=0.3, count=2),
@@ -275,7 +277,7 @@ def test_arena_turn_names_no_source_before_the_pick_and_each_after(
         # numbered as shown when picked, each with the model's rank
         assert [c.rank_badge.text().split(" · ")[0] for c in widget.ordered_cards()] == \
             ["Reply 1", "Reply 2", "Reply 3", "Reply 4"] and widget.card_at(2) is card
-        assert all(" · ranked #" in c.rank_badge.text() for c in widget.cards.values())
+        assert all(" · scored #" in c.rank_badge.text() for c in widget.cards.values())
         label = db().labels.last()
         assert label is not None and label.blind
 
@@ -457,6 +459,20 @@ def test_a_head_to_head_says_so_above_the_chat_and_ties_in_one_click(
         assert turn is not None and turn.id is not None and len(turn.candidates) == 2
         bar = widget.findChild(LabelBar)
         assert bar is not None and bar.tie_button.text() == "Tie"  # two replies: nothing to choose
+        # on a turn already picked, Alt+T does not replace the pick in one key
+        first = widget.card_at(0)
+        assert first is not None
+        first.pick_button.click()
+        await wait_until(lambda: db().conversations.get_turn(turn.id).labeled, 10,
+                         "the pick")
+        await activate(window)
+        before = (db().labels.last(), db().conversations.get_turn(turn.id))
+        press(window, Qt.Key.Key_T, ALT)
+        assert (db().labels.last(), db().conversations.get_turn(turn.id)) == before
+        bar.cancel_button.click()  # leave the tie chooser it opened
+        press(window, Qt.Key.Key_Z, ALT)  # undo the pick: the bar's one-click Tie again
+        await wait_until(lambda: bar.isVisible() and bar.tie_button.text() == "Tie", 10,
+                         "the bar after the undo")
         bar.tie_button.click()
         stored = db().conversations.get_turn(turn.id)
         assert stored.label_kind == "tie"

@@ -85,8 +85,8 @@ def test_a_scored_blind_pick_keeps_its_order_and_sorts_by_score_on_request(
     # the same numbers; each card now names the model's rank beside it, and its score
     assert numbers(widget) == SEEN
     badges = {card.index: card.rank_badge.text() for card in widget.ordered_cards()}
-    assert badges == {2: "Reply 1 · ranked #1", 0: "Reply 2 · ranked #4",
-                      3: "Reply 3 · ranked #3", 1: "Reply 4 · ranked #2"}
+    assert badges == {2: "Reply 1 · scored #1", 0: "Reply 2 · scored #4",
+                      3: "Reply 3 · scored #3", 1: "Reply 4 · scored #2"}
     scores = {card.index: card.score_badge.text() for card in widget.ordered_cards()}
     assert scores == {2: "score +0.900", 1: "score +0.400", 3: "score +0.100",
                       0: "score -0.500"}
@@ -145,7 +145,7 @@ def test_a_blind_pick_in_the_window_keeps_its_number_when_shown_again(
         window.chat.pick(widget, card.index)  # Best on "Reply 4"
         assert numbers(widget) == SEEN and widget.card_at(3) is card
         assert card.state_badge.text() == "✓ Your pick"
-        assert card.rank_badge.text() == "Reply 4 · ranked #2"
+        assert card.rank_badge.text() == "Reply 4 · scored #2"
         assert card.score_badge.text() == "score +0.400"
         window.chat.show_conversation(conv.id)  # shown again, from the database
         again = window.chat.widgets[-1]
@@ -181,5 +181,5 @@ def test_a_skipped_blind_turn_keeps_its_numbers(qtbot: object) -> None:
     widget.set_turn(turn)
     assert numbers(widget) == SEEN
     assert widget.card_at(0) is not None and widget.card_at(0).rank_badge.text() == \
-        "Reply 1 · ranked #1"
+        "Reply 1 · scored #1"
     assert "Skipped" in widget.status.text() and widget.sort_button.isVisible()

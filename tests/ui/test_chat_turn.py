@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from PySide6.QtCore import Qt
@@ -489,3 +490,35 @@ def test_a_streaming_replys_stop_button_stays_put_while_its_text_grows(qtbot: ob
     QApplication.processEvents()
     assert card.stop_button.isVisible()
     assert card.stop_button.mapTo(card, QPoint(0, 0)) == before
+
+
+def test_a_cut_replys_footer_follows_the_max_tokens_it_was_asked_with(qtbot: object) -> None:
+    """A turn made at 256 whose reply is regenerated after max tokens went down to 64 stops
+    at 64: that is a max-tokens cut, not a full context (a regenerate asks with today's
+    setting). An arena's built-in source is judged by its origin; a remote reply never."""
+    from rlhf_desktop.domain import Candidate, Message, SamplingParams, Turn
+    from rlhf_desktop.ui.markdown_render import MarkdownRenderer
+
+    widget = TurnWidget("Count to 400.", 1, MarkdownRenderer())
+    qtbot.addWidget(widget)  # type: ignore[attr-defined]
+    now = {"max_tokens": 64}
+    widget.max_tokens_now = lambda: now["max_tokens"]
+    cut = Candidate(index=0, text="1, 2, 3", finish_reason="length", completion_tokens=64,
+                    id=1)
+    turn = Turn(messages=[Message("user", "Count to 400.")], params=SamplingParams(
+        n=1, max_tokens=256), provider="local", model="m", candidates=[cut], id=1,
+        conversation_id=1)
+    widget.set_turn(turn)
+    footer = widget.cards[0].footer.text()
+    assert "cut at max tokens" in footer and "context" not in footer
+    now["max_tokens"] = 256  # the same reply at 100 of 256: the context was full
+    widget.set_turn(replace(turn, candidates=[replace(cut, completion_tokens=100)]))
+    assert "the chat's context is full" in widget.cards[0].footer.text()
+    # an arena turn: a built-in source's reply by its origin, a remote one never
+    arena = replace(turn, provider="arena", candidates=[
+        replace(cut, completion_tokens=100, origin={"provider": "local"})])
+    widget.set_turn(arena)
+    assert "the chat's context is full" in widget.cards[0].footer.text()
+    widget.set_turn(replace(arena, candidates=[
+        replace(cut, completion_tokens=100, origin={"provider": "azure"})]))
+    assert "cut at max tokens" in widget.cards[0].footer.text()

@@ -100,7 +100,7 @@ def test_blind_turn_hides_scores_and_ranks_until_the_pick_then_reveals_them(
         ranked = sorted(turn.candidates, key=lambda c: -(c.score or 0))
         rank = [c.id for c in ranked].index(turn.chosen_candidate_id) + 1
         assert f"the model ranked your pick #{rank}" in widget.status.text()
-        assert pick_card.rank_badge.text() == f"Reply 2 · ranked #{rank}"
+        assert pick_card.rank_badge.text() == f"Reply 2 · scored #{rank}"
         assert widget.card_at(1) is pick_card
         assert any(t.startswith("score ") for t in card_texts(widget))
         label = repo.labels.last()

@@ -174,7 +174,7 @@ def test_a_blind_turn_reveals_the_models_ranking_once_the_ranking_is_saved(
         assert f"the model ranked your first #{rank} of 3" in widget.status.text()
         first_card = next(c for c in widget.cards.values()
                           if c.candidate is not None and c.candidate.id == first)
-        assert first_card.rank_badge.text() == f"Reply 2 · ranked #{rank}"  # as shown
+        assert first_card.rank_badge.text() == f"Reply 2 · scored #{rank}"  # as shown
         assert first_card.state_badge.text() == "1st"
         assert any(t.startswith("score ") for t in card_texts(widget))
         meta = next(p.metadata for p in repo.pairs.stream() if p.source == "pick")

@@ -61,6 +61,8 @@ class TokenCount:
     is an estimate."""
     reply_tokens: int = 0
     """The most a reply may take (the chat's max tokens); 0: not said."""
+    context_settable: bool = False
+    """The context size is a setting of this app (the built-in model), so raising it helps."""
 
     @property
     def matters(self) -> bool:
@@ -185,4 +187,4 @@ class TokenCounter:
                     exact = False
             total += estimate(text)
         total += PER_MESSAGE * len(texts)
-        return TokenCount(total, limit, exact, how, reply_tokens)
+        return TokenCount(total, limit, exact, how, reply_tokens, kind == "local")

@@ -40,8 +40,7 @@ def origin_details(origin: dict[str, Any]) -> str:
     parts = [KIND_WORDS.get(provider, provider)] if provider else []
     version = origin.get("chat_model_version")
     if provider == "local":
-        parts.append(version_name(version) if isinstance(version, int) and version
-                     else "base")
+        parts.append(version_name(version if isinstance(version, int) else 0))
     elif origin.get("model"):
         parts.append(str(origin["model"]))
     temperature = origin.get("temperature")

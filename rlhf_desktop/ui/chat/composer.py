@@ -241,15 +241,15 @@ class ComposerBar(QFrame):
                 count = self._counter(text)
             except Exception:  # counting must never get in the way of typing
                 log.warning("counting tokens failed", exc_info=True)
-        if count is None or not count.matters:
+        if count is None or not (count.matters or count.squeezed):
             self.token_label.hide()
             return count
         over = " — more than this model takes: shorten it or start a new chat" \
             if count.over else ""
         if count.squeezed:
             over = (f" — {count.room:,} left for the replies (max tokens "
-                    f"{count.reply_tokens:,}): they will be cut short; start a new chat or "
-                    "raise the context size")
+                    f"{count.reply_tokens:,}): they will be cut short; start a new chat"
+                    + (" or raise the context size" if count.context_settable else ""))
         warn = count.over or count.squeezed
         self.token_label.setText(f"{'⚠ ' if warn else ''}{count.text()}{over}")
         self.token_label.setToolTip(f"This message with the conversation so far and the "

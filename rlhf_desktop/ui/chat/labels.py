@@ -92,7 +92,7 @@ class LabelActions:
         bar.setVisible(turn is not None and turn.id is not None and len(usable) >= 2
                        and not turn.labeled)  # to change a label: Best, Edit, or Alt+Z
         if self._tie is None or self._tie[0] is not widget:
-            bar.set_pair(turn is not None and len(rankable(turn)) == 2)
+            bar.set_pair(turn is not None and not turn.labeled and len(rankable(turn)) == 2)
         for card in widget.cards.values():
             button: QPushButton | None = getattr(card, "edit_button", None)
             if button is None:
@@ -183,7 +183,9 @@ class LabelActions:
             self._ctx.say("Wait for the reply being regenerated (or stop it)")
             return
         whole = rankable(widget.turn)
-        if len(whole) == 2:  # nothing to choose: the two replies are the tie (one click)
+        if len(whole) == 2 and not widget.turn.labeled:  # nothing to choose: one click
+            # (a labeled turn keeps the choose-then-save flow: one key must not replace a
+            # pick or a rewrite)
             self._save_tie(widget, [c.id for c in whole if c.id is not None])
             return
         self._tie = (widget, [])

@@ -3,13 +3,13 @@
 
 A blind (or arena) turn keeps, once labeled or skipped, the order and the numbers its cards
 had when the user labeled it ("Reply 4 ✓ Your pick" stays Reply 4); each scored card then
-names the reward model's rank beside its number ("Reply 4 · ranked #2"; "model #2" read as a
-model's name beside "from tuned v1"), and "Sort by score" orders them by the model on
-request."""
+names the reward model's rank beside its number ("Reply 4 · scored #2": "model #2" read as a
+model's name beside "from chat model v1 (tuned)", and "ranked #2" as the user's own rank),
+and "Sort by score" orders them by the model on request."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QKeyEvent, QResizeEvent, QShowEvent
@@ -62,21 +62,21 @@ class ReasonEdit(QLineEdit):
 
 class TurnCard(CandidateCard):
     """A reply card that, while its revealed blind turn keeps the order it was labeled in,
-    keeps its number and names the reward model's rank beside it ("Reply 4 · ranked #2")."""
+    keeps its number and names the reward model's rank beside it ("Reply 4 · scored #2")."""
 
     model_rank: int | None = None
     """The model's 1-based rank of the reply while the cards keep the order they were
     labeled in; None while they are in the model's order (the rank is the position)."""
 
     def refresh_badges(self) -> None:
-        """As a card's, but "Reply N · ranked #k" while :attr:`model_rank` is set."""
+        """As a card's, but "Reply N · scored #k" while :attr:`model_rank` is set."""
         super().refresh_badges()
         c = self.candidate
         if self.model_rank is None or c is None or c.score is None or c.model_version is None:
             self.rank_badge.setToolTip("")
             return
         number = self.position + 1
-        self.rank_badge.setText(f"Reply {number} · ranked #{self.model_rank}")
+        self.rank_badge.setText(f"Reply {number} · scored #{self.model_rank}")
         self.rank_badge.setProperty("badge", "neutral")
         self.rank_badge.setToolTip(
             f"Shown as Reply {number} when you labeled the turn; the reward model ranks it "
@@ -118,6 +118,9 @@ class TurnWidget(QFrame):
         self.context_max_tokens: int | None = None
         """The built-in model's max tokens for this turn, so a card tells a reply the full
         context cut from one cut at max tokens (None: another provider)."""
+        self.max_tokens_now: Callable[[], int] | None = None
+        """The chat's max tokens now (a regenerated reply is asked with today's setting, not
+        the turn's): a card claims a full context only below both."""
         self.order: list[int] = []
         self.rerank_count = 0
         self.retry_action = "retry"
@@ -324,8 +327,19 @@ class TurnWidget(QFrame):
         card = self.cards.get(index)
         if card is not None:
             card.set_streaming(False)
-            card.max_tokens = self.context_max_tokens
+            by_llama = (self.context_max_tokens is not None
+                        or (candidate.origin or {}).get("provider") == "local")
+            card.max_tokens = self._limit(self.context_max_tokens or (
+                self.max_tokens_now() if by_llama and self.max_tokens_now else None))
             card.set_candidate(candidate)
+
+    def _limit(self, max_tokens: int | None) -> int | None:
+        """The max tokens a reply of this turn may have been asked with: the smaller of the
+        turn's and today's (None: not known)."""
+        if max_tokens is None:
+            return None
+        now = self.max_tokens_now() if self.max_tokens_now is not None else max_tokens
+        return min(max_tokens, now)
 
     def on_restart(self, index: int) -> None:
         """Candidate ``index`` streams again from nothing."""
@@ -350,7 +364,7 @@ class TurnWidget(QFrame):
             if cand.index not in self.regenerating:
                 card.set_streaming(False)
             by_llama = local or (cand.origin or {}).get("provider") == "local"
-            card.max_tokens = turn.params.max_tokens if by_llama else None
+            card.max_tokens = self._limit(turn.params.max_tokens) if by_llama else None
             card.set_candidate(shown(turn, cand))
         self.apply_order()
         self.mark_pick(turn.chosen_candidate_id)

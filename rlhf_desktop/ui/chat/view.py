@@ -161,6 +161,7 @@ class ChatView(QWidget):
             self.conversation_changed.emit()
 
     def _add_widget(self, widget: TurnWidget) -> None:
+        widget.max_tokens_now = lambda: self.backend.settings.max_tokens
         widget.pick_requested.connect(self.picks.pick)
         widget.retry_requested.connect(self._retry)
         widget.reason_done.connect(self.picks.reason_done)

@@ -138,7 +138,7 @@ class SourcesEditor(QGroupBox):
         top.addLayout(buttons)
 
         self.name = QLineEdit()
-        self.name.setPlaceholderText("e.g. tuned v3, gpt-4o-mini, hot")
+        self.name.setPlaceholderText("e.g. chat model v3, gpt-4o-mini, hot")
         self.provider = QComboBox()
         for value, label in SOURCE_PROVIDERS:
             self.provider.addItem(label, value)
