@@ -57,7 +57,8 @@ def add_arena_parser(sub: Any) -> None:
 def _describe(source: CandidateSource) -> str:
     where = source.provider
     if source.provider == "local" or (source.provider == "auto" and source.chat_model_version):
-        where += f" {version_name(source.chat_model_version)}"
+        where += (f" {version_name(source.chat_model_version)}" if source.chat_model_version
+                  else " base")
     if source.model:
         where += f" {source.model}"
     if source.base_url:
