@@ -337,3 +337,23 @@ def test_a_reply_cut_below_max_tokens_was_cut_by_the_full_context() -> None:
     assert not cut_by_context(cut, None)  # a remote server: its count is not per reply
     assert not cut_by_context(replace(cut, finish_reason="stop"), 256)
     assert not cut_by_context(replace(cut, completion_tokens=None), 256)
+
+
+def test_the_train_command_follows_the_setting_for_cut_pairs(
+        data_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``rlhf-desktop train`` reads the window's switch too: its error names it, so ticking
+    it must change what the command trains on."""
+    from rlhf_desktop import config
+    from rlhf_desktop.cli import main
+    from rlhf_desktop.config import Settings
+
+    repo = Repository.open()
+    turn = cut_turn(repo)
+    LabelingService(repo).pick(turn, turn.candidates[0].id or 0)
+    repo.close()
+    pairs = []
+    for use_cut in (False, True):
+        config.save_settings(Settings(train_on_cut_pairs=use_cut))
+        assert main(["train", "--json"]) == 0
+        pairs.append(json.loads(capsys.readouterr().out)["pairs"])
+    assert pairs == [1, 2]

@@ -251,3 +251,30 @@ def test_labeling_habits_say_how_often_the_longest_and_the_first_card_were_picke
         await session.aclose()
 
     run(scenario())
+
+
+def test_switching_training_on_cut_pairs_retrains_at_once() -> None:
+    """The status bar says "N against cut replies left out: Settings"; ticking the switch
+    retrains then, not after the next N labels."""
+    from dataclasses import replace
+
+    replies = [[Reply("A whole answer."), Reply("Another answer.")]]
+
+    async def scenario() -> None:
+        session, fired = session_with(FakeProvider(turns=replies), candidates_per_turn=2,
+                                      retrain_every=1)
+        chat = session.chat
+        assert chat is not None
+        turn = await chat.send(None, "question")
+        session.pick(turn, turn.candidates[0].id)
+        await session.wait_training()
+        before = len(fired["model_did_train"])
+        session.apply_settings(replace(session.settings, train_on_cut_pairs=True))
+        await session.wait_training()
+        assert len(fired["model_did_train"]) == before + 1
+        session.apply_settings(replace(session.settings, retrain_every=3))  # no switch: no run
+        await session.wait_training()
+        assert len(fired["model_did_train"]) == before + 1
+        await session.aclose()
+
+    run(scenario())
