@@ -55,17 +55,24 @@ def accuracy_text(version: ModelVersion) -> str:
     return f"{acc * 100:.0f} %{early}"
 
 
-def trained_text(version: ModelVersion) -> str:
+def trained_text(version: ModelVersion, use_cut: bool = False) -> str:
     """"trained on 6 pairs", and how many stored pairs it left out because their rejected
     reply was cut at max tokens (with a small model at 256 tokens most are: a new user saw
-    "trained on 6 pairs" after 29 and could not tell why; Settings can include them)."""
+    "trained on 6 pairs" after 29 and could not tell why). While ``use_cut`` is off it points
+    to the Settings switch; once on, the version in use still left them out (a version
+    trained with them was not adopted, or none was trained yet): it says so instead of
+    sending the user back to a switch already on."""
     cut = int(version.metrics.get("cut_pairs_left_out") or 0)
-    return f"trained on {version.pairs} pairs" + (
-        f" ({cut} against cut replies left out: Settings)" if cut else "")
+    if not cut:
+        return f"trained on {version.pairs} pairs"
+    if not use_cut:
+        return f"trained on {version.pairs} pairs ({cut} against cut replies left out: Settings)"
+    return (f"trained on {version.pairs} pairs ({cut} against cut replies left out; a version "
+            "with them was not better on pairs it never saw, see the model page)")
 
 
 def retrain_text(status: RetrainStatus, latest: ModelVersion | None,
-                 early_accuracy: bool = False) -> str:
+                 early_accuracy: bool = False, use_cut: bool = False) -> str:
     """The status-bar text: training progress, or the model and labels to the next run.
 
     The model's pairs are the pairs it was *trained on* (the page's top card counts the pairs
@@ -80,7 +87,7 @@ def retrain_text(status: RetrainStatus, latest: ModelVersion | None,
         queued = " · one more queued" if status.queued else ""
         return f"Training the reward model…{pct}{stage}{queued}"
     parts = []
-    trained = "" if latest is None else trained_text(latest)
+    trained = "" if latest is None else trained_text(latest, use_cut)
     if latest is not None and (early_accuracy or not is_early(latest.labels)):
         parts.append(f"reward model v{latest.version} · CV accuracy {accuracy_text(latest)} · "
                      f"{trained}")
@@ -217,7 +224,7 @@ class Backend(QObject):
                     early_accuracy: bool = False) -> str:
         """Status-bar text for ``status`` (default: now); see :func:`retrain_text`."""
         return retrain_text(status or self.session.models.status(), self.latest,
-                            early_accuracy)
+                            early_accuracy, self.settings.train_on_cut_pairs)
 
     def _reward_loaded(self) -> None:
         log.debug("froze %d start-up objects", warmup.freeze_startup_objects())

@@ -447,7 +447,8 @@ def test_a_head_to_head_says_so_above_the_chat_and_ties_in_one_click(
         await wait_until(lambda: window.backend.provider_kind == "arena", 30, "the arena")
         assert window.banner.isVisible()
         said = window.banner_text.text()
-        assert "each turn shows 2 replies (1 from azure cool and 1 from server hot)" in said
+        assert "each turn shows 2 replies, 1 from azure cool and 1 from server hot, in " \
+            "random order" in said
         assert "(4 replies a turn)" in said and '"from" above the chat' in said
         # the chat's model line names no single model (it said "… (provider default)")
         assert window.chat_summary.text().startswith(

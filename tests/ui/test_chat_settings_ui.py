@@ -105,7 +105,7 @@ def test_the_count_warns_when_the_context_leaves_the_replies_less_than_max_token
     # a remote model's context is not ours to raise; under half the context still warns
     bar.set_counter(lambda _text: TokenCount(600, 2048, True, "tiktoken", 1500))
     assert bar.token_label.isVisibleTo(bar) and bar.token_label.text().endswith(
-        "they will be cut short; start a new chat")
+        "they will be cut short or fail; start a new chat")
     bar.set_counter(lambda _text: TokenCount(1500, 2048, True, "the tokenizer", 256))
     assert bar.token_label.text() == "1,500 of 2,048 tokens"  # room enough: no warning
     assert not TokenCount(1500, 2048, True, "", 0).squeezed  # max tokens not said

@@ -80,6 +80,9 @@ def test_training_on_pairs_against_cut_replies_is_a_setting_the_status_bar_point
                            metrics={"cut_pairs_left_out": 23})
     assert trained_text(version) == "trained on 6 pairs (23 against cut replies left out: " \
         "Settings)"
+    # the switch on, the version in use still without them: no pointing back to Settings
+    assert "Settings" not in trained_text(version, use_cut=True)
+    assert "not better on pairs it never saw" in trained_text(version, use_cut=True)
     assert trained_text(ModelVersion(version=1, path="", created_at=0.0, pairs=6, labels=2,
                                      metrics={})) == "trained on 6 pairs"
     config.save_settings(Settings())

@@ -100,7 +100,7 @@ def comparison_banner(sources: list[CandidateSource], usual: int) -> str:
     active = [s for s in sources if s.active]
     total = sum(s.count for s in active)
     each = " and ".join(f"{s.count} from {s.name}" for s in active)
-    return (f"Blind comparison: each turn shows {total} replies ({each}) in random order; "
+    return (f"Blind comparison: each turn shows {total} replies, {each}, in random order; "
             "which one wrote which shows after you pick. To chat with one model again "
             f"({usual} replies a turn), choose it in \"from\" above the chat or in \"Chat "
             "with\" on the Model page.")

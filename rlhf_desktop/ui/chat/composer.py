@@ -248,7 +248,7 @@ class ComposerBar(QFrame):
             if count.over else ""
         if count.squeezed:
             over = (f" — {count.room:,} left for the replies (max tokens "
-                    f"{count.reply_tokens:,}): they will be cut short; start a new chat"
+                    f"{count.reply_tokens:,}): they will be cut short or fail; start a new chat"
                     + (" or raise the context size" if count.context_settable else ""))
         warn = count.over or count.squeezed
         self.token_label.setText(f"{'⚠ ' if warn else ''}{count.text()}{over}")
