@@ -33,8 +33,7 @@ from collections.abc import Sequence
 from rlhf_desktop.domain import Candidate, Turn
 
 __all__ = ["CUT", "NOT_WHOLE", "RuleError", "context_reply", "cut_by_context", "failed_indices",
-           "is_cut",
-           "is_whole_reply",
+           "is_cut", "is_whole_reply",
            "model_rank", "model_scored", "model_top", "no_rejected_message", "rank_key",
            "rankable", "ranked", "ranking_pairs", "rejected_side", "reply_key", "same_as",
            "same_replies", "same_reply", "why_left_out"]

@@ -16,10 +16,9 @@ The labels file has one JSON object per label::
 edit, whose text is in ``edited`` with ``metadata.edited_from``). ``reason`` is the line the
 user wrote under the turn ("What was wrong?" after all bad, why a pick), null when none: an
 all-bad flag makes no pairs, so this file is the only export that carries its reason.
-``scores``, ``positions``
-and ``origins`` (the arena source of each reply) are per completion, as they were when the
-user labeled the turn; each is null instead of a list when nothing is known (no reward model
-yet, no arena).
+``scores``, ``positions`` and ``origins`` (the arena source of each reply) are per
+completion, as they were when the user labeled the turn; each is null instead of a list when
+nothing is known (no reward model yet, no arena).
 
 The ranking file (``--format ranking``) has one line per ranking label, and only for
 ranking labels (a pick is not written as a partial ranking: its pairs are in the pair
