@@ -327,10 +327,11 @@ class TurnWidget(QFrame):
         card = self.cards.get(index)
         if card is not None:
             card.set_streaming(False)
-            by_llama = (self.context_max_tokens is not None
-                        or (candidate.origin or {}).get("provider") == "local")
-            card.max_tokens = self._limit(self.context_max_tokens or (
-                self.max_tokens_now() if by_llama and self.max_tokens_now else None))
+            limit = self.context_max_tokens  # the built-in model's turn
+            if limit is None and (candidate.origin or {}).get("provider") == "local" \
+                    and self.max_tokens_now is not None:  # an arena's built-in source
+                limit = self.max_tokens_now()
+            card.max_tokens = self._limit(limit)
             card.set_candidate(candidate)
 
     def _limit(self, max_tokens: int | None) -> int | None:
